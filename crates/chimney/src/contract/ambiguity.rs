@@ -1,0 +1,91 @@
+//! Where the contract is silent or contradicts itself (digest §8), we decide here, once.
+//!
+//! Every decision the delivery layer and the verifier depend on is a named constant or
+//! function in this module, with the ambiguity id it resolves. `docs/contract.md` lists the
+//! same decisions for readers who do not read code.
+
+use crate::ndis::{NdisStatus, NetBufferList};
+
+/// **A2.** The indication remarks say `NDIS_STATUS_NOT_ACCEPTED`, the return table says
+/// `NDIS_STATUS_OFFLOAD_DATA_NOT_ACCEPTED`. Our host API returns an enum
+/// ([`super::IndicateReturn`]) whose refusal maps to the latter; both codes count as refusal.
+pub fn is_refusal(status: NdisStatus) -> bool {
+    matches!(
+        status,
+        NdisStatus::OffloadDataNotAccepted | NdisStatus::NotAccepted
+    )
+}
+
+/// **A7.** `TcpReceiveBytesTransferred` = bytes the host placed before posting. We read them as
+/// lying *before* `DataOffset` (the host advanced past them), so the used data space is exactly
+/// the free room, the target writes at `DataOffset` as always, and `TcpOffloadBytesTransferred`
+/// counts only the target's bytes (R-ACC-1 holds unchanged). A push-mode request with
+/// pre-filled bytes counts as partially filled, so its push timer runs from the moment it
+/// heads the queue (= post time when the queue is empty, R-POST-8). Read before slot 0 is
+/// written (§2.5 aliasing).
+pub fn prefilled_bytes(nbl: &NetBufferList) -> usize {
+    nbl.tcp_receive_bytes_transferred()
+}
+
+/// **A8.** A zero-byte request is completed (SUCCESS, 0 bytes) when it reaches the head of the
+/// FIFO *and data is available* (buffered or arriving) — the Winsock meaning of a zero-byte
+/// receive, "tell me when there is data". It consumes nothing; the data then goes to the next
+/// request or, with none, to an indication, which its post has re-enabled (R-IND-7). Outstanding
+/// zero-byte requests are also completed by disconnect, abort and terminate like any other.
+pub fn zero_byte_request_completes(bytes_available: usize) -> bool {
+    bytes_available > 0
+}
+
+/// **A9.** Requests still outstanding when TcpIndicateDisconnect is made (necessarily empty:
+/// the disconnect waits until all data is consumed, and FIN completes a partially filled
+/// request of either mode first) are completed like later posts: `NDIS_STATUS_INVALID_STATE`,
+/// 0 bytes, right after the disconnect event returns.
+pub const STATUS_AFTER_DISCONNECT: NdisStatus = NdisStatus::InvalidState;
+
+/// **A11.** At terminate, empty outstanding requests complete with
+/// `NDIS_STATUS_UPLOAD_IN_PROGRESS` and 0 bytes (the status the upload pages use for I/O during
+/// an upload).
+pub const STATUS_AT_TERMINATE_EMPTY: NdisStatus = NdisStatus::UploadInProgress;
+
+/// **A11.** A request that already holds placed bytes at terminate completes with
+/// `NDIS_STATUS_SUCCESS` and its byte count, as a push would: a failure status could make a
+/// host discard bytes that are delivered nowhere else. (A6: SUCCESS with a partial count is
+/// already the push-completion meaning.)
+pub const STATUS_AT_TERMINATE_WITH_DATA: NdisStatus = NdisStatus::Success;
+
+/// **A10.** After an acceptable RST every outstanding receive request completes with
+/// `NDIS_STATUS_REQUEST_ABORTED` (the FIN/RST page's "REQUEST_ABORT"), carrying the bytes already
+/// placed; TcpIndicateAbort comes first. Host abortive disconnect (R-ABT-1) does the same
+/// without the event.
+pub const STATUS_AFTER_ABORT: NdisStatus = NdisStatus::RequestAborted;
+
+/// **A14.** At terminate undelivered data is handed back as `BufferedData` (not pushed up with
+/// the delivery algorithm): bounded work, no indications during an upload, and the chain ends
+/// right before the returned `RcvNxt`, mirroring R-BUF-1.
+pub const TERMINATE_RETURNS_BUFFERED_DATA: bool = true;
+
+/// **A21.** The push timer is per connection and tracks the head request only (only the head
+/// can be partially filled, by FIFO). It starts when the head becomes partially filled in push
+/// mode, restarts on every data arrival while it runs, and stops on any completion.
+pub const PUSH_TIMER_TRACKS_HEAD_ONLY: bool = true;
+
+/// **A22.** PSH is remembered as a stream offset (the end of the newest PSH segment). A partially
+/// filled push-mode request is completed when it holds a byte before that mark — also when
+/// the bytes reached it from buffered data on a later post.
+pub fn push_applies(psh_mark: u64, head_start: u64) -> bool {
+    psh_mark > head_start
+}
+
+/// **A24 / R-POST-11.** In this API posts made during an upcall go through
+/// [`super::NestedCalls`] and are processed after the upcall; a top-level `receive` call may
+/// complete requests before it returns, because the host cannot be inside one of its own
+/// completion routines at that point (it holds `&mut` to nothing the upcall needs). So
+/// R-POST-11's hazard does not exist here and the verifier does not check it.
+pub const COMPLETES_INSIDE_TOP_LEVEL_POST: bool = true;
+
+/// **Flowchart 1, "buffered not empty → append, no indication".** That branch assumes buffered
+/// data exists only after a refusal. Offload-time `BufferedData` has not been refused, so we
+/// track the refusal itself (`indicate_blocked`, set by a refusal, cleared by any post) and
+/// indicate buffered data whenever it is not blocked; BufferedData is offered on the first
+/// timer run after the offload completes (R-IND-11).
+pub const INDICATE_UNLESS_REFUSED: bool = true;

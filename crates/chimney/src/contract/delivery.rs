@@ -1,0 +1,882 @@
+//! The delivery algorithm of digest §5, for many connections: posted FIFO, buffered bytes,
+//! push timer, indications, FIN/RST/abort, offload and terminate.
+//!
+//! One function per flowchart connector: [`Delivery::fill`] (connector A: copy into posted
+//! requests, FIFO, buffered bytes first), the indication step of [`Delivery::run`] (connector
+//! B), and the push-timer expiry in [`Delivery::handle_timeout`] (event C). Events A (post)
+//! and B (in-sequence data) enter through [`OffloadTarget::receive`] and
+//! [`ReceiveInput::receive_data`]. Every resolved ambiguity is named in
+//! [`super::ambiguity`].
+//!
+//! Payload is copied once, from the caller's slice straight into the head request's MDLs.
+//! Nothing on that path allocates: posted NBLs move between chains by relinking, indication
+//! NBLs come from a preallocated pool that `receive_return` refills, and buffered bytes live in
+//! a ring reserved at offload.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::time::Duration;
+
+use super::ambiguity;
+use super::{
+    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, NestedCalls, OffloadTarget, PostRejected,
+    ProtocolHost, ReceiveInput,
+};
+use crate::ndis::{
+    DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag,
+    TcpConnectionState, TcpDelegatedState, TcpOffloadEvent, TcpOffloadState,
+};
+use crate::time::Instant;
+
+/// `MiniportReserved` slot: payload bytes the target placed into a posted request so far.
+const PLACED: usize = 0;
+/// `MiniportReserved` slot: `TcpReceiveBytesTransferred` read at post time (§8 A7).
+const PREFILLED: usize = 1;
+
+/// Tunables of the delivery layer.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Push timer (TcpPushTicks at 1000 ticks/s; Windows default 500 ms).
+    pub push_timeout: Duration,
+    /// NBLs in the chimney indication pool (shared by all connections).
+    pub indication_pool: usize,
+    /// MDLs chained on each indication NBL.
+    pub indication_mdls: usize,
+    /// Bytes per indication MDL.
+    pub indication_mdl_bytes: usize,
+    /// Highest connection id accepted (ids index a table).
+    pub max_conn_id: u32,
+    /// Buffer cap used when the host's `InitialRcvWnd` is 0.
+    pub default_rcv_wnd: u32,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            push_timeout: Duration::from_millis(500),
+            indication_pool: 64,
+            indication_mdls: 4,
+            indication_mdl_bytes: 16 * 1024,
+            max_conn_id: 1 << 20,
+            default_rcv_wnd: 256 * 1024,
+        }
+    }
+}
+
+/// Counters of the delivery layer, all connections together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryStats {
+    /// NdisTcpOffloadReceiveComplete calls.
+    pub completion_calls: u64,
+    /// NBLs completed.
+    pub completed_nbls: u64,
+    /// Payload bytes placed into completed requests.
+    pub completed_bytes: u64,
+    /// NdisTcpOffloadReceiveHandler calls.
+    pub indications: u64,
+    /// Bytes consumed through indications.
+    pub indicated_bytes: u64,
+    /// Indications refused in whole or in part.
+    pub indications_refused: u64,
+    /// Event indications.
+    pub events: u64,
+    /// Times an indication waited because the pool was empty.
+    pub pool_empty: u64,
+    /// NBLs returned that did not come from this target (dropped).
+    pub foreign_returns: u64,
+    /// Posts made from inside an upcall for a connection that is not offloaded.
+    pub rejected_nested_posts: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// TcpIndicateDisconnect made; every request now completes INVALID_STATE (R-FIN-3, A9).
+    Disconnected,
+    /// RST or abortive disconnect; every request completes REQUEST_ABORTED (R-RST-1, R-ABT-1).
+    Aborted,
+}
+
+#[derive(Debug)]
+struct Conn {
+    phase: Phase,
+    cap: usize,
+    indication_size: usize,
+    rcv_nxt: u32,
+    posted: NblChain,
+    posted_free: usize,
+    buffered: VecDeque<u8>,
+    /// Stream offset of the first byte not yet completed or accepted (the head request's start).
+    consumed: u64,
+    fed: u64,
+    /// Stream offset just past the newest PSH (0 = none): §8 A22.
+    psh_mark: u64,
+    fin: bool,
+    abort_event: bool,
+    indicate_blocked: bool,
+    push_deadline: Option<Instant>,
+    push_fired: bool,
+    timer_entry: Option<Instant>,
+    kick: bool,
+    busy: bool,
+    waiting_pool: bool,
+}
+
+impl Conn {
+    fn head_holds_data(&self) -> bool {
+        self.posted
+            .front()
+            .is_some_and(|h| h.miniport_reserved[PLACED] > 0 || h.miniport_reserved[PREFILLED] > 0)
+    }
+
+    fn head_is_partial_push(&self) -> bool {
+        self.head_holds_data()
+            && self
+                .posted
+                .front()
+                .is_some_and(|h| !h.tcp_receive_no_push())
+    }
+}
+
+/// The chimney delivery layer: implements the target entry points for many connections and
+/// calls the host's upcalls under the rules of digest §3–§6.
+pub struct Delivery {
+    cfg: DeliveryConfig,
+    conns: Vec<Option<Box<Conn>>>,
+    timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    pool: NblChain,
+    pool_serial: u64,
+    nested: NestedCalls,
+    wake: VecDeque<ConnId>,
+    rejected: Vec<PostRejected>,
+    stats: DeliveryStats,
+}
+
+impl Delivery {
+    /// A delivery layer with its indication pool allocated.
+    pub fn new(cfg: DeliveryConfig) -> Delivery {
+        let mut d = Delivery {
+            cfg,
+            conns: Vec::new(),
+            timers: BinaryHeap::new(),
+            pool: NblChain::new(),
+            pool_serial: 0,
+            nested: NestedCalls::new(),
+            wake: VecDeque::new(),
+            rejected: Vec::new(),
+            stats: DeliveryStats::default(),
+        };
+        for _ in 0..d.cfg.indication_pool {
+            let nbl = d.new_target_nbl();
+            d.pool.push_back(nbl);
+        }
+        d
+    }
+
+    fn new_target_nbl(&mut self) -> NetBufferList {
+        self.pool_serial += 1;
+        let mdls = (0..self.cfg.indication_mdls.max(1))
+            .map(|_| Mdl::zeroed(self.cfg.indication_mdl_bytes.max(1)))
+            .collect();
+        NetBufferList::new(
+            NblId::new(PoolTag::Target, self.pool_serial),
+            NetBuffer::new(mdls),
+        )
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &DeliveryStats {
+        &self.stats
+    }
+
+    /// Posts made from inside upcalls for connections that are not offloaded, handed back.
+    pub fn take_rejected_posts(&mut self) -> Vec<PostRejected> {
+        std::mem::take(&mut self.rejected)
+    }
+
+    /// Bytes held by the target for `conn` and not yet delivered (`ReceiveBacklogSize`).
+    pub fn receive_backlog(&self, conn: ConnId) -> usize {
+        self.conn(conn).map_or(0, |c| c.buffered.len())
+    }
+
+    /// Connections currently offloaded.
+    pub fn connections(&self) -> usize {
+        self.conns.iter().filter(|c| c.is_some()).count()
+    }
+
+    fn conn(&self, id: ConnId) -> Option<&Conn> {
+        self.conns.get(id.0 as usize).and_then(|c| c.as_deref())
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Result<&mut Conn, ApiMisuse> {
+        self.conns
+            .get_mut(id.0 as usize)
+            .and_then(|c| c.as_deref_mut())
+            .ok_or(ApiMisuse::UnknownConnection(id))
+    }
+
+    /// Queues posted NBLs on `conn` (event A's bookkeeping; the caller runs the algorithm).
+    fn post_into(conn: &mut Conn, mut nbls: NblChain) {
+        for nbl in nbls.iter_mut() {
+            // Read the host's slots before slot 0 is ever written (§2.5 aliasing).
+            let prefilled = ambiguity::prefilled_bytes(nbl);
+            nbl.miniport_reserved = [0, prefilled];
+            conn.posted_free += nbl.net_buffer().data_length();
+        }
+        conn.posted.append(&mut nbls);
+        // R-IND-7: any post, zero-byte included, re-enables indications.
+        conn.indicate_blocked = false;
+    }
+
+    /// Unlinks the head request, writes Status / TcpOffloadBytesTransferred, advances its data
+    /// start by the bytes placed (R-CMP-7) and links it to `done`.
+    fn complete_head(conn: &mut Conn, status: NdisStatus, done: &mut NblChain) {
+        let mut one = conn.posted.pop_front_chain();
+        if let Some(nbl) = one.front_mut() {
+            let placed = nbl.miniport_reserved[PLACED];
+            let room = nbl.net_buffer().data_length();
+            conn.posted_free -= room - placed;
+            nbl.status = status;
+            nbl.set_tcp_offload_bytes_transferred(placed);
+            // Cannot fail: `placed <= DataLength` is kept by `fill`.
+            let _advanced: Result<(), _> = nbl.net_buffer_mut().advance_data_start(placed);
+            debug_assert!(_advanced.is_ok());
+            nbl.miniport_reserved = [0, 0];
+            conn.consumed += placed as u64;
+        }
+        done.append(&mut one);
+    }
+
+    /// Connector A (FILL): copies buffered bytes, then `new`, into posted requests in FIFO
+    /// order and links every filled request to `done`. Returns how much of `new` it took.
+    fn fill(conn: &mut Conn, new: &[u8], done: &mut NblChain) -> usize {
+        let mut took = 0;
+        loop {
+            let available = conn.buffered.len() + (new.len() - took);
+            let Some(head) = conn.posted.front_mut() else {
+                break;
+            };
+            let cap = head.net_buffer().data_length();
+            if cap == 0 {
+                if ambiguity::zero_byte_request_completes(available) {
+                    Self::complete_head(conn, NdisStatus::Success, done);
+                    continue;
+                }
+                break;
+            }
+            let mut placed = head.miniport_reserved[PLACED];
+            if placed < cap {
+                if available == 0 {
+                    break;
+                }
+                let nb = head.net_buffer_mut();
+                let mut n = 0;
+                if !conn.buffered.is_empty() {
+                    let (a, b) = conn.buffered.as_slices();
+                    n += nb.write_used(placed, a);
+                    if placed + n < cap {
+                        n += nb.write_used(placed + n, b);
+                    }
+                    conn.buffered.drain(..n);
+                }
+                if placed + n < cap && took < new.len() {
+                    let m = nb.write_used(placed + n, &new[took..]);
+                    took += m;
+                    n += m;
+                }
+                placed += n;
+                head.miniport_reserved[PLACED] = placed;
+                conn.posted_free -= n;
+            }
+            if placed == cap {
+                Self::complete_head(conn, NdisStatus::Success, done);
+            } else {
+                break;
+            }
+        }
+        took
+    }
+
+    /// Completes every posted request with `status` (abort, disconnect, terminate paths).
+    fn complete_all(conn: &mut Conn, status: NdisStatus, done: &mut NblChain) {
+        while !conn.posted.is_empty() {
+            Self::complete_head(conn, status, done);
+        }
+    }
+
+    /// Handles what the host did inside an upcall: posts (in order) and returns.
+    fn absorb_nested(
+        &mut self,
+        now: Instant,
+        me: ConnId,
+        conn: &mut Conn,
+        nested: &mut NestedCalls,
+    ) {
+        for (target, nbls) in nested.drain_posts() {
+            if target == me {
+                Self::post_into(conn, nbls);
+            } else if let Ok(other) = self.conn_mut(target) {
+                Self::post_into(other, nbls);
+                self.wake.push_back(target);
+            } else {
+                self.stats.rejected_nested_posts += 1;
+                self.rejected.push(PostRejected {
+                    nbls,
+                    error: ApiMisuse::UnknownConnection(target),
+                });
+            }
+        }
+        let returned = nested.take_returns();
+        if !returned.is_empty() {
+            self.take_back(now, returned);
+        }
+    }
+
+    /// Recycles returned target NBLs into the pool and wakes connections waiting for one.
+    fn take_back(&mut self, _now: Instant, nbls: NblChain) {
+        let mut nbls = nbls;
+        while !nbls.is_empty() {
+            let mut one = nbls.pop_front_chain();
+            let ours = one
+                .front()
+                .is_some_and(|n| n.id().pool() == Some(PoolTag::Target));
+            if !ours {
+                self.stats.foreign_returns += 1;
+                continue;
+            }
+            if self.pool.len() < self.cfg.indication_pool {
+                if let Some(n) = one.front_mut() {
+                    n.status = NdisStatus::Success;
+                    n.set_tcp_offload_bytes_transferred(0);
+                }
+                self.pool.append(&mut one);
+            }
+        }
+        for (i, slot) in self.conns.iter_mut().enumerate() {
+            if let Some(c) = slot.as_deref_mut() {
+                if c.waiting_pool {
+                    c.waiting_pool = false;
+                    self.wake.push_back(ConnId(i as u32));
+                }
+            }
+        }
+    }
+
+    fn upcall_complete(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        conn: &mut Conn,
+        done: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) {
+        self.stats.completion_calls += 1;
+        self.stats.completed_nbls += done.len() as u64;
+        self.stats.completed_bytes += done
+            .iter()
+            .map(|n| n.tcp_offload_bytes_transferred() as u64)
+            .sum::<u64>();
+        let mut nested = std::mem::take(&mut self.nested);
+        conn.busy = true;
+        host.receive_complete(id, done, &mut nested);
+        conn.busy = false;
+        self.absorb_nested(now, id, conn, &mut nested);
+        self.nested = nested;
+    }
+
+    fn upcall_event(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        conn: &mut Conn,
+        event: TcpOffloadEvent,
+        host: &mut dyn ProtocolHost,
+    ) {
+        self.stats.events += 1;
+        let mut nested = std::mem::take(&mut self.nested);
+        conn.busy = true;
+        host.event_indicate(id, event, &mut nested);
+        conn.busy = false;
+        self.absorb_nested(now, id, conn, &mut nested);
+        self.nested = nested;
+    }
+
+    /// Connector B (INDICATE), one indication. Returns false when the pool is empty.
+    fn indicate_once(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        conn: &mut Conn,
+        host: &mut dyn ProtocolHost,
+    ) -> bool {
+        let mut nbl = self.pool.pop_front_chain();
+        let Some(n) = nbl.front_mut() else {
+            self.stats.pool_empty += 1;
+            conn.waiting_pool = true;
+            return false;
+        };
+        let mut len = conn.buffered.len().min(n.net_buffer().chain_len());
+        if conn.indication_size > 0 {
+            len = len.min(conn.indication_size);
+        }
+        let nb = n.net_buffer_mut();
+        // Cannot fail: len <= chain_len.
+        let _reset: Result<(), _> = nb.reset_used_space(0, len);
+        let (a, b) = conn.buffered.as_slices();
+        let w = nb.write_used(0, a);
+        if w < len {
+            nb.write_used(w, b);
+        }
+        n.status = NdisStatus::Success;
+        n.set_tcp_offload_bytes_transferred(0);
+        self.stats.indications += 1;
+        let mut nested = std::mem::take(&mut self.nested);
+        conn.busy = true;
+        let outcome = host.receive_indicate(id, nbl, NdisStatus::Success, &mut nested);
+        conn.busy = false;
+        let consumed = match outcome {
+            IndicateReturn::Success => len,
+            IndicateReturn::NotAccepted(mut back) => {
+                self.pool.append(&mut back);
+                0
+            }
+            IndicateReturn::PartiallyAccepted {
+                nbl: mut back,
+                bytes_consumed,
+            } => {
+                self.pool.append(&mut back);
+                bytes_consumed.min(len)
+            }
+        };
+        conn.buffered.drain(..consumed);
+        conn.consumed += consumed as u64;
+        self.stats.indicated_bytes += consumed as u64;
+        if consumed < len {
+            // R-IND-7: no further indication until a post (posts made during this very
+            // indication, absorbed next, lift the block again: flowchart 2 → FILL).
+            self.stats.indications_refused += 1;
+            conn.indicate_blocked = true;
+        }
+        self.absorb_nested(now, id, conn, &mut nested);
+        self.nested = nested;
+        true
+    }
+
+    /// Runs the algorithm for one connection until no rule asks for another upcall: FILL,
+    /// completions, PSH/FIN/push-timer completion of the partial head, indications, events.
+    /// `new` is freshly arrived in-sequence data (`arrived` restarts a running push timer).
+    fn run(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        host: &mut dyn ProtocolHost,
+        new: &[u8],
+        arrived: bool,
+    ) {
+        let Some(mut conn) = self.conns.get_mut(id.0 as usize).and_then(Option::take) else {
+            return;
+        };
+        debug_assert!(
+            !conn.busy,
+            "R-CMP-5: delivery entered while an upcall is in progress"
+        );
+        let mut new = new;
+        loop {
+            let mut done = NblChain::new();
+            match conn.phase {
+                Phase::Aborted => {
+                    if conn.abort_event {
+                        conn.abort_event = false;
+                        self.upcall_event(now, id, &mut conn, TcpOffloadEvent::Abort, host);
+                        continue;
+                    }
+                    Self::complete_all(&mut conn, NdisStatus::RequestAborted, &mut done);
+                }
+                Phase::Disconnected => {
+                    Self::complete_all(&mut conn, ambiguity::STATUS_AFTER_DISCONNECT, &mut done)
+                }
+                Phase::Open => {
+                    let took = Self::fill(&mut conn, new, &mut done);
+                    conn.buffered.extend(&new[took..]);
+                    new = &[];
+                    let pushed = conn.psh_mark > conn.consumed || conn.push_fired;
+                    let fin_all_placed = conn.fin && conn.buffered.is_empty();
+                    if conn.head_holds_data()
+                        && ((conn.head_is_partial_push() && pushed) || fin_all_placed)
+                    {
+                        Self::complete_head(&mut conn, NdisStatus::Success, &mut done);
+                    }
+                    conn.push_fired = false;
+                    if !done.is_empty() {
+                        // R-CMP-9: a completion stops the push timer; it restarts below for a
+                        // new partially filled push request.
+                        conn.push_deadline = None;
+                    }
+                }
+            }
+            if !done.is_empty() {
+                self.upcall_complete(now, id, &mut conn, done, host);
+                continue;
+            }
+            if conn.phase != Phase::Open {
+                break;
+            }
+            if conn.fin && conn.buffered.is_empty() && !conn.head_holds_data() {
+                conn.phase = Phase::Disconnected;
+                self.upcall_event(now, id, &mut conn, TcpOffloadEvent::Disconnect, host);
+                continue;
+            }
+            if conn.posted.is_empty() && !conn.buffered.is_empty() && !conn.indicate_blocked {
+                if self.indicate_once(now, id, &mut conn, host) {
+                    continue;
+                }
+                break;
+            }
+            break;
+        }
+        if conn.phase == Phase::Open && conn.head_is_partial_push() {
+            if conn.push_deadline.is_none() || arrived {
+                conn.push_deadline = Some(now + self.cfg.push_timeout);
+            }
+        } else {
+            conn.push_deadline = None;
+        }
+        self.schedule(id, &mut conn);
+        self.conns[id.0 as usize] = Some(conn);
+    }
+
+    /// Makes sure the timer heap holds an entry no later than the connection's next deadline.
+    fn schedule(&mut self, id: ConnId, conn: &mut Conn) {
+        if let Some(d) = conn.push_deadline {
+            if conn.timer_entry.is_none_or(|e| d < e) {
+                conn.timer_entry = Some(d);
+                self.timers.push(Reverse((d, id.0)));
+            }
+        }
+    }
+
+    /// Runs connections woken by nested posts on other connections or by pool refills.
+    fn drive(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
+        while let Some(id) = self.wake.pop_front() {
+            self.run(now, id, host, &[], false);
+        }
+    }
+}
+
+impl OffloadTarget for Delivery {
+    fn initiate_offload(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        mut state: TcpOffloadState,
+        _host: &mut dyn ProtocolHost,
+    ) -> Result<NblChain, InitiateFailed> {
+        let fail = |status, error, state| {
+            Err(InitiateFailed {
+                status,
+                error: Some(error),
+                state,
+            })
+        };
+        if id.0 > self.cfg.max_conn_id {
+            return fail(
+                NdisStatus::Failure,
+                ApiMisuse::ConnIdOutOfRange {
+                    conn: id,
+                    max: self.cfg.max_conn_id,
+                },
+                state,
+            );
+        }
+        if self.conn(id).is_some() {
+            return fail(NdisStatus::Failure, ApiMisuse::ConnectionExists(id), state);
+        }
+        let cap = match state.cached.initial_rcv_wnd {
+            0 => self.cfg.default_rcv_wnd,
+            w => w,
+        } as usize;
+        let held: usize = state
+            .delegated
+            .buffered_data
+            .iter()
+            .map(|n| n.net_buffer().data_length())
+            .sum();
+        if held > cap {
+            // R-BUF-2: no room for the host's BufferedData.
+            let e = ApiMisuse::WindowExceeded {
+                conn: id,
+                offered: held,
+                space: cap,
+            };
+            return fail(NdisStatus::OffloadTcpRcvBuffer, e, state);
+        }
+        let mut buffered = VecDeque::with_capacity(cap);
+        for nbl in state.delegated.buffered_data.iter() {
+            let nb = nbl.net_buffer();
+            for s in nb.slices(nb.data_offset(), nb.data_length()) {
+                buffered.extend(s);
+            }
+        }
+        let conn = Conn {
+            phase: Phase::Open,
+            cap,
+            indication_size: state.cached.rcv_indication_size as usize,
+            rcv_nxt: state.delegated.rcv_nxt,
+            posted: NblChain::new(),
+            posted_free: 0,
+            buffered,
+            consumed: 0,
+            fed: held as u64,
+            psh_mark: 0,
+            fin: matches!(state.delegated.state, Some(TcpConnectionState::CloseWait)),
+            abort_event: false,
+            indicate_blocked: false,
+            push_deadline: None,
+            push_fired: false,
+            timer_entry: None,
+            kick: false,
+            busy: false,
+            waiting_pool: false,
+        };
+        let idx = id.0 as usize;
+        if self.conns.len() <= idx {
+            self.conns.resize_with(idx + 1, || None);
+        }
+        let mut conn = Box::new(conn);
+        if held > 0 || conn.fin {
+            // R-IND-11: nothing is indicated before this call returns; the buffered data is
+            // offered on the next timer run (`poll_timeout` returns `now`).
+            conn.kick = true;
+            conn.timer_entry = Some(now);
+            self.timers.push(Reverse((now, id.0)));
+        }
+        self.conns[idx] = Some(conn);
+        Ok(state.delegated.buffered_data.take())
+    }
+
+    fn receive(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        match self.conn_mut(id) {
+            Ok(conn) => Self::post_into(conn, nbls),
+            Err(error) => return Err(PostRejected { nbls, error }),
+        }
+        self.run(now, id, host, &[], false);
+        self.drive(now, host);
+        Ok(NdisStatus::Pending)
+    }
+
+    fn receive_return(
+        &mut self,
+        now: Instant,
+        nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> NdisStatus {
+        self.take_back(now, nbls);
+        self.drive(now, host);
+        NdisStatus::Success
+    }
+
+    fn disconnect(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        kind: DisconnectKind,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        if kind == DisconnectKind::Graceful {
+            self.conn_mut(id)?;
+            return Err(ApiMisuse::Unsupported(
+                "graceful disconnect belongs to the TCP engine's send side",
+            ));
+        }
+        let conn = self.conn_mut(id)?;
+        // R-ABT-1: stop receiving at once, indicated-but-unconsumed data included.
+        conn.phase = Phase::Aborted;
+        conn.buffered.clear();
+        self.run(now, id, host, &[], false);
+        self.drive(now, host);
+        Ok(())
+    }
+
+    fn terminate_offload(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<TcpDelegatedState, ApiMisuse> {
+        let mut conn = self
+            .conns
+            .get_mut(id.0 as usize)
+            .and_then(Option::take)
+            .ok_or(ApiMisuse::UnknownConnection(id))?;
+        conn.push_deadline = None;
+        // R-TRM-2: complete every outstanding request, including posts made meanwhile.
+        while !conn.posted.is_empty() {
+            let mut done = NblChain::new();
+            while !conn.posted.is_empty() {
+                let status = if conn.head_holds_data() {
+                    ambiguity::STATUS_AT_TERMINATE_WITH_DATA
+                } else {
+                    ambiguity::STATUS_AT_TERMINATE_EMPTY
+                };
+                Self::complete_head(&mut conn, status, &mut done);
+            }
+            self.upcall_complete(now, id, &mut conn, done, host);
+        }
+        // R-TRM-3: undelivered bytes go back as BufferedData ending right before RcvNxt.
+        let mut buffered_data = NblChain::new();
+        while !conn.buffered.is_empty() {
+            let mut one = self.pool.pop_front_chain();
+            if one.is_empty() {
+                let nbl = self.new_target_nbl();
+                one.push_back(nbl);
+            }
+            if let Some(n) = one.front_mut() {
+                let len = conn.buffered.len().min(n.net_buffer().chain_len());
+                let nb = n.net_buffer_mut();
+                let _reset: Result<(), _> = nb.reset_used_space(0, len);
+                let (a, b) = conn.buffered.as_slices();
+                let w = nb.write_used(0, a);
+                if w < len {
+                    nb.write_used(w, b);
+                }
+                conn.buffered.drain(..len);
+            }
+            buffered_data.append(&mut one);
+        }
+        let state = match (conn.phase, conn.fin) {
+            (Phase::Aborted, _) => TcpConnectionState::Closed,
+            (_, true) => TcpConnectionState::CloseWait,
+            _ => TcpConnectionState::Established,
+        };
+        self.drive(now, host);
+        Ok(TcpDelegatedState {
+            state: Some(state),
+            rcv_nxt: conn.rcv_nxt,
+            rcv_wnd: u32::try_from(conn.cap).unwrap_or(u32::MAX),
+            ts_recent: 0,
+            buffered_data,
+        })
+    }
+
+    fn handle_timeout(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
+        while let Some(&Reverse((t, idx))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let id = ConnId(idx);
+            let Ok(conn) = self.conn_mut(id) else {
+                continue;
+            };
+            if conn.timer_entry == Some(t) {
+                conn.timer_entry = None;
+            }
+            let push_due = conn.push_deadline.is_some_and(|d| d <= now);
+            if push_due {
+                // Event C: complete the partially filled push request, if any (benign race
+                // otherwise, §5.4).
+                conn.push_deadline = None;
+                conn.push_fired = true;
+            }
+            let kicked = std::mem::take(&mut conn.kick);
+            if push_due || kicked {
+                self.run(now, id, host, &[], false);
+            } else if let Some(mut c) = self.conns[idx as usize].take() {
+                self.schedule(id, &mut c);
+                self.conns[idx as usize] = Some(c);
+            }
+        }
+        self.drive(now, host);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    fn push_timer(&self, conn: ConnId) -> Option<Instant> {
+        self.conn(conn).and_then(|c| c.push_deadline)
+    }
+}
+
+impl ReceiveInput for Delivery {
+    fn receive_data(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        data: &[u8],
+        psh: bool,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        let space = self.receive_space(id);
+        let conn = self.conn_mut(id)?;
+        if conn.phase != Phase::Open || conn.fin {
+            return Err(ApiMisuse::NotReceiving(id));
+        }
+        if data.len() > space {
+            return Err(ApiMisuse::WindowExceeded {
+                conn: id,
+                offered: data.len(),
+                space,
+            });
+        }
+        conn.fed += data.len() as u64;
+        conn.rcv_nxt = conn.rcv_nxt.wrapping_add(data.len() as u32);
+        if psh {
+            conn.psh_mark = conn.fed;
+        }
+        self.run(now, id, host, data, !data.is_empty());
+        self.drive(now, host);
+        Ok(())
+    }
+
+    fn receive_fin(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        let conn = self.conn_mut(id)?;
+        if conn.phase != Phase::Open || conn.fin {
+            return Err(ApiMisuse::NotReceiving(id));
+        }
+        conn.fin = true;
+        conn.rcv_nxt = conn.rcv_nxt.wrapping_add(1);
+        self.run(now, id, host, &[], false);
+        self.drive(now, host);
+        Ok(())
+    }
+
+    fn receive_rst(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        let conn = self.conn_mut(id)?;
+        if conn.phase == Phase::Aborted {
+            return Err(ApiMisuse::NotReceiving(id));
+        }
+        conn.phase = Phase::Aborted;
+        conn.abort_event = true;
+        conn.buffered.clear();
+        self.run(now, id, host, &[], false);
+        self.drive(now, host);
+        Ok(())
+    }
+
+    fn receive_space(&self, id: ConnId) -> usize {
+        self.conn(id).map_or(0, |c| {
+            if c.phase != Phase::Open || c.fin {
+                0
+            } else {
+                c.cap.saturating_sub(c.buffered.len()) + c.posted_free
+            }
+        })
+    }
+}

@@ -1,0 +1,1418 @@
+//! The contract verifier: a wrapper that sits between any target and any host, implements both
+//! interfaces, forwards every call and checks it against [`super::rules::RULES`].
+//!
+//! ```text
+//!   host ──post/return/initiate/terminate/timeout──► Verifier<T> ──► T (any target)
+//!   host ◄──complete/indicate/event── VerifyingHost ◄──────────────── T
+//!                        both halves share one VerifierCore (Mutex, per-connection state)
+//! ```
+//!
+//! The checks live in [`VerifierCore`], whose methods take `&self` and keep per-connection
+//! state behind a mutex (never held across a call into the host or target), so a target that
+//! calls upcalls from several threads is checked too: overlapping upcalls on one connection
+//! are caught by an in-flight flag, not by the borrow checker.
+//!
+//! The verifier also checks the stream: every byte delivered (completions plus consumed
+//! indications, in delivery order) is compared with the bytes fed to the target.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::ThreadId;
+
+use super::rules::{self, Rule};
+use super::{
+    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, NestedCalls, OffloadTarget, PostRejected,
+    ProtocolHost, ReceiveInput,
+};
+use crate::ndis::{
+    DisconnectKind, NblChain, NblId, NdisStatus, NetBufferList, PoolTag, TcpDelegatedState,
+    TcpOffloadEvent, TcpOffloadState,
+};
+use crate::time::Instant;
+
+/// Value the verifier writes into slot 0 of every posted NBL: a target that completes without
+/// writing TcpOffloadBytesTransferred leaves it there (R-CMP-7).
+const UNWRITTEN: usize = usize::MAX;
+
+/// What to do on a violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifierMode {
+    /// Panic with the violation on the first one (tests).
+    Strict,
+    /// Record every violation; read them with [`VerifierCore::violations`].
+    Collect,
+}
+
+/// One broken rule: which, where, and a one-line explanation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The rule broken.
+    pub rule: &'static Rule,
+    /// The connection, when the call names one.
+    pub conn: Option<ConnId>,
+    /// The NBL involved, if any.
+    pub nbl: Option<NblId>,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl core::fmt::Display for Violation {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.rule.id)?;
+        if let Some(c) = self.conn {
+            write!(f, " {c}")?;
+        }
+        if let Some(n) = self.nbl {
+            write!(f, " {n}")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upcall {
+    Complete,
+    Indicate,
+    Event,
+}
+
+#[derive(Debug, Clone)]
+struct PostRec {
+    id: NblId,
+    cap: usize,
+    offset0: usize,
+    no_push: bool,
+    prefilled: usize,
+    nested: bool,
+    after_disconnect: bool,
+}
+
+#[derive(Debug, Default)]
+struct ConnCheck {
+    offloaded: bool,
+    upcall: Option<(Upcall, ThreadId)>,
+    outstanding: VecDeque<PostRec>,
+    pending: VecDeque<u8>,
+    fed: u64,
+    delivered: u64,
+    psh_mark: u64,
+    last_chunk_start: u64,
+    offload_buffered_end: u64,
+    refused_end: u64,
+    rcv_nxt_offload: u32,
+    fin: bool,
+    rst: bool,
+    abortive: bool,
+    terminating: bool,
+    disconnect_indicated: bool,
+    abort_indicated: bool,
+    refused_since_post: bool,
+}
+
+#[derive(Debug, Default)]
+struct CoreState {
+    conns: HashMap<ConnId, ConnCheck>,
+    terminated: HashSet<ConnId>,
+    host_owned: HashSet<NblId>,
+    touched: Vec<ConnId>,
+    in_timeout: bool,
+    violations: Vec<Violation>,
+    checked_bytes: u64,
+}
+
+/// Per-call accumulator of violations, reported when the lock is released.
+struct Found(Vec<Violation>);
+
+impl Found {
+    fn add(
+        &mut self,
+        rule: &'static Rule,
+        conn: Option<ConnId>,
+        nbl: Option<NblId>,
+        detail: impl Into<String>,
+    ) {
+        self.0.push(Violation {
+            rule,
+            conn,
+            nbl,
+            detail: detail.into(),
+        });
+    }
+}
+
+/// The verifier's state and checks, shareable across threads.
+#[derive(Debug)]
+pub struct VerifierCore {
+    mode: VerifierMode,
+    state: Mutex<CoreState>,
+}
+
+fn deque_eq_at(dq: &VecDeque<u8>, at: usize, bytes: &[u8]) -> bool {
+    if at + bytes.len() > dq.len() {
+        return false;
+    }
+    let (a, b) = dq.as_slices();
+    let mut pos = at;
+    let mut rest = bytes;
+    for seg in [a, b] {
+        if rest.is_empty() {
+            break;
+        }
+        if pos >= seg.len() {
+            pos -= seg.len();
+            continue;
+        }
+        let n = (seg.len() - pos).min(rest.len());
+        if seg[pos..pos + n] != rest[..n] {
+            return false;
+        }
+        rest = &rest[n..];
+        pos = 0;
+    }
+    rest.is_empty()
+}
+
+fn nbl_bytes(nbl: &NetBufferList, start: usize, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    nbl.net_buffer().copy_out(start, len, &mut v);
+    v
+}
+
+impl VerifierCore {
+    /// A verifier core in `mode`.
+    pub fn new(mode: VerifierMode) -> VerifierCore {
+        VerifierCore {
+            mode,
+            state: Mutex::new(CoreState::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CoreState> {
+        // A panicking strict check never holds the lock; recover from poisoning anyway.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn report(&self, found: Found) {
+        if found.0.is_empty() {
+            return;
+        }
+        if self.mode == VerifierMode::Strict {
+            let first = &found.0[0];
+            self.lock().violations.extend(found.0.iter().cloned());
+            panic!("contract violation: {first}");
+        }
+        self.lock().violations.extend(found.0);
+    }
+
+    /// Every violation recorded so far.
+    pub fn violations(&self) -> Vec<Violation> {
+        self.lock().violations.clone()
+    }
+
+    /// The distinct rule ids broken so far, sorted.
+    pub fn broken_rules(&self) -> Vec<&'static str> {
+        let mut ids: Vec<_> = self.lock().violations.iter().map(|v| v.rule.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Stream bytes compared against the fed stream so far.
+    pub fn checked_bytes(&self) -> u64 {
+        self.lock().checked_bytes
+    }
+
+    /// Bytes delivered on `conn` (completions plus consumed indications).
+    pub fn delivered(&self, conn: ConnId) -> u64 {
+        self.lock().conns.get(&conn).map_or(0, |c| c.delivered)
+    }
+
+    /// Posted NBLs of `conn` not yet completed.
+    pub fn outstanding(&self, conn: ConnId) -> usize {
+        self.lock()
+            .conns
+            .get(&conn)
+            .map_or(0, |c| c.outstanding.len())
+    }
+
+    // ---- host → target side -------------------------------------------------------------
+
+    fn touch(st: &mut CoreState, conn: ConnId) {
+        if !st.touched.contains(&conn) {
+            st.touched.push(conn);
+        }
+    }
+
+    /// Records posted NBLs and poisons Status / slot 0 so unwritten fields are visible.
+    fn record_posts(st: &mut CoreState, conn: ConnId, nbls: &mut NblChain, nested: bool) {
+        Self::touch(st, conn);
+        let Some(c) = st.conns.get_mut(&conn) else {
+            return;
+        };
+        for nbl in nbls.iter_mut() {
+            let nb = nbl.net_buffer();
+            c.outstanding.push_back(PostRec {
+                id: nbl.id(),
+                cap: nb.data_length(),
+                offset0: nb.data_offset(),
+                no_push: nbl.tcp_receive_no_push(),
+                prefilled: nbl.tcp_receive_bytes_transferred(),
+                nested,
+                after_disconnect: c.disconnect_indicated,
+            });
+            nbl.status = NdisStatus::Pending;
+            nbl.set_tcp_offload_bytes_transferred(UNWRITTEN);
+        }
+        if !nbls.is_empty() {
+            c.refused_since_post = false;
+        }
+    }
+
+    fn unrecord_posts(&self, conn: ConnId, nbls: &NblChain) {
+        let mut st = self.lock();
+        if let Some(c) = st.conns.get_mut(&conn) {
+            let ids: HashSet<NblId> = nbls.iter().map(|n| n.id()).collect();
+            c.outstanding.retain(|r| !ids.contains(&r.id));
+        }
+    }
+
+    fn record_returns(st: &mut CoreState, nbls: &NblChain, f: &mut Found) {
+        for nbl in nbls.iter() {
+            if !st.host_owned.remove(&nbl.id()) {
+                f.add(
+                    &rules::R_RET_1,
+                    None,
+                    Some(nbl.id()),
+                    "host returned an NBL it does not own",
+                );
+            }
+        }
+    }
+
+    fn begin_initiate(&self, conn: ConnId, state: &TcpOffloadState) {
+        let mut st = self.lock();
+        st.terminated.remove(&conn);
+        let mut c = ConnCheck::default();
+        for nbl in state.delegated.buffered_data.iter() {
+            let nb = nbl.net_buffer();
+            for s in nb.slices(nb.data_offset(), nb.data_length()) {
+                c.pending.extend(s);
+            }
+        }
+        c.fed = c.pending.len() as u64;
+        c.offload_buffered_end = c.fed;
+        c.rcv_nxt_offload = state.delegated.rcv_nxt;
+        c.fin = matches!(
+            state.delegated.state,
+            Some(crate::ndis::TcpConnectionState::CloseWait)
+        );
+        st.conns.insert(conn, c);
+    }
+
+    fn end_initiate(&self, conn: ConnId, ok: bool) {
+        let mut st = self.lock();
+        if ok {
+            if let Some(c) = st.conns.get_mut(&conn) {
+                c.offloaded = true;
+            }
+        } else {
+            st.conns.remove(&conn);
+        }
+    }
+
+    /// Checks every connection touched by the call that just returned, now that the target
+    /// is quiescent: what must have happened by now has happened.
+    fn quiescent(&self, push_timer: &dyn Fn(ConnId) -> Option<Instant>) {
+        let mut f = Found(Vec::new());
+        {
+            let mut st = self.lock();
+            let touched = std::mem::take(&mut st.touched);
+            for conn in touched {
+                let Some(c) = st.conns.get(&conn) else {
+                    continue;
+                };
+                if !c.offloaded {
+                    continue;
+                }
+                Self::check_quiescent(conn, c, push_timer(conn), &mut f);
+            }
+        }
+        self.report(f);
+    }
+
+    fn check_quiescent(conn: ConnId, c: &ConnCheck, timer: Option<Instant>, f: &mut Found) {
+        let id = Some(conn);
+        let pending = c.pending.len();
+        let head = c.outstanding.front();
+        if c.rst && (!c.abort_indicated || head.is_some()) {
+            let what = if c.abort_indicated {
+                "a request is still outstanding"
+            } else {
+                "no TcpIndicateAbort"
+            };
+            f.add(
+                &rules::R_RST_1,
+                id,
+                head.map(|h| h.id),
+                format!("after RST: {what}"),
+            );
+            return;
+        }
+        if c.abortive {
+            if let Some(h) = head {
+                f.add(
+                    &rules::R_ABT_1,
+                    id,
+                    Some(h.id),
+                    "request still outstanding after abortive disconnect",
+                );
+            }
+            return;
+        }
+        if c.rst {
+            return;
+        }
+        if c.disconnect_indicated {
+            if let Some(h) = head {
+                f.add(
+                    &rules::R_FIN_3,
+                    id,
+                    Some(h.id),
+                    "request outstanding after TcpIndicateDisconnect",
+                );
+            }
+            return;
+        }
+        let open = !c.terminating;
+        if let (Some(h), true) = (head, open) {
+            if h.cap == 0 && pending > 0 {
+                f.add(
+                    &rules::R_POST_10,
+                    id,
+                    Some(h.id),
+                    format!("zero-byte request not completed with {pending} bytes available"),
+                );
+                return;
+            }
+            if h.cap > 0 && pending >= h.cap {
+                f.add(
+                    &rules::R_CMP_3,
+                    id,
+                    Some(h.id),
+                    format!(
+                        "{pending} bytes available for a {}-byte request left outstanding",
+                        h.cap
+                    ),
+                );
+                return;
+            }
+            if pending > 0 && !h.no_push && c.psh_mark > c.delivered {
+                f.add(
+                    &rules::R_DEL_5,
+                    id,
+                    Some(h.id),
+                    "partially filled push-mode request not completed after PSH",
+                );
+                return;
+            }
+            if pending > 0 && c.fin {
+                f.add(
+                    &rules::R_FIN_1,
+                    id,
+                    Some(h.id),
+                    "partially filled request held after FIN: data never consumed",
+                );
+                return;
+            }
+        }
+        if open && c.fin && pending == 0 && head.is_none_or(|h| h.cap > 0 || h.prefilled == 0) {
+            f.add(
+                &rules::R_FIN_1,
+                id,
+                None,
+                "FIN received and all data consumed, but no TcpIndicateDisconnect",
+            );
+            return;
+        }
+        let expect_timer = open
+            && head.is_some_and(|h| h.cap > 0 && !h.no_push && (pending > 0 || h.prefilled > 0));
+        match (expect_timer, timer) {
+            (false, Some(t)) => f.add(
+                &rules::R_CMP_9,
+                id,
+                None,
+                format!("push timer running (due {t}) with no partially filled push request"),
+            ),
+            (true, None) => f.add(
+                &rules::R_CMP_9,
+                id,
+                head.map(|h| h.id),
+                "partially filled push-mode request without a push timer",
+            ),
+            _ => {}
+        }
+    }
+
+    // ---- stream ---------------------------------------------------------------------------
+
+    /// Compares `bytes`, just delivered, with the fed stream; attributes a mismatch.
+    fn deliver(st: &mut CoreState, conn: ConnId, nbl: NblId, bytes: &[u8], f: &mut Found) {
+        let Some(c) = st.conns.get_mut(&conn) else {
+            return;
+        };
+        let len = bytes.len();
+        if len == 0 {
+            return;
+        }
+        st.checked_bytes += len as u64;
+        if len > c.pending.len() {
+            f.add(
+                &rules::R_ACC_2,
+                Some(conn),
+                Some(nbl),
+                format!(
+                    "{len} bytes delivered at stream offset {}, only {} received and undelivered",
+                    c.delivered,
+                    c.pending.len()
+                ),
+            );
+            c.delivered += c.pending.len() as u64;
+            c.pending.clear();
+            return;
+        }
+        if deque_eq_at(&c.pending, 0, bytes) {
+            c.pending.drain(..len);
+            c.delivered += len as u64;
+            return;
+        }
+        // A mismatch: did the target skip older data it should have delivered first?
+        let candidates = [
+            (
+                c.offload_buffered_end,
+                &rules::R_BUF_3,
+                "skipped offload BufferedData",
+            ),
+            (
+                c.refused_end,
+                &rules::R_IND_6,
+                "skipped data refused by an indication",
+            ),
+            (
+                c.last_chunk_start,
+                &rules::R_DEL_3,
+                "skipped older buffered data",
+            ),
+        ];
+        for (end, rule, what) in candidates {
+            if end > c.delivered {
+                let skip = (end - c.delivered) as usize;
+                if deque_eq_at(&c.pending, skip, bytes) {
+                    f.add(
+                        rule,
+                        Some(conn),
+                        Some(nbl),
+                        format!("{what}: {skip} bytes at stream offset {}", c.delivered),
+                    );
+                    c.pending.drain(..skip + len);
+                    c.delivered += (skip + len) as u64;
+                    return;
+                }
+            }
+        }
+        let first = (0..len).find(|&i| c.pending[i] != bytes[i]).unwrap_or(0);
+        f.add(
+            &rules::R_ACC_3,
+            Some(conn),
+            Some(nbl),
+            format!(
+                "byte {} of the stream differs (delivered {:#04x}, sent {:#04x})",
+                c.delivered + first as u64,
+                bytes[first],
+                c.pending[first]
+            ),
+        );
+        c.pending.drain(..len);
+        c.delivered += len as u64;
+    }
+
+    // ---- target → host side ---------------------------------------------------------------
+
+    fn enter(&self, conn: ConnId, kind: Upcall, f: &mut Found) {
+        let mut st = self.lock();
+        Self::touch(&mut st, conn);
+        let terminated = st.terminated.contains(&conn);
+        let Some(c) = st.conns.get_mut(&conn) else {
+            let why = if terminated {
+                "upcall after terminate completed"
+            } else {
+                "upcall on a connection never offloaded"
+            };
+            let rule = if terminated {
+                &rules::R_TRM_2
+            } else {
+                &rules::R_IND_11
+            };
+            f.add(rule, Some(conn), None, why);
+            return;
+        };
+        if !c.offloaded {
+            f.add(
+                &rules::R_IND_11,
+                Some(conn),
+                None,
+                format!("{kind:?} upcall before the offload completed"),
+            );
+        }
+        let me = std::thread::current().id();
+        if let Some((running, tid)) = c.upcall {
+            if tid == me && running == Upcall::Complete && kind == Upcall::Complete {
+                f.add(
+                    &rules::R_CMP_6,
+                    Some(conn),
+                    None,
+                    "ReceiveComplete re-entered from inside ReceiveComplete",
+                );
+            } else {
+                let how = if tid == me {
+                    "nested in"
+                } else {
+                    "concurrent with"
+                };
+                f.add(
+                    &rules::R_CMP_5,
+                    Some(conn),
+                    None,
+                    format!("{kind:?} upcall {how} a {running:?} upcall"),
+                );
+            }
+        }
+        c.upcall = Some((kind, me));
+    }
+
+    fn exit(&self, conn: ConnId) {
+        if let Some(c) = self.lock().conns.get_mut(&conn) {
+            c.upcall = None;
+        }
+    }
+
+    fn check_completion(&self, conn: ConnId, nbls: &NblChain, f: &mut Found) {
+        let mut st = self.lock();
+        let id = Some(conn);
+        if nbls.is_empty() {
+            f.add(
+                &rules::R_CMP_2,
+                id,
+                None,
+                "ReceiveComplete with an empty chain",
+            );
+            return;
+        }
+        let in_timeout = st.in_timeout;
+        // First pass: match every NBL with its post and work out the bytes it carries.
+        let mut items: Vec<(Option<PostRec>, usize, &NetBufferList)> =
+            Vec::with_capacity(nbls.len());
+        for nbl in nbls.iter() {
+            let nid = nbl.id();
+            let rec = {
+                let Some(c) = st.conns.get_mut(&conn) else {
+                    return;
+                };
+                match c.outstanding.iter().position(|r| r.id == nid) {
+                    Some(0) => c.outstanding.pop_front(),
+                    Some(p) => {
+                        f.add(
+                            &rules::R_CMP_1,
+                            id,
+                            Some(nid),
+                            format!("completed while {p} older request(s) are outstanding"),
+                        );
+                        c.outstanding.remove(p)
+                    }
+                    None => None,
+                }
+            };
+            let Some(rec) = rec else {
+                let elsewhere = st.conns.iter_mut().find_map(|(k, c)| {
+                    c.outstanding.iter().position(|r| r.id == nid).map(|p| {
+                        c.outstanding.remove(p);
+                        *k
+                    })
+                });
+                match elsewhere {
+                    Some(other) => f.add(&rules::R_CMP_2, id, Some(nid), format!("NBL was posted on {other}")),
+                    None => f.add(&rules::R_POST_2, id, Some(nid), "completed an NBL that is not outstanding (never posted, or completed twice)"),
+                }
+                items.push((None, 0, nbl));
+                continue;
+            };
+            let nb = nbl.net_buffer();
+            let slot = nbl.tcp_offload_bytes_transferred();
+            let adv_off = nb.data_offset().wrapping_sub(rec.offset0);
+            let adv_len = rec.cap.wrapping_sub(nb.data_length());
+            if nbl.status == NdisStatus::Pending || slot == UNWRITTEN {
+                let what = if slot == UNWRITTEN {
+                    "TcpOffloadBytesTransferred"
+                } else {
+                    "Status"
+                };
+                f.add(
+                    &rules::R_CMP_7,
+                    id,
+                    Some(nid),
+                    format!("{what} not written before completion"),
+                );
+            } else if rec.cap == 0 && slot != 0 {
+                f.add(
+                    &rules::R_POST_10,
+                    id,
+                    Some(nid),
+                    format!("zero-byte request completed with {slot} bytes"),
+                );
+            } else if slot != adv_off || slot != adv_len || adv_off > rec.cap {
+                f.add(
+                    &rules::R_ACC_1,
+                    id,
+                    Some(nid),
+                    format!("TcpOffloadBytesTransferred {slot}, DataOffset advanced {adv_off}, DataLength shrank {adv_len}"),
+                );
+            }
+            let bytes = if adv_off <= rec.cap { adv_off } else { 0 };
+            items.push((Some(rec), bytes, nbl));
+        }
+        // Second pass: statuses, chain shape, stream.
+        let n = items.len();
+        for i in 0..n {
+            let (Some(rec), b, nbl) = &items[i] else {
+                continue;
+            };
+            let (b, nid) = (*b, nbl.id());
+            let Some(c) = st.conns.get(&conn) else { return };
+            let status = nbl.status;
+            let has_room = b < rec.cap;
+            let mut status_ok = true;
+            let mut bad = |rule: &'static Rule, why: String| {
+                f.add(rule, id, Some(nid), why);
+                status_ok = false;
+            };
+            if c.rst && status != NdisStatus::RequestAborted {
+                bad(&rules::R_RST_1, format!("{status} after RST"));
+            } else if c.abortive && status != NdisStatus::RequestAborted {
+                bad(
+                    &rules::R_ABT_1,
+                    format!("{status} after abortive disconnect"),
+                );
+            } else if rec.after_disconnect && (status != NdisStatus::InvalidState || b != 0) {
+                bad(
+                    &rules::R_FIN_3,
+                    format!(
+                        "posted after TcpIndicateDisconnect, completed {status} with {b} bytes"
+                    ),
+                );
+            } else if c.terminating
+                && !(status == NdisStatus::UploadInProgress && b == 0
+                    || status == NdisStatus::Success
+                        && (b > 0 || rec.prefilled > 0 || rec.cap == 0))
+            {
+                bad(
+                    &rules::R_TRM_2,
+                    format!("{status} with {b} bytes during terminate"),
+                );
+            } else {
+                match status {
+                    NdisStatus::Success if c.disconnect_indicated => bad(
+                        &rules::R_CMP_7,
+                        "SUCCESS after TcpIndicateDisconnect (INVALID_STATE expected, A9)".into(),
+                    ),
+                    NdisStatus::Success => {}
+                    NdisStatus::InvalidState if !c.disconnect_indicated => bad(
+                        &rules::R_CMP_7,
+                        "INVALID_STATE without TcpIndicateDisconnect".into(),
+                    ),
+                    NdisStatus::UploadInProgress if !c.terminating => bad(
+                        &rules::R_CMP_7,
+                        "UPLOAD_IN_PROGRESS while no upload is in progress".into(),
+                    ),
+                    NdisStatus::RequestAborted if !(c.rst || c.abortive) => bad(
+                        &rules::R_CMP_7,
+                        "REQUEST_ABORTED without RST or abortive disconnect".into(),
+                    ),
+                    NdisStatus::InvalidState
+                    | NdisStatus::UploadInProgress
+                    | NdisStatus::RequestAborted => {}
+                    other => bad(
+                        &rules::R_CMP_7,
+                        format!("{other} is not a receive completion status"),
+                    ),
+                }
+            }
+            let normal = status_ok
+                && status == NdisStatus::Success
+                && !c.terminating
+                && !c.disconnect_indicated;
+            if normal && has_room && rec.cap > 0 {
+                let later_data = items[i + 1..].iter().any(|(_, lb, _)| *lb > 0);
+                let fin_push = c.fin && b == c.pending.len();
+                if i + 1 < n && later_data {
+                    f.add(
+                        &rules::R_POST_3,
+                        id,
+                        Some(nid),
+                        format!(
+                            "{} bytes of room left while a later request got data",
+                            rec.cap - b
+                        ),
+                    );
+                } else if i + 1 < n {
+                    f.add(
+                        &rules::R_CMP_3,
+                        id,
+                        Some(nid),
+                        "partially filled request is not the last of its completion",
+                    );
+                } else if fin_push {
+                } else if rec.no_push {
+                    f.add(
+                        &rules::R_DEL_5,
+                        id,
+                        Some(nid),
+                        format!("non-push request completed with {b} of {} bytes", rec.cap),
+                    );
+                } else if b == 0 && rec.prefilled == 0 {
+                    f.add(
+                        &rules::R_CMP_4,
+                        id,
+                        Some(nid),
+                        "empty request completed SUCCESS",
+                    );
+                } else if !(in_timeout || c.psh_mark > c.delivered) {
+                    f.add(
+                        &rules::R_CMP_4,
+                        id,
+                        Some(nid),
+                        "partially filled push request completed without PSH or push timer",
+                    );
+                }
+            }
+            if c.disconnect_indicated && b > 0 {
+                f.add(
+                    &rules::R_FIN_1,
+                    id,
+                    Some(nid),
+                    "data completed after TcpIndicateDisconnect",
+                );
+            }
+            let data = nbl_bytes(nbl, rec.offset0, b);
+            Self::deliver(&mut st, conn, nid, &data, f);
+        }
+    }
+
+    fn check_indication(
+        &self,
+        conn: ConnId,
+        nbl: &NblChain,
+        status: NdisStatus,
+        f: &mut Found,
+    ) -> Option<(NblId, Vec<u8>)> {
+        let st = self.lock();
+        let id = Some(conn);
+        let Some(first) = nbl.front() else {
+            f.add(&rules::R_IND_3, id, None, "indication without an NBL");
+            return None;
+        };
+        let nid = first.id();
+        let nb = first.net_buffer();
+        if nbl.len() != 1 {
+            f.add(
+                &rules::R_IND_3,
+                id,
+                Some(nid),
+                format!(
+                    "indication chain of {} NBLs (must be stand-alone)",
+                    nbl.len()
+                ),
+            );
+        } else if nid.pool() != Some(PoolTag::Target) {
+            f.add(
+                &rules::R_IND_3,
+                id,
+                Some(nid),
+                "indicated NBL is not from the target's pool",
+            );
+        } else if nb.data_length() == 0 {
+            f.add(&rules::R_IND_3, id, Some(nid), "indication of zero bytes");
+        }
+        if status != NdisStatus::Success {
+            f.add(
+                &rules::R_IND_4,
+                id,
+                Some(nid),
+                format!("indication Status {status}"),
+            );
+        }
+        if st.host_owned.contains(&nid) {
+            f.add(
+                &rules::R_IND_5,
+                id,
+                Some(nid),
+                "indicated an NBL the host still owns",
+            );
+        }
+        let c = st.conns.get(&conn)?;
+        if c.rst {
+            f.add(&rules::R_RST_1, id, Some(nid), "indication after RST");
+        } else if c.abortive {
+            f.add(
+                &rules::R_ABT_1,
+                id,
+                Some(nid),
+                "indication after abortive disconnect",
+            );
+        } else if c.disconnect_indicated {
+            f.add(
+                &rules::R_FIN_1,
+                id,
+                Some(nid),
+                "indication after TcpIndicateDisconnect",
+            );
+        } else if c.refused_since_post {
+            f.add(
+                &rules::R_IND_7,
+                id,
+                Some(nid),
+                "indication after a refusal with no post since",
+            );
+        } else if let Some(r) = c.outstanding.front() {
+            if c.outstanding.iter().any(|r| r.nested) {
+                f.add(
+                    &rules::R_DEL_1,
+                    id,
+                    Some(r.id),
+                    "indicated while requests posted during an upcall are outstanding",
+                );
+            } else {
+                f.add(
+                    &rules::R_IND_1,
+                    id,
+                    Some(r.id),
+                    format!(
+                        "indicated while {} posted request(s) are outstanding",
+                        c.outstanding.len()
+                    ),
+                );
+            }
+        }
+        Some((nid, nbl_bytes(first, nb.data_offset(), nb.data_length())))
+    }
+
+    fn apply_indication(
+        &self,
+        conn: ConnId,
+        nid: NblId,
+        data: &[u8],
+        outcome: &IndicateReturn,
+        f: &mut Found,
+    ) {
+        let mut st = self.lock();
+        let len = data.len();
+        let consumed = match outcome {
+            IndicateReturn::Success => {
+                st.host_owned.insert(nid);
+                len
+            }
+            IndicateReturn::NotAccepted(_) => 0,
+            IndicateReturn::PartiallyAccepted { bytes_consumed, .. } => {
+                if *bytes_consumed == 0 || *bytes_consumed >= len {
+                    f.add(
+                        &rules::R_IND_5,
+                        Some(conn),
+                        Some(nid),
+                        format!(
+                            "host: PARTIALLY_ACCEPTED with BytesConsumed {bytes_consumed} of {len}"
+                        ),
+                    );
+                }
+                (*bytes_consumed).min(len)
+            }
+        };
+        match outcome {
+            IndicateReturn::NotAccepted(back)
+            | IndicateReturn::PartiallyAccepted { nbl: back, .. } => {
+                if back.len() != 1 || back.front().map(|n| n.id()) != Some(nid) {
+                    f.add(
+                        &rules::R_IND_5,
+                        Some(conn),
+                        Some(nid),
+                        "host: refused indication did not hand back the indicated NBL",
+                    );
+                }
+            }
+            IndicateReturn::Success => {}
+        }
+        Self::deliver(&mut st, conn, nid, &data[..consumed], f);
+        if consumed < len {
+            if let Some(c) = st.conns.get_mut(&conn) {
+                c.refused_since_post = true;
+                c.refused_end = c.delivered + (len - consumed) as u64;
+            }
+        }
+    }
+
+    fn check_event(&self, conn: ConnId, event: TcpOffloadEvent, f: &mut Found) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let Some(c) = st.conns.get_mut(&conn) else {
+            return;
+        };
+        match event {
+            TcpOffloadEvent::Disconnect => {
+                let why = if !c.fin {
+                    Some("TcpIndicateDisconnect without FIN".to_string())
+                } else if c.disconnect_indicated {
+                    Some("TcpIndicateDisconnect twice".to_string())
+                } else if !c.pending.is_empty() {
+                    Some(format!(
+                        "TcpIndicateDisconnect with {} bytes not consumed",
+                        c.pending.len()
+                    ))
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    f.add(&rules::R_FIN_1, Some(conn), None, why);
+                }
+                c.disconnect_indicated = true;
+            }
+            TcpOffloadEvent::Abort => c.abort_indicated = true,
+            TcpOffloadEvent::Retrieve(_) | TcpOffloadEvent::SendBacklogChange(_) => {}
+        }
+    }
+
+    /// Takes the host's nested calls, records them, and forwards them to the target's queue.
+    fn forward_nested(&self, mine: &mut NestedCalls, theirs: &mut NestedCalls, f: &mut Found) {
+        let mut st = self.lock();
+        for (conn, mut nbls) in mine.drain_posts() {
+            Self::record_posts(&mut st, conn, &mut nbls, true);
+            theirs.post_receive(conn, nbls);
+        }
+        let returns = mine.take_returns();
+        Self::record_returns(&mut st, &returns, f);
+        theirs.receive_return(returns);
+    }
+}
+
+/// The host half of the verifier: wraps the real host, checks every upcall, forwards it.
+pub struct VerifyingHost<'a> {
+    core: &'a VerifierCore,
+    host: &'a mut dyn ProtocolHost,
+    scratch: NestedCalls,
+}
+
+impl<'a> VerifyingHost<'a> {
+    /// Wraps `host` so that every upcall a target makes into it is checked by `core`.
+    pub fn new(core: &'a VerifierCore, host: &'a mut dyn ProtocolHost) -> VerifyingHost<'a> {
+        VerifyingHost {
+            core,
+            host,
+            scratch: NestedCalls::new(),
+        }
+    }
+}
+
+impl ProtocolHost for VerifyingHost<'_> {
+    fn receive_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
+        let mut f = Found(Vec::new());
+        self.core.enter(conn, Upcall::Complete, &mut f);
+        self.core.check_completion(conn, &nbls, &mut f);
+        self.core.report(f);
+        self.host.receive_complete(conn, nbls, &mut self.scratch);
+        let mut f = Found(Vec::new());
+        self.core.exit(conn);
+        self.core.forward_nested(&mut self.scratch, nested, &mut f);
+        self.core.report(f);
+    }
+
+    fn receive_indicate(
+        &mut self,
+        conn: ConnId,
+        nbl: NblChain,
+        status: NdisStatus,
+        nested: &mut NestedCalls,
+    ) -> IndicateReturn {
+        let mut f = Found(Vec::new());
+        self.core.enter(conn, Upcall::Indicate, &mut f);
+        let seen = self.core.check_indication(conn, &nbl, status, &mut f);
+        self.core.report(f);
+        let outcome = self
+            .host
+            .receive_indicate(conn, nbl, status, &mut self.scratch);
+        let mut f = Found(Vec::new());
+        self.core.exit(conn);
+        if let Some((nid, data)) = seen {
+            self.core
+                .apply_indication(conn, nid, &data, &outcome, &mut f);
+        }
+        self.core.forward_nested(&mut self.scratch, nested, &mut f);
+        self.core.report(f);
+        outcome
+    }
+
+    fn event_indicate(&mut self, conn: ConnId, event: TcpOffloadEvent, nested: &mut NestedCalls) {
+        let mut f = Found(Vec::new());
+        self.core.enter(conn, Upcall::Event, &mut f);
+        self.core.check_event(conn, event, &mut f);
+        self.core.report(f);
+        self.host.event_indicate(conn, event, &mut self.scratch);
+        let mut f = Found(Vec::new());
+        self.core.exit(conn);
+        self.core.forward_nested(&mut self.scratch, nested, &mut f);
+        self.core.report(f);
+    }
+}
+
+/// A target wrapped by the verifier: implements the same interfaces, forwards every call to
+/// `T`, and checks both directions.
+pub struct Verifier<T> {
+    inner: T,
+    core: Arc<VerifierCore>,
+}
+
+impl<T> Verifier<T> {
+    /// Wraps `inner` with a fresh core in `mode`.
+    pub fn new(inner: T, mode: VerifierMode) -> Verifier<T> {
+        Verifier {
+            inner,
+            core: Arc::new(VerifierCore::new(mode)),
+        }
+    }
+
+    /// The shared checking core (violations, counters).
+    pub fn core(&self) -> &Arc<VerifierCore> {
+        &self.core
+    }
+
+    /// The wrapped target.
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+
+    /// The wrapped target, writable (calls made on it directly are not checked).
+    pub fn inner_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+}
+
+impl<T: OffloadTarget> Verifier<T> {
+    fn after(&self) {
+        let inner = &self.inner;
+        self.core.quiescent(&|c| inner.push_timer(c));
+    }
+}
+
+impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
+    fn initiate_offload(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        state: TcpOffloadState,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NblChain, InitiateFailed> {
+        self.core.begin_initiate(conn, &state);
+        let r = self.inner.initiate_offload(
+            now,
+            conn,
+            state,
+            &mut VerifyingHost::new(&self.core, host),
+        );
+        self.core.end_initiate(conn, r.is_ok());
+        self.after();
+        r
+    }
+
+    fn receive(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        mut nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        Self::record(&self.core, conn, &mut nbls);
+        let r = self
+            .inner
+            .receive(now, conn, nbls, &mut VerifyingHost::new(&self.core, host));
+        match &r {
+            Ok(NdisStatus::Pending) => {}
+            Ok(other) => {
+                let mut f = Found(Vec::new());
+                f.add(
+                    &rules::R_POST_2,
+                    Some(conn),
+                    None,
+                    format!("MiniportTcpOffloadReceive returned {other}"),
+                );
+                self.core.report(f);
+            }
+            Err(rej) => self.core.unrecord_posts(conn, &rej.nbls),
+        }
+        self.after();
+        r
+    }
+
+    fn receive_return(
+        &mut self,
+        now: Instant,
+        nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> NdisStatus {
+        let mut f = Found(Vec::new());
+        Self::record_returns(&self.core, &nbls, &mut f);
+        let s = self
+            .inner
+            .receive_return(now, nbls, &mut VerifyingHost::new(&self.core, host));
+        if s != NdisStatus::Success {
+            f.add(
+                &rules::R_RET_1,
+                None,
+                None,
+                format!("MiniportTcpOffloadReceiveReturn returned {s}"),
+            );
+        }
+        self.core.report(f);
+        self.after();
+        s
+    }
+
+    fn disconnect(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        kind: DisconnectKind,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        if kind == DisconnectKind::Abortive {
+            let mut st = self.core.lock();
+            VerifierCore::touch(&mut st, conn);
+            if let Some(c) = st.conns.get_mut(&conn) {
+                // Undelivered bytes stay in `pending`: bytes already placed in the head
+                // request may still be completed (REQUEST_ABORTED with a count); the rest is
+                // discarded and never required.
+                c.abortive = true;
+            }
+        }
+        let r = self
+            .inner
+            .disconnect(now, conn, kind, &mut VerifyingHost::new(&self.core, host));
+        self.after();
+        r
+    }
+
+    fn terminate_offload(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<TcpDelegatedState, ApiMisuse> {
+        if let Some(c) = self.core.lock().conns.get_mut(&conn) {
+            c.terminating = true;
+        }
+        let r = self
+            .inner
+            .terminate_offload(now, conn, &mut VerifyingHost::new(&self.core, host));
+        let mut f = Found(Vec::new());
+        if let Ok(d) = &r {
+            let timer = self.inner.push_timer(conn);
+            let mut st = self.core.lock();
+            if let Some(c) = st.conns.remove(&conn) {
+                let id = Some(conn);
+                if let Some(h) = c.outstanding.front() {
+                    f.add(
+                        &rules::R_TRM_2,
+                        id,
+                        Some(h.id),
+                        format!(
+                            "{} request(s) outstanding at terminate completion",
+                            c.outstanding.len()
+                        ),
+                    );
+                }
+                if c.upcall.is_some() {
+                    f.add(
+                        &rules::R_TRM_2,
+                        id,
+                        None,
+                        "terminate completed while an upcall is in progress",
+                    );
+                }
+                if timer.is_some() {
+                    f.add(
+                        &rules::R_TRM_2,
+                        id,
+                        None,
+                        "push timer still running after terminate",
+                    );
+                }
+                let mut returned = Vec::new();
+                for nbl in d.buffered_data.iter() {
+                    if nbl.id().pool() != Some(PoolTag::Target) {
+                        f.add(
+                            &rules::R_TRM_3,
+                            id,
+                            Some(nbl.id()),
+                            "BufferedData NBL not from the target's pool",
+                        );
+                    }
+                    st.host_owned.insert(nbl.id());
+                    let nb = nbl.net_buffer();
+                    nb.copy_out(nb.data_offset(), nb.data_length(), &mut returned);
+                }
+                let expect: Vec<u8> = c.pending.iter().copied().collect();
+                let aborted = c.rst || c.abortive;
+                if (!aborted && returned != expect) || (aborted && !returned.is_empty()) {
+                    f.add(&rules::R_TRM_3, id, None, format!("BufferedData holds {} bytes, {} undelivered bytes expected (or contents differ)", returned.len(), expect.len()));
+                }
+                let after_offload = c.fed - c.offload_buffered_end;
+                let want = c
+                    .rcv_nxt_offload
+                    .wrapping_add(after_offload as u32)
+                    .wrapping_add(u32::from(c.fin));
+                if !c.rst && !c.abortive && d.rcv_nxt != want {
+                    f.add(
+                        &rules::R_BUF_1,
+                        id,
+                        None,
+                        format!("RcvNxt {} returned, {want} expected", d.rcv_nxt),
+                    );
+                }
+                st.terminated.insert(conn);
+            }
+        }
+        self.core.report(f);
+        self.after();
+        r
+    }
+
+    fn handle_timeout(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
+        self.core.lock().in_timeout = true;
+        self.inner
+            .handle_timeout(now, &mut VerifyingHost::new(&self.core, host));
+        let mut st = self.core.lock();
+        st.in_timeout = false;
+        let all: Vec<ConnId> = st.conns.keys().copied().collect();
+        for c in all {
+            VerifierCore::touch(&mut st, c);
+        }
+        drop(st);
+        self.after();
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.inner.poll_timeout()
+    }
+
+    fn push_timer(&self, conn: ConnId) -> Option<Instant> {
+        self.inner.push_timer(conn)
+    }
+}
+
+impl<T> Verifier<T> {
+    fn record(core: &VerifierCore, conn: ConnId, nbls: &mut NblChain) {
+        let mut st = core.lock();
+        VerifierCore::record_posts(&mut st, conn, nbls, false);
+    }
+
+    fn record_returns(core: &VerifierCore, nbls: &NblChain, f: &mut Found) {
+        let mut st = core.lock();
+        VerifierCore::record_returns(&mut st, nbls, f);
+    }
+}
+
+impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Verifier<T> {
+    fn receive_data(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        data: &[u8],
+        psh: bool,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        let saved = {
+            let mut st = self.core.lock();
+            VerifierCore::touch(&mut st, conn);
+            st.conns.get_mut(&conn).map(|c| {
+                let saved = (c.fed, c.psh_mark, c.last_chunk_start, c.pending.len());
+                c.last_chunk_start = c.fed;
+                c.pending.extend(data);
+                c.fed += data.len() as u64;
+                if psh {
+                    c.psh_mark = c.fed;
+                }
+                saved
+            })
+        };
+        let r = self.inner.receive_data(
+            now,
+            conn,
+            data,
+            psh,
+            &mut VerifyingHost::new(&self.core, host),
+        );
+        if r.is_err() {
+            if let (Some((fed, psh_mark, lcs, plen)), Some(c)) =
+                (saved, self.core.lock().conns.get_mut(&conn))
+            {
+                (c.fed, c.psh_mark, c.last_chunk_start) = (fed, psh_mark, lcs);
+                c.pending.truncate(plen);
+            }
+        }
+        self.after();
+        r
+    }
+
+    fn receive_fin(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        let was = {
+            let mut st = self.core.lock();
+            VerifierCore::touch(&mut st, conn);
+            st.conns
+                .get_mut(&conn)
+                .map(|c| std::mem::replace(&mut c.fin, true))
+        };
+        let r = self
+            .inner
+            .receive_fin(now, conn, &mut VerifyingHost::new(&self.core, host));
+        if r.is_err() {
+            if let (Some(was), Some(c)) = (was, self.core.lock().conns.get_mut(&conn)) {
+                c.fin = was;
+            }
+        }
+        self.after();
+        r
+    }
+
+    fn receive_rst(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        {
+            let mut st = self.core.lock();
+            VerifierCore::touch(&mut st, conn);
+            if let Some(c) = st.conns.get_mut(&conn) {
+                c.rst = true;
+            }
+        }
+        let r = self
+            .inner
+            .receive_rst(now, conn, &mut VerifyingHost::new(&self.core, host));
+        self.after();
+        r
+    }
+
+    fn receive_space(&self, conn: ConnId) -> usize {
+        self.inner.receive_space(conn)
+    }
+}

@@ -1,0 +1,336 @@
+//! A configurable host application: the "host stack + application" side of the contract.
+//!
+//! [`AppHost`] implements [`ProtocolHost`] with per-connection policies (how many receive
+//! requests it keeps posted, their sizes and MDL counts, push or non-push, pre-filled bytes,
+//! zero-byte posts, re-posting from inside completions and indications, accepting, partly
+//! accepting or refusing indications) and records the stream it receives. Tests, the demo and
+//! later the simulator drive targets with it.
+
+use std::collections::HashMap;
+
+use crate::contract::{ConnId, IndicateReturn, NestedCalls, OffloadTarget, ProtocolHost};
+use crate::ndis::{
+    Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag, TcpOffloadEvent,
+};
+use crate::time::Instant;
+
+/// What the application does with an indication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndicationPolicy {
+    /// Consume everything (SUCCESS); keep the NBL until returned.
+    AcceptAll,
+    /// Consume at most this many bytes (PARTIALLY_ACCEPTED when fewer than offered).
+    AcceptUpTo(usize),
+    /// Consume nothing (DATA_NOT_ACCEPTED).
+    Refuse,
+}
+
+/// How an application posts and consumes on one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppPolicy {
+    /// Receive requests kept outstanding (0 = never post: indications only).
+    pub keep_posted: usize,
+    /// Bytes per receive request (0 = zero-byte requests).
+    pub post_size: usize,
+    /// MDLs per request (1..=4 typical); the bytes are split across them.
+    pub mdls: usize,
+    /// Non-push mode (`TcpReceiveNoPush`).
+    pub no_push: bool,
+    /// Bytes the host claims to have pre-filled (`TcpReceiveBytesTransferred`, A7).
+    pub prefilled: usize,
+    /// Re-post a completed request from inside `receive_complete` (the seed's re-entrancy case).
+    pub repost_in_completion: bool,
+    /// After each indication, post one request from inside it (indicate-and-post).
+    pub post_in_indication: bool,
+    /// What to do with indications.
+    pub indication: IndicationPolicy,
+    /// Return accepted indication NBLs from inside the next upcall rather than at top level.
+    pub return_in_upcall: bool,
+}
+
+impl Default for AppPolicy {
+    fn default() -> Self {
+        AppPolicy {
+            keep_posted: 4,
+            post_size: 64 * 1024,
+            mdls: 1,
+            no_push: false,
+            prefilled: 0,
+            repost_in_completion: true,
+            post_in_indication: false,
+            indication: IndicationPolicy::AcceptAll,
+            return_in_upcall: false,
+        }
+    }
+}
+
+/// What the application saw on one connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppConn {
+    /// The received stream, in order (when recording).
+    pub stream: Vec<u8>,
+    /// Bytes received (completions + consumed indications).
+    pub bytes: u64,
+    /// Completed NBLs.
+    pub completions: u64,
+    /// Completed NBLs by status.
+    pub statuses: Vec<(NdisStatus, u64)>,
+    /// Indications offered.
+    pub indications: u64,
+    /// Indications refused in whole or part.
+    pub refusals: u64,
+    /// Events seen, in order.
+    pub events: Vec<TcpOffloadEvent>,
+    /// Requests posted and not yet completed.
+    pub outstanding: usize,
+}
+
+impl AppConn {
+    fn count_status(&mut self, s: NdisStatus) {
+        match self.statuses.iter_mut().find(|(k, _)| *k == s) {
+            Some((_, n)) => *n += 1,
+            None => self.statuses.push((s, 1)),
+        }
+    }
+
+    /// Completions seen with status `s`.
+    pub fn with_status(&self, s: NdisStatus) -> u64 {
+        self.statuses
+            .iter()
+            .find(|(k, _)| *k == s)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// The host application: policies and records per connection, plus its NBL allocator.
+#[derive(Debug, Default)]
+pub struct AppHost {
+    policies: HashMap<ConnId, AppPolicy>,
+    conns: HashMap<ConnId, AppConn>,
+    /// Whether to keep the received bytes (tests) or only count them.
+    pub record: bool,
+    serial: u64,
+    held: NblChain,
+    idle: HashMap<ConnId, NblChain>,
+}
+
+impl AppHost {
+    /// A host that records received streams.
+    pub fn new() -> AppHost {
+        AppHost {
+            record: true,
+            ..AppHost::default()
+        }
+    }
+
+    /// Sets the policy of `conn`.
+    pub fn set_policy(&mut self, conn: ConnId, policy: AppPolicy) {
+        self.policies.insert(conn, policy);
+        self.conns.entry(conn).or_default();
+    }
+
+    /// The policy of `conn` (default if unset).
+    pub fn policy(&self, conn: ConnId) -> AppPolicy {
+        self.policies.get(&conn).cloned().unwrap_or_default()
+    }
+
+    /// What the application saw on `conn`.
+    pub fn conn(&self, conn: ConnId) -> AppConn {
+        self.conns.get(&conn).cloned().unwrap_or_default()
+    }
+
+    /// Allocates a new receive request under `policy` (host pool ids).
+    pub fn new_request(&mut self, policy: &AppPolicy) -> NetBufferList {
+        self.serial += 1;
+        let id = NblId::new(PoolTag::Host, self.serial);
+        let mdls = policy.mdls.max(1);
+        let base = policy.post_size / mdls;
+        let sizes: Vec<usize> = (0..mdls)
+            .map(|i| {
+                if i == 0 {
+                    base + policy.post_size % mdls
+                } else {
+                    base
+                }
+            })
+            .collect();
+        let mut nbl = NetBufferList::new(
+            id,
+            NetBuffer::new(sizes.iter().map(|&n| Mdl::zeroed(n)).collect()),
+        );
+        Self::arm(&mut nbl, policy);
+        nbl
+    }
+
+    /// Re-arms a completed NBL for another post: whole chain as free room, slots rewritten.
+    fn arm(nbl: &mut NetBufferList, policy: &AppPolicy) {
+        let len = nbl.net_buffer().chain_len();
+        let _: Result<(), _> = nbl.net_buffer_mut().reset_used_space(0, len);
+        nbl.status = NdisStatus::Success;
+        nbl.set_tcp_offload_bytes_transferred(0);
+        nbl.set_tcp_receive_no_push(policy.no_push);
+        nbl.set_tcp_receive_bytes_transferred(policy.prefilled);
+    }
+
+    /// Builds the requests needed to bring `conn` back to `keep_posted` outstanding.
+    pub fn top_up_chain(&mut self, conn: ConnId) -> NblChain {
+        let policy = self.policy(conn);
+        let outstanding = self.conns.get(&conn).map_or(0, |c| c.outstanding);
+        let mut chain = NblChain::new();
+        for _ in outstanding..policy.keep_posted {
+            let mut one = self
+                .idle
+                .get_mut(&conn)
+                .map(NblChain::pop_front_chain)
+                .unwrap_or_default();
+            if let Some(n) = one.front_mut() {
+                Self::arm(n, &policy);
+            } else {
+                one.push_back(self.new_request(&policy));
+            }
+            chain.append(&mut one);
+        }
+        self.conns.entry(conn).or_default().outstanding += chain.len();
+        chain
+    }
+
+    /// Posts up to `keep_posted` requests on `conn` through `target` (top level).
+    pub fn top_up(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        target: &mut dyn OffloadTarget,
+    ) -> Result<(), crate::contract::ApiMisuse> {
+        let chain = self.top_up_chain(conn);
+        if chain.is_empty() {
+            return Ok(());
+        }
+        match target.receive(now, conn, chain, self) {
+            Ok(_) => Ok(()),
+            Err(rej) => {
+                self.conns.entry(conn).or_default().outstanding -= rej.nbls.len();
+                Err(rej.error)
+            }
+        }
+    }
+
+    /// Returns every accepted indication NBL held by the application (top level).
+    pub fn return_held(&mut self, now: Instant, target: &mut dyn OffloadTarget) {
+        let held = self.held.take();
+        if !held.is_empty() {
+            target.receive_return(now, held, self);
+        }
+    }
+
+    /// Hands `nbls` (e.g. BufferedData from a terminate) to the application's held set, to be
+    /// returned with [`AppHost::return_held`].
+    pub fn hold(&mut self, mut nbls: NblChain) {
+        self.held.append(&mut nbls);
+    }
+
+    fn take_bytes(&mut self, conn: ConnId, nb: &NetBuffer, start: usize, len: usize) {
+        let record = self.record;
+        let c = self.conns.entry(conn).or_default();
+        c.bytes += len as u64;
+        if record {
+            nb.copy_out(start, len, &mut c.stream);
+        }
+    }
+}
+
+impl ProtocolHost for AppHost {
+    fn receive_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
+        let policy = self.policy(conn);
+        let mut nbls = nbls;
+        let mut repost = NblChain::new();
+        while !nbls.is_empty() {
+            let mut one = nbls.pop_front_chain();
+            let Some(nbl) = one.front_mut() else { break };
+            let n = nbl
+                .tcp_offload_bytes_transferred()
+                .min(nbl.net_buffer().data_offset());
+            let start = nbl.net_buffer().data_offset() - n;
+            let status = nbl.status;
+            self.take_bytes(conn, nbl.net_buffer(), start, n);
+            let c = self.conns.entry(conn).or_default();
+            c.completions += 1;
+            c.outstanding = c.outstanding.saturating_sub(1);
+            c.count_status(status);
+            let live = status == NdisStatus::Success;
+            if policy.repost_in_completion && live && policy.keep_posted > 0 {
+                Self::arm(nbl, &policy);
+                c.outstanding += 1;
+                repost.append(&mut one);
+            } else {
+                self.idle.entry(conn).or_default().append(&mut one);
+            }
+        }
+        nested.post_receive(conn, repost);
+        if policy.return_in_upcall {
+            nested.receive_return(self.held.take());
+        }
+    }
+
+    fn receive_indicate(
+        &mut self,
+        conn: ConnId,
+        nbl: NblChain,
+        _status: NdisStatus,
+        nested: &mut NestedCalls,
+    ) -> IndicateReturn {
+        let policy = self.policy(conn);
+        let Some(first) = nbl.front() else {
+            return IndicateReturn::NotAccepted(nbl);
+        };
+        let nb = first.net_buffer();
+        let len = nb.data_length();
+        let take = match policy.indication {
+            IndicationPolicy::AcceptAll => len,
+            IndicationPolicy::AcceptUpTo(k) => k.min(len),
+            IndicationPolicy::Refuse => 0,
+        };
+        self.take_bytes(conn, nb, nb.data_offset(), take);
+        let c = self.conns.entry(conn).or_default();
+        c.indications += 1;
+        if take < len {
+            c.refusals += 1;
+        }
+        if policy.post_in_indication {
+            let chain = self.top_up_chain_min_one(conn, &policy);
+            nested.post_receive(conn, chain);
+        }
+        if policy.return_in_upcall {
+            nested.receive_return(self.held.take());
+        }
+        if take == len {
+            self.held.append(&mut { nbl });
+            IndicateReturn::Success
+        } else if take == 0 {
+            IndicateReturn::NotAccepted(nbl)
+        } else {
+            IndicateReturn::PartiallyAccepted {
+                nbl,
+                bytes_consumed: take,
+            }
+        }
+    }
+
+    fn event_indicate(&mut self, conn: ConnId, event: TcpOffloadEvent, nested: &mut NestedCalls) {
+        self.conns.entry(conn).or_default().events.push(event);
+        if self.policy(conn).return_in_upcall {
+            nested.receive_return(self.held.take());
+        }
+    }
+}
+
+impl AppHost {
+    fn top_up_chain_min_one(&mut self, conn: ConnId, policy: &AppPolicy) -> NblChain {
+        let chain = self.top_up_chain(conn);
+        if !chain.is_empty() {
+            return chain;
+        }
+        let nbl = self.new_request(policy);
+        self.conns.entry(conn).or_default().outstanding += 1;
+        NblChain::single(nbl)
+    }
+}

@@ -1,0 +1,13 @@
+//! NDIS vocabulary: status codes, buffers, offload state and events, named as in the WDK so a
+//! reader can map code to the contract digest (`../shared/spec/chimney-contract.md`).
+
+pub mod buffer;
+pub mod state;
+pub mod status;
+
+pub use buffer::{BufferError, Mdl, NblChain, NblId, NblInfoId, NetBuffer, NetBufferList, PoolTag};
+pub use state::{
+    DisconnectKind, TcpCachedState, TcpConnectionState, TcpConstState, TcpDelegatedState,
+    TcpOffloadEvent, TcpOffloadState, TcpUploadReason,
+};
+pub use status::NdisStatus;
