@@ -9,9 +9,7 @@
 use std::collections::HashMap;
 
 use crate::contract::{ConnId, IndicateReturn, NestedCalls, OffloadTarget, ProtocolHost};
-use crate::ndis::{
-    Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag, TcpOffloadEvent,
-};
+use crate::ndis::{Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag, TcpOffloadEvent};
 use crate::time::Instant;
 
 /// What the application does with an indication.
@@ -95,10 +93,7 @@ impl AppConn {
 
     /// Completions seen with status `s`.
     pub fn with_status(&self, s: NdisStatus) -> u64 {
-        self.statuses
-            .iter()
-            .find(|(k, _)| *k == s)
-            .map_or(0, |(_, n)| *n)
+        self.statuses.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n)
     }
 }
 
@@ -117,10 +112,7 @@ pub struct AppHost {
 impl AppHost {
     /// A host that records received streams.
     pub fn new() -> AppHost {
-        AppHost {
-            record: true,
-            ..AppHost::default()
-        }
+        AppHost { record: true, ..AppHost::default() }
     }
 
     /// Sets the policy of `conn`.
@@ -145,19 +137,8 @@ impl AppHost {
         let id = NblId::new(PoolTag::Host, self.serial);
         let mdls = policy.mdls.max(1);
         let base = policy.post_size / mdls;
-        let sizes: Vec<usize> = (0..mdls)
-            .map(|i| {
-                if i == 0 {
-                    base + policy.post_size % mdls
-                } else {
-                    base
-                }
-            })
-            .collect();
-        let mut nbl = NetBufferList::new(
-            id,
-            NetBuffer::new(sizes.iter().map(|&n| Mdl::zeroed(n)).collect()),
-        );
+        let sizes: Vec<usize> = (0..mdls).map(|i| if i == 0 { base + policy.post_size % mdls } else { base }).collect();
+        let mut nbl = NetBufferList::new(id, NetBuffer::new(sizes.iter().map(|&n| Mdl::zeroed(n)).collect()));
         Self::arm(&mut nbl, policy);
         nbl
     }
@@ -178,11 +159,7 @@ impl AppHost {
         let outstanding = self.conns.get(&conn).map_or(0, |c| c.outstanding);
         let mut chain = NblChain::new();
         for _ in outstanding..policy.keep_posted {
-            let mut one = self
-                .idle
-                .get_mut(&conn)
-                .map(NblChain::pop_front_chain)
-                .unwrap_or_default();
+            let mut one = self.idle.get_mut(&conn).map(NblChain::pop_front_chain).unwrap_or_default();
             if let Some(n) = one.front_mut() {
                 Self::arm(n, &policy);
             } else {
@@ -246,9 +223,7 @@ impl ProtocolHost for AppHost {
         while !nbls.is_empty() {
             let mut one = nbls.pop_front_chain();
             let Some(nbl) = one.front_mut() else { break };
-            let n = nbl
-                .tcp_offload_bytes_transferred()
-                .min(nbl.net_buffer().data_offset());
+            let n = nbl.tcp_offload_bytes_transferred().min(nbl.net_buffer().data_offset());
             let start = nbl.net_buffer().data_offset() - n;
             let status = nbl.status;
             self.take_bytes(conn, nbl.net_buffer(), start, n);
@@ -308,10 +283,7 @@ impl ProtocolHost for AppHost {
         } else if take == 0 {
             IndicateReturn::NotAccepted(nbl)
         } else {
-            IndicateReturn::PartiallyAccepted {
-                nbl,
-                bytes_consumed: take,
-            }
+            IndicateReturn::PartiallyAccepted { nbl, bytes_consumed: take }
         }
     }
 

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod contract;
+pub mod demo;
 pub mod host;
 pub mod ndis;
 pub mod time;

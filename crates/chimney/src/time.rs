@@ -54,12 +54,7 @@ impl Sub<Duration> for Instant {
 
 impl core::fmt::Display for Instant {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "{}.{:06}s",
-            self.0 / 1_000_000_000,
-            (self.0 % 1_000_000_000) / 1000
-        )
+        write!(f, "{}.{:06}s", self.0 / 1_000_000_000, (self.0 % 1_000_000_000) / 1000)
     }
 }
 
@@ -72,14 +67,8 @@ mod tests {
         let t = Instant::from_millis(5);
         assert_eq!((t + Duration::from_millis(3)).as_nanos(), 8_000_000);
         assert_eq!(t - Duration::from_secs(1), Instant::ZERO);
-        assert_eq!(
-            Instant::from_nanos(u64::MAX) + Duration::from_secs(1),
-            Instant::from_nanos(u64::MAX)
-        );
-        assert_eq!(
-            t.saturating_duration_since(Instant::from_millis(7)),
-            Duration::ZERO
-        );
+        assert_eq!(Instant::from_nanos(u64::MAX) + Duration::from_secs(1), Instant::from_nanos(u64::MAX));
+        assert_eq!(t.saturating_duration_since(Instant::from_millis(7)), Duration::ZERO);
         assert_eq!(t.to_string(), "0.005000s");
     }
 }

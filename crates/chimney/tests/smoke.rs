@@ -1,29 +1,16 @@
-use chimney::contract::{
-    ConnId, Delivery, DeliveryConfig, OffloadTarget, ReceiveInput, Verifier, VerifierMode,
-};
+use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, ReceiveInput, Verifier, VerifierMode};
 use chimney::host::{AppHost, AppPolicy};
 use chimney::ndis::{NdisStatus, TcpOffloadEvent, TcpOffloadState};
 use chimney::Instant;
 
 #[test]
 fn posted_buffers_receive_the_stream() {
-    let mut t = Verifier::new(
-        Delivery::new(DeliveryConfig::default()),
-        VerifierMode::Strict,
-    );
+    let mut t = Verifier::new(Delivery::new(DeliveryConfig::default()), VerifierMode::Strict);
     let mut h = AppHost::new();
     let c = ConnId(1);
-    h.set_policy(
-        c,
-        AppPolicy {
-            post_size: 1000,
-            keep_posted: 2,
-            ..AppPolicy::default()
-        },
-    );
+    h.set_policy(c, AppPolicy { post_size: 1000, keep_posted: 2, ..AppPolicy::default() });
     let now = Instant::ZERO;
-    t.initiate_offload(now, c, TcpOffloadState::default(), &mut h)
-        .unwrap();
+    t.initiate_offload(now, c, TcpOffloadState::default(), &mut h).unwrap();
     h.top_up(now, c, &mut t).unwrap();
     let data: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
     for chunk in data.chunks(700) {

@@ -10,10 +10,7 @@ use crate::ndis::{NdisStatus, NetBufferList};
 /// `NDIS_STATUS_OFFLOAD_DATA_NOT_ACCEPTED`. Our host API returns an enum
 /// ([`super::IndicateReturn`]) whose refusal maps to the latter; both codes count as refusal.
 pub fn is_refusal(status: NdisStatus) -> bool {
-    matches!(
-        status,
-        NdisStatus::OffloadDataNotAccepted | NdisStatus::NotAccepted
-    )
+    matches!(status, NdisStatus::OffloadDataNotAccepted | NdisStatus::NotAccepted)
 }
 
 /// **A7.** `TcpReceiveBytesTransferred` = bytes the host placed before posting. We read them as

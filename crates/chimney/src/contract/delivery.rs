@@ -19,12 +19,12 @@ use std::time::Duration;
 
 use super::ambiguity;
 use super::{
-    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, NestedCalls, OffloadTarget, PostRejected,
-    ProtocolHost, ReceiveInput,
+    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, NestedCalls, OffloadTarget, PostRejected, ProtocolHost,
+    ReceiveInput,
 };
 use crate::ndis::{
-    DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag,
-    TcpConnectionState, TcpDelegatedState, TcpOffloadEvent, TcpOffloadState,
+    DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag, TcpConnectionState,
+    TcpDelegatedState, TcpOffloadEvent, TcpOffloadState,
 };
 use crate::time::Instant;
 
@@ -124,17 +124,11 @@ struct Conn {
 
 impl Conn {
     fn head_holds_data(&self) -> bool {
-        self.posted
-            .front()
-            .is_some_and(|h| h.miniport_reserved[PLACED] > 0 || h.miniport_reserved[PREFILLED] > 0)
+        self.posted.front().is_some_and(|h| h.miniport_reserved[PLACED] > 0 || h.miniport_reserved[PREFILLED] > 0)
     }
 
     fn head_is_partial_push(&self) -> bool {
-        self.head_holds_data()
-            && self
-                .posted
-                .front()
-                .is_some_and(|h| !h.tcp_receive_no_push())
+        self.head_holds_data() && self.posted.front().is_some_and(|h| !h.tcp_receive_no_push())
     }
 }
 
@@ -175,13 +169,9 @@ impl Delivery {
 
     fn new_target_nbl(&mut self) -> NetBufferList {
         self.pool_serial += 1;
-        let mdls = (0..self.cfg.indication_mdls.max(1))
-            .map(|_| Mdl::zeroed(self.cfg.indication_mdl_bytes.max(1)))
-            .collect();
-        NetBufferList::new(
-            NblId::new(PoolTag::Target, self.pool_serial),
-            NetBuffer::new(mdls),
-        )
+        let mdls =
+            (0..self.cfg.indication_mdls.max(1)).map(|_| Mdl::zeroed(self.cfg.indication_mdl_bytes.max(1))).collect();
+        NetBufferList::new(NblId::new(PoolTag::Target, self.pool_serial), NetBuffer::new(mdls))
     }
 
     /// Counters so far.
@@ -209,10 +199,7 @@ impl Delivery {
     }
 
     fn conn_mut(&mut self, id: ConnId) -> Result<&mut Conn, ApiMisuse> {
-        self.conns
-            .get_mut(id.0 as usize)
-            .and_then(|c| c.as_deref_mut())
-            .ok_or(ApiMisuse::UnknownConnection(id))
+        self.conns.get_mut(id.0 as usize).and_then(|c| c.as_deref_mut()).ok_or(ApiMisuse::UnknownConnection(id))
     }
 
     /// Queues posted NBLs on `conn` (event A's bookkeeping; the caller runs the algorithm).
@@ -249,8 +236,9 @@ impl Delivery {
 
     /// Connector A (FILL): copies buffered bytes, then `new`, into posted requests in FIFO
     /// order and links every filled request to `done`. Returns how much of `new` it took.
-    fn fill(conn: &mut Conn, new: &[u8], done: &mut NblChain) -> usize {
+    fn fill(conn: &mut Conn, new: &[u8], done: &mut NblChain, zero_done: &mut bool) -> usize {
         let mut took = 0;
+        let mut zero_now = false;
         loop {
             let available = conn.buffered.len() + (new.len() - took);
             let Some(head) = conn.posted.front_mut() else {
@@ -258,8 +246,9 @@ impl Delivery {
             };
             let cap = head.net_buffer().data_length();
             if cap == 0 {
-                if ambiguity::zero_byte_request_completes(available) {
+                if ambiguity::zero_byte_request_completes(available) && !*zero_done {
                     Self::complete_head(conn, NdisStatus::Success, done);
+                    zero_now = true;
                     continue;
                 }
                 break;
@@ -294,6 +283,7 @@ impl Delivery {
                 break;
             }
         }
+        *zero_done |= zero_now;
         took
     }
 
@@ -305,13 +295,7 @@ impl Delivery {
     }
 
     /// Handles what the host did inside an upcall: posts (in order) and returns.
-    fn absorb_nested(
-        &mut self,
-        now: Instant,
-        me: ConnId,
-        conn: &mut Conn,
-        nested: &mut NestedCalls,
-    ) {
+    fn absorb_nested(&mut self, now: Instant, me: ConnId, conn: &mut Conn, nested: &mut NestedCalls) {
         for (target, nbls) in nested.drain_posts() {
             if target == me {
                 Self::post_into(conn, nbls);
@@ -320,10 +304,7 @@ impl Delivery {
                 self.wake.push_back(target);
             } else {
                 self.stats.rejected_nested_posts += 1;
-                self.rejected.push(PostRejected {
-                    nbls,
-                    error: ApiMisuse::UnknownConnection(target),
-                });
+                self.rejected.push(PostRejected { nbls, error: ApiMisuse::UnknownConnection(target) });
             }
         }
         let returned = nested.take_returns();
@@ -337,9 +318,7 @@ impl Delivery {
         let mut nbls = nbls;
         while !nbls.is_empty() {
             let mut one = nbls.pop_front_chain();
-            let ours = one
-                .front()
-                .is_some_and(|n| n.id().pool() == Some(PoolTag::Target));
+            let ours = one.front().is_some_and(|n| n.id().pool() == Some(PoolTag::Target));
             if !ours {
                 self.stats.foreign_returns += 1;
                 continue;
@@ -372,10 +351,7 @@ impl Delivery {
     ) {
         self.stats.completion_calls += 1;
         self.stats.completed_nbls += done.len() as u64;
-        self.stats.completed_bytes += done
-            .iter()
-            .map(|n| n.tcp_offload_bytes_transferred() as u64)
-            .sum::<u64>();
+        self.stats.completed_bytes += done.iter().map(|n| n.tcp_offload_bytes_transferred() as u64).sum::<u64>();
         let mut nested = std::mem::take(&mut self.nested);
         conn.busy = true;
         host.receive_complete(id, done, &mut nested);
@@ -402,13 +378,7 @@ impl Delivery {
     }
 
     /// Connector B (INDICATE), one indication. Returns false when the pool is empty.
-    fn indicate_once(
-        &mut self,
-        now: Instant,
-        id: ConnId,
-        conn: &mut Conn,
-        host: &mut dyn ProtocolHost,
-    ) -> bool {
+    fn indicate_once(&mut self, now: Instant, id: ConnId, conn: &mut Conn, host: &mut dyn ProtocolHost) -> bool {
         let mut nbl = self.pool.pop_front_chain();
         let Some(n) = nbl.front_mut() else {
             self.stats.pool_empty += 1;
@@ -440,10 +410,7 @@ impl Delivery {
                 self.pool.append(&mut back);
                 0
             }
-            IndicateReturn::PartiallyAccepted {
-                nbl: mut back,
-                bytes_consumed,
-            } => {
+            IndicateReturn::PartiallyAccepted { nbl: mut back, bytes_consumed } => {
                 self.pool.append(&mut back);
                 bytes_consumed.min(len)
             }
@@ -465,22 +432,20 @@ impl Delivery {
     /// Runs the algorithm for one connection until no rule asks for another upcall: FILL,
     /// completions, PSH/FIN/push-timer completion of the partial head, indications, events.
     /// `new` is freshly arrived in-sequence data (`arrived` restarts a running push timer).
-    fn run(
-        &mut self,
-        now: Instant,
-        id: ConnId,
-        host: &mut dyn ProtocolHost,
-        new: &[u8],
-        arrived: bool,
-    ) {
+    ///
+    /// Every iteration either consumes data or is bounded per run (one round of zero-byte
+    /// completions, one refused indication, one round of completions after disconnect or
+    /// abort), so a host that re-posts from inside every upcall cannot keep one call busy
+    /// forever; what such a host leaves pending is picked up by an immediate timer ("kick").
+    fn run(&mut self, now: Instant, id: ConnId, host: &mut dyn ProtocolHost, new: &[u8], arrived: bool) {
         let Some(mut conn) = self.conns.get_mut(id.0 as usize).and_then(Option::take) else {
             return;
         };
-        debug_assert!(
-            !conn.busy,
-            "R-CMP-5: delivery entered while an upcall is in progress"
-        );
+        debug_assert!(!conn.busy, "R-CMP-5: delivery entered while an upcall is in progress");
         let mut new = new;
+        let mut zero_done = false;
+        let mut refused = false;
+        let mut closed_round = false;
         loop {
             let mut done = NblChain::new();
             match conn.phase {
@@ -490,20 +455,24 @@ impl Delivery {
                         self.upcall_event(now, id, &mut conn, TcpOffloadEvent::Abort, host);
                         continue;
                     }
-                    Self::complete_all(&mut conn, NdisStatus::RequestAborted, &mut done);
+                    if !closed_round {
+                        Self::complete_all(&mut conn, ambiguity::STATUS_AFTER_ABORT, &mut done);
+                        closed_round = true;
+                    }
                 }
                 Phase::Disconnected => {
-                    Self::complete_all(&mut conn, ambiguity::STATUS_AFTER_DISCONNECT, &mut done)
+                    if !closed_round {
+                        Self::complete_all(&mut conn, ambiguity::STATUS_AFTER_DISCONNECT, &mut done);
+                        closed_round = true;
+                    }
                 }
                 Phase::Open => {
-                    let took = Self::fill(&mut conn, new, &mut done);
+                    let took = Self::fill(&mut conn, new, &mut done, &mut zero_done);
                     conn.buffered.extend(&new[took..]);
                     new = &[];
-                    let pushed = conn.psh_mark > conn.consumed || conn.push_fired;
+                    let pushed = ambiguity::push_applies(conn.psh_mark, conn.consumed) || conn.push_fired;
                     let fin_all_placed = conn.fin && conn.buffered.is_empty();
-                    if conn.head_holds_data()
-                        && ((conn.head_is_partial_push() && pushed) || fin_all_placed)
-                    {
+                    if conn.head_holds_data() && ((conn.head_is_partial_push() && pushed) || fin_all_placed) {
                         Self::complete_head(&mut conn, NdisStatus::Success, &mut done);
                     }
                     conn.push_fired = false;
@@ -526,11 +495,14 @@ impl Delivery {
                 self.upcall_event(now, id, &mut conn, TcpOffloadEvent::Disconnect, host);
                 continue;
             }
-            if conn.posted.is_empty() && !conn.buffered.is_empty() && !conn.indicate_blocked {
-                if self.indicate_once(now, id, &mut conn, host) {
-                    continue;
+            // Connector B: indicate when no posted request can take data (zero-byte requests
+            // hold none, A8) and no refusal is pending (R-IND-7).
+            if conn.posted_free == 0 && !conn.buffered.is_empty() && !conn.indicate_blocked && !refused {
+                if !self.indicate_once(now, id, &mut conn, host) {
+                    break;
                 }
-                break;
+                refused = conn.indicate_blocked;
+                continue;
             }
             break;
         }
@@ -540,6 +512,20 @@ impl Delivery {
             }
         } else {
             conn.push_deadline = None;
+        }
+        let data_waiting = !conn.buffered.is_empty() || !new.is_empty();
+        let more = match conn.phase {
+            Phase::Open => {
+                let zero_head = conn.posted.front().is_some_and(|h| h.net_buffer().data_length() == 0);
+                data_waiting
+                    && ((zero_head && zero_done)
+                        || (conn.posted_free == 0 && !conn.indicate_blocked && !conn.waiting_pool && refused))
+            }
+            Phase::Disconnected | Phase::Aborted => !conn.posted.is_empty(),
+        };
+        if more && !conn.kick {
+            conn.kick = true;
+            self.timers.push(Reverse((now, id.0)));
         }
         self.schedule(id, &mut conn);
         self.conns[id.0 as usize] = Some(conn);
@@ -571,20 +557,11 @@ impl OffloadTarget for Delivery {
         mut state: TcpOffloadState,
         _host: &mut dyn ProtocolHost,
     ) -> Result<NblChain, InitiateFailed> {
-        let fail = |status, error, state| {
-            Err(InitiateFailed {
-                status,
-                error: Some(error),
-                state,
-            })
-        };
+        let fail = |status, error, state| Err(InitiateFailed { status, error: Some(error), state });
         if id.0 > self.cfg.max_conn_id {
             return fail(
                 NdisStatus::Failure,
-                ApiMisuse::ConnIdOutOfRange {
-                    conn: id,
-                    max: self.cfg.max_conn_id,
-                },
+                ApiMisuse::ConnIdOutOfRange { conn: id, max: self.cfg.max_conn_id },
                 state,
             );
         }
@@ -595,19 +572,10 @@ impl OffloadTarget for Delivery {
             0 => self.cfg.default_rcv_wnd,
             w => w,
         } as usize;
-        let held: usize = state
-            .delegated
-            .buffered_data
-            .iter()
-            .map(|n| n.net_buffer().data_length())
-            .sum();
+        let held: usize = state.delegated.buffered_data.iter().map(|n| n.net_buffer().data_length()).sum();
         if held > cap {
             // R-BUF-2: no room for the host's BufferedData.
-            let e = ApiMisuse::WindowExceeded {
-                conn: id,
-                offered: held,
-                space: cap,
-            };
+            let e = ApiMisuse::WindowExceeded { conn: id, offered: held, space: cap };
             return fail(NdisStatus::OffloadTcpRcvBuffer, e, state);
         }
         let mut buffered = VecDeque::with_capacity(cap);
@@ -670,12 +638,7 @@ impl OffloadTarget for Delivery {
         Ok(NdisStatus::Pending)
     }
 
-    fn receive_return(
-        &mut self,
-        now: Instant,
-        nbls: NblChain,
-        host: &mut dyn ProtocolHost,
-    ) -> NdisStatus {
+    fn receive_return(&mut self, now: Instant, nbls: NblChain, host: &mut dyn ProtocolHost) -> NdisStatus {
         self.take_back(now, nbls);
         self.drive(now, host);
         NdisStatus::Success
@@ -690,9 +653,7 @@ impl OffloadTarget for Delivery {
     ) -> Result<(), ApiMisuse> {
         if kind == DisconnectKind::Graceful {
             self.conn_mut(id)?;
-            return Err(ApiMisuse::Unsupported(
-                "graceful disconnect belongs to the TCP engine's send side",
-            ));
+            return Err(ApiMisuse::Unsupported("graceful disconnect belongs to the TCP engine's send side"));
         }
         let conn = self.conn_mut(id)?;
         // R-ABT-1: stop receiving at once, indicated-but-unconsumed data included.
@@ -709,11 +670,8 @@ impl OffloadTarget for Delivery {
         id: ConnId,
         host: &mut dyn ProtocolHost,
     ) -> Result<TcpDelegatedState, ApiMisuse> {
-        let mut conn = self
-            .conns
-            .get_mut(id.0 as usize)
-            .and_then(Option::take)
-            .ok_or(ApiMisuse::UnknownConnection(id))?;
+        let mut conn =
+            self.conns.get_mut(id.0 as usize).and_then(Option::take).ok_or(ApiMisuse::UnknownConnection(id))?;
         conn.push_deadline = None;
         // R-TRM-2: complete every outstanding request, including posts made meanwhile.
         while !conn.posted.is_empty() {
@@ -819,11 +777,7 @@ impl ReceiveInput for Delivery {
             return Err(ApiMisuse::NotReceiving(id));
         }
         if data.len() > space {
-            return Err(ApiMisuse::WindowExceeded {
-                conn: id,
-                offered: data.len(),
-                space,
-            });
+            return Err(ApiMisuse::WindowExceeded { conn: id, offered: data.len(), space });
         }
         conn.fed += data.len() as u64;
         conn.rcv_nxt = conn.rcv_nxt.wrapping_add(data.len() as u32);
@@ -835,12 +789,7 @@ impl ReceiveInput for Delivery {
         Ok(())
     }
 
-    fn receive_fin(
-        &mut self,
-        now: Instant,
-        id: ConnId,
-        host: &mut dyn ProtocolHost,
-    ) -> Result<(), ApiMisuse> {
+    fn receive_fin(&mut self, now: Instant, id: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
         let conn = self.conn_mut(id)?;
         if conn.phase != Phase::Open || conn.fin {
             return Err(ApiMisuse::NotReceiving(id));
@@ -852,12 +801,7 @@ impl ReceiveInput for Delivery {
         Ok(())
     }
 
-    fn receive_rst(
-        &mut self,
-        now: Instant,
-        id: ConnId,
-        host: &mut dyn ProtocolHost,
-    ) -> Result<(), ApiMisuse> {
+    fn receive_rst(&mut self, now: Instant, id: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
         let conn = self.conn_mut(id)?;
         if conn.phase == Phase::Aborted {
             return Err(ApiMisuse::NotReceiving(id));

@@ -24,9 +24,7 @@ pub mod delivery;
 pub mod rules;
 pub mod verifier;
 
-use crate::ndis::{
-    DisconnectKind, NblChain, NdisStatus, TcpDelegatedState, TcpOffloadEvent, TcpOffloadState,
-};
+use crate::ndis::{DisconnectKind, NblChain, NdisStatus, TcpDelegatedState, TcpOffloadEvent, TcpOffloadState};
 use crate::time::Instant;
 
 pub use delivery::{Delivery, DeliveryConfig, DeliveryStats};
@@ -173,11 +171,7 @@ impl core::fmt::Display for ApiMisuse {
             ApiMisuse::ConnIdOutOfRange { conn, max } => {
                 write!(f, "{conn} is above the limit {max}")
             }
-            ApiMisuse::WindowExceeded {
-                conn,
-                offered,
-                space,
-            } => {
+            ApiMisuse::WindowExceeded { conn, offered, space } => {
                 write!(f, "{conn}: {offered} bytes offered, room for {space}")
             }
             ApiMisuse::NotReceiving(c) => {
@@ -237,12 +231,7 @@ pub trait OffloadTarget {
 
     /// MiniportTcpOffloadReceiveReturn: indicated (or terminate BufferedData) NBLs come back;
     /// always `Success` (R-RET-1).
-    fn receive_return(
-        &mut self,
-        now: Instant,
-        nbls: NblChain,
-        host: &mut dyn ProtocolHost,
-    ) -> NdisStatus;
+    fn receive_return(&mut self, now: Instant, nbls: NblChain, host: &mut dyn ProtocolHost) -> NdisStatus;
 
     /// MiniportTcpOffloadDisconnect. The delivery layer handles `Abortive` (R-ABT-1).
     fn disconnect(
@@ -285,20 +274,10 @@ pub trait ReceiveInput {
     ) -> Result<(), ApiMisuse>;
 
     /// In-sequence FIN: TcpIndicateDisconnect once all earlier data is consumed (R-FIN-1).
-    fn receive_fin(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        host: &mut dyn ProtocolHost,
-    ) -> Result<(), ApiMisuse>;
+    fn receive_fin(&mut self, now: Instant, conn: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse>;
 
     /// Acceptable RST: abort, complete requests with REQUEST_ABORTED (R-RST-1).
-    fn receive_rst(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        host: &mut dyn ProtocolHost,
-    ) -> Result<(), ApiMisuse>;
+    fn receive_rst(&mut self, now: Instant, conn: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse>;
 
     /// Bytes `receive_data` can take now (the receive window's basis).
     fn receive_space(&self, conn: ConnId) -> usize;

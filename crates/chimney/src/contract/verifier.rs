@@ -21,12 +21,12 @@ use std::thread::ThreadId;
 
 use super::rules::{self, Rule};
 use super::{
-    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, NestedCalls, OffloadTarget, PostRejected,
-    ProtocolHost, ReceiveInput,
+    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, NestedCalls, OffloadTarget, PostRejected, ProtocolHost,
+    ReceiveInput,
 };
 use crate::ndis::{
-    DisconnectKind, NblChain, NblId, NdisStatus, NetBufferList, PoolTag, TcpDelegatedState,
-    TcpOffloadEvent, TcpOffloadState,
+    DisconnectKind, NblChain, NblId, NdisStatus, NetBufferList, PoolTag, TcpDelegatedState, TcpOffloadEvent,
+    TcpOffloadState,
 };
 use crate::time::Instant;
 
@@ -124,19 +124,8 @@ struct CoreState {
 struct Found(Vec<Violation>);
 
 impl Found {
-    fn add(
-        &mut self,
-        rule: &'static Rule,
-        conn: Option<ConnId>,
-        nbl: Option<NblId>,
-        detail: impl Into<String>,
-    ) {
-        self.0.push(Violation {
-            rule,
-            conn,
-            nbl,
-            detail: detail.into(),
-        });
+    fn add(&mut self, rule: &'static Rule, conn: Option<ConnId>, nbl: Option<NblId>, detail: impl Into<String>) {
+        self.0.push(Violation { rule, conn, nbl, detail: detail.into() });
     }
 }
 
@@ -181,10 +170,7 @@ fn nbl_bytes(nbl: &NetBufferList, start: usize, len: usize) -> Vec<u8> {
 impl VerifierCore {
     /// A verifier core in `mode`.
     pub fn new(mode: VerifierMode) -> VerifierCore {
-        VerifierCore {
-            mode,
-            state: Mutex::new(CoreState::default()),
-        }
+        VerifierCore { mode, state: Mutex::new(CoreState::default()) }
     }
 
     fn lock(&self) -> MutexGuard<'_, CoreState> {
@@ -229,10 +215,7 @@ impl VerifierCore {
 
     /// Posted NBLs of `conn` not yet completed.
     pub fn outstanding(&self, conn: ConnId) -> usize {
-        self.lock()
-            .conns
-            .get(&conn)
-            .map_or(0, |c| c.outstanding.len())
+        self.lock().conns.get(&conn).map_or(0, |c| c.outstanding.len())
     }
 
     // ---- host → target side -------------------------------------------------------------
@@ -279,12 +262,7 @@ impl VerifierCore {
     fn record_returns(st: &mut CoreState, nbls: &NblChain, f: &mut Found) {
         for nbl in nbls.iter() {
             if !st.host_owned.remove(&nbl.id()) {
-                f.add(
-                    &rules::R_RET_1,
-                    None,
-                    Some(nbl.id()),
-                    "host returned an NBL it does not own",
-                );
+                f.add(&rules::R_RET_1, None, Some(nbl.id()), "host returned an NBL it does not own");
             }
         }
     }
@@ -302,10 +280,7 @@ impl VerifierCore {
         c.fed = c.pending.len() as u64;
         c.offload_buffered_end = c.fed;
         c.rcv_nxt_offload = state.delegated.rcv_nxt;
-        c.fin = matches!(
-            state.delegated.state,
-            Some(crate::ndis::TcpConnectionState::CloseWait)
-        );
+        c.fin = matches!(state.delegated.state, Some(crate::ndis::TcpConnectionState::CloseWait));
         st.conns.insert(conn, c);
     }
 
@@ -345,27 +320,13 @@ impl VerifierCore {
         let pending = c.pending.len();
         let head = c.outstanding.front();
         if c.rst && (!c.abort_indicated || head.is_some()) {
-            let what = if c.abort_indicated {
-                "a request is still outstanding"
-            } else {
-                "no TcpIndicateAbort"
-            };
-            f.add(
-                &rules::R_RST_1,
-                id,
-                head.map(|h| h.id),
-                format!("after RST: {what}"),
-            );
+            let what = if c.abort_indicated { "a request is still outstanding" } else { "no TcpIndicateAbort" };
+            f.add(&rules::R_RST_1, id, head.map(|h| h.id), format!("after RST: {what}"));
             return;
         }
         if c.abortive {
             if let Some(h) = head {
-                f.add(
-                    &rules::R_ABT_1,
-                    id,
-                    Some(h.id),
-                    "request still outstanding after abortive disconnect",
-                );
+                f.add(&rules::R_ABT_1, id, Some(h.id), "request still outstanding after abortive disconnect");
             }
             return;
         }
@@ -374,68 +335,35 @@ impl VerifierCore {
         }
         if c.disconnect_indicated {
             if let Some(h) = head {
-                f.add(
-                    &rules::R_FIN_3,
-                    id,
-                    Some(h.id),
-                    "request outstanding after TcpIndicateDisconnect",
-                );
+                f.add(&rules::R_FIN_3, id, Some(h.id), "request outstanding after TcpIndicateDisconnect");
             }
             return;
         }
         let open = !c.terminating;
         if let (Some(h), true) = (head, open) {
-            if h.cap == 0 && pending > 0 {
-                f.add(
-                    &rules::R_POST_10,
-                    id,
-                    Some(h.id),
-                    format!("zero-byte request not completed with {pending} bytes available"),
-                );
-                return;
-            }
             if h.cap > 0 && pending >= h.cap {
                 f.add(
                     &rules::R_CMP_3,
                     id,
                     Some(h.id),
-                    format!(
-                        "{pending} bytes available for a {}-byte request left outstanding",
-                        h.cap
-                    ),
+                    format!("{pending} bytes available for a {}-byte request left outstanding", h.cap),
                 );
                 return;
             }
             if pending > 0 && !h.no_push && c.psh_mark > c.delivered {
-                f.add(
-                    &rules::R_DEL_5,
-                    id,
-                    Some(h.id),
-                    "partially filled push-mode request not completed after PSH",
-                );
+                f.add(&rules::R_DEL_5, id, Some(h.id), "partially filled push-mode request not completed after PSH");
                 return;
             }
             if pending > 0 && c.fin {
-                f.add(
-                    &rules::R_FIN_1,
-                    id,
-                    Some(h.id),
-                    "partially filled request held after FIN: data never consumed",
-                );
+                f.add(&rules::R_FIN_1, id, Some(h.id), "partially filled request held after FIN: data never consumed");
                 return;
             }
         }
         if open && c.fin && pending == 0 && head.is_none_or(|h| h.cap > 0 || h.prefilled == 0) {
-            f.add(
-                &rules::R_FIN_1,
-                id,
-                None,
-                "FIN received and all data consumed, but no TcpIndicateDisconnect",
-            );
+            f.add(&rules::R_FIN_1, id, None, "FIN received and all data consumed, but no TcpIndicateDisconnect");
             return;
         }
-        let expect_timer = open
-            && head.is_some_and(|h| h.cap > 0 && !h.no_push && (pending > 0 || h.prefilled > 0));
+        let expect_timer = open && head.is_some_and(|h| h.cap > 0 && !h.no_push && (pending > 0 || h.prefilled > 0));
         match (expect_timer, timer) {
             (false, Some(t)) => f.add(
                 &rules::R_CMP_9,
@@ -487,21 +415,9 @@ impl VerifierCore {
         }
         // A mismatch: did the target skip older data it should have delivered first?
         let candidates = [
-            (
-                c.offload_buffered_end,
-                &rules::R_BUF_3,
-                "skipped offload BufferedData",
-            ),
-            (
-                c.refused_end,
-                &rules::R_IND_6,
-                "skipped data refused by an indication",
-            ),
-            (
-                c.last_chunk_start,
-                &rules::R_DEL_3,
-                "skipped older buffered data",
-            ),
+            (c.offload_buffered_end, &rules::R_BUF_3, "skipped offload BufferedData"),
+            (c.refused_end, &rules::R_IND_6, "skipped data refused by an indication"),
+            (c.last_chunk_start, &rules::R_DEL_3, "skipped older buffered data"),
         ];
         for (end, rule, what) in candidates {
             if end > c.delivered {
@@ -542,48 +458,22 @@ impl VerifierCore {
         Self::touch(&mut st, conn);
         let terminated = st.terminated.contains(&conn);
         let Some(c) = st.conns.get_mut(&conn) else {
-            let why = if terminated {
-                "upcall after terminate completed"
-            } else {
-                "upcall on a connection never offloaded"
-            };
-            let rule = if terminated {
-                &rules::R_TRM_2
-            } else {
-                &rules::R_IND_11
-            };
+            let why =
+                if terminated { "upcall after terminate completed" } else { "upcall on a connection never offloaded" };
+            let rule = if terminated { &rules::R_TRM_2 } else { &rules::R_IND_11 };
             f.add(rule, Some(conn), None, why);
             return;
         };
         if !c.offloaded {
-            f.add(
-                &rules::R_IND_11,
-                Some(conn),
-                None,
-                format!("{kind:?} upcall before the offload completed"),
-            );
+            f.add(&rules::R_IND_11, Some(conn), None, format!("{kind:?} upcall before the offload completed"));
         }
         let me = std::thread::current().id();
         if let Some((running, tid)) = c.upcall {
             if tid == me && running == Upcall::Complete && kind == Upcall::Complete {
-                f.add(
-                    &rules::R_CMP_6,
-                    Some(conn),
-                    None,
-                    "ReceiveComplete re-entered from inside ReceiveComplete",
-                );
+                f.add(&rules::R_CMP_6, Some(conn), None, "ReceiveComplete re-entered from inside ReceiveComplete");
             } else {
-                let how = if tid == me {
-                    "nested in"
-                } else {
-                    "concurrent with"
-                };
-                f.add(
-                    &rules::R_CMP_5,
-                    Some(conn),
-                    None,
-                    format!("{kind:?} upcall {how} a {running:?} upcall"),
-                );
+                let how = if tid == me { "nested in" } else { "concurrent with" };
+                f.add(&rules::R_CMP_5, Some(conn), None, format!("{kind:?} upcall {how} a {running:?} upcall"));
             }
         }
         c.upcall = Some((kind, me));
@@ -599,18 +489,12 @@ impl VerifierCore {
         let mut st = self.lock();
         let id = Some(conn);
         if nbls.is_empty() {
-            f.add(
-                &rules::R_CMP_2,
-                id,
-                None,
-                "ReceiveComplete with an empty chain",
-            );
+            f.add(&rules::R_CMP_2, id, None, "ReceiveComplete with an empty chain");
             return;
         }
         let in_timeout = st.in_timeout;
         // First pass: match every NBL with its post and work out the bytes it carries.
-        let mut items: Vec<(Option<PostRec>, usize, &NetBufferList)> =
-            Vec::with_capacity(nbls.len());
+        let mut items: Vec<(Option<PostRec>, usize, &NetBufferList)> = Vec::with_capacity(nbls.len());
         for nbl in nbls.iter() {
             let nid = nbl.id();
             let rec = {
@@ -640,7 +524,12 @@ impl VerifierCore {
                 });
                 match elsewhere {
                     Some(other) => f.add(&rules::R_CMP_2, id, Some(nid), format!("NBL was posted on {other}")),
-                    None => f.add(&rules::R_POST_2, id, Some(nid), "completed an NBL that is not outstanding (never posted, or completed twice)"),
+                    None => f.add(
+                        &rules::R_POST_2,
+                        id,
+                        Some(nid),
+                        "completed an NBL that is not outstanding (never posted, or completed twice)",
+                    ),
                 }
                 items.push((None, 0, nbl));
                 continue;
@@ -650,30 +539,18 @@ impl VerifierCore {
             let adv_off = nb.data_offset().wrapping_sub(rec.offset0);
             let adv_len = rec.cap.wrapping_sub(nb.data_length());
             if nbl.status == NdisStatus::Pending || slot == UNWRITTEN {
-                let what = if slot == UNWRITTEN {
-                    "TcpOffloadBytesTransferred"
-                } else {
-                    "Status"
-                };
-                f.add(
-                    &rules::R_CMP_7,
-                    id,
-                    Some(nid),
-                    format!("{what} not written before completion"),
-                );
+                let what = if slot == UNWRITTEN { "TcpOffloadBytesTransferred" } else { "Status" };
+                f.add(&rules::R_CMP_7, id, Some(nid), format!("{what} not written before completion"));
             } else if rec.cap == 0 && slot != 0 {
-                f.add(
-                    &rules::R_POST_10,
-                    id,
-                    Some(nid),
-                    format!("zero-byte request completed with {slot} bytes"),
-                );
+                f.add(&rules::R_POST_10, id, Some(nid), format!("zero-byte request completed with {slot} bytes"));
             } else if slot != adv_off || slot != adv_len || adv_off > rec.cap {
                 f.add(
                     &rules::R_ACC_1,
                     id,
                     Some(nid),
-                    format!("TcpOffloadBytesTransferred {slot}, DataOffset advanced {adv_off}, DataLength shrank {adv_len}"),
+                    format!(
+                        "TcpOffloadBytesTransferred {slot}, DataOffset advanced {adv_off}, DataLength shrank {adv_len}"
+                    ),
                 );
             }
             let bytes = if adv_off <= rec.cap { adv_off } else { 0 };
@@ -697,58 +574,34 @@ impl VerifierCore {
             if c.rst && status != NdisStatus::RequestAborted {
                 bad(&rules::R_RST_1, format!("{status} after RST"));
             } else if c.abortive && status != NdisStatus::RequestAborted {
-                bad(
-                    &rules::R_ABT_1,
-                    format!("{status} after abortive disconnect"),
-                );
+                bad(&rules::R_ABT_1, format!("{status} after abortive disconnect"));
             } else if rec.after_disconnect && (status != NdisStatus::InvalidState || b != 0) {
-                bad(
-                    &rules::R_FIN_3,
-                    format!(
-                        "posted after TcpIndicateDisconnect, completed {status} with {b} bytes"
-                    ),
-                );
+                bad(&rules::R_FIN_3, format!("posted after TcpIndicateDisconnect, completed {status} with {b} bytes"));
             } else if c.terminating
                 && !(status == NdisStatus::UploadInProgress && b == 0
-                    || status == NdisStatus::Success
-                        && (b > 0 || rec.prefilled > 0 || rec.cap == 0))
+                    || status == NdisStatus::Success && (b > 0 || rec.prefilled > 0 || rec.cap == 0))
             {
-                bad(
-                    &rules::R_TRM_2,
-                    format!("{status} with {b} bytes during terminate"),
-                );
+                bad(&rules::R_TRM_2, format!("{status} with {b} bytes during terminate"));
             } else {
                 match status {
-                    NdisStatus::Success if c.disconnect_indicated => bad(
-                        &rules::R_CMP_7,
-                        "SUCCESS after TcpIndicateDisconnect (INVALID_STATE expected, A9)".into(),
-                    ),
+                    NdisStatus::Success if c.disconnect_indicated => {
+                        bad(&rules::R_CMP_7, "SUCCESS after TcpIndicateDisconnect (INVALID_STATE expected, A9)".into())
+                    }
                     NdisStatus::Success => {}
-                    NdisStatus::InvalidState if !c.disconnect_indicated => bad(
-                        &rules::R_CMP_7,
-                        "INVALID_STATE without TcpIndicateDisconnect".into(),
-                    ),
-                    NdisStatus::UploadInProgress if !c.terminating => bad(
-                        &rules::R_CMP_7,
-                        "UPLOAD_IN_PROGRESS while no upload is in progress".into(),
-                    ),
-                    NdisStatus::RequestAborted if !(c.rst || c.abortive) => bad(
-                        &rules::R_CMP_7,
-                        "REQUEST_ABORTED without RST or abortive disconnect".into(),
-                    ),
-                    NdisStatus::InvalidState
-                    | NdisStatus::UploadInProgress
-                    | NdisStatus::RequestAborted => {}
-                    other => bad(
-                        &rules::R_CMP_7,
-                        format!("{other} is not a receive completion status"),
-                    ),
+                    NdisStatus::InvalidState if !c.disconnect_indicated => {
+                        bad(&rules::R_CMP_7, "INVALID_STATE without TcpIndicateDisconnect".into())
+                    }
+                    NdisStatus::UploadInProgress if !c.terminating => {
+                        bad(&rules::R_CMP_7, "UPLOAD_IN_PROGRESS while no upload is in progress".into())
+                    }
+                    NdisStatus::RequestAborted if !(c.rst || c.abortive) => {
+                        bad(&rules::R_CMP_7, "REQUEST_ABORTED without RST or abortive disconnect".into())
+                    }
+                    NdisStatus::InvalidState | NdisStatus::UploadInProgress | NdisStatus::RequestAborted => {}
+                    other => bad(&rules::R_CMP_7, format!("{other} is not a receive completion status")),
                 }
             }
-            let normal = status_ok
-                && status == NdisStatus::Success
-                && !c.terminating
-                && !c.disconnect_indicated;
+            let normal = status_ok && status == NdisStatus::Success && !c.terminating && !c.disconnect_indicated;
             if normal && has_room && rec.cap > 0 {
                 let later_data = items[i + 1..].iter().any(|(_, lb, _)| *lb > 0);
                 let fin_push = c.fin && b == c.pending.len();
@@ -757,18 +610,10 @@ impl VerifierCore {
                         &rules::R_POST_3,
                         id,
                         Some(nid),
-                        format!(
-                            "{} bytes of room left while a later request got data",
-                            rec.cap - b
-                        ),
+                        format!("{} bytes of room left while a later request got data", rec.cap - b),
                     );
                 } else if i + 1 < n {
-                    f.add(
-                        &rules::R_CMP_3,
-                        id,
-                        Some(nid),
-                        "partially filled request is not the last of its completion",
-                    );
+                    f.add(&rules::R_CMP_3, id, Some(nid), "partially filled request is not the last of its completion");
                 } else if fin_push {
                 } else if rec.no_push {
                     f.add(
@@ -778,12 +623,7 @@ impl VerifierCore {
                         format!("non-push request completed with {b} of {} bytes", rec.cap),
                     );
                 } else if b == 0 && rec.prefilled == 0 {
-                    f.add(
-                        &rules::R_CMP_4,
-                        id,
-                        Some(nid),
-                        "empty request completed SUCCESS",
-                    );
+                    f.add(&rules::R_CMP_4, id, Some(nid), "empty request completed SUCCESS");
                 } else if !(in_timeout || c.psh_mark > c.delivered) {
                     f.add(
                         &rules::R_CMP_4,
@@ -794,12 +634,7 @@ impl VerifierCore {
                 }
             }
             if c.disconnect_indicated && b > 0 {
-                f.add(
-                    &rules::R_FIN_1,
-                    id,
-                    Some(nid),
-                    "data completed after TcpIndicateDisconnect",
-                );
+                f.add(&rules::R_FIN_1, id, Some(nid), "data completed after TcpIndicateDisconnect");
             }
             let data = nbl_bytes(nbl, rec.offset0, b);
             Self::deliver(&mut st, conn, nid, &data, f);
@@ -826,92 +661,45 @@ impl VerifierCore {
                 &rules::R_IND_3,
                 id,
                 Some(nid),
-                format!(
-                    "indication chain of {} NBLs (must be stand-alone)",
-                    nbl.len()
-                ),
+                format!("indication chain of {} NBLs (must be stand-alone)", nbl.len()),
             );
         } else if nid.pool() != Some(PoolTag::Target) {
-            f.add(
-                &rules::R_IND_3,
-                id,
-                Some(nid),
-                "indicated NBL is not from the target's pool",
-            );
+            f.add(&rules::R_IND_3, id, Some(nid), "indicated NBL is not from the target's pool");
         } else if nb.data_length() == 0 {
             f.add(&rules::R_IND_3, id, Some(nid), "indication of zero bytes");
         }
         if status != NdisStatus::Success {
-            f.add(
-                &rules::R_IND_4,
-                id,
-                Some(nid),
-                format!("indication Status {status}"),
-            );
+            f.add(&rules::R_IND_4, id, Some(nid), format!("indication Status {status}"));
         }
         if st.host_owned.contains(&nid) {
-            f.add(
-                &rules::R_IND_5,
-                id,
-                Some(nid),
-                "indicated an NBL the host still owns",
-            );
+            f.add(&rules::R_IND_5, id, Some(nid), "indicated an NBL the host still owns");
         }
         let c = st.conns.get(&conn)?;
         if c.rst {
             f.add(&rules::R_RST_1, id, Some(nid), "indication after RST");
         } else if c.abortive {
-            f.add(
-                &rules::R_ABT_1,
-                id,
-                Some(nid),
-                "indication after abortive disconnect",
-            );
+            f.add(&rules::R_ABT_1, id, Some(nid), "indication after abortive disconnect");
         } else if c.disconnect_indicated {
-            f.add(
-                &rules::R_FIN_1,
-                id,
-                Some(nid),
-                "indication after TcpIndicateDisconnect",
-            );
+            f.add(&rules::R_FIN_1, id, Some(nid), "indication after TcpIndicateDisconnect");
         } else if c.refused_since_post {
-            f.add(
-                &rules::R_IND_7,
-                id,
-                Some(nid),
-                "indication after a refusal with no post since",
-            );
-        } else if let Some(r) = c.outstanding.front() {
-            if c.outstanding.iter().any(|r| r.nested) {
+            f.add(&rules::R_IND_7, id, Some(nid), "indication after a refusal with no post since");
+        } else if let Some(r) = c.outstanding.iter().find(|r| r.cap > 0) {
+            // Zero-byte requests hold no data and do not count (A8).
+            if r.nested {
                 f.add(
                     &rules::R_DEL_1,
                     id,
                     Some(r.id),
-                    "indicated while requests posted during an upcall are outstanding",
+                    "indicated while a request posted during an upcall is outstanding",
                 );
             } else {
-                f.add(
-                    &rules::R_IND_1,
-                    id,
-                    Some(r.id),
-                    format!(
-                        "indicated while {} posted request(s) are outstanding",
-                        c.outstanding.len()
-                    ),
-                );
+                f.add(&rules::R_IND_1, id, Some(r.id), "indicated while a posted request is outstanding");
             }
         }
         Some((nid, nbl_bytes(first, nb.data_offset(), nb.data_length())))
     }
 
-    fn apply_indication(
-        &self,
-        conn: ConnId,
-        nid: NblId,
-        data: &[u8],
-        outcome: &IndicateReturn,
-        f: &mut Found,
-    ) {
+    fn apply_indication(&self, conn: ConnId, nid: NblId, data: &[u8], outcome: &IndicateReturn, f: &mut Found) {
         let mut st = self.lock();
         let len = data.len();
         let consumed = match outcome {
@@ -926,17 +714,14 @@ impl VerifierCore {
                         &rules::R_IND_5,
                         Some(conn),
                         Some(nid),
-                        format!(
-                            "host: PARTIALLY_ACCEPTED with BytesConsumed {bytes_consumed} of {len}"
-                        ),
+                        format!("host: PARTIALLY_ACCEPTED with BytesConsumed {bytes_consumed} of {len}"),
                     );
                 }
                 (*bytes_consumed).min(len)
             }
         };
         match outcome {
-            IndicateReturn::NotAccepted(back)
-            | IndicateReturn::PartiallyAccepted { nbl: back, .. } => {
+            IndicateReturn::NotAccepted(back) | IndicateReturn::PartiallyAccepted { nbl: back, .. } => {
                 if back.len() != 1 || back.front().map(|n| n.id()) != Some(nid) {
                     f.add(
                         &rules::R_IND_5,
@@ -970,10 +755,7 @@ impl VerifierCore {
                 } else if c.disconnect_indicated {
                     Some("TcpIndicateDisconnect twice".to_string())
                 } else if !c.pending.is_empty() {
-                    Some(format!(
-                        "TcpIndicateDisconnect with {} bytes not consumed",
-                        c.pending.len()
-                    ))
+                    Some(format!("TcpIndicateDisconnect with {} bytes not consumed", c.pending.len()))
                 } else {
                     None
                 };
@@ -1010,11 +792,7 @@ pub struct VerifyingHost<'a> {
 impl<'a> VerifyingHost<'a> {
     /// Wraps `host` so that every upcall a target makes into it is checked by `core`.
     pub fn new(core: &'a VerifierCore, host: &'a mut dyn ProtocolHost) -> VerifyingHost<'a> {
-        VerifyingHost {
-            core,
-            host,
-            scratch: NestedCalls::new(),
-        }
+        VerifyingHost { core, host, scratch: NestedCalls::new() }
     }
 }
 
@@ -1042,14 +820,11 @@ impl ProtocolHost for VerifyingHost<'_> {
         self.core.enter(conn, Upcall::Indicate, &mut f);
         let seen = self.core.check_indication(conn, &nbl, status, &mut f);
         self.core.report(f);
-        let outcome = self
-            .host
-            .receive_indicate(conn, nbl, status, &mut self.scratch);
+        let outcome = self.host.receive_indicate(conn, nbl, status, &mut self.scratch);
         let mut f = Found(Vec::new());
         self.core.exit(conn);
         if let Some((nid, data)) = seen {
-            self.core
-                .apply_indication(conn, nid, &data, &outcome, &mut f);
+            self.core.apply_indication(conn, nid, &data, &outcome, &mut f);
         }
         self.core.forward_nested(&mut self.scratch, nested, &mut f);
         self.core.report(f);
@@ -1079,10 +854,7 @@ pub struct Verifier<T> {
 impl<T> Verifier<T> {
     /// Wraps `inner` with a fresh core in `mode`.
     pub fn new(inner: T, mode: VerifierMode) -> Verifier<T> {
-        Verifier {
-            inner,
-            core: Arc::new(VerifierCore::new(mode)),
-        }
+        Verifier { inner, core: Arc::new(VerifierCore::new(mode)) }
     }
 
     /// The shared checking core (violations, counters).
@@ -1117,12 +889,7 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
         host: &mut dyn ProtocolHost,
     ) -> Result<NblChain, InitiateFailed> {
         self.core.begin_initiate(conn, &state);
-        let r = self.inner.initiate_offload(
-            now,
-            conn,
-            state,
-            &mut VerifyingHost::new(&self.core, host),
-        );
+        let r = self.inner.initiate_offload(now, conn, state, &mut VerifyingHost::new(&self.core, host));
         self.core.end_initiate(conn, r.is_ok());
         self.after();
         r
@@ -1136,19 +903,12 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
         host: &mut dyn ProtocolHost,
     ) -> Result<NdisStatus, PostRejected> {
         Self::record(&self.core, conn, &mut nbls);
-        let r = self
-            .inner
-            .receive(now, conn, nbls, &mut VerifyingHost::new(&self.core, host));
+        let r = self.inner.receive(now, conn, nbls, &mut VerifyingHost::new(&self.core, host));
         match &r {
             Ok(NdisStatus::Pending) => {}
             Ok(other) => {
                 let mut f = Found(Vec::new());
-                f.add(
-                    &rules::R_POST_2,
-                    Some(conn),
-                    None,
-                    format!("MiniportTcpOffloadReceive returned {other}"),
-                );
+                f.add(&rules::R_POST_2, Some(conn), None, format!("MiniportTcpOffloadReceive returned {other}"));
                 self.core.report(f);
             }
             Err(rej) => self.core.unrecord_posts(conn, &rej.nbls),
@@ -1157,24 +917,12 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
         r
     }
 
-    fn receive_return(
-        &mut self,
-        now: Instant,
-        nbls: NblChain,
-        host: &mut dyn ProtocolHost,
-    ) -> NdisStatus {
+    fn receive_return(&mut self, now: Instant, nbls: NblChain, host: &mut dyn ProtocolHost) -> NdisStatus {
         let mut f = Found(Vec::new());
         Self::record_returns(&self.core, &nbls, &mut f);
-        let s = self
-            .inner
-            .receive_return(now, nbls, &mut VerifyingHost::new(&self.core, host));
+        let s = self.inner.receive_return(now, nbls, &mut VerifyingHost::new(&self.core, host));
         if s != NdisStatus::Success {
-            f.add(
-                &rules::R_RET_1,
-                None,
-                None,
-                format!("MiniportTcpOffloadReceiveReturn returned {s}"),
-            );
+            f.add(&rules::R_RET_1, None, None, format!("MiniportTcpOffloadReceiveReturn returned {s}"));
         }
         self.core.report(f);
         self.after();
@@ -1198,9 +946,7 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
                 c.abortive = true;
             }
         }
-        let r = self
-            .inner
-            .disconnect(now, conn, kind, &mut VerifyingHost::new(&self.core, host));
+        let r = self.inner.disconnect(now, conn, kind, &mut VerifyingHost::new(&self.core, host));
         self.after();
         r
     }
@@ -1214,9 +960,7 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
         if let Some(c) = self.core.lock().conns.get_mut(&conn) {
             c.terminating = true;
         }
-        let r = self
-            .inner
-            .terminate_offload(now, conn, &mut VerifyingHost::new(&self.core, host));
+        let r = self.inner.terminate_offload(now, conn, &mut VerifyingHost::new(&self.core, host));
         let mut f = Found(Vec::new());
         if let Ok(d) = &r {
             let timer = self.inner.push_timer(conn);
@@ -1228,37 +972,19 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
                         &rules::R_TRM_2,
                         id,
                         Some(h.id),
-                        format!(
-                            "{} request(s) outstanding at terminate completion",
-                            c.outstanding.len()
-                        ),
+                        format!("{} request(s) outstanding at terminate completion", c.outstanding.len()),
                     );
                 }
                 if c.upcall.is_some() {
-                    f.add(
-                        &rules::R_TRM_2,
-                        id,
-                        None,
-                        "terminate completed while an upcall is in progress",
-                    );
+                    f.add(&rules::R_TRM_2, id, None, "terminate completed while an upcall is in progress");
                 }
                 if timer.is_some() {
-                    f.add(
-                        &rules::R_TRM_2,
-                        id,
-                        None,
-                        "push timer still running after terminate",
-                    );
+                    f.add(&rules::R_TRM_2, id, None, "push timer still running after terminate");
                 }
                 let mut returned = Vec::new();
                 for nbl in d.buffered_data.iter() {
                     if nbl.id().pool() != Some(PoolTag::Target) {
-                        f.add(
-                            &rules::R_TRM_3,
-                            id,
-                            Some(nbl.id()),
-                            "BufferedData NBL not from the target's pool",
-                        );
+                        f.add(&rules::R_TRM_3, id, Some(nbl.id()), "BufferedData NBL not from the target's pool");
                     }
                     st.host_owned.insert(nbl.id());
                     let nb = nbl.net_buffer();
@@ -1267,20 +993,21 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
                 let expect: Vec<u8> = c.pending.iter().copied().collect();
                 let aborted = c.rst || c.abortive;
                 if (!aborted && returned != expect) || (aborted && !returned.is_empty()) {
-                    f.add(&rules::R_TRM_3, id, None, format!("BufferedData holds {} bytes, {} undelivered bytes expected (or contents differ)", returned.len(), expect.len()));
-                }
-                let after_offload = c.fed - c.offload_buffered_end;
-                let want = c
-                    .rcv_nxt_offload
-                    .wrapping_add(after_offload as u32)
-                    .wrapping_add(u32::from(c.fin));
-                if !c.rst && !c.abortive && d.rcv_nxt != want {
                     f.add(
-                        &rules::R_BUF_1,
+                        &rules::R_TRM_3,
                         id,
                         None,
-                        format!("RcvNxt {} returned, {want} expected", d.rcv_nxt),
+                        format!(
+                            "BufferedData holds {} bytes, {} undelivered bytes expected (or contents differ)",
+                            returned.len(),
+                            expect.len()
+                        ),
                     );
+                }
+                let after_offload = c.fed - c.offload_buffered_end;
+                let want = c.rcv_nxt_offload.wrapping_add(after_offload as u32).wrapping_add(u32::from(c.fin));
+                if !c.rst && !c.abortive && d.rcv_nxt != want {
+                    f.add(&rules::R_BUF_1, id, None, format!("RcvNxt {} returned, {want} expected", d.rcv_nxt));
                 }
                 st.terminated.insert(conn);
             }
@@ -1292,8 +1019,7 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
 
     fn handle_timeout(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
         self.core.lock().in_timeout = true;
-        self.inner
-            .handle_timeout(now, &mut VerifyingHost::new(&self.core, host));
+        self.inner.handle_timeout(now, &mut VerifyingHost::new(&self.core, host));
         let mut st = self.core.lock();
         st.in_timeout = false;
         let all: Vec<ConnId> = st.conns.keys().copied().collect();
@@ -1348,17 +1074,9 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Verifier<T> {
                 saved
             })
         };
-        let r = self.inner.receive_data(
-            now,
-            conn,
-            data,
-            psh,
-            &mut VerifyingHost::new(&self.core, host),
-        );
+        let r = self.inner.receive_data(now, conn, data, psh, &mut VerifyingHost::new(&self.core, host));
         if r.is_err() {
-            if let (Some((fed, psh_mark, lcs, plen)), Some(c)) =
-                (saved, self.core.lock().conns.get_mut(&conn))
-            {
+            if let (Some((fed, psh_mark, lcs, plen)), Some(c)) = (saved, self.core.lock().conns.get_mut(&conn)) {
                 (c.fed, c.psh_mark, c.last_chunk_start) = (fed, psh_mark, lcs);
                 c.pending.truncate(plen);
             }
@@ -1367,22 +1085,13 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Verifier<T> {
         r
     }
 
-    fn receive_fin(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        host: &mut dyn ProtocolHost,
-    ) -> Result<(), ApiMisuse> {
+    fn receive_fin(&mut self, now: Instant, conn: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
         let was = {
             let mut st = self.core.lock();
             VerifierCore::touch(&mut st, conn);
-            st.conns
-                .get_mut(&conn)
-                .map(|c| std::mem::replace(&mut c.fin, true))
+            st.conns.get_mut(&conn).map(|c| std::mem::replace(&mut c.fin, true))
         };
-        let r = self
-            .inner
-            .receive_fin(now, conn, &mut VerifyingHost::new(&self.core, host));
+        let r = self.inner.receive_fin(now, conn, &mut VerifyingHost::new(&self.core, host));
         if r.is_err() {
             if let (Some(was), Some(c)) = (was, self.core.lock().conns.get_mut(&conn)) {
                 c.fin = was;
@@ -1392,12 +1101,7 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Verifier<T> {
         r
     }
 
-    fn receive_rst(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        host: &mut dyn ProtocolHost,
-    ) -> Result<(), ApiMisuse> {
+    fn receive_rst(&mut self, now: Instant, conn: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
         {
             let mut st = self.core.lock();
             VerifierCore::touch(&mut st, conn);
@@ -1405,9 +1109,7 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Verifier<T> {
                 c.rst = true;
             }
         }
-        let r = self
-            .inner
-            .receive_rst(now, conn, &mut VerifyingHost::new(&self.core, host));
+        let r = self.inner.receive_rst(now, conn, &mut VerifyingHost::new(&self.core, host));
         self.after();
         r
     }

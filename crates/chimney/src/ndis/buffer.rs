@@ -89,16 +89,10 @@ impl core::fmt::Display for BufferError {
                 write!(f, "advance by {delta} bytes past DataLength {data_length}")
             }
             BufferError::RetreatPastStart { delta, data_offset } => {
-                write!(
-                    f,
-                    "retreat by {delta} bytes past DataOffset {data_offset} (no MDL allocation)"
-                )
+                write!(f, "retreat by {delta} bytes past DataOffset {data_offset} (no MDL allocation)")
             }
             BufferError::OutOfChain { end, chain_len } => {
-                write!(
-                    f,
-                    "used data space ends at {end}, MDL chain holds {chain_len}"
-                )
+                write!(f, "used data space ends at {end}, MDL chain holds {chain_len}")
             }
         }
     }
@@ -115,16 +109,12 @@ pub struct Mdl {
 impl Mdl {
     /// A zero-filled segment of `byte_count` bytes.
     pub fn zeroed(byte_count: usize) -> Mdl {
-        Mdl {
-            bytes: vec![0; byte_count].into_boxed_slice(),
-        }
+        Mdl { bytes: vec![0; byte_count].into_boxed_slice() }
     }
 
     /// A segment holding `bytes`.
     pub fn from_bytes(bytes: impl Into<Box<[u8]>>) -> Mdl {
-        Mdl {
-            bytes: bytes.into(),
-        }
+        Mdl { bytes: bytes.into() }
     }
 
     /// `ByteCount`: the bytes this MDL describes.
@@ -167,13 +157,7 @@ impl NetBuffer {
     /// A net buffer whose used data space is the whole chain.
     pub fn new(mdl_chain: Vec<Mdl>) -> NetBuffer {
         let len = mdl_chain.iter().map(Mdl::byte_count).sum();
-        let mut nb = NetBuffer {
-            mdl_chain,
-            data_offset: 0,
-            data_length: len,
-            current_mdl: 0,
-            current_mdl_offset: 0,
-        };
+        let mut nb = NetBuffer { mdl_chain, data_offset: 0, data_length: len, current_mdl: 0, current_mdl_offset: 0 };
         nb.seek_current();
         nb
     }
@@ -189,13 +173,7 @@ impl NetBuffer {
         if end > chain_len {
             return Err(BufferError::OutOfChain { end, chain_len });
         }
-        let mut nb = NetBuffer {
-            mdl_chain,
-            data_offset,
-            data_length,
-            current_mdl: 0,
-            current_mdl_offset: 0,
-        };
+        let mut nb = NetBuffer { mdl_chain, data_offset, data_length, current_mdl: 0, current_mdl_offset: 0 };
         nb.seek_current();
         Ok(nb)
     }
@@ -205,9 +183,7 @@ impl NetBuffer {
     fn seek_current(&mut self) {
         let mut before = 0;
         let mut idx = 0;
-        while idx + 1 < self.mdl_chain.len()
-            && before + self.mdl_chain[idx].byte_count() <= self.data_offset
-        {
+        while idx + 1 < self.mdl_chain.len() && before + self.mdl_chain[idx].byte_count() <= self.data_offset {
             before += self.mdl_chain[idx].byte_count();
             idx += 1;
         }
@@ -247,16 +223,8 @@ impl NetBuffer {
 
     /// Whether the four geometry fields agree with each other and with the chain.
     pub fn invariant_holds(&self) -> bool {
-        let before: usize = self
-            .mdl_chain
-            .iter()
-            .take(self.current_mdl)
-            .map(Mdl::byte_count)
-            .sum();
-        let cur_len = self
-            .mdl_chain
-            .get(self.current_mdl)
-            .map_or(0, Mdl::byte_count);
+        let before: usize = self.mdl_chain.iter().take(self.current_mdl).map(Mdl::byte_count).sum();
+        let cur_len = self.mdl_chain.get(self.current_mdl).map_or(0, Mdl::byte_count);
         before + self.current_mdl_offset == self.data_offset
             && self.current_mdl_offset <= cur_len
             && self.data_offset + self.data_length <= self.chain_len()
@@ -266,10 +234,7 @@ impl NetBuffer {
     /// data space from the front, moving all four geometry fields. Nothing is freed.
     pub fn advance_data_start(&mut self, delta: usize) -> Result<(), BufferError> {
         if delta > self.data_length {
-            return Err(BufferError::AdvancePastEnd {
-                delta,
-                data_length: self.data_length,
-            });
+            return Err(BufferError::AdvancePastEnd { delta, data_length: self.data_length });
         }
         self.data_length -= delta;
         self.data_offset += delta;
@@ -296,11 +261,7 @@ impl NetBuffer {
 
     /// Re-arms the net buffer over the same MDLs with used space `[data_offset, data_offset +
     /// data_length)` (pools recycling NBLs without allocating).
-    pub fn reset_used_space(
-        &mut self,
-        data_offset: usize,
-        data_length: usize,
-    ) -> Result<(), BufferError> {
+    pub fn reset_used_space(&mut self, data_offset: usize, data_length: usize) -> Result<(), BufferError> {
         let chain_len = self.chain_len();
         let end = data_offset.checked_add(data_length).unwrap_or(usize::MAX);
         if end > chain_len {
@@ -316,10 +277,7 @@ impl NetBuffer {
     /// the unused space. A chimney target never retreats receive buffers; hosts may.
     pub fn retreat_data_start(&mut self, delta: usize) -> Result<(), BufferError> {
         if delta > self.data_offset {
-            return Err(BufferError::RetreatPastStart {
-                delta,
-                data_offset: self.data_offset,
-            });
+            return Err(BufferError::RetreatPastStart { delta, data_offset: self.data_offset });
         }
         self.data_offset -= delta;
         self.data_length += delta;
@@ -507,9 +465,7 @@ pub struct NblChain {
 impl NblChain {
     /// The empty chain (`NULL`).
     pub const fn new() -> NblChain {
-        NblChain {
-            list: LinkedList::new(),
-        }
+        NblChain { list: LinkedList::new() }
     }
 
     /// A stand-alone NBL (`Next == NULL`).
@@ -535,9 +491,7 @@ impl NblChain {
             return NblChain::new();
         }
         let rest = self.list.split_off(1);
-        NblChain {
-            list: core::mem::replace(&mut self.list, rest),
-        }
+        NblChain { list: core::mem::replace(&mut self.list, rest) }
     }
 
     /// Unlinks the first `n` NBLs (all if fewer) as a chain; splitting a post across completions.
@@ -546,9 +500,7 @@ impl NblChain {
             return core::mem::take(self);
         }
         let rest = self.list.split_off(n);
-        NblChain {
-            list: core::mem::replace(&mut self.list, rest),
-        }
+        NblChain { list: core::mem::replace(&mut self.list, rest) }
     }
 
     /// Takes the whole chain, leaving `self` empty.
@@ -607,9 +559,7 @@ impl IntoIterator for NblChain {
 
 impl FromIterator<NetBufferList> for NblChain {
     fn from_iter<I: IntoIterator<Item = NetBufferList>>(iter: I) -> Self {
-        NblChain {
-            list: iter.into_iter().collect(),
-        }
+        NblChain { list: iter.into_iter().collect() }
     }
 }
 
@@ -624,60 +574,19 @@ mod tests {
     #[test]
     fn advance_moves_all_four_fields() {
         let mut b = nb(&[4, 0, 6, 5]);
-        assert_eq!(
-            (
-                b.data_offset(),
-                b.data_length(),
-                b.current_mdl(),
-                b.current_mdl_offset()
-            ),
-            (0, 15, 0, 0)
-        );
+        assert_eq!((b.data_offset(), b.data_length(), b.current_mdl(), b.current_mdl_offset()), (0, 15, 0, 0));
         b.advance_data_start(3).unwrap();
-        assert_eq!(
-            (
-                b.data_offset(),
-                b.data_length(),
-                b.current_mdl(),
-                b.current_mdl_offset()
-            ),
-            (3, 12, 0, 3)
-        );
+        assert_eq!((b.data_offset(), b.data_length(), b.current_mdl(), b.current_mdl_offset()), (3, 12, 0, 3));
         b.advance_data_start(1).unwrap();
         // Exactly at the MDL boundary: the current MDL is the next non-empty one.
-        assert_eq!(
-            (b.data_offset(), b.current_mdl(), b.current_mdl_offset()),
-            (4, 2, 0)
-        );
+        assert_eq!((b.data_offset(), b.current_mdl(), b.current_mdl_offset()), (4, 2, 0));
         b.advance_data_start(7).unwrap();
-        assert_eq!(
-            (
-                b.data_offset(),
-                b.data_length(),
-                b.current_mdl(),
-                b.current_mdl_offset()
-            ),
-            (11, 4, 3, 1)
-        );
+        assert_eq!((b.data_offset(), b.data_length(), b.current_mdl(), b.current_mdl_offset()), (11, 4, 3, 1));
         assert!(b.invariant_holds());
         b.advance_data_start(4).unwrap();
-        assert_eq!(
-            (
-                b.data_offset(),
-                b.data_length(),
-                b.current_mdl(),
-                b.current_mdl_offset()
-            ),
-            (15, 0, 3, 5)
-        );
+        assert_eq!((b.data_offset(), b.data_length(), b.current_mdl(), b.current_mdl_offset()), (15, 0, 3, 5));
         assert!(b.invariant_holds());
-        assert_eq!(
-            b.advance_data_start(1),
-            Err(BufferError::AdvancePastEnd {
-                delta: 1,
-                data_length: 0
-            })
-        );
+        assert_eq!(b.advance_data_start(1), Err(BufferError::AdvancePastEnd { delta: 1, data_length: 0 }));
     }
 
     #[test]
@@ -685,15 +594,7 @@ mod tests {
         let mut b = nb(&[4, 6]);
         b.advance_data_start(7).unwrap();
         b.retreat_data_start(5).unwrap();
-        assert_eq!(
-            (
-                b.data_offset(),
-                b.data_length(),
-                b.current_mdl(),
-                b.current_mdl_offset()
-            ),
-            (2, 8, 0, 2)
-        );
+        assert_eq!((b.data_offset(), b.data_length(), b.current_mdl(), b.current_mdl_offset()), (2, 8, 0, 2));
         assert!(b.invariant_holds());
         assert!(b.retreat_data_start(3).is_err());
     }
@@ -709,9 +610,7 @@ mod tests {
 
     #[test]
     fn write_used_spans_mdls_and_respects_data_length() {
-        let mut b =
-            NetBuffer::with_used_space(vec![Mdl::zeroed(3), Mdl::zeroed(4), Mdl::zeroed(2)], 2, 6)
-                .unwrap();
+        let mut b = NetBuffer::with_used_space(vec![Mdl::zeroed(3), Mdl::zeroed(4), Mdl::zeroed(2)], 2, 6).unwrap();
         assert_eq!(b.write_used(1, b"wxyzuv"), 5);
         let mut out = Vec::new();
         b.copy_out(0, 9, &mut out);
@@ -730,11 +629,7 @@ mod tests {
         assert_eq!(head.len(), 1);
         assert_eq!(head.front().unwrap().id(), NblId::new(PoolTag::Host, 0));
         let two = a.split_front(2);
-        let ids: Vec<_> = two
-            .iter()
-            .chain(a.iter())
-            .map(|n| n.id().0 & 0xff)
-            .collect();
+        let ids: Vec<_> = two.iter().chain(a.iter()).map(|n| n.id().0 & 0xff).collect();
         assert_eq!(ids, vec![1, 2, 3, 4]);
         assert_eq!(a.split_front(10).len(), 2);
         assert!(a.pop_front_chain().is_empty());

@@ -7,7 +7,7 @@ pub mod status;
 
 pub use buffer::{BufferError, Mdl, NblChain, NblId, NblInfoId, NetBuffer, NetBufferList, PoolTag};
 pub use state::{
-    DisconnectKind, TcpCachedState, TcpConnectionState, TcpConstState, TcpDelegatedState,
-    TcpOffloadEvent, TcpOffloadState, TcpUploadReason,
+    DisconnectKind, TcpCachedState, TcpConnectionState, TcpConstState, TcpDelegatedState, TcpOffloadEvent,
+    TcpOffloadState, TcpUploadReason,
 };
 pub use status::NdisStatus;

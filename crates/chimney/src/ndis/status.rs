@@ -72,9 +72,7 @@ impl NdisStatus {
             NdisStatus::OffloadTcpRcvBuffer => "NDIS_STATUS_OFFLOAD_TCP_RCV_BUFFER",
             NdisStatus::OffloadTcpRcvWindow => "NDIS_STATUS_OFFLOAD_TCP_RCV_WINDOW",
             NdisStatus::OffloadDataNotAccepted => "NDIS_STATUS_OFFLOAD_DATA_NOT_ACCEPTED",
-            NdisStatus::OffloadDataPartiallyAccepted => {
-                "NDIS_STATUS_OFFLOAD_DATA_PARTIALLY_ACCEPTED"
-            }
+            NdisStatus::OffloadDataPartiallyAccepted => "NDIS_STATUS_OFFLOAD_DATA_PARTIALLY_ACCEPTED",
         }
     }
 }
@@ -97,9 +95,6 @@ mod tests {
         assert_eq!(NdisStatus::RequestAborted.code(), 0xC001_000C);
         assert_eq!(NdisStatus::Pending.code(), 0x103);
         assert_eq!(NdisStatus::from_code(0x1234), None);
-        assert_eq!(
-            NdisStatus::InvalidState.to_string(),
-            "NDIS_STATUS_INVALID_STATE"
-        );
+        assert_eq!(NdisStatus::InvalidState.to_string(), "NDIS_STATUS_INVALID_STATE");
     }
 }
