@@ -169,7 +169,7 @@ impl NetBuffer {
         data_length: usize,
     ) -> Result<NetBuffer, BufferError> {
         let chain_len: usize = mdl_chain.iter().map(Mdl::byte_count).sum();
-        let end = data_offset.checked_add(data_length).unwrap_or(usize::MAX);
+        let end = data_offset.saturating_add(data_length);
         if end > chain_len {
             return Err(BufferError::OutOfChain { end, chain_len });
         }
@@ -263,7 +263,7 @@ impl NetBuffer {
     /// data_length)` (pools recycling NBLs without allocating).
     pub fn reset_used_space(&mut self, data_offset: usize, data_length: usize) -> Result<(), BufferError> {
         let chain_len = self.chain_len();
-        let end = data_offset.checked_add(data_length).unwrap_or(usize::MAX);
+        let end = data_offset.saturating_add(data_length);
         if end > chain_len {
             return Err(BufferError::OutOfChain { end, chain_len });
         }
