@@ -1,0 +1,854 @@
+//! One deliberately faulty target per rule the verifier checks, and a test asserting the
+//! verifier reports exactly that rule. The faulty targets are the correct `Delivery` behind a
+//! small fault layer that breaks one thing (rewrites a completion, steals a post, lies about a
+//! timer, ...). A verifier that never fires fails every test here.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Barrier};
+
+use chimney::contract::verifier::VerifyingHost;
+use chimney::contract::{
+    ApiMisuse, ConnId, Delivery, DeliveryConfig, IndicateReturn, InitiateFailed, NestedCalls, OffloadTarget,
+    PostRejected, ProtocolHost, ReceiveInput, Verifier, VerifierMode, RULES,
+};
+use chimney::host::{AppHost, AppPolicy, IndicationPolicy};
+use chimney::ndis::{
+    DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag, TcpDelegatedState,
+    TcpOffloadEvent, TcpOffloadState,
+};
+use chimney::Instant;
+
+const C: ConnId = ConnId(1);
+const T0: Instant = Instant::ZERO;
+
+/// State the fault layer keeps: the fed stream (to fabricate wrong-but-plausible bytes), posts
+/// it stole from the real target, completions it withheld.
+#[derive(Default)]
+struct Shared {
+    stream: Vec<u8>,
+    stolen: NblChain,
+    stash: NblChain,
+    indicated: Option<NetBufferList>,
+    count: usize,
+}
+
+type CompleteFn = Box<dyn FnMut(&mut Shared, ConnId, NblChain, &mut dyn ProtocolHost, &mut NestedCalls)>;
+type IndicateFn = Box<
+    dyn FnMut(&mut Shared, ConnId, NblChain, NdisStatus, &mut dyn ProtocolHost, &mut NestedCalls) -> IndicateReturn,
+>;
+type EventFn = Box<dyn FnMut(&mut Shared, ConnId, TcpOffloadEvent, &mut dyn ProtocolHost, &mut NestedCalls)>;
+
+#[derive(Default)]
+struct Faults {
+    complete: Option<CompleteFn>,
+    indicate: Option<IndicateFn>,
+    event: Option<EventFn>,
+    post_status: Option<NdisStatus>,
+    return_status: Option<NdisStatus>,
+    steal_last_post: bool,
+    terminate: Option<Box<dyn FnMut(&mut TcpDelegatedState)>>,
+    timer_lies: bool,
+    upcall_in_initiate: bool,
+    disconnect_before_fin: bool,
+}
+
+struct FaultHost<'a> {
+    f: &'a mut Faults,
+    s: &'a mut Shared,
+    host: &'a mut dyn ProtocolHost,
+}
+
+impl ProtocolHost for FaultHost<'_> {
+    fn receive_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
+        match self.f.complete.as_mut() {
+            Some(f) => f(self.s, conn, nbls, self.host, nested),
+            None => self.host.receive_complete(conn, nbls, nested),
+        }
+    }
+    fn receive_indicate(
+        &mut self,
+        conn: ConnId,
+        nbl: NblChain,
+        st: NdisStatus,
+        nested: &mut NestedCalls,
+    ) -> IndicateReturn {
+        match self.f.indicate.as_mut() {
+            Some(f) => f(self.s, conn, nbl, st, self.host, nested),
+            None => self.host.receive_indicate(conn, nbl, st, nested),
+        }
+    }
+    fn event_indicate(&mut self, conn: ConnId, ev: TcpOffloadEvent, nested: &mut NestedCalls) {
+        match self.f.event.as_mut() {
+            Some(f) => f(self.s, conn, ev, self.host, nested),
+            None => self.host.event_indicate(conn, ev, nested),
+        }
+    }
+}
+
+struct Faulty {
+    inner: Delivery,
+    f: Faults,
+    s: Shared,
+}
+
+macro_rules! fh {
+    ($self:ident, $host:ident) => {
+        &mut FaultHost { f: &mut $self.f, s: &mut $self.s, host: $host }
+    };
+}
+
+impl OffloadTarget for Faulty {
+    fn initiate_offload(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        state: TcpOffloadState,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NblChain, InitiateFailed> {
+        for nbl in state.delegated.buffered_data.iter() {
+            let nb = nbl.net_buffer();
+            nb.copy_out(nb.data_offset(), nb.data_length(), &mut self.s.stream);
+        }
+        if self.f.upcall_in_initiate {
+            host.event_indicate(conn, TcpOffloadEvent::SendBacklogChange(1), &mut NestedCalls::new());
+        }
+        self.inner.initiate_offload(now, conn, state, fh!(self, host))
+    }
+    fn receive(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        mut nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        if self.f.steal_last_post {
+            let keep = nbls.len() - 1;
+            let mut tail = nbls.split_front(keep);
+            std::mem::swap(&mut tail, &mut nbls);
+            self.s.stolen.append(&mut tail);
+        }
+        let r = if nbls.is_empty() {
+            Ok(NdisStatus::Pending)
+        } else {
+            self.inner.receive(now, conn, nbls, fh!(self, host))
+        };
+        match (r, self.f.post_status) {
+            (Ok(_), Some(s)) => Ok(s),
+            (r, _) => r,
+        }
+    }
+    fn receive_return(&mut self, now: Instant, nbls: NblChain, host: &mut dyn ProtocolHost) -> NdisStatus {
+        let s = self.inner.receive_return(now, nbls, fh!(self, host));
+        self.f.return_status.unwrap_or(s)
+    }
+    fn disconnect(
+        &mut self,
+        now: Instant,
+        c: ConnId,
+        k: DisconnectKind,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        self.inner.disconnect(now, c, k, fh!(self, host))
+    }
+    fn terminate_offload(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<TcpDelegatedState, ApiMisuse> {
+        let mut r = self.inner.terminate_offload(now, conn, fh!(self, host));
+        if let (Ok(d), Some(f)) = (r.as_mut(), self.f.terminate.as_mut()) {
+            f(d);
+        }
+        r
+    }
+    fn handle_timeout(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
+        self.inner.handle_timeout(now, fh!(self, host))
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.inner.poll_timeout()
+    }
+    fn push_timer(&self, conn: ConnId) -> Option<Instant> {
+        let t = self.inner.push_timer(conn);
+        if self.f.timer_lies {
+            t.or(Some(Instant::from_millis(500)))
+        } else {
+            t
+        }
+    }
+}
+
+impl ReceiveInput for Faulty {
+    fn receive_data(
+        &mut self,
+        now: Instant,
+        c: ConnId,
+        d: &[u8],
+        psh: bool,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        self.s.stream.extend_from_slice(d);
+        self.inner.receive_data(now, c, d, psh, fh!(self, host))
+    }
+    fn receive_fin(&mut self, now: Instant, c: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+        if self.f.disconnect_before_fin {
+            host.event_indicate(c, TcpOffloadEvent::Disconnect, &mut NestedCalls::new());
+        }
+        self.inner.receive_fin(now, c, fh!(self, host))
+    }
+    fn receive_rst(&mut self, now: Instant, c: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+        self.inner.receive_rst(now, c, fh!(self, host))
+    }
+    fn receive_space(&self, c: ConnId) -> usize {
+        self.inner.receive_space(c)
+    }
+}
+
+struct Rig {
+    t: Verifier<Faulty>,
+    h: AppHost,
+}
+
+impl Rig {
+    fn new(f: Faults, policy: AppPolicy) -> Rig {
+        Self::with_config(f, policy, DeliveryConfig::default(), TcpOffloadState::default())
+    }
+
+    fn with_config(f: Faults, policy: AppPolicy, cfg: DeliveryConfig, state: TcpOffloadState) -> Rig {
+        let inner = Delivery::new(cfg);
+        let mut t = Verifier::new(Faulty { inner, f, s: Shared::default() }, VerifierMode::Collect);
+        let mut h = AppHost::new();
+        h.set_policy(C, policy);
+        t.initiate_offload(T0, C, state, &mut h).expect("offload");
+        Rig { t, h }
+    }
+
+    fn post(&mut self, sizes: &[usize], no_push: bool) {
+        let chain: NblChain = sizes.iter().map(|&n| req(n, no_push)).collect();
+        self.t.receive(T0, C, chain, &mut self.h).expect("post");
+    }
+
+    fn feed(&mut self, bytes: &[u8], psh: bool) {
+        self.t.receive_data(T0, C, bytes, psh, &mut self.h).expect("feed");
+    }
+
+    fn broken(&self) -> Vec<&'static str> {
+        self.t.core().broken_rules()
+    }
+}
+
+static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 20);
+
+fn req(size: usize, no_push: bool) -> NetBufferList {
+    let id = NblId::new(PoolTag::Host, SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let mut n = NetBufferList::new(id, NetBuffer::new(vec![Mdl::zeroed(size)]));
+    n.set_tcp_receive_no_push(no_push);
+    n
+}
+
+fn data(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+fn quiet() -> AppPolicy {
+    AppPolicy { keep_posted: 0, repost_in_completion: false, ..AppPolicy::default() }
+}
+
+/// The bytes a completed NBL carries (just before its data start).
+fn placed(nbl: &NetBufferList) -> Vec<u8> {
+    let nb = nbl.net_buffer();
+    let b = nbl.tcp_offload_bytes_transferred();
+    let mut v = Vec::new();
+    nb.copy_out(nb.data_offset() - b, b, &mut v);
+    v
+}
+
+/// Overwrites the bytes a completed NBL carries.
+fn overwrite(nbl: &mut NetBufferList, bytes: &[u8]) {
+    let b = nbl.tcp_offload_bytes_transferred();
+    let nb = nbl.net_buffer_mut();
+    nb.retreat_data_start(b).unwrap();
+    nb.write_used(0, bytes);
+    nb.advance_data_start(b).unwrap();
+}
+
+/// Re-places the bytes of a completion chain so NBL i carries `counts[i]` bytes.
+fn redistribute(chain: &mut NblChain, counts: &[usize]) {
+    let mut all = Vec::new();
+    for n in chain.iter_mut() {
+        all.extend(placed(n));
+        let b = n.tcp_offload_bytes_transferred();
+        n.net_buffer_mut().retreat_data_start(b).unwrap();
+    }
+    let mut at = 0;
+    for (n, &k) in chain.iter_mut().zip(counts) {
+        n.net_buffer_mut().write_used(0, &all[at..at + k]);
+        n.net_buffer_mut().advance_data_start(k).unwrap();
+        n.set_tcp_offload_bytes_transferred(k);
+        at += k;
+    }
+}
+
+fn complete_with(f: impl FnMut(&mut Shared, &mut NblChain) + 'static) -> Option<CompleteFn> {
+    let mut f = f;
+    Some(Box::new(move |s, conn, mut nbls, host, nested| {
+        f(s, &mut nbls);
+        if !nbls.is_empty() {
+            host.receive_complete(conn, nbls, nested)
+        }
+    }))
+}
+
+// ---- one scenario per rule ---------------------------------------------------------------
+
+fn r_post_2() -> Vec<&'static str> {
+    let mut r = Rig::new(Faults { post_status: Some(NdisStatus::Success), ..Faults::default() }, quiet());
+    r.post(&[100], false);
+    r.feed(&data(100, 1), false);
+    r.broken()
+}
+
+fn r_post_2_twice() -> Vec<&'static str> {
+    // Completes the same NBL a second time.
+    let f = complete_with(|s, nbls| {
+        if s.count == 0 {
+            s.stash = nbls.iter().cloned().collect();
+        } else {
+            nbls.append(&mut s.stash);
+        }
+        s.count += 1;
+    });
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
+    r.post(&[100, 100], false);
+    r.feed(&data(100, 1), false);
+    r.feed(&data(100, 2), false);
+    r.broken()
+}
+
+fn r_post_3() -> Vec<&'static str> {
+    let f = complete_with(|_, nbls| {
+        if nbls.len() == 2 {
+            redistribute(nbls, &[60, 90]);
+        }
+    });
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
+    r.post(&[100, 100], false);
+    r.feed(&data(150, 1), true);
+    r.broken()
+}
+
+fn r_post_10() -> Vec<&'static str> {
+    let f = complete_with(|_, nbls| {
+        for n in nbls.iter_mut() {
+            if n.net_buffer().chain_len() == 0 {
+                n.set_tcp_offload_bytes_transferred(5);
+            }
+        }
+    });
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
+    r.post(&[0], false);
+    r.feed(&data(50, 1), false);
+    r.broken()
+}
+
+fn r_cmp_1() -> Vec<&'static str> {
+    // [zero-byte, 100] completed as [100, zero-byte]: the stream stays right, the order does not.
+    let f = complete_with(|_, nbls| {
+        if nbls.len() == 2 {
+            let mut first = nbls.pop_front_chain();
+            nbls.append(&mut first);
+        }
+    });
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
+    r.post(&[0, 100], false);
+    r.feed(&data(100, 1), false);
+    r.broken()
+}
+
+fn r_cmp_2() -> Vec<&'static str> {
+    let f: Option<CompleteFn> = Some(Box::new(|_, conn, nbls, host, nested| {
+        host.receive_complete(conn, NblChain::new(), nested);
+        host.receive_complete(conn, nbls, nested);
+    }));
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
+    r.post(&[100], false);
+    r.feed(&data(100, 1), false);
+    r.broken()
+}
+
+fn r_cmp_3() -> Vec<&'static str> {
+    // A filled (non-push) request is withheld instead of completed.
+    let f = complete_with(|s, nbls| s.stash.append(nbls));
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
+    r.post(&[100], true);
+    r.feed(&data(100, 1), false);
+    r.broken()
+}
+
+fn r_cmp_4() -> Vec<&'static str> {
+    // A stolen, still empty request is completed SUCCESS along with a full one.
+    let f = complete_with(|s, nbls| {
+        let mut b = s.stolen.take();
+        for n in b.iter_mut() {
+            n.status = NdisStatus::Success;
+            n.set_tcp_offload_bytes_transferred(0);
+        }
+        nbls.append(&mut b);
+    });
+    let mut r = Rig::new(Faults { complete: f, steal_last_post: true, ..Faults::default() }, quiet());
+    r.post(&[100, 100], false);
+    r.feed(&data(100, 1), false);
+    r.broken()
+}
+
+fn r_cmp_5() -> Vec<&'static str> {
+    // A multi-threaded target: two threads make upcalls on one connection at the same time.
+    let mut t = Verifier::new(Delivery::new(DeliveryConfig::default()), VerifierMode::Collect);
+    let mut h = AppHost::new();
+    t.initiate_offload(T0, C, TcpOffloadState::default(), &mut h).unwrap();
+    let core = Arc::clone(t.core());
+    let barrier = Arc::new(Barrier::new(2));
+    struct Waiting(Arc<Barrier>);
+    impl ProtocolHost for Waiting {
+        fn receive_complete(&mut self, _: ConnId, _: NblChain, _: &mut NestedCalls) {}
+        fn receive_indicate(&mut self, _: ConnId, n: NblChain, _: NdisStatus, _: &mut NestedCalls) -> IndicateReturn {
+            IndicateReturn::NotAccepted(n)
+        }
+        fn event_indicate(&mut self, _: ConnId, _: TcpOffloadEvent, _: &mut NestedCalls) {
+            self.0.wait();
+            self.0.wait();
+        }
+    }
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let core = Arc::clone(&core);
+            let b = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let mut host = Waiting(b);
+                let mut vh = VerifyingHost::new(&core, &mut host);
+                vh.event_indicate(C, TcpOffloadEvent::SendBacklogChange(1), &mut NestedCalls::new());
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    core.broken_rules()
+}
+
+fn r_cmp_6() -> Vec<&'static str> {
+    // A C-style target that completes synchronously inside the post the host makes from its
+    // completion routine: ReceiveComplete re-entered.
+    let mut t = Verifier::new(Delivery::new(DeliveryConfig::default()), VerifierMode::Collect);
+    let mut h = AppHost::new();
+    h.set_policy(C, quiet());
+    t.initiate_offload(T0, C, TcpOffloadState::default(), &mut h).unwrap();
+    let z = req(0, false);
+    let mut z_done = z.clone();
+    z_done.set_tcp_offload_bytes_transferred(0);
+    t.receive(T0, C, [req(100, false), z].into_iter().collect(), &mut h).unwrap();
+    struct Reenter {
+        core: Arc<chimney::contract::VerifierCore>,
+        z: Option<NetBufferList>,
+        app: AppHost,
+    }
+    impl ProtocolHost for Reenter {
+        fn receive_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
+            self.app.receive_complete(conn, nbls, nested);
+            if let Some(z) = self.z.take() {
+                let core = Arc::clone(&self.core);
+                let mut app = AppHost::new();
+                VerifyingHost::new(&core, &mut app).receive_complete(conn, NblChain::single(z), nested);
+            }
+        }
+        fn receive_indicate(
+            &mut self,
+            c: ConnId,
+            n: NblChain,
+            s: NdisStatus,
+            nested: &mut NestedCalls,
+        ) -> IndicateReturn {
+            self.app.receive_indicate(c, n, s, nested)
+        }
+        fn event_indicate(&mut self, c: ConnId, e: TcpOffloadEvent, nested: &mut NestedCalls) {
+            self.app.event_indicate(c, e, nested)
+        }
+    }
+    let mut host = Reenter { core: Arc::clone(t.core()), z: Some(z_done), app: h };
+    t.receive_data(T0, C, &data(100, 1), false, &mut host).unwrap();
+    t.core().broken_rules()
+}
+
+fn r_cmp_7() -> Vec<&'static str> {
+    let f = complete_with(|_, nbls| {
+        for n in nbls.iter_mut() {
+            n.status = NdisStatus::Pending;
+        }
+    });
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
+    r.post(&[100], false);
+    r.feed(&data(100, 1), false);
+    r.broken()
+}
+
+fn r_cmp_9() -> Vec<&'static str> {
+    let mut r = Rig::new(Faults { timer_lies: true, ..Faults::default() }, quiet());
+    r.post(&[100], false);
+    r.feed(&data(100, 1), false);
+    r.broken()
+}
+
+fn r_acc_1() -> Vec<&'static str> {
+    let f = complete_with(|_, nbls| {
+        for n in nbls.iter_mut() {
+            let b = n.tcp_offload_bytes_transferred();
+            n.set_tcp_offload_bytes_transferred(b - 1);
+        }
+    });
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
+    r.post(&[100], false);
+    r.feed(&data(100, 1), false);
+    r.broken()
+}
+
+fn r_acc_2() -> Vec<&'static str> {
+    // The same bytes delivered twice: a stolen request gets a copy of a completed one's data.
+    let f = complete_with(|s, nbls| {
+        let copy = nbls.front().map(placed).unwrap_or_default();
+        let mut b = s.stolen.take();
+        for n in b.iter_mut() {
+            n.net_buffer_mut().write_used(0, &copy);
+            n.net_buffer_mut().advance_data_start(copy.len()).unwrap();
+            n.set_tcp_offload_bytes_transferred(copy.len());
+            n.status = NdisStatus::Success;
+        }
+        nbls.append(&mut b);
+    });
+    let mut r = Rig::new(Faults { complete: f, steal_last_post: true, ..Faults::default() }, quiet());
+    r.post(&[100, 100], false);
+    r.feed(&data(100, 1), false);
+    r.broken()
+}
+
+fn r_acc_3() -> Vec<&'static str> {
+    let f = complete_with(|_, nbls| {
+        if let Some(n) = nbls.front_mut() {
+            let mut p = placed(n);
+            p[7] ^= 0x40;
+            overwrite(n, &p);
+        }
+    });
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
+    r.post(&[100], false);
+    r.feed(&data(100, 1), false);
+    r.broken()
+}
+
+fn r_ind_1() -> Vec<&'static str> {
+    // The target "loses" a post and indicates while the host still has it outstanding.
+    let mut r = Rig::new(Faults { steal_last_post: true, ..Faults::default() }, quiet());
+    r.post(&[100], false);
+    r.feed(&data(50, 1), false);
+    r.broken()
+}
+
+fn r_ind_3() -> Vec<&'static str> {
+    let f: Option<IndicateFn> = Some(Box::new(|_, conn, mut nbl, st, host, nested| {
+        nbl.push_back(req(10, false));
+        host.receive_indicate(conn, nbl, st, nested)
+    }));
+    let mut r = Rig::new(Faults { indicate: f, ..Faults::default() }, quiet());
+    r.feed(&data(50, 1), false);
+    r.broken()
+}
+
+fn r_ind_4() -> Vec<&'static str> {
+    let f: Option<IndicateFn> =
+        Some(Box::new(|_, conn, nbl, _, host, nested| host.receive_indicate(conn, nbl, NdisStatus::Failure, nested)));
+    let mut r = Rig::new(Faults { indicate: f, ..Faults::default() }, quiet());
+    r.feed(&data(50, 1), false);
+    r.broken()
+}
+
+fn r_ind_5() -> Vec<&'static str> {
+    // The second indication reuses the first NBL, which the host still owns.
+    let f: Option<IndicateFn> = Some(Box::new(|s, conn, mut nbl, st, host, nested| {
+        match s.indicated.take() {
+            None => s.indicated = nbl.front().cloned(),
+            Some(mut old) => {
+                old.set_net_buffer(nbl.front().unwrap().net_buffer().clone());
+                nbl = NblChain::single(old);
+            }
+        }
+        host.receive_indicate(conn, nbl, st, nested)
+    }));
+    let mut r = Rig::new(Faults { indicate: f, ..Faults::default() }, quiet());
+    r.feed(&data(50, 1), false);
+    r.feed(&data(50, 2), false);
+    r.broken()
+}
+
+fn r_ind_6() -> Vec<&'static str> {
+    // Refused data is dropped: the next completion carries newer bytes.
+    let f = complete_with(|s, nbls| {
+        if let Some(n) = nbls.front_mut() {
+            let b = n.tcp_offload_bytes_transferred();
+            let fake = s.stream[100..100 + b].to_vec();
+            overwrite(n, &fake);
+        }
+    });
+    let policy = AppPolicy { indication: IndicationPolicy::Refuse, ..quiet() };
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, policy);
+    r.feed(&data(100, 1), false);
+    r.feed(&data(200, 2), false);
+    r.post(&[150], true);
+    r.broken()
+}
+
+fn r_ind_7() -> Vec<&'static str> {
+    let f: Option<IndicateFn> =
+        Some(Box::new(|_, conn, nbl, st, host, nested| match host.receive_indicate(conn, nbl, st, nested) {
+            IndicateReturn::NotAccepted(back) => host.receive_indicate(conn, back, st, nested),
+            other => other,
+        }));
+    let policy = AppPolicy { indication: IndicationPolicy::Refuse, ..quiet() };
+    let mut r = Rig::new(Faults { indicate: f, ..Faults::default() }, policy);
+    r.feed(&data(50, 1), false);
+    r.broken()
+}
+
+fn r_ind_11() -> Vec<&'static str> {
+    let r = Rig::new(Faults { upcall_in_initiate: true, ..Faults::default() }, quiet());
+    r.broken()
+}
+
+fn r_ret_1() -> Vec<&'static str> {
+    let mut r = Rig::new(Faults { return_status: Some(NdisStatus::Failure), ..Faults::default() }, quiet());
+    r.feed(&data(50, 1), false);
+    r.h.return_held(T0, &mut r.t);
+    r.broken()
+}
+
+fn r_del_1() -> Vec<&'static str> {
+    // Indicates the rest again although the host posted a request during the indication.
+    let f: Option<IndicateFn> = Some(Box::new(|_, conn, nbl, st, host, nested| {
+        let IndicateReturn::PartiallyAccepted { mut nbl, bytes_consumed: k } =
+            host.receive_indicate(conn, nbl, st, nested)
+        else {
+            panic!("scenario expects a partial acceptance");
+        };
+        nbl.front_mut().unwrap().net_buffer_mut().advance_data_start(k).unwrap();
+        let (mut back, k2) = match host.receive_indicate(conn, nbl, st, nested) {
+            IndicateReturn::PartiallyAccepted { nbl, bytes_consumed } => (nbl, bytes_consumed),
+            _ => panic!("scenario expects a partial acceptance"),
+        };
+        back.front_mut().unwrap().net_buffer_mut().retreat_data_start(k).unwrap();
+        IndicateReturn::PartiallyAccepted { nbl: back, bytes_consumed: k + k2 }
+    }));
+    let policy =
+        AppPolicy { indication: IndicationPolicy::AcceptUpTo(10), post_in_indication: true, post_size: 100, ..quiet() };
+    let mut r = Rig::new(Faults { indicate: f, ..Faults::default() }, policy);
+    r.feed(&data(50, 1), false);
+    r.broken()
+}
+
+fn r_del_3() -> Vec<&'static str> {
+    // With the indication pool empty, newer bytes are placed before older buffered ones.
+    let f = complete_with(|s, nbls| {
+        if let Some(n) = nbls.front_mut() {
+            let fake = s.stream[200..300].to_vec();
+            overwrite(n, &fake);
+        }
+    });
+    let cfg = DeliveryConfig { indication_pool: 1, ..DeliveryConfig::default() };
+    let mut r = Rig::with_config(Faults { complete: f, ..Faults::default() }, quiet(), cfg, TcpOffloadState::default());
+    r.feed(&data(100, 1), false);
+    r.feed(&data(100, 2), false);
+    r.feed(&data(100, 3), false);
+    r.post(&[100], true);
+    r.broken()
+}
+
+fn r_del_5() -> Vec<&'static str> {
+    // A partially filled push request is not completed on PSH (withheld).
+    let f = complete_with(|s, nbls| s.stash.append(nbls));
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
+    r.post(&[100], false);
+    r.feed(&data(50, 1), true);
+    r.broken()
+}
+
+fn r_fin_1() -> Vec<&'static str> {
+    let policy = AppPolicy { indication: IndicationPolicy::Refuse, ..quiet() };
+    let mut r = Rig::new(Faults { disconnect_before_fin: true, ..Faults::default() }, policy);
+    r.feed(&data(100, 1), false);
+    r.t.receive_fin(T0, C, &mut r.h).unwrap();
+    r.broken()
+}
+
+fn r_fin_3() -> Vec<&'static str> {
+    let f = complete_with(|_, nbls| {
+        for n in nbls.iter_mut() {
+            if n.status == NdisStatus::InvalidState {
+                n.status = NdisStatus::Success;
+            }
+        }
+    });
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
+    r.t.receive_fin(T0, C, &mut r.h).unwrap();
+    r.post(&[100], false);
+    r.broken()
+}
+
+fn r_rst_1() -> Vec<&'static str> {
+    let f: Option<EventFn> = Some(Box::new(|_, conn, ev, host, nested| {
+        if ev != TcpOffloadEvent::Abort {
+            host.event_indicate(conn, ev, nested)
+        }
+    }));
+    let mut r = Rig::new(Faults { event: f, ..Faults::default() }, quiet());
+    r.post(&[100], false);
+    r.feed(&data(50, 1), false);
+    r.t.receive_rst(T0, C, &mut r.h).unwrap();
+    r.broken()
+}
+
+fn r_abt_1() -> Vec<&'static str> {
+    let f = complete_with(|_, nbls| {
+        for n in nbls.iter_mut() {
+            if n.status == NdisStatus::RequestAborted {
+                n.status = NdisStatus::Success;
+            }
+        }
+    });
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
+    r.post(&[100], true);
+    r.feed(&data(50, 1), false);
+    r.t.disconnect(T0, C, DisconnectKind::Abortive, &mut r.h).unwrap();
+    r.broken()
+}
+
+fn r_trm_2() -> Vec<&'static str> {
+    let f = complete_with(|s, nbls| s.stash.append(nbls));
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
+    r.post(&[100], false);
+    r.t.terminate_offload(T0, C, &mut r.h).unwrap();
+    r.broken()
+}
+
+fn r_trm_3() -> Vec<&'static str> {
+    let t = Box::new(|d: &mut TcpDelegatedState| {
+        let n = d.buffered_data.len();
+        d.buffered_data = d.buffered_data.split_front(n - 1);
+    });
+    let policy = AppPolicy { indication: IndicationPolicy::Refuse, ..quiet() };
+    let mut r = Rig::new(Faults { terminate: Some(t), ..Faults::default() }, policy);
+    r.feed(&data(100, 1), false);
+    r.t.terminate_offload(T0, C, &mut r.h).unwrap();
+    r.broken()
+}
+
+fn r_buf_1() -> Vec<&'static str> {
+    let t = Box::new(|d: &mut TcpDelegatedState| d.rcv_nxt = d.rcv_nxt.wrapping_add(100));
+    let mut state = TcpOffloadState::default();
+    state.delegated.rcv_nxt = 5000;
+    let mut bd = NetBufferList::new(NblId::new(PoolTag::Host, 9), NetBuffer::new(vec![Mdl::from_bytes(data(100, 9))]));
+    bd.status = NdisStatus::Success;
+    state.delegated.buffered_data = NblChain::single(bd);
+    let mut r =
+        Rig::with_config(Faults { terminate: Some(t), ..Faults::default() }, quiet(), DeliveryConfig::default(), state);
+    r.post(&[100], false);
+    r.feed(&data(30, 1), true);
+    r.t.terminate_offload(T0, C, &mut r.h).unwrap();
+    r.broken()
+}
+
+fn r_buf_3() -> Vec<&'static str> {
+    // Offload-time BufferedData skipped: the first completion carries newer bytes.
+    let f = complete_with(|s, nbls| {
+        if let Some(n) = nbls.front_mut() {
+            let fake = s.stream[100..200].to_vec();
+            overwrite(n, &fake);
+        }
+    });
+    let mut state = TcpOffloadState::default();
+    let bd = NetBufferList::new(NblId::new(PoolTag::Host, 9), NetBuffer::new(vec![Mdl::from_bytes(data(100, 9))]));
+    state.delegated.buffered_data = NblChain::single(bd);
+    let policy = AppPolicy { indication: IndicationPolicy::Refuse, ..quiet() };
+    let mut r = Rig::with_config(Faults { complete: f, ..Faults::default() }, policy, DeliveryConfig::default(), state);
+    r.feed(&data(100, 1), false);
+    r.post(&[100], true);
+    r.broken()
+}
+
+/// Every checked rule, the scenario that breaks it.
+fn table() -> Vec<(&'static str, fn() -> Vec<&'static str>)> {
+    vec![
+        ("R-POST-2", r_post_2),
+        ("R-POST-2", r_post_2_twice),
+        ("R-POST-3", r_post_3),
+        ("R-POST-10", r_post_10),
+        ("R-CMP-1", r_cmp_1),
+        ("R-CMP-2", r_cmp_2),
+        ("R-CMP-3", r_cmp_3),
+        ("R-CMP-4", r_cmp_4),
+        ("R-CMP-5", r_cmp_5),
+        ("R-CMP-6", r_cmp_6),
+        ("R-CMP-7", r_cmp_7),
+        ("R-CMP-9", r_cmp_9),
+        ("R-ACC-1", r_acc_1),
+        ("R-ACC-2", r_acc_2),
+        ("R-ACC-3", r_acc_3),
+        ("R-IND-1", r_ind_1),
+        ("R-IND-3", r_ind_3),
+        ("R-IND-4", r_ind_4),
+        ("R-IND-5", r_ind_5),
+        ("R-IND-6", r_ind_6),
+        ("R-IND-7", r_ind_7),
+        ("R-IND-11", r_ind_11),
+        ("R-RET-1", r_ret_1),
+        ("R-DEL-1", r_del_1),
+        ("R-DEL-3", r_del_3),
+        ("R-DEL-5", r_del_5),
+        ("R-FIN-1", r_fin_1),
+        ("R-FIN-3", r_fin_3),
+        ("R-RST-1", r_rst_1),
+        ("R-ABT-1", r_abt_1),
+        ("R-TRM-2", r_trm_2),
+        ("R-TRM-3", r_trm_3),
+        ("R-BUF-1", r_buf_1),
+        ("R-BUF-3", r_buf_3),
+    ]
+}
+
+#[test]
+fn each_faulty_target_breaks_exactly_its_rule() {
+    let mut failures = Vec::new();
+    for (rule, scenario) in table() {
+        let got = scenario();
+        if got != vec![rule] {
+            failures.push(format!("{rule}: verifier reported {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn every_checked_rule_has_a_faulty_target() {
+    let tested: BTreeSet<&str> = table().iter().map(|(r, _)| *r).collect();
+    let checked: BTreeSet<&str> = RULES.iter().map(|r| r.id).collect();
+    assert_eq!(tested, checked);
+}
+
+#[test]
+fn the_correct_target_breaks_no_rule_in_the_same_scenarios() {
+    // The same drives without faults: nothing reported, so each negative test above is
+    // caused by its fault and not by the scenario.
+    let mut r = Rig::new(Faults::default(), quiet());
+    r.post(&[0, 100, 100], false);
+    r.feed(&data(150, 1), true);
+    r.feed(&data(10, 2), false);
+    r.t.receive_fin(T0, C, &mut r.h).unwrap();
+    r.t.terminate_offload(T0, C, &mut r.h).unwrap();
+    assert_eq!(r.broken(), Vec::<&str>::new());
+}
