@@ -124,7 +124,11 @@ struct Conn {
 
 impl Conn {
     fn head_holds_data(&self) -> bool {
-        self.posted.front().is_some_and(|h| h.miniport_reserved[PLACED] > 0 || h.miniport_reserved[PREFILLED] > 0)
+        // A zero-byte request has no room, so it is never "partially filled" (A8), whatever
+        // the host claims to have pre-filled.
+        self.posted.front().is_some_and(|h| {
+            h.net_buffer().data_length() > 0 && (h.miniport_reserved[PLACED] > 0 || h.miniport_reserved[PREFILLED] > 0)
+        })
     }
 
     fn head_is_partial_push(&self) -> bool {

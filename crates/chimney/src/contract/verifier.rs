@@ -571,10 +571,13 @@ impl VerifierCore {
                 f.add(rule, id, Some(nid), why);
                 status_ok = false;
             };
+            let aborted = c.rst || c.abortive;
             if c.rst && status != NdisStatus::RequestAborted {
                 bad(&rules::R_RST_1, format!("{status} after RST"));
             } else if c.abortive && status != NdisStatus::RequestAborted {
                 bad(&rules::R_ABT_1, format!("{status} after abortive disconnect"));
+            } else if aborted {
+                // REQUEST_ABORTED after RST or abort: legal whatever happened before.
             } else if rec.after_disconnect && (status != NdisStatus::InvalidState || b != 0) {
                 bad(&rules::R_FIN_3, format!("posted after TcpIndicateDisconnect, completed {status} with {b} bytes"));
             } else if c.terminating
