@@ -146,6 +146,7 @@ pub struct Delivery {
     pool_serial: u64,
     nested: NestedCalls,
     wake: VecDeque<ConnId>,
+    pool_waiters: VecDeque<ConnId>,
     rejected: Vec<PostRejected>,
     stats: DeliveryStats,
 }
@@ -161,6 +162,7 @@ impl Delivery {
             pool_serial: 0,
             nested: NestedCalls::new(),
             wake: VecDeque::new(),
+            pool_waiters: VecDeque::new(),
             rejected: Vec::new(),
             stats: DeliveryStats::default(),
         };
@@ -335,11 +337,11 @@ impl Delivery {
                 self.pool.append(&mut one);
             }
         }
-        for (i, slot) in self.conns.iter_mut().enumerate() {
-            if let Some(c) = slot.as_deref_mut() {
-                if c.waiting_pool {
+        if !self.pool.is_empty() {
+            while let Some(id) = self.pool_waiters.pop_front() {
+                if let Ok(c) = self.conn_mut(id) {
                     c.waiting_pool = false;
-                    self.wake.push_back(ConnId(i as u32));
+                    self.wake.push_back(id);
                 }
             }
         }
@@ -386,7 +388,10 @@ impl Delivery {
         let mut nbl = self.pool.pop_front_chain();
         let Some(n) = nbl.front_mut() else {
             self.stats.pool_empty += 1;
-            conn.waiting_pool = true;
+            if !conn.waiting_pool {
+                conn.waiting_pool = true;
+                self.pool_waiters.push_back(id);
+            }
             return false;
         };
         let mut len = conn.buffered.len().min(n.net_buffer().chain_len());
