@@ -36,6 +36,9 @@ type CompleteFn = Box<dyn FnMut(&mut Shared, ConnId, NblChain, &mut dyn Protocol
 type IndicateFn = Box<
     dyn FnMut(&mut Shared, ConnId, NblChain, NdisStatus, &mut dyn ProtocolHost, &mut NestedCalls) -> IndicateReturn,
 >;
+type TerminateFn = Box<dyn FnMut(&mut TcpDelegatedState)>;
+/// A scenario: drives a faulty target and returns the rules the verifier reported.
+type Scenario = fn() -> Vec<&'static str>;
 type EventFn = Box<dyn FnMut(&mut Shared, ConnId, TcpOffloadEvent, &mut dyn ProtocolHost, &mut NestedCalls)>;
 
 #[derive(Default)]
@@ -46,7 +49,7 @@ struct Faults {
     post_status: Option<NdisStatus>,
     return_status: Option<NdisStatus>,
     steal_last_post: bool,
-    terminate: Option<Box<dyn FnMut(&mut TcpDelegatedState)>>,
+    terminate: Option<TerminateFn>,
     timer_lies: bool,
     upcall_in_initiate: bool,
     disconnect_before_fin: bool,
@@ -737,7 +740,7 @@ fn r_trm_2() -> Vec<&'static str> {
 }
 
 fn r_trm_3() -> Vec<&'static str> {
-    let t = Box::new(|d: &mut TcpDelegatedState| {
+    let t: TerminateFn = Box::new(|d: &mut TcpDelegatedState| {
         let n = d.buffered_data.len();
         d.buffered_data = d.buffered_data.split_front(n - 1);
     });
@@ -749,7 +752,7 @@ fn r_trm_3() -> Vec<&'static str> {
 }
 
 fn r_buf_1() -> Vec<&'static str> {
-    let t = Box::new(|d: &mut TcpDelegatedState| d.rcv_nxt = d.rcv_nxt.wrapping_add(100));
+    let t: TerminateFn = Box::new(|d: &mut TcpDelegatedState| d.rcv_nxt = d.rcv_nxt.wrapping_add(100));
     let mut state = TcpOffloadState::default();
     state.delegated.rcv_nxt = 5000;
     let mut bd = NetBufferList::new(NblId::new(PoolTag::Host, 9), NetBuffer::new(vec![Mdl::from_bytes(data(100, 9))]));
@@ -782,7 +785,7 @@ fn r_buf_3() -> Vec<&'static str> {
 }
 
 /// Every checked rule, the scenario that breaks it.
-fn table() -> Vec<(&'static str, fn() -> Vec<&'static str>)> {
+fn table() -> Vec<(&'static str, Scenario)> {
     vec![
         ("R-POST-2", r_post_2),
         ("R-POST-2", r_post_2_twice),
