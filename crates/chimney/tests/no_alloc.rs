@@ -85,8 +85,8 @@ fn steady_state_delivery_makes_no_allocation() {
     d.receive(now, nopush, chain, &mut h).unwrap();
     let round = |d: &mut Delivery, h: &mut Host, now: &mut Instant, i: usize| {
         let len = 1 + (i * 7919) % data.len();
-        d.receive_data(*now, push, &data[..len], i % 3 == 0, h).unwrap();
-        d.receive_data(*now, nopush, &data[..len], i % 2 == 0, h).unwrap();
+        d.receive_data(*now, push, &data[..len], i.is_multiple_of(3), h).unwrap();
+        d.receive_data(*now, nopush, &data[..len], i.is_multiple_of(2), h).unwrap();
         d.receive_data(*now, ind, &data[..len.min(60_000)], false, h).unwrap();
         *now = *now + Duration::from_millis(200);
         d.handle_timeout(*now, h);
