@@ -33,6 +33,19 @@ const PLACED: usize = 0;
 /// `MiniportReserved` slot: `TcpReceiveBytesTransferred` read at post time (§8 A7).
 const PREFILLED: usize = 1;
 
+/// Re-arms a target NBL's net buffer to hold exactly the first `len` bytes of `ring`
+/// (`len` at most the chain's bytes): indications and terminate's BufferedData.
+fn load_front(nb: &mut NetBuffer, ring: &VecDeque<u8>, len: usize) {
+    let len = len.min(nb.chain_len());
+    // Cannot fail: `len` fits the chain.
+    let _reset: Result<(), _> = nb.reset_used_space(0, len);
+    let (a, b) = ring.as_slices();
+    let w = nb.write_used(0, a);
+    if w < len {
+        nb.write_used(w, b);
+    }
+}
+
 /// Tunables of the delivery layer.
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
@@ -398,14 +411,7 @@ impl Delivery {
         if conn.indication_size > 0 {
             len = len.min(conn.indication_size);
         }
-        let nb = n.net_buffer_mut();
-        // Cannot fail: len <= chain_len.
-        let _reset: Result<(), _> = nb.reset_used_space(0, len);
-        let (a, b) = conn.buffered.as_slices();
-        let w = nb.write_used(0, a);
-        if w < len {
-            nb.write_used(w, b);
-        }
+        load_front(n.net_buffer_mut(), &conn.buffered, len);
         n.status = NdisStatus::Success;
         n.set_tcp_offload_bytes_transferred(0);
         self.stats.indications += 1;
@@ -705,13 +711,7 @@ impl OffloadTarget for Delivery {
             }
             if let Some(n) = one.front_mut() {
                 let len = conn.buffered.len().min(n.net_buffer().chain_len());
-                let nb = n.net_buffer_mut();
-                let _reset: Result<(), _> = nb.reset_used_space(0, len);
-                let (a, b) = conn.buffered.as_slices();
-                let w = nb.write_used(0, a);
-                if w < len {
-                    nb.write_used(w, b);
-                }
+                load_front(n.net_buffer_mut(), &conn.buffered, len);
                 conn.buffered.drain(..len);
             }
             buffered_data.append(&mut one);
