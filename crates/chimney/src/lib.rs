@@ -22,5 +22,6 @@ pub mod demo;
 pub mod host;
 pub mod ndis;
 pub mod time;
+pub mod wire;
 
 pub use time::Instant;

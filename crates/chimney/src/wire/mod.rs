@@ -1,0 +1,356 @@
+//! Wire formats: IPv4/IPv6 + TCP segments in and out.
+//!
+//! Parsing uses `etherparse` for the IP layer (IPv4 with IHL and total length, IPv6 with its
+//! extension-header chain, fragment detection) and for the TCP header slice; options and
+//! checksums are ours: etherparse's option iterator stops at the first unknown option, where
+//! RFC 9293 says to skip it by its length, and verifying a checksum should not build a
+//! header copy. Emitting is ours too (ACK/RST/FIN/SYN-ACK with options, IPv4 DF set and IP
+//! IDs from the target's upper half, §7.3), into a caller's buffer, so nothing allocates.
+//!
+//! Guarantee: [`parse`] never panics on any input; every rejection is a [`WireError`] that a
+//! drop counter can name.
+
+mod checksum;
+mod options;
+
+pub use checksum::{internet_checksum, pseudo_header_sum, Checksum};
+pub use options::{SackBlocks, TcpOptions};
+
+use core::net::IpAddr;
+
+use etherparse::{IpNumber, IpSlice, TcpSlice};
+
+/// TCP flag bits (byte 13 of the header).
+pub mod flags {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// PSH.
+    pub const PSH: u8 = 0x08;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+    /// URG.
+    pub const URG: u8 = 0x20;
+}
+
+/// Why a packet was not accepted as a TCP segment. Each variant has a drop counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WireError {
+    /// Not a well-formed IPv4/IPv6 packet (short, bad version, lengths disagree).
+    BadIp,
+    /// IPv4 header checksum wrong.
+    BadIpChecksum,
+    /// IP payload is not TCP.
+    NotTcp,
+    /// An IP fragment: not processed by the target (§6.6), handed to the host path.
+    Fragment,
+    /// IPv4 options present: not processed by the target (§6.6), handed to the host path.
+    Ipv4Options,
+    /// TCP header short or data offset out of range.
+    BadTcpHeader,
+    /// TCP checksum wrong.
+    BadTcpChecksum,
+    /// A TCP option with a length that does not fit.
+    BadTcpOption,
+    /// Impossible flag combination (SYN+FIN, SYN+RST, no flags at all).
+    BadFlags,
+}
+
+impl WireError {
+    /// Every reason, for counter tables.
+    pub const ALL: [WireError; 9] = [
+        WireError::BadIp,
+        WireError::BadIpChecksum,
+        WireError::NotTcp,
+        WireError::Fragment,
+        WireError::Ipv4Options,
+        WireError::BadTcpHeader,
+        WireError::BadTcpChecksum,
+        WireError::BadTcpOption,
+        WireError::BadFlags,
+    ];
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            WireError::BadIp => "bad_ip",
+            WireError::BadIpChecksum => "bad_ip_checksum",
+            WireError::NotTcp => "not_tcp",
+            WireError::Fragment => "ip_fragment",
+            WireError::Ipv4Options => "ipv4_options",
+            WireError::BadTcpHeader => "bad_tcp_header",
+            WireError::BadTcpChecksum => "bad_tcp_checksum",
+            WireError::BadTcpOption => "bad_tcp_option",
+            WireError::BadFlags => "bad_flags",
+        }
+    }
+
+    /// Whether the packet belongs on the host's ordinary path rather than being dropped.
+    pub fn goes_to_host(self) -> bool {
+        matches!(self, WireError::Fragment | WireError::Ipv4Options | WireError::NotTcp)
+    }
+}
+
+/// A parsed TCP segment, borrowing its payload from the packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment<'a> {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number (meaningful with ACK).
+    pub ack: u32,
+    /// Flag bits ([`flags`]).
+    pub flags: u8,
+    /// Window field (unscaled).
+    pub window: u16,
+    /// Urgent pointer.
+    pub urgent: u16,
+    /// Options we understand.
+    pub options: TcpOptions,
+    /// Payload.
+    pub payload: &'a [u8],
+}
+
+impl Segment<'_> {
+    /// Whether flag `f` is set.
+    pub fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+
+    /// Sequence space the segment occupies (payload + SYN + FIN).
+    pub fn seq_len(&self) -> u32 {
+        self.payload.len() as u32 + u32::from(self.has(flags::SYN)) + u32::from(self.has(flags::FIN))
+    }
+}
+
+/// Parses an IPv4 or IPv6 packet carrying a TCP segment, verifying both checksums.
+pub fn parse(packet: &[u8]) -> Result<Segment<'_>, WireError> {
+    parse_with(packet, true)
+}
+
+/// Like [`parse`], optionally trusting the TCP checksum (a driver whose kernel already
+/// verified it, e.g. `virtio_net_hdr` with `DATA_VALID`).
+pub fn parse_with(packet: &[u8], verify_tcp_checksum: bool) -> Result<Segment<'_>, WireError> {
+    let ip = IpSlice::from_slice(packet).map_err(|_| WireError::BadIp)?;
+    let (src, dst, pseudo) = match &ip {
+        IpSlice::Ipv4(v4) => {
+            let h = v4.header();
+            if !h.options().is_empty() {
+                return Err(WireError::Ipv4Options);
+            }
+            if internet_checksum(h.slice()) != 0 {
+                return Err(WireError::BadIpChecksum);
+            }
+            let (s, d) = (h.source(), h.destination());
+            (IpAddr::from(s), IpAddr::from(d), PseudoAddrs::V4(s, d))
+        }
+        IpSlice::Ipv6(v6) => {
+            let h = v6.header();
+            let (s, d) = (h.source(), h.destination());
+            (IpAddr::from(s), IpAddr::from(d), PseudoAddrs::V6(s, d))
+        }
+    };
+    if ip.is_fragmenting_payload() {
+        return Err(WireError::Fragment);
+    }
+    let payload = ip.payload();
+    if payload.ip_number != IpNumber::TCP {
+        return Err(WireError::NotTcp);
+    }
+    let bytes = payload.payload;
+    let tcp = TcpSlice::from_slice(bytes).map_err(|_| WireError::BadTcpHeader)?;
+    if verify_tcp_checksum {
+        let sum = match pseudo {
+            PseudoAddrs::V4(s, d) => pseudo_header_sum(&s, &d, bytes.len()),
+            PseudoAddrs::V6(s, d) => pseudo_header_sum(&s, &d, bytes.len()),
+        };
+        if Checksum::from_sum(sum).add(bytes).finish() != 0 {
+            return Err(WireError::BadTcpChecksum);
+        }
+    }
+    let flag_byte = bytes[13] & 0x3F;
+    let syn = flag_byte & flags::SYN != 0;
+    if flag_byte == 0 || (syn && flag_byte & (flags::FIN | flags::RST) != 0) {
+        return Err(WireError::BadFlags);
+    }
+    let options = TcpOptions::parse(tcp.options()).map_err(|_| WireError::BadTcpOption)?;
+    Ok(Segment {
+        src,
+        dst,
+        src_port: tcp.source_port(),
+        dst_port: tcp.destination_port(),
+        seq: tcp.sequence_number(),
+        ack: tcp.acknowledgment_number(),
+        flags: flag_byte,
+        window: tcp.window_size(),
+        urgent: tcp.urgent_pointer(),
+        options,
+        payload: tcp.payload(),
+    })
+}
+
+enum PseudoAddrs {
+    V4([u8; 4], [u8; 4]),
+    V6([u8; 16], [u8; 16]),
+}
+
+/// A segment to emit (the target sends ACKs, window updates, FIN, RST; the host SYN-ACK).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRepr<'a> {
+    /// Our address.
+    pub src: IpAddr,
+    /// The peer's address.
+    pub dst: IpAddr,
+    /// Our port.
+    pub src_port: u16,
+    /// The peer's port.
+    pub dst_port: u16,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number (sent with ACK).
+    pub ack: u32,
+    /// Flag bits.
+    pub flags: u8,
+    /// Window field (already scaled down).
+    pub window: u16,
+    /// Options.
+    pub options: TcpOptions,
+    /// Payload.
+    pub payload: &'a [u8],
+    /// IPv4 identification (the target uses 0x8000..=0xFFFF, §7.3).
+    pub ip_id: u16,
+}
+
+impl SegmentRepr<'_> {
+    /// Bytes [`SegmentRepr::emit`] writes.
+    pub fn buffer_len(&self) -> usize {
+        let ip = if self.src.is_ipv4() { 20 } else { 40 };
+        ip + 20 + self.options.encoded_len() + self.payload.len()
+    }
+
+    /// Writes the packet (IP header, TCP header with options, payload) into `out`, replacing
+    /// its contents. Mixed address families are written as IPv6 with IPv4-mapped addresses.
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        out.clear();
+        let opt_len = self.options.encoded_len();
+        let tcp_len = 20 + opt_len + self.payload.len();
+        let tcp_start = match (self.src, self.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let total = (20 + tcp_len) as u16;
+                out.extend_from_slice(&[0x45, 0]);
+                out.extend_from_slice(&total.to_be_bytes());
+                out.extend_from_slice(&self.ip_id.to_be_bytes());
+                out.extend_from_slice(&[0x40, 0, 64, 6, 0, 0]);
+                out.extend_from_slice(&s.octets());
+                out.extend_from_slice(&d.octets());
+                let c = internet_checksum(&out[..20]);
+                out[10..12].copy_from_slice(&c.to_be_bytes());
+                20
+            }
+            (s, d) => {
+                let (s, d) = (v6(s), v6(d));
+                out.extend_from_slice(&[0x60, 0, 0, 0]);
+                out.extend_from_slice(&(tcp_len as u16).to_be_bytes());
+                out.extend_from_slice(&[6, 64]);
+                out.extend_from_slice(&s);
+                out.extend_from_slice(&d);
+                40
+            }
+        };
+        out.extend_from_slice(&self.src_port.to_be_bytes());
+        out.extend_from_slice(&self.dst_port.to_be_bytes());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.ack.to_be_bytes());
+        out.push((((20 + opt_len) / 4) as u8) << 4);
+        out.push(self.flags);
+        out.extend_from_slice(&self.window.to_be_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        self.options.emit(out);
+        out.extend_from_slice(self.payload);
+        let sum = match (self.src, self.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => pseudo_header_sum(&s.octets(), &d.octets(), tcp_len),
+            (s, d) => pseudo_header_sum(&v6(s), &v6(d), tcp_len),
+        };
+        let c = Checksum::from_sum(sum).add(&out[tcp_start..]).finish();
+        out[tcp_start + 16..tcp_start + 18].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+fn v6(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repr(src: IpAddr, dst: IpAddr, payload: &[u8]) -> SegmentRepr<'_> {
+        SegmentRepr {
+            src,
+            dst,
+            src_port: 40000,
+            dst_port: 5001,
+            seq: 0xFFFF_FFF0,
+            ack: 77,
+            flags: flags::ACK | flags::PSH,
+            window: 1234,
+            options: TcpOptions { timestamps: Some((5, 6)), ..TcpOptions::default() },
+            payload,
+            ip_id: 0x8001,
+        }
+    }
+
+    #[test]
+    fn emit_then_parse_round_trips_v4_and_v6() {
+        for (s, d) in [
+            ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap()),
+            ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap()),
+        ] {
+            let r = repr(s, d, b"hello");
+            let mut buf = Vec::new();
+            r.emit(&mut buf);
+            assert_eq!(buf.len(), r.buffer_len());
+            let p = parse(&buf).unwrap();
+            assert_eq!((p.src, p.dst, p.src_port, p.dst_port), (s, d, 40000, 5001));
+            assert_eq!((p.seq, p.ack, p.flags, p.window), (0xFFFF_FFF0, 77, flags::ACK | flags::PSH, 1234));
+            assert_eq!(p.options.timestamps, Some((5, 6)));
+            assert_eq!(p.payload, b"hello");
+        }
+    }
+
+    #[test]
+    fn corruption_and_truncation_are_counted_reasons_not_panics() {
+        let r = repr("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap(), b"data!");
+        let mut buf = Vec::new();
+        r.emit(&mut buf);
+        let mut bad = buf.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert_eq!(parse(&bad), Err(WireError::BadTcpChecksum));
+        let mut bad = buf.clone();
+        bad[8] ^= 1;
+        assert_eq!(parse(&bad), Err(WireError::BadIpChecksum));
+        for n in 0..buf.len() {
+            let _ = parse(&buf[..n]);
+        }
+        let mut frag = buf.clone();
+        frag[6] = 0x20; // MF
+        frag[10] = 0;
+        frag[11] = 0;
+        let c = internet_checksum(&frag[..20]);
+        frag[10..12].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(parse(&frag), Err(WireError::Fragment));
+    }
+}
