@@ -14,7 +14,7 @@ impl Checksum {
     }
 
     /// Adds bytes (big-endian 16-bit words; an odd trailing byte is padded).
-    pub fn add(mut self, mut bytes: &[u8]) -> Checksum {
+    pub fn add_bytes(mut self, mut bytes: &[u8]) -> Checksum {
         if self.odd && !bytes.is_empty() {
             self.sum += u64::from(bytes[0]);
             bytes = &bytes[1..];
@@ -49,12 +49,12 @@ impl Checksum {
 
 /// Checksum of `bytes` alone.
 pub fn internet_checksum(bytes: &[u8]) -> u16 {
-    Checksum::default().add(bytes).finish()
+    Checksum::default().add_bytes(bytes).finish()
 }
 
 /// Sum of the TCP pseudo-header for addresses of 4 or 16 bytes.
 pub fn pseudo_header_sum(src: &[u8], dst: &[u8], tcp_len: usize) -> u64 {
-    let c = Checksum::default().add(src).add(dst);
+    let c = Checksum::default().add_bytes(src).add_bytes(dst);
     c.sum + 6 + (tcp_len as u64 & 0xFFFF) + ((tcp_len as u64) >> 16)
 }
 
@@ -68,7 +68,7 @@ mod tests {
         assert_eq!(internet_checksum(&data), !0xddf2);
         let odd = [1u8, 2, 3, 4, 5, 6, 7, 8, 9];
         for split in 0..odd.len() {
-            let a = Checksum::default().add(&odd[..split]).add(&odd[split..]).finish();
+            let a = Checksum::default().add_bytes(&odd[..split]).add_bytes(&odd[split..]).finish();
             assert_eq!(a, internet_checksum(&odd), "split at {split}");
         }
     }

@@ -174,7 +174,7 @@ pub fn parse_with(packet: &[u8], verify_tcp_checksum: bool) -> Result<Segment<'_
             PseudoAddrs::V4(s, d) => pseudo_header_sum(&s, &d, bytes.len()),
             PseudoAddrs::V6(s, d) => pseudo_header_sum(&s, &d, bytes.len()),
         };
-        if Checksum::from_sum(sum).add(bytes).finish() != 0 {
+        if Checksum::from_sum(sum).add_bytes(bytes).finish() != 0 {
             return Err(WireError::BadTcpChecksum);
         }
     }
@@ -281,7 +281,7 @@ impl SegmentRepr<'_> {
             (IpAddr::V4(s), IpAddr::V4(d)) => pseudo_header_sum(&s.octets(), &d.octets(), tcp_len),
             (s, d) => pseudo_header_sum(&v6(s), &v6(d), tcp_len),
         };
-        let c = Checksum::from_sum(sum).add(&out[tcp_start..]).finish();
+        let c = Checksum::from_sum(sum).add_bytes(&out[tcp_start..]).finish();
         out[tcp_start + 16..tcp_start + 18].copy_from_slice(&c.to_be_bytes());
     }
 }

@@ -45,7 +45,7 @@ impl TcpOptions {
                 (2, 2) => o.mss = Some(u16::from_be_bytes([body[0], body[1]])),
                 (3, 1) => o.window_scale = Some(body[0]),
                 (4, 0) => o.sack_permitted = true,
-                (5, n) if n % 8 == 0 && n > 0 && n <= 32 => {
+                (5, n) if n.is_multiple_of(8) && n > 0 && n <= 32 => {
                     let mut blocks = [(0u32, 0u32); 4];
                     for (i, c) in body.chunks_exact(8).enumerate() {
                         blocks[i] = (
@@ -105,7 +105,7 @@ impl TcpOptions {
                 out.extend_from_slice(&r.to_be_bytes());
             }
         }
-        while (out.len() - start) % 4 != 0 {
+        while !(out.len() - start).is_multiple_of(4) {
             out.push(1);
         }
     }
