@@ -21,6 +21,7 @@ pub mod contract;
 pub mod demo;
 pub mod host;
 pub mod ndis;
+pub mod tcp;
 pub mod time;
 pub mod wire;
 
