@@ -19,6 +19,7 @@
 
 pub mod contract;
 pub mod demo;
+pub mod engine;
 pub mod host;
 pub mod ndis;
 pub mod tcp;

@@ -205,6 +205,9 @@ impl ReceiveInput for Faulty {
     fn receive_space(&self, c: ConnId) -> usize {
         self.inner.receive_space(c)
     }
+    fn receive_window(&self, c: ConnId) -> usize {
+        self.inner.receive_window(c)
+    }
 }
 
 struct Rig {

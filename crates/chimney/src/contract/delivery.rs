@@ -823,6 +823,16 @@ impl ReceiveInput for Delivery {
         Ok(())
     }
 
+    fn receive_window(&self, id: ConnId) -> usize {
+        self.conn(id).map_or(0, |c| {
+            if c.phase != Phase::Open || c.fin {
+                0
+            } else {
+                c.cap.saturating_sub(c.buffered.len())
+            }
+        })
+    }
+
     fn receive_space(&self, id: ConnId) -> usize {
         self.conn(id).map_or(0, |c| {
             if c.phase != Phase::Open || c.fin {

@@ -279,6 +279,12 @@ pub trait ReceiveInput {
     /// Acceptable RST: abort, complete requests with REQUEST_ABORTED (R-RST-1).
     fn receive_rst(&mut self, now: Instant, conn: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse>;
 
-    /// Bytes `receive_data` can take now (the receive window's basis).
+    /// Bytes `receive_data` can take now (target buffer room plus free room in posted
+    /// requests).
     fn receive_space(&self, conn: ConnId) -> usize;
+
+    /// Bytes the target can hold whatever the host posts: the basis of the advertised
+    /// receive window. It shrinks only when in-order data arrives, so a window advertised
+    /// from it never has to retract (§8 A34).
+    fn receive_window(&self, conn: ConnId) -> usize;
 }

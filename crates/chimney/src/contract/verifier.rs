@@ -1120,4 +1120,8 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Verifier<T> {
     fn receive_space(&self, conn: ConnId) -> usize {
         self.inner.receive_space(conn)
     }
+
+    fn receive_window(&self, conn: ConnId) -> usize {
+        self.inner.receive_window(conn)
+    }
 }

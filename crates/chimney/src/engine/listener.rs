@@ -1,0 +1,310 @@
+//! The host stack's passive open: SYN → SYN-ACK (MSS, window scale, SACK-permitted,
+//! timestamps negotiated from what the peer offered) → ACK, then the state handed to the
+//! offload (const / cached / delegated, §6.2). Data the host receives in order with the
+//! handshake ACK is ACKed by the host and handed over as `BufferedData`; anything else it
+//! received but did not ACK is forwarded to the offloaded connection (MiniportTcpOffloadForward).
+
+use core::net::SocketAddr;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::{synack_options, tuple_hash, FourTuple};
+use crate::ndis::{
+    state::const_flags, Mdl, NblChain, NblId, NetBuffer, NetBufferList, PoolTag, TcpCachedState, TcpConnectionState,
+    TcpConstState, TcpDelegatedState, TcpOffloadState,
+};
+use crate::tcp::{Negotiated, SeqNum, TcpConfig};
+use crate::time::Instant;
+use crate::wire::{flags, Segment, SegmentRepr, TcpOptions};
+
+/// Passive-open limits.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Half-open connections kept at most (SYNs beyond are dropped and counted).
+    pub max_embryos: usize,
+    /// SYN-ACK retransmissions before a half-open connection is forgotten.
+    pub synack_retries: u32,
+    /// First SYN-ACK retransmission timeout.
+    pub synack_rto: Duration,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig { max_embryos: 1024, synack_retries: 3, synack_rto: Duration::from_secs(1) }
+    }
+}
+
+#[derive(Debug)]
+struct Embryo {
+    iss: SeqNum,
+    rcv_nxt: SeqNum,
+    peer: TcpOptions,
+    ts_recent: Option<u32>,
+    ts_offset: u32,
+    retries: u32,
+    rto_at: Instant,
+    buffered: Vec<u8>,
+    forward: Vec<Vec<u8>>,
+}
+
+/// A connection the handshake completed, ready to offload.
+#[derive(Debug)]
+pub(crate) struct Established {
+    pub negotiated: Negotiated,
+    pub peer: TcpOptions,
+    pub buffered: Vec<u8>,
+    pub forward: Vec<Vec<u8>>,
+    pub serial: u64,
+}
+
+impl Established {
+    /// The offload state tree for this connection (§6.2).
+    pub fn offload_state(&self, cfg: &TcpConfig) -> TcpOffloadState {
+        let n = &self.negotiated;
+        let mut fl = 0;
+        if n.ts_recent.is_some() {
+            fl |= const_flags::TIMESTAMP_ENABLED;
+        }
+        if n.sack {
+            fl |= const_flags::SACK_ENABLED;
+        }
+        if n.rcv_wscale.is_some() {
+            fl |= const_flags::WINDOW_SCALING_ENABLED;
+        }
+        let mut buffered_data = NblChain::new();
+        if !self.buffered.is_empty() {
+            let nb = NetBuffer::new(vec![Mdl::from_bytes(self.buffered.clone())]);
+            buffered_data.push_back(NetBufferList::new(NblId::new(PoolTag::Host, self.serial), nb));
+        }
+        TcpOffloadState {
+            constant: TcpConstState {
+                flags: fl,
+                remote_port: n.remote.port(),
+                local_port: n.local.port(),
+                rcv_wind_scale: n.rcv_wscale.unwrap_or(0),
+                snd_wind_scale: self.peer.window_scale.unwrap_or(0).min(14),
+                remote_mss: n.peer_mss,
+            },
+            cached: TcpCachedState { initial_rcv_wnd: cfg.rcv_wnd, rcv_indication_size: cfg.rcv_indication_size },
+            delegated: TcpDelegatedState {
+                state: Some(TcpConnectionState::Established),
+                rcv_nxt: n.rcv_nxt,
+                rcv_wnd: n.rcv_adv.wrapping_sub(n.rcv_nxt),
+                ts_recent: n.ts_recent.unwrap_or(0),
+                buffered_data,
+            },
+        }
+    }
+}
+
+/// What the listener did with a segment.
+pub(crate) enum Outcome {
+    Handled,
+    /// Not acceptable to the host stack: answer with RST.
+    Refuse,
+    Established(Box<Established>),
+}
+
+pub(crate) struct Listener {
+    cfg: ListenerConfig,
+    keys: ahash::RandomState,
+    embryos: HashMap<FourTuple, Embryo, ahash::RandomState>,
+    serial: u64,
+    /// SYNs dropped because the half-open table was full.
+    pub syn_overflow: u64,
+}
+
+fn ms(now: Instant) -> u32 {
+    (now.as_nanos() / 1_000_000) as u32
+}
+
+impl Listener {
+    pub fn new(cfg: ListenerConfig, seed: u64) -> Listener {
+        let keys = ahash::RandomState::with_seeds(
+            seed ^ 0x1234_5678,
+            seed.rotate_left(7),
+            seed.rotate_left(40),
+            seed ^ 0xDEAD,
+        );
+        let table =
+            ahash::RandomState::with_seeds(seed.rotate_left(3), seed ^ 0xBEEF, seed.rotate_left(50), seed ^ 0xF00D);
+        Listener { cfg, keys, embryos: HashMap::with_hasher(table), serial: 0, syn_overflow: 0 }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.embryos.values().map(|e| e.rto_at).min()
+    }
+
+    fn synack(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        e: &Embryo,
+        now: Instant,
+        cfg: &TcpConfig,
+    ) -> SegmentRepr<'static> {
+        let tsval = ms(now).wrapping_add(e.ts_offset);
+        let mut options = synack_options(cfg, &e.peer, tsval);
+        if let (Some((_, _)), Some(r)) = (options.timestamps, e.ts_recent) {
+            options.timestamps = Some((tsval, r));
+        }
+        SegmentRepr {
+            src: local.ip(),
+            dst: remote.ip(),
+            src_port: local.port(),
+            dst_port: remote.port(),
+            seq: e.iss.0,
+            ack: e.rcv_nxt.0,
+            flags: flags::SYN | flags::ACK,
+            window: cfg.rcv_wnd.min(0xFFFF) as u16,
+            options,
+            payload: &[],
+            ip_id: 0,
+        }
+    }
+
+    pub fn on_segment(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &Segment<'_>,
+        raw: &[u8],
+        cfg: &TcpConfig,
+        push: &mut dyn FnMut(&SegmentRepr<'_>),
+    ) -> Outcome {
+        let key = (local, remote);
+        if let Some(e) = self.embryos.get_mut(&key) {
+            if seg.has(flags::RST) {
+                if SeqNum(seg.seq) == e.rcv_nxt {
+                    self.embryos.remove(&key);
+                }
+                return Outcome::Handled;
+            }
+            if seg.has(flags::SYN) {
+                // A retransmitted SYN: answer again.
+                let r = self.synack(local, remote, self.embryos.get(&key).expect("present"), now, cfg);
+                push(&r);
+                return Outcome::Handled;
+            }
+            if !seg.has(flags::ACK) || SeqNum(seg.ack) != e.iss.add(1) {
+                return Outcome::Refuse;
+            }
+            if let (Some(_), Some((tsval, _))) = (e.ts_recent, seg.options.timestamps) {
+                e.ts_recent = Some(tsval);
+            }
+            let mut e = self.embryos.remove(&key).expect("present");
+            let in_order = SeqNum(seg.seq) == e.rcv_nxt;
+            let window = cfg.rcv_wnd.min(0xFFFF);
+            let rcv_adv = e.rcv_nxt.add(window);
+            if in_order && !seg.payload.is_empty() && !seg.has(flags::FIN) && seg.payload.len() <= window as usize {
+                // The host receives and ACKs this data; it becomes BufferedData (R-BUF-1).
+                e.buffered.extend_from_slice(seg.payload);
+                e.rcv_nxt = e.rcv_nxt.add(seg.payload.len() as u32);
+                let wscale = e.peer.window_scale.map(|_| cfg.window_scale()).unwrap_or(0);
+                let wnd = rcv_adv.diff(e.rcv_nxt).max(0) as u32;
+                let tsval = ms(now).wrapping_add(e.ts_offset);
+                push(&SegmentRepr {
+                    src: local.ip(),
+                    dst: remote.ip(),
+                    src_port: local.port(),
+                    dst_port: remote.port(),
+                    seq: e.iss.add(1).0,
+                    ack: e.rcv_nxt.0,
+                    flags: flags::ACK,
+                    window: wnd.div_ceil(1 << wscale).min(0xFFFF) as u16,
+                    options: TcpOptions { timestamps: e.ts_recent.map(|r| (tsval, r)), ..TcpOptions::default() },
+                    payload: &[],
+                    ip_id: 0,
+                });
+            } else if !seg.payload.is_empty() || seg.has(flags::FIN) {
+                // Received but not ACKed by the host: forwarded after the offload (R-BUF-5).
+                e.forward.push(raw.to_vec());
+            }
+            self.serial += 1;
+            let negotiated = Negotiated {
+                local,
+                remote,
+                rcv_nxt: e.rcv_nxt.0,
+                snd_nxt: e.iss.add(1).0,
+                rcv_wscale: e.peer.window_scale.map(|_| cfg.window_scale()),
+                peer_mss: e.peer.mss.unwrap_or(536),
+                sack: e.peer.sack_permitted,
+                ts_recent: e.ts_recent,
+                ts_offset: e.ts_offset,
+                rcv_adv: rcv_adv.0,
+            };
+            return Outcome::Established(Box::new(Established {
+                negotiated,
+                peer: e.peer,
+                buffered: e.buffered,
+                forward: e.forward,
+                serial: self.serial,
+            }));
+        }
+        if seg.has(flags::SYN) && !seg.has(flags::ACK) {
+            if self.embryos.len() >= self.cfg.max_embryos {
+                self.syn_overflow += 1;
+                return Outcome::Handled;
+            }
+            let h = tuple_hash(&self.keys, &key);
+            // RFC 6528: a keyed hash of the tuple plus a 4 µs clock.
+            let iss = SeqNum((h as u32).wrapping_add((now.as_nanos() / 4000) as u32));
+            let mut peer = seg.options;
+            peer.window_scale = peer.window_scale.map(|s| s.min(14));
+            let e = Embryo {
+                iss,
+                rcv_nxt: SeqNum(seg.seq).add(1),
+                peer,
+                ts_recent: seg.options.timestamps.map(|(v, _)| v),
+                ts_offset: (h >> 32) as u32,
+                retries: 0,
+                rto_at: now + self.cfg.synack_rto,
+                buffered: Vec::new(),
+                forward: Vec::new(),
+            };
+            let r = self.synack(local, remote, &e, now, cfg);
+            push(&r);
+            self.embryos.insert(key, e);
+            return Outcome::Handled;
+        }
+        Outcome::Refuse
+    }
+
+    pub fn on_timer(&mut self, now: Instant, cfg: &TcpConfig, push: &mut dyn FnMut(&SegmentRepr<'_>)) {
+        let due: Vec<FourTuple> = self.embryos.iter().filter(|(_, e)| e.rto_at <= now).map(|(k, _)| *k).collect();
+        for key in due {
+            let Some(e) = self.embryos.get_mut(&key) else { continue };
+            if e.retries >= self.cfg.synack_retries {
+                self.embryos.remove(&key);
+                continue;
+            }
+            e.retries += 1;
+            e.rto_at = now + self.cfg.synack_rto * (1 << e.retries.min(6));
+            let r = self.synack(key.0, key.1, self.embryos.get(&key).expect("present"), now, cfg);
+            push(&r);
+        }
+    }
+}
+
+/// The RST the host stack answers a segment for no connection with (RFC 9293 §3.10.7.1).
+pub(crate) fn reset_for(local: SocketAddr, remote: SocketAddr, seg: &Segment<'_>) -> SegmentRepr<'static> {
+    let (seq, ack, fl) = if seg.has(flags::ACK) {
+        (seg.ack, 0, flags::RST)
+    } else {
+        (0, seg.seq.wrapping_add(seg.seq_len()), flags::RST | flags::ACK)
+    };
+    SegmentRepr {
+        src: local.ip(),
+        dst: remote.ip(),
+        src_port: local.port(),
+        dst_port: remote.port(),
+        seq,
+        ack,
+        flags: fl,
+        window: 0,
+        options: TcpOptions::default(),
+        payload: &[],
+        ip_id: 0,
+    }
+}

@@ -1,0 +1,483 @@
+//! The sans-IO engine: demultiplexes packets to offloaded connections, runs the host stack's
+//! passive open (SYN → SYN-ACK → ACK) and offloads each established connection to the
+//! delivery layer, and queues what must be sent.
+//!
+//! Methods come in four kinds (as quinn-proto's `Connection`): `handle_*` feed inputs
+//! (`handle_packet(now, bytes)`, `handle_timeout(now)`); host calls (`receive`,
+//! `receive_return`, `disconnect`, `terminate_offload`: the [`OffloadTarget`] entry points);
+//! `poll_*` drain outputs (`poll_transmit`, `poll_event`, `poll_timeout`); getters (`stats`).
+//! After any `handle_*` or host call, drain `poll_transmit` and `poll_event`, then sleep until
+//! `poll_timeout`.
+
+mod listener;
+mod stats;
+
+use core::net::SocketAddr;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+pub use listener::ListenerConfig;
+pub use stats::{EngineStats, IpOffloadStats, TcpOffloadStats};
+
+use crate::contract::{ApiMisuse, ConnId, InitiateFailed, OffloadTarget, PostRejected, ProtocolHost, ReceiveInput};
+use crate::ndis::{DisconnectKind, NblChain, NdisStatus, TcpConnectionState, TcpDelegatedState, TcpOffloadState};
+use crate::tcp::{Cx, TcpConfig, TcpConn};
+use crate::time::Instant;
+use crate::wire::{self, flags, SegmentRepr, TcpOptions, WireError};
+
+/// A connection's 4-tuple (local, remote).
+pub type FourTuple = (SocketAddr, SocketAddr);
+
+/// Engine configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Seed of every random choice (ISNs, hash keys, timestamp offsets).
+    pub seed: u64,
+    /// Addresses the host stack listens on (an unspecified IP matches any).
+    pub listen: Vec<SocketAddr>,
+    /// TCP receive parameters.
+    pub tcp: TcpConfig,
+    /// Passive-open parameters.
+    pub listener: ListenerConfig,
+    /// Offloaded connections at most.
+    pub max_connections: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            seed: 1,
+            listen: Vec::new(),
+            tcp: TcpConfig::default(),
+            listener: ListenerConfig::default(),
+            max_connections: 1 << 16,
+        }
+    }
+}
+
+/// What the engine tells its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// A connection completed its handshake and was offloaded: the application may post.
+    Offloaded {
+        /// Its id.
+        conn: ConnId,
+        /// Our end.
+        local: SocketAddr,
+        /// The peer.
+        remote: SocketAddr,
+    },
+    /// The host terminated (uploaded) a connection; its id is free again.
+    Terminated {
+        /// Its id.
+        conn: ConnId,
+    },
+}
+
+/// What became of one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketOutcome {
+    /// Processed by an offloaded connection.
+    Offloaded(ConnId),
+    /// Processed by the host stack (handshake, RST for unknown connections).
+    Host,
+    /// Not for the target: a fragment, IPv4 options, not TCP (§6.6), counted.
+    ToHost(WireError),
+    /// Dropped and counted.
+    Dropped(WireError),
+}
+
+/// The offload engine over a delivery layer `D` (usually `Verifier<Delivery>`).
+pub struct Engine<D> {
+    cfg: EngineConfig,
+    delivery: D,
+    table: HashMap<FourTuple, ConnId, ahash::RandomState>,
+    conns: Vec<Option<Box<TcpConn>>>,
+    free_ids: Vec<u32>,
+    next_id: u32,
+    listener: listener::Listener,
+    timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    tx: VecDeque<Vec<u8>>,
+    spare: Vec<Vec<u8>>,
+    events: VecDeque<EngineEvent>,
+    window_watch: Vec<ConnId>,
+    stats: EngineStats,
+}
+
+fn tx_push(tx: &mut VecDeque<Vec<u8>>, spare: &mut Vec<Vec<u8>>, stats: &mut EngineStats, r: &SegmentRepr<'_>) {
+    let mut buf = spare.pop().unwrap_or_default();
+    r.emit(&mut buf);
+    stats.ip.out_requests += 1;
+    stats.ip.out_octets += buf.len() as u64;
+    tx.push_back(buf);
+}
+
+impl<D: OffloadTarget + ReceiveInput> Engine<D> {
+    /// An engine listening on `cfg.listen`, delivering through `delivery`.
+    pub fn new(cfg: EngineConfig, delivery: D) -> Engine<D> {
+        let s = cfg.seed;
+        let hasher = ahash::RandomState::with_seeds(s, s.rotate_left(17) ^ 0x9E37, s.rotate_left(31) ^ 0x85EB, !s);
+        let listener = listener::Listener::new(cfg.listener.clone(), s);
+        Engine {
+            cfg,
+            delivery,
+            table: HashMap::with_hasher(hasher),
+            conns: Vec::new(),
+            free_ids: Vec::new(),
+            next_id: 0,
+            listener,
+            timers: BinaryHeap::new(),
+            tx: VecDeque::new(),
+            spare: Vec::new(),
+            events: VecDeque::new(),
+            window_watch: Vec::new(),
+            stats: EngineStats::default(),
+        }
+    }
+
+    /// The delivery layer.
+    pub fn delivery(&self) -> &D {
+        &self.delivery
+    }
+
+    /// The delivery layer, writable.
+    pub fn delivery_mut(&mut self) -> &mut D {
+        &mut self.delivery
+    }
+
+    /// Counters (TCP_OFFLOAD_STATS, IP_OFFLOAD_STATS, drop reasons), summed over live and
+    /// closed connections.
+    pub fn stats(&self) -> EngineStats {
+        let mut s = self.stats.clone();
+        for c in self.conns.iter().flatten() {
+            s.add_conn(&c.counters);
+        }
+        s.tcp.currently_established = self
+            .conns
+            .iter()
+            .flatten()
+            .filter(|c| matches!(c.state, TcpConnectionState::Established | TcpConnectionState::CloseWait))
+            .count() as u32;
+        s
+    }
+
+    /// The connection's TCP state, for tests and reports.
+    pub fn conn(&self, id: ConnId) -> Option<&TcpConn> {
+        self.conns.get(id.0 as usize).and_then(|c| c.as_deref())
+    }
+
+    /// The next packet to send, swapped into `out` (its old buffer is kept for reuse).
+    #[must_use]
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
+        match self.tx.pop_front() {
+            Some(mut p) => {
+                std::mem::swap(out, &mut p);
+                if p.capacity() > 0 && self.spare.len() < 256 {
+                    self.spare.push(p);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The next event for the driver.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` is next due.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mine = self.timers.peek().map(|Reverse((t, _))| *t);
+        [mine, self.delivery.poll_timeout(), self.listener.poll_timeout()].into_iter().flatten().min()
+    }
+
+    fn schedule(timers: &mut BinaryHeap<Reverse<(Instant, u32)>>, c: &TcpConn) {
+        if let Some(t) = c.next_deadline() {
+            timers.push(Reverse((t, c.id.0)));
+        }
+    }
+
+    fn reschedule(&mut self, id: ConnId) {
+        if let Some(t) = self.conn(id).and_then(|c| c.next_deadline()) {
+            self.timers.push(Reverse((t, id.0)));
+        }
+    }
+
+    /// Runs `f` on connection `id` with a context; reschedules its timers afterwards.
+    fn with_conn<R>(
+        &mut self,
+        id: ConnId,
+        host: &mut dyn ProtocolHost,
+        f: impl FnOnce(&mut TcpConn, &mut Cx<'_>) -> R,
+    ) -> Option<R> {
+        let conn = self.conns.get_mut(id.0 as usize)?.as_deref_mut()?;
+        let before = conn.next_deadline();
+        let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
+        let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
+        let mut cx = Cx { delivery: &mut self.delivery, host, tx: &mut push, cfg: &self.cfg.tcp };
+        let r = f(conn, &mut cx);
+        let after = conn.next_deadline();
+        if after.is_some() && (before.is_none() || after < before) {
+            Self::schedule(&mut self.timers, conn);
+        }
+        if conn.rcv_wnd() < self.cfg.tcp.rcv_wnd / 2 && !self.window_watch.contains(&id) {
+            self.window_watch.push(id);
+        }
+        Some(r)
+    }
+
+    /// Feeds one received IP packet.
+    pub fn handle_packet(&mut self, now: Instant, packet: &[u8], host: &mut dyn ProtocolHost) -> PacketOutcome {
+        self.stats.ip.in_receives += 1;
+        self.stats.ip.in_octets += packet.len() as u64;
+        let seg = match wire::parse(packet) {
+            Ok(s) => s,
+            Err(e) => {
+                self.stats.count_wire(e);
+                return if e.goes_to_host() { PacketOutcome::ToHost(e) } else { PacketOutcome::Dropped(e) };
+            }
+        };
+        self.stats.ip.in_delivers += 1;
+        let local = SocketAddr::new(seg.dst, seg.dst_port);
+        let remote = SocketAddr::new(seg.src, seg.src_port);
+        if let Some(&id) = self.table.get(&(local, remote)) {
+            self.with_conn(id, host, |c, cx| c.on_segment(now, &seg, cx));
+            return PacketOutcome::Offloaded(id);
+        }
+        self.host_path(now, &seg, packet, host);
+        PacketOutcome::Host
+    }
+
+    /// Segments for no offloaded connection: the host stack's listener and closed ports.
+    fn host_path(&mut self, now: Instant, seg: &wire::Segment<'_>, raw: &[u8], host: &mut dyn ProtocolHost) {
+        let local = SocketAddr::new(seg.dst, seg.dst_port);
+        let remote = SocketAddr::new(seg.src, seg.src_port);
+        let listening = self
+            .cfg
+            .listen
+            .iter()
+            .any(|l| l.port() == local.port() && (l.ip().is_unspecified() || l.ip() == local.ip()));
+        let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
+        let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
+        let out = if listening {
+            self.listener.on_segment(now, local, remote, seg, raw, &self.cfg.tcp, &mut push)
+        } else {
+            listener::Outcome::Refuse
+        };
+        match out {
+            listener::Outcome::Handled => {}
+            listener::Outcome::Refuse => {
+                if !seg.has(flags::RST) {
+                    push(&listener::reset_for(local, remote, seg));
+                    self.stats.tcp.out_resets += 1;
+                }
+            }
+            listener::Outcome::Established(n) => self.offload(now, *n, host),
+        }
+    }
+
+    fn offload(&mut self, now: Instant, n: listener::Established, host: &mut dyn ProtocolHost) {
+        let id = match self.free_ids.pop() {
+            Some(i) => ConnId(i),
+            None if self.next_id < self.cfg.max_connections => {
+                self.next_id += 1;
+                ConnId(self.next_id - 1)
+            }
+            None => {
+                self.stats.offload_failures += 1;
+                return;
+            }
+        };
+        let state = n.offload_state(&self.cfg.tcp);
+        match self.delivery.initiate_offload(now, id, state, host) {
+            Ok(_host_nbls) => {}
+            Err(_) => {
+                self.stats.offload_failures += 1;
+                self.free_ids.push(id.0);
+                return;
+            }
+        }
+        let conn = TcpConn::new(id, &n.negotiated, &self.cfg.tcp);
+        let idx = id.0 as usize;
+        if self.conns.len() <= idx {
+            self.conns.resize_with(idx + 1, || None);
+        }
+        self.table.insert((n.negotiated.local, n.negotiated.remote), id);
+        self.conns[idx] = Some(Box::new(conn));
+        self.stats.offloads += 1;
+        self.events.push_back(EngineEvent::Offloaded {
+            conn: id,
+            local: n.negotiated.local,
+            remote: n.negotiated.remote,
+        });
+        // Segments the host received but did not ACK: MiniportTcpOffloadForward.
+        for pkt in n.forward {
+            if let Ok(seg) = wire::parse_with(&pkt, false) {
+                self.with_conn(id, host, |c, cx| c.on_segment(now, &seg, cx));
+            }
+        }
+    }
+
+    /// Runs every timer due at `now`: delayed ACKs, FIN retransmission, push timers,
+    /// SYN-ACK retransmission.
+    pub fn handle_timeout(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
+        while let Some(&Reverse((t, idx))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let id = ConnId(idx);
+            let due = self.conn(id).and_then(|c| c.next_deadline());
+            match due {
+                Some(d) if d <= now => {
+                    self.with_conn(id, host, |c, cx| c.on_timer(now, cx));
+                    self.reschedule(id);
+                }
+                Some(_) => self.reschedule(id),
+                None => {}
+            }
+        }
+        if self.delivery.poll_timeout().is_some_and(|t| t <= now) {
+            self.delivery.handle_timeout(now, host);
+            self.window_updates(now, host);
+        }
+        let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
+        let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
+        self.listener.on_timer(now, &self.cfg.tcp, &mut push);
+    }
+
+    /// Sends window updates for connections whose window had closed below half and has
+    /// now reopened (the host posted or consumed).
+    fn window_updates(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
+        let watch = std::mem::take(&mut self.window_watch);
+        for id in watch {
+            let still = self.with_conn(id, host, |c, cx| {
+                c.maybe_window_update(now, cx);
+                c.rcv_wnd() < cx.cfg.rcv_wnd / 2 && !c.is_stopped()
+            });
+            if still == Some(true) && !self.window_watch.contains(&id) {
+                self.window_watch.push(id);
+            }
+        }
+    }
+
+    /// The wire address of an offloaded connection.
+    pub fn tuple(&self, id: ConnId) -> Option<FourTuple> {
+        self.conn(id).map(|c| (c.local, c.remote))
+    }
+}
+
+impl<D: OffloadTarget + ReceiveInput> OffloadTarget for Engine<D> {
+    fn initiate_offload(
+        &mut self,
+        _now: Instant,
+        _conn: ConnId,
+        state: TcpOffloadState,
+        _host: &mut dyn ProtocolHost,
+    ) -> Result<NblChain, InitiateFailed> {
+        Err(InitiateFailed {
+            status: NdisStatus::Failure,
+            error: Some(ApiMisuse::Unsupported("the engine offloads the connections its own listener establishes")),
+            state,
+        })
+    }
+
+    fn receive(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        let r = self.delivery.receive(now, conn, nbls, host);
+        self.window_updates(now, host);
+        r
+    }
+
+    fn receive_return(&mut self, now: Instant, nbls: NblChain, host: &mut dyn ProtocolHost) -> NdisStatus {
+        let r = self.delivery.receive_return(now, nbls, host);
+        self.window_updates(now, host);
+        r
+    }
+
+    fn disconnect(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        kind: DisconnectKind,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        self.conn(conn).ok_or(ApiMisuse::UnknownConnection(conn))?;
+        match kind {
+            DisconnectKind::Graceful => {
+                self.with_conn(conn, host, |c, cx| c.close(now, cx));
+                Ok(())
+            }
+            DisconnectKind::Abortive => {
+                self.with_conn(conn, host, |c, cx| c.abort(now, cx));
+                self.delivery.disconnect(now, conn, kind, host)
+            }
+        }
+    }
+
+    fn terminate_offload(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<TcpDelegatedState, ApiMisuse> {
+        let c = self.conns.get_mut(conn.0 as usize).and_then(Option::take).ok_or(ApiMisuse::UnknownConnection(conn))?;
+        // R-TRM-2: an ACK that is due goes out before the state leaves.
+        let mut c = c;
+        {
+            let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
+            let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
+            let mut cx = Cx { delivery: &mut self.delivery, host, tx: &mut push, cfg: &self.cfg.tcp };
+            if c.next_deadline().is_some() && !c.is_stopped() && c.state != TcpConnectionState::Closed {
+                c.send_ack(now, &mut cx);
+            }
+        }
+        let mut d = self.delivery.terminate_offload(now, conn, host)?;
+        d.state = Some(c.state);
+        d.rcv_nxt = c.rcv_nxt();
+        d.rcv_wnd = c.rcv_wnd();
+        d.ts_recent = c.ts_recent().unwrap_or(0);
+        self.table.remove(&(c.local, c.remote));
+        self.stats.add_conn(&c.counters);
+        self.free_ids.push(conn.0);
+        self.window_watch.retain(|&w| w != conn);
+        self.events.push_back(EngineEvent::Terminated { conn });
+        Ok(d)
+    }
+
+    fn handle_timeout(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
+        Engine::handle_timeout(self, now, host)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Engine::poll_timeout(self)
+    }
+
+    fn push_timer(&self, conn: ConnId) -> Option<Instant> {
+        self.delivery.push_timer(conn)
+    }
+}
+
+/// Hashes a 4-tuple with a keyed hasher (for ISNs).
+pub(crate) fn tuple_hash(state: &ahash::RandomState, t: &FourTuple) -> u64 {
+    state.hash_one(t)
+}
+
+/// Options the host stack puts on its SYN-ACK.
+pub(crate) fn synack_options(cfg: &TcpConfig, peer: &TcpOptions, tsval: u32) -> TcpOptions {
+    TcpOptions {
+        mss: Some(cfg.mss),
+        window_scale: peer.window_scale.map(|_| cfg.window_scale()),
+        sack_permitted: peer.sack_permitted,
+        sack: None,
+        timestamps: peer.timestamps.map(|(v, _)| (tsval, v)),
+    }
+}

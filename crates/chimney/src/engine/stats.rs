@@ -1,0 +1,122 @@
+//! TCP_OFFLOAD_STATS and IP_OFFLOAD_STATS (§7.8) plus per-reason drop counters.
+
+use crate::tcp::{ConnCounters, TcpDrop};
+use crate::wire::WireError;
+
+/// `TCP_OFFLOAD_STATS`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TcpOffloadStats {
+    /// Segments received on offloaded connections.
+    pub in_segments: u64,
+    /// Segments sent.
+    pub out_segments: u64,
+    /// Connections in ESTABLISHED or CLOSE-WAIT.
+    pub currently_established: u32,
+    /// Connections reset from ESTABLISHED/CLOSE-WAIT.
+    pub reset_established: u32,
+    /// Segments retransmitted.
+    pub retransmitted_segments: u32,
+    /// Segments received in error.
+    pub in_errors: u32,
+    /// RSTs sent.
+    pub out_resets: u32,
+}
+
+/// `IP_OFFLOAD_STATS`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpOffloadStats {
+    /// Packets received.
+    pub in_receives: u64,
+    /// Bytes received.
+    pub in_octets: u64,
+    /// Packets handed to TCP.
+    pub in_delivers: u64,
+    /// Packets sent.
+    pub out_requests: u64,
+    /// Bytes sent.
+    pub out_octets: u64,
+    /// Header errors.
+    pub in_header_errors: u32,
+    /// Truncated packets.
+    pub in_truncated_packets: u32,
+    /// Packets discarded.
+    pub in_discards: u32,
+    /// Packets not sent.
+    pub out_discards: u32,
+    /// No route.
+    pub out_no_routes: u32,
+}
+
+/// Everything the engine counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// TCP_OFFLOAD_STATS.
+    pub tcp: TcpOffloadStats,
+    /// IP_OFFLOAD_STATS.
+    pub ip: IpOffloadStats,
+    /// Packets rejected by the wire parser, by reason ([`WireError::ALL`] order).
+    pub wire: [u64; WireError::ALL.len()],
+    /// Segments (or parts) not used by connections, by reason ([`TcpDrop::ALL`] order).
+    pub drops: [u64; TcpDrop::ALL.len()],
+    /// Connections offloaded.
+    pub offloads: u64,
+    /// Handshakes that could not be offloaded (table full, delivery refused).
+    pub offload_failures: u64,
+    /// In-order payload bytes delivered.
+    pub delivered_bytes: u64,
+    /// Assembler work units.
+    pub work: u64,
+}
+
+impl EngineStats {
+    pub(crate) fn count_wire(&mut self, e: WireError) {
+        if let Some(i) = WireError::ALL.iter().position(|&w| w == e) {
+            self.wire[i] += 1;
+        }
+        match e {
+            WireError::BadIp | WireError::BadIpChecksum => self.ip.in_header_errors += 1,
+            WireError::BadTcpHeader | WireError::BadTcpChecksum | WireError::BadTcpOption | WireError::BadFlags => {
+                self.tcp.in_errors += 1
+            }
+            _ => self.ip.in_discards += 1,
+        }
+    }
+
+    pub(crate) fn add_conn(&mut self, c: &ConnCounters) {
+        self.tcp.in_segments += c.in_segments;
+        self.tcp.out_segments += c.out_segments;
+        self.tcp.retransmitted_segments += c.retransmitted as u32;
+        self.tcp.out_resets += c.out_resets as u32;
+        for (a, b) in self.drops.iter_mut().zip(c.drops.iter()) {
+            *a += b;
+        }
+        self.delivered_bytes += c.delivered_bytes;
+        self.work += c.work;
+    }
+
+    /// Wire drops for `e`.
+    pub fn wire_drops(&self, e: WireError) -> u64 {
+        WireError::ALL.iter().position(|&w| w == e).map_or(0, |i| self.wire[i])
+    }
+
+    /// TCP drops for `d`.
+    pub fn tcp_drops(&self, d: TcpDrop) -> u64 {
+        TcpDrop::ALL.iter().position(|&w| w == d).map_or(0, |i| self.drops[i])
+    }
+
+    /// `(name, count)` for every non-zero drop counter.
+    pub fn drop_table(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = Vec::new();
+        for (e, n) in WireError::ALL.iter().zip(self.wire.iter()) {
+            if *n > 0 {
+                v.push((e.name().to_string(), *n));
+            }
+        }
+        for (d, n) in TcpDrop::ALL.iter().zip(self.drops.iter()) {
+            if *n > 0 {
+                v.push((format!("{d:?}"), *n));
+            }
+        }
+        v
+    }
+}

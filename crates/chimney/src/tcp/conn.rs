@@ -1,0 +1,717 @@
+//! One offloaded TCP connection: the receive state machine (RFC 9293 §3.10.7 with RFC 7323
+//! timestamps/PAWS, RFC 2018 SACK, RFC 5961 blind-attack mitigations) and the small part of
+//! the send side needed to close (our FIN, retransmitted until ACKed; RST on abortive close).
+//!
+//! In-order bytes go straight from the packet to the delivery layer
+//! ([`crate::contract::ReceiveInput`]); out-of-order bytes wait in the [`Assembler`].
+
+use core::net::SocketAddr;
+use std::time::Duration;
+
+use super::assembler::{Assembler, Insert};
+use super::seq::SeqNum;
+use crate::contract::{ConnId, NestedCalls, OffloadTarget, ProtocolHost, ReceiveInput};
+use crate::ndis::{TcpConnectionState, TcpOffloadEvent, TcpUploadReason};
+use crate::time::Instant;
+use crate::wire::{flags, Segment, SegmentRepr, TcpOptions};
+
+/// The delivery layer as the engine drives it.
+pub trait Layer: OffloadTarget + ReceiveInput {}
+impl<T: OffloadTarget + ReceiveInput> Layer for T {}
+
+/// Receive-path parameters (NDIS_TCP_CONNECTION_OFFLOAD_PARAMETERS and cached state).
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// MSS we advertise.
+    pub mss: u16,
+    /// `TcpAckFrequency`: full-sized segments before an ACK is due at once.
+    pub ack_frequency: u32,
+    /// `TcpDelayedAckTicks`: longest an ACK waits.
+    pub delayed_ack: Duration,
+    /// `InitialRcvWnd`: receive buffer per connection (also the reassembly ring size).
+    pub rcv_wnd: u32,
+    /// `RcvIndicationSize` given to the delivery layer.
+    pub rcv_indication_size: u32,
+    /// Out-of-order ranges kept at most per connection.
+    pub max_ooo_ranges: usize,
+    /// First retransmission timeout of our FIN / SYN-ACK.
+    pub rto: Duration,
+    /// Retransmissions before giving up (`TcpMaximumRetransmissions`).
+    pub max_retransmits: u32,
+    /// Minimum spacing of challenge ACKs for in-window SYNs (R-SYN-1: 3 s).
+    pub syn_challenge_interval: Duration,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            mss: 1460,
+            ack_frequency: 2,
+            delayed_ack: Duration::from_millis(40),
+            rcv_wnd: 1 << 20,
+            rcv_indication_size: 0,
+            max_ooo_ranges: 64,
+            rto: Duration::from_secs(1),
+            max_retransmits: 5,
+            syn_challenge_interval: Duration::from_secs(3),
+        }
+    }
+}
+
+impl TcpConfig {
+    /// The smallest window-scale shift that lets `rcv_wnd` be advertised (RFC 7323, ≤ 14).
+    pub fn window_scale(&self) -> u8 {
+        let mut s = 0u8;
+        while s < 14 && (self.rcv_wnd >> s) > 0xFFFF {
+            s += 1;
+        }
+        s
+    }
+}
+
+/// Why a segment (or part of it) was not used. Each has a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TcpDrop {
+    /// Outside the receive window (answered with an ACK).
+    OutOfWindow,
+    /// PAWS: TSval older than TS.Recent (answered with an ACK).
+    Paws,
+    /// RST not exactly at RCV.NXT but in the window (challenge ACK).
+    RstInWindow,
+    /// RST outside the window.
+    RstOutOfWindow,
+    /// SYN on a synchronized connection (challenge ACK or upload).
+    Syn,
+    /// No ACK bit.
+    NoAck,
+    /// ACK of data never sent.
+    AckTooHigh,
+    /// Data or FIN after the peer's FIN.
+    AfterFin,
+    /// Out-of-order segment refused by the range cap.
+    OooRangesFull,
+    /// Out-of-order bytes that were all already queued.
+    OooDuplicate,
+    /// In-order bytes beyond what the delivery layer could take.
+    WindowOverrun,
+    /// Segment received after an upload was requested (URG, SYN) or after abort.
+    Stopped,
+}
+
+impl TcpDrop {
+    /// Every reason, for counter tables.
+    pub const ALL: [TcpDrop; 12] = [
+        TcpDrop::OutOfWindow,
+        TcpDrop::Paws,
+        TcpDrop::RstInWindow,
+        TcpDrop::RstOutOfWindow,
+        TcpDrop::Syn,
+        TcpDrop::NoAck,
+        TcpDrop::AckTooHigh,
+        TcpDrop::AfterFin,
+        TcpDrop::OooRangesFull,
+        TcpDrop::OooDuplicate,
+        TcpDrop::WindowOverrun,
+        TcpDrop::Stopped,
+    ];
+}
+
+/// Counters the connection updates (summed by the engine into TCP_OFFLOAD_STATS).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnCounters {
+    /// Segments received.
+    pub in_segments: u64,
+    /// Segments sent.
+    pub out_segments: u64,
+    /// Retransmitted segments (our FIN).
+    pub retransmitted: u64,
+    /// RSTs sent.
+    pub out_resets: u64,
+    /// In-order payload bytes handed to the delivery layer.
+    pub delivered_bytes: u64,
+    /// Drops by reason.
+    pub drops: [u64; TcpDrop::ALL.len()],
+    /// Assembler work units (ranges visited), for the work-per-segment bound.
+    pub work: u64,
+}
+
+impl ConnCounters {
+    fn drop(&mut self, why: TcpDrop) {
+        let i = TcpDrop::ALL.iter().position(|&d| d == why).unwrap_or(0);
+        self.drops[i] += 1;
+    }
+
+    /// Drops counted for `why`.
+    pub fn dropped(&self, why: TcpDrop) -> u64 {
+        TcpDrop::ALL.iter().position(|&d| d == why).map_or(0, |i| self.drops[i])
+    }
+}
+
+/// What the connection needs from its surroundings while it handles an input.
+pub struct Cx<'a> {
+    /// The delivery layer (possibly wrapped by the verifier).
+    pub delivery: &'a mut dyn Layer,
+    /// The host stack receiving upcalls.
+    pub host: &'a mut dyn ProtocolHost,
+    /// Where packets to send go.
+    pub tx: &'a mut dyn FnMut(&SegmentRepr<'_>),
+    /// Engine configuration.
+    pub cfg: &'a TcpConfig,
+}
+
+/// Timestamp state (RFC 7323).
+#[derive(Debug, Clone, Copy)]
+struct Ts {
+    recent: u32,
+    offset: u32,
+}
+
+/// Everything the host negotiated before the offload.
+#[derive(Debug, Clone)]
+pub struct Negotiated {
+    /// Our address and port.
+    pub local: SocketAddr,
+    /// The peer's address and port.
+    pub remote: SocketAddr,
+    /// RCV.NXT at offload (after any BufferedData).
+    pub rcv_nxt: u32,
+    /// Our next sequence number (ISS + 1).
+    pub snd_nxt: u32,
+    /// Our window scale, if scaling was negotiated.
+    pub rcv_wscale: Option<u8>,
+    /// The peer's MSS.
+    pub peer_mss: u16,
+    /// SACK permitted by both.
+    pub sack: bool,
+    /// TS.Recent if timestamps were negotiated.
+    pub ts_recent: Option<u32>,
+    /// Our TSval offset (TSval = ms clock + offset).
+    pub ts_offset: u32,
+    /// The window right edge the host advertised last.
+    pub rcv_adv: u32,
+}
+
+/// One offloaded connection.
+#[derive(Debug)]
+pub struct TcpConn {
+    /// Delivery-layer id.
+    pub id: ConnId,
+    /// Our address and port.
+    pub local: SocketAddr,
+    /// The peer's.
+    pub remote: SocketAddr,
+    /// RFC 9293 state.
+    pub state: TcpConnectionState,
+    rcv_nxt: SeqNum,
+    rcv_nxt64: u64,
+    rcv_adv: SeqNum,
+    rcv_wscale: u8,
+    snd_una: SeqNum,
+    snd_nxt: SeqNum,
+    fin_seq: Option<SeqNum>,
+    peer_mss: u16,
+    sack: bool,
+    ts: Option<Ts>,
+    asm: Assembler,
+    ooo_fin: Option<SeqNum>,
+    last_ack_sent: SeqNum,
+    unacked: u32,
+    delack_at: Option<Instant>,
+    rst_challenged: bool,
+    last_syn_challenge: Option<Instant>,
+    rto_at: Option<Instant>,
+    rto: Duration,
+    retries: u32,
+    stopped: bool,
+    ip_id: u16,
+    /// Counters.
+    pub counters: ConnCounters,
+}
+
+impl TcpConn {
+    /// State for a connection the host just offloaded.
+    pub fn new(id: ConnId, n: &Negotiated, cfg: &TcpConfig) -> TcpConn {
+        TcpConn {
+            id,
+            local: n.local,
+            remote: n.remote,
+            state: TcpConnectionState::Established,
+            rcv_nxt: SeqNum(n.rcv_nxt),
+            rcv_nxt64: 0,
+            rcv_adv: SeqNum(n.rcv_adv),
+            rcv_wscale: n.rcv_wscale.unwrap_or(0),
+            snd_una: SeqNum(n.snd_nxt),
+            snd_nxt: SeqNum(n.snd_nxt),
+            fin_seq: None,
+            peer_mss: n.peer_mss,
+            sack: n.sack,
+            ts: n.ts_recent.map(|recent| Ts { recent, offset: n.ts_offset }),
+            asm: Assembler::new(cfg.rcv_wnd as usize, cfg.max_ooo_ranges),
+            ooo_fin: None,
+            last_ack_sent: SeqNum(n.rcv_nxt),
+            unacked: 0,
+            delack_at: None,
+            rst_challenged: false,
+            last_syn_challenge: None,
+            rto_at: None,
+            rto: cfg.rto,
+            retries: 0,
+            stopped: false,
+            ip_id: 0x8000 | (id.0 as u16 & 0x7FFF),
+            counters: ConnCounters::default(),
+        }
+    }
+
+    /// RCV.NXT.
+    pub fn rcv_nxt(&self) -> u32 {
+        self.rcv_nxt.0
+    }
+
+    /// The receive window currently advertised (bytes from RCV.NXT to the right edge).
+    pub fn rcv_wnd(&self) -> u32 {
+        self.rcv_adv.diff(self.rcv_nxt).max(0) as u32
+    }
+
+    /// The peer's MSS.
+    pub fn peer_mss(&self) -> u16 {
+        self.peer_mss
+    }
+
+    /// TS.Recent, if timestamps are on.
+    pub fn ts_recent(&self) -> Option<u32> {
+        self.ts.map(|t| t.recent)
+    }
+
+    /// Bytes queued out of order, and their ranges.
+    pub fn ooo(&self) -> (u64, usize) {
+        (self.asm.queued_bytes(), self.asm.ranges())
+    }
+
+    /// Memory this connection holds beyond its fixed state (the reassembly ring).
+    pub fn memory(&self) -> usize {
+        self.asm.memory()
+    }
+
+    /// The earliest timer of this connection.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match (self.delack_at, self.rto_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether the connection stopped processing (upload requested or aborted).
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    fn tsval(&self, now: Instant) -> u32 {
+        ((now.as_nanos() / 1_000_000) as u32).wrapping_add(self.ts.map_or(0, |t| t.offset))
+    }
+
+    fn emit(&mut self, now: Instant, cx: &mut Cx<'_>, seq: SeqNum, fl: u8) {
+        let mut options = TcpOptions::default();
+        if let Some(ts) = self.ts {
+            options.timestamps = Some((self.tsval(now), ts.recent));
+        }
+        if self.sack && fl & flags::ACK != 0 && !self.asm.is_empty() {
+            let max = if self.ts.is_some() { 3 } else { 4 };
+            let mut blocks = [(0u32, 0u32); 4];
+            let mut k = 0;
+            for (s, e) in self.asm.sack_blocks(max) {
+                let l = self.rcv_nxt.add((s - self.rcv_nxt64) as u32);
+                blocks[k] = (l.0, l.add((e - s) as u32).0);
+                k += 1;
+            }
+            if k > 0 {
+                options.sack = Some((blocks, k as u8));
+            }
+        }
+        let window = if fl & flags::RST != 0 { 0 } else { self.window_field() };
+        let repr = SegmentRepr {
+            src: self.local.ip(),
+            dst: self.remote.ip(),
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq: seq.0,
+            ack: if fl & flags::ACK != 0 { self.rcv_nxt.0 } else { 0 },
+            flags: fl,
+            window,
+            options,
+            payload: &[],
+            ip_id: self.ip_id,
+        };
+        self.ip_id = 0x8000 | (self.ip_id.wrapping_add(1) & 0x7FFF);
+        (cx.tx)(&repr);
+        self.counters.out_segments += 1;
+        if fl & flags::ACK != 0 {
+            self.last_ack_sent = self.rcv_nxt;
+            self.unacked = 0;
+            self.delack_at = None;
+        }
+    }
+
+    fn window_field(&self) -> u16 {
+        let wnd = self.rcv_adv.diff(self.rcv_nxt).max(0) as u64;
+        let unit = 1u64 << self.rcv_wscale;
+        (wnd.div_ceil(unit)).min(0xFFFF) as u16
+    }
+
+    /// Moves the advertised right edge forward when the delivery layer has room, with
+    /// receiver-side SWS avoidance (RFC 9293 §3.8.6.2.2): only by at least min(buffer/2, MSS).
+    /// Never retracts. Returns whether the edge moved.
+    fn update_window(&mut self, cx: &mut Cx<'_>) -> bool {
+        let space = cx.delivery.receive_window(self.id).min(1 << 30) as u32;
+        let right = self.rcv_nxt.add(space);
+        let grow = right.diff(self.rcv_adv);
+        let threshold = (cx.cfg.rcv_wnd / 2).min(u32::from(cx.cfg.mss)).max(1) as i32;
+        if grow >= threshold || (grow > 0 && self.rcv_adv.diff(self.rcv_nxt) <= 0 && space as i32 >= threshold) {
+            // The peer sees the edge rounded up to the scale unit; remember that edge.
+            let unit = 1u32 << self.rcv_wscale;
+            let wnd = right.diff(self.rcv_nxt).max(0) as u32;
+            self.rcv_adv = self.rcv_nxt.add(wnd.div_ceil(unit).min(0xFFFF) * unit);
+            return true;
+        }
+        false
+    }
+
+    /// Sends an ACK now (window recomputed).
+    pub fn send_ack(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        self.update_window(cx);
+        let seq = self.snd_nxt;
+        self.emit(now, cx, seq, flags::ACK);
+    }
+
+    /// After the host posted or consumed: sends a window update if the window opened enough.
+    pub fn maybe_window_update(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        if !self.stopped && self.can_receive() && self.update_window(cx) {
+            let seq = self.snd_nxt;
+            self.emit(now, cx, seq, flags::ACK);
+        }
+    }
+
+    fn can_receive(&self) -> bool {
+        matches!(
+            self.state,
+            TcpConnectionState::Established | TcpConnectionState::FinWait1 | TcpConnectionState::FinWait2
+        )
+    }
+
+    fn upload(&mut self, now: Instant, cx: &mut Cx<'_>, reason: TcpUploadReason) {
+        let _ = now;
+        self.stopped = true;
+        self.delack_at = None;
+        self.rto_at = None;
+        host_event(now, cx, self.id, TcpOffloadEvent::Retrieve(reason));
+    }
+
+    /// Handles one segment addressed to this connection.
+    pub fn on_segment(&mut self, now: Instant, seg: &Segment<'_>, cx: &mut Cx<'_>) {
+        self.counters.in_segments += 1;
+        if self.stopped || self.state == TcpConnectionState::Closed {
+            self.counters.drop(TcpDrop::Stopped);
+            return;
+        }
+        let seq = SeqNum(seg.seq);
+        let wnd = self.rcv_wnd();
+        let in_window = |s: SeqNum| s.in_range(self.rcv_nxt, self.rcv_nxt.add(wnd));
+        // RFC 5961 §3: RST exactly at RCV.NXT resets; in the window earns one challenge ACK.
+        if seg.has(flags::RST) {
+            if seq == self.rcv_nxt {
+                self.stopped = true;
+                self.state = TcpConnectionState::Closed;
+                self.delack_at = None;
+                self.rto_at = None;
+                let _ = cx.delivery.receive_rst(now, self.id, cx.host);
+            } else if wnd > 0 && in_window(seq) {
+                self.counters.drop(TcpDrop::RstInWindow);
+                if !self.rst_challenged {
+                    self.rst_challenged = true;
+                    self.send_ack(now, cx);
+                }
+            } else {
+                self.counters.drop(TcpDrop::RstOutOfWindow);
+            }
+            return;
+        }
+        // RFC 7323 §5: PAWS.
+        if let (Some(ts), Some((tsval, _))) = (self.ts, seg.options.timestamps) {
+            if (tsval.wrapping_sub(ts.recent) as i32) < 0 {
+                self.counters.drop(TcpDrop::Paws);
+                self.send_ack(now, cx);
+                return;
+            }
+        }
+        // RFC 5961 §4 / R-SYN-1.
+        if seg.has(flags::SYN) {
+            self.counters.drop(TcpDrop::Syn);
+            if seq == self.rcv_nxt {
+                self.upload(now, cx, TcpUploadReason::InvalidState);
+            } else if in_window(seq) {
+                let due = self.last_syn_challenge.is_none_or(|t| now >= t + cx.cfg.syn_challenge_interval);
+                if due {
+                    self.last_syn_challenge = Some(now);
+                    self.send_ack(now, cx);
+                }
+            } else {
+                self.send_ack(now, cx);
+            }
+            return;
+        }
+        // RFC 9293 §3.10.7.4, first check: acceptability.
+        let seg_len = seg.seq_len();
+        let acceptable = match (seg_len, wnd) {
+            (0, 0) => seq == self.rcv_nxt,
+            (0, _) => in_window(seq),
+            (_, 0) => false,
+            (n, _) => in_window(seq) || in_window(seq.add(n - 1)),
+        };
+        if !acceptable {
+            self.counters.drop(TcpDrop::OutOfWindow);
+            self.send_ack(now, cx);
+            return;
+        }
+        self.rst_challenged = false;
+        if !seg.has(flags::ACK) {
+            self.counters.drop(TcpDrop::NoAck);
+            return;
+        }
+        let ack = SeqNum(seg.ack);
+        if ack.gt(self.snd_nxt) {
+            self.counters.drop(TcpDrop::AckTooHigh);
+            self.send_ack(now, cx);
+            return;
+        }
+        if ack.gt(self.snd_una) {
+            self.snd_una = ack;
+            self.on_fin_acked(now, cx);
+        }
+        // §6.6: urgent data means upload; nothing after it is processed here.
+        if seg.has(flags::URG) {
+            self.upload(now, cx, TcpUploadReason::ReceivedUrgentData);
+            return;
+        }
+        // RFC 7323 §4.3: TS.Recent update.
+        if let (Some(ts), Some((tsval, _))) = (self.ts.as_mut(), seg.options.timestamps) {
+            if seq.le(self.last_ack_sent) {
+                ts.recent = tsval;
+            }
+        }
+        if seg.payload.is_empty() && !seg.has(flags::FIN) {
+            return;
+        }
+        if !self.can_receive() {
+            self.counters.drop(TcpDrop::AfterFin);
+            self.send_ack(now, cx);
+            return;
+        }
+        self.on_data(now, seq, seg.payload, seg.has(flags::PSH), seg.has(flags::FIN), cx);
+    }
+
+    fn on_data(&mut self, now: Instant, seq: SeqNum, payload: &[u8], psh: bool, fin: bool, cx: &mut Cx<'_>) {
+        let mut start = seq;
+        let mut data = payload;
+        let mut fin = fin;
+        if start.lt(self.rcv_nxt) {
+            let cut = self.rcv_nxt.diff(start) as usize;
+            if cut > data.len() {
+                fin = false;
+            }
+            data = &data[cut.min(data.len())..];
+            start = self.rcv_nxt;
+        }
+        let room = self.rcv_adv.diff(start).max(0) as usize;
+        if data.len() > room {
+            data = &data[..room];
+            fin = false;
+        }
+        if start == self.rcv_nxt {
+            let gap_fill = !self.asm.is_empty();
+            let complete = self.deliver_in_order(now, data, psh, cx);
+            let fin_now = complete && (fin || self.ooo_fin == Some(self.rcv_nxt));
+            if fin_now {
+                self.on_fin(now, cx);
+            } else if gap_fill || !self.asm.is_empty() {
+                self.send_ack(now, cx);
+            } else if !data.is_empty() {
+                self.unacked += 1;
+                if self.unacked >= cx.cfg.ack_frequency {
+                    self.send_ack(now, cx);
+                } else if self.delack_at.is_none() {
+                    self.delack_at = Some(now + cx.cfg.delayed_ack);
+                }
+            }
+        } else {
+            let off = self.rcv_nxt64 + start.diff(self.rcv_nxt) as u64;
+            if !data.is_empty() {
+                match self.asm.insert(off, data) {
+                    Insert::Stored(_) => {}
+                    Insert::Duplicate => self.counters.drop(TcpDrop::OooDuplicate),
+                    Insert::TooManyRanges => self.counters.drop(TcpDrop::OooRangesFull),
+                }
+                self.counters.work = self.asm.work;
+            }
+            if fin {
+                self.ooo_fin = Some(start.add(data.len() as u32));
+            }
+            // Out-of-order data: ACK at once (with SACK), RFC 5681 §4.2.
+            self.send_ack(now, cx);
+        }
+    }
+
+    /// Feeds in-order bytes (interleaving queued out-of-order ranges, whose bytes win where
+    /// they overlap) and then every range that became contiguous. Returns false when the
+    /// delivery layer ran out of room (the rest is dropped, not ACKed).
+    fn deliver_in_order(&mut self, now: Instant, data: &[u8], psh: bool, cx: &mut Cx<'_>) -> bool {
+        let mut cur = 0usize;
+        loop {
+            if let Some((s, e)) = self.asm.range_at(self.rcv_nxt64) {
+                debug_assert_eq!(s, self.rcv_nxt64);
+                let mut ok = true;
+                let id = self.id;
+                let mut fed = 0u64;
+                let delivery = &mut *cx.delivery;
+                let host = &mut *cx.host;
+                self.asm.take_front(s, e, |bytes| {
+                    if ok && delivery.receive_data(now, id, bytes, psh, host).is_ok() {
+                        fed += bytes.len() as u64;
+                    } else {
+                        ok = false;
+                    }
+                });
+                self.advance(fed);
+                if !ok {
+                    self.counters.drop(TcpDrop::WindowOverrun);
+                    return false;
+                }
+                cur += (e - s) as usize;
+                continue;
+            }
+            if cur >= data.len() {
+                break;
+            }
+            let limit = self.asm.first_start().map_or(data.len(), |f| cur + (f - self.rcv_nxt64) as usize);
+            let chunk = &data[cur..limit.min(data.len())];
+            let space = cx.delivery.receive_space(self.id);
+            let take = chunk.len().min(space);
+            if take > 0 && cx.delivery.receive_data(now, self.id, &chunk[..take], psh, cx.host).is_ok() {
+                self.advance(take as u64);
+            }
+            if take < chunk.len() {
+                self.counters.drop(TcpDrop::WindowOverrun);
+                return false;
+            }
+            cur += chunk.len();
+        }
+        self.asm.discard_below(self.rcv_nxt64);
+        if self.asm.is_empty() {
+            self.asm.shrink();
+        }
+        true
+    }
+
+    fn advance(&mut self, n: u64) {
+        self.rcv_nxt = self.rcv_nxt.add(n as u32);
+        self.rcv_nxt64 += n;
+        self.counters.delivered_bytes += n;
+    }
+
+    fn on_fin(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        self.rcv_nxt = self.rcv_nxt.add(1);
+        self.ooo_fin = None;
+        self.state = match self.state {
+            TcpConnectionState::Established => TcpConnectionState::CloseWait,
+            TcpConnectionState::FinWait1 => TcpConnectionState::Closing,
+            TcpConnectionState::FinWait2 => TcpConnectionState::TimeWait,
+            s => s,
+        };
+        self.send_ack(now, cx);
+        let _ = cx.delivery.receive_fin(now, self.id, cx.host);
+        if self.state == TcpConnectionState::TimeWait {
+            self.upload(now, cx, TcpUploadReason::UploadRequested);
+        }
+    }
+
+    fn on_fin_acked(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        let Some(fin) = self.fin_seq else { return };
+        if self.snd_una.gt(fin) {
+            self.rto_at = None;
+            self.state = match self.state {
+                TcpConnectionState::FinWait1 => TcpConnectionState::FinWait2,
+                TcpConnectionState::Closing => TcpConnectionState::TimeWait,
+                TcpConnectionState::LastAck => TcpConnectionState::Closed,
+                s => s,
+            };
+            if matches!(self.state, TcpConnectionState::TimeWait | TcpConnectionState::Closed) {
+                self.upload(now, cx, TcpUploadReason::UploadRequested);
+            }
+        }
+    }
+
+    /// Host graceful disconnect: send FIN (retransmitted until ACKed).
+    pub fn close(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        if self.fin_seq.is_some() || self.stopped {
+            return;
+        }
+        self.state = match self.state {
+            TcpConnectionState::Established => TcpConnectionState::FinWait1,
+            TcpConnectionState::CloseWait => TcpConnectionState::LastAck,
+            s => s,
+        };
+        let fin = self.snd_nxt;
+        self.fin_seq = Some(fin);
+        self.snd_nxt = fin.add(1);
+        self.update_window(cx);
+        self.emit(now, cx, fin, flags::FIN | flags::ACK);
+        self.rto_at = Some(now + self.rto);
+    }
+
+    /// Host abortive disconnect: send RST and stop (R-ABT-1).
+    pub fn abort(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        let seq = self.snd_nxt;
+        self.emit(now, cx, seq, flags::RST | flags::ACK);
+        self.counters.out_resets += 1;
+        self.stopped = true;
+        self.state = TcpConnectionState::Closed;
+        self.delack_at = None;
+        self.rto_at = None;
+    }
+
+    /// Runs the connection's timers due at `now`.
+    pub fn on_timer(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        if self.delack_at.is_some_and(|t| t <= now) {
+            self.delack_at = None;
+            self.send_ack(now, cx);
+        }
+        if self.rto_at.is_some_and(|t| t <= now) {
+            let Some(fin) = self.fin_seq else {
+                self.rto_at = None;
+                return;
+            };
+            if self.retries >= cx.cfg.max_retransmits {
+                self.rto_at = None;
+                self.upload(now, cx, TcpUploadReason::TimeoutExpiration);
+                return;
+            }
+            self.retries += 1;
+            self.rto = (self.rto * 2).min(Duration::from_secs(60));
+            self.counters.retransmitted += 1;
+            self.emit(now, cx, fin, flags::FIN | flags::ACK);
+            self.rto_at = Some(now + self.rto);
+        }
+    }
+}
+
+/// An event the engine itself indicates (upload requests): the host may post or return from
+/// inside it; those calls are made on the delivery layer right after it returns.
+pub fn host_event(now: Instant, cx: &mut Cx<'_>, id: ConnId, event: TcpOffloadEvent) {
+    let mut nested = NestedCalls::new();
+    cx.host.event_indicate(id, event, &mut nested);
+    for (conn, nbls) in nested.drain_posts() {
+        let _ = cx.delivery.receive(now, conn, nbls, cx.host);
+    }
+    let returns = nested.take_returns();
+    if !returns.is_empty() {
+        cx.delivery.receive_return(now, returns, cx.host);
+    }
+}
