@@ -166,8 +166,7 @@ impl Listener {
     pub fn on_segment(
         &mut self,
         now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
+        (local, remote): FourTuple,
         seg: &Segment<'_>,
         raw: &[u8],
         cfg: &TcpConfig,
@@ -187,7 +186,7 @@ impl Listener {
                 push(&r);
                 return Outcome::Handled;
             }
-            if !seg.has(flags::ACK) || SeqNum(seg.ack) != e.iss.add(1) {
+            if !seg.has(flags::ACK) || SeqNum(seg.ack) != e.iss.plus(1) {
                 return Outcome::Refuse;
             }
             if let (Some(_), Some((tsval, _))) = (e.ts_recent, seg.options.timestamps) {
@@ -196,11 +195,11 @@ impl Listener {
             let mut e = self.embryos.remove(&key).expect("present");
             let in_order = SeqNum(seg.seq) == e.rcv_nxt;
             let window = cfg.rcv_wnd.min(0xFFFF);
-            let rcv_adv = e.rcv_nxt.add(window);
+            let rcv_adv = e.rcv_nxt.plus(window);
             if in_order && !seg.payload.is_empty() && !seg.has(flags::FIN) && seg.payload.len() <= window as usize {
                 // The host receives and ACKs this data; it becomes BufferedData (R-BUF-1).
                 e.buffered.extend_from_slice(seg.payload);
-                e.rcv_nxt = e.rcv_nxt.add(seg.payload.len() as u32);
+                e.rcv_nxt = e.rcv_nxt.plus(seg.payload.len() as u32);
                 let wscale = e.peer.window_scale.map(|_| cfg.window_scale()).unwrap_or(0);
                 let wnd = rcv_adv.diff(e.rcv_nxt).max(0) as u32;
                 let tsval = ms(now).wrapping_add(e.ts_offset);
@@ -209,7 +208,7 @@ impl Listener {
                     dst: remote.ip(),
                     src_port: local.port(),
                     dst_port: remote.port(),
-                    seq: e.iss.add(1).0,
+                    seq: e.iss.plus(1).0,
                     ack: e.rcv_nxt.0,
                     flags: flags::ACK,
                     window: wnd.div_ceil(1 << wscale).min(0xFFFF) as u16,
@@ -226,7 +225,7 @@ impl Listener {
                 local,
                 remote,
                 rcv_nxt: e.rcv_nxt.0,
-                snd_nxt: e.iss.add(1).0,
+                snd_nxt: e.iss.plus(1).0,
                 rcv_wscale: e.peer.window_scale.map(|_| cfg.window_scale()),
                 peer_mss: e.peer.mss.unwrap_or(536),
                 sack: e.peer.sack_permitted,
@@ -254,7 +253,7 @@ impl Listener {
             peer.window_scale = peer.window_scale.map(|s| s.min(14));
             let e = Embryo {
                 iss,
-                rcv_nxt: SeqNum(seg.seq).add(1),
+                rcv_nxt: SeqNum(seg.seq).plus(1),
                 peer,
                 ts_recent: seg.options.timestamps.map(|(v, _)| v),
                 ts_offset: (h >> 32) as u32,

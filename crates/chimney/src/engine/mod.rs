@@ -263,7 +263,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
         let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
         let out = if listening {
-            self.listener.on_segment(now, local, remote, seg, raw, &self.cfg.tcp, &mut push)
+            self.listener.on_segment(now, (local, remote), seg, raw, &self.cfg.tcp, &mut push)
         } else {
             listener::Outcome::Refuse
         };

@@ -319,8 +319,8 @@ impl TcpConn {
             let mut blocks = [(0u32, 0u32); 4];
             let mut k = 0;
             for (s, e) in self.asm.sack_blocks(max) {
-                let l = self.rcv_nxt.add((s - self.rcv_nxt64) as u32);
-                blocks[k] = (l.0, l.add((e - s) as u32).0);
+                let l = self.rcv_nxt.plus((s - self.rcv_nxt64) as u32);
+                blocks[k] = (l.0, l.plus((e - s) as u32).0);
                 k += 1;
             }
             if k > 0 {
@@ -362,14 +362,14 @@ impl TcpConn {
     /// Never retracts. Returns whether the edge moved.
     fn update_window(&mut self, cx: &mut Cx<'_>) -> bool {
         let space = cx.delivery.receive_window(self.id).min(1 << 30) as u32;
-        let right = self.rcv_nxt.add(space);
+        let right = self.rcv_nxt.plus(space);
         let grow = right.diff(self.rcv_adv);
         let threshold = (cx.cfg.rcv_wnd / 2).min(u32::from(cx.cfg.mss)).max(1) as i32;
         if grow >= threshold || (grow > 0 && self.rcv_adv.diff(self.rcv_nxt) <= 0 && space as i32 >= threshold) {
             // The peer sees the edge rounded up to the scale unit; remember that edge.
             let unit = 1u32 << self.rcv_wscale;
             let wnd = right.diff(self.rcv_nxt).max(0) as u32;
-            self.rcv_adv = self.rcv_nxt.add(wnd.div_ceil(unit).min(0xFFFF) * unit);
+            self.rcv_adv = self.rcv_nxt.plus(wnd.div_ceil(unit).min(0xFFFF) * unit);
             return true;
         }
         false
@@ -414,7 +414,7 @@ impl TcpConn {
         }
         let seq = SeqNum(seg.seq);
         let wnd = self.rcv_wnd();
-        let in_window = |s: SeqNum| s.in_range(self.rcv_nxt, self.rcv_nxt.add(wnd));
+        let in_window = |s: SeqNum| s.in_range(self.rcv_nxt, self.rcv_nxt.plus(wnd));
         // RFC 5961 §3: RST exactly at RCV.NXT resets; in the window earns one challenge ACK.
         if seg.has(flags::RST) {
             if seq == self.rcv_nxt {
@@ -464,7 +464,7 @@ impl TcpConn {
             (0, 0) => seq == self.rcv_nxt,
             (0, _) => in_window(seq),
             (_, 0) => false,
-            (n, _) => in_window(seq) || in_window(seq.add(n - 1)),
+            (n, _) => in_window(seq) || in_window(seq.plus(n - 1)),
         };
         if !acceptable {
             self.counters.drop(TcpDrop::OutOfWindow);
@@ -552,7 +552,7 @@ impl TcpConn {
                 self.counters.work = self.asm.work;
             }
             if fin {
-                self.ooo_fin = Some(start.add(data.len() as u32));
+                self.ooo_fin = Some(start.plus(data.len() as u32));
             }
             // Out-of-order data: ACK at once (with SACK), RFC 5681 §4.2.
             self.send_ack(now, cx);
@@ -611,13 +611,13 @@ impl TcpConn {
     }
 
     fn advance(&mut self, n: u64) {
-        self.rcv_nxt = self.rcv_nxt.add(n as u32);
+        self.rcv_nxt = self.rcv_nxt.plus(n as u32);
         self.rcv_nxt64 += n;
         self.counters.delivered_bytes += n;
     }
 
     fn on_fin(&mut self, now: Instant, cx: &mut Cx<'_>) {
-        self.rcv_nxt = self.rcv_nxt.add(1);
+        self.rcv_nxt = self.rcv_nxt.plus(1);
         self.ooo_fin = None;
         self.state = match self.state {
             TcpConnectionState::Established => TcpConnectionState::CloseWait,
@@ -660,7 +660,7 @@ impl TcpConn {
         };
         let fin = self.snd_nxt;
         self.fin_seq = Some(fin);
-        self.snd_nxt = fin.add(1);
+        self.snd_nxt = fin.plus(1);
         self.update_window(cx);
         self.emit(now, cx, fin, flags::FIN | flags::ACK);
         self.rto_at = Some(now + self.rto);

@@ -7,7 +7,7 @@ pub struct SeqNum(pub u32);
 
 impl SeqNum {
     /// `self + n` modulo 2^32.
-    pub fn add(self, n: u32) -> SeqNum {
+    pub fn plus(self, n: u32) -> SeqNum {
         SeqNum(self.0.wrapping_add(n))
     }
 
@@ -50,7 +50,7 @@ mod tests {
     #[test]
     fn wraps() {
         let a = SeqNum(u32::MAX - 5);
-        let b = a.add(10);
+        let b = a.plus(10);
         assert_eq!(b, SeqNum(4));
         assert!(a.lt(b) && b.gt(a) && b.diff(a) == 10);
         assert!(SeqNum(4).in_range(a, SeqNum(5)));
@@ -61,7 +61,7 @@ mod tests {
         #[test]
         fn order_laws_within_half_the_space(x: u32, d in 1u32..(1 << 31)) {
             let a = SeqNum(x);
-            let b = a.add(d);
+            let b = a.plus(d);
             prop_assert!(a.lt(b));
             prop_assert!(!b.lt(a));
             prop_assert!(a.le(a) && a.ge(a) && !a.lt(a));

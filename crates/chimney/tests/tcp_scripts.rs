@@ -1,0 +1,612 @@
+//! Scripted TCP scenarios in the spirit of packetdrill, run against the engine with the
+//! contract verifier in strict mode. Each `tests/scripts/*.pkt` file is one scenario; see
+//! `tests/scripts/README.md` for the language.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, Verifier, VerifierMode};
+use chimney::engine::{Engine, EngineConfig, EngineEvent};
+use chimney::host::{AppHost, AppPolicy, IndicationPolicy};
+use chimney::ndis::{DisconnectKind, TcpOffloadEvent, TcpUploadReason};
+use chimney::tcp::TcpDrop;
+use chimney::wire::{self, flags, SegmentRepr, TcpOptions, WireError};
+use chimney::Instant;
+
+/// The canonical stream byte at offset `i` (data the peer sends).
+fn byte(i: u64) -> u8 {
+    (i.wrapping_mul(2654435761) >> 11) as u8
+}
+
+fn alt_byte(i: u64) -> u8 {
+    !byte(i)
+}
+
+struct Run {
+    name: String,
+    engine: Engine<Verifier<Delivery>>,
+    host: AppHost,
+    now: Instant,
+    local: SocketAddr,
+    remote: SocketAddr,
+    irs: u32,
+    iss: Option<u32>,
+    conn: Option<ConnId>,
+    out: VecDeque<Vec<u8>>,
+    events_seen: usize,
+    line: usize,
+    corrupt_next: bool,
+}
+
+#[derive(Debug, Default)]
+struct Pkt {
+    flags: u8,
+    seq: u32,
+    end: u32,
+    len: u32,
+    ack: Option<u32>,
+    win: Option<u32>,
+    opts: Option<Vec<String>>,
+    alt: Option<(u32, u32)>,
+}
+
+fn parse_flags(s: &str) -> u8 {
+    let mut f = 0;
+    for c in s.chars() {
+        f |= match c {
+            'S' => flags::SYN,
+            'F' => flags::FIN,
+            'R' => flags::RST,
+            'P' => flags::PSH,
+            'U' => flags::URG,
+            '.' => flags::ACK,
+            _ => panic!("bad flag {c}"),
+        };
+    }
+    f
+}
+
+fn parse_pkt(words: &[&str], rest_opts: Option<&str>) -> Pkt {
+    let mut p = Pkt { flags: parse_flags(words[0]), ..Pkt::default() };
+    let range = words[1];
+    let (se, len) = range.split_once('(').expect("seq:end(len)");
+    let (s, e) = se.split_once(':').expect("seq:end");
+    p.seq = s.parse().expect("seq");
+    p.end = e.parse().expect("end");
+    p.len = len.trim_end_matches(')').parse().expect("len");
+    let mut i = 2;
+    while i < words.len() {
+        match words[i] {
+            "ack" => {
+                p.ack = Some(words[i + 1].parse().expect("ack"));
+                i += 2;
+            }
+            "win" => {
+                p.win = if words[i + 1] == "*" { None } else { Some(words[i + 1].parse().expect("win")) };
+                i += 2;
+            }
+            "alt" => {
+                p.alt = Some((p.seq, p.end));
+                if let Some((a, b)) = words.get(i + 1).and_then(|w| w.split_once(':')) {
+                    if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
+                        p.alt = Some((a, b));
+                        i += 1;
+                    }
+                }
+                i += 1;
+            }
+            w => panic!("unknown packet word {w}"),
+        }
+    }
+    p.opts = rest_opts.map(|o| o.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect());
+    p
+}
+
+impl Run {
+    fn new(name: &str, cfg_lines: &[(String, String)]) -> Run {
+        let mut ecfg = EngineConfig::default();
+        let mut dcfg = DeliveryConfig::default();
+        let mut v6 = false;
+        let mut irs = 1_000_000u32;
+        for (k, v) in cfg_lines {
+            match k.as_str() {
+                "irs" => irs = v.parse().unwrap(),
+                "wnd" => ecfg.tcp.rcv_wnd = v.parse().unwrap(),
+                "mss" => ecfg.tcp.mss = v.parse().unwrap(),
+                "ack_freq" => ecfg.tcp.ack_frequency = v.parse().unwrap(),
+                "delack_ms" => ecfg.tcp.delayed_ack = Duration::from_millis(v.parse().unwrap()),
+                "ooo_ranges" => ecfg.tcp.max_ooo_ranges = v.parse().unwrap(),
+                "ind_size" => ecfg.tcp.rcv_indication_size = v.parse().unwrap(),
+                "push_ms" => dcfg.push_timeout = Duration::from_millis(v.parse().unwrap()),
+                "v6" => v6 = v == "1",
+                _ => panic!("{name}: unknown config {k}"),
+            }
+        }
+        let (local, remote): (SocketAddr, SocketAddr) = if v6 {
+            ("[fd00::1]:5001".parse().unwrap(), "[fd00::2]:40000".parse().unwrap())
+        } else {
+            ("198.18.0.1:5001".parse().unwrap(), "198.18.0.2:40000".parse().unwrap())
+        };
+        ecfg.listen = vec![local];
+        let delivery = Verifier::new(Delivery::new(dcfg), VerifierMode::Strict);
+        let mut host = AppHost::new();
+        host.set_policy(ConnId(0), AppPolicy { keep_posted: 0, repost_in_completion: false, ..AppPolicy::default() });
+        Run {
+            name: name.to_string(),
+            engine: Engine::new(ecfg, delivery),
+            host,
+            now: Instant::ZERO,
+            local,
+            remote,
+            irs,
+            iss: None,
+            conn: None,
+            out: VecDeque::new(),
+            events_seen: 0,
+            line: 0,
+            corrupt_next: false,
+        }
+    }
+
+    fn fail(&self, msg: impl AsRef<str>) -> ! {
+        panic!("{} line {}: {}", self.name, self.line, msg.as_ref());
+    }
+
+    fn drain(&mut self) {
+        let mut buf = Vec::new();
+        while self.engine.poll_transmit(&mut buf) {
+            self.out.push_back(std::mem::take(&mut buf));
+        }
+        while let Some(ev) = self.engine.poll_event() {
+            if let EngineEvent::Offloaded { conn, .. } = ev {
+                self.conn = Some(conn);
+                let p = self.host.policy(ConnId(0));
+                self.host.set_policy(conn, p);
+            }
+        }
+    }
+
+    fn advance_to(&mut self, t: Instant) {
+        if !self.out.is_empty() {
+            let p = wire::parse(&self.out[0]).unwrap();
+            self.fail(format!("unexpected packet before time advance: {}", describe(&p, self.iss, self.irs)));
+        }
+        while let Some(d) = self.engine.poll_timeout() {
+            if d > t {
+                break;
+            }
+            self.now = d.max(self.now);
+            self.engine.handle_timeout(self.now, &mut self.host);
+            self.drain();
+        }
+        self.now = t;
+    }
+
+    fn opts_in(&self, list: &[String]) -> TcpOptions {
+        let mut o = TcpOptions::default();
+        for item in list {
+            let w: Vec<&str> = item.split_whitespace().collect();
+            match w[0] {
+                "mss" => o.mss = Some(w[1].parse().unwrap()),
+                "wscale" => o.window_scale = Some(w[1].parse().unwrap()),
+                "sackOK" => o.sack_permitted = true,
+                "nop" => {}
+                "TS" => o.timestamps = Some((w[2].parse().unwrap(), w[4].parse().unwrap_or(0))),
+                other => self.fail(format!("unknown inbound option {other}")),
+            }
+        }
+        o
+    }
+
+    fn inject(&mut self, p: &Pkt) {
+        if !self.out.is_empty() {
+            let q = wire::parse(&self.out[0]).unwrap();
+            self.fail(format!("unexpected packet before injection: {}", describe(&q, self.iss, self.irs)));
+        }
+        let iss = self.iss.unwrap_or(0);
+        let payload: Vec<u8> = (0..p.len as u64)
+            .map(|i| {
+                let off = (p.seq as u64).wrapping_sub(1).wrapping_add(i);
+                let rel = p.seq.wrapping_add(i as u32);
+                if p.alt.is_some_and(|(a, b)| rel.wrapping_sub(a) < b.wrapping_sub(a)) {
+                    alt_byte(off)
+                } else {
+                    byte(off)
+                }
+            })
+            .collect();
+        let opts = self.opts_in(p.opts.as_deref().unwrap_or(&[]));
+        let repr = SegmentRepr {
+            src: self.remote.ip(),
+            dst: self.local.ip(),
+            src_port: self.remote.port(),
+            dst_port: self.local.port(),
+            seq: self.irs.wrapping_add(p.seq),
+            ack: p.ack.map_or(0, |a| iss.wrapping_add(a)),
+            flags: p.flags,
+            window: p.win.unwrap_or(65535) as u16,
+            options: opts,
+            payload: &payload,
+            ip_id: 1,
+        };
+        let mut buf = Vec::new();
+        repr.emit(&mut buf);
+        if std::mem::take(&mut self.corrupt_next) {
+            let n = buf.len();
+            buf[n - 1] ^= 0x55;
+        }
+        self.engine.handle_packet(self.now, &buf, &mut self.host);
+        self.drain();
+    }
+
+    fn expect(&mut self, p: &Pkt) {
+        let Some(raw) = self.out.pop_front() else { self.fail("expected a packet, none was sent") };
+        let s = wire::parse(&raw).unwrap_or_else(|e| self.fail(format!("sent an unparsable packet: {e:?}")));
+        if s.has(flags::SYN) && self.iss.is_none() {
+            self.iss = Some(s.seq);
+        }
+        let iss = self.iss.unwrap_or(0);
+        let got = describe(&s, self.iss, self.irs);
+        let rel_seq = s.seq.wrapping_sub(iss);
+        let mut bad = Vec::new();
+        if s.flags != p.flags {
+            bad.push("flags");
+        }
+        if rel_seq != p.seq || s.payload.len() as u32 != p.len {
+            bad.push("seq");
+        }
+        if let Some(a) = p.ack {
+            if s.ack.wrapping_sub(self.irs) != a {
+                bad.push("ack");
+            }
+        }
+        if let Some(w) = p.win {
+            if u32::from(s.window) != w {
+                bad.push("win");
+            }
+        }
+        if let Some(list) = &p.opts {
+            for item in list {
+                let w: Vec<&str> = item.split_whitespace().collect();
+                let ok = match w[0] {
+                    "mss" => s.options.mss.map(|m| m.to_string()) == Some(w[1].to_string()),
+                    "wscale" => s.options.window_scale.is_some_and(|x| w[1] == "*" || x.to_string() == w[1]),
+                    "sackOK" => s.options.sack_permitted,
+                    "nop" => true,
+                    "noTS" => s.options.timestamps.is_none(),
+                    "nosack" => s.options.sack.is_none(),
+                    "TS" => s.options.timestamps.is_some_and(|(v, e)| {
+                        (w[2] == "*" || w[2] == v.to_string()) && (w[4] == "*" || w[4] == e.to_string())
+                    }),
+                    "sack" => {
+                        let want: Vec<(u32, u32)> = w[1..]
+                            .iter()
+                            .map(|b| {
+                                let (l, r) = b.split_once(':').unwrap();
+                                (l.parse().unwrap(), r.parse().unwrap())
+                            })
+                            .collect();
+                        let have: Vec<(u32, u32)> = s.options.sack.map_or(vec![], |(b, k)| {
+                            b[..k as usize]
+                                .iter()
+                                .map(|(l, r)| (l.wrapping_sub(self.irs), r.wrapping_sub(self.irs)))
+                                .collect()
+                        });
+                        have == want
+                    }
+                    other => self.fail(format!("unknown expected option {other}")),
+                };
+                if !ok {
+                    bad.push("options");
+                }
+            }
+        }
+        if !bad.is_empty() {
+            self.fail(format!("packet differs in {bad:?}: got {got}"));
+        }
+    }
+
+    fn conn(&self) -> ConnId {
+        self.conn.unwrap_or_else(|| self.fail("no offloaded connection"))
+    }
+
+    fn command(&mut self, w: &[&str]) {
+        match w[0] {
+            "post" => {
+                let conn = self.conn();
+                let size: usize = w[1].parse().unwrap();
+                let mut count = 1;
+                let mut p = AppPolicy { post_size: size, repost_in_completion: false, ..self.host.policy(conn) };
+                for x in &w[2..] {
+                    if let Some(k) = x.strip_prefix('x') {
+                        count = k.parse().unwrap();
+                    } else if *x == "nopush" {
+                        p.no_push = true;
+                    } else if *x == "repost" {
+                        p.repost_in_completion = true;
+                    } else if let Some(m) = x.strip_prefix("mdls=") {
+                        p.mdls = m.parse().unwrap();
+                    } else {
+                        self.fail(format!("bad post word {x}"));
+                    }
+                }
+                let chain = (0..count).map(|_| self.host.new_request(&p)).collect();
+                p.keep_posted = count;
+                self.host.set_policy(conn, p);
+                self.engine.receive(self.now, conn, chain, &mut self.host).unwrap();
+                self.drain();
+            }
+            "app" => {
+                let conn = self.conn.unwrap_or(ConnId(0));
+                let mut p = self.host.policy(conn);
+                p.indication = match w[1] {
+                    "refuse" => IndicationPolicy::Refuse,
+                    "accept" if w.len() > 2 => IndicationPolicy::AcceptUpTo(w[2].parse().unwrap()),
+                    "accept" => IndicationPolicy::AcceptAll,
+                    x => self.fail(format!("bad app policy {x}")),
+                };
+                self.host.set_policy(conn, p.clone());
+                self.host.set_policy(ConnId(0), p);
+            }
+            "return" => {
+                self.host.return_held(self.now, &mut self.engine);
+                self.drain();
+            }
+            "disconnect" => {
+                let kind = if w[1] == "abortive" { DisconnectKind::Abortive } else { DisconnectKind::Graceful };
+                let c = self.conn();
+                self.engine.disconnect(self.now, c, kind, &mut self.host).unwrap();
+                self.drain();
+            }
+            "terminate" => {
+                let c = self.conn();
+                let d = self.engine.terminate_offload(self.now, c, &mut self.host).unwrap();
+                if w.len() > 2 && w[1] == "rcvnxt" {
+                    let want: u32 = w[2].parse().unwrap();
+                    if d.rcv_nxt.wrapping_sub(self.irs) != want {
+                        self.fail(format!("terminate RcvNxt {} (rel), want {want}", d.rcv_nxt.wrapping_sub(self.irs)));
+                    }
+                }
+                self.host.hold(d.buffered_data);
+                self.host.return_held(self.now, &mut self.engine);
+                self.drain();
+            }
+            "corrupt" => self.corrupt_next = true,
+            "expect" => self.expect_cmd(&w[1..]),
+            x => self.fail(format!("unknown command {x}")),
+        }
+    }
+
+    fn expect_cmd(&mut self, w: &[&str]) {
+        match w[0] {
+            "delivered" => {
+                let want: u64 = w[1].parse().unwrap();
+                let got = self.conn.map_or(0, |c| self.host.conn(c).bytes);
+                if got != want {
+                    self.fail(format!("delivered {got} bytes, want {want}"));
+                }
+            }
+            "event" => {
+                let evs = self.conn.map(|c| self.host.conn(c).events).unwrap_or_default();
+                let new = &evs[self.events_seen.min(evs.len())..];
+                let want = match w[1] {
+                    "none" => None,
+                    "disconnect" => Some(TcpOffloadEvent::Disconnect),
+                    "abort" => Some(TcpOffloadEvent::Abort),
+                    "urgent" => Some(TcpOffloadEvent::Retrieve(TcpUploadReason::ReceivedUrgentData)),
+                    "invalid" => Some(TcpOffloadEvent::Retrieve(TcpUploadReason::InvalidState)),
+                    "upload" => Some(TcpOffloadEvent::Retrieve(TcpUploadReason::UploadRequested)),
+                    "timeout" => Some(TcpOffloadEvent::Retrieve(TcpUploadReason::TimeoutExpiration)),
+                    x => self.fail(format!("bad event {x}")),
+                };
+                match (want, new.first()) {
+                    (None, None) => {}
+                    (Some(w), Some(g)) if w == *g => self.events_seen += 1,
+                    (w, g) => self.fail(format!("event {g:?}, want {w:?}")),
+                }
+            }
+            "drop" => {
+                let want: u64 = w[2].parse().unwrap();
+                let d = TcpDrop::ALL.iter().find(|d| format!("{d:?}") == w[1]).unwrap_or_else(|| self.fail("bad drop"));
+                let got = self.engine.stats().tcp_drops(*d);
+                if got != want {
+                    self.fail(format!("drop {} = {got}, want {want}", w[1]));
+                }
+            }
+            "wire" => {
+                let want: u64 = w[2].parse().unwrap();
+                let e = WireError::ALL.iter().find(|e| e.name() == w[1]).unwrap_or_else(|| self.fail("bad wire"));
+                let got = self.engine.stats().wire_drops(*e);
+                if got != want {
+                    self.fail(format!("wire {} = {got}, want {want}", w[1]));
+                }
+            }
+            "ooo" => {
+                let (bytes, ranges) = self.engine.conn(self.conn()).unwrap().ooo();
+                let want: (u64, usize) = (w[1].parse().unwrap(), w[2].parse().unwrap());
+                if (bytes, ranges) != want {
+                    self.fail(format!("ooo ({bytes}, {ranges}), want {want:?}"));
+                }
+            }
+            "state" => {
+                let s = self.engine.conn(self.conn()).map(|c| format!("{:?}", c.state)).unwrap_or("gone".into());
+                if s != w[1] {
+                    self.fail(format!("state {s}, want {}", w[1]));
+                }
+            }
+            "offloaded" => {
+                if self.conn.is_none() {
+                    self.fail("no connection offloaded");
+                }
+            }
+            x => self.fail(format!("bad expect {x}")),
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.out.is_empty() {
+            let q = wire::parse(&self.out[0]).unwrap();
+            self.fail(format!("unexpected packet at end: {}", describe(&q, self.iss, self.irs)));
+        }
+        // The application's stream is the canonical stream (first arrival wins).
+        if let Some(c) = self.conn {
+            let got = self.host.conn(c).stream;
+            let want: Vec<u8> = (0..got.len() as u64).map(byte).collect();
+            if got != want {
+                let at = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
+                self.fail(format!("application stream differs at byte {at}"));
+            }
+        }
+        let v = self.engine.delivery().core().violations();
+        assert!(v.is_empty(), "{}: contract violations {v:?}", self.name);
+    }
+}
+
+fn describe(s: &wire::Segment<'_>, iss: Option<u32>, irs: u32) -> String {
+    let f = [
+        (flags::SYN, 'S'),
+        (flags::FIN, 'F'),
+        (flags::RST, 'R'),
+        (flags::PSH, 'P'),
+        (flags::URG, 'U'),
+        (flags::ACK, '.'),
+    ]
+    .iter()
+    .filter(|(b, _)| s.flags & b != 0)
+    .map(|(_, c)| *c)
+    .collect::<String>();
+    let seq = s.seq.wrapping_sub(iss.unwrap_or(s.seq));
+    format!(
+        "{f} {seq}:{}({}) ack {} win {} {:?}",
+        seq.wrapping_add(s.payload.len() as u32),
+        s.payload.len(),
+        s.ack.wrapping_sub(irs),
+        s.window,
+        s.options
+    )
+}
+
+fn run_script(path: &Path) {
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    let text = std::fs::read_to_string(path).unwrap();
+    let cfg: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("config "))
+        .map(|l| {
+            let (k, v) = l.split_once(' ').unwrap_or((l, ""));
+            (k.to_string(), v.trim().to_string())
+        })
+        .collect();
+    let mut r = Run::new(&name, &cfg);
+    // `handshake` expands to the standard passive open (all options); `handshake plain`
+    // offers only MSS.
+    let mut lines: Vec<(usize, String)> = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        match l.trim() {
+            "handshake" => {
+                for x in [
+                    "< S 0:0(0) win 65535 <mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7>",
+                    "> S. 0:0(0) ack 1 win * <mss 1460,sackOK,TS val * ecr 100,wscale *>",
+                    "< . 1:1(0) ack 1 win 502 <TS val 101 ecr 0>",
+                    "expect offloaded",
+                ] {
+                    lines.push((i, x.to_string()));
+                }
+            }
+            "handshake plain" => {
+                for x in [
+                    "< S 0:0(0) win 65535 <mss 1460>",
+                    "> S. 0:0(0) ack 1 win * <mss 1460,noTS>",
+                    "< . 1:1(0) ack 1 win 65535",
+                    "expect offloaded",
+                ] {
+                    lines.push((i, x.to_string()));
+                }
+            }
+            _ => lines.push((i, l.to_string())),
+        }
+    }
+    for (i, raw) in lines.iter().map(|(i, l)| (*i, l.as_str())) {
+        r.line = i + 1;
+        let line = raw.split('#').next().unwrap().trim();
+        if line.is_empty() || line.starts_with("config ") {
+            continue;
+        }
+        let (body, opts) = split_opts(line);
+        let mut words: Vec<&str> = body.split_whitespace().collect();
+        if let Some(t) = words.first().and_then(|w| w.strip_prefix('+')) {
+            let secs: f64 = t.parse().unwrap();
+            let target = r.now + Duration::from_nanos((secs * 1e9).round() as u64);
+            r.advance_to(target);
+            words.remove(0);
+        }
+        if words.is_empty() {
+            continue;
+        }
+        match words[0] {
+            "<" => {
+                let p = parse_pkt(&words[1..], opts.as_deref());
+                r.inject(&p);
+            }
+            ">" if words.get(1) == Some(&"none") => {
+                if !r.out.is_empty() {
+                    let q = wire::parse(&r.out[0]).unwrap();
+                    r.fail(format!("expected nothing, got {}", describe(&q, r.iss, r.irs)));
+                }
+            }
+            ">" => {
+                let p = parse_pkt(&words[1..], opts.as_deref());
+                r.expect(&p);
+            }
+            _ => r.command(&words),
+        }
+    }
+    r.finish();
+}
+
+/// Splits "… <opt,opt>" into the packet words and the option list.
+fn split_opts(line: &str) -> (String, Option<String>) {
+    // The direction marker is the first token; options start at the last '<'.
+    let mut chars = line.trim_start();
+    let mut prefix = String::new();
+    if let Some(rest) = chars.strip_prefix('+') {
+        let end = rest.find(' ').unwrap_or(rest.len());
+        prefix = format!("+{} ", &rest[..end]);
+        chars = rest[end..].trim_start();
+    }
+    let (dir, rest) = chars.split_at(chars.find(' ').unwrap_or(chars.len()));
+    match rest.rfind('<') {
+        Some(i) if dir == "<" || dir == ">" => {
+            let opts = rest[i + 1..].trim().trim_end_matches('>').to_string();
+            (format!("{prefix}{dir} {}", &rest[..i]), Some(opts))
+        }
+        _ => (line.to_string(), None),
+    }
+}
+
+#[test]
+fn scripts() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.retain(|p| p.extension().is_some_and(|e| e == "pkt"));
+    paths.sort();
+    let only = std::env::var("SCRIPT").ok();
+    let mut n = 0;
+    let mut failed = Vec::new();
+    std::panic::set_hook(Box::new(|_| {}));
+    for p in &paths {
+        if only.as_deref().is_some_and(|o| !p.to_string_lossy().contains(o)) {
+            continue;
+        }
+        n += 1;
+        if let Err(e) = std::panic::catch_unwind(|| run_script(p)) {
+            let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+            failed.push(msg.unwrap_or_else(|| format!("{}: panicked", p.display())));
+        }
+    }
+    let _ = std::panic::take_hook();
+    assert!(failed.is_empty(), "{} of {n} scenarios failed:\n{}", failed.len(), failed.join("\n"));
+    assert!(only.is_some() || n >= 40, "only {n} scenarios");
+}
