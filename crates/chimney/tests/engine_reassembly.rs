@@ -16,7 +16,6 @@ struct Peer {
     host: AppHost,
     local: SocketAddr,
     remote: SocketAddr,
-    irs: u32,
     iss: u32,
     conn: ConnId,
 }
@@ -51,7 +50,6 @@ fn connect(rcv_wnd: u32, ranges: usize, policy: AppPolicy, irs: u32) -> Peer {
         host: AppHost::new(),
         local,
         remote,
-        irs,
         iss: 0,
         conn: ConnId(0),
     };
