@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use sha2::{Digest, Sha256};
+
 use crate::contract::{ConnId, IndicateReturn, NestedCalls, OffloadTarget, ProtocolHost};
 use crate::ndis::{Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag, TcpOffloadEvent};
 use crate::time::Instant;
@@ -63,8 +65,10 @@ impl Default for AppPolicy {
 }
 
 /// What the application saw on one connection.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct AppConn {
+    /// SHA-256 state of the received stream (when hashing).
+    pub sha256: Sha256,
     /// The received stream, in order (when recording).
     pub stream: Vec<u8>,
     /// Bytes received (completions + consumed indications).
@@ -83,6 +87,12 @@ pub struct AppConn {
     pub outstanding: usize,
 }
 
+impl core::fmt::Debug for AppHost {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("AppHost").field("conns", &self.conns.len()).field("record", &self.record).finish()
+    }
+}
+
 impl AppConn {
     fn count_status(&mut self, s: NdisStatus) {
         match self.statuses.iter_mut().find(|(k, _)| *k == s) {
@@ -98,12 +108,16 @@ impl AppConn {
 }
 
 /// The host application: policies and records per connection, plus its NBL allocator.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct AppHost {
     policies: HashMap<ConnId, AppPolicy>,
     conns: HashMap<ConnId, AppConn>,
     /// Whether to keep the received bytes (tests) or only count them.
     pub record: bool,
+    /// Whether to hash the received stream (SHA-256).
+    pub hash: bool,
+    /// Called with every chunk of received bytes, in stream order (e.g. to write a file).
+    pub sink: Option<Box<dyn FnMut(ConnId, &[u8]) + Send>>,
     serial: u64,
     held: NblChain,
     idle: HashMap<ConnId, NblChain>,
@@ -206,12 +220,37 @@ impl AppHost {
     }
 
     fn take_bytes(&mut self, conn: ConnId, nb: &NetBuffer, start: usize, len: usize) {
-        let record = self.record;
+        let (record, hash) = (self.record, self.hash);
         let c = self.conns.entry(conn).or_default();
         c.bytes += len as u64;
         if record {
             nb.copy_out(start, len, &mut c.stream);
         }
+        if hash || self.sink.is_some() {
+            for s in nb.slices(start, len) {
+                if hash {
+                    c.sha256.update(s);
+                }
+                if let Some(sink) = self.sink.as_mut() {
+                    sink(conn, s);
+                }
+            }
+        }
+    }
+
+    /// SHA-256 of everything received on `conn` so far (when hashing).
+    pub fn sha256(&self, conn: ConnId) -> [u8; 32] {
+        self.conns
+            .get(&conn)
+            .map(|c| c.sha256.clone().finalize().into())
+            .unwrap_or_else(|| Sha256::new().finalize().into())
+    }
+
+    /// Forgets a connection's record (after it ended), returning it.
+    pub fn forget(&mut self, conn: ConnId) -> AppConn {
+        self.idle.remove(&conn);
+        self.policies.remove(&conn);
+        self.conns.remove(&conn).unwrap_or_default()
     }
 }
 
