@@ -3,8 +3,13 @@
 use std::process::ExitCode;
 use std::time::Instant as WallClock;
 
+mod args;
+mod demo;
+mod report;
+mod serve;
+
 use chimney::contract::RULES;
-use chimney::demo::{self, DemoConfig};
+use chimney::demo::DemoConfig;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -16,32 +21,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the main job: deliver streams into posted buffers under the contract verifier.
-    ///
-    /// Until the TCP engine and TUN driver land this runs in memory: a host application with
-    /// six posting policies and the delivery layer fed a seeded stream.
-    Demo(DemoArgs),
+    /// The main job: Linux kernel TCP clients send seeded streams through a TUN device in a
+    /// network namespace we create to the offload target; every stream is checked byte for
+    /// byte and by the contract verifier.
+    Demo(demo::DemoArgs),
+    /// Run the target as a sink server on a TUN device in the current network namespace.
+    Serve(serve::ServeArgs),
     /// List every rule the contract verifier checks, one per line.
     Rules,
-}
-
-#[derive(clap::Args)]
-struct DemoArgs {
-    /// Connections (each gets the next application policy in turn).
-    #[arg(long, default_value_t = 6)]
-    connections: u32,
-    /// Stream bytes per connection.
-    #[arg(long, default_value_t = 8 << 20)]
-    bytes: u64,
-    /// Largest chunk of in-sequence bytes fed at once.
-    #[arg(long, default_value_t = 16 * 1024)]
-    chunk: usize,
-    /// Seed of the stream and schedule.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Print one JSON object instead of the table.
-    #[arg(long)]
-    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -53,18 +40,17 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Demo(a) => run_demo(&a),
+        Command::Demo(a) => demo::run(&a),
+        Command::Serve(a) => serve::run(&a),
     }
 }
 
-fn run_demo(a: &DemoArgs) -> ExitCode {
-    if a.chunk == 0 || a.connections == 0 {
-        eprintln!("chimney demo: --chunk and --connections must be at least 1");
-        return ExitCode::from(2);
-    }
-    let cfg = DemoConfig { connections: a.connections, bytes: a.bytes, chunk: a.chunk, seed: a.seed };
+/// The in-memory contract demonstration (`chimney demo --in-memory`): no TCP, no TUN.
+pub fn in_memory_demo(connections: u32, bytes: u64, seed: u64, json: bool) -> ExitCode {
+    let cfg = DemoConfig { connections: connections.max(1), bytes: bytes.min(64 << 20), chunk: 16 * 1024, seed };
+    let a = InMemory { json };
     let t0 = WallClock::now();
-    let r = demo::run(&cfg);
+    let r = chimney::demo::run(&cfg);
     let secs = t0.elapsed().as_secs_f64();
     if a.json {
         let conns: Vec<_> = r
@@ -126,4 +112,8 @@ fn run_demo(a: &DemoArgs) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+struct InMemory {
+    json: bool,
 }

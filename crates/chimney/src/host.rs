@@ -121,6 +121,7 @@ pub struct AppHost {
     serial: u64,
     held: NblChain,
     idle: HashMap<ConnId, NblChain>,
+    events: std::collections::VecDeque<(ConnId, TcpOffloadEvent)>,
 }
 
 impl AppHost {
@@ -213,6 +214,16 @@ impl AppHost {
         }
     }
 
+    /// Consumes the BufferedData handed back by a terminate as the end of `conn`'s stream
+    /// (the host copies it to the application) and keeps the NBLs to return them.
+    pub fn take_uploaded(&mut self, conn: ConnId, nbls: NblChain) {
+        for n in nbls.iter() {
+            let nb = n.net_buffer();
+            self.take_bytes(conn, nb, nb.data_offset(), nb.data_length());
+        }
+        self.hold(nbls);
+    }
+
     /// Hands `nbls` (e.g. BufferedData from a terminate) to the application's held set, to be
     /// returned with [`AppHost::return_held`].
     pub fn hold(&mut self, mut nbls: NblChain) {
@@ -236,6 +247,16 @@ impl AppHost {
                 }
             }
         }
+    }
+
+    /// Events indicated since the last call, in order (drivers react to them).
+    pub fn take_event(&mut self) -> Option<(ConnId, TcpOffloadEvent)> {
+        self.events.pop_front()
+    }
+
+    /// Whether the application holds indicated NBLs it has not returned.
+    pub fn holds_indications(&self) -> bool {
+        !self.held.is_empty()
     }
 
     /// SHA-256 of everything received on `conn` so far (when hashing).
@@ -328,6 +349,7 @@ impl ProtocolHost for AppHost {
 
     fn event_indicate(&mut self, conn: ConnId, event: TcpOffloadEvent, nested: &mut NestedCalls) {
         self.conns.entry(conn).or_default().events.push(event);
+        self.events.push_back((conn, event));
         if self.policy(conn).return_in_upcall {
             nested.receive_return(self.held.take());
         }

@@ -1,0 +1,123 @@
+//! Flags shared by `demo` and `serve`: application policy and impairments.
+
+use std::time::Duration;
+
+use chimney::host::{AppPolicy, IndicationPolicy};
+use chimney::impair::ImpairConfig;
+
+/// How the host application on each connection posts and consumes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PolicyArgs {
+    /// Receive requests kept posted per connection (0 = indications only).
+    #[arg(long, default_value_t = 4)]
+    pub posts: usize,
+    /// Bytes per receive request.
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub post_size: usize,
+    /// MDLs per receive request (the bytes are split across them).
+    #[arg(long, default_value_t = 1)]
+    pub mdls: usize,
+    /// Post non-push requests (completed only when full, or at FIN/upload).
+    #[arg(long)]
+    pub no_push: bool,
+    /// Post nothing: every byte reaches the application through indications.
+    #[arg(long)]
+    pub indications_only: bool,
+    /// Indicate-and-post: indications of RcvIndicationSize bytes, a request posted inside each.
+    #[arg(long)]
+    pub indicate_and_post: bool,
+    /// RcvIndicationSize (0 = as much as possible).
+    #[arg(long, default_value_t = 0)]
+    pub rcv_indication_size: u32,
+    /// Slow consumer: take nothing until the receive window is zero, wait this many ms, resume.
+    #[arg(long)]
+    pub stall_ms: Option<u64>,
+    /// Re-post from the driver instead of from inside the completion.
+    #[arg(long)]
+    pub no_repost_in_completion: bool,
+    /// Receive buffer per connection (InitialRcvWnd), bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub rcv_wnd: u32,
+}
+
+impl PolicyArgs {
+    /// The application policy these flags describe.
+    pub fn policy(&self) -> Result<AppPolicy, String> {
+        if self.mdls == 0 || self.mdls > 64 {
+            return Err(format!("--mdls must be 1..=64, got {}", self.mdls));
+        }
+        if self.rcv_wnd < 4096 {
+            return Err(format!("--rcv-wnd must be at least 4096, got {}", self.rcv_wnd));
+        }
+        let mut p = AppPolicy {
+            keep_posted: self.posts,
+            post_size: self.post_size,
+            mdls: self.mdls,
+            no_push: self.no_push,
+            repost_in_completion: !self.no_repost_in_completion,
+            ..AppPolicy::default()
+        };
+        if self.indications_only {
+            p.keep_posted = 0;
+        }
+        if self.indicate_and_post {
+            p.keep_posted = 0;
+            p.post_in_indication = true;
+            p.indication = IndicationPolicy::AcceptUpTo(self.rcv_indication_size.max(64) as usize);
+        }
+        Ok(p)
+    }
+
+    /// The slow-consumer stall, if any.
+    pub fn stall(&self) -> Option<Duration> {
+        self.stall_ms.map(Duration::from_millis)
+    }
+
+    /// RcvIndicationSize for the engine's offload state.
+    pub fn indication_size(&self) -> u32 {
+        if self.indicate_and_post && self.rcv_indication_size == 0 {
+            256
+        } else {
+            self.rcv_indication_size
+        }
+    }
+}
+
+/// Seeded impairments applied in both directions between the TUN and the engine.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ImpairArgs {
+    /// Probability of dropping a packet.
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+    /// Probability of duplicating a packet.
+    #[arg(long, default_value_t = 0.0)]
+    pub dup: f64,
+    /// Probability of delaying a packet by up to --reorder-ms (reordering it).
+    #[arg(long, default_value_t = 0.0)]
+    pub reorder: f64,
+    /// Reordering delay bound, ms.
+    #[arg(long, default_value_t = 5)]
+    pub reorder_ms: u64,
+    /// Probability of flipping one bit of a packet.
+    #[arg(long, default_value_t = 0.0)]
+    pub corrupt: f64,
+    /// Fixed delay added to every packet, ms.
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
+}
+
+impl ImpairArgs {
+    /// The impairment these flags describe (validated).
+    pub fn config(&self) -> Result<ImpairConfig, String> {
+        let c = ImpairConfig {
+            loss: self.loss,
+            dup: self.dup,
+            reorder: self.reorder,
+            reorder_max: Duration::from_millis(self.reorder_ms),
+            corrupt: self.corrupt,
+            delay: Duration::from_millis(self.delay_ms),
+        };
+        c.validate()?;
+        Ok(c)
+    }
+}

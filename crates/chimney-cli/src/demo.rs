@@ -1,0 +1,252 @@
+//! `chimney demo`: the main job. Creates a network namespace with a TUN device, runs the
+//! offload target on it, and runs Linux kernel TCP clients inside the namespace that send
+//! seeded pseudo-random streams; checks every stream byte for byte (SHA-256 of what was sent
+//! against what the application received) and the verifier's verdict.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant as WallClock};
+
+use chimney::engine::EngineConfig;
+use chimney::rng::SplitMix64;
+use chimney::tcp::TcpConfig;
+use chimney_linux::{ConnReport, Driver, DriverConfig, Netns, Tun};
+use sha2::{Digest, Sha256};
+
+use crate::args::{ImpairArgs, PolicyArgs};
+
+/// `chimney demo` flags.
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Bytes each client sends.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub bytes: u64,
+    /// Use IPv6 (fd00::/8) instead of IPv4 (198.18.0.0/15).
+    #[arg(long)]
+    pub ipv6: bool,
+    /// TUN MTU.
+    #[arg(long, default_value_t = 1500)]
+    pub mtu: u32,
+    /// Seed of the streams and impairments.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+    /// Clients reset the connection (SO_LINGER 0) after this many bytes instead of closing.
+    #[arg(long)]
+    pub reset_after: Option<u64>,
+    /// Run the old in-memory contract demonstration instead (no TCP, no TUN).
+    #[arg(long)]
+    pub in_memory: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub impair: ImpairArgs,
+}
+
+struct Sent {
+    local: SocketAddr,
+    bytes: u64,
+    sha256: [u8; 32],
+    reset: bool,
+    error: Option<String>,
+}
+
+fn client(target: SocketAddr, bytes: u64, seed: u64, reset_after: Option<u64>) -> Sent {
+    let mut sent = Sent { local: target, bytes: 0, sha256: [0; 32], reset: false, error: None };
+    let mut s = match TcpStream::connect_timeout(&target, Duration::from_secs(10)) {
+        Ok(s) => s,
+        Err(e) => {
+            sent.error = Some(format!("connect: {e}"));
+            return sent;
+        }
+    };
+    sent.local = s.local_addr().unwrap_or(target);
+    let mut rng = SplitMix64::new(seed);
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let limit = reset_after.unwrap_or(bytes).min(bytes);
+    while sent.bytes < limit {
+        let n = ((limit - sent.bytes) as usize).min(buf.len());
+        rng.fill(&mut buf[..n]);
+        if let Err(e) = s.write_all(&buf[..n]) {
+            sent.error = Some(format!("write: {e}"));
+            break;
+        }
+        h.update(&buf[..n]);
+        sent.bytes += n as u64;
+    }
+    sent.sha256 = h.finalize().into();
+    if reset_after.is_some() {
+        // SO_LINGER 0: close sends RST.
+        let linger = nix::libc::linger { l_onoff: 1, l_linger: 0 };
+        let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Linger, &linger);
+        sent.reset = true;
+        return sent;
+    }
+    let _ = s.shutdown(Shutdown::Write);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut sink = [0u8; 1024];
+    loop {
+        match s.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                sent.error = Some(format!("waiting for the target's FIN: {e}"));
+                break;
+            }
+        }
+    }
+    sent
+}
+
+/// Sets up the namespace and TUN, returning the target address clients connect to.
+pub fn setup(ns: &Netns, ipv6: bool, mtu: u32) -> Result<(Tun, SocketAddr), chimney_linux::DriverError> {
+    let tun = ns.run(|| Tun::open("chim0"))??;
+    ns.ip(&["link", "set", "dev", "chim0", "mtu", &mtu.to_string(), "up"])?;
+    ns.ip(&["addr", "add", "198.18.0.2/24", "dev", "chim0"])?;
+    ns.ip(&["-6", "addr", "add", "fd00::2/64", "dev", "chim0", "nodad"])?;
+    let target: SocketAddr = if ipv6 { "[fd00::1]:5001".parse().unwrap() } else { "198.18.0.1:5001".parse().unwrap() };
+    Ok((tun, target))
+}
+
+pub fn run(a: &DemoArgs) -> ExitCode {
+    if a.in_memory {
+        return crate::in_memory_demo(a.connections as u32, a.bytes, a.seed, a.json);
+    }
+    let fail = |msg: String| {
+        eprintln!("chimney demo: {msg}");
+        ExitCode::from(2)
+    };
+    if a.connections == 0 {
+        return fail("--connections must be at least 1".into());
+    }
+    let policy = match a.policy.policy() {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let impair = match a.impair.config() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = chimney_linux::preflight() {
+        return fail(e.to_string());
+    }
+    let ns = match Netns::create() {
+        Ok(ns) => ns,
+        Err(e) => return fail(e.to_string()),
+    };
+    let (tun, target) = match setup(&ns, a.ipv6, a.mtu) {
+        Ok(x) => x,
+        Err(e) => return fail(e.to_string()),
+    };
+    let tcp = TcpConfig {
+        rcv_wnd: a.policy.rcv_wnd,
+        rcv_indication_size: a.policy.indication_size(),
+        mss: (a.mtu.saturating_sub(if a.ipv6 { 60 } else { 40 })).min(65_000) as u16,
+        ..TcpConfig::default()
+    };
+    let cfg = DriverConfig {
+        engine: EngineConfig { seed: a.seed, listen: vec![target], tcp, ..EngineConfig::default() },
+        policy,
+        stall: a.policy.stall(),
+        impair_in: impair.clone(),
+        impair_out: impair,
+        ..DriverConfig::default()
+    };
+    let mut driver = match Driver::new(tun, cfg) {
+        Ok(d) => d,
+        Err(e) => return fail(e.to_string()),
+    };
+    let done = Arc::new(AtomicUsize::new(0));
+    let t0 = WallClock::now();
+    let mut clients = Vec::new();
+    for i in 0..a.connections {
+        let (bytes, seed, reset, done) = (a.bytes, a.seed ^ ((i as u64 + 1) << 32), a.reset_after, Arc::clone(&done));
+        match ns.spawn(move || {
+            let r = client(target, bytes, seed, reset);
+            done.fetch_add(1, Ordering::SeqCst);
+            r
+        }) {
+            Ok(h) => clients.push(h),
+            Err(e) => return fail(e.to_string()),
+        }
+    }
+    let total = a.bytes * a.connections as u64;
+    let bar = if a.json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total) };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut reports: Vec<ConnReport> = Vec::new();
+    let deadline = t0 + Duration::from_secs(a.timeout);
+    let mut last_bar = WallClock::now();
+    while reports.len() < a.connections {
+        if let Err(e) = driver.step(Duration::from_millis(5)) {
+            return fail(e.to_string());
+        }
+        reports.extend(driver.take_reports());
+        if last_bar.elapsed() > Duration::from_millis(100) {
+            bar.set_position(driver.bytes_received().min(total));
+            last_bar = WallClock::now();
+        }
+        if done.load(Ordering::SeqCst) == a.connections && driver.live() == 0 && reports.len() < a.connections {
+            // Every client finished; give stragglers (e.g. connect failures) a moment.
+            for _ in 0..200 {
+                let _ = driver.step(Duration::from_millis(5));
+                reports.extend(driver.take_reports());
+            }
+            break;
+        }
+        if WallClock::now() > deadline {
+            driver.shutdown();
+            reports.extend(driver.take_reports());
+            break;
+        }
+    }
+    let wall = t0.elapsed();
+    bar.finish_and_clear();
+    let sent: Vec<Sent> = clients
+        .into_iter()
+        .map(|h| {
+            h.join().ok().and_then(|r| r.ok()).unwrap_or(Sent {
+                local: target,
+                bytes: 0,
+                sha256: [0; 32],
+                reset: false,
+                error: Some("client thread failed".into()),
+            })
+        })
+        .collect();
+    crate::report::print_demo(a, &sent_views(&sent), &reports, &driver, wall)
+}
+
+/// What the report needs from a client.
+pub struct SentView {
+    /// The client's address (matches the report's peer).
+    pub local: SocketAddr,
+    /// Bytes written.
+    pub bytes: u64,
+    /// SHA-256 of them.
+    pub sha256: [u8; 32],
+    /// Whether it reset instead of closing.
+    pub reset: bool,
+    /// A client-side error.
+    pub error: Option<String>,
+}
+
+fn sent_views(s: &[Sent]) -> Vec<SentView> {
+    s.iter()
+        .map(|x| SentView { local: x.local, bytes: x.bytes, sha256: x.sha256, reset: x.reset, error: x.error.clone() })
+        .collect()
+}

@@ -1,0 +1,142 @@
+//! Printing `demo` results: the table, JSON, and the exit status.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chimney_linux::{ConnReport, Driver, EndReason};
+
+use crate::demo::{DemoArgs, SentView};
+
+fn gbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 * 8.0 / d.as_secs_f64().max(1e-9) / 1e9
+}
+
+/// Prints the demo summary and returns the exit status (1 on any mismatch or violation).
+pub fn print_demo(
+    a: &DemoArgs,
+    sent: &[SentView],
+    reports: &[ConnReport],
+    driver: &Driver,
+    wall: Duration,
+) -> ExitCode {
+    let violations = driver.violations();
+    let mut ok = violations.is_empty();
+    let mut rows = Vec::new();
+    for s in sent {
+        let r = reports.iter().find(|r| r.peer == s.local);
+        let (exact, why) = match (r, &s.error) {
+            (_, Some(e)) if !s.reset => (false, e.clone()),
+            (None, _) => (false, "no report from the target".to_string()),
+            (Some(r), _) if s.reset => {
+                let seen = r.end == EndReason::Rst && r.bytes <= s.bytes;
+                (seen, if seen { String::new() } else { format!("reset not seen (end {})", r.end.as_str()) })
+            }
+            (Some(r), _) => {
+                let same = r.sha256 == s.sha256 && r.bytes == s.bytes && r.end == EndReason::Fin;
+                let why = if same {
+                    String::new()
+                } else {
+                    format!(
+                        "sent {} bytes, received {} ({}, sha256 {})",
+                        s.bytes,
+                        r.bytes,
+                        r.end.as_str(),
+                        if r.sha256 == s.sha256 { "same" } else { "differs" }
+                    )
+                };
+                (same, why)
+            }
+        };
+        ok &= exact && r.is_none_or(|r| r.violations == 0);
+        rows.push((s, r, exact, why));
+    }
+    let total: u64 = reports.iter().map(|r| r.bytes).sum();
+    let stats = driver.stats();
+    if a.json {
+        let conns: Vec<_> = rows
+            .iter()
+            .map(|(s, r, exact, why)| {
+                serde_json::json!({
+                    "peer": s.local.to_string(),
+                    "sent": s.bytes,
+                    "bytes": r.map_or(0, |r| r.bytes),
+                    "seconds": r.map_or(0.0, |r| r.duration.as_secs_f64()),
+                    "gbps": r.map_or(0.0, |r| gbps(r.bytes, r.duration)),
+                    "completions": r.map_or(0, |r| r.completions),
+                    "aborted": r.map_or(0, |r| r.aborted),
+                    "indications": r.map_or(0, |r| r.indications),
+                    "acks": r.map_or(0, |r| r.acks),
+                    "drops": r.map_or(0, |r| r.drops),
+                    "violations": r.map_or(0, |r| r.violations),
+                    "end": r.map_or("error", |r| r.end.as_str()),
+                    "sha256": r.map_or(String::new(), |r| r.sha256_hex()),
+                    "exact": exact,
+                    "error": why,
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "mode": "tun",
+            "ok": ok,
+            "seconds": wall.as_secs_f64(),
+            "bytes": total,
+            "gbps": gbps(total, wall),
+            "connections": conns,
+            "violations": violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+            "drops": stats.drop_table().into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            "tx_dropped": driver.tx_dropped,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "chimney demo: {} Linux TCP connection(s) → TUN → offload target ({}), contract verifier on",
+            a.connections,
+            if a.ipv6 { "IPv6" } else { "IPv4" }
+        );
+        println!(
+            "{:<22} {:>11} {:>8} {:>7} {:>11} {:>11} {:>7} {:>6} {:>5} {:>4} {:>5}",
+            "peer", "bytes", "time s", "Gbit/s", "completions", "indications", "ACKs", "drops", "viol", "end", "exact"
+        );
+        for (s, r, exact, why) in &rows {
+            match r {
+                Some(r) => println!(
+                    "{:<22} {:>11} {:>8.3} {:>7.2} {:>11} {:>11} {:>7} {:>6} {:>5} {:>4} {:>5}",
+                    s.local.to_string(),
+                    r.bytes,
+                    r.duration.as_secs_f64(),
+                    gbps(r.bytes, r.duration),
+                    r.completions + r.aborted,
+                    r.indications,
+                    r.acks,
+                    r.drops,
+                    r.violations,
+                    r.end.as_str(),
+                    if *exact { "yes" } else { "NO" }
+                ),
+                None => println!("{:<22} {why}", s.local.to_string()),
+            }
+            if !exact && r.is_some() {
+                println!("    {why}");
+            }
+        }
+        println!("{} bytes in {:.3} s: {:.2} Gbit/s overall", total, wall.as_secs_f64(), gbps(total, wall));
+        let drops = stats.drop_table();
+        if !drops.is_empty() {
+            println!("drops: {}", drops.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
+        }
+        if violations.is_empty() {
+            println!("verifier: 0 violations ({} rules checked)", chimney::contract::RULES.len());
+        } else {
+            println!("verifier: {} violations", violations.len());
+            for v in violations.iter().take(20) {
+                println!("  {v}");
+            }
+        }
+        println!("{}", if ok { "result: OK — every stream byte-exact" } else { "result: FAILED" });
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,213 @@
+//! `chimney serve`: the target as a sink server on a TUN device in the current network
+//! namespace (start it under `ip netns exec`). One JSON line per connection that ends, a
+//! `{"summary": …}` line at exit.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant as WallClock};
+
+use chimney::contract::ConnId;
+use chimney::engine::EngineConfig;
+use chimney::tcp::TcpConfig;
+use chimney_linux::{ConnReport, Driver, DriverConfig, Tun};
+
+use crate::args::{ImpairArgs, PolicyArgs};
+
+/// `chimney serve` flags.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// TUN device to create.
+    #[arg(long, default_value = "chim0")]
+    pub tun: String,
+    /// Address (CIDR) the kernel side of the TUN gets, e.g. 198.18.0.2/24 or fd00::2/64.
+    #[arg(long)]
+    pub local: String,
+    /// Address and port the target listens on (inside --local's prefix), e.g. 198.18.0.1:5001.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Exit after this many connections have ended (0 = run until Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    pub connections: usize,
+    /// Write each connection's stream to DIR/<peer>.bin.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// TUN MTU.
+    #[arg(long, default_value_t = 1500)]
+    pub mtu: u32,
+    /// Seed of impairments and ISNs.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub impair: ImpairArgs,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let o = Command::new("ip").args(args).output().map_err(|e| format!("running ip (iproute2): {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()))
+    }
+}
+
+fn json_line(r: &ConnReport) -> serde_json::Value {
+    serde_json::json!({
+        "peer": r.peer.to_string(),
+        "bytes": r.bytes,
+        "sha256": r.sha256_hex(),
+        "end": r.end.as_str(),
+        "completions": r.completions,
+        "aborted": r.aborted,
+        "indications": r.indications,
+        "acks": r.acks,
+        "drops": r.drops,
+        "violations": r.violations,
+        "seconds": r.duration.as_secs_f64(),
+        "gbps": r.bytes as f64 * 8.0 / r.duration.as_secs_f64().max(1e-9) / 1e9,
+    })
+}
+
+pub fn run(a: &ServeArgs) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("chimney serve: {msg}");
+        ExitCode::from(2)
+    };
+    let policy = match a.policy.policy() {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let impair = match a.impair.config() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = chimney_linux::preflight() {
+        return fail(e.to_string());
+    }
+    let tun = match Tun::open(&a.tun) {
+        Ok(t) => t,
+        Err(e) => return fail(e.to_string()),
+    };
+    let v6 = a.local.contains(':');
+    let mut setup = vec![
+        vec![
+            "link".to_string(),
+            "set".into(),
+            "dev".into(),
+            a.tun.clone(),
+            "mtu".into(),
+            a.mtu.to_string(),
+            "up".into(),
+        ],
+        vec!["addr".into(), "add".into(), a.local.clone(), "dev".into(), a.tun.clone()],
+    ];
+    if v6 {
+        setup[1].push("nodad".into());
+    }
+    for cmd in &setup {
+        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        if let Err(e) = ip(&args) {
+            return fail(e);
+        }
+    }
+    if let Some(dir) = &a.out {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return fail(format!("creating {}: {e}", dir.display()));
+        }
+    }
+    let tcp = TcpConfig {
+        rcv_wnd: a.policy.rcv_wnd,
+        rcv_indication_size: a.policy.indication_size(),
+        ..TcpConfig::default()
+    };
+    let cfg = DriverConfig {
+        engine: EngineConfig { seed: a.seed, listen: vec![a.listen], tcp, ..EngineConfig::default() },
+        policy,
+        stall: a.policy.stall(),
+        impair_in: impair.clone(),
+        impair_out: impair,
+        ..DriverConfig::default()
+    };
+    let mut driver = match Driver::new(tun, cfg) {
+        Ok(d) => d,
+        Err(e) => return fail(e.to_string()),
+    };
+    // Streams to files, opened when a connection's first bytes arrive.
+    let files: Arc<Mutex<HashMap<ConnId, File>>> = Arc::new(Mutex::new(HashMap::new()));
+    if let Some(dir) = a.out.clone() {
+        let files = Arc::clone(&files);
+        let mut serial = 0u64;
+        driver.set_sink(Box::new(move |conn, bytes| {
+            let mut map = files.lock().unwrap_or_else(|e| e.into_inner());
+            let f = map.entry(conn).or_insert_with(|| {
+                serial += 1;
+                File::create(dir.join(format!("conn-{serial}.bin")))
+                    .unwrap_or_else(|_| File::create("/dev/null").expect("/dev/null"))
+            });
+            let _ = f.write_all(bytes);
+        }));
+    }
+    let handler = nix::sys::signal::SigHandler::Handler(on_signal);
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, handler);
+        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGTERM, handler);
+    }
+    eprintln!("chimney serve: listening on {} via {} ({}); Ctrl-C to stop", a.listen, a.tun, a.local);
+    let t0 = WallClock::now();
+    let mut ended = 0usize;
+    let (mut bytes, mut violations) = (0u64, 0usize);
+    let mut ends: HashMap<&'static str, usize> = HashMap::new();
+    loop {
+        if let Err(e) = driver.step(Duration::from_millis(20)) {
+            eprintln!("chimney serve: {e}");
+            break;
+        }
+        for r in driver.take_reports() {
+            files.lock().unwrap_or_else(|e| e.into_inner()).remove(&r.conn);
+            println!("{}", json_line(&r));
+            ended += 1;
+            bytes += r.bytes;
+            violations += r.violations;
+            *ends.entry(r.end.as_str()).or_default() += 1;
+        }
+        if STOP.load(Ordering::SeqCst) || (a.connections > 0 && ended >= a.connections) {
+            break;
+        }
+    }
+    driver.shutdown();
+    for r in driver.take_reports() {
+        println!("{}", json_line(&r));
+        ended += 1;
+        bytes += r.bytes;
+        violations += r.violations;
+        *ends.entry(r.end.as_str()).or_default() += 1;
+    }
+    let all = driver.violations().len();
+    println!(
+        "{}",
+        serde_json::json!({"summary": {
+            "connections": ended, "bytes": bytes, "seconds": t0.elapsed().as_secs_f64(),
+            "violations": all.max(violations), "ends": ends,
+            "drops": driver.stats().drop_table().into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+        }})
+    );
+    if all == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,347 @@
+//! The I/O loop: a thin driver around the sans-IO engine. Read packets from the TUN (through
+//! the inbound impairment), `handle_packet`; write `poll_transmit` packets (through the
+//! outbound impairment); sleep in `poll` until the TUN is readable or `poll_timeout` is due;
+//! react to the host events (disconnect → graceful close, abort/upload → terminate) and report
+//! every connection that ends.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, Verifier, VerifierMode};
+use chimney::engine::{Engine, EngineConfig, EngineEvent, EngineStats};
+use chimney::host::{AppHost, AppPolicy, IndicationPolicy};
+use chimney::impair::{ImpairConfig, Impairment};
+use chimney::ndis::{DisconnectKind, NdisStatus, TcpOffloadEvent};
+use chimney::tcp::TcpDrop;
+use chimney::Instant;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::{DriverError, Tun};
+
+/// How the driver runs.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// The engine (listen addresses, TCP parameters, seed).
+    pub engine: EngineConfig,
+    /// The delivery layer.
+    pub delivery: DeliveryConfig,
+    /// The application policy of every connection.
+    pub policy: AppPolicy,
+    /// Slow consumer: the application takes nothing until the window is zero, waits this
+    /// long, then resumes with `policy`.
+    pub stall: Option<Duration>,
+    /// Impairment of packets from the TUN to the engine.
+    pub impair_in: ImpairConfig,
+    /// Impairment of packets from the engine to the TUN.
+    pub impair_out: ImpairConfig,
+    /// Packets read per wake-up at most.
+    pub batch: usize,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            engine: EngineConfig::default(),
+            delivery: DeliveryConfig::default(),
+            policy: AppPolicy::default(),
+            stall: None,
+            impair_in: ImpairConfig::default(),
+            impair_out: ImpairConfig::default(),
+            batch: 64,
+        }
+    }
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The peer closed with FIN and both sides finished.
+    Fin,
+    /// The peer reset the connection.
+    Rst,
+    /// Anything else (upload for another reason, driver stop).
+    Error,
+}
+
+impl EndReason {
+    /// `fin`, `rst` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Fin => "fin",
+            EndReason::Rst => "rst",
+            EndReason::Error => "error",
+        }
+    }
+}
+
+/// One ended connection.
+#[derive(Debug, Clone)]
+pub struct ConnReport {
+    /// Delivery-layer id (reused after the connection ends).
+    pub conn: ConnId,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Bytes the application received (completions, indications, BufferedData at upload).
+    pub bytes: u64,
+    /// SHA-256 of those bytes.
+    pub sha256: [u8; 32],
+    /// How it ended.
+    pub end: EndReason,
+    /// Receive requests completed with data or SUCCESS.
+    pub completions: u64,
+    /// Completions with REQUEST_ABORTED.
+    pub aborted: u64,
+    /// Indications offered.
+    pub indications: u64,
+    /// Segments the target sent (ACKs, window updates, FIN).
+    pub acks: u64,
+    /// Segments or parts the connection dropped.
+    pub drops: u64,
+    /// Contract violations on this connection.
+    pub violations: usize,
+    /// Events seen, in order.
+    pub events: Vec<TcpOffloadEvent>,
+    /// From offload to end.
+    pub duration: Duration,
+}
+
+struct Live {
+    peer: SocketAddr,
+    started: Instant,
+    saw_fin: bool,
+    stalled_since: Option<Option<Instant>>,
+}
+
+/// The driver: TUN + impairments + engine (+ verifier) + application.
+pub struct Driver {
+    tun: Tun,
+    engine: Engine<Verifier<Delivery>>,
+    host: AppHost,
+    cfg: DriverConfig,
+    imp_in: Impairment,
+    imp_out: Impairment,
+    origin: std::time::Instant,
+    live: HashMap<ConnId, Live>,
+    reports: Vec<ConnReport>,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    /// Packets the TUN would not take (queue full).
+    pub tx_dropped: u64,
+}
+
+fn hex(d: &[u8; 32]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ConnReport {
+    /// The SHA-256 as lowercase hex.
+    pub fn sha256_hex(&self) -> String {
+        hex(&self.sha256)
+    }
+}
+
+impl Driver {
+    /// A driver over `tun`; the verifier collects violations (reported per connection).
+    pub fn new(tun: Tun, cfg: DriverConfig) -> Result<Driver, DriverError> {
+        cfg.impair_in.validate().map_err(|d| DriverError { step: "checking impairments", detail: d })?;
+        cfg.impair_out.validate().map_err(|d| DriverError { step: "checking impairments", detail: d })?;
+        let seed = cfg.engine.seed;
+        let engine =
+            Engine::new(cfg.engine.clone(), Verifier::new(Delivery::new(cfg.delivery.clone()), VerifierMode::Collect));
+        let mut host = AppHost::new();
+        host.record = false;
+        host.hash = true;
+        Ok(Driver {
+            tun,
+            engine,
+            host,
+            imp_in: Impairment::new(cfg.impair_in.clone(), seed ^ 0x1111),
+            imp_out: Impairment::new(cfg.impair_out.clone(), seed ^ 0x2222),
+            cfg,
+            origin: std::time::Instant::now(),
+            live: HashMap::new(),
+            reports: Vec::new(),
+            buf: vec![0; 65536 + 64],
+            out: Vec::new(),
+            tx_dropped: 0,
+        })
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_nanos(self.origin.elapsed().as_nanos() as u64)
+    }
+
+    /// Streams every received chunk to `sink` (e.g. files), in stream order per connection.
+    pub fn set_sink(&mut self, sink: Box<dyn FnMut(ConnId, &[u8]) + Send>) {
+        self.host.sink = Some(sink);
+    }
+
+    /// Connections currently offloaded.
+    pub fn live(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Bytes received so far on live connections plus ended ones.
+    pub fn bytes_received(&self) -> u64 {
+        self.engine.stats().delivered_bytes
+    }
+
+    /// Engine counters.
+    pub fn stats(&self) -> EngineStats {
+        self.engine.stats()
+    }
+
+    /// Every violation the verifier recorded.
+    pub fn violations(&self) -> Vec<chimney::contract::Violation> {
+        self.engine.delivery().core().violations()
+    }
+
+    /// Reports of connections that ended since the last call.
+    pub fn take_reports(&mut self) -> Vec<ConnReport> {
+        std::mem::take(&mut self.reports)
+    }
+
+    /// Runs one round: waits at most `max_wait` for work, then does all that is due.
+    pub fn step(&mut self, max_wait: Duration) -> Result<(), DriverError> {
+        let now = self.now();
+        let deadline =
+            [self.engine.poll_timeout(), self.imp_in.next_due(), self.imp_out.next_due()].into_iter().flatten().min();
+        let wait = deadline.map_or(max_wait, |d| d.saturating_duration_since(now).min(max_wait));
+        if !wait.is_zero() {
+            let mut fds = [PollFd::new(self.tun.fd(), PollFlags::POLLIN)];
+            let ms = wait.as_millis().clamp(1, 1000) as u16;
+            let _ = poll(&mut fds, PollTimeout::from(ms));
+        }
+        // Inbound.
+        for _ in 0..self.cfg.batch.max(1) {
+            let n = match self.tun.recv(&mut self.buf) {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                Err(e) => return Err(DriverError::os("reading the TUN device", e)),
+            };
+            let now = self.now();
+            if self.cfg.impair_in.is_passthrough() {
+                self.engine.handle_packet(now, &self.buf[..n], &mut self.host);
+            } else {
+                self.imp_in.push(now, &self.buf[..n]);
+            }
+        }
+        let now = self.now();
+        while let Some(p) = self.imp_in.pop_due(now) {
+            self.engine.handle_packet(now, &p, &mut self.host);
+        }
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.engine.handle_timeout(now, &mut self.host);
+        }
+        self.react(now);
+        // Outbound.
+        while self.engine.poll_transmit(&mut self.out) {
+            if self.cfg.impair_out.is_passthrough() {
+                if !self.tun.send(&self.out).map_err(|e| DriverError::os("writing the TUN device", e))? {
+                    self.tx_dropped += 1;
+                }
+            } else {
+                self.imp_out.push(now, &self.out);
+            }
+        }
+        while let Some(p) = self.imp_out.pop_due(now) {
+            if !self.tun.send(&p).map_err(|e| DriverError::os("writing the TUN device", e))? {
+                self.tx_dropped += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn react(&mut self, now: Instant) {
+        while let Some(ev) = self.engine.poll_event() {
+            if let EngineEvent::Offloaded { conn, remote, .. } = ev {
+                let stalled = self.cfg.stall.map(|_| None);
+                let policy = if stalled.is_some() {
+                    AppPolicy { keep_posted: 0, indication: IndicationPolicy::Refuse, ..self.cfg.policy.clone() }
+                } else {
+                    self.cfg.policy.clone()
+                };
+                self.host.set_policy(conn, policy);
+                self.live.insert(conn, Live { peer: remote, started: now, saw_fin: false, stalled_since: stalled });
+                let _ = self.host.top_up(now, conn, &mut self.engine);
+            }
+        }
+        // Slow consumers resume once the window has been zero for the stall time.
+        if let Some(stall) = self.cfg.stall {
+            let ids: Vec<ConnId> = self.live.keys().copied().collect();
+            for id in ids {
+                let zero = self.engine.conn(id).is_some_and(|c| c.rcv_wnd() == 0);
+                let Some(l) = self.live.get_mut(&id) else { continue };
+                match l.stalled_since {
+                    Some(None) if zero => l.stalled_since = Some(Some(now)),
+                    Some(Some(t)) if now >= t + stall => {
+                        l.stalled_since = None;
+                        self.host.set_policy(id, self.cfg.policy.clone());
+                        let _ = self.host.top_up(now, id, &mut self.engine);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if self.host.holds_indications() {
+            self.host.return_held(now, &mut self.engine);
+        }
+        while let Some((conn, ev)) = self.host.take_event() {
+            match ev {
+                TcpOffloadEvent::Disconnect => {
+                    if let Some(l) = self.live.get_mut(&conn) {
+                        l.saw_fin = true;
+                    }
+                    let _ = self.engine.disconnect(now, conn, DisconnectKind::Graceful, &mut self.host);
+                }
+                TcpOffloadEvent::Abort => self.finish(now, conn, EndReason::Rst),
+                TcpOffloadEvent::Retrieve(_) => {
+                    let fin = self.live.get(&conn).is_some_and(|l| l.saw_fin);
+                    self.finish(now, conn, if fin { EndReason::Fin } else { EndReason::Error });
+                }
+                TcpOffloadEvent::SendBacklogChange(_) => {}
+            }
+        }
+    }
+
+    /// Uploads `conn` and records its report.
+    fn finish(&mut self, now: Instant, conn: ConnId, end: EndReason) {
+        let Some(live) = self.live.remove(&conn) else { return };
+        let (acks, drops) = self
+            .engine
+            .conn(conn)
+            .map_or((0, 0), |c| (c.counters.out_segments, TcpDrop::ALL.iter().map(|&d| c.counters.dropped(d)).sum()));
+        if let Ok(d) = self.engine.terminate_offload(now, conn, &mut self.host) {
+            self.host.take_uploaded(conn, d.buffered_data);
+        }
+        self.host.return_held(now, &mut self.engine);
+        let sha256 = self.host.sha256(conn);
+        let seen = self.host.forget(conn);
+        let violations = self.violations().iter().filter(|v| v.conn == Some(conn)).count();
+        self.reports.push(ConnReport {
+            conn,
+            peer: live.peer,
+            bytes: seen.bytes,
+            sha256,
+            end,
+            completions: seen.completions - seen.with_status(NdisStatus::RequestAborted),
+            aborted: seen.with_status(NdisStatus::RequestAborted),
+            indications: seen.indications,
+            acks,
+            drops,
+            violations,
+            events: seen.events,
+            duration: now.saturating_duration_since(live.started),
+        });
+    }
+
+    /// Uploads every live connection (driver stop) and reports them with `end = error`.
+    pub fn shutdown(&mut self) {
+        let now = self.now();
+        let ids: Vec<ConnId> = self.live.keys().copied().collect();
+        for id in ids {
+            self.finish(now, id, EndReason::Error);
+        }
+    }
+}
