@@ -1,0 +1,200 @@
+//! Real peers: Linux kernel TCP clients → TUN → offload target, through the `chimney`
+//! binary, as root. Each test creates its own anonymous network namespace (the kernel removes
+//! it with the process). Without root or /dev/net/tun the tests say so and pass, unless
+//! `CHIMNEY_REQUIRE_REAL=1` (set by `.ci/run`) makes that a failure.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn can_run() -> bool {
+    let root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+    let tun = std::path::Path::new("/dev/net/tun").exists();
+    if root && tun {
+        return true;
+    }
+    let why = if root { "/dev/net/tun is missing" } else { "not root" };
+    if std::env::var("CHIMNEY_REQUIRE_REAL").is_ok_and(|v| v == "1") {
+        panic!("real-peer tests required but {why}");
+    }
+    eprintln!("real-peer test skipped: {why}");
+    false
+}
+
+fn demo(args: &[&str]) -> (i32, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_chimney")).arg("demo").arg("--json").args(args).output().expect("run chimney");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!("no JSON ({e}) from chimney demo {args:?}: stdout {text} stderr {}", String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+/// Runs a demo and asserts: exit 0, every connection exact, zero violations.
+fn exact(args: &[&str], connections: usize, bytes: u64) -> Value {
+    let (code, v) = demo(args);
+    assert_eq!(v["ok"], true, "{args:?}: {v}");
+    assert_eq!(code, 0, "{args:?}: {v}");
+    assert_eq!(v["violations"].as_array().map(Vec::len), Some(0), "{v}");
+    let conns = v["connections"].as_array().expect("connections");
+    assert_eq!(conns.len(), connections);
+    for c in conns {
+        assert_eq!(c["exact"], true, "{c}");
+        assert_eq!(c["bytes"].as_u64(), Some(bytes), "{c}");
+        assert_eq!(c["end"], "fin", "{c}");
+        assert_eq!(c["violations"].as_u64(), Some(0), "{c}");
+    }
+    v
+}
+
+#[test]
+fn ipv4_1mib_and_256mib() {
+    if !can_run() {
+        return;
+    }
+    exact(&["--connections", "1", "--bytes", "1048576"], 1, 1 << 20);
+    exact(&["--connections", "1", "--bytes", "268435456", "--seed", "2"], 1, 256 << 20);
+}
+
+#[test]
+fn ipv6_64mib() {
+    if !can_run() {
+        return;
+    }
+    exact(&["--ipv6", "--connections", "2", "--bytes", "67108864"], 2, 64 << 20);
+}
+
+#[test]
+fn one_percent_loss_with_reordering_and_duplication_v4_and_v6() {
+    if !can_run() {
+        return;
+    }
+    let imp = ["--loss", "0.01", "--reorder", "0.01", "--dup", "0.01"];
+    let v = exact(&[&imp[..], &["--connections", "2", "--bytes", "8388608"]].concat(), 2, 8 << 20);
+    assert!(v["drops"].as_object().is_some_and(|d| !d.is_empty()), "impairment had no visible effect: {v}");
+    exact(&[&imp[..], &["--ipv6", "--connections", "1", "--bytes", "4194304"]].concat(), 1, 4 << 20);
+}
+
+#[test]
+fn five_percent_loss_with_reordering_and_duplication() {
+    if !can_run() {
+        return;
+    }
+    let args = ["--loss", "0.05", "--reorder", "0.02", "--dup", "0.02", "--connections", "1", "--bytes", "1048576"];
+    exact(&args, 1, 1 << 20);
+    exact(&[&args[..], &["--ipv6", "--seed", "9"]].concat(), 1, 1 << 20);
+}
+
+#[test]
+fn sixty_four_concurrent_connections() {
+    if !can_run() {
+        return;
+    }
+    exact(&["--connections", "64", "--bytes", "1048576"], 64, 1 << 20);
+}
+
+#[test]
+fn half_close_then_target_closes() {
+    if !can_run() {
+        return;
+    }
+    // Every client shuts down its sending half and keeps reading until the target's FIN:
+    // the target indicates the disconnect, the host closes, both FINs are ACKed.
+    let v = exact(&["--connections", "2", "--bytes", "100000", "--no-push", "--post-size", "65536"], 2, 100_000);
+    for c in v["connections"].as_array().unwrap() {
+        assert!(c["completions"].as_u64().unwrap() >= 2, "{c}");
+    }
+}
+
+#[test]
+fn client_reset_mid_stream_aborts_outstanding_requests() {
+    if !can_run() {
+        return;
+    }
+    let (code, v) = demo(&["--connections", "2", "--bytes", "8388608", "--reset-after", "2000000"]);
+    assert_eq!(code, 0, "{v}");
+    for c in v["connections"].as_array().unwrap() {
+        assert_eq!(c["end"], "rst", "{c}");
+        assert!(c["aborted"].as_u64().unwrap() >= 1, "no request came back REQUEST_ABORTED: {c}");
+        assert!(c["bytes"].as_u64().unwrap() <= 2_000_000);
+        assert_eq!(c["violations"].as_u64(), Some(0));
+    }
+}
+
+#[test]
+fn application_that_never_posts() {
+    if !can_run() {
+        return;
+    }
+    let v = exact(&["--indications-only", "--connections", "2", "--bytes", "16777216"], 2, 16 << 20);
+    for c in v["connections"].as_array().unwrap() {
+        assert_eq!(c["completions"].as_u64(), Some(0), "{c}");
+        assert!(c["indications"].as_u64().unwrap() > 0, "{c}");
+    }
+}
+
+#[test]
+fn stalled_application_resumes_after_zero_window() {
+    if !can_run() {
+        return;
+    }
+    // The application takes nothing until the window is zero, waits 300 ms (Linux probes the
+    // zero window), then posts: the window reopens and nothing is lost.
+    exact(&["--stall-ms", "300", "--rcv-wnd", "65536", "--connections", "1", "--bytes", "4194304"], 1, 4 << 20);
+}
+
+#[test]
+fn indicate_and_post_multi_mdl_non_push() {
+    if !can_run() {
+        return;
+    }
+    exact(&["--indicate-and-post", "--rcv-indication-size", "128", "--connections", "1", "--bytes", "2097152"], 1, 2 << 20);
+    exact(&["--mdls", "3", "--no-push", "--connections", "2", "--bytes", "4194304"], 2, 4 << 20);
+}
+
+#[test]
+fn serve_with_a_python_client_and_nc() {
+    if !can_run() {
+        return;
+    }
+    // `chimney serve` in a fresh namespace (unshare), a Python socket client sending 3 MB,
+    // and nc (when installed) sending a file; one JSON line per connection, then a summary.
+    let bin = env!("CARGO_BIN_EXE_chimney");
+    let nc = Command::new("sh").args(["-c", "command -v nc"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let n = if nc { 2 } else { 1 };
+    let script = format!(
+        r#"{bin} serve --tun chs0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections {n} > /tmp/chimney-serve-$$.out &
+pid=$!
+sleep 0.5
+python3 -c '
+import socket, hashlib
+s = socket.create_connection(("198.18.0.1", 5001))
+data = bytes((i * 7) % 251 for i in range(3000000))
+s.sendall(data); s.shutdown(socket.SHUT_WR); s.recv(1); s.close()
+print("PY", hashlib.sha256(data).hexdigest())
+'
+if [ {n} = 2 ]; then head -c 1000000 /dev/zero | nc -N 198.18.0.1 5001 || head -c 1000000 /dev/zero | nc -q 1 198.18.0.1 5001; fi
+wait $pid
+echo EXIT $?
+cat /tmp/chimney-serve-$$.out; rm -f /tmp/chimney-serve-$$.out
+"#
+    );
+    let out = Command::new("unshare").args(["--net", "sh", "-c", &format!("ip link set lo up; {script}")]).output().expect("unshare");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("EXIT 0"), "serve failed: {text} {}", String::from_utf8_lossy(&out.stderr));
+    let py = text.lines().find_map(|l| l.strip_prefix("PY ")).expect("python client ran").to_string();
+    let lines: Vec<Value> = text.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let conns: Vec<&Value> = lines.iter().filter(|v| v.get("peer").is_some()).collect();
+    assert_eq!(conns.len(), n, "{text}");
+    assert!(conns.iter().any(|c| c["sha256"] == py.as_str() && c["bytes"] == 3_000_000), "{text}");
+    for c in &conns {
+        assert_eq!(c["end"], "fin", "{c}");
+        assert_eq!(c["violations"], 0);
+    }
+    if nc {
+        assert!(conns.iter().any(|c| c["bytes"] == 1_000_000), "{text}");
+    }
+    let summary = lines.iter().find_map(|v| v.get("summary")).expect("summary line");
+    assert_eq!(summary["connections"].as_u64(), Some(n as u64));
+    assert_eq!(summary["violations"].as_u64(), Some(0));
+}
