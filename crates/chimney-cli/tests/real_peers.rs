@@ -8,7 +8,11 @@ use std::process::Command;
 use serde_json::Value;
 
 fn can_run() -> bool {
-    let root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
     let tun = std::path::Path::new("/dev/net/tun").exists();
     if root && tun {
         return true;
@@ -22,10 +26,14 @@ fn can_run() -> bool {
 }
 
 fn demo(args: &[&str]) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_chimney")).arg("demo").arg("--json").args(args).output().expect("run chimney");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_chimney")).arg("demo").arg("--json").args(args).output().expect("run chimney");
     let text = String::from_utf8_lossy(&out.stdout);
     let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
-        panic!("no JSON ({e}) from chimney demo {args:?}: stdout {text} stderr {}", String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "no JSON ({e}) from chimney demo {args:?}: stdout {text} stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
     (out.status.code().unwrap_or(-1), v)
 }
@@ -148,7 +156,11 @@ fn indicate_and_post_multi_mdl_non_push() {
     if !can_run() {
         return;
     }
-    exact(&["--indicate-and-post", "--rcv-indication-size", "128", "--connections", "1", "--bytes", "2097152"], 1, 2 << 20);
+    exact(
+        &["--indicate-and-post", "--rcv-indication-size", "128", "--connections", "1", "--bytes", "2097152"],
+        1,
+        2 << 20,
+    );
     exact(&["--mdls", "3", "--no-push", "--connections", "2", "--bytes", "4194304"], 2, 4 << 20);
 }
 
@@ -179,11 +191,15 @@ echo EXIT $?
 cat /tmp/chimney-serve-$$.out; rm -f /tmp/chimney-serve-$$.out
 "#
     );
-    let out = Command::new("unshare").args(["--net", "sh", "-c", &format!("ip link set lo up; {script}")]).output().expect("unshare");
+    let out = Command::new("unshare")
+        .args(["--net", "sh", "-c", &format!("ip link set lo up; {script}")])
+        .output()
+        .expect("unshare");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("EXIT 0"), "serve failed: {text} {}", String::from_utf8_lossy(&out.stderr));
     let py = text.lines().find_map(|l| l.strip_prefix("PY ")).expect("python client ran").to_string();
-    let lines: Vec<Value> = text.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> =
+        text.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
     let conns: Vec<&Value> = lines.iter().filter(|v| v.get("peer").is_some()).collect();
     assert_eq!(conns.len(), n, "{text}");
     assert!(conns.iter().any(|c| c["sha256"] == py.as_str() && c["bytes"] == 3_000_000), "{text}");
@@ -197,4 +213,49 @@ cat /tmp/chimney-serve-$$.out; rm -f /tmp/chimney-serve-$$.out
     let summary = lines.iter().find_map(|v| v.get("summary")).expect("summary line");
     assert_eq!(summary["connections"].as_u64(), Some(n as u64));
     assert_eq!(summary["violations"].as_u64(), Some(0));
+}
+
+#[test]
+fn serve_with_iperf2_client() {
+    if !can_run() {
+        return;
+    }
+    let has = Command::new("sh")
+        .args(["-c", "iperf -v 2>&1 | grep -q 'iperf version 2'"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !has {
+        if std::env::var("CHIMNEY_REQUIRE_REAL").is_ok_and(|v| v == "1") {
+            panic!("iperf (version 2) is required by CI but not installed");
+        }
+        eprintln!("iperf2 not installed: skipped");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_chimney");
+    let script = format!(
+        r#"ip link set lo up
+{bin} serve --tun chi0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 1 > /tmp/chimney-iperf-$$.out &
+pid=$!
+sleep 0.5
+timeout 60 iperf -c 198.18.0.1 -p 5001 -n 20M > /dev/null 2>&1
+wait $pid
+echo EXIT $?
+cat /tmp/chimney-iperf-$$.out; rm -f /tmp/chimney-iperf-$$.out
+"#
+    );
+    let out = Command::new("unshare").args(["--net", "sh", "-c", &script]).output().expect("unshare");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("EXIT 0"), "serve failed: {text}");
+    let conns: Vec<Value> = text
+        .lines()
+        .filter(|l| l.starts_with("{\""))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &Value| v.get("peer").is_some())
+        .collect();
+    assert_eq!(conns.len(), 1, "{text}");
+    // iperf2 opens with a small header then 20 MiB of payload.
+    assert!(conns[0]["bytes"].as_u64().unwrap() >= 20 << 20, "{text}");
+    assert_eq!(conns[0]["violations"], 0);
+    assert_eq!(conns[0]["end"], "fin");
 }
