@@ -173,7 +173,7 @@ impl Driver {
     }
 
     /// Streams every received chunk to `sink` (e.g. files), in stream order per connection.
-    pub fn set_sink(&mut self, sink: Box<dyn FnMut(ConnId, &[u8]) + Send>) {
+    pub fn set_sink(&mut self, sink: chimney::host::Sink) {
         self.host.sink = Some(sink);
     }
 

@@ -14,6 +14,9 @@ use crate::contract::{ConnId, IndicateReturn, NestedCalls, OffloadTarget, Protoc
 use crate::ndis::{Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag, TcpOffloadEvent};
 use crate::time::Instant;
 
+/// A consumer of received bytes, called per chunk in stream order.
+pub type Sink = Box<dyn FnMut(ConnId, &[u8]) + Send>;
+
 /// What the application does with an indication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndicationPolicy {
@@ -117,7 +120,7 @@ pub struct AppHost {
     /// Whether to hash the received stream (SHA-256).
     pub hash: bool,
     /// Called with every chunk of received bytes, in stream order (e.g. to write a file).
-    pub sink: Option<Box<dyn FnMut(ConnId, &[u8]) + Send>>,
+    pub sink: Option<Sink>,
     serial: u64,
     held: NblChain,
     idle: HashMap<ConnId, NblChain>,
