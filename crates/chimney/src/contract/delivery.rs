@@ -61,6 +61,9 @@ pub struct DeliveryConfig {
     pub max_conn_id: u32,
     /// Buffer cap used when the host's `InitialRcvWnd` is 0.
     pub default_rcv_wnd: u32,
+    /// Bytes `receive_data` accepts beyond the buffer cap: covers a peer that fills the last
+    /// window-scale unit the engine advertised by rounding up (RFC 7323 §2.4).
+    pub slack: usize,
 }
 
 impl Default for DeliveryConfig {
@@ -72,6 +75,7 @@ impl Default for DeliveryConfig {
             indication_mdl_bytes: 16 * 1024,
             max_conn_id: 1 << 20,
             default_rcv_wnd: 256 * 1024,
+            slack: 1 << 14,
         }
     }
 }
@@ -838,7 +842,7 @@ impl ReceiveInput for Delivery {
             if c.phase != Phase::Open || c.fin {
                 0
             } else {
-                c.cap.saturating_sub(c.buffered.len()) + c.posted_free
+                (c.cap + self.cfg.slack).saturating_sub(c.buffered.len()) + c.posted_free
             }
         })
     }

@@ -186,7 +186,11 @@ impl Listener {
                 push(&r);
                 return Outcome::Handled;
             }
-            if !seg.has(flags::ACK) || SeqNum(seg.ack) != e.iss.plus(1) {
+            if !seg.has(flags::ACK) {
+                // RFC 9293 §3.10.7.4: no ACK bit in SYN-RECEIVED → drop.
+                return Outcome::Handled;
+            }
+            if SeqNum(seg.ack) != e.iss.plus(1) {
                 return Outcome::Refuse;
             }
             if let (Some(_), Some((tsval, _))) = (e.ts_recent, seg.options.timestamps) {

@@ -223,7 +223,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         if after.is_some() && (before.is_none() || after < before) {
             Self::schedule(&mut self.timers, conn);
         }
-        if conn.rcv_wnd() < self.cfg.tcp.rcv_wnd / 2 && !self.window_watch.contains(&id) {
+        if conn.rcv_wnd() < conn.max_window(&self.cfg.tcp) / 2 && !self.window_watch.contains(&id) {
             self.window_watch.push(id);
         }
         Some(r)
@@ -287,7 +287,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
                 ConnId(self.next_id - 1)
             }
             None => {
-                self.stats.offload_failures += 1;
+                self.refuse_offload(&n);
                 return;
             }
         };
@@ -295,8 +295,8 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         match self.delivery.initiate_offload(now, id, state, host) {
             Ok(_host_nbls) => {}
             Err(_) => {
-                self.stats.offload_failures += 1;
                 self.free_ids.push(id.0);
+                self.refuse_offload(&n);
                 return;
             }
         }
@@ -319,6 +319,27 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
                 self.with_conn(id, host, |c, cx| c.on_segment(now, &seg, cx));
             }
         }
+    }
+
+    /// A handshake that cannot be offloaded (no connection slot, delivery refused): the host
+    /// stack has nowhere to keep it, so the peer gets an RST rather than silence.
+    fn refuse_offload(&mut self, n: &listener::Established) {
+        self.stats.offload_failures += 1;
+        self.stats.tcp.out_resets += 1;
+        let r = SegmentRepr {
+            src: n.negotiated.local.ip(),
+            dst: n.negotiated.remote.ip(),
+            src_port: n.negotiated.local.port(),
+            dst_port: n.negotiated.remote.port(),
+            seq: n.negotiated.snd_nxt,
+            ack: n.negotiated.rcv_nxt,
+            flags: flags::RST | flags::ACK,
+            window: 0,
+            options: TcpOptions::default(),
+            payload: &[],
+            ip_id: 0,
+        };
+        tx_push(&mut self.tx, &mut self.spare, &mut self.stats, &r);
     }
 
     /// Runs every timer due at `now`: delayed ACKs, FIN retransmission, push timers,
@@ -356,7 +377,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         for id in watch {
             let still = self.with_conn(id, host, |c, cx| {
                 c.maybe_window_update(now, cx);
-                c.rcv_wnd() < cx.cfg.rcv_wnd / 2 && !c.is_stopped()
+                c.rcv_wnd() < c.max_window(cx.cfg) / 2 && !c.is_stopped()
             });
             if still == Some(true) && !self.window_watch.contains(&id) {
                 self.window_watch.push(id);
@@ -440,7 +461,13 @@ impl<D: OffloadTarget + ReceiveInput> OffloadTarget for Engine<D> {
                 c.send_ack(now, &mut cx);
             }
         }
-        let mut d = self.delivery.terminate_offload(now, conn, host)?;
+        let mut d = match self.delivery.terminate_offload(now, conn, host) {
+            Ok(d) => d,
+            Err(e) => {
+                self.conns[conn.0 as usize] = Some(c);
+                return Err(e);
+            }
+        };
         d.state = Some(c.state);
         d.rcv_nxt = c.rcv_nxt();
         d.rcv_wnd = c.rcv_wnd();

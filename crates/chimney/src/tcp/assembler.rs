@@ -107,6 +107,10 @@ impl Assembler {
             new += self.write(cursor, &data[(cursor - start) as usize..]);
         }
         if new == 0 {
+            // RFC 2018 §4: the first SACK block reports the block holding this segment.
+            if let Some((s0, _)) = self.range_of(start) {
+                self.touch(s0);
+            }
             return Insert::Duplicate;
         }
         let merged_start = touching.first().map_or(start, |&(s, _)| s.min(start));
@@ -150,20 +154,45 @@ impl Assembler {
         self.range_of(at)
     }
 
-    /// Removes the range `[start, end)` (must be the first range, from its start) and hands its
-    /// bytes to `f` in at most two slices.
-    pub fn take_front(&mut self, start: u64, end: u64, mut f: impl FnMut(&[u8])) {
+    /// Removes the first `len` bytes of the range starting at `start` (the first range) and
+    /// hands them to `f` in at most two slices; the rest of the range stays queued.
+    pub fn take_front(&mut self, start: u64, len: u64, mut f: impl FnMut(&[u8])) {
         let Some(&e) = self.ranges.get(&start) else { return };
-        debug_assert_eq!(e, end);
+        let len = len.min(e - start);
         self.ranges.remove(&start);
-        let len = (end - start) as usize;
-        let pos = (start % self.ring_size as u64) as usize;
-        let first = len.min(self.ring_size - pos);
-        f(&self.ring[pos..pos + first]);
-        if first < len {
-            f(&self.ring[..len - first]);
+        if start + len < e {
+            self.ranges.insert(start + len, e);
+            for r in self.recent.iter_mut().take(self.recent_len) {
+                if *r == start {
+                    *r = start + len;
+                }
+            }
         }
-        self.bytes -= len as u64;
+        let n = len as usize;
+        let pos = (start % self.ring_size as u64) as usize;
+        let first = n.min(self.ring_size - pos);
+        f(&self.ring[pos..pos + first]);
+        if first < n {
+            f(&self.ring[..n - first]);
+        }
+        self.bytes -= len;
+        if self.ranges.is_empty() {
+            self.recent_len = 0;
+        }
+    }
+
+    /// Drops everything queued at or beyond `from` (data after a FIN).
+    pub fn discard_from(&mut self, from: u64) {
+        let later: Vec<(u64, u64)> = self.ranges.range(..).filter(|(_, &e)| e > from).map(|(&s, &e)| (s, e)).collect();
+        for (s, e) in later {
+            self.ranges.remove(&s);
+            if s < from {
+                self.ranges.insert(s, from);
+                self.bytes -= e - from;
+            } else {
+                self.bytes -= e - s;
+            }
+        }
         if self.ranges.is_empty() {
             self.recent_len = 0;
         }
@@ -215,7 +244,7 @@ mod tests {
         assert_eq!(a.insert(12, &[3; 3]), Insert::Duplicate);
         assert_eq!(a.ranges(), 1);
         let mut got = Vec::new();
-        a.take_front(10, 25, |s| got.extend_from_slice(s));
+        a.take_front(10, 15, |s| got.extend_from_slice(s));
         assert_eq!(got, [[1u8; 10].as_slice(), &[2; 5]].concat());
         assert!(a.is_empty());
     }
@@ -263,7 +292,7 @@ mod tests {
                         while cur < e2 as u64 {
                             if let Some((rs, re)) = a.range_at(cur) {
                                 prop_assert_eq!(rs, cur);
-                                a.take_front(rs, re, |b| out.extend_from_slice(b));
+                                a.take_front(rs, re - rs, |b| out.extend_from_slice(b));
                                 cur = re;
                             } else {
                                 let stop = a.first_start().map_or(e2 as u64, |f| f.min(e2 as u64));
@@ -275,7 +304,7 @@ mod tests {
                         while let Some(f) = a.first_start() {
                             if f != out.len() as u64 { break; }
                             let (rs, re) = a.range_at(f).unwrap();
-                            a.take_front(rs, re, |b| out.extend_from_slice(b));
+                            a.take_front(rs, re - rs, |b| out.extend_from_slice(b));
                         }
                     } else {
                         let _ = a.insert(s2 as u64, &data[s2..e2]);

@@ -246,7 +246,10 @@ impl TcpConn {
             peer_mss: n.peer_mss,
             sack: n.sack,
             ts: n.ts_recent.map(|recent| Ts { recent, offset: n.ts_offset }),
-            asm: Assembler::new(cfg.rcv_wnd as usize, cfg.max_ooo_ranges),
+            asm: Assembler::new(
+                cfg.rcv_wnd.max(1) as usize + (1usize << n.rcv_wscale.unwrap_or(0)),
+                cfg.max_ooo_ranges,
+            ),
             ooo_fin: None,
             last_ack_sent: SeqNum(n.rcv_nxt),
             unacked: 0,
@@ -275,6 +278,11 @@ impl TcpConn {
     /// The peer's MSS.
     pub fn peer_mss(&self) -> u16 {
         self.peer_mss
+    }
+
+    /// The largest window this connection can advertise (64 KiB without window scaling).
+    pub fn max_window(&self, cfg: &TcpConfig) -> u32 {
+        cfg.rcv_wnd.min(0xFFFF << self.rcv_wscale)
     }
 
     /// TS.Recent, if timestamps are on.
@@ -351,25 +359,30 @@ impl TcpConn {
         }
     }
 
-    fn window_field(&self) -> u16 {
-        let wnd = self.rcv_adv.diff(self.rcv_nxt).max(0) as u64;
-        let unit = 1u64 << self.rcv_wscale;
-        (wnd.div_ceil(unit)).min(0xFFFF) as u16
+    /// The window field for the next segment: the distance to the right edge rounded *up* to
+    /// the scale unit, so the edge the peer sees never moves left; that edge is remembered
+    /// (RFC 7323 §2.4). The overshoot (< one unit) is covered by the reassembly ring, which
+    /// is one unit larger than the buffer, and by the delivery layer's slack.
+    fn window_field(&mut self) -> u16 {
+        let unit = 1u32 << self.rcv_wscale;
+        let wnd = self.rcv_adv.diff(self.rcv_nxt).max(0) as u32;
+        let field = wnd.div_ceil(unit).min(0xFFFF);
+        self.rcv_adv = self.rcv_nxt.plus(field * unit);
+        field as u16
     }
 
     /// Moves the advertised right edge forward when the delivery layer has room, with
     /// receiver-side SWS avoidance (RFC 9293 §3.8.6.2.2): only by at least min(buffer/2, MSS).
     /// Never retracts. Returns whether the edge moved.
     fn update_window(&mut self, cx: &mut Cx<'_>) -> bool {
-        let space = cx.delivery.receive_window(self.id).min(1 << 30) as u32;
+        let unit = 1u32 << self.rcv_wscale;
+        let max_wnd = 0xFFFF * unit;
+        let space = (cx.delivery.receive_window(self.id).min(1 << 30) as u32).min(max_wnd);
         let right = self.rcv_nxt.plus(space);
         let grow = right.diff(self.rcv_adv);
-        let threshold = (cx.cfg.rcv_wnd / 2).min(u32::from(cx.cfg.mss)).max(1) as i32;
+        let threshold = (cx.cfg.rcv_wnd / 2).min(u32::from(cx.cfg.mss)).min(max_wnd / 2).max(1) as i32;
         if grow >= threshold || (grow > 0 && self.rcv_adv.diff(self.rcv_nxt) <= 0 && space as i32 >= threshold) {
-            // The peer sees the edge rounded up to the scale unit; remember that edge.
-            let unit = 1u32 << self.rcv_wscale;
-            let wnd = right.diff(self.rcv_nxt).max(0) as u32;
-            self.rcv_adv = self.rcv_nxt.plus(wnd.div_ceil(unit).min(0xFFFF) * unit);
+            self.rcv_adv = right;
             return true;
         }
         false
@@ -525,6 +538,20 @@ impl TcpConn {
             data = &data[..room];
             fin = false;
         }
+        // Nothing exists beyond a FIN already seen: clip, and ignore a conflicting FIN.
+        if let Some(f) = self.ooo_fin {
+            let lim = f.diff(start).max(0) as usize;
+            if data.len() > lim {
+                self.counters.drop(TcpDrop::AfterFin);
+                data = &data[..lim];
+            }
+            fin = fin && start.plus(data.len() as u32) == f;
+        }
+        if fin {
+            // Queued bytes beyond this FIN are not data.
+            let fin_off = self.rcv_nxt64 + start.diff(self.rcv_nxt) as u64 + data.len() as u64;
+            self.asm.discard_from(fin_off);
+        }
         if start == self.rcv_nxt {
             let gap_fill = !self.asm.is_empty();
             let complete = self.deliver_in_order(now, data, psh, cx);
@@ -567,20 +594,26 @@ impl TcpConn {
         loop {
             if let Some((s, e)) = self.asm.range_at(self.rcv_nxt64) {
                 debug_assert_eq!(s, self.rcv_nxt64);
+                // Never drop bytes that were SACKed: take what the delivery layer can hold
+                // and leave the rest queued.
+                let room = cx.delivery.receive_space(self.id) as u64;
+                let take = (e - s).min(room);
                 let mut ok = true;
                 let id = self.id;
                 let mut fed = 0u64;
                 let delivery = &mut *cx.delivery;
                 let host = &mut *cx.host;
-                self.asm.take_front(s, e, |bytes| {
-                    if ok && delivery.receive_data(now, id, bytes, psh, host).is_ok() {
-                        fed += bytes.len() as u64;
-                    } else {
-                        ok = false;
-                    }
-                });
+                if take > 0 {
+                    self.asm.take_front(s, take, |bytes| {
+                        if ok && delivery.receive_data(now, id, bytes, psh, host).is_ok() {
+                            fed += bytes.len() as u64;
+                        } else {
+                            ok = false;
+                        }
+                    });
+                }
                 self.advance(fed);
-                if !ok {
+                if !ok || take < e - s {
                     self.counters.drop(TcpDrop::WindowOverrun);
                     return false;
                 }
@@ -594,7 +627,11 @@ impl TcpConn {
             let chunk = &data[cur..limit.min(data.len())];
             let space = cx.delivery.receive_space(self.id);
             let take = chunk.len().min(space);
-            if take > 0 && cx.delivery.receive_data(now, self.id, &chunk[..take], psh, cx.host).is_ok() {
+            if take > 0 {
+                if cx.delivery.receive_data(now, self.id, &chunk[..take], psh, cx.host).is_err() {
+                    self.counters.drop(TcpDrop::WindowOverrun);
+                    return false;
+                }
                 self.advance(take as u64);
             }
             if take < chunk.len() {
@@ -619,6 +656,9 @@ impl TcpConn {
     fn on_fin(&mut self, now: Instant, cx: &mut Cx<'_>) {
         self.rcv_nxt = self.rcv_nxt.plus(1);
         self.ooo_fin = None;
+        // Nothing after the FIN is data: forget anything queued beyond it.
+        self.asm.discard_from(self.rcv_nxt64);
+        self.asm.shrink();
         self.state = match self.state {
             TcpConnectionState::Established => TcpConnectionState::CloseWait,
             TcpConnectionState::FinWait1 => TcpConnectionState::Closing,
