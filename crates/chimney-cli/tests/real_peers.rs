@@ -259,3 +259,51 @@ cat /tmp/chimney-iperf-$$.out; rm -f /tmp/chimney-iperf-$$.out
     assert_eq!(conns[0]["violations"], 0);
     assert_eq!(conns[0]["end"], "fin");
 }
+
+#[test]
+fn clear_one_line_error_without_root() {
+    if !can_run() {
+        return;
+    }
+    // Drop root with setpriv: the demo must say what is missing in one line and exit 2.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_chimney"), "demo"])
+        .output()
+        .expect("setpriv (util-linux)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("needs root"), "{err}");
+}
+
+#[test]
+fn serve_writes_streams_to_out_dir() {
+    if !can_run() {
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_chimney");
+    let dir = std::env::temp_dir().join(format!("chimney-out-{}", std::process::id()));
+    let script = format!(
+        r#"ip link set lo up
+{bin} serve --tun cho0 --local fd00::2/64 --listen [fd00::1]:5001 --connections 1 --out {d} > {d}.json &
+pid=$!
+sleep 0.5
+python3 -c '
+import socket
+s = socket.create_connection(("fd00::1", 5001))
+s.sendall(bytes(range(256)) * 4000); s.shutdown(socket.SHUT_WR); s.recv(1); s.close()
+'
+wait $pid
+echo EXIT $?
+"#,
+        d = dir.display()
+    );
+    let out = Command::new("unshare").args(["--net", "sh", "-c", &script]).output().expect("unshare");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("EXIT 0"), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    let written = std::fs::read(dir.join("conn-1.bin")).expect("stream file");
+    let want: Vec<u8> = (0..4000).flat_map(|_| 0..=255u8).collect();
+    assert_eq!(written, want);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(format!("{}.json", dir.display()));
+}
