@@ -33,3 +33,66 @@ impl SplitMix64 {
         }
     }
 }
+
+/// A seekable pseudo-random byte stream: byte `i` depends only on the key and `i`, so a
+/// receiver can check any chunk at any offset without storing what was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stream {
+    key: u64,
+}
+
+impl Stream {
+    /// The stream for `key`.
+    pub fn new(key: u64) -> Stream {
+        Stream { key }
+    }
+
+    fn word(&self, i: u64) -> u64 {
+        SplitMix64::new(self.key ^ i.wrapping_mul(0xD6E8_FEB8_6659_FD93)).next_u64()
+    }
+
+    /// Writes bytes `[offset, offset + buf.len())` into `buf`.
+    pub fn fill_at(&self, offset: u64, buf: &mut [u8]) {
+        let mut i = 0usize;
+        while i < buf.len() {
+            let pos = offset + i as u64;
+            let w = self.word(pos / 8).to_le_bytes();
+            let from = (pos % 8) as usize;
+            let n = (8 - from).min(buf.len() - i);
+            buf[i..i + n].copy_from_slice(&w[from..from + n]);
+            i += n;
+        }
+    }
+
+    /// Whether `chunk` equals the stream at `offset`.
+    pub fn matches(&self, offset: u64, chunk: &[u8]) -> bool {
+        let mut tmp = [0u8; 4096];
+        let mut at = 0usize;
+        while at < chunk.len() {
+            let n = (chunk.len() - at).min(tmp.len());
+            self.fill_at(offset + at as u64, &mut tmp[..n]);
+            if tmp[..n] != chunk[at..at + n] {
+                return false;
+            }
+            at += n;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_is_seekable() {
+        let s = Stream::new(42);
+        let mut whole = vec![0u8; 1000];
+        s.fill_at(0, &mut whole);
+        let mut part = vec![0u8; 77];
+        s.fill_at(333, &mut part);
+        assert_eq!(&whole[333..410], &part[..]);
+        assert!(s.matches(333, &part));
+        assert!(!s.matches(334, &part));
+    }
+}

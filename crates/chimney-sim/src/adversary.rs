@@ -1,0 +1,264 @@
+//! A scripted adversary: it owns one connection of its own to the target and sends a
+//! canonical stream in hostile ways — floods of tiny non-adjacent segments (SegmentSmack),
+//! overlapping retransmissions with different bytes over data already delivered, holes kept
+//! open, sequence numbers and TSvals about to wrap, window probes, lying lengths — and fires
+//! blind RSTs and SYNs at random sequence numbers. The target must deliver exactly the
+//! canonical stream and stay within its bounds.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chimney::rng::{SplitMix64, Stream};
+use chimney::wire::{self, flags, SegmentRepr, TcpOptions};
+use chimney::Instant;
+
+use crate::peer::Peers;
+
+/// The adversary's state.
+pub struct Adversary {
+    rng: SplitMix64,
+    me: SocketAddr,
+    target: SocketAddr,
+    mss: usize,
+    /// Its canonical stream.
+    pub stream: Stream,
+    len: u64,
+    isn: u32,
+    iss: Option<u32>,
+    acked: u64,
+    fin_acked: bool,
+    ts: u32,
+    next: Instant,
+    phase: u32,
+    step: u64,
+    ack_fin: Option<u32>,
+}
+
+impl Adversary {
+    /// An adversary at `me` attacking `target`.
+    pub fn new(seed: u64, me: SocketAddr, target: SocketAddr, mss: usize) -> Adversary {
+        let mut rng = SplitMix64::new(seed ^ 0xADAD);
+        let len = 2000 + rng.below(60_000);
+        Adversary {
+            isn: u32::MAX - rng.below(3000) as u32,
+            ts: u32::MAX - rng.below(500) as u32,
+            stream: Stream::new(seed ^ 0xBADD),
+            rng,
+            me,
+            target,
+            mss: mss.max(64),
+            len,
+            iss: None,
+            acked: 0,
+            fin_acked: false,
+            next: Instant::ZERO,
+            phase: 0,
+            step: 0,
+            ack_fin: None,
+        }
+    }
+
+    /// Bytes of its stream.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether its stream and FIN were acknowledged and the target's FIN answered.
+    pub fn finished(&self) -> bool {
+        self.fin_acked && self.ack_fin.is_none()
+    }
+
+    /// When it next acts.
+    pub fn next_due(&self) -> Option<Instant> {
+        (!self.fin_acked || self.ack_fin.is_some()).then_some(self.next)
+    }
+
+    /// Reads the target's answers (ACKs) to learn how far it got.
+    pub fn on_packet(&mut self, _now: Instant, p: &[u8]) {
+        let Ok(s) = wire::parse_with(p, false) else { return };
+        if s.has(flags::SYN) && s.has(flags::ACK) {
+            self.iss = Some(s.seq);
+            return;
+        }
+        if s.has(flags::FIN) {
+            self.ack_fin = Some(s.seq.wrapping_add(1));
+        }
+        if s.has(flags::ACK) && self.iss.is_some() {
+            let off = s.ack.wrapping_sub(self.isn.wrapping_add(1)) as u64;
+            if off <= self.len && off > self.acked {
+                self.acked = off;
+            }
+            if off == self.len + 1 {
+                self.acked = self.len;
+                self.fin_acked = true;
+            }
+        }
+    }
+
+    fn seg(&mut self, off: u64, len: usize, fl: u8, alt: bool) -> Vec<u8> {
+        let mut payload = vec![0u8; len];
+        self.stream.fill_at(off, &mut payload);
+        if alt {
+            for b in &mut payload {
+                *b = !*b;
+            }
+        }
+        self.ts = self.ts.wrapping_add(1);
+        let r = SegmentRepr {
+            src: self.me.ip(),
+            dst: self.target.ip(),
+            src_port: self.me.port(),
+            dst_port: self.target.port(),
+            seq: self.isn.wrapping_add(1).wrapping_add(off as u32),
+            ack: self.iss.map_or(0, |i| i.wrapping_add(1)),
+            flags: fl,
+            window: 65535,
+            options: TcpOptions { timestamps: Some((self.ts, 0)), ..TcpOptions::default() },
+            payload: &payload,
+            ip_id: 9,
+        };
+        let mut v = Vec::new();
+        r.emit(&mut v);
+        v
+    }
+
+    /// Acts at `now`: returns packets to send towards the target.
+    pub fn poll(&mut self, now: Instant, peers: &Peers) -> Vec<Vec<u8>> {
+        if now < self.next {
+            return Vec::new();
+        }
+        if self.fin_acked {
+            // Answer the target's FIN, then stay quiet.
+            if let Some(ack) = self.ack_fin.take() {
+                let mut v = self.seg(self.len + 1, 0, flags::ACK, false);
+                let ip = if self.me.is_ipv4() { 20 } else { 40 };
+                v[ip + 8..ip + 12].copy_from_slice(&ack.to_be_bytes());
+                // Fix the checksum after editing the ACK field.
+                v[ip + 16] = 0;
+                v[ip + 17] = 0;
+                let sum =
+                    wire::pseudo_header_sum(&addr_bytes(self.me.ip()), &addr_bytes(self.target.ip()), v.len() - ip);
+                let c = wire::Checksum::from_sum(sum).add_bytes(&v[ip..]).finish();
+                v[ip + 16..ip + 18].copy_from_slice(&c.to_be_bytes());
+                return vec![v];
+            }
+            return Vec::new();
+        }
+        self.next = now + Duration::from_millis(1 + self.rng.below(5));
+        let mut out = Vec::new();
+        if self.iss.is_none() {
+            let r = SegmentRepr {
+                src: self.me.ip(),
+                dst: self.target.ip(),
+                src_port: self.me.port(),
+                dst_port: self.target.port(),
+                seq: self.isn,
+                ack: 0,
+                flags: flags::SYN,
+                window: 65535,
+                options: TcpOptions {
+                    mss: Some(self.mss as u16),
+                    window_scale: Some(7),
+                    sack_permitted: true,
+                    timestamps: Some((self.ts, 0)),
+                    ..TcpOptions::default()
+                },
+                payload: &[],
+                ip_id: 9,
+            };
+            let mut v = Vec::new();
+            r.emit(&mut v);
+            out.push(v);
+            return out;
+        }
+        if self.step == 0 {
+            // Complete the handshake.
+            out.push(self.seg(0, 0, flags::ACK, false));
+        }
+        self.step += 1;
+        let base = self.acked;
+        let mss = self.mss as u64;
+        match self.phase {
+            // SegmentSmack: tiny segments at every other position ahead of RCV.NXT.
+            0 => {
+                for k in 0..64u64 {
+                    let off = base + 2 + k * 2;
+                    if off < self.len {
+                        out.push(self.seg(off, 1, flags::ACK, false));
+                    }
+                }
+            }
+            // Overlapping retransmission with different bytes over delivered data.
+            1 if base > 0 => {
+                let from = self.rng.below(base);
+                let l = (base - from).min(mss) as usize;
+                out.push(self.seg(from, l, flags::ACK, true));
+            }
+            // A hole kept open: data far ahead.
+            2 => {
+                let off = (base + mss * 3).min(self.len.saturating_sub(1));
+                let l = (self.len - off).min(mss) as usize;
+                out.push(self.seg(off, l, flags::ACK | flags::PSH, false));
+            }
+            // Lying lengths: a data offset past the packet, a truncated copy, garbage.
+            3 => {
+                let mut v = self.seg(base, 10.min((self.len - base) as usize), flags::ACK, false);
+                let ip = if self.me.is_ipv4() { 20 } else { 40 };
+                if v.len() > ip + 12 {
+                    v[ip + 12] = 0xF0;
+                }
+                out.push(v);
+                let mut t = self.seg(base, 100.min((self.len - base) as usize), flags::ACK, false);
+                t.truncate(t.len() / 2);
+                out.push(t);
+                let mut g = vec![0u8; 40];
+                self.rng.fill(&mut g);
+                out.push(g);
+            }
+            // Blind RST / SYN at random sequence numbers against every smoltcp connection.
+            4 => {
+                for s in &peers.senders {
+                    let seq = self.rng.next_u64() as u32;
+                    let fl = if self.rng.below(2) == 0 { flags::RST } else { flags::SYN };
+                    let peer_ip = match self.me.ip() {
+                        std::net::IpAddr::V4(a) => std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from(a) - 1)),
+                        std::net::IpAddr::V6(a) => std::net::IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a) - 1)),
+                    };
+                    let r = SegmentRepr {
+                        src: peer_ip,
+                        dst: self.target.ip(),
+                        src_port: s.port,
+                        dst_port: self.target.port(),
+                        seq,
+                        ack: 0,
+                        flags: fl,
+                        window: 0,
+                        options: TcpOptions::default(),
+                        payload: &[],
+                        ip_id: 9,
+                    };
+                    let mut v = Vec::new();
+                    r.emit(&mut v);
+                    out.push(v);
+                }
+            }
+            _ => {}
+        }
+        // Then progress: the next in-order segment (a real sender's retransmission).
+        if base < self.len {
+            let l = (self.len - base).min(mss) as usize;
+            out.push(self.seg(base, l, flags::ACK, false));
+        } else {
+            out.push(self.seg(self.len, 0, flags::ACK | flags::FIN, false));
+        }
+        self.phase = (self.phase + 1) % 6;
+        out
+    }
+}
+
+fn addr_bytes(a: std::net::IpAddr) -> Vec<u8> {
+    match a {
+        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}

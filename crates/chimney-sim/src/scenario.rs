@@ -1,0 +1,571 @@
+//! One simulated run: a scenario drawn from a seed, the event loop, and the invariants.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, Verifier, VerifierMode};
+use chimney::engine::{Engine, EngineConfig, EngineEvent};
+use chimney::host::{AppHost, AppPolicy, IndicationPolicy};
+use chimney::impair::ImpairConfig;
+use chimney::ndis::{DisconnectKind, TcpOffloadEvent};
+use chimney::rng::{SplitMix64, Stream};
+use chimney::tcp::TcpConfig;
+use chimney::Instant;
+use smoltcp::socket::tcp::State;
+use smoltcp::wire::IpAddress;
+
+use crate::adversary::Adversary;
+use crate::link::Link;
+use crate::peer::Peers;
+
+/// What the host does to a connection besides consuming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostAction {
+    /// Nothing special.
+    None,
+    /// Terminate (upload) once this many bytes arrived.
+    TerminateAt(u64),
+    /// Abortive disconnect once this many bytes arrived.
+    AbortAt(u64),
+}
+
+/// Everything one run does, drawn from a seed (or set by flags).
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The seed.
+    pub seed: u64,
+    /// Bytes per sender.
+    pub bytes: Vec<u64>,
+    /// Sender resets (RST) after this many bytes.
+    pub resets: Vec<Option<u64>>,
+    /// Application policy per connection.
+    pub policies: Vec<AppPolicy>,
+    /// Host action per connection.
+    pub actions: Vec<HostAction>,
+    /// Impairments towards the target.
+    pub to_target: ImpairConfig,
+    /// Impairments towards the peers.
+    pub to_peer: ImpairConfig,
+    /// Link bandwidth, bits/s.
+    pub bandwidth: u64,
+    /// Receive buffer per connection.
+    pub rcv_wnd: u32,
+    /// Reassembly range cap.
+    pub max_ooo_ranges: usize,
+    /// RcvIndicationSize.
+    pub rcv_indication_size: u32,
+    /// Indication pool size.
+    pub indication_pool: usize,
+    /// IPv6 instead of IPv4.
+    pub ipv6: bool,
+    /// Run the scripted adversary too.
+    pub adversary: bool,
+    /// MTU of the link.
+    pub mtu: usize,
+}
+
+/// Flags that constrain scenarios drawn from seeds.
+#[derive(Debug, Clone, Default)]
+pub struct Knobs {
+    /// Fixed bytes per connection.
+    pub bytes: Option<u64>,
+    /// Fixed number of connections.
+    pub connections: Option<usize>,
+    /// Largest loss probability drawn (default 0.05).
+    pub max_loss: Option<f64>,
+    /// Force the adversary on (Some(true)) or off (Some(false)).
+    pub adversary: Option<bool>,
+    /// Only smoltcp senders with plain application policies and a clean link.
+    pub clean: bool,
+}
+
+fn random_policy(r: &mut SplitMix64) -> AppPolicy {
+    let size = match r.below(4) {
+        0 => 0,
+        1 => 1 + r.below(4096) as usize,
+        2 => 4096 + r.below(64 * 1024) as usize,
+        _ => 64 * 1024 + r.below(1 << 20) as usize,
+    };
+    let indication = match r.below(4) {
+        0 | 1 => IndicationPolicy::AcceptAll,
+        2 => IndicationPolicy::AcceptUpTo(1 + r.below(3000) as usize),
+        _ => IndicationPolicy::Refuse,
+    };
+    AppPolicy {
+        keep_posted: r.below(5) as usize,
+        post_size: size,
+        mdls: 1 + r.below(4) as usize,
+        no_push: r.below(3) == 0,
+        prefilled: if r.below(8) == 0 { 1 + r.below(100) as usize } else { 0 },
+        repost_in_completion: r.below(4) != 0,
+        post_in_indication: r.below(4) == 0,
+        indication,
+        return_in_upcall: r.below(3) == 0,
+    }
+}
+
+impl Scenario {
+    /// The scenario of `seed` under `knobs`.
+    pub fn from_seed(seed: u64, knobs: &Knobs) -> Scenario {
+        let mut r = SplitMix64::new(seed ^ 0x5EED_5EED);
+        let n = knobs.connections.unwrap_or(1 + r.below(4) as usize);
+        let max_loss = knobs.max_loss.unwrap_or(0.05);
+        let imp = |r: &mut SplitMix64| {
+            if knobs.clean {
+                return ImpairConfig::default();
+            }
+            let f = |r: &mut SplitMix64, p: f64| (r.below(1000) as f64 / 1000.0) * p;
+            ImpairConfig {
+                loss: f(r, max_loss),
+                dup: f(r, 0.03),
+                reorder: f(r, 0.1),
+                reorder_max: Duration::from_micros(100 + r.below(5000)),
+                corrupt: f(r, 0.01),
+                delay: Duration::from_micros(50 + r.below(2000)),
+            }
+        };
+        let to_target = imp(&mut r);
+        let to_peer = imp(&mut r);
+        let mut bytes = Vec::new();
+        let mut resets = Vec::new();
+        let mut policies = Vec::new();
+        let mut actions = Vec::new();
+        for _ in 0..n {
+            let b = knobs.bytes.unwrap_or(match r.below(3) {
+                0 => 1 + r.below(4096),
+                1 => 4096 + r.below(200_000),
+                _ => 200_000 + r.below(1_000_000),
+            });
+            bytes.push(b);
+            resets.push(if !knobs.clean && r.below(10) == 0 { Some(r.below(b + 1)) } else { None });
+            policies.push(if knobs.clean { AppPolicy::default() } else { random_policy(&mut r) });
+            actions.push(match (knobs.clean, r.below(12)) {
+                (false, 0) => HostAction::TerminateAt(r.below(b + 1)),
+                (false, 1) => HostAction::AbortAt(r.below(b + 1)),
+                _ => HostAction::None,
+            });
+        }
+        Scenario {
+            seed,
+            bytes,
+            resets,
+            policies,
+            actions,
+            to_target,
+            to_peer,
+            bandwidth: [0, 100_000_000, 1_000_000_000, 10_000_000_000][r.below(4) as usize],
+            rcv_wnd: [8192, 65536, 262_144, 1 << 20][r.below(4) as usize],
+            max_ooo_ranges: [4, 16, 64][r.below(3) as usize],
+            rcv_indication_size: if r.below(4) == 0 { 1 + r.below(2000) as u32 } else { 0 },
+            indication_pool: [1, 4, 64][r.below(3) as usize],
+            ipv6: r.below(2) == 0,
+            adversary: knobs.adversary.unwrap_or(!knobs.clean && r.below(3) == 0),
+            mtu: [576, 1500, 9000][r.below(3) as usize],
+        }
+    }
+}
+
+/// The outcome of one run.
+#[derive(Debug, Clone, Default)]
+pub struct SimReport {
+    /// The seed.
+    pub seed: u64,
+    /// Invariants broken (empty = pass).
+    pub failures: Vec<String>,
+    /// Contract violations (also listed in failures).
+    pub violations: usize,
+    /// Stream bytes the applications received.
+    pub bytes: u64,
+    /// Virtual time the run took.
+    pub virtual_time: Duration,
+    /// Packets exchanged.
+    pub packets: u64,
+    /// Hash over every packet and its time: equal for equal seeds.
+    pub trace_hash: u64,
+    /// The event log, when asked for.
+    pub log: Vec<String>,
+}
+
+impl SimReport {
+    /// Whether every invariant held.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct Check {
+    stream: Option<Stream>,
+    offset: u64,
+    mismatch: Option<u64>,
+    detail: String,
+    /// Bytes received before the simulator learned which stream this connection carries.
+    early: Vec<u8>,
+}
+
+impl Check {
+    fn verify(&mut self, at: u64, bytes: &[u8]) {
+        let Some(s) = self.stream else { return };
+        if self.mismatch.is_none() && !s.matches(at, bytes) {
+            let mut want = vec![0u8; bytes.len().min(8)];
+            s.fill_at(at, &mut want);
+            let i = (0..bytes.len()).find(|&i| {
+                let mut b = [0u8];
+                s.fill_at(at + i as u64, &mut b);
+                b[0] != bytes[i]
+            });
+            self.mismatch = Some(at + i.unwrap_or(0) as u64);
+            self.detail = format!(
+                "chunk of {} at {at}: got {:02x?} want {:02x?}",
+                bytes.len(),
+                &bytes[..bytes.len().min(8)],
+                want
+            );
+        }
+    }
+
+    fn set_stream(&mut self, s: Stream) {
+        self.stream = Some(s);
+        let early = std::mem::take(&mut self.early);
+        self.verify(0, &early);
+    }
+}
+
+struct Live {
+    sender: usize,
+    saw_fin: bool,
+    zero_since: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Fin,
+    Rst,
+    Host,
+}
+
+fn fnv(h: &mut u64, bytes: &[u8]) {
+    for &b in bytes {
+        *h ^= u64::from(b);
+        *h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+}
+
+/// Runs `sc`; `log` keeps a line per packet.
+pub fn run(sc: &Scenario, log: bool) -> SimReport {
+    let mut rep = SimReport { seed: sc.seed, trace_hash: 0xcbf2_9ce4_8422_2325, ..SimReport::default() };
+    let (target_ip, peer_ip, adv_ip): (IpAddr, IpAddr, IpAddr) = if sc.ipv6 {
+        ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), "fd00::3".parse().unwrap())
+    } else {
+        ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap(), "198.18.0.3".parse().unwrap())
+    };
+    let target = SocketAddr::new(target_ip, 5001);
+    let ip_hdr = if sc.ipv6 { 60 } else { 40 };
+    let tcp = TcpConfig {
+        rcv_wnd: sc.rcv_wnd,
+        max_ooo_ranges: sc.max_ooo_ranges,
+        rcv_indication_size: sc.rcv_indication_size,
+        mss: (sc.mtu - ip_hdr) as u16,
+        ..TcpConfig::default()
+    };
+    let mut engine = Engine::new(
+        EngineConfig { seed: sc.seed, listen: vec![target], tcp, ..EngineConfig::default() },
+        Verifier::new(
+            Delivery::new(DeliveryConfig { indication_pool: sc.indication_pool, ..DeliveryConfig::default() }),
+            VerifierMode::Collect,
+        ),
+    );
+    let checks: Arc<Mutex<HashMap<ConnId, Check>>> = Arc::new(Mutex::new(HashMap::new()));
+    let mut host = AppHost::new();
+    host.record = false;
+    {
+        let checks = Arc::clone(&checks);
+        host.sink = Some(Box::new(move |conn, bytes| {
+            let mut m = checks.lock().unwrap_or_else(|e| e.into_inner());
+            let c = m.entry(conn).or_default();
+            if c.stream.is_none() {
+                c.early.extend_from_slice(bytes);
+            } else {
+                let at = c.offset;
+                c.verify(at, bytes);
+            }
+            c.offset += bytes.len() as u64;
+        }));
+    }
+    let to_ip = |a: IpAddr| match a {
+        IpAddr::V4(v) => IpAddress::Ipv4(v),
+        IpAddr::V6(v) => IpAddress::Ipv6(v),
+    };
+    let specs: Vec<(u64, Option<u64>, usize)> =
+        sc.bytes.iter().zip(&sc.resets).map(|(&b, &r)| (b, r, 64 * 1024)).collect();
+    let mut peers = Peers::new(sc.seed, to_ip(peer_ip), (to_ip(target_ip), 5001), &specs, sc.mtu);
+    let mut adversary =
+        sc.adversary.then(|| Adversary::new(sc.seed, SocketAddr::new(adv_ip, 6000), target, sc.mtu - ip_hdr));
+    let mut up = Link::new(sc.to_target.clone(), sc.bandwidth, sc.seed ^ 1);
+    let mut down = Link::new(sc.to_peer.clone(), sc.bandwidth, sc.seed ^ 2);
+    let total: u64 = sc.bytes.iter().sum();
+    let bound = Duration::from_secs(30)
+        + Duration::from_nanos(if sc.bandwidth == 0 { 0 } else { total * 8 * 20 * 1_000_000_000 / sc.bandwidth });
+    let mut live: HashMap<ConnId, Live> = HashMap::new();
+    let mut ends: Vec<Option<(End, u64)>> = vec![None; sc.bytes.len()];
+    let mut adv_conn: Option<ConnId> = None;
+    let mut adv_end: Option<End> = None;
+    let mut adv_got = 0u64;
+    let mut now = Instant::ZERO;
+    let mut packets_in = 0u64;
+    let mut out = Vec::new();
+    let mut iterations = 0u64;
+    loop {
+        iterations += 1;
+        if iterations > 20_000_000 {
+            rep.failures.push("livelock: too many iterations".into());
+            break;
+        }
+        peers.poll(now.as_nanos());
+        while let Some(p) = peers.dev.tx.pop_front() {
+            fnv(&mut rep.trace_hash, &now.as_nanos().to_le_bytes());
+            fnv(&mut rep.trace_hash, &p);
+            up.send(now, &p);
+        }
+        if let Some(a) = adversary.as_mut() {
+            for p in a.poll(now, &peers) {
+                fnv(&mut rep.trace_hash, &p);
+                up.send(now, &p);
+            }
+        }
+        while let Some(p) = up.recv(now) {
+            rep.packets += 1;
+            packets_in += 1;
+            if log {
+                rep.log.push(format!("{now} > target {}", describe(&p)));
+            }
+            if let chimney::engine::PacketOutcome::Offloaded(id) = engine.handle_packet(now, &p, &mut host) {
+                if let Some(c) = engine.conn(id) {
+                    if c.memory() > sc.rcv_wnd as usize + (1 << 14) {
+                        rep.failures.push(format!("{id}: reassembly memory {} over the cap", c.memory()));
+                    }
+                }
+            }
+        }
+        if engine.poll_timeout().is_some_and(|t| t <= now) {
+            engine.handle_timeout(now, &mut host);
+        }
+        // Engine events and host reactions (the application's driver).
+        while let Some(ev) = engine.poll_event() {
+            if log {
+                rep.log.push(format!("{now} engine event {ev:?}"));
+            }
+            if let EngineEvent::Offloaded { conn, remote, .. } = ev {
+                if remote.ip() == adv_ip {
+                    adv_conn = Some(conn);
+                    host.set_policy(conn, AppPolicy::default());
+                    if let Some(key) = adversary.as_ref().map(|a| a.stream) {
+                        checks.lock().unwrap_or_else(|e| e.into_inner()).entry(conn).or_default().set_stream(key);
+                    }
+                } else if let Some(i) = peers.senders.iter().position(|s| s.port == remote.port()) {
+                    host.set_policy(conn, sc.policies[i].clone());
+                    live.insert(conn, Live { sender: i, saw_fin: false, zero_since: None });
+                    let stream = peers.senders[i].stream;
+                    checks.lock().unwrap_or_else(|e| e.into_inner()).entry(conn).or_default().set_stream(stream);
+                }
+                let _ = host.top_up(now, conn, &mut engine);
+            }
+        }
+        if host.holds_indications() {
+            host.return_held(now, &mut engine);
+        }
+        let mut finish = Vec::new();
+        while let Some((conn, ev)) = host.take_event() {
+            if log {
+                rep.log.push(format!("{now} host event {conn} {ev:?}"));
+            }
+            match ev {
+                TcpOffloadEvent::Disconnect => {
+                    if let Some(l) = live.get_mut(&conn) {
+                        l.saw_fin = true;
+                    }
+                    let _ = engine.disconnect(now, conn, DisconnectKind::Graceful, &mut host);
+                }
+                TcpOffloadEvent::Abort => finish.push((conn, End::Rst)),
+                TcpOffloadEvent::Retrieve(_) => {
+                    let fin = live.get(&conn).is_some_and(|l| l.saw_fin) || Some(conn) == adv_conn;
+                    finish.push((conn, if fin { End::Fin } else { End::Host }))
+                }
+                TcpOffloadEvent::SendBacklogChange(_) => {}
+            }
+        }
+        // Host actions and slow consumers waking up.
+        let ids: Vec<ConnId> = live.keys().copied().collect();
+        for id in ids {
+            let got = checks.lock().unwrap_or_else(|e| e.into_inner()).get(&id).map_or(0, |c| c.offset);
+            let Some(l) = live.get_mut(&id) else { continue };
+            match sc.actions[l.sender] {
+                HostAction::TerminateAt(n) if got >= n => finish.push((id, End::Host)),
+                HostAction::AbortAt(n) if got >= n => {
+                    let _ = engine.disconnect(now, id, DisconnectKind::Abortive, &mut host);
+                    finish.push((id, End::Host));
+                }
+                _ => {}
+            }
+            let zero = engine.conn(id).is_some_and(|c| c.rcv_wnd() == 0);
+            match (zero, l.zero_since) {
+                (true, None) => l.zero_since = Some(now),
+                (true, Some(t)) if now >= t + Duration::from_millis(20) => {
+                    // The application catches up: posts two buffers, takes indications again.
+                    l.zero_since = None;
+                    let p = AppPolicy {
+                        keep_posted: 2,
+                        post_size: 65536,
+                        indication: IndicationPolicy::AcceptAll,
+                        ..host.policy(id)
+                    };
+                    host.set_policy(id, p);
+                    let _ = host.top_up(now, id, &mut engine);
+                }
+                (false, _) => l.zero_since = None,
+                _ => {}
+            }
+        }
+        for (conn, end) in finish {
+            let Some(l) = live.remove(&conn) else {
+                if Some(conn) == adv_conn && adv_end.is_none() {
+                    adv_end = Some(end);
+                    if let Ok(d) = engine.terminate_offload(now, conn, &mut host) {
+                        host.take_uploaded(conn, d.buffered_data);
+                    }
+                    host.return_held(now, &mut engine);
+                    let c = checks.lock().unwrap_or_else(|e| e.into_inner()).remove(&conn).unwrap_or_default();
+                    if let Some(at) = c.mismatch {
+                        rep.failures.push(format!("adversary: stream differs at byte {at} ({})", c.detail));
+                    }
+                    adv_got = c.offset;
+                    host.forget(conn);
+                }
+                continue;
+            };
+            if let Ok(d) = engine.terminate_offload(now, conn, &mut host) {
+                host.take_uploaded(conn, d.buffered_data);
+            }
+            host.return_held(now, &mut engine);
+            // The id may be reused by the next connection: settle this one's check now.
+            let c = checks.lock().unwrap_or_else(|e| e.into_inner()).remove(&conn).unwrap_or_default();
+            if let Some(at) = c.mismatch {
+                rep.failures.push(format!(
+                    "sender {}: stream differs from what was sent at byte {at} ({})",
+                    l.sender, c.detail
+                ));
+            }
+            ends[l.sender] = Some((end, c.offset));
+            host.forget(conn);
+        }
+        while engine.poll_transmit(&mut out) {
+            fnv(&mut rep.trace_hash, &now.as_nanos().to_le_bytes());
+            fnv(&mut rep.trace_hash, &out);
+            down.send(now, &out);
+        }
+        while let Some(p) = down.recv(now) {
+            rep.packets += 1;
+            if log {
+                rep.log.push(format!("{now} < target {}", describe(&p)));
+            }
+            let to_adv = chimney::wire::parse_with(&p, false).is_ok_and(|s| s.dst == adv_ip);
+            if to_adv {
+                if let Some(a) = adversary.as_mut() {
+                    a.on_packet(now, &p);
+                }
+            } else {
+                peers.dev.rx.push_back(p);
+            }
+        }
+        // Done when every sender is closed at both ends and the target reported it.
+        let senders_done = (0..peers.senders.len()).all(|i| {
+            let st = peers.state(i);
+            ends[i].is_some() && matches!(st, State::Closed | State::TimeWait)
+                || (ends[i].is_some() && peers.senders[i].closed && sc.resets[i].is_some())
+                || (ends[i].is_some() && sc.actions[i] != HostAction::None)
+        });
+        let adv_done = adversary.as_ref().is_none_or(|a| a.finished() && adv_end.is_some());
+        if senders_done && adv_done {
+            break;
+        }
+        if now.saturating_duration_since(Instant::ZERO) > bound {
+            rep.failures.push(format!("liveness: not finished after {:?} of virtual time", bound));
+            break;
+        }
+        let next = [
+            peers.poll_at(now.as_nanos()).map(Instant::from_nanos),
+            engine.poll_timeout(),
+            up.next_due(),
+            down.next_due(),
+            adversary.as_ref().and_then(|a| a.next_due()),
+            live.values().filter_map(|l| l.zero_since).map(|t| t + Duration::from_millis(20)).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(now + Duration::from_millis(10));
+        now = if next > now { next } else { now + Duration::from_micros(1) };
+    }
+    rep.virtual_time = now.saturating_duration_since(Instant::ZERO);
+    // Invariants.
+    let violations = engine.delivery().core().violations();
+    rep.violations = violations.len();
+    for v in violations.iter().take(5) {
+        rep.failures.push(format!("contract: {v}"));
+    }
+    let checks = checks.lock().unwrap_or_else(|e| e.into_inner());
+    for (i, s) in peers.senders.iter().enumerate() {
+        let Some((end, got)) = ends[i] else {
+            if !rep.failures.iter().any(|f| f.starts_with("liveness")) {
+                rep.failures.push(format!("sender {i}: connection never ended at the target"));
+            }
+            continue;
+        };
+        rep.bytes += got;
+        let normal = sc.resets[i].is_none() && sc.actions[i] == HostAction::None;
+        if normal && (end != End::Fin || got != s.total) {
+            rep.failures.push(format!("sender {i}: received {got} of {} bytes, end {end:?}", s.total));
+        }
+        if got > s.sent {
+            rep.failures.push(format!("sender {i}: received {got} bytes, only {} sent", s.sent));
+        }
+    }
+    for (conn, c) in checks.iter() {
+        if let Some(at) = c.mismatch {
+            rep.failures.push(format!("{conn}: stream differs from what was sent at byte {at} ({})", c.detail));
+        }
+    }
+    if let Some(a) = adversary.as_ref() {
+        if adv_end != Some(End::Fin) {
+            rep.failures.push(format!("adversary connection did not end cleanly: {adv_end:?}"));
+        } else if adv_got != a.len() {
+            rep.failures.push(format!("adversary stream: {adv_got} of {} bytes delivered", a.len()));
+        }
+    }
+    let st = engine.stats();
+    let bound_work = packets_in.max(1) * (sc.max_ooo_ranges as u64 + 2);
+    if st.work > bound_work {
+        rep.failures.push(format!("assembler work {} over the bound {bound_work}", st.work));
+    }
+    rep
+}
+
+fn describe(p: &[u8]) -> String {
+    match chimney::wire::parse_with(p, false) {
+        Ok(s) => format!(
+            "{}:{} → {}:{} flags {:#04x} seq {} ack {} win {} len {}",
+            s.src,
+            s.src_port,
+            s.dst,
+            s.dst_port,
+            s.flags,
+            s.seq,
+            s.ack,
+            s.window,
+            s.payload.len()
+        ),
+        Err(e) => format!("{} bytes unparsable ({})", p.len(), e.name()),
+    }
+}
