@@ -156,7 +156,7 @@ impl Scenario {
             to_target,
             to_peer,
             bandwidth: [0, 100_000_000, 1_000_000_000, 10_000_000_000][r.below(4) as usize],
-            rcv_wnd: [8192, 65536, 262_144, 1 << 20][r.below(4) as usize],
+            rcv_wnd: 0,
             max_ooo_ranges: [4, 16, 64][r.below(3) as usize],
             rcv_indication_size: if r.below(4) == 0 { 1 + r.below(2000) as u32 } else { 0 },
             indication_pool: [1, 4, 64][r.below(3) as usize],
@@ -164,6 +164,16 @@ impl Scenario {
             adversary: knobs.adversary.unwrap_or(!knobs.clean && r.below(3) == 0),
             mtu: [576, 1500, 9000][r.below(3) as usize],
         }
+        .with_window(&mut r)
+    }
+
+    /// A receive buffer of at least four segments (a window below one MSS only measures the
+    /// sender's silly-window timer).
+    fn with_window(mut self, r: &mut SplitMix64) -> Scenario {
+        let choices: Vec<u32> =
+            [8192u32, 65536, 262_144, 1 << 20].into_iter().filter(|&w| w as usize >= 4 * self.mtu).collect();
+        self.rcv_wnd = choices[r.below(choices.len() as u64) as usize];
+        self
     }
 }
 
@@ -306,7 +316,10 @@ pub fn run(sc: &Scenario, log: bool) -> SimReport {
     let mut up = Link::new(sc.to_target.clone(), sc.bandwidth, sc.seed ^ 1);
     let mut down = Link::new(sc.to_peer.clone(), sc.bandwidth, sc.seed ^ 2);
     let total: u64 = sc.bytes.iter().sum();
-    let bound = Duration::from_secs(30)
+    // Liveness: at least 64 KB/s of goodput (losses cost smoltcp whole retransmission
+    // timeouts), plus 20x the serialisation time, plus 60 s.
+    let bound = Duration::from_secs(60)
+        + Duration::from_millis(total / 64)
         + Duration::from_nanos(if sc.bandwidth == 0 { 0 } else { total * 8 * 20 * 1_000_000_000 / sc.bandwidth });
     let mut live: HashMap<ConnId, Live> = HashMap::new();
     let mut ends: Vec<Option<(End, u64)>> = vec![None; sc.bytes.len()];

@@ -350,11 +350,11 @@ impl VerifierCore {
                 );
                 return;
             }
-            if pending > 0 && !h.no_push && c.psh_mark > c.delivered {
+            if h.cap > 0 && pending > 0 && !h.no_push && c.psh_mark > c.delivered {
                 f.add(&rules::R_DEL_5, id, Some(h.id), "partially filled push-mode request not completed after PSH");
                 return;
             }
-            if pending > 0 && c.fin {
+            if h.cap > 0 && pending > 0 && c.fin {
                 f.add(&rules::R_FIN_1, id, Some(h.id), "partially filled request held after FIN: data never consumed");
                 return;
             }
