@@ -7,6 +7,7 @@ mod args;
 mod demo;
 mod report;
 mod serve;
+mod sim;
 
 use chimney::contract::RULES;
 use chimney::demo::DemoConfig;
@@ -27,6 +28,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the target as a sink server on a TUN device in the current network namespace.
     Serve(serve::ServeArgs),
+    /// Deterministic simulation: smoltcp senders, an adversary, random host behaviours.
+    Sim(sim::SimArgs),
     /// List every rule the contract verifier checks, one per line.
     Rules,
 }
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         }
         Command::Demo(a) => demo::run(&a),
         Command::Serve(a) => serve::run(&a),
+        Command::Sim(a) => sim::run(&a),
     }
 }
 

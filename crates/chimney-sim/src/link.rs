@@ -22,11 +22,8 @@ impl Link {
     /// Sends a packet at `now`: it leaves after the link is free and its bits are out.
     pub fn send(&mut self, now: Instant, pkt: &[u8]) {
         let start = if self.free_at > now { self.free_at } else { now };
-        let tx = if self.bits_per_sec == 0 {
-            Duration::ZERO
-        } else {
-            Duration::from_nanos(pkt.len() as u64 * 8 * 1_000_000_000 / self.bits_per_sec)
-        };
+        let tx =
+            Duration::from_nanos((pkt.len() as u64 * 8 * 1_000_000_000).checked_div(self.bits_per_sec).unwrap_or(0));
         self.free_at = start + tx;
         self.imp.push(self.free_at, pkt);
     }

@@ -162,7 +162,12 @@ impl Peers {
                 }
             }
         }
-        self.iface.poll(now, &mut self.dev, &mut self.sockets);
+        // smoltcp sends at most one segment per socket per poll: poll until it is idle.
+        for _ in 0..4096 {
+            if self.iface.poll(now, &mut self.dev, &mut self.sockets) == smoltcp::iface::PollResult::None {
+                break;
+            }
+        }
     }
 
     /// When smoltcp next wants to be polled (ns).

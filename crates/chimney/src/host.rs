@@ -360,10 +360,17 @@ impl ProtocolHost for AppHost {
 }
 
 impl AppHost {
+    /// Indicate-and-post: one request after the indication, unless the application already
+    /// has more than it asked to keep (an application that posted without bound would make
+    /// every delivery pass walk an ever longer queue).
     fn top_up_chain_min_one(&mut self, conn: ConnId, policy: &AppPolicy) -> NblChain {
         let chain = self.top_up_chain(conn);
         if !chain.is_empty() {
             return chain;
+        }
+        let outstanding = self.conns.get(&conn).map_or(0, |c| c.outstanding);
+        if outstanding > policy.keep_posted {
+            return NblChain::new();
         }
         let nbl = self.new_request(policy);
         self.conns.entry(conn).or_default().outstanding += 1;

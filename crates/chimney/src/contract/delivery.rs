@@ -46,6 +46,10 @@ fn load_front(nb: &mut NetBuffer, ring: &VecDeque<u8>, len: usize) {
     }
 }
 
+/// Zero-byte requests completed per run at most: work per event stays bounded however many
+/// the host keeps posted (the rest complete on the next event or kick).
+const MAX_ZERO_PER_RUN: usize = 64;
+
 /// Tunables of the delivery layer.
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
@@ -148,6 +152,11 @@ impl Conn {
         })
     }
 
+    /// Whether the head request holds bytes this target placed (not just host pre-fill).
+    fn head_has_placed(&self) -> bool {
+        self.posted.front().is_some_and(|h| h.miniport_reserved[PLACED] > 0)
+    }
+
     fn head_is_partial_push(&self) -> bool {
         self.head_holds_data() && self.posted.front().is_some_and(|h| !h.tcp_receive_no_push())
     }
@@ -164,6 +173,7 @@ pub struct Delivery {
     nested: NestedCalls,
     wake: VecDeque<ConnId>,
     pool_waiters: VecDeque<ConnId>,
+    due_scratch: Vec<(Instant, u32)>,
     rejected: Vec<PostRejected>,
     stats: DeliveryStats,
 }
@@ -180,6 +190,7 @@ impl Delivery {
             nested: NestedCalls::new(),
             wake: VecDeque::new(),
             pool_waiters: VecDeque::new(),
+            due_scratch: Vec::new(),
             rejected: Vec::new(),
             stats: DeliveryStats::default(),
         };
@@ -262,6 +273,7 @@ impl Delivery {
     fn fill(conn: &mut Conn, new: &[u8], done: &mut NblChain, zero_done: &mut bool) -> usize {
         let mut took = 0;
         let mut zero_now = false;
+        let mut zeros = 0usize;
         loop {
             let available = conn.buffered.len() + (new.len() - took);
             let Some(head) = conn.posted.front_mut() else {
@@ -269,9 +281,10 @@ impl Delivery {
             };
             let cap = head.net_buffer().data_length();
             if cap == 0 {
-                if ambiguity::zero_byte_request_completes(available) && !*zero_done {
+                if ambiguity::zero_byte_request_completes(available) && !*zero_done && zeros < MAX_ZERO_PER_RUN {
                     Self::complete_head(conn, NdisStatus::Success, done);
                     zero_now = true;
+                    zeros += 1;
                     continue;
                 }
                 break;
@@ -400,8 +413,15 @@ impl Delivery {
         self.nested = nested;
     }
 
-    /// Connector B (INDICATE), one indication. Returns false when the pool is empty.
-    fn indicate_once(&mut self, now: Instant, id: ConnId, conn: &mut Conn, host: &mut dyn ProtocolHost) -> bool {
+    /// Connector B (INDICATE), one indication. Returns `None` when the pool is empty, else
+    /// whether the host refused some of the data (in whole or in part).
+    fn indicate_once(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        conn: &mut Conn,
+        host: &mut dyn ProtocolHost,
+    ) -> Option<bool> {
         let mut nbl = self.pool.pop_front_chain();
         let Some(n) = nbl.front_mut() else {
             self.stats.pool_empty += 1;
@@ -409,7 +429,7 @@ impl Delivery {
                 conn.waiting_pool = true;
                 self.pool_waiters.push_back(id);
             }
-            return false;
+            return None;
         };
         let mut len = conn.buffered.len().min(n.net_buffer().chain_len());
         if conn.indication_size > 0 {
@@ -445,7 +465,7 @@ impl Delivery {
         }
         self.absorb_nested(now, id, conn, &mut nested);
         self.nested = nested;
-        true
+        Some(consumed < len)
     }
 
     /// Runs the algorithm for one connection until no rule asks for another upcall: FILL,
@@ -490,7 +510,9 @@ impl Delivery {
                     conn.buffered.extend(&new[took..]);
                     new = &[];
                     let pushed = ambiguity::push_applies(conn.psh_mark, conn.consumed) || conn.push_fired;
-                    let fin_all_placed = conn.fin && conn.buffered.is_empty();
+                    // FIN pushes placed bytes; a request holding only the host's pre-fill is
+                    // not data of this stream and completes INVALID_STATE after the disconnect.
+                    let fin_all_placed = conn.fin && conn.buffered.is_empty() && conn.head_has_placed();
                     if conn.head_holds_data() && ((conn.head_is_partial_push() && pushed) || fin_all_placed) {
                         Self::complete_head(&mut conn, NdisStatus::Success, &mut done);
                     }
@@ -509,7 +531,7 @@ impl Delivery {
             if conn.phase != Phase::Open {
                 break;
             }
-            if conn.fin && conn.buffered.is_empty() && !conn.head_holds_data() {
+            if conn.fin && conn.buffered.is_empty() && !conn.head_has_placed() {
                 conn.phase = Phase::Disconnected;
                 self.upcall_event(now, id, &mut conn, TcpOffloadEvent::Disconnect, host);
                 continue;
@@ -517,10 +539,12 @@ impl Delivery {
             // Connector B: indicate when no posted request can take data (zero-byte requests
             // hold none, A8) and no refusal is pending (R-IND-7).
             if conn.posted_free == 0 && !conn.buffered.is_empty() && !conn.indicate_blocked && !refused {
-                if !self.indicate_once(now, id, &mut conn, host) {
-                    break;
+                // At most one refused indication per run, whatever the host posted inside it
+                // (a host that refuses and re-posts zero-byte requests would loop forever).
+                match self.indicate_once(now, id, &mut conn, host) {
+                    None => break,
+                    Some(r) => refused |= r,
                 }
-                refused = conn.indicate_blocked;
                 continue;
             }
             break;
@@ -736,11 +760,18 @@ impl OffloadTarget for Delivery {
     }
 
     fn handle_timeout(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
+        // Only what was due when the call began: a run may schedule a kick at `now` again (a
+        // host that refuses and re-posts inside every indication), and that must wait for the
+        // next call, or this call would never return.
+        let mut due = std::mem::take(&mut self.due_scratch);
         while let Some(&Reverse((t, idx))) = self.timers.peek() {
             if t > now {
                 break;
             }
             self.timers.pop();
+            due.push((t, idx));
+        }
+        for &(t, idx) in &due {
             let id = ConnId(idx);
             let Ok(conn) = self.conn_mut(id) else {
                 continue;
@@ -763,6 +794,8 @@ impl OffloadTarget for Delivery {
                 self.conns[idx as usize] = Some(c);
             }
         }
+        due.clear();
+        self.due_scratch = due;
         self.drive(now, host);
     }
 

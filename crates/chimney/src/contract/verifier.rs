@@ -359,7 +359,7 @@ impl VerifierCore {
                 return;
             }
         }
-        if open && c.fin && pending == 0 && head.is_none_or(|h| h.cap > 0 || h.prefilled == 0) {
+        if open && c.fin && pending == 0 {
             f.add(&rules::R_FIN_1, id, None, "FIN received and all data consumed, but no TcpIndicateDisconnect");
             return;
         }

@@ -1,0 +1,176 @@
+//! `chimney sim`: deterministic simulation runs (one seed, or a sweep), their invariants, a
+//! replay command for every failing seed, and the event log on request.
+
+use std::process::ExitCode;
+use std::time::Instant as WallClock;
+
+use chimney_sim::scenario::{Knobs, Scenario};
+
+/// `chimney sim` flags.
+#[derive(clap::Args, Debug)]
+pub struct SimArgs {
+    /// One seed to run.
+    #[arg(long, conflicts_with = "seeds")]
+    pub seed: Option<u64>,
+    /// A range of seeds, `A..B` (B excluded).
+    #[arg(long)]
+    pub seeds: Option<String>,
+    /// Bytes each connection sends (default: drawn from the seed).
+    #[arg(long)]
+    pub bytes: Option<u64>,
+    /// Connections per run (default: drawn from the seed).
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Largest loss probability drawn for the links.
+    #[arg(long)]
+    pub max_loss: Option<f64>,
+    /// Always run the scripted adversary.
+    #[arg(long, conflicts_with = "no_adversary")]
+    pub adversary: bool,
+    /// Never run the adversary.
+    #[arg(long)]
+    pub no_adversary: bool,
+    /// Clean links, plain application policies, no adversary: a plain transfer.
+    #[arg(long)]
+    pub clean: bool,
+    /// Print the event log of the run (single seed).
+    #[arg(long)]
+    pub log: bool,
+    /// Print one JSON object: {"seeds", "failures", "violations", "bytes", …}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SimArgs {
+    /// The knobs these flags describe.
+    pub fn knobs(&self) -> Knobs {
+        Knobs {
+            bytes: self.bytes,
+            connections: self.connections,
+            max_loss: self.max_loss,
+            adversary: if self.adversary {
+                Some(true)
+            } else if self.no_adversary {
+                Some(false)
+            } else {
+                None
+            },
+            clean: self.clean,
+        }
+    }
+
+    fn flags(&self) -> String {
+        let mut f = String::new();
+        if let Some(b) = self.bytes {
+            f += &format!(" --bytes {b}");
+        }
+        if let Some(c) = self.connections {
+            f += &format!(" --connections {c}");
+        }
+        if let Some(l) = self.max_loss {
+            f += &format!(" --max-loss {l}");
+        }
+        if self.adversary {
+            f += " --adversary";
+        }
+        if self.no_adversary {
+            f += " --no-adversary";
+        }
+        if self.clean {
+            f += " --clean";
+        }
+        f
+    }
+}
+
+fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
+    let (a, b) = s.split_once("..").ok_or_else(|| format!("--seeds wants A..B, got {s:?}"))?;
+    let a: u64 = a.trim().parse().map_err(|_| format!("--seeds: bad start {a:?}"))?;
+    let b: u64 = b.trim().parse().map_err(|_| format!("--seeds: bad end {b:?}"))?;
+    if b <= a {
+        return Err(format!("--seeds: empty range {s}"));
+    }
+    Ok(a..b)
+}
+
+pub fn run(a: &SimArgs) -> ExitCode {
+    let range = match (&a.seeds, a.seed) {
+        (Some(r), _) => match parse_range(r) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("chimney sim: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, Some(s)) => s..s + 1,
+        (None, None) => 1..2,
+    };
+    if let Some(l) = a.max_loss {
+        if !(0.0..=1.0).contains(&l) {
+            eprintln!("chimney sim: --max-loss must be a probability, got {l}");
+            return ExitCode::from(2);
+        }
+    }
+    let knobs = a.knobs();
+    let single = range.end - range.start == 1;
+    let t0 = WallClock::now();
+    let (mut failures, mut violations, mut bytes, mut packets) = (Vec::new(), 0usize, 0u64, 0u64);
+    let mut last_hash = 0;
+    for seed in range.clone() {
+        let sc = Scenario::from_seed(seed, &knobs);
+        let rep = match std::panic::catch_unwind(|| chimney_sim::run(&sc, a.log && single)) {
+            Ok(r) => r,
+            Err(_) => {
+                failures.push((seed, vec!["panic".to_string()]));
+                continue;
+            }
+        };
+        if a.log && single {
+            println!("{sc:#?}");
+            for l in &rep.log {
+                println!("{l}");
+            }
+        }
+        violations += rep.violations;
+        bytes += rep.bytes;
+        packets += rep.packets;
+        last_hash = rep.trace_hash;
+        if !rep.ok() {
+            failures.push((seed, rep.failures.clone()));
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let seeds = range.end - range.start;
+    if a.json {
+        let v = serde_json::json!({
+            "seeds": seeds,
+            "failures": failures.len(),
+            "violations": violations,
+            "bytes": bytes,
+            "packets": packets,
+            "seconds": secs,
+            "failing_seeds": failures.iter().map(|(s, _)| *s).take(100).collect::<Vec<_>>(),
+            "trace_hash": if single { format!("{last_hash:016x}") } else { String::new() },
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "chimney sim: {seeds} seed(s) {}..{} in {secs:.1} s: {} failure(s), {violations} contract violation(s), {bytes} stream bytes, {packets} packets",
+            range.start,
+            range.end,
+            failures.len()
+        );
+        if single {
+            println!("trace hash {last_hash:016x}");
+        }
+        for (seed, why) in failures.iter().take(20) {
+            println!("seed {seed} FAILED: {}", why.join("; "));
+            println!("  replay: chimney sim --seed {seed}{} --log", a.flags());
+        }
+    }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
