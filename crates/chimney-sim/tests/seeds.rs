@@ -45,28 +45,28 @@ fn seed_passes(seed: u64) {
     assert!(rep.ok(), "seed {seed}: {}", rep.failures.join("; "));
 }
 
-/// Regression (found by seed 7): a zero-byte request at the head is not a partially filled
+/// Regression (seed 7 failed before the fix): a zero-byte request at the head is not a partially filled
 /// push request; the verifier reported R-DEL-5.
 #[test]
 fn seed_7_zero_byte_head_is_not_partial() {
     seed_passes(7);
 }
 
-/// Regression (found by seed 9): a kick scheduled at `now` inside `handle_timeout` was run
+/// Regression (seed 9 hung before the fixes): a kick scheduled at `now` inside `handle_timeout` was run
 /// by the same call again and again; it now waits for the next call.
 #[test]
 fn seed_9_kicks_wait_for_the_next_timeout_call() {
     seed_passes(9);
 }
 
-/// Regression (found by seed 11): a host that refuses indications and posts from inside
+/// Regression (seed 11 hung before the fixes): a host that refuses indications and posts from inside
 /// them made one delivery run indicate forever; one refused indication per run now.
 #[test]
 fn seed_11_one_refused_indication_per_run() {
     seed_passes(11);
 }
 
-/// Regression (found by seed 24): after FIN, a request holding only host pre-fill was
+/// Regression (seed 24 hung before the fixes): after FIN, a request holding only host pre-fill was
 /// completed SUCCESS and re-posted forever; it now waits for the disconnect (INVALID_STATE).
 #[test]
 fn seed_24_prefill_only_request_after_fin() {
