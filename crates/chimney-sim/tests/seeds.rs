@@ -23,7 +23,7 @@ fn clean_transfers() {
 
 /// Random links (loss ≤ 5 %, duplication, reordering, corruption), random host behaviours,
 /// resets, host terminates and aborts, and the adversary on a third of the seeds.
-/// (Seeds 8, 73 and 78 still fail the liveness bound: tracked in issue 5.)
+/// (Seeds 73, 210, 424, 586, 667, 884 and 1084 still miss the liveness bound: issue 5.)
 #[test]
 fn hostile_schedules() {
     sweep(100..200, &Knobs::default());
@@ -71,4 +71,11 @@ fn seed_11_one_refused_indication_per_run() {
 #[test]
 fn seed_24_prefill_only_request_after_fin() {
     seed_passes(24);
+}
+
+/// Regression (seed 8 hung before the fix): at terminate, a request holding only the host's
+/// pre-fill was completed SUCCESS, re-posted by the host, completed again, forever.
+#[test]
+fn seed_8_prefill_only_request_at_terminate() {
+    seed_passes(8);
 }

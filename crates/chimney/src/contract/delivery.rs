@@ -720,7 +720,10 @@ impl OffloadTarget for Delivery {
         while !conn.posted.is_empty() {
             let mut done = NblChain::new();
             while !conn.posted.is_empty() {
-                let status = if conn.head_holds_data() {
+                // Only bytes this target placed make a request "hold data" here: a request
+                // holding just the host's pre-fill completes UPLOAD_IN_PROGRESS (a host that
+                // re-posts SUCCESS completions would otherwise keep the upload going forever).
+                let status = if conn.head_has_placed() {
                     ambiguity::STATUS_AT_TERMINATE_WITH_DATA
                 } else {
                     ambiguity::STATUS_AT_TERMINATE_EMPTY

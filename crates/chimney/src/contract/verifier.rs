@@ -582,7 +582,7 @@ impl VerifierCore {
                 bad(&rules::R_FIN_3, format!("posted after TcpIndicateDisconnect, completed {status} with {b} bytes"));
             } else if c.terminating
                 && !(status == NdisStatus::UploadInProgress && b == 0
-                    || status == NdisStatus::Success && (b > 0 || rec.prefilled > 0 || rec.cap == 0))
+                    || status == NdisStatus::Success && (b > 0 || rec.cap == 0))
             {
                 bad(&rules::R_TRM_2, format!("{status} with {b} bytes during terminate"));
             } else {
