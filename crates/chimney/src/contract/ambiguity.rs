@@ -44,7 +44,8 @@ pub const STATUS_AFTER_DISCONNECT: NdisStatus = NdisStatus::InvalidState;
 /// an upload).
 pub const STATUS_AT_TERMINATE_EMPTY: NdisStatus = NdisStatus::UploadInProgress;
 
-/// **A11.** A request that already holds placed bytes at terminate completes with
+/// **A11.** A request that already holds bytes the target placed (not just host pre-fill)
+/// at terminate completes with
 /// `NDIS_STATUS_SUCCESS` and its byte count, as a push would: a failure status could make a
 /// host discard bytes that are delivered nowhere else. (A6: SUCCESS with a partial count is
 /// already the push-completion meaning.)
