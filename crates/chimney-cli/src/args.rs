@@ -1,6 +1,11 @@
 //! Flags shared by `demo` and `serve`: application policy and impairments.
 
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use chimney::engine::EngineConfig;
+use chimney::tcp::TcpConfig;
+use chimney_linux::DriverConfig;
 
 use chimney::host::{AppPolicy, IndicationPolicy};
 use chimney::impair::ImpairConfig;
@@ -119,5 +124,32 @@ impl ImpairArgs {
         };
         c.validate()?;
         Ok(c)
+    }
+}
+
+/// The driver configuration `demo` and `serve` share: the engine listening on `listen`, MSS
+/// from `mtu` and the address family, the application policy and impairments from the flags.
+pub fn driver_config(
+    p: &PolicyArgs,
+    app: AppPolicy,
+    impair: ImpairConfig,
+    seed: u64,
+    listen: SocketAddr,
+    mtu: u32,
+) -> DriverConfig {
+    let ip_tcp = if listen.is_ipv6() { 60 } else { 40 };
+    let tcp = TcpConfig {
+        rcv_wnd: p.rcv_wnd,
+        rcv_indication_size: p.indication_size(),
+        mss: mtu.saturating_sub(ip_tcp).clamp(536, 65_000) as u16,
+        ..TcpConfig::default()
+    };
+    DriverConfig {
+        engine: EngineConfig { seed, listen: vec![listen], tcp, ..EngineConfig::default() },
+        policy: app,
+        stall: p.stall(),
+        impair_in: impair.clone(),
+        impair_out: impair,
+        ..DriverConfig::default()
     }
 }

@@ -10,10 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as WallClock};
 
-use chimney::engine::EngineConfig;
 use chimney::rng::SplitMix64;
-use chimney::tcp::TcpConfig;
-use chimney_linux::{ConnReport, Driver, DriverConfig, Netns, Tun};
+use chimney_linux::{ConnReport, Driver, Netns, Tun};
 use sha2::{Digest, Sha256};
 
 use crate::args::{ImpairArgs, PolicyArgs};
@@ -158,20 +156,7 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => return fail(e.to_string()),
     };
-    let tcp = TcpConfig {
-        rcv_wnd: a.policy.rcv_wnd,
-        rcv_indication_size: a.policy.indication_size(),
-        mss: (a.mtu.saturating_sub(if a.ipv6 { 60 } else { 40 })).min(65_000) as u16,
-        ..TcpConfig::default()
-    };
-    let cfg = DriverConfig {
-        engine: EngineConfig { seed: a.seed, listen: vec![target], tcp, ..EngineConfig::default() },
-        policy,
-        stall: a.policy.stall(),
-        impair_in: impair.clone(),
-        impair_out: impair,
-        ..DriverConfig::default()
-    };
+    let cfg = crate::args::driver_config(&a.policy, policy, impair, a.seed, target, a.mtu);
     let mut driver = match Driver::new(tun, cfg) {
         Ok(d) => d,
         Err(e) => return fail(e.to_string()),

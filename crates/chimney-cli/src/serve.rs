@@ -13,9 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as WallClock};
 
 use chimney::contract::ConnId;
-use chimney::engine::EngineConfig;
-use chimney::tcp::TcpConfig;
-use chimney_linux::{ConnReport, Driver, DriverConfig, Tun};
+use chimney_linux::{ConnReport, Driver, Tun};
 
 use crate::args::{ImpairArgs, PolicyArgs};
 
@@ -128,19 +126,7 @@ pub fn run(a: &ServeArgs) -> ExitCode {
             return fail(format!("creating {}: {e}", dir.display()));
         }
     }
-    let tcp = TcpConfig {
-        rcv_wnd: a.policy.rcv_wnd,
-        rcv_indication_size: a.policy.indication_size(),
-        ..TcpConfig::default()
-    };
-    let cfg = DriverConfig {
-        engine: EngineConfig { seed: a.seed, listen: vec![a.listen], tcp, ..EngineConfig::default() },
-        policy,
-        stall: a.policy.stall(),
-        impair_in: impair.clone(),
-        impair_out: impair,
-        ..DriverConfig::default()
-    };
+    let cfg = crate::args::driver_config(&a.policy, policy, impair, a.seed, a.listen, a.mtu);
     let mut driver = match Driver::new(tun, cfg) {
         Ok(d) => d,
         Err(e) => return fail(e.to_string()),
