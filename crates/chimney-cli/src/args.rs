@@ -153,3 +153,8 @@ pub fn driver_config(
         ..DriverConfig::default()
     }
 }
+
+/// Validates the application-policy and impairment flags together (`demo`, `serve`).
+pub fn parse_flags(p: &PolicyArgs, i: &ImpairArgs) -> Result<(AppPolicy, ImpairConfig), String> {
+    Ok((p.policy()?, i.config()?))
+}

@@ -133,12 +133,8 @@ pub fn run(a: &DemoArgs) -> ExitCode {
     if a.connections == 0 {
         return fail("--connections must be at least 1".into());
     }
-    let policy = match a.policy.policy() {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    let impair = match a.impair.config() {
-        Ok(c) => c,
+    let (policy, impair) = match crate::args::parse_flags(&a.policy, &a.impair) {
+        Ok(x) => x,
         Err(e) => return fail(e),
     };
     if a.sim {

@@ -84,12 +84,8 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         eprintln!("chimney serve: {msg}");
         ExitCode::from(2)
     };
-    let policy = match a.policy.policy() {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    let impair = match a.impair.config() {
-        Ok(c) => c,
+    let (policy, impair) = match crate::args::parse_flags(&a.policy, &a.impair) {
+        Ok(x) => x,
         Err(e) => return fail(e),
     };
     if let Err(e) = chimney_linux::preflight() {

@@ -223,7 +223,9 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         if after.is_some() && (before.is_none() || after < before) {
             Self::schedule(&mut self.timers, conn);
         }
-        if conn.rcv_wnd() < conn.max_window(&self.cfg.tcp) / 2 && !self.window_watch.contains(&id) {
+        // A flag on the connection, not a scan of the list: this runs for every packet.
+        if !conn.on_window_watch && conn.rcv_wnd() < conn.max_window(&self.cfg.tcp) / 2 {
+            conn.on_window_watch = true;
             self.window_watch.push(id);
         }
         Some(r)
@@ -377,9 +379,12 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         for id in watch {
             let still = self.with_conn(id, host, |c, cx| {
                 c.maybe_window_update(now, cx);
-                c.rcv_wnd() < c.max_window(cx.cfg) / 2 && !c.is_stopped()
+                let still = c.rcv_wnd() < c.max_window(cx.cfg) / 2 && !c.is_stopped();
+                c.on_window_watch = still;
+                still
             });
-            if still == Some(true) && !self.window_watch.contains(&id) {
+            // `with_conn` does not re-add a connection whose flag `still` left set.
+            if still == Some(true) {
                 self.window_watch.push(id);
             }
         }

@@ -226,6 +226,8 @@ pub struct TcpConn {
     ip_id: u16,
     /// Counters.
     pub counters: ConnCounters,
+    /// Whether the engine's window-update list holds this connection.
+    pub(crate) on_window_watch: bool,
 }
 
 impl TcpConn {
@@ -262,6 +264,7 @@ impl TcpConn {
             stopped: false,
             ip_id: 0x8000 | (id.0 as u16 & 0x7FFF),
             counters: ConnCounters::default(),
+            on_window_watch: false,
         }
     }
 
