@@ -43,6 +43,10 @@ pub struct PolicyArgs {
     /// Receive buffer per connection (InitialRcvWnd), bytes.
     #[arg(long, default_value_t = 4 << 20)]
     pub rcv_wnd: u32,
+    /// Keep-alive: probe a connection idle this many seconds (KaTimeout; 0 = off), then every
+    /// second, and upload it after 10 unanswered probes.
+    #[arg(long, default_value_t = 0)]
+    pub keepalive: u64,
 }
 
 impl PolicyArgs {
@@ -142,6 +146,7 @@ pub fn driver_config(
         rcv_wnd: p.rcv_wnd,
         rcv_indication_size: p.indication_size(),
         mss: mtu.saturating_sub(ip_tcp).clamp(536, 65_000) as u16,
+        keepalive: (p.keepalive > 0).then(|| Duration::from_secs(p.keepalive)),
         ..TcpConfig::default()
     };
     DriverConfig {

@@ -12,7 +12,7 @@ use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, Verifie
 use chimney::engine::{Engine, EngineConfig, EngineEvent, EngineStats};
 use chimney::host::{AppHost, AppPolicy, IndicationPolicy};
 use chimney::impair::{ImpairConfig, Impairment};
-use chimney::ndis::{DisconnectKind, NdisStatus, TcpOffloadEvent};
+use chimney::ndis::{DisconnectKind, NdisStatus, TcpOffloadEvent, TcpUploadReason};
 use chimney::tcp::TcpDrop;
 use chimney::Instant;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -60,16 +60,19 @@ pub enum EndReason {
     Fin,
     /// The peer reset the connection.
     Rst,
+    /// The peer went silent: keep-alive (or FIN retransmission) gave up (TimeoutExpiration).
+    Timeout,
     /// Anything else (upload for another reason, driver stop).
     Error,
 }
 
 impl EndReason {
-    /// `fin`, `rst` or `error`.
+    /// `fin`, `rst`, `timeout` or `error`.
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::Fin => "fin",
             EndReason::Rst => "rst",
+            EndReason::Timeout => "timeout",
             EndReason::Error => "error",
         }
     }
@@ -296,9 +299,14 @@ impl Driver {
                     let _ = self.engine.disconnect(now, conn, DisconnectKind::Graceful, &mut self.host);
                 }
                 TcpOffloadEvent::Abort => self.finish(now, conn, EndReason::Rst),
-                TcpOffloadEvent::Retrieve(_) => {
+                TcpOffloadEvent::Retrieve(why) => {
                     let fin = self.live.get(&conn).is_some_and(|l| l.saw_fin);
-                    self.finish(now, conn, if fin { EndReason::Fin } else { EndReason::Error });
+                    let end = match (fin, why) {
+                        (true, _) => EndReason::Fin,
+                        (false, TcpUploadReason::TimeoutExpiration) => EndReason::Timeout,
+                        _ => EndReason::Error,
+                    };
+                    self.finish(now, conn, end);
                 }
                 TcpOffloadEvent::SendBacklogChange(_) => {}
             }

@@ -279,6 +279,10 @@ pub fn run(sc: &Scenario, log: bool) -> SimReport {
         max_ooo_ranges: sc.max_ooo_ranges,
         rcv_indication_size: sc.rcv_indication_size,
         mss: (sc.mtu - ip_hdr) as u16,
+        // Keep-alive notices a sender whose only RST was lost (10 s idle, 5 probes 1 s apart).
+        keepalive: Some(Duration::from_secs(10)),
+        ka_probe_count: 5,
+        challenge_keepalive: Duration::from_secs(20),
         ..TcpConfig::default()
     };
     let mut engine = Engine::new(
@@ -508,7 +512,18 @@ pub fn run(sc: &Scenario, log: bool) -> SimReport {
             break;
         }
         if now.saturating_duration_since(Instant::ZERO) > bound {
-            rep.failures.push(format!("liveness: not finished after {:?} of virtual time", bound));
+            let mut why = String::new();
+            for (id, l) in &live {
+                let tcp = engine.conn(*id).map(|c| format!("{:?} wnd={}", c.state, c.rcv_wnd()));
+                why += &format!(
+                    "; sender {} {:?} {:?} | {}",
+                    l.sender,
+                    peers.state(l.sender),
+                    tcp,
+                    engine.delivery().inner().describe(*id)
+                );
+            }
+            rep.failures.push(format!("liveness: not finished after {:?} of virtual time{why}", bound));
             break;
         }
         let next = [
@@ -526,6 +541,9 @@ pub fn run(sc: &Scenario, log: bool) -> SimReport {
             down.next_due(),
             adversary.as_ref().and_then(|a| a.next_due()),
             live.values().filter_map(|l| l.zero_since).map(|t| t + Duration::from_millis(20)).min(),
+            // An application holding indicated NBLs returns them shortly (the pool may be
+            // waiting for them).
+            host.holds_indications().then(|| now + Duration::from_micros(100)),
         ]
         .into_iter()
         .flatten()

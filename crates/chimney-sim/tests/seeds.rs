@@ -79,3 +79,40 @@ fn seed_24_prefill_only_request_after_fin() {
 fn seed_8_prefill_only_request_at_terminate() {
     seed_passes(8);
 }
+
+/// Regression (seed 1084 hung before keep-alive): the sender's only RST was lost; keep-alive
+/// probes draw a RST from the peer's stack (or time out) and the connection ends.
+#[test]
+fn seed_1084_lost_rst_ended_by_keepalive() {
+    seed_passes(1084);
+}
+
+/// Regression (seed 210 hung before keep-alive): as seed 1084, with another schedule.
+#[test]
+fn seed_210_lost_rst_ended_by_keepalive() {
+    seed_passes(210);
+}
+
+/// Regression (seed 1022 hung before the fix): the indication pool was refilled by a return
+/// made inside an upcall of the very connection waiting for it; that waiter was dropped
+/// (the connection was out of the table while it ran) and never indicated again.
+#[test]
+fn seed_1022_pool_waiter_woken_by_its_own_upcall() {
+    seed_passes(1022);
+}
+
+/// Regression (seed 586 hung before the fix): the window update that reopened a zero window
+/// was corrupted on the link and smoltcp has no persist timer; the update is now repeated
+/// with backoff until data arrives.
+#[test]
+fn seed_586_lost_window_update_repeated() {
+    seed_passes(586);
+}
+
+/// Regression (seed 474 hung before the fix): an application holding indicated NBLs with a
+/// one-NBL pool; the simulator now lets held NBLs return promptly instead of at the next
+/// unrelated timer.
+#[test]
+fn seed_474_held_indications_return_promptly() {
+    seed_passes(474);
+}

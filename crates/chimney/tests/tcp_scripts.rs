@@ -120,6 +120,10 @@ impl Run {
                 "ooo_ranges" => ecfg.tcp.max_ooo_ranges = v.parse().unwrap(),
                 "ind_size" => ecfg.tcp.rcv_indication_size = v.parse().unwrap(),
                 "push_ms" => dcfg.push_timeout = Duration::from_millis(v.parse().unwrap()),
+                "ka_ms" => ecfg.tcp.keepalive = Some(Duration::from_millis(v.parse().unwrap())),
+                "ka_interval_ms" => ecfg.tcp.ka_interval = Duration::from_millis(v.parse().unwrap()),
+                "ka_probes" => ecfg.tcp.ka_probe_count = v.parse().unwrap(),
+                "challenge_ka_ms" => ecfg.tcp.challenge_keepalive = Duration::from_millis(v.parse().unwrap()),
                 "v6" => v6 = v == "1",
                 _ => panic!("{name}: unknown config {k}"),
             }

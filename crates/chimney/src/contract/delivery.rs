@@ -223,6 +223,29 @@ impl Delivery {
         self.conn(conn).map_or(0, |c| c.buffered.len())
     }
 
+    /// A one-line summary of `conn`'s delivery state, for diagnosing a stuck run.
+    pub fn describe(&self, conn: ConnId) -> String {
+        match self.conn(conn) {
+            None => format!("{conn}: not offloaded"),
+            Some(c) => format!(
+                "{conn}: {:?} fin={} buffered={} posted={} fed={} consumed={} blocked={} pool_wait={} push={:?} timer={:?} pool={}/{} waiters={:?}",
+                c.phase,
+                c.fin,
+                c.buffered.len(),
+                c.posted.len(),
+                c.fed,
+                c.consumed,
+                c.indicate_blocked,
+                c.waiting_pool,
+                c.push_deadline,
+                c.timer_entry,
+                self.pool.len(),
+                self.cfg.indication_pool,
+                self.pool_waiters
+            ),
+        }
+    }
+
     /// Connections currently offloaded.
     pub fn connections(&self) -> usize {
         self.conns.iter().filter(|c| c.is_some()).count()
@@ -368,11 +391,13 @@ impl Delivery {
             }
         }
         if !self.pool.is_empty() {
+            // A waiter may be the connection whose upcall made this return (taken out of the
+            // table while it runs): wake it all the same; `indicate_once` clears its flag.
             while let Some(id) = self.pool_waiters.pop_front() {
                 if let Ok(c) = self.conn_mut(id) {
                     c.waiting_pool = false;
-                    self.wake.push_back(id);
                 }
+                self.wake.push_back(id);
             }
         }
     }
@@ -431,6 +456,7 @@ impl Delivery {
             }
             return None;
         };
+        conn.waiting_pool = false;
         let mut len = conn.buffered.len().min(n.net_buffer().chain_len());
         if conn.indication_size > 0 {
             len = len.min(conn.indication_size);

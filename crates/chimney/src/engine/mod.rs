@@ -302,12 +302,14 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
                 return;
             }
         }
-        let conn = TcpConn::new(id, &n.negotiated, &self.cfg.tcp);
+        let conn = TcpConn::new(now, id, &n.negotiated, &self.cfg.tcp);
         let idx = id.0 as usize;
         if self.conns.len() <= idx {
             self.conns.resize_with(idx + 1, || None);
         }
         self.table.insert((n.negotiated.local, n.negotiated.remote), id);
+        // Timers that start at offload (keep-alive) need a heap entry from the start.
+        Self::schedule(&mut self.timers, &conn);
         self.conns[idx] = Some(Box::new(conn));
         self.stats.offloads += 1;
         self.events.push_back(EngineEvent::Offloaded {

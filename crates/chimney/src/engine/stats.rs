@@ -66,6 +66,10 @@ pub struct EngineStats {
     pub delivered_bytes: u64,
     /// Assembler work units.
     pub work: u64,
+    /// Keep-alive probes sent.
+    pub keepalive_probes: u64,
+    /// Window updates repeated because no data followed them.
+    pub window_update_repeats: u64,
 }
 
 impl EngineStats {
@@ -92,6 +96,8 @@ impl EngineStats {
         }
         self.delivered_bytes += c.delivered_bytes;
         self.work += c.work;
+        self.keepalive_probes += c.keepalive_probes;
+        self.window_update_repeats += c.window_update_repeats;
     }
 
     /// Wire drops for `e`.

@@ -40,6 +40,15 @@ pub struct TcpConfig {
     pub max_retransmits: u32,
     /// Minimum spacing of challenge ACKs for in-window SYNs (R-SYN-1: 3 s).
     pub syn_challenge_interval: Duration,
+    /// `KaTimeout` with `TCP_FLAG_KEEP_ALIVE_ENABLED`: idle time before the first keep-alive
+    /// probe; `None` = keep-alive off (it still runs after a challenge ACK, R-RST-2).
+    pub keepalive: Option<Duration>,
+    /// `KaInterval`: time between unanswered probes (1 s when the host gives zero).
+    pub ka_interval: Duration,
+    /// `KaProbeCount`: unanswered probes before the connection is uploaded closed (10).
+    pub ka_probe_count: u8,
+    /// Delay of the keep-alive armed by a challenge ACK (R-RST-2: 5 minutes).
+    pub challenge_keepalive: Duration,
 }
 
 impl Default for TcpConfig {
@@ -54,6 +63,10 @@ impl Default for TcpConfig {
             rto: Duration::from_secs(1),
             max_retransmits: 5,
             syn_challenge_interval: Duration::from_secs(3),
+            keepalive: None,
+            ka_interval: Duration::from_secs(1),
+            ka_probe_count: 10,
+            challenge_keepalive: Duration::from_secs(300),
         }
     }
 }
@@ -127,6 +140,10 @@ pub struct ConnCounters {
     pub retransmitted: u64,
     /// RSTs sent.
     pub out_resets: u64,
+    /// Keep-alive probes sent.
+    pub keepalive_probes: u64,
+    /// Window updates repeated because no data followed them.
+    pub window_update_repeats: u64,
     /// In-order payload bytes handed to the delivery layer.
     pub delivered_bytes: u64,
     /// Drops by reason.
@@ -222,6 +239,14 @@ pub struct TcpConn {
     rto_at: Option<Instant>,
     rto: Duration,
     retries: u32,
+    /// Keep-alive deadline: the idle timer, a probe, or R-RST-2's 5-minute timer.
+    ka_at: Option<Instant>,
+    /// Keep-alive probes sent and not answered yet.
+    ka_probes: u8,
+    /// When to repeat a window update that reopened a closed window (no data since).
+    wu_at: Option<Instant>,
+    /// Window-update repeats sent.
+    wu_tries: u8,
     stopped: bool,
     ip_id: u16,
     /// Counters.
@@ -231,8 +256,8 @@ pub struct TcpConn {
 }
 
 impl TcpConn {
-    /// State for a connection the host just offloaded.
-    pub fn new(id: ConnId, n: &Negotiated, cfg: &TcpConfig) -> TcpConn {
+    /// State for a connection the host just offloaded at `now`.
+    pub fn new(now: Instant, id: ConnId, n: &Negotiated, cfg: &TcpConfig) -> TcpConn {
         TcpConn {
             id,
             local: n.local,
@@ -261,6 +286,10 @@ impl TcpConn {
             rto_at: None,
             rto: cfg.rto,
             retries: 0,
+            ka_at: cfg.keepalive.map(|idle| now + idle),
+            ka_probes: 0,
+            wu_at: None,
+            wu_tries: 0,
             stopped: false,
             ip_id: 0x8000 | (id.0 as u16 & 0x7FFF),
             counters: ConnCounters::default(),
@@ -305,10 +334,7 @@ impl TcpConn {
 
     /// The earliest timer of this connection.
     pub fn next_deadline(&self) -> Option<Instant> {
-        match (self.delack_at, self.rto_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.delack_at, self.rto_at, self.ka_at, self.wu_at].into_iter().flatten().min()
     }
 
     /// Whether the connection stopped processing (upload requested or aborted).
@@ -399,10 +425,19 @@ impl TcpConn {
     }
 
     /// After the host posted or consumed: sends a window update if the window opened enough.
+    ///
+    /// A window that reopens from below one segment is re-announced with backoff until data
+    /// arrives: if that update is lost, a sender without a persist timer (smoltcp has none)
+    /// would otherwise wait forever for a window it will never hear about.
     pub fn maybe_window_update(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        let before = self.rcv_wnd();
         if !self.stopped && self.can_receive() && self.update_window(cx) {
             let seq = self.snd_nxt;
             self.emit(now, cx, seq, flags::ACK);
+            if before < u32::from(self.peer_mss) && self.wu_at.is_none() {
+                self.wu_tries = 0;
+                self.wu_at = Some(now + cx.cfg.rto);
+            }
         }
     }
 
@@ -418,6 +453,8 @@ impl TcpConn {
         self.stopped = true;
         self.delack_at = None;
         self.rto_at = None;
+        self.ka_at = None;
+        self.wu_at = None;
         host_event(now, cx, self.id, TcpOffloadEvent::Retrieve(reason));
     }
 
@@ -438,12 +475,15 @@ impl TcpConn {
                 self.state = TcpConnectionState::Closed;
                 self.delack_at = None;
                 self.rto_at = None;
+                self.ka_at = None;
+                self.wu_at = None;
                 let _ = cx.delivery.receive_rst(now, self.id, cx.host);
             } else if wnd > 0 && in_window(seq) {
                 self.counters.drop(TcpDrop::RstInWindow);
                 if !self.rst_challenged {
                     self.rst_challenged = true;
                     self.send_ack(now, cx);
+                    self.arm_challenge_keepalive(now, cx);
                 }
             } else {
                 self.counters.drop(TcpDrop::RstOutOfWindow);
@@ -468,6 +508,7 @@ impl TcpConn {
                 if due {
                     self.last_syn_challenge = Some(now);
                     self.send_ack(now, cx);
+                    self.arm_challenge_keepalive(now, cx);
                 }
             } else {
                 self.send_ack(now, cx);
@@ -488,6 +529,9 @@ impl TcpConn {
             return;
         }
         self.rst_challenged = false;
+        // The peer is alive: restart the idle timer (or stop a challenge-armed one).
+        self.ka_probes = 0;
+        self.ka_at = cx.cfg.keepalive.map(|idle| now + idle);
         if !seg.has(flags::ACK) {
             self.counters.drop(TcpDrop::NoAck);
             return;
@@ -525,6 +569,8 @@ impl TcpConn {
     }
 
     fn on_data(&mut self, now: Instant, seq: SeqNum, payload: &[u8], psh: bool, fin: bool, cx: &mut Cx<'_>) {
+        // Data (even a retransmission) means the sender saw a window: stop re-announcing it.
+        self.wu_at = None;
         let mut start = seq;
         let mut data = payload;
         let mut fin = fin;
@@ -718,6 +764,37 @@ impl TcpConn {
         self.state = TcpConnectionState::Closed;
         self.delack_at = None;
         self.rto_at = None;
+        self.ka_at = None;
+        self.wu_at = None;
+    }
+
+    /// R-RST-2 / R-SYN-1: after a challenge ACK, keep-alive fires within 5 minutes even when
+    /// the host did not enable it, so a peer whose reset was lost is eventually noticed.
+    fn arm_challenge_keepalive(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        let at = now + cx.cfg.challenge_keepalive;
+        if self.ka_probes == 0 {
+            self.ka_at = Some(self.ka_at.map_or(at, |t| t.min(at)));
+        }
+    }
+
+    /// Keep-alive expiry: one more probe (SEG.SEQ = SND.NXT − 1, which the peer must answer
+    /// with an ACK, or a RST if it lost the connection), or, after `KaProbeCount` unanswered
+    /// probes, upload in CLOSED state (TimeoutExpiration).
+    fn on_keepalive(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        let count = if cx.cfg.ka_probe_count == 0 { 10 } else { cx.cfg.ka_probe_count };
+        if self.ka_probes >= count {
+            self.ka_at = None;
+            self.state = TcpConnectionState::Closed;
+            self.upload(now, cx, TcpUploadReason::TimeoutExpiration);
+            return;
+        }
+        self.ka_probes += 1;
+        self.counters.keepalive_probes += 1;
+        let seq = SeqNum(self.snd_nxt.0.wrapping_sub(1));
+        self.update_window(cx);
+        self.emit(now, cx, seq, flags::ACK);
+        let interval = if cx.cfg.ka_interval.is_zero() { Duration::from_secs(1) } else { cx.cfg.ka_interval };
+        self.ka_at = Some(now + interval);
     }
 
     /// Runs the connection's timers due at `now`.
@@ -725,6 +802,18 @@ impl TcpConn {
         if self.delack_at.is_some_and(|t| t <= now) {
             self.delack_at = None;
             self.send_ack(now, cx);
+        }
+        if self.wu_at.is_some_and(|t| t <= now) {
+            self.wu_tries += 1;
+            self.wu_at = (self.wu_tries < 6).then(|| now + cx.cfg.rto * (1 << self.wu_tries));
+            self.counters.window_update_repeats += 1;
+            self.send_ack(now, cx);
+        }
+        if self.ka_at.is_some_and(|t| t <= now) && !self.stopped {
+            self.on_keepalive(now, cx);
+            if self.stopped {
+                return;
+            }
         }
         if self.rto_at.is_some_and(|t| t <= now) {
             let Some(fin) = self.fin_seq else {
