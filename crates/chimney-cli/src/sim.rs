@@ -4,7 +4,10 @@
 use std::process::ExitCode;
 use std::time::Instant as WallClock;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use chimney_sim::scenario::{Knobs, Scenario};
+use chimney_sim::SimReport;
 
 /// `chimney sim` flags.
 #[derive(clap::Args, Debug)]
@@ -39,6 +42,10 @@ pub struct SimArgs {
     /// Print one JSON object: {"seeds", "failures", "violations", "bytes", …}.
     #[arg(long)]
     pub json: bool,
+    /// Worker threads for a sweep (default: the machine's cores). Each seed is still one
+    /// single-threaded, deterministic run; only whole seeds are spread over threads.
+    #[arg(long)]
+    pub jobs: Option<usize>,
 }
 
 impl SimArgs {
@@ -83,6 +90,51 @@ impl SimArgs {
     }
 }
 
+/// One seed (`None` = it panicked); with `log`, prints the scenario and its event log.
+fn run_seed(seed: u64, knobs: &Knobs, log: bool) -> (u64, Option<SimReport>) {
+    let sc = Scenario::from_seed(seed, knobs);
+    let rep = std::panic::catch_unwind(|| chimney_sim::run(&sc, log)).ok();
+    if let (true, Some(r)) = (log, rep.as_ref()) {
+        println!("{sc:#?}");
+        for l in &r.log {
+            println!("{l}");
+        }
+    }
+    (
+        seed,
+        rep.map(|mut r| {
+            r.log = Vec::new();
+            r
+        }),
+    )
+}
+
+/// Runs every seed of `range` on `jobs` threads (seeds handed out one at a time), results in
+/// seed order.
+fn sweep(range: std::ops::Range<u64>, knobs: &Knobs, jobs: usize) -> Vec<(u64, Option<SimReport>)> {
+    let next = AtomicU64::new(range.start);
+    let mut all: Vec<(u64, Option<SimReport>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..jobs.max(1))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let seed = next.fetch_add(1, Ordering::Relaxed);
+                        if seed >= range.end {
+                            break;
+                        }
+                        mine.push(run_seed(seed, knobs, false));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+    });
+    all.sort_by_key(|(seed, _)| *seed);
+    all
+}
+
 fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
     let (a, b) = s.split_once("..").ok_or_else(|| format!("--seeds wants A..B, got {s:?}"))?;
     let a: u64 = a.trim().parse().map_err(|_| format!("--seeds: bad start {a:?}"))?;
@@ -113,24 +165,26 @@ pub fn run(a: &SimArgs) -> ExitCode {
     }
     let knobs = a.knobs();
     let single = range.end - range.start == 1;
+    let jobs = match a.jobs {
+        Some(0) => {
+            eprintln!("chimney sim: --jobs must be at least 1");
+            return ExitCode::from(2);
+        }
+        Some(j) => j,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
     let t0 = WallClock::now();
+    let outcomes = if single { vec![run_seed(range.start, &knobs, a.log)] } else { sweep(range.clone(), &knobs, jobs) };
     let (mut failures, mut violations, mut bytes, mut packets) = (Vec::new(), 0usize, 0u64, 0u64);
     let mut last_hash = 0;
-    for seed in range.clone() {
-        let sc = Scenario::from_seed(seed, &knobs);
-        let rep = match std::panic::catch_unwind(|| chimney_sim::run(&sc, a.log && single)) {
-            Ok(r) => r,
-            Err(_) => {
+    for (seed, rep) in outcomes {
+        let rep = match rep {
+            Some(r) => r,
+            None => {
                 failures.push((seed, vec!["panic".to_string()]));
                 continue;
             }
         };
-        if a.log && single {
-            println!("{sc:#?}");
-            for l in &rep.log {
-                println!("{l}");
-            }
-        }
         violations += rep.violations;
         bytes += rep.bytes;
         packets += rep.packets;
