@@ -176,6 +176,7 @@ pub fn run(a: &SimArgs) -> ExitCode {
     let t0 = WallClock::now();
     let outcomes = if single { vec![run_seed(range.start, &knobs, a.log)] } else { sweep(range.clone(), &knobs, jobs) };
     let (mut failures, mut violations, mut bytes, mut packets) = (Vec::new(), 0usize, 0u64, 0u64);
+    let mut reoffloads = 0u64;
     let mut last_hash = 0;
     for (seed, rep) in outcomes {
         let rep = match rep {
@@ -188,6 +189,7 @@ pub fn run(a: &SimArgs) -> ExitCode {
         violations += rep.violations;
         bytes += rep.bytes;
         packets += rep.packets;
+        reoffloads += rep.reoffloads;
         last_hash = rep.trace_hash;
         if !rep.ok() {
             failures.push((seed, rep.failures.clone()));
@@ -202,6 +204,7 @@ pub fn run(a: &SimArgs) -> ExitCode {
             "violations": violations,
             "bytes": bytes,
             "packets": packets,
+            "reoffloads": reoffloads,
             "seconds": secs,
             "failing_seeds": failures.iter().map(|(s, _)| *s).take(100).collect::<Vec<_>>(),
             "trace_hash": if single { format!("{last_hash:016x}") } else { String::new() },

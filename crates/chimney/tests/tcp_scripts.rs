@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, Verifier, VerifierMode};
+use chimney::contract::{ApiMisuse, ConnId, Delivery, DeliveryConfig, OffloadTarget, Verifier, VerifierMode};
 use chimney::engine::{Engine, EngineConfig, EngineEvent};
 use chimney::host::{AppHost, AppPolicy, IndicationPolicy};
 use chimney::ndis::{DisconnectKind, TcpOffloadEvent, TcpUploadReason};
@@ -375,6 +375,29 @@ impl Run {
                 }
                 self.host.hold(d.buffered_data);
                 self.host.return_held(self.now, &mut self.engine);
+                self.drain();
+            }
+            "reoffload" => {
+                // Terminate, hand BufferedData to the application, offload again at once.
+                let c = self.conn();
+                let mut n = self.engine.negotiated(c).unwrap();
+                let d = self.engine.terminate_offload(self.now, c, &mut self.host).unwrap();
+                self.host.take_uploaded(c, d.buffered_data);
+                self.host.return_held(self.now, &mut self.engine);
+                n.rcv_nxt = d.rcv_nxt;
+                n.rcv_adv = d.rcv_nxt.wrapping_add(d.rcv_wnd);
+                n.ts_recent = n.ts_recent.map(|_| d.ts_recent);
+                self.conn = None;
+                match self.engine.reoffload(self.now, n.clone(), &mut self.host) {
+                    Ok(id) => {
+                        // The 4-tuple is offloaded now: a second re-offload is API misuse.
+                        let again = self.engine.reoffload(self.now, n, &mut self.host);
+                        if !matches!(again, Err(ApiMisuse::ConnectionExists(x)) if x == id) {
+                            self.fail(format!("second re-offload of one 4-tuple: {again:?}"));
+                        }
+                    }
+                    Err(e) => self.fail(format!("re-offload refused: {e}")),
+                }
                 self.drain();
             }
             "corrupt" => self.corrupt_next = true,

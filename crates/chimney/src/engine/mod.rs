@@ -21,7 +21,7 @@ pub use stats::{EngineStats, IpOffloadStats, TcpOffloadStats};
 
 use crate::contract::{ApiMisuse, ConnId, InitiateFailed, OffloadTarget, PostRejected, ProtocolHost, ReceiveInput};
 use crate::ndis::{DisconnectKind, NblChain, NdisStatus, TcpConnectionState, TcpDelegatedState, TcpOffloadState};
-use crate::tcp::{Cx, TcpConfig, TcpConn};
+use crate::tcp::{Cx, Negotiated, TcpConfig, TcpConn};
 use crate::time::Instant;
 use crate::wire::{self, flags, SegmentRepr, TcpOptions, WireError};
 
@@ -277,11 +277,41 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
                     self.stats.tcp.out_resets += 1;
                 }
             }
-            listener::Outcome::Established(n) => self.offload(now, *n, host),
+            listener::Outcome::Established(n) => {
+                let _ = self.offload(now, *n, host);
+            }
         }
     }
 
-    fn offload(&mut self, now: Instant, n: listener::Established, host: &mut dyn ProtocolHost) {
+    /// Offloads an established connection again after the host uploaded it (terminate,
+    /// inspect, give back): `n` is what [`Engine::negotiated`] returned before the terminate,
+    /// with RCV.NXT, the window edge and TS.Recent taken from the returned delegated state.
+    /// Bytes the terminate handed back as BufferedData belong to the host by then. Fails
+    /// (and the peer gets an RST, as for any handshake that cannot be offloaded) when no
+    /// connection slot is free or the delivery layer refuses; a 4-tuple that is still
+    /// offloaded is refused without touching it.
+    pub fn reoffload(&mut self, now: Instant, n: Negotiated, host: &mut dyn ProtocolHost) -> Result<ConnId, ApiMisuse> {
+        if let Some(&id) = self.table.get(&(n.local, n.remote)) {
+            return Err(ApiMisuse::ConnectionExists(id));
+        }
+        let e = listener::Established {
+            negotiated: n,
+            peer: TcpOptions::default(),
+            buffered: Vec::new(),
+            forward: Vec::new(),
+            // No BufferedData, so no host NBL is built from this serial.
+            serial: 0,
+        };
+        self.offload(now, e, host).ok_or(ApiMisuse::Unsupported("no connection slot, or the delivery layer refused"))
+    }
+
+    /// The negotiated state of an offloaded connection, for a host that will terminate and
+    /// re-offload it ([`Engine::reoffload`]).
+    pub fn negotiated(&self, id: ConnId) -> Option<Negotiated> {
+        self.conn(id).map(TcpConn::negotiated)
+    }
+
+    fn offload(&mut self, now: Instant, n: listener::Established, host: &mut dyn ProtocolHost) -> Option<ConnId> {
         let id = match self.free_ids.pop() {
             Some(i) => ConnId(i),
             None if self.next_id < self.cfg.max_connections => {
@@ -290,7 +320,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
             }
             None => {
                 self.refuse_offload(&n);
-                return;
+                return None;
             }
         };
         let state = n.offload_state(&self.cfg.tcp);
@@ -299,7 +329,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
             Err(_) => {
                 self.free_ids.push(id.0);
                 self.refuse_offload(&n);
-                return;
+                return None;
             }
         }
         let conn = TcpConn::new(now, id, &n.negotiated, &self.cfg.tcp);
@@ -323,6 +353,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
                 self.with_conn(id, host, |c, cx| c.on_segment(now, &seg, cx));
             }
         }
+        Some(id)
     }
 
     /// A handshake that cannot be offloaded (no connection slot, delivery refused): the host

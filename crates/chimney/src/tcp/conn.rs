@@ -297,6 +297,25 @@ impl TcpConn {
         }
     }
 
+    /// The connection's negotiated state as it stands now: what a host that uploaded it
+    /// would hand back to offload it again (RCV.NXT, SND.NXT, the advertised right edge,
+    /// TS.Recent and our TSval offset, so nothing the peer saw moves backwards). A window
+    /// scale of 0 reads back as "not negotiated", which receives identically.
+    pub fn negotiated(&self) -> Negotiated {
+        Negotiated {
+            local: self.local,
+            remote: self.remote,
+            rcv_nxt: self.rcv_nxt.0,
+            snd_nxt: self.snd_nxt.0,
+            rcv_wscale: (self.rcv_wscale > 0).then_some(self.rcv_wscale),
+            peer_mss: self.peer_mss,
+            sack: self.sack,
+            ts_recent: self.ts.map(|t| t.recent),
+            ts_offset: self.ts.map_or(0, |t| t.offset),
+            rcv_adv: self.rcv_adv.0,
+        }
+    }
+
     /// RCV.NXT.
     pub fn rcv_nxt(&self) -> u32 {
         self.rcv_nxt.0
