@@ -177,6 +177,7 @@ pub fn run(a: &SimArgs) -> ExitCode {
     let outcomes = if single { vec![run_seed(range.start, &knobs, a.log)] } else { sweep(range.clone(), &knobs, jobs) };
     let (mut failures, mut violations, mut bytes, mut packets) = (Vec::new(), 0usize, 0u64, 0u64);
     let mut reoffloads = 0u64;
+    let mut drops: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     let mut last_hash = 0;
     for (seed, rep) in outcomes {
         let rep = match rep {
@@ -190,6 +191,9 @@ pub fn run(a: &SimArgs) -> ExitCode {
         bytes += rep.bytes;
         packets += rep.packets;
         reoffloads += rep.reoffloads;
+        for (k, n) in &rep.drops {
+            *drops.entry(k.clone()).or_default() += n;
+        }
         last_hash = rep.trace_hash;
         if !rep.ok() {
             failures.push((seed, rep.failures.clone()));
@@ -205,6 +209,7 @@ pub fn run(a: &SimArgs) -> ExitCode {
             "bytes": bytes,
             "packets": packets,
             "reoffloads": reoffloads,
+            "drops": drops,
             "seconds": secs,
             "failing_seeds": failures.iter().map(|(s, _)| *s).take(100).collect::<Vec<_>>(),
             "trace_hash": if single { format!("{last_hash:016x}") } else { String::new() },

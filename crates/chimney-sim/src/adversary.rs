@@ -32,13 +32,29 @@ pub struct Adversary {
     phase: u32,
     step: u64,
     ack_fin: Option<u32>,
+    /// The target's window scale and last advertised window to it (bytes).
+    wscale: u8,
+    wnd: u64,
+    /// What it saw of the target's connections to the smoltcp senders, by peer port: the
+    /// target's SEQ and ACK (RCV.NXT) and window field — an attacker that knows where the
+    /// window is, but not an acceptable ACK.
+    seen: std::collections::BTreeMap<u16, (u32, u32, u16)>,
 }
 
 impl Adversary {
     /// An adversary at `me` attacking `target`.
     pub fn new(seed: u64, me: SocketAddr, target: SocketAddr, mss: usize) -> Adversary {
         let mut rng = SplitMix64::new(seed ^ 0xADAD);
-        let len = 2000 + rng.below(60_000);
+        let mut len = 2000 + rng.below(60_000);
+        // Low MSS on a quarter of the runs (tiny segments all the way), with a shorter stream.
+        let mss = match rng.below(8) {
+            0 => 16,
+            1 => 64,
+            _ => mss.max(64),
+        };
+        if mss < 128 {
+            len = len.min(mss as u64 * 300);
+        }
         Adversary {
             isn: u32::MAX - rng.below(3000) as u32,
             ts: u32::MAX - rng.below(500) as u32,
@@ -46,7 +62,7 @@ impl Adversary {
             rng,
             me,
             target,
-            mss: mss.max(64),
+            mss,
             len,
             iss: None,
             acked: 0,
@@ -55,6 +71,18 @@ impl Adversary {
             phase: 0,
             step: 0,
             ack_fin: None,
+            wscale: 0,
+            wnd: 0,
+            seen: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Watches a packet the target sent to a smoltcp sender (checksums verified).
+    pub fn observe(&mut self, p: &[u8]) {
+        if let Ok(s) = wire::parse(p) {
+            if s.has(flags::ACK) && !s.has(flags::SYN) {
+                self.seen.insert(s.dst_port, (s.seq, s.ack, s.window));
+            }
         }
     }
 
@@ -79,7 +107,11 @@ impl Adversary {
         let Ok(s) = wire::parse(p) else { return };
         if s.has(flags::SYN) && s.has(flags::ACK) {
             self.iss = Some(s.seq);
+            self.wscale = s.options.window_scale.unwrap_or(0).min(14);
             return;
+        }
+        if s.has(flags::ACK) {
+            self.wnd = u64::from(s.window) << self.wscale;
         }
         if s.has(flags::FIN) {
             self.ack_fin = Some(s.seq.wrapping_add(1));
@@ -93,6 +125,14 @@ impl Adversary {
                 self.acked = self.len;
                 self.fin_acked = true;
             }
+        }
+    }
+
+    /// The smoltcp senders' address (the adversary's, minus one).
+    fn peer_ip(&self) -> std::net::IpAddr {
+        match self.me.ip() {
+            std::net::IpAddr::V4(a) => std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from(a) - 1)),
+            std::net::IpAddr::V6(a) => std::net::IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a) - 1)),
         }
     }
 
@@ -221,10 +261,7 @@ impl Adversary {
                 for s in &peers.senders {
                     let seq = self.rng.next_u64() as u32;
                     let fl = if self.rng.below(2) == 0 { flags::RST } else { flags::SYN };
-                    let peer_ip = match self.me.ip() {
-                        std::net::IpAddr::V4(a) => std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from(a) - 1)),
-                        std::net::IpAddr::V6(a) => std::net::IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a) - 1)),
-                    };
+                    let peer_ip = self.peer_ip();
                     let r = SegmentRepr {
                         src: peer_ip,
                         dst: self.target.ip(),
@@ -243,6 +280,49 @@ impl Adversary {
                     out.push(v);
                 }
             }
+            // Window probes and the right edge: a zero-length probe, a segment straddling the
+            // edge (only its in-window part may be taken), one just beyond it.
+            5 => {
+                out.push(self.seg(base, 0, flags::ACK, false));
+                let edge = base + self.wnd;
+                if edge >= 4 && edge - 4 < self.len {
+                    let l = (self.len - (edge - 4)).min(8) as usize;
+                    out.push(self.seg(edge - 4, l, flags::ACK, false));
+                }
+                if edge < self.len {
+                    out.push(self.seg(edge, 1, flags::ACK, false));
+                }
+            }
+            // Blind data injection into every smoltcp connection at offsets around its window,
+            // with the right SEQ but an ACK half the sequence space away (RFC 5961 §5): the
+            // garbage must never reach a stream.
+            6 => {
+                let seen: Vec<(u16, (u32, u32, u16))> = self.seen.iter().map(|(k, v)| (*k, *v)).collect();
+                for (port, (seq, ack, win)) in seen {
+                    let wnd = u32::from(win).max(1) << 7;
+                    let at =
+                        [ack.wrapping_sub(10), ack, ack.wrapping_add(wnd / 2), ack.wrapping_add(wnd.saturating_sub(1))];
+                    let pick = at[self.rng.below(4) as usize];
+                    let mut junk = vec![0u8; 1 + self.rng.below(mss.min(512)) as usize];
+                    self.rng.fill(&mut junk);
+                    let r = SegmentRepr {
+                        src: self.peer_ip(),
+                        dst: self.target.ip(),
+                        src_port: port,
+                        dst_port: self.target.port(),
+                        seq: pick,
+                        ack: seq.wrapping_add(1 << 31),
+                        flags: flags::ACK | flags::PSH,
+                        window: 65535,
+                        options: TcpOptions::default(),
+                        payload: &junk,
+                        ip_id: 9,
+                    };
+                    let mut v = Vec::new();
+                    r.emit(&mut v);
+                    out.push(v);
+                }
+            }
             _ => {}
         }
         // Then progress: the next in-order segment (a real sender's retransmission).
@@ -252,7 +332,7 @@ impl Adversary {
         } else {
             out.push(self.seg(self.len, 0, flags::ACK | flags::FIN, false));
         }
-        self.phase = (self.phase + 1) % 6;
+        self.phase = (self.phase + 1) % 7;
         out
     }
 }

@@ -208,6 +208,8 @@ pub struct SimReport {
     pub trace_hash: u64,
     /// Connections terminated and offloaded again mid-stream.
     pub reoffloads: u64,
+    /// The engine's non-zero drop counters by reason (what the run exercised).
+    pub drops: Vec<(String, u64)>,
     /// The event log, when asked for.
     pub log: Vec<String>,
 }
@@ -559,6 +561,9 @@ pub fn run(sc: &Scenario, log: bool) -> SimReport {
                     a.on_packet(now, &p);
                 }
             } else {
+                if let Some(a) = adversary.as_mut() {
+                    a.observe(&p);
+                }
                 peers.dev.rx.push_back(p);
             }
         }
@@ -650,6 +655,7 @@ pub fn run(sc: &Scenario, log: bool) -> SimReport {
         }
     }
     let st = engine.stats();
+    rep.drops = st.drop_table();
     let bound_work = packets_in.max(1) * (sc.max_ooo_ranges as u64 + 2);
     if st.work > bound_work {
         rep.failures.push(format!("assembler work {} over the bound {bound_work}", st.work));

@@ -232,6 +232,7 @@ impl Listener {
                 snd_nxt: e.iss.plus(1).0,
                 rcv_wscale: e.peer.window_scale.map(|_| cfg.window_scale()),
                 peer_mss: e.peer.mss.unwrap_or(536),
+                snd_wscale: e.peer.window_scale,
                 sack: e.peer.sack_permitted,
                 ts_recent: e.ts_recent,
                 ts_offset: e.ts_offset,

@@ -99,6 +99,8 @@ pub enum TcpDrop {
     NoAck,
     /// ACK of data never sent.
     AckTooHigh,
+    /// ACK older than SND.UNA − MAX.SND.WND (RFC 5961 §5: blind data injection).
+    AckTooOld,
     /// Data or FIN after the peer's FIN.
     AfterFin,
     /// Out-of-order segment refused by the range cap.
@@ -113,7 +115,7 @@ pub enum TcpDrop {
 
 impl TcpDrop {
     /// Every reason, for counter tables.
-    pub const ALL: [TcpDrop; 12] = [
+    pub const ALL: [TcpDrop; 13] = [
         TcpDrop::OutOfWindow,
         TcpDrop::Paws,
         TcpDrop::RstInWindow,
@@ -121,6 +123,7 @@ impl TcpDrop {
         TcpDrop::Syn,
         TcpDrop::NoAck,
         TcpDrop::AckTooHigh,
+        TcpDrop::AckTooOld,
         TcpDrop::AfterFin,
         TcpDrop::OooRangesFull,
         TcpDrop::OooDuplicate,
@@ -198,6 +201,8 @@ pub struct Negotiated {
     pub rcv_wscale: Option<u8>,
     /// The peer's MSS.
     pub peer_mss: u16,
+    /// The peer's window scale, if scaling was negotiated (for RFC 5961 §5's MAX.SND.WND).
+    pub snd_wscale: Option<u8>,
     /// SACK permitted by both.
     pub sack: bool,
     /// TS.Recent if timestamps were negotiated.
@@ -225,6 +230,9 @@ pub struct TcpConn {
     rcv_wscale: u8,
     snd_una: SeqNum,
     snd_nxt: SeqNum,
+    /// MAX.SND.WND: the largest window the peer advertised (RFC 5961 §5 ACK check).
+    max_snd_wnd: u32,
+    snd_wscale: u8,
     fin_seq: Option<SeqNum>,
     peer_mss: u16,
     sack: bool,
@@ -269,6 +277,11 @@ impl TcpConn {
             rcv_wscale: n.rcv_wscale.unwrap_or(0),
             snd_una: SeqNum(n.snd_nxt),
             snd_nxt: SeqNum(n.snd_nxt),
+            // Grows with every window the peer advertises: a peer that keeps to the rules
+            // always ACKs within [SND.UNA, SND.NXT] here (we send no data), so starting at
+            // zero refuses nothing legitimate and gives a blind attacker the smallest target.
+            max_snd_wnd: 0,
+            snd_wscale: n.snd_wscale.unwrap_or(0).min(14),
             fin_seq: None,
             peer_mss: n.peer_mss,
             sack: n.sack,
@@ -309,6 +322,7 @@ impl TcpConn {
             snd_nxt: self.snd_nxt.0,
             rcv_wscale: (self.rcv_wscale > 0).then_some(self.rcv_wscale),
             peer_mss: self.peer_mss,
+            snd_wscale: Some(self.snd_wscale),
             sack: self.sack,
             ts_recent: self.ts.map(|t| t.recent),
             ts_offset: self.ts.map_or(0, |t| t.offset),
@@ -561,6 +575,13 @@ impl TcpConn {
             self.send_ack(now, cx);
             return;
         }
+        // RFC 5961 §5.2: an ACK below SND.UNA − MAX.SND.WND is a blind injection attempt.
+        if ack.lt(SeqNum(self.snd_una.0.wrapping_sub(self.max_snd_wnd))) {
+            self.counters.drop(TcpDrop::AckTooOld);
+            self.send_ack(now, cx);
+            return;
+        }
+        self.max_snd_wnd = self.max_snd_wnd.max(u32::from(seg.window) << self.snd_wscale);
         if ack.gt(self.snd_una) {
             self.snd_una = ack;
             self.on_fin_acked(now, cx);
