@@ -49,7 +49,19 @@ pub struct PolicyArgs {
     pub keepalive: u64,
 }
 
+/// Parses nothing, so the defaults come from the flag definitions themselves.
+#[derive(clap::Parser)]
+struct DefaultPolicy {
+    #[command(flatten)]
+    p: PolicyArgs,
+}
+
 impl PolicyArgs {
+    /// The defaults of every flag (what `demo` runs with no flags).
+    pub fn defaults() -> PolicyArgs {
+        <DefaultPolicy as clap::Parser>::parse_from(["chimney"]).p
+    }
+
     /// The application policy these flags describe.
     pub fn policy(&self) -> Result<AppPolicy, String> {
         if self.mdls == 0 || self.mdls > 64 {

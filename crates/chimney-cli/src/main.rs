@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Instant as WallClock;
 
 mod args;
+mod bench;
 mod demo;
 mod report;
 mod serve;
@@ -32,6 +33,8 @@ enum Command {
     Sim(sim::SimArgs),
     /// List every rule the contract verifier checks, one per line.
     Rules,
+    /// Benchmarks measured side by side in one run (medians, ratios).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(&a),
         Command::Serve(a) => serve::run(&a),
         Command::Sim(a) => sim::run(&a),
+        Command::Bench(a) => bench::run(&a),
     }
 }
 

@@ -37,6 +37,8 @@ pub struct DriverConfig {
     pub impair_out: ImpairConfig,
     /// Packets read per wake-up at most.
     pub batch: usize,
+    /// SHA-256 every received byte per connection (reports carry it); benchmarks turn it off.
+    pub hash: bool,
 }
 
 impl Default for DriverConfig {
@@ -49,6 +51,7 @@ impl Default for DriverConfig {
             impair_in: ImpairConfig::default(),
             impair_out: ImpairConfig::default(),
             batch: 64,
+            hash: true,
         }
     }
 }
@@ -154,7 +157,7 @@ impl Driver {
             Engine::new(cfg.engine.clone(), Verifier::new(Delivery::new(cfg.delivery.clone()), VerifierMode::Collect));
         let mut host = AppHost::new();
         host.record = false;
-        host.hash = true;
+        host.hash = cfg.hash;
         Ok(Driver {
             tun,
             engine,

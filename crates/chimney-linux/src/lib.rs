@@ -39,7 +39,8 @@ impl core::fmt::Display for DriverError {
 impl std::error::Error for DriverError {}
 
 impl DriverError {
-    pub(crate) fn os(step: &'static str, e: impl core::fmt::Display) -> DriverError {
+    /// An error from the OS (or any displayable cause) during `step`.
+    pub fn os(step: &'static str, e: impl core::fmt::Display) -> DriverError {
         DriverError { step, detail: e.to_string() }
     }
 }

@@ -41,6 +41,12 @@ impl Netns {
         Ok(ns)
     }
 
+    /// A path naming this namespace for other processes (`ip link set … netns PATH`): our
+    /// descriptor under `/proc/<pid>/fd`.
+    pub fn path(&self) -> String {
+        format!("/proc/{}/fd/{}", std::process::id(), std::os::fd::AsRawFd::as_raw_fd(&self.fd))
+    }
+
     /// Moves the calling thread into this namespace.
     pub fn enter(&self) -> Result<(), DriverError> {
         setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET)

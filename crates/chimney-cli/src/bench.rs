@@ -1,0 +1,419 @@
+//! `chimney bench`: speed measured side by side in one run, medians and ratios printed.
+//!
+//! * `e2e`: one Linux kernel TCP connection into (a) the Linux kernel over a veth pair between
+//!   two namespaces, (b) chimney over a TUN device, (c) smoltcp over the same kind of TUN
+//!   device, busy-polling with a 1 MiB socket buffer; interleaved for several rounds, at each
+//!   MTU. Gbit/s is receiver-side (first byte to FIN); CPU is the receiving thread's.
+//!
+//! Namespaces are anonymous (the kernel removes them, and every device in them, when the
+//! process exits, even on failure).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::time::{Duration, Instant as WallClock};
+
+use chimney::rng::SplitMix64;
+use chimney_linux::{Driver, DriverError, EndReason, Netns, Tun};
+
+/// `chimney bench` flags.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchCmd,
+}
+
+/// Which benchmark.
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCmd {
+    /// End to end: kernel → kernel (veth), kernel → chimney (TUN), kernel → smoltcp (TUN).
+    E2e(E2eArgs),
+}
+
+/// `chimney bench e2e` flags.
+#[derive(clap::Args, Debug)]
+pub struct E2eArgs {
+    /// Bytes per connection.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub bytes: u64,
+    /// Rounds (each runs every receiver once per MTU, interleaved).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// MTUs, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1500u32, 65535])]
+    pub mtu: Vec<u32>,
+    /// Receivers to run, comma-separated: kernel, chimney, smoltcp.
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["kernel".to_string(), "chimney".to_string(), "smoltcp".to_string()])]
+    pub only: Vec<String>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One measured transfer.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    gbps: f64,
+    cpu_per_gib: f64,
+    ok: bool,
+}
+
+fn thread_cpu() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
+        .unwrap_or_default()
+}
+
+fn sample(bytes: u64, wall: Duration, cpu: Duration, ok: bool) -> Sample {
+    let secs = wall.as_secs_f64().max(1e-9);
+    Sample {
+        gbps: bytes as f64 * 8.0 / secs / 1e9,
+        cpu_per_gib: cpu.as_secs_f64() / (bytes.max(1) as f64 / (1u64 << 30) as f64),
+        ok,
+    }
+}
+
+/// The sender every receiver faces: a kernel TCP socket writing one seeded 1 MiB pattern
+/// over and over (no per-byte work on the sending core), then FIN, then waiting for the
+/// receiver's FIN.
+fn kernel_sender(target: SocketAddr, bytes: u64) -> Result<u64, String> {
+    let mut s = connect_retry(target)?;
+    let mut pattern = vec![0u8; 1 << 20];
+    SplitMix64::new(0xBE7C).fill(&mut pattern);
+    let mut sent = 0u64;
+    while sent < bytes {
+        let n = ((bytes - sent) as usize).min(pattern.len());
+        s.write_all(&pattern[..n]).map_err(|e| format!("write: {e}"))?;
+        sent += n as u64;
+    }
+    s.shutdown(Shutdown::Write).map_err(|e| format!("shutdown: {e}"))?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut sink = [0u8; 64];
+    while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+    Ok(sent)
+}
+
+fn connect_retry(target: SocketAddr) -> Result<TcpStream, String> {
+    let mut last = String::new();
+    for _ in 0..100 {
+        match TcpStream::connect_timeout(&target, Duration::from_secs(5)) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!("connect {target}: {last}"))
+}
+
+/// (a) kernel → kernel over a veth pair between two fresh namespaces.
+fn run_kernel(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
+    let a = Netns::create()?;
+    let b = Netns::create()?;
+    let b_path = b.path();
+    a.ip(&["link", "add", "bva", "type", "veth", "peer", "name", "bvb", "netns", &b_path])?;
+    a.ip(&["addr", "add", "198.19.0.1/24", "dev", "bva"])?;
+    a.ip(&["link", "set", "bva", "mtu", &mtu.to_string(), "up"])?;
+    b.ip(&["addr", "add", "198.19.0.2/24", "dev", "bvb"])?;
+    b.ip(&["link", "set", "bvb", "mtu", &mtu.to_string(), "up"])?;
+    let target: SocketAddr = "198.19.0.2:5001".parse().expect("address");
+    let listener = b.run(move || TcpListener::bind(target))?.map_err(|e| DriverError::os("binding the receiver", e))?;
+    let rx = b.spawn(move || -> Result<(u64, Duration, Duration), String> {
+        let (mut c, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let (mut n, mut t0, cpu0) = (0u64, None, thread_cpu());
+        loop {
+            let k = c.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+            if t0.is_none() {
+                t0 = Some(WallClock::now());
+            }
+            if k == 0 {
+                break;
+            }
+            n += k as u64;
+        }
+        let wall = t0.map_or(Duration::ZERO, |t| t.elapsed());
+        let cpu = thread_cpu() - cpu0;
+        drop(c);
+        Ok((n, wall, cpu))
+    })?;
+    let tx = a.spawn(move || kernel_sender(target, bytes))?;
+    let sent = join(tx)?;
+    let (n, wall, cpu) = join(rx)?;
+    Ok(sample(n, wall, cpu, n == sent && n == bytes))
+}
+
+fn join<T>(h: std::thread::JoinHandle<Result<Result<T, String>, DriverError>>) -> Result<T, DriverError> {
+    h.join()
+        .map_err(|_| DriverError { step: "benchmark", detail: "thread panicked".into() })??
+        .map_err(|e| DriverError { step: "benchmark transfer", detail: e })
+}
+
+/// (b) kernel → chimney over TUN: the demo's driver with default policy (posted buffers),
+/// verifier on, hashing off.
+fn run_chimney(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
+    let ns = Netns::create()?;
+    let (tun, target) = crate::demo::setup(&ns, false, mtu)?;
+    let policy = crate::args::PolicyArgs::defaults();
+    let app = policy.policy().map_err(|e| DriverError { step: "policy", detail: e })?;
+    let mut cfg = crate::args::driver_config(&policy, app, Default::default(), 1, target, mtu);
+    cfg.hash = false;
+    let mut driver = Driver::new(tun, cfg)?;
+    let tx = ns.spawn(move || kernel_sender(target, bytes))?;
+    let cpu0 = thread_cpu();
+    let deadline = WallClock::now() + Duration::from_secs(600);
+    let mut reports = Vec::new();
+    while reports.is_empty() && WallClock::now() < deadline {
+        driver.step(Duration::from_millis(5))?;
+        reports.extend(driver.take_reports());
+    }
+    let cpu = thread_cpu() - cpu0;
+    let sent = join(tx)?;
+    let r = reports.first().ok_or(DriverError { step: "benchmark", detail: "no connection ended".into() })?;
+    let ok = r.end == EndReason::Fin && r.bytes == sent && r.violations == 0 && driver.violations().is_empty();
+    Ok(sample(r.bytes, r.duration, cpu, ok))
+}
+
+/// (c) kernel → smoltcp over TUN, busy-polling, 1 MiB socket buffer, the application reading
+/// every byte into its own buffer.
+fn run_smoltcp(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
+    use smoltcp::iface::{Config, Interface, SocketSet};
+    use smoltcp::socket::tcp;
+    use smoltcp::time::Instant as SInstant;
+    use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+    let ns = Netns::create()?;
+    let (tun, target) = crate::demo::setup(&ns, false, mtu)?;
+    let mut dev = TunDevice { tun, mtu: mtu as usize, buf: vec![0; 65536 + 64] };
+    let t0 = WallClock::now();
+    let now = || SInstant::from_micros(t0.elapsed().as_micros() as i64);
+    let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut dev, now());
+    iface.update_ip_addrs(|a| {
+        let _ = a.push(IpCidr::new(IpAddress::v4(198, 18, 0, 1), 24));
+    });
+    let mut sockets = SocketSet::new(Vec::new());
+    let rxb = tcp::SocketBuffer::new(vec![0; 1 << 20]);
+    let txb = tcp::SocketBuffer::new(vec![0; 4096]);
+    let mut sock = tcp::Socket::new(rxb, txb);
+    sock.listen(5001).map_err(|e| DriverError { step: "smoltcp listen", detail: format!("{e:?}") })?;
+    let h = sockets.add(sock);
+    let tx = ns.spawn(move || kernel_sender(target, bytes))?;
+    let mut app = vec![0u8; 1 << 20];
+    let (mut got, mut first, mut closed) = (0u64, None, false);
+    let cpu0 = thread_cpu();
+    let deadline = WallClock::now() + Duration::from_secs(600);
+    while WallClock::now() < deadline {
+        iface.poll(now(), &mut dev, &mut sockets);
+        let s = sockets.get_mut::<tcp::Socket>(h);
+        while s.can_recv() {
+            match s.recv_slice(&mut app) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if first.is_none() {
+                        first = Some(WallClock::now());
+                    }
+                    got += n as u64;
+                }
+            }
+        }
+        if got > 0 && !s.may_recv() {
+            if !closed {
+                s.close();
+                closed = true;
+            }
+            if matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait | tcp::State::LastAck) {
+                iface.poll(now(), &mut dev, &mut sockets);
+                break;
+            }
+        }
+    }
+    let wall = first.map_or(Duration::ZERO, |t| t.elapsed());
+    let cpu = thread_cpu() - cpu0;
+    // Let the sender see our FIN (or time out) before the namespace goes.
+    for _ in 0..200 {
+        iface.poll(now(), &mut dev, &mut sockets);
+        if tx.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let sent = join(tx)?;
+    Ok(sample(got, wall, cpu, got == sent && got == bytes))
+}
+
+/// smoltcp's view of our TUN: one packet per token, non-blocking.
+struct TunDevice {
+    tun: Tun,
+    mtu: usize,
+    buf: Vec<u8>,
+}
+
+struct SRx(Vec<u8>);
+struct STx<'a>(&'a mut Tun);
+
+impl smoltcp::phy::RxToken for SRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl smoltcp::phy::TxToken for STx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut v = vec![0; len];
+        let r = f(&mut v);
+        let _ = self.0.send(&v);
+        r
+    }
+}
+
+impl smoltcp::phy::Device for TunDevice {
+    type RxToken<'a> = SRx;
+    type TxToken<'a> = STx<'a>;
+
+    fn receive(&mut self, _t: smoltcp::time::Instant) -> Option<(SRx, STx<'_>)> {
+        match self.tun.recv(&mut self.buf) {
+            Ok(Some(n)) => Some((SRx(self.buf[..n].to_vec()), STx(&mut self.tun))),
+            _ => None,
+        }
+    }
+
+    fn transmit(&mut self, _t: smoltcp::time::Instant) -> Option<STx<'_>> {
+        Some(STx(&mut self.tun))
+    }
+
+    fn capabilities(&self) -> smoltcp::phy::DeviceCapabilities {
+        let mut c = smoltcp::phy::DeviceCapabilities::default();
+        c.medium = smoltcp::phy::Medium::Ip;
+        c.max_transmission_unit = self.mtu;
+        c
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// `chimney bench …`.
+pub fn run(a: &BenchArgs) -> ExitCode {
+    match &a.what {
+        BenchCmd::E2e(e) => e2e(e),
+    }
+}
+
+fn e2e(a: &E2eArgs) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("chimney bench e2e: {msg}");
+        ExitCode::from(2)
+    };
+    for w in &a.only {
+        if !["kernel", "chimney", "smoltcp"].contains(&w.as_str()) {
+            return fail(format!("--only: unknown receiver {w:?} (kernel, chimney, smoltcp)"));
+        }
+    }
+    if a.rounds == 0 || a.bytes == 0 {
+        return fail("--rounds and --bytes must be at least 1".into());
+    }
+    if let Some(m) = a.mtu.iter().find(|&&m| !(576..=65535).contains(&m)) {
+        return fail(format!("--mtu {m}: must be 576..=65535"));
+    }
+    if let Err(e) = chimney_linux::preflight() {
+        return fail(format!("{e} (the benchmark needs namespaces and TUN devices)"));
+    }
+    let mut results: Vec<(u32, String, Vec<Sample>)> = Vec::new();
+    for &mtu in &a.mtu {
+        for w in &a.only {
+            results.push((mtu, w.clone(), Vec::new()));
+        }
+    }
+    for round in 0..a.rounds {
+        for &mtu in &a.mtu {
+            for w in &a.only {
+                let r = match w.as_str() {
+                    "kernel" => run_kernel(a.bytes, mtu),
+                    "chimney" => run_chimney(a.bytes, mtu),
+                    _ => run_smoltcp(a.bytes, mtu),
+                };
+                let s = match r {
+                    Ok(s) => s,
+                    Err(e) => return fail(format!("{w} at MTU {mtu}: {e}")),
+                };
+                if !a.json {
+                    eprintln!(
+                        "round {} MTU {mtu:>5} {w:<8} {:>7.2} Gbit/s {:>6.3} CPU s/GiB{}",
+                        round + 1,
+                        s.gbps,
+                        s.cpu_per_gib,
+                        if s.ok { "" } else { "  TRANSFER NOT VERIFIED" }
+                    );
+                }
+                if let Some(slot) = results.iter_mut().find(|(m, n, _)| *m == mtu && n == w) {
+                    slot.2.push(s);
+                }
+            }
+        }
+    }
+    let med = |mtu: u32, w: &str| -> Option<(f64, f64)> {
+        results.iter().find(|(m, n, _)| *m == mtu && n == w).map(|(_, _, v)| {
+            (
+                median(&v.iter().map(|s| s.gbps).collect::<Vec<_>>()),
+                median(&v.iter().map(|s| s.cpu_per_gib).collect::<Vec<_>>()),
+            )
+        })
+    };
+    let all_ok = results.iter().all(|(_, _, v)| v.iter().all(|s| s.ok));
+    let mut rows = Vec::new();
+    for &mtu in &a.mtu {
+        let mut row = serde_json::Map::new();
+        row.insert("mtu".into(), mtu.into());
+        for w in &a.only {
+            if let Some((g, c)) = med(mtu, w) {
+                row.insert(format!("{w}_gbps"), g.into());
+                row.insert(format!("{w}_cpu_s_per_gib"), c.into());
+            }
+        }
+        let c = med(mtu, "chimney").map(|x| x.0);
+        if let (Some(c), Some(k)) = (c, med(mtu, "kernel").map(|x| x.0)) {
+            row.insert("chimney_over_kernel".into(), (c / k).into());
+        }
+        if let (Some(c), Some(s)) = (c, med(mtu, "smoltcp").map(|x| x.0)) {
+            row.insert("chimney_over_smoltcp".into(), (c / s).into());
+        }
+        rows.push(serde_json::Value::Object(row));
+    }
+    if a.json {
+        let v = serde_json::json!({ "bytes": a.bytes, "rounds": a.rounds, "ok": all_ok, "results": rows });
+        println!("{v}");
+    } else {
+        println!("chimney bench e2e: one kernel TCP connection of {} bytes, {} round(s), medians", a.bytes, a.rounds);
+        for r in &rows {
+            let f = |k: &str| r.get(k).and_then(|v| v.as_f64());
+            let mut line = format!("MTU {:>5}:", r["mtu"]);
+            for w in &a.only {
+                if let (Some(g), Some(c)) = (f(&format!("{w}_gbps")), f(&format!("{w}_cpu_s_per_gib"))) {
+                    line += &format!("  {w} {g:.2} Gbit/s ({c:.2} CPU s/GiB)");
+                }
+            }
+            if let Some(x) = f("chimney_over_kernel") {
+                line += &format!("  chimney/kernel {x:.2}x");
+            }
+            if let Some(x) = f("chimney_over_smoltcp") {
+                line += &format!("  chimney/smoltcp {x:.2}x");
+            }
+            println!("{line}");
+        }
+        println!("{}", if all_ok { "every transfer verified" } else { "SOME TRANSFERS WERE NOT VERIFIED" });
+    }
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
