@@ -159,6 +159,7 @@ pub fn driver_config(
         rcv_indication_size: p.indication_size(),
         mss: mtu.saturating_sub(ip_tcp).clamp(536, 65_000) as u16,
         keepalive: (p.keepalive > 0).then(|| Duration::from_secs(p.keepalive)),
+        defer_acks: true,
         ..TcpConfig::default()
     };
     DriverConfig {

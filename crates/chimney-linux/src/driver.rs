@@ -237,6 +237,8 @@ impl Driver {
         while let Some(p) = self.imp_in.pop_due(now) {
             self.engine.handle_packet(now, &p, &mut self.host);
         }
+        // The read queue is drained (or the batch is done): one ACK per connection.
+        self.engine.flush_acks(now, &mut self.host);
         if self.engine.poll_timeout().is_some_and(|t| t <= now) {
             self.engine.handle_timeout(now, &mut self.host);
         }

@@ -67,6 +67,8 @@ pub struct Scenario {
     pub adversary: bool,
     /// MTU of the link.
     pub mtu: usize,
+    /// ACK on queue drain (`TcpConfig::defer_acks`).
+    pub defer_acks: bool,
 }
 
 /// Flags that constrain scenarios drawn from seeds.
@@ -154,6 +156,7 @@ impl Scenario {
         // Drawn from a stream of its own, so adding this left every other draw of a seed
         // (and the seeds named by regression tests) unchanged.
         let mut r2 = SplitMix64::new(seed ^ 0x0FF1_0AD0);
+        let defer_acks = r2.below(2) == 0;
         for (a, &b) in actions.iter_mut().zip(&bytes) {
             if !knobs.clean && *a == HostAction::None && r2.below(8) == 0 {
                 *a = HostAction::ReoffloadAt(r2.below(b + 1));
@@ -175,6 +178,7 @@ impl Scenario {
             ipv6: r.below(2) == 0,
             adversary: knobs.adversary.unwrap_or(!knobs.clean && r.below(3) == 0),
             mtu: [576, 1500, 9000][r.below(3) as usize],
+            defer_acks,
         }
         .with_window(&mut r)
     }
@@ -299,6 +303,8 @@ pub fn run(sc: &Scenario, log: bool) -> SimReport {
         keepalive: Some(Duration::from_secs(10)),
         ka_probe_count: 5,
         challenge_keepalive: Duration::from_secs(20),
+        // ACK on drain (what the TUN driver runs) on half the seeds, per-segment ACKs on the rest.
+        defer_acks: sc.defer_acks,
         ..TcpConfig::default()
     };
     let mut engine = Engine::new(
@@ -390,6 +396,7 @@ pub fn run(sc: &Scenario, log: bool) -> SimReport {
                 }
             }
         }
+        engine.flush_acks(now, &mut host);
         if engine.poll_timeout().is_some_and(|t| t <= now) {
             engine.handle_timeout(now, &mut host);
         }

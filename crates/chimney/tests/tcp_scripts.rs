@@ -124,6 +124,7 @@ impl Run {
                 "ka_interval_ms" => ecfg.tcp.ka_interval = Duration::from_millis(v.parse().unwrap()),
                 "ka_probes" => ecfg.tcp.ka_probe_count = v.parse().unwrap(),
                 "challenge_ka_ms" => ecfg.tcp.challenge_keepalive = Duration::from_millis(v.parse().unwrap()),
+                "defer_acks" => ecfg.tcp.defer_acks = v == "1",
                 "v6" => v6 = v == "1",
                 _ => panic!("{name}: unknown config {k}"),
             }
@@ -398,6 +399,10 @@ impl Run {
                     }
                     Err(e) => self.fail(format!("re-offload refused: {e}")),
                 }
+                self.drain();
+            }
+            "flush" => {
+                self.engine.flush_acks(self.now, &mut self.host);
                 self.drain();
             }
             "corrupt" => self.corrupt_next = true,

@@ -97,6 +97,8 @@ pub struct Engine<D> {
     next_id: u32,
     listener: listener::Listener,
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    /// Connections with a deferred ACK (`TcpConfig::defer_acks`).
+    ack_list: Vec<ConnId>,
     tx: VecDeque<Vec<u8>>,
     spare: Vec<Vec<u8>>,
     events: VecDeque<EngineEvent>,
@@ -127,6 +129,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
             next_id: 0,
             listener,
             timers: BinaryHeap::new(),
+            ack_list: Vec::new(),
             tx: VecDeque::new(),
             spare: Vec::new(),
             events: VecDeque::new(),
@@ -222,6 +225,10 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         let after = conn.next_deadline();
         if after.is_some() && (before.is_none() || after < before) {
             Self::schedule(&mut self.timers, conn);
+        }
+        if conn.ack_pending && !conn.on_ack_list {
+            conn.on_ack_list = true;
+            self.ack_list.push(id);
         }
         // A flag on the connection, not a scan of the list: this runs for every packet.
         if !conn.on_window_watch && conn.rcv_wnd() < conn.max_window(&self.cfg.tcp) / 2 {
@@ -403,6 +410,28 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
         let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
         self.listener.on_timer(now, &self.cfg.tcp, &mut push);
+    }
+
+    /// Sends the ACKs [`TcpConfig::defer_acks`] held back (one per connection, carrying the
+    /// newest RCV.NXT and window). Drivers call it when their read queue is empty, before
+    /// [`Engine::poll_transmit`]; without `defer_acks` there is never anything to flush.
+    pub fn flush_acks(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
+        if self.ack_list.is_empty() {
+            return;
+        }
+        let list = std::mem::take(&mut self.ack_list);
+        for &id in &list {
+            self.with_conn(id, host, |c, cx| {
+                c.on_ack_list = false;
+                c.flush_ack(now, cx);
+            });
+        }
+        // Keep the allocation for the next round.
+        let mut list = list;
+        list.clear();
+        if self.ack_list.is_empty() {
+            self.ack_list = list;
+        }
     }
 
     /// Sends window updates for connections whose window had closed below half and has

@@ -49,6 +49,13 @@ pub struct TcpConfig {
     pub ka_probe_count: u8,
     /// Delay of the keep-alive armed by a challenge ACK (R-RST-2: 5 minutes).
     pub challenge_keepalive: Duration,
+    /// ACK on queue drain: an ACK that `ack_frequency` makes due waits for
+    /// [`Engine::flush_acks`](crate::engine::Engine::flush_acks) (the driver calls it when
+    /// its read queue is empty), so a burst of segments costs one ACK, not one per two.
+    pub defer_acks: bool,
+    /// With `defer_acks`, full-sized segments after which an ACK goes out without waiting
+    /// for the drain (a stretch-ACK bound, as GRO receivers have).
+    pub max_ack_defer: u32,
 }
 
 impl Default for TcpConfig {
@@ -67,6 +74,8 @@ impl Default for TcpConfig {
             ka_interval: Duration::from_secs(1),
             ka_probe_count: 10,
             challenge_keepalive: Duration::from_secs(300),
+            defer_acks: false,
+            max_ack_defer: 16,
         }
     }
 }
@@ -255,6 +264,10 @@ pub struct TcpConn {
     wu_at: Option<Instant>,
     /// Window-update repeats sent.
     wu_tries: u8,
+    /// An ACK is due at the next [`Engine::flush_acks`](crate::engine::Engine::flush_acks).
+    pub(crate) ack_pending: bool,
+    /// Whether the engine's flush list holds this connection.
+    pub(crate) on_ack_list: bool,
     stopped: bool,
     ip_id: u16,
     /// Counters.
@@ -303,6 +316,8 @@ impl TcpConn {
             ka_probes: 0,
             wu_at: None,
             wu_tries: 0,
+            ack_pending: false,
+            on_ack_list: false,
             stopped: false,
             ip_id: 0x8000 | (id.0 as u16 & 0x7FFF),
             counters: ConnCounters::default(),
@@ -418,6 +433,7 @@ impl TcpConn {
             self.last_ack_sent = self.rcv_nxt;
             self.unacked = 0;
             self.delack_at = None;
+            self.ack_pending = false;
         }
     }
 
@@ -448,6 +464,14 @@ impl TcpConn {
             return true;
         }
         false
+    }
+
+    /// Sends the ACK that [`TcpConfig::defer_acks`] held back, if it is still due.
+    pub fn flush_ack(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        if self.ack_pending && !self.stopped {
+            self.send_ack(now, cx);
+        }
+        self.ack_pending = false;
     }
 
     /// Sends an ACK now (window recomputed).
@@ -650,9 +674,18 @@ impl TcpConn {
             } else if gap_fill || !self.asm.is_empty() {
                 self.send_ack(now, cx);
             } else if !data.is_empty() {
-                self.unacked += 1;
+                // A GSO super-packet counts as the segments it carries.
+                self.unacked += (data.len() / usize::from(cx.cfg.mss.max(1))).max(1) as u32;
                 if self.unacked >= cx.cfg.ack_frequency {
-                    self.send_ack(now, cx);
+                    if cx.cfg.defer_acks && self.unacked < cx.cfg.max_ack_defer {
+                        self.ack_pending = true;
+                        // A driver that never flushes still ACKs within the delayed-ACK time.
+                        if self.delack_at.is_none() {
+                            self.delack_at = Some(now + cx.cfg.delayed_ack);
+                        }
+                    } else {
+                        self.send_ack(now, cx);
+                    }
                 } else if self.delack_at.is_none() {
                     self.delack_at = Some(now + cx.cfg.delayed_ack);
                 }
