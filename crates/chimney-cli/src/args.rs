@@ -47,6 +47,10 @@ pub struct PolicyArgs {
     /// second, and upload it after 10 unanswered probes.
     #[arg(long, default_value_t = 0)]
     pub keepalive: u64,
+    /// Do not enable TUN offloads (virtio_net_hdr, GSO super-packets of up to 64 KB, partial
+    /// checksums): read one wire-sized packet at a time. Impairments turn offloads off too.
+    #[arg(long)]
+    pub no_offload: bool,
 }
 
 /// Parses nothing, so the defaults come from the flag definitions themselves.
@@ -87,6 +91,12 @@ impl PolicyArgs {
             p.indication = IndicationPolicy::AcceptUpTo(self.rcv_indication_size.max(64) as usize);
         }
         Ok(p)
+    }
+
+    /// Whether to open the TUN with offloads, given the impairments (which need every
+    /// checksum verified).
+    pub fn offload_with(&self, impair: &ImpairConfig) -> bool {
+        !self.no_offload && impair.is_passthrough()
     }
 
     /// The slow-consumer stall, if any.

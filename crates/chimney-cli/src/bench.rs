@@ -152,8 +152,8 @@ fn join<T>(h: std::thread::JoinHandle<Result<Result<T, String>, DriverError>>) -
 /// verifier on, hashing off.
 fn run_chimney(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
     let ns = Netns::create()?;
-    let (tun, target) = crate::demo::setup(&ns, false, mtu)?;
     let policy = crate::args::PolicyArgs::defaults();
+    let (tun, target) = crate::demo::setup(&ns, false, mtu, !policy.no_offload)?;
     let app = policy.policy().map_err(|e| DriverError { step: "policy", detail: e })?;
     let mut cfg = crate::args::driver_config(&policy, app, Default::default(), 1, target, mtu);
     cfg.hash = false;
@@ -181,7 +181,8 @@ fn run_smoltcp(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
     use smoltcp::time::Instant as SInstant;
     use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
     let ns = Netns::create()?;
-    let (tun, target) = crate::demo::setup(&ns, false, mtu)?;
+    // smoltcp reads plain packets: no virtio_net_hdr, no GSO.
+    let (tun, target) = crate::demo::setup(&ns, false, mtu, false)?;
     let mut dev = TunDevice { tun, mtu: mtu as usize, buf: vec![0; 65536 + 64] };
     let t0 = WallClock::now();
     let now = || SInstant::from_micros(t0.elapsed().as_micros() as i64);

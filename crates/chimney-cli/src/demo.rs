@@ -113,8 +113,8 @@ fn client(target: SocketAddr, bytes: u64, seed: u64, reset_after: Option<u64>) -
 }
 
 /// Sets up the namespace and TUN, returning the target address clients connect to.
-pub fn setup(ns: &Netns, ipv6: bool, mtu: u32) -> Result<(Tun, SocketAddr), chimney_linux::DriverError> {
-    let tun = ns.run(|| Tun::open("chim0"))??;
+pub fn setup(ns: &Netns, ipv6: bool, mtu: u32, offload: bool) -> Result<(Tun, SocketAddr), chimney_linux::DriverError> {
+    let tun = ns.run(move || Tun::open_with("chim0", offload))??;
     ns.ip(&["link", "set", "dev", "chim0", "mtu", &mtu.to_string(), "up"])?;
     ns.ip(&["addr", "add", "198.18.0.2/24", "dev", "chim0"])?;
     ns.ip(&["-6", "addr", "add", "fd00::2/64", "dev", "chim0", "nodad"])?;
@@ -148,7 +148,8 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         Ok(ns) => ns,
         Err(e) => return fail(e.to_string()),
     };
-    let (tun, target) = match setup(&ns, a.ipv6, a.mtu) {
+    let offload = a.policy.offload_with(&impair);
+    let (tun, target) = match setup(&ns, a.ipv6, a.mtu, offload) {
         Ok(x) => x,
         Err(e) => return fail(e.to_string()),
     };

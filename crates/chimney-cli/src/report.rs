@@ -85,6 +85,7 @@ pub fn print_demo(
             "violations": violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
             "drops": stats.drop_table().into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
             "tx_dropped": driver.tx_dropped,
+            "gso_packets": driver.gso_packets,
         });
         println!("{v}");
     } else {

@@ -91,7 +91,7 @@ pub fn run(a: &ServeArgs) -> ExitCode {
     if let Err(e) = chimney_linux::preflight() {
         return fail(e.to_string());
     }
-    let tun = match Tun::open(&a.tun) {
+    let tun = match Tun::open_with(&a.tun, a.policy.offload_with(&impair)) {
         Ok(t) => t,
         Err(e) => return fail(e.to_string()),
     };

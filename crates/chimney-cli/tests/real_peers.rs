@@ -64,6 +64,26 @@ fn ipv4_1mib_and_256mib() {
     exact(&["--connections", "1", "--bytes", "268435456", "--seed", "2"], 1, 256 << 20);
 }
 
+/// TUN offloads: the kernel hands over GSO super-packets (IPv4 and IPv6) and the streams stay
+/// exact; `--no-offload` reads wire-sized packets only.
+#[test]
+fn gso_super_packets_and_no_offload() {
+    if !can_run() {
+        return;
+    }
+    for v6 in [false, true] {
+        let mut args = vec!["--connections", "2", "--bytes", "33554432"];
+        if v6 {
+            args.push("--ipv6");
+        }
+        let v = exact(&args, 2, 32 << 20);
+        assert!(v["gso_packets"].as_u64().unwrap() > 0, "no super-packet arrived: {v}");
+        assert_eq!(v["drops"].get("bad_vnet_hdr"), None, "{v}");
+    }
+    let v = exact(&["--connections", "1", "--bytes", "8388608", "--no-offload"], 1, 8 << 20);
+    assert_eq!(v["gso_packets"], 0, "{v}");
+}
+
 #[test]
 fn ipv6_64mib() {
     if !can_run() {

@@ -240,9 +240,22 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
 
     /// Feeds one received IP packet.
     pub fn handle_packet(&mut self, now: Instant, packet: &[u8], host: &mut dyn ProtocolHost) -> PacketOutcome {
+        self.handle_packet_with(now, packet, true, host)
+    }
+
+    /// Like [`Engine::handle_packet`], for a packet whose TCP checksum must not or need not be
+    /// verified (`verify_tcp_checksum = false`): a GSO super-packet or partial checksum from
+    /// the local kernel ([`wire::vnet::VnetHdr::check`] decides). Everything else is checked.
+    pub fn handle_packet_with(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        verify_tcp_checksum: bool,
+        host: &mut dyn ProtocolHost,
+    ) -> PacketOutcome {
         self.stats.ip.in_receives += 1;
         self.stats.ip.in_octets += packet.len() as u64;
-        let seg = match wire::parse(packet) {
+        let seg = match wire::parse_with(packet, verify_tcp_checksum) {
             Ok(s) => s,
             Err(e) => {
                 self.stats.count_wire(e);
@@ -258,6 +271,13 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         }
         self.host_path(now, &seg, packet, host);
         PacketOutcome::Host
+    }
+
+    /// Counts a packet the driver rejected before parsing (e.g. a lying `virtio_net_hdr`).
+    pub fn count_rejected(&mut self, packet_len: usize, e: WireError) {
+        self.stats.ip.in_receives += 1;
+        self.stats.ip.in_octets += packet_len as u64;
+        self.stats.count_wire(e);
     }
 
     /// Segments for no offloaded connection: the host stack's listener and closed ports.

@@ -12,6 +12,7 @@
 
 mod checksum;
 mod options;
+pub mod vnet;
 
 pub use checksum::{internet_checksum, pseudo_header_sum, Checksum};
 pub use options::{SackBlocks, TcpOptions};
@@ -57,11 +58,14 @@ pub enum WireError {
     BadTcpOption,
     /// Impossible flag combination (SYN+FIN, SYN+RST, no flags at all).
     BadFlags,
+    /// A `virtio_net_hdr` that does not describe its packet (unknown flags or GSO type, GSO
+    /// without a partial checksum, a checksum offset that is not TCP's, lengths past the end).
+    BadVnetHdr,
 }
 
 impl WireError {
     /// Every reason, for counter tables.
-    pub const ALL: [WireError; 9] = [
+    pub const ALL: [WireError; 10] = [
         WireError::BadIp,
         WireError::BadIpChecksum,
         WireError::NotTcp,
@@ -71,6 +75,7 @@ impl WireError {
         WireError::BadTcpChecksum,
         WireError::BadTcpOption,
         WireError::BadFlags,
+        WireError::BadVnetHdr,
     ];
 
     /// A short name for reports.
@@ -85,6 +90,7 @@ impl WireError {
             WireError::BadTcpChecksum => "bad_tcp_checksum",
             WireError::BadTcpOption => "bad_tcp_option",
             WireError::BadFlags => "bad_flags",
+            WireError::BadVnetHdr => "bad_vnet_hdr",
         }
     }
 
