@@ -28,6 +28,9 @@ pub struct BenchArgs {
 pub enum BenchCmd {
     /// End to end: kernel → kernel (veth), kernel → chimney (TUN), kernel → smoltcp (TUN).
     E2e(E2eArgs),
+    /// No I/O: a pre-built segment trace through the engine into posted buffers, against
+    /// memcpy of the same bytes and smoltcp fed the same trace.
+    Engine(crate::bench_engine::EngineArgs),
 }
 
 /// `chimney bench e2e` flags.
@@ -288,7 +291,8 @@ impl smoltcp::phy::Device for TunDevice {
     }
 }
 
-fn median(v: &[f64]) -> f64 {
+/// The median of the finite values (NaN when there are none).
+pub fn median(v: &[f64]) -> f64 {
     let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return f64::NAN;
@@ -306,6 +310,7 @@ fn median(v: &[f64]) -> f64 {
 pub fn run(a: &BenchArgs) -> ExitCode {
     match &a.what {
         BenchCmd::E2e(e) => e2e(e),
+        BenchCmd::Engine(e) => crate::bench_engine::run(e),
     }
 }
 

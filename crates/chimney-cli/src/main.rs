@@ -5,6 +5,7 @@ use std::time::Instant as WallClock;
 
 mod args;
 mod bench;
+mod bench_engine;
 mod demo;
 mod report;
 mod serve;
