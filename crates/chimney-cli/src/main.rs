@@ -6,6 +6,7 @@ use std::time::Instant as WallClock;
 mod args;
 mod bench;
 mod bench_engine;
+mod bench_scale;
 mod demo;
 mod report;
 mod serve;

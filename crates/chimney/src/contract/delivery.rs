@@ -11,7 +11,7 @@
 //! Payload is copied once, from the caller's slice straight into the head request's MDLs.
 //! Nothing on that path allocates: posted NBLs move between chains by relinking, indication
 //! NBLs come from a preallocated pool that `receive_return` refills, and buffered bytes live in
-//! a ring reserved at offload.
+//! a per-connection ring allocated the first time bytes must wait (then kept).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -244,6 +244,11 @@ impl Delivery {
                 self.pool_waiters
             ),
         }
+    }
+
+    /// Bytes of one connection's delivery state (boxed), for memory accounting.
+    pub fn conn_size() -> usize {
+        std::mem::size_of::<Conn>()
     }
 
     /// Connections currently offloaded.
@@ -647,7 +652,9 @@ impl OffloadTarget for Delivery {
             let e = ApiMisuse::WindowExceeded { conn: id, offered: held, space: cap };
             return fail(NdisStatus::OffloadTcpRcvBuffer, e, state);
         }
-        let mut buffered = VecDeque::with_capacity(cap);
+        // Allocated on first use, not at offload: an idle connection holds no ring (a million
+        // of them would otherwise reserve a window each).
+        let mut buffered = VecDeque::new();
         for nbl in state.delegated.buffered_data.iter() {
             let nb = nbl.net_buffer();
             for s in nb.slices(nb.data_offset(), nb.data_length()) {

@@ -15,7 +15,22 @@
 //! The verifier also checks the stream: every byte delivered (completions plus consumed
 //! indications, in delivery order) is compared with the bytes fed to the target.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+/// Maps keyed by ids: ahash with fixed seeds (fast, and the same iteration order every run).
+type HashMap<K, V> = std::collections::HashMap<K, V, FixedState>;
+type HashSet<K> = std::collections::HashSet<K, FixedState>;
+
+/// `ahash` with fixed seeds as a `BuildHasher` that is `Default`.
+#[derive(Clone, Copy, Default)]
+struct FixedState;
+
+impl std::hash::BuildHasher for FixedState {
+    type Hasher = ahash::AHasher;
+    fn build_hasher(&self) -> ahash::AHasher {
+        ahash::RandomState::with_seeds(0x243F_6A88, 0x85A3_08D3, 0x1319_8A2E, 0x0370_7344).build_hasher()
+    }
+}
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
 
