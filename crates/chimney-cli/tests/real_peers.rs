@@ -337,3 +337,25 @@ echo EXIT $?
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(format!("{}.json", dir.display()));
 }
+
+/// `chimney bench e2e` at a small size: all three receivers move every byte at both MTUs.
+#[test]
+fn e2e_bench_smoke() {
+    if !can_run() {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_chimney"))
+        .args(["bench", "e2e", "--bytes", "8388608", "--rounds", "1", "--json"])
+        .output()
+        .expect("run chimney");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(out.status.code(), Some(0));
+    for r in v["results"].as_array().unwrap() {
+        for k in ["kernel_gbps", "chimney_gbps", "smoltcp_gbps", "chimney_over_kernel", "chimney_over_smoltcp"] {
+            assert!(r[k].as_f64().is_some_and(|x| x > 0.0), "{k} in {r}");
+        }
+    }
+}
