@@ -51,6 +51,10 @@ pub struct PolicyArgs {
     /// checksums): read one wire-sized packet at a time. Impairments turn offloads off too.
     #[arg(long)]
     pub no_offload: bool,
+    /// Busy-poll for this many microseconds after packets arrived instead of sleeping in poll
+    /// (0 = sleep whenever idle).
+    #[arg(long, default_value_t = 0)]
+    pub busy_poll_us: u64,
 }
 
 /// Parses nothing, so the defaults come from the flag definitions themselves.
@@ -178,6 +182,7 @@ pub fn driver_config(
         stall: p.stall(),
         impair_in: impair.clone(),
         impair_out: impair,
+        busy_poll: Duration::from_micros(p.busy_poll_us),
         ..DriverConfig::default()
     }
 }

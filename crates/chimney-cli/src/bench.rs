@@ -51,6 +51,10 @@ pub struct E2eArgs {
     /// Receivers to run, comma-separated: kernel, chimney, smoltcp.
     #[arg(long, value_delimiter = ',', default_values_t = vec!["kernel".to_string(), "chimney".to_string(), "smoltcp".to_string()])]
     pub only: Vec<String>,
+    /// chimney's busy-poll window, µs (smoltcp always busy-polls; 0 = chimney sleeps in poll
+    /// whenever its queue is empty).
+    #[arg(long, default_value_t = 0)]
+    pub busy_poll_us: u64,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -156,9 +160,10 @@ fn join<T>(h: std::thread::JoinHandle<Result<Result<T, String>, DriverError>>) -
 
 /// (b) kernel → chimney over TUN: the demo's driver with default policy (posted buffers),
 /// verifier on, hashing off.
-fn run_chimney(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
+fn run_chimney(bytes: u64, mtu: u32, busy_poll_us: u64) -> Result<Sample, DriverError> {
     let ns = Netns::create()?;
-    let policy = crate::args::PolicyArgs::defaults();
+    let mut policy = crate::args::PolicyArgs::defaults();
+    policy.busy_poll_us = busy_poll_us;
     let (tun, target) = crate::demo::setup(&ns, false, mtu, !policy.no_offload)?;
     let app = policy.policy().map_err(|e| DriverError { step: "policy", detail: e })?;
     let mut cfg = crate::args::driver_config(&policy, app, Default::default(), 1, target, mtu);
@@ -348,7 +353,7 @@ fn e2e(a: &E2eArgs) -> ExitCode {
             for w in &a.only {
                 let r = match w.as_str() {
                     "kernel" => run_kernel(a.bytes, mtu),
-                    "chimney" => run_chimney(a.bytes, mtu),
+                    "chimney" => run_chimney(a.bytes, mtu, a.busy_poll_us),
                     _ => run_smoltcp(a.bytes, mtu),
                 };
                 let s = match r {

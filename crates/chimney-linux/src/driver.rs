@@ -40,6 +40,9 @@ pub struct DriverConfig {
     pub batch: usize,
     /// SHA-256 every received byte per connection (reports carry it); benchmarks turn it off.
     pub hash: bool,
+    /// Busy-poll: after a read that found packets, keep reading without sleeping in `poll`
+    /// for this long (zero = always sleep when idle). Trades a core for wake-up latency.
+    pub busy_poll: Duration,
 }
 
 impl Default for DriverConfig {
@@ -53,6 +56,7 @@ impl Default for DriverConfig {
             impair_out: ImpairConfig::default(),
             batch: 64,
             hash: true,
+            busy_poll: Duration::ZERO,
         }
     }
 }
@@ -137,6 +141,8 @@ pub struct Driver {
     pub tx_dropped: u64,
     /// Reads that were GSO super-packets (longer than any 1500-byte MTU packet).
     pub gso_packets: u64,
+    /// When a read last found a packet (busy-poll).
+    last_rx: Option<Instant>,
 }
 
 fn hex(d: &[u8; 32]) -> String {
@@ -182,6 +188,7 @@ impl Driver {
             out: Vec::new(),
             tx_dropped: 0,
             gso_packets: 0,
+            last_rx: None,
         })
     }
 
@@ -225,7 +232,8 @@ impl Driver {
         let deadline =
             [self.engine.poll_timeout(), self.imp_in.next_due(), self.imp_out.next_due()].into_iter().flatten().min();
         let wait = deadline.map_or(max_wait, |d| d.saturating_duration_since(now).min(max_wait));
-        if !wait.is_zero() {
+        let spinning = self.last_rx.is_some_and(|t| now.saturating_duration_since(t) < self.cfg.busy_poll);
+        if !wait.is_zero() && !spinning {
             let mut fds = [PollFd::new(self.tun.fd(), PollFlags::POLLIN)];
             let ms = wait.as_millis().clamp(1, 1000) as u16;
             let _ = poll(&mut fds, PollTimeout::from(ms));
@@ -238,6 +246,7 @@ impl Driver {
                 Err(e) => return Err(DriverError::os("reading the TUN device", e)),
             };
             let now = self.now();
+            self.last_rx = Some(now);
             if self.tun.has_vnet_hdr() {
                 // A super-packet (or partial checksum) from the local kernel: the header is
                 // checked against the packet; a lying one is a counted drop.
