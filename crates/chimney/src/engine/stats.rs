@@ -89,15 +89,15 @@ impl EngineStats {
     pub(crate) fn add_conn(&mut self, c: &ConnCounters) {
         self.tcp.in_segments += c.in_segments;
         self.tcp.out_segments += c.out_segments;
-        self.tcp.retransmitted_segments += c.retransmitted as u32;
-        self.tcp.out_resets += c.out_resets as u32;
+        self.tcp.retransmitted_segments += c.retransmitted;
+        self.tcp.out_resets += c.out_resets;
         for (a, b) in self.drops.iter_mut().zip(c.drops.iter()) {
-            *a += b;
+            *a += u64::from(*b);
         }
         self.delivered_bytes += c.delivered_bytes;
         self.work += c.work;
-        self.keepalive_probes += c.keepalive_probes;
-        self.window_update_repeats += c.window_update_repeats;
+        self.keepalive_probes += u64::from(c.keepalive_probes);
+        self.window_update_repeats += u64::from(c.window_update_repeats);
     }
 
     /// Wire drops for `e`.

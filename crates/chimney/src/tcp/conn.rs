@@ -152,17 +152,17 @@ pub struct ConnCounters {
     /// Segments sent.
     pub out_segments: u64,
     /// Retransmitted segments (our FIN).
-    pub retransmitted: u64,
+    pub retransmitted: u32,
     /// RSTs sent.
-    pub out_resets: u64,
+    pub out_resets: u32,
     /// Keep-alive probes sent.
-    pub keepalive_probes: u64,
+    pub keepalive_probes: u32,
     /// Window updates repeated because no data followed them.
-    pub window_update_repeats: u64,
+    pub window_update_repeats: u32,
     /// In-order payload bytes handed to the delivery layer.
     pub delivered_bytes: u64,
-    /// Drops by reason.
-    pub drops: [u64; TcpDrop::ALL.len()],
+    /// Drops by reason (u32: per connection; the engine sums them into u64 totals).
+    pub drops: [u32; TcpDrop::ALL.len()],
     /// Assembler work units (ranges visited), for the work-per-segment bound.
     pub work: u64,
 }
@@ -170,12 +170,12 @@ pub struct ConnCounters {
 impl ConnCounters {
     fn drop(&mut self, why: TcpDrop) {
         let i = TcpDrop::ALL.iter().position(|&d| d == why).unwrap_or(0);
-        self.drops[i] += 1;
+        self.drops[i] = self.drops[i].saturating_add(1);
     }
 
     /// Drops counted for `why`.
     pub fn dropped(&self, why: TcpDrop) -> u64 {
-        TcpDrop::ALL.iter().position(|&d| d == why).map_or(0, |i| self.drops[i])
+        TcpDrop::ALL.iter().position(|&d| d == why).map_or(0, |i| u64::from(self.drops[i]))
     }
 }
 
@@ -249,7 +249,9 @@ pub struct TcpConn {
     peer_mss: u16,
     sack: bool,
     ts: Option<Ts>,
-    asm: Assembler,
+    /// Out-of-order reassembly, allocated on the first out-of-order segment and freed when it
+    /// has been empty for [`RING_IDLE`] (an in-order connection never has one).
+    asm: Option<Box<Assembler>>,
     ooo_fin: Option<SeqNum>,
     last_ack_sent: SeqNum,
     unacked: u32,
@@ -304,10 +306,7 @@ impl TcpConn {
             peer_mss: n.peer_mss,
             sack: n.sack,
             ts: n.ts_recent.map(|recent| Ts { recent, offset: n.ts_offset }),
-            asm: Assembler::new(
-                cfg.rcv_wnd.max(1) as usize + (1usize << n.rcv_wscale.unwrap_or(0)),
-                cfg.max_ooo_ranges,
-            ),
+            asm: None,
             ooo_fin: None,
             last_ack_sent: SeqNum(n.rcv_nxt),
             unacked: 0,
@@ -376,14 +375,18 @@ impl TcpConn {
         self.ts.map(|t| t.recent)
     }
 
+    fn ooo_empty(&self) -> bool {
+        self.asm.as_ref().is_none_or(|a| a.is_empty())
+    }
+
     /// Bytes queued out of order, and their ranges.
     pub fn ooo(&self) -> (u64, usize) {
-        (self.asm.queued_bytes(), self.asm.ranges())
+        self.asm.as_ref().map_or((0, 0), |a| (a.queued_bytes(), a.ranges()))
     }
 
     /// Memory this connection holds beyond its fixed state (the reassembly ring).
     pub fn memory(&self) -> usize {
-        self.asm.memory()
+        self.asm.as_ref().map_or(0, |a| a.memory())
     }
 
     /// The earliest timer of this connection.
@@ -405,11 +408,11 @@ impl TcpConn {
         if let Some(ts) = self.ts {
             options.timestamps = Some((self.tsval(now), ts.recent));
         }
-        if self.sack && fl & flags::ACK != 0 && !self.asm.is_empty() {
+        if let Some(asm) = self.asm.as_ref().filter(|a| self.sack && fl & flags::ACK != 0 && !a.is_empty()) {
             let max = if self.ts.is_some() { 3 } else { 4 };
             let mut blocks = [(0u32, 0u32); 4];
             let mut k = 0;
-            for (s, e) in self.asm.sack_blocks(max) {
+            for (s, e) in asm.sack_blocks(max) {
                 let l = self.rcv_nxt.plus((s - self.rcv_nxt64) as u32);
                 blocks[k] = (l.0, l.plus((e - s) as u32).0);
                 k += 1;
@@ -669,15 +672,17 @@ impl TcpConn {
         if fin {
             // Queued bytes beyond this FIN are not data.
             let fin_off = self.rcv_nxt64 + start.diff(self.rcv_nxt) as u64 + data.len() as u64;
-            self.asm.discard_from(fin_off);
+            if let Some(a) = self.asm.as_mut() {
+                a.discard_from(fin_off);
+            }
         }
         if start == self.rcv_nxt {
-            let gap_fill = !self.asm.is_empty();
+            let gap_fill = !self.ooo_empty();
             let complete = self.deliver_in_order(now, data, psh, cx);
             let fin_now = complete && (fin || self.ooo_fin == Some(self.rcv_nxt));
             if fin_now {
                 self.on_fin(now, cx);
-            } else if gap_fill || !self.asm.is_empty() {
+            } else if gap_fill || !self.ooo_empty() {
                 self.send_ack(now, cx);
             } else if !data.is_empty() {
                 // A GSO super-packet counts as the segments it carries.
@@ -699,12 +704,16 @@ impl TcpConn {
         } else {
             let off = self.rcv_nxt64 + start.diff(self.rcv_nxt) as u64;
             if !data.is_empty() {
-                match self.asm.insert(off, data) {
+                let ring = cx.cfg.rcv_wnd.max(1) as usize + (1usize << self.rcv_wscale);
+                let asm = self.asm.get_or_insert_with(|| Box::new(Assembler::new(ring, cx.cfg.max_ooo_ranges)));
+                let before = asm.work;
+                let r = asm.insert(off, data);
+                self.counters.work += asm.work - before;
+                match r {
                     Insert::Stored(_) => {}
                     Insert::Duplicate => self.counters.drop(TcpDrop::OooDuplicate),
                     Insert::TooManyRanges => self.counters.drop(TcpDrop::OooRangesFull),
                 }
-                self.counters.work = self.asm.work;
             }
             if fin {
                 self.ooo_fin = Some(start.plus(data.len() as u32));
@@ -720,7 +729,7 @@ impl TcpConn {
     fn deliver_in_order(&mut self, now: Instant, data: &[u8], psh: bool, cx: &mut Cx<'_>) -> bool {
         let mut cur = 0usize;
         loop {
-            if let Some((s, e)) = self.asm.range_at(self.rcv_nxt64) {
+            if let Some((s, e)) = self.asm.as_ref().and_then(|a| a.range_at(self.rcv_nxt64)) {
                 debug_assert_eq!(s, self.rcv_nxt64);
                 // Never drop bytes that were SACKed: take what the delivery layer can hold
                 // and leave the rest queued.
@@ -731,8 +740,8 @@ impl TcpConn {
                 let mut fed = 0u64;
                 let delivery = &mut *cx.delivery;
                 let host = &mut *cx.host;
-                if take > 0 {
-                    self.asm.take_front(s, take, |bytes| {
+                if let Some(asm) = self.asm.as_mut().filter(|_| take > 0) {
+                    asm.take_front(s, take, |bytes| {
                         if ok && delivery.receive_data(now, id, bytes, psh, host).is_ok() {
                             fed += bytes.len() as u64;
                         } else {
@@ -751,7 +760,8 @@ impl TcpConn {
             if cur >= data.len() {
                 break;
             }
-            let limit = self.asm.first_start().map_or(data.len(), |f| cur + (f - self.rcv_nxt64) as usize);
+            let first = self.asm.as_ref().and_then(|a| a.first_start());
+            let limit = first.map_or(data.len(), |f| cur + (f - self.rcv_nxt64) as usize);
             let chunk = &data[cur..limit.min(data.len())];
             let space = cx.delivery.receive_space(self.id);
             let take = chunk.len().min(space);
@@ -768,8 +778,10 @@ impl TcpConn {
             }
             cur += chunk.len();
         }
-        self.asm.discard_below(self.rcv_nxt64);
-        if self.asm.is_empty() && self.asm.memory() > 0 && self.ring_release_at.is_none() {
+        if let Some(a) = self.asm.as_mut() {
+            a.discard_below(self.rcv_nxt64);
+        }
+        if self.asm.as_ref().is_some_and(|a| a.is_empty()) && self.ring_release_at.is_none() {
             // Keep the ring a while: freeing and re-zeroing a window-sized buffer on every
             // reordering event cost ~150 µs each (bench engine, 1 % reordering).
             self.ring_release_at = Some(now + RING_IDLE);
@@ -787,8 +799,7 @@ impl TcpConn {
         self.rcv_nxt = self.rcv_nxt.plus(1);
         self.ooo_fin = None;
         // Nothing after the FIN is data: forget anything queued beyond it.
-        self.asm.discard_from(self.rcv_nxt64);
-        self.asm.shrink();
+        self.asm = None;
         self.state = match self.state {
             TcpConnectionState::Established => TcpConnectionState::CloseWait,
             TcpConnectionState::FinWait1 => TcpConnectionState::Closing,
@@ -886,7 +897,9 @@ impl TcpConn {
         }
         if self.ring_release_at.is_some_and(|t| t <= now) {
             self.ring_release_at = None;
-            self.asm.shrink();
+            if self.ooo_empty() {
+                self.asm = None;
+            }
         }
         if self.wu_at.is_some_and(|t| t <= now) {
             self.wu_tries += 1;
