@@ -35,14 +35,17 @@ const PREFILLED: usize = 1;
 
 /// Re-arms a target NBL's net buffer to hold exactly the first `len` bytes of `ring`
 /// (`len` at most the chain's bytes): indications and terminate's BufferedData.
-fn load_front(nb: &mut NetBuffer, ring: &VecDeque<u8>, len: usize) {
+fn load_front(nb: &mut NetBuffer, ring: &VecDeque<u8>, extra: &[u8], len: usize) {
     let len = len.min(nb.chain_len());
     // Cannot fail: `len` fits the chain.
     let _reset: Result<(), _> = nb.reset_used_space(0, len);
     let (a, b) = ring.as_slices();
-    let w = nb.write_used(0, a);
-    if w < len {
-        nb.write_used(w, b);
+    let mut w = 0;
+    for part in [a, b, extra] {
+        if w >= len {
+            break;
+        }
+        w += nb.write_used(w, &part[..part.len().min(len - w)]);
     }
 }
 
@@ -443,15 +446,21 @@ impl Delivery {
         self.nested = nested;
     }
 
-    /// Connector B (INDICATE), one indication. Returns `None` when the pool is empty, else
-    /// whether the host refused some of the data (in whole or in part).
+    /// Connector B (INDICATE), one indication of the buffered bytes followed by `extra` (new
+    /// bytes not buffered yet: indicated straight from the caller's slice, so an accepted
+    /// indication costs one copy, not two). Returns `None` when the pool is empty, else
+    /// whether the host refused some of the data (in whole or in part); `extra_used` says
+    /// how much of `extra` was consumed.
     fn indicate_once(
         &mut self,
         now: Instant,
         id: ConnId,
         conn: &mut Conn,
+        extra: &[u8],
+        extra_used: &mut usize,
         host: &mut dyn ProtocolHost,
     ) -> Option<bool> {
+        *extra_used = 0;
         let mut nbl = self.pool.pop_front_chain();
         let Some(n) = nbl.front_mut() else {
             self.stats.pool_empty += 1;
@@ -462,11 +471,11 @@ impl Delivery {
             return None;
         };
         conn.waiting_pool = false;
-        let mut len = conn.buffered.len().min(n.net_buffer().chain_len());
+        let mut len = (conn.buffered.len() + extra.len()).min(n.net_buffer().chain_len());
         if conn.indication_size > 0 {
             len = len.min(conn.indication_size);
         }
-        load_front(n.net_buffer_mut(), &conn.buffered, len);
+        load_front(n.net_buffer_mut(), &conn.buffered, extra, len);
         n.status = NdisStatus::Success;
         n.set_tcp_offload_bytes_transferred(0);
         self.stats.indications += 1;
@@ -485,7 +494,9 @@ impl Delivery {
                 bytes_consumed.min(len)
             }
         };
-        conn.buffered.drain(..consumed);
+        let from_ring = consumed.min(conn.buffered.len());
+        conn.buffered.drain(..from_ring);
+        *extra_used = consumed - from_ring;
         conn.consumed += consumed as u64;
         self.stats.indicated_bytes += consumed as u64;
         if consumed < len {
@@ -513,10 +524,19 @@ impl Delivery {
         };
         debug_assert!(!conn.busy, "R-CMP-5: delivery entered while an upcall is in progress");
         let mut new = new;
+        // New bytes no request took, not yet copied into the ring: an indication may take
+        // them straight from here; anything else buffers them first.
+        let mut pending: &[u8] = &[];
         let mut zero_done = false;
         let mut refused = false;
         let mut closed_round = false;
         loop {
+            if !pending.is_empty() {
+                // Anything but an indication (a fill after a nested post, a completion) sees
+                // the bytes in the ring, after the older ones.
+                conn.buffered.extend(pending);
+                pending = &[];
+            }
             let mut done = NblChain::new();
             match conn.phase {
                 Phase::Aborted => {
@@ -538,12 +558,13 @@ impl Delivery {
                 }
                 Phase::Open => {
                     let took = Self::fill(&mut conn, new, &mut done, &mut zero_done);
-                    conn.buffered.extend(&new[took..]);
+                    pending = &new[took..];
                     new = &[];
                     let pushed = ambiguity::push_applies(conn.psh_mark, conn.consumed) || conn.push_fired;
                     // FIN pushes placed bytes; a request holding only the host's pre-fill is
                     // not data of this stream and completes INVALID_STATE after the disconnect.
-                    let fin_all_placed = conn.fin && conn.buffered.is_empty() && conn.head_has_placed();
+                    let fin_all_placed =
+                        conn.fin && conn.buffered.is_empty() && pending.is_empty() && conn.head_has_placed();
                     if conn.head_holds_data() && ((conn.head_is_partial_push() && pushed) || fin_all_placed) {
                         Self::complete_head(&mut conn, NdisStatus::Success, &mut done);
                     }
@@ -562,17 +583,21 @@ impl Delivery {
             if conn.phase != Phase::Open {
                 break;
             }
-            if conn.fin && conn.buffered.is_empty() && !conn.head_has_placed() {
+            if conn.fin && conn.buffered.is_empty() && pending.is_empty() && !conn.head_has_placed() {
                 conn.phase = Phase::Disconnected;
                 self.upcall_event(now, id, &mut conn, TcpOffloadEvent::Disconnect, host);
                 continue;
             }
             // Connector B: indicate when no posted request can take data (zero-byte requests
             // hold none, A8) and no refusal is pending (R-IND-7).
-            if conn.posted_free == 0 && !conn.buffered.is_empty() && !conn.indicate_blocked && !refused {
+            let waiting = !conn.buffered.is_empty() || !pending.is_empty();
+            if conn.posted_free == 0 && waiting && !conn.indicate_blocked && !refused {
                 // At most one refused indication per run, whatever the host posted inside it
                 // (a host that refuses and re-posts zero-byte requests would loop forever).
-                match self.indicate_once(now, id, &mut conn, host) {
+                let mut used = 0;
+                let r = self.indicate_once(now, id, &mut conn, pending, &mut used, host);
+                pending = &pending[used..];
+                match r {
                     None => break,
                     Some(r) => refused |= r,
                 }
@@ -580,6 +605,7 @@ impl Delivery {
             }
             break;
         }
+        conn.buffered.extend(pending);
         if conn.phase == Phase::Open && conn.head_is_partial_push() {
             if conn.push_deadline.is_none() || arrived {
                 conn.push_deadline = Some(now + self.cfg.push_timeout);
@@ -775,7 +801,7 @@ impl OffloadTarget for Delivery {
             }
             if let Some(n) = one.front_mut() {
                 let len = conn.buffered.len().min(n.net_buffer().chain_len());
-                load_front(n.net_buffer_mut(), &conn.buffered, len);
+                load_front(n.net_buffer_mut(), &conn.buffered, &[], len);
                 conn.buffered.drain(..len);
             }
             buffered_data.append(&mut one);
