@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as WallClock};
 
 use chimney::rng::SplitMix64;
-use chimney_linux::{ConnReport, Driver, Netns, Tun};
+use chimney_linux::{ConnReport, Driver, DriverSummary, Netns, Tun};
 use sha2::{Digest, Sha256};
 
 use crate::args::{ImpairArgs, PolicyArgs};
@@ -31,6 +31,10 @@ pub struct DemoArgs {
     /// TUN MTU.
     #[arg(long, default_value_t = 1500)]
     pub mtu: u32,
+    /// TUN queues (`IFF_MULTI_QUEUE`), one engine shard and thread each; the kernel steers
+    /// every flow to one queue.
+    #[arg(long, default_value_t = 1)]
+    pub queues: usize,
     /// Seed of the streams and impairments.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -114,7 +118,21 @@ fn client(target: SocketAddr, bytes: u64, seed: u64, reset_after: Option<u64>) -
 
 /// Sets up the namespace and TUN, returning the target address clients connect to.
 pub fn setup(ns: &Netns, ipv6: bool, mtu: u32, offload: bool) -> Result<(Tun, SocketAddr), chimney_linux::DriverError> {
-    let tun = ns.run(move || Tun::open_with("chim0", offload))??;
+    let (mut tuns, target) = setup_queues(ns, ipv6, mtu, offload, 1)?;
+    let tun =
+        tuns.pop().ok_or(chimney_linux::DriverError { step: "creating the TUN device", detail: "no queue".into() })?;
+    Ok((tun, target))
+}
+
+/// Like [`setup`] with `queues` TUN queues (multi-queue when more than one).
+pub fn setup_queues(
+    ns: &Netns,
+    ipv6: bool,
+    mtu: u32,
+    offload: bool,
+    queues: usize,
+) -> Result<(Vec<Tun>, SocketAddr), chimney_linux::DriverError> {
+    let tun = ns.run(move || Tun::open_queues("chim0", offload, queues))??;
     ns.ip(&["link", "set", "dev", "chim0", "mtu", &mtu.to_string(), "up"])?;
     ns.ip(&["addr", "add", "198.18.0.2/24", "dev", "chim0"])?;
     ns.ip(&["-6", "addr", "add", "fd00::2/64", "dev", "chim0", "nodad"])?;
@@ -148,14 +166,17 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         Ok(ns) => ns,
         Err(e) => return fail(e.to_string()),
     };
+    if a.queues == 0 || a.queues > 64 {
+        return fail(format!("--queues must be 1..=64, got {}", a.queues));
+    }
     let offload = a.policy.offload_with(&impair);
-    let (tun, target) = match setup(&ns, a.ipv6, a.mtu, offload) {
+    let (tuns, target) = match setup_queues(&ns, a.ipv6, a.mtu, offload, a.queues) {
         Ok(x) => x,
         Err(e) => return fail(e.to_string()),
     };
     let cfg = crate::args::driver_config(&a.policy, policy, impair, a.seed, target, a.mtu);
-    let mut driver = match Driver::new(tun, cfg) {
-        Ok(d) => d,
+    let mut shards = match Shards::start(tuns, &cfg) {
+        Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
     let done = Arc::new(AtomicUsize::new(0));
@@ -181,30 +202,32 @@ pub fn run(a: &DemoArgs) -> ExitCode {
     let mut reports: Vec<ConnReport> = Vec::new();
     let deadline = t0 + Duration::from_secs(a.timeout);
     let mut last_bar = WallClock::now();
+    let mut stragglers = 0;
     while reports.len() < a.connections {
-        if let Err(e) = driver.step(Duration::from_millis(5)) {
+        if let Err(e) = shards.step(Duration::from_millis(5), &mut reports) {
             return fail(e.to_string());
         }
-        reports.extend(driver.take_reports());
         if last_bar.elapsed() > Duration::from_millis(100) {
-            bar.set_position(driver.bytes_received().min(total));
+            bar.set_position(shards.bytes_received().min(total));
             last_bar = WallClock::now();
         }
-        if done.load(Ordering::SeqCst) == a.connections && driver.live() == 0 && reports.len() < a.connections {
+        if done.load(Ordering::SeqCst) == a.connections && shards.live() == 0 && reports.len() < a.connections {
             // Every client finished; give stragglers (e.g. connect failures) a moment.
-            for _ in 0..200 {
-                let _ = driver.step(Duration::from_millis(5));
-                reports.extend(driver.take_reports());
+            stragglers += 1;
+            if stragglers > 200 {
+                break;
             }
-            break;
         }
         if WallClock::now() > deadline {
-            driver.shutdown();
-            reports.extend(driver.take_reports());
+            shards.shutdown(&mut reports);
             break;
         }
     }
     let wall = t0.elapsed();
+    let summary = match shards.finish(&mut reports) {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string()),
+    };
     bar.finish_and_clear();
     let sent: Vec<Sent> = clients
         .into_iter()
@@ -218,7 +241,122 @@ pub fn run(a: &DemoArgs) -> ExitCode {
             })
         })
         .collect();
-    crate::report::print_demo(a, &sent_views(&sent), &reports, &driver, wall)
+    crate::report::print_demo(a, &sent_views(&sent), &reports, &summary, wall)
+}
+
+/// One driver on the calling thread, or one per TUN queue on threads of their own (each owns
+/// its engine, verifier and application: nothing is shared but the report channel).
+enum Shards {
+    One(Box<Driver>),
+    Many {
+        workers: Vec<std::thread::JoinHandle<Result<DriverSummary, chimney_linux::DriverError>>>,
+        reports: std::sync::mpsc::Receiver<ConnReport>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        live: Arc<AtomicUsize>,
+        bytes: Arc<std::sync::atomic::AtomicU64>,
+    },
+}
+
+impl Shards {
+    fn start(tuns: Vec<Tun>, cfg: &chimney_linux::DriverConfig) -> Result<Shards, chimney_linux::DriverError> {
+        if tuns.len() == 1 {
+            let tun = tuns
+                .into_iter()
+                .next()
+                .ok_or(chimney_linux::DriverError { step: "starting the driver", detail: "no TUN queue".into() })?;
+            return Ok(Shards::One(Box::new(Driver::new(tun, cfg.clone())?)));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let live = Arc::new(AtomicUsize::new(0));
+        let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut workers = Vec::new();
+        for (i, tun) in tuns.into_iter().enumerate() {
+            let mut cfg = cfg.clone();
+            cfg.engine.seed ^= (i as u64 + 1) << 48;
+            let (tx, stop, live, bytes) = (tx.clone(), Arc::clone(&stop), Arc::clone(&live), Arc::clone(&bytes));
+            workers.push(std::thread::spawn(move || -> Result<DriverSummary, chimney_linux::DriverError> {
+                let mut d = Driver::new(tun, cfg)?;
+                let (mut my_live, mut my_bytes) = (0usize, 0u64);
+                while !stop.load(Ordering::SeqCst) {
+                    d.step(Duration::from_millis(5))?;
+                    for r in d.take_reports() {
+                        let _ = tx.send(r);
+                    }
+                    // Publish this shard's figures as differences to the shared totals.
+                    let (l, b) = (d.live(), d.bytes_received());
+                    live.fetch_add(l, Ordering::SeqCst);
+                    live.fetch_sub(my_live, Ordering::SeqCst);
+                    bytes.fetch_add(b - my_bytes, Ordering::SeqCst);
+                    (my_live, my_bytes) = (l, b);
+                }
+                d.shutdown();
+                for r in d.take_reports() {
+                    let _ = tx.send(r);
+                }
+                live.fetch_sub(my_live, Ordering::SeqCst);
+                Ok(d.summary())
+            }));
+        }
+        Ok(Shards::Many { workers, reports: rx, stop, live, bytes })
+    }
+
+    fn step(&mut self, wait: Duration, out: &mut Vec<ConnReport>) -> Result<(), chimney_linux::DriverError> {
+        match self {
+            Shards::One(d) => {
+                d.step(wait)?;
+                out.extend(d.take_reports());
+            }
+            Shards::Many { reports, .. } => {
+                if let Ok(r) = reports.recv_timeout(wait) {
+                    out.push(r);
+                }
+                out.extend(reports.try_iter());
+            }
+        }
+        Ok(())
+    }
+
+    fn live(&self) -> usize {
+        match self {
+            Shards::One(d) => d.live(),
+            Shards::Many { live, .. } => live.load(Ordering::SeqCst),
+        }
+    }
+
+    fn bytes_received(&self) -> u64 {
+        match self {
+            Shards::One(d) => d.bytes_received(),
+            Shards::Many { bytes, .. } => bytes.load(Ordering::SeqCst),
+        }
+    }
+
+    fn shutdown(&mut self, out: &mut Vec<ConnReport>) {
+        if let Shards::One(d) = self {
+            d.shutdown();
+            out.extend(d.take_reports());
+        }
+    }
+
+    /// Stops the shards and sums what they report.
+    fn finish(self, out: &mut Vec<ConnReport>) -> Result<DriverSummary, chimney_linux::DriverError> {
+        match self {
+            Shards::One(d) => Ok(d.summary()),
+            Shards::Many { workers, reports, stop, .. } => {
+                stop.store(true, Ordering::SeqCst);
+                let mut sum = DriverSummary::default();
+                for w in workers {
+                    let s = w.join().map_err(|_| chimney_linux::DriverError {
+                        step: "running a queue's driver",
+                        detail: "thread panicked".into(),
+                    })??;
+                    sum.merge(s);
+                }
+                out.extend(reports.try_iter());
+                Ok(sum)
+            }
+        }
+    }
 }
 
 /// What the report needs from a client.

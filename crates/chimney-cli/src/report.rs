@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chimney_linux::{ConnReport, Driver, EndReason};
+use chimney_linux::{ConnReport, DriverSummary, EndReason};
 
 use crate::demo::{DemoArgs, SentView};
 
@@ -16,10 +16,10 @@ pub fn print_demo(
     a: &DemoArgs,
     sent: &[SentView],
     reports: &[ConnReport],
-    driver: &Driver,
+    driver: &DriverSummary,
     wall: Duration,
 ) -> ExitCode {
-    let violations = driver.violations();
+    let violations = driver.violations.clone();
     let mut ok = violations.is_empty();
     let mut rows = Vec::new();
     for s in sent {
@@ -51,7 +51,7 @@ pub fn print_demo(
         rows.push((s, r, exact, why));
     }
     let total: u64 = reports.iter().map(|r| r.bytes).sum();
-    let stats = driver.stats();
+    let stats = driver.stats.clone();
     if a.json {
         let conns: Vec<_> = rows
             .iter()
@@ -86,6 +86,7 @@ pub fn print_demo(
             "drops": stats.drop_table().into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
             "tx_dropped": driver.tx_dropped,
             "gso_packets": driver.gso_packets,
+            "per_queue_offloads": driver.per_queue_offloads,
         });
         println!("{v}");
     } else {

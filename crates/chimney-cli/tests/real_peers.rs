@@ -84,6 +84,22 @@ fn gso_super_packets_and_no_offload() {
     assert_eq!(v["gso_packets"], 0, "{v}");
 }
 
+/// Multi-queue TUN: one engine per queue on its own thread; the kernel spreads the flows and
+/// every stream stays exact.
+#[test]
+fn multi_queue_shards() {
+    if !can_run() {
+        return;
+    }
+    let v = exact(&["--queues", "2", "--connections", "12", "--bytes", "4194304"], 12, 4 << 20);
+    let per: Vec<u64> = v["per_queue_offloads"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+    assert_eq!(per.len(), 2, "{v}");
+    assert_eq!(per.iter().sum::<u64>(), 12, "{v}");
+    let out = Command::new(env!("CARGO_BIN_EXE_chimney")).args(["demo", "--queues", "0"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--queues"));
+}
+
 #[test]
 fn ipv6_64mib() {
     if !can_run() {

@@ -61,6 +61,32 @@ impl Default for DriverConfig {
     }
 }
 
+/// What a driver (or several, one per TUN queue) reports at the end of a run.
+#[derive(Debug, Clone, Default)]
+pub struct DriverSummary {
+    /// Every violation the verifier recorded.
+    pub violations: Vec<chimney::contract::Violation>,
+    /// Engine counters (summed over shards).
+    pub stats: EngineStats,
+    /// Packets the TUN would not take.
+    pub tx_dropped: u64,
+    /// Reads that were GSO super-packets.
+    pub gso_packets: u64,
+    /// Connections offloaded by each shard (one entry per TUN queue).
+    pub per_queue_offloads: Vec<u64>,
+}
+
+impl DriverSummary {
+    /// Adds another shard's summary.
+    pub fn merge(&mut self, o: DriverSummary) {
+        self.per_queue_offloads.extend(o.per_queue_offloads);
+        self.violations.extend(o.violations);
+        self.stats.merge(&o.stats);
+        self.tx_dropped += o.tx_dropped;
+        self.gso_packets += o.gso_packets;
+    }
+}
+
 /// How a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
@@ -219,6 +245,17 @@ impl Driver {
     /// Every violation the verifier recorded.
     pub fn violations(&self) -> Vec<chimney::contract::Violation> {
         self.engine.delivery().core().violations()
+    }
+
+    /// Violations, counters and TUN figures so far.
+    pub fn summary(&self) -> DriverSummary {
+        DriverSummary {
+            violations: self.violations(),
+            stats: self.stats(),
+            tx_dropped: self.tx_dropped,
+            gso_packets: self.gso_packets,
+            per_queue_offloads: vec![self.stats().offloads],
+        }
     }
 
     /// Reports of connections that ended since the last call.

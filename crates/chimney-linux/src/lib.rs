@@ -17,7 +17,7 @@ pub mod driver;
 pub mod netns;
 pub mod tun;
 
-pub use driver::{ConnReport, Driver, DriverConfig, EndReason};
+pub use driver::{ConnReport, Driver, DriverConfig, DriverSummary, EndReason};
 pub use netns::Netns;
 pub use tun::Tun;
 

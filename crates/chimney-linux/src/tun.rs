@@ -21,6 +21,7 @@ use crate::DriverError;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const IFF_VNET_HDR: libc::c_int = 0x4000;
+const IFF_MULTI_QUEUE: libc::c_int = 0x0100;
 const TUN_F_CSUM: libc::c_ulong = 0x01;
 const TUN_F_TSO4: libc::c_ulong = 0x02;
 const TUN_F_TSO6: libc::c_ulong = 0x04;
@@ -50,6 +51,19 @@ impl Tun {
     /// Like [`Tun::open`]; with `offload`, reads carry a `virtio_net_hdr` and may be GSO
     /// super-packets with partial checksums (TSO4, TSO6, CSUM enabled).
     pub fn open_with(name: &str, offload: bool) -> Result<Tun, DriverError> {
+        Self::open_queue(name, offload, false)
+    }
+
+    /// `queues` descriptors of one multi-queue TUN device (`IFF_MULTI_QUEUE`): the kernel
+    /// steers each flow to one queue by its hash, so one engine per queue shares nothing.
+    pub fn open_queues(name: &str, offload: bool, queues: usize) -> Result<Vec<Tun>, DriverError> {
+        if queues <= 1 {
+            return Ok(vec![Self::open_with(name, offload)?]);
+        }
+        (0..queues).map(|_| Self::open_queue(name, offload, true)).collect()
+    }
+
+    fn open_queue(name: &str, offload: bool, multi: bool) -> Result<Tun, DriverError> {
         if name.is_empty() || name.len() >= libc::IFNAMSIZ || !name.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(DriverError {
                 step: "creating the TUN device",
@@ -64,7 +78,10 @@ impl Tun {
             .map_err(|e| DriverError::os("opening /dev/net/tun", e))?;
         let mut req = IfReq {
             name: [0; libc::IFNAMSIZ],
-            flags: (libc::IFF_TUN | libc::IFF_NO_PI | if offload { IFF_VNET_HDR } else { 0 }) as libc::c_short,
+            flags: (libc::IFF_TUN
+                | libc::IFF_NO_PI
+                | if offload { IFF_VNET_HDR } else { 0 }
+                | if multi { IFF_MULTI_QUEUE } else { 0 }) as libc::c_short,
             _pad: [0; 22],
         };
         for (d, s) in req.name.iter_mut().zip(name.bytes()) {

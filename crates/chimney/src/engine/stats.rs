@@ -100,6 +100,41 @@ impl EngineStats {
         self.window_update_repeats += u64::from(c.window_update_repeats);
     }
 
+    /// Adds another engine's counters (shards of one device report one total).
+    pub fn merge(&mut self, o: &EngineStats) {
+        let (t, u) = (&mut self.tcp, &o.tcp);
+        t.in_segments += u.in_segments;
+        t.out_segments += u.out_segments;
+        t.currently_established += u.currently_established;
+        t.reset_established += u.reset_established;
+        t.retransmitted_segments += u.retransmitted_segments;
+        t.in_errors += u.in_errors;
+        t.out_resets += u.out_resets;
+        let (i, j) = (&mut self.ip, &o.ip);
+        i.in_receives += j.in_receives;
+        i.in_octets += j.in_octets;
+        i.in_delivers += j.in_delivers;
+        i.out_requests += j.out_requests;
+        i.out_octets += j.out_octets;
+        i.in_header_errors += j.in_header_errors;
+        i.in_truncated_packets += j.in_truncated_packets;
+        i.in_discards += j.in_discards;
+        i.out_discards += j.out_discards;
+        i.out_no_routes += j.out_no_routes;
+        for (a, b) in self.wire.iter_mut().zip(o.wire.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+            *a += b;
+        }
+        self.offloads += o.offloads;
+        self.offload_failures += o.offload_failures;
+        self.delivered_bytes += o.delivered_bytes;
+        self.work += o.work;
+        self.keepalive_probes += o.keepalive_probes;
+        self.window_update_repeats += o.window_update_repeats;
+    }
+
     /// Wire drops for `e`.
     pub fn wire_drops(&self, e: WireError) -> u64 {
         WireError::ALL.iter().position(|&w| w == e).map_or(0, |i| self.wire[i])
