@@ -116,3 +116,18 @@ fn seed_586_lost_window_update_repeated() {
 fn seed_474_held_indications_return_promptly() {
     seed_passes(474);
 }
+
+/// Regression (seed 18840 hung before the fix): a sender that reset during its handshake was
+/// never offloaded; the run waited for a target-side end that could not come.
+#[test]
+fn seed_18840_reset_before_offload_needs_no_end() {
+    seed_passes(18840);
+}
+
+/// Regression (seed 21223 hung before the fix): a stale zero-window ACK, reordered behind our
+/// window update with the same SEQ and ACK, left smoltcp (no persist timer) on a zero window;
+/// keep-alive now re-announces an open window in an ordinary ACK before each probe.
+#[test]
+fn seed_21223_stale_zero_window_reannounced() {
+    seed_passes(21223);
+}

@@ -461,7 +461,21 @@ impl TcpConn {
     /// Moves the advertised right edge forward when the delivery layer has room, with
     /// receiver-side SWS avoidance (RFC 9293 §3.8.6.2.2): only by at least min(buffer/2, MSS).
     /// Never retracts. Returns whether the edge moved.
-    fn update_window(&mut self, cx: &mut Cx<'_>) -> bool {
+    ///
+    /// A window that reopens from below one segment, by whatever ACK carries it, is
+    /// announced again with backoff until data arrives (`wu_at`): if that ACK is lost, a
+    /// sender without a persist timer (smoltcp has none) would wait forever.
+    fn update_window(&mut self, now: Instant, cx: &mut Cx<'_>) -> bool {
+        let before = self.rcv_wnd();
+        let moved = self.move_edge(cx);
+        if moved && before < u32::from(self.peer_mss) && self.wu_at.is_none() && self.can_receive() {
+            self.wu_tries = 0;
+            self.wu_at = Some(now + cx.cfg.rto);
+        }
+        moved
+    }
+
+    fn move_edge(&mut self, cx: &mut Cx<'_>) -> bool {
         let unit = 1u32 << self.rcv_wscale;
         let max_wnd = 0xFFFF * unit;
         let space = (cx.delivery.receive_window(self.id).min(1 << 30) as u32).min(max_wnd);
@@ -485,25 +499,16 @@ impl TcpConn {
 
     /// Sends an ACK now (window recomputed).
     pub fn send_ack(&mut self, now: Instant, cx: &mut Cx<'_>) {
-        self.update_window(cx);
+        self.update_window(now, cx);
         let seq = self.snd_nxt;
         self.emit(now, cx, seq, flags::ACK);
     }
 
     /// After the host posted or consumed: sends a window update if the window opened enough.
-    ///
-    /// A window that reopens from below one segment is re-announced with backoff until data
-    /// arrives: if that update is lost, a sender without a persist timer (smoltcp has none)
-    /// would otherwise wait forever for a window it will never hear about.
     pub fn maybe_window_update(&mut self, now: Instant, cx: &mut Cx<'_>) {
-        let before = self.rcv_wnd();
-        if !self.stopped && self.can_receive() && self.update_window(cx) {
+        if !self.stopped && self.can_receive() && self.update_window(now, cx) {
             let seq = self.snd_nxt;
             self.emit(now, cx, seq, flags::ACK);
-            if before < u32::from(self.peer_mss) && self.wu_at.is_none() {
-                self.wu_tries = 0;
-                self.wu_at = Some(now + cx.cfg.rto);
-            }
         }
     }
 
@@ -842,7 +847,7 @@ impl TcpConn {
         let fin = self.snd_nxt;
         self.fin_seq = Some(fin);
         self.snd_nxt = fin.plus(1);
-        self.update_window(cx);
+        self.update_window(now, cx);
         self.emit(now, cx, fin, flags::FIN | flags::ACK);
         self.rto_at = Some(now + self.rto);
     }
@@ -882,8 +887,16 @@ impl TcpConn {
         }
         self.ka_probes += 1;
         self.counters.keepalive_probes += 1;
+        // An idle peer may be sitting on a zero window it got from a stale, reordered ACK
+        // (same SEQ and ACK as our later update, so RFC 9293's SND.WL1/WL2 rule lets it win)
+        // and, without a persist timer, never ask again: re-announce an open window in an
+        // ordinary ACK first. The probe itself (SEG.SEQ = SND.NXT − 1) is unacceptable to the
+        // peer, which ignores its window. Found by simulator seed 21223.
+        if self.can_receive() && self.rcv_wnd() >= u32::from(self.peer_mss) {
+            let seq = self.snd_nxt;
+            self.emit(now, cx, seq, flags::ACK);
+        }
         let seq = SeqNum(self.snd_nxt.0.wrapping_sub(1));
-        self.update_window(cx);
         self.emit(now, cx, seq, flags::ACK);
         let interval = if cx.cfg.ka_interval.is_zero() { Duration::from_secs(1) } else { cx.cfg.ka_interval };
         self.ka_at = Some(now + interval);
