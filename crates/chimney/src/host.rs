@@ -209,6 +209,12 @@ impl AppHost {
         }
     }
 
+    /// Takes the accepted indication NBLs the application holds (for a caller that returns
+    /// them itself, e.g. through a wrapping host).
+    pub fn take_held(&mut self) -> NblChain {
+        self.held.take()
+    }
+
     /// Returns every accepted indication NBL held by the application (top level).
     pub fn return_held(&mut self, now: Instant, target: &mut dyn OffloadTarget) {
         let held = self.held.take();

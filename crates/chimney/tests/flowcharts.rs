@@ -61,7 +61,12 @@ impl Rig {
     }
 
     fn with(policy: AppPolicy, indication_size: u32) -> Rig {
-        let mut t = Verifier::new(Delivery::new(DeliveryConfig::default()), VerifierMode::Strict);
+        Self::with_pool(policy, indication_size, DeliveryConfig::default().indication_pool)
+    }
+
+    fn with_pool(policy: AppPolicy, indication_size: u32, pool: usize) -> Rig {
+        let cfg = DeliveryConfig { indication_pool: pool, ..DeliveryConfig::default() };
+        let mut t = Verifier::new(Delivery::new(cfg), VerifierMode::Strict);
         let mut app = AppHost::new();
         app.set_policy(C, policy);
         let mut h = Log { app, ups: Vec::new() };
@@ -457,6 +462,29 @@ fn offload_buffered_data_is_delivered_first_and_indicated_after_offload() {
     assert_eq!(d.rcv_nxt, 1000);
 }
 
+fn ind_pool_refilled_inside_its_own_upcall_still_wakes_later() {
+    // One indication NBL. The host holds what it accepts and, later, returns it from inside
+    // a completion on this very connection (the wake-up reaches the connection while it is
+    // out of the table); after that the connection still indicates, waits for the pool
+    // again, and is woken when the NBL comes back at top level.
+    let hold = AppPolicy { keep_posted: 0, indication: IndicationPolicy::AcceptAll, ..quiet(100, true) };
+    let mut r = Rig::with_pool(hold.clone(), 50, 1);
+    r.feed(120, false);
+    assert_eq!(r.take(), vec![Up::Indicate(50)]); // pool empty now: 70 bytes wait
+    let p = AppPolicy { return_in_upcall: true, repost_in_completion: true, ..quiet(70, true) };
+    r.post_policy(p.clone());
+    assert_eq!(r.take(), vec![Up::Complete(vec![ok(70)])]); // returned + re-posted inside
+    r.post_policy(AppPolicy { repost_in_completion: false, keep_posted: 0, ..p });
+    r.feed(70, false);
+    assert_eq!(r.take(), vec![Up::Complete(vec![ok(70)])]);
+    r.feed(100, false);
+    assert_eq!(r.take(), vec![Up::Indicate(50)]); // holds it: pool empty again, 50 wait
+    let held = r.h.app.take_held();
+    r.t.receive_return(r.now, held, &mut r.h);
+    assert_eq!(r.take(), vec![Up::Indicate(50)], "the waiting connection was not woken");
+    r.finish();
+}
+
 /// One `#[test]` per row, named after the branch it drives.
 macro_rules! rows {
     ($($f:ident),* $(,)?) => {
@@ -497,4 +525,5 @@ rows![
     abortive_disconnect_completes_everything_aborted,
     terminate_completes_outstanding_and_returns_buffered_data,
     offload_buffered_data_is_delivered_first_and_indicated_after_offload,
+    ind_pool_refilled_inside_its_own_upcall_still_wakes_later,
 ];

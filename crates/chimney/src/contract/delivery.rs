@@ -627,6 +627,12 @@ impl Delivery {
             conn.kick = true;
             self.timers.push(Reverse((now, id.0)));
         }
+        // A wake-up that reached this connection while it was out of the table (its own
+        // upcall returned indications) popped it from the waiters without clearing its
+        // flag; left set, the next empty pool would never register it again.
+        if conn.waiting_pool && !self.pool_waiters.contains(&id) {
+            conn.waiting_pool = false;
+        }
         self.schedule(id, &mut conn);
         self.conns[id.0 as usize] = Some(conn);
     }

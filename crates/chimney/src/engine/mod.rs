@@ -544,7 +544,7 @@ impl<D: OffloadTarget + ReceiveInput> OffloadTarget for Engine<D> {
             let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
             let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
             let mut cx = Cx { delivery: &mut self.delivery, host, tx: &mut push, cfg: &self.cfg.tcp };
-            if c.next_deadline().is_some() && !c.is_stopped() && c.state != TcpConnectionState::Closed {
+            if c.ack_due() && !c.is_stopped() && c.state != TcpConnectionState::Closed {
                 c.send_ack(now, &mut cx);
             }
         }

@@ -394,6 +394,11 @@ impl TcpConn {
         [self.delack_at, self.rto_at, self.ka_at, self.wu_at, self.ring_release_at].into_iter().flatten().min()
     }
 
+    /// Whether an ACK is owed (delayed or deferred).
+    pub fn ack_due(&self) -> bool {
+        self.delack_at.is_some() || self.ack_pending
+    }
+
     /// Whether the connection stopped processing (upload requested or aborted).
     pub fn is_stopped(&self) -> bool {
         self.stopped
@@ -690,8 +695,10 @@ impl TcpConn {
             } else if gap_fill || !self.ooo_empty() {
                 self.send_ack(now, cx);
             } else if !data.is_empty() {
-                // A GSO super-packet counts as the segments it carries.
-                self.unacked += (data.len() / usize::from(cx.cfg.mss.max(1))).max(1) as u32;
+                // A GSO super-packet counts as the segments it carries (full segments carry
+                // up to 40 bytes of options less than the MSS).
+                let full = usize::from(cx.cfg.mss.saturating_sub(40).max(1));
+                self.unacked += (data.len() / full).max(1) as u32;
                 if self.unacked >= cx.cfg.ack_frequency {
                     if cx.cfg.defer_acks && self.unacked < cx.cfg.max_ack_defer {
                         self.ack_pending = true;

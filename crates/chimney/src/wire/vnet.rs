@@ -90,6 +90,15 @@ impl VnetHdr {
         } else if self.gso_size != 0 {
             return Err(WireError::BadVnetHdr);
         }
+        let tcp = match version {
+            Some(4) => packet.get(9) == Some(&6),
+            _ => packet.get(6) == Some(&6),
+        };
+        if !tcp && gso == GSO_NONE {
+            // Not TCP (a local UDP packet with a partial checksum, say): not ours to check;
+            // the parser hands it to the host path.
+            return Ok(true);
+        }
         if self.flags & F_NEEDS_CSUM != 0 {
             // Only TCP's checksum, right after the IP header (no IPv6 extension headers).
             let start = usize::from(self.csum_start);
@@ -113,6 +122,7 @@ mod tests {
     fn v4(len: usize) -> Vec<u8> {
         let mut p = vec![0u8; len];
         p[0] = 0x45;
+        p[9] = 6;
         p
     }
 
@@ -121,6 +131,7 @@ mod tests {
         let p4 = v4(2000);
         let mut p6 = vec![0u8; 2000];
         p6[0] = 0x60;
+        p6[6] = 6;
         // Plain packets: verify unless the kernel validated.
         assert_eq!(hdr(0, GSO_NONE, 0, 0, 0).check(&p4), Ok(true));
         assert_eq!(hdr(F_DATA_VALID, GSO_NONE, 0, 0, 0).check(&p4), Ok(false));
@@ -143,6 +154,10 @@ mod tests {
         ] {
             assert_eq!(h.check(p), Err(WireError::BadVnetHdr), "{h:?}");
         }
+        // UDP with a partial checksum: not ours, left to the parser (NotTcp → host path).
+        let mut udp = v4(200);
+        udp[9] = 17;
+        assert_eq!(hdr(F_NEEDS_CSUM, GSO_NONE, 0, 20, 6).check(&udp), Ok(true));
         let long = VnetHdr { hdr_len: 3000, ..hdr(F_NEEDS_CSUM, GSO_TCPV4, 1448, 20, 16) };
         assert_eq!(long.check(&p4), Err(WireError::BadVnetHdr));
         assert_eq!(hdr(0, GSO_NONE, 0, 0, 0).check(&[]), Err(WireError::BadVnetHdr));
