@@ -55,6 +55,10 @@ pub struct E2eArgs {
     /// whenever its queue is empty).
     #[arg(long, default_value_t = 0)]
     pub busy_poll_us: u64,
+    /// Pin the receiving thread to CPU 0 and the sending thread to CPU 1 (all receivers
+    /// alike).
+    #[arg(long)]
+    pub pin: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -66,6 +70,20 @@ struct Sample {
     gbps: f64,
     cpu_per_gib: f64,
     ok: bool,
+}
+
+/// Pins the calling thread to `cpu` (modulo the CPUs there are), when `pin` is on: the
+/// receiver on one core, the sender on the other, in every mode alike, so the scheduler
+/// does not put both on one core for part of a run.
+fn pin_to(pin: bool, cpu: usize) {
+    if !pin {
+        return;
+    }
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu % n).is_ok() {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    }
 }
 
 fn thread_cpu() -> Duration {
@@ -86,7 +104,8 @@ fn sample(bytes: u64, wall: Duration, cpu: Duration, ok: bool) -> Sample {
 /// The sender every receiver faces: a kernel TCP socket writing one seeded 1 MiB pattern
 /// over and over (no per-byte work on the sending core), then FIN, then waiting for the
 /// receiver's FIN.
-fn kernel_sender(target: SocketAddr, bytes: u64) -> Result<u64, String> {
+fn kernel_sender(target: SocketAddr, bytes: u64, pin: bool) -> Result<u64, String> {
+    pin_to(pin, 1);
     let mut s = connect_retry(target)?;
     let mut pattern = vec![0u8; 1 << 20];
     SplitMix64::new(0xBE7C).fill(&mut pattern);
@@ -116,7 +135,7 @@ fn connect_retry(target: SocketAddr) -> Result<TcpStream, String> {
 }
 
 /// (a) kernel → kernel over a veth pair between two fresh namespaces.
-fn run_kernel(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
+fn run_kernel(bytes: u64, mtu: u32, pin: bool) -> Result<Sample, DriverError> {
     let a = Netns::create()?;
     let b = Netns::create()?;
     let b_path = b.path();
@@ -128,6 +147,7 @@ fn run_kernel(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
     let target: SocketAddr = "198.19.0.2:5001".parse().expect("address");
     let listener = b.run(move || TcpListener::bind(target))?.map_err(|e| DriverError::os("binding the receiver", e))?;
     let rx = b.spawn(move || -> Result<(u64, Duration, Duration), String> {
+        pin_to(pin, 0);
         let (mut c, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
         let mut buf = vec![0u8; 1 << 20];
         let (mut n, mut t0, cpu0) = (0u64, None, thread_cpu());
@@ -146,7 +166,7 @@ fn run_kernel(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
         drop(c);
         Ok((n, wall, cpu))
     })?;
-    let tx = a.spawn(move || kernel_sender(target, bytes))?;
+    let tx = a.spawn(move || kernel_sender(target, bytes, pin))?;
     let sent = join(tx)?;
     let (n, wall, cpu) = join(rx)?;
     Ok(sample(n, wall, cpu, n == sent && n == bytes))
@@ -160,7 +180,7 @@ fn join<T>(h: std::thread::JoinHandle<Result<Result<T, String>, DriverError>>) -
 
 /// (b) kernel → chimney over TUN: the demo's driver with default policy (posted buffers),
 /// verifier on, hashing off.
-fn run_chimney(bytes: u64, mtu: u32, busy_poll_us: u64) -> Result<Sample, DriverError> {
+fn run_chimney(bytes: u64, mtu: u32, busy_poll_us: u64, pin: bool) -> Result<Sample, DriverError> {
     let ns = Netns::create()?;
     let mut policy = crate::args::PolicyArgs::defaults();
     policy.busy_poll_us = busy_poll_us;
@@ -169,7 +189,8 @@ fn run_chimney(bytes: u64, mtu: u32, busy_poll_us: u64) -> Result<Sample, Driver
     let mut cfg = crate::args::driver_config(&policy, app, Default::default(), 1, target, mtu);
     cfg.hash = false;
     let mut driver = Driver::new(tun, cfg)?;
-    let tx = ns.spawn(move || kernel_sender(target, bytes))?;
+    let tx = ns.spawn(move || kernel_sender(target, bytes, pin))?;
+    pin_to(pin, 0);
     let cpu0 = thread_cpu();
     let deadline = WallClock::now() + Duration::from_secs(600);
     let mut reports = Vec::new();
@@ -186,7 +207,7 @@ fn run_chimney(bytes: u64, mtu: u32, busy_poll_us: u64) -> Result<Sample, Driver
 
 /// (c) kernel → smoltcp over TUN, busy-polling, 1 MiB socket buffer, the application reading
 /// every byte into its own buffer.
-fn run_smoltcp(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
+fn run_smoltcp(bytes: u64, mtu: u32, pin: bool) -> Result<Sample, DriverError> {
     use smoltcp::iface::{Config, Interface, SocketSet};
     use smoltcp::socket::tcp;
     use smoltcp::time::Instant as SInstant;
@@ -207,7 +228,8 @@ fn run_smoltcp(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
     let mut sock = tcp::Socket::new(rxb, txb);
     sock.listen(5001).map_err(|e| DriverError { step: "smoltcp listen", detail: format!("{e:?}") })?;
     let h = sockets.add(sock);
-    let tx = ns.spawn(move || kernel_sender(target, bytes))?;
+    let tx = ns.spawn(move || kernel_sender(target, bytes, pin))?;
+    pin_to(pin, 0);
     let mut app = vec![0u8; 1 << 20];
     let (mut got, mut first, mut closed) = (0u64, None, false);
     let cpu0 = thread_cpu();
@@ -352,9 +374,9 @@ fn e2e(a: &E2eArgs) -> ExitCode {
         for &mtu in &a.mtu {
             for w in &a.only {
                 let r = match w.as_str() {
-                    "kernel" => run_kernel(a.bytes, mtu),
-                    "chimney" => run_chimney(a.bytes, mtu, a.busy_poll_us),
-                    _ => run_smoltcp(a.bytes, mtu),
+                    "kernel" => run_kernel(a.bytes, mtu, a.pin),
+                    "chimney" => run_chimney(a.bytes, mtu, a.busy_poll_us, a.pin),
+                    _ => run_smoltcp(a.bytes, mtu, a.pin),
                 };
                 let s = match r {
                     Ok(s) => s,
