@@ -316,8 +316,9 @@ impl VerifierCore {
         let mut f = Found(Vec::new());
         {
             let mut st = self.lock();
-            let touched = std::mem::take(&mut st.touched);
-            for conn in touched {
+            // Reuse the list's allocation: this runs after every call into the target.
+            let mut touched = std::mem::take(&mut st.touched);
+            for &conn in &touched {
                 let Some(c) = st.conns.get(&conn) else {
                     continue;
                 };
@@ -325,6 +326,10 @@ impl VerifierCore {
                     continue;
                 }
                 Self::check_quiescent(conn, c, push_timer(conn), &mut f);
+            }
+            touched.clear();
+            if st.touched.is_empty() {
+                st.touched = touched;
             }
         }
         self.report(f);
