@@ -51,6 +51,9 @@ pub struct DemoArgs {
     /// TUN device; also what happens when a namespace or TUN cannot be made.
     #[arg(long)]
     pub sim: bool,
+    /// Write every packet the target received and sent to FILE (pcap, raw IP).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<std::path::PathBuf>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -175,7 +178,11 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     let cfg = crate::args::driver_config(&a.policy, policy, impair, a.seed, target, a.mtu);
-    let mut shards = match Shards::start(tuns, &cfg) {
+    let capture = match a.pcap.as_deref().map(crate::pcap::open).transpose() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let mut shards = match Shards::start(tuns, &cfg, capture.as_ref()) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
@@ -228,6 +235,13 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
+    if let (Some(c), Some(path)) = (&capture, &a.pcap) {
+        match crate::pcap::finish(c) {
+            Ok(n) if !a.json => eprintln!("chimney demo: {n} packets written to {}", path.display()),
+            Ok(_) => {}
+            Err(e) => return fail(format!("writing {}: {e}", path.display())),
+        }
+    }
     bar.finish_and_clear();
     let sent: Vec<Sent> = clients
         .into_iter()
@@ -258,13 +272,21 @@ enum Shards {
 }
 
 impl Shards {
-    fn start(tuns: Vec<Tun>, cfg: &chimney_linux::DriverConfig) -> Result<Shards, chimney_linux::DriverError> {
+    fn start(
+        tuns: Vec<Tun>,
+        cfg: &chimney_linux::DriverConfig,
+        capture: Option<&crate::pcap::Shared>,
+    ) -> Result<Shards, chimney_linux::DriverError> {
         if tuns.len() == 1 {
             let tun = tuns
                 .into_iter()
                 .next()
                 .ok_or(chimney_linux::DriverError { step: "starting the driver", detail: "no TUN queue".into() })?;
-            return Ok(Shards::One(Box::new(Driver::new(tun, cfg.clone())?)));
+            let mut d = Driver::new(tun, cfg.clone())?;
+            if let Some(c) = capture {
+                d.set_tap(crate::pcap::tap(c));
+            }
+            return Ok(Shards::One(Box::new(d)));
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -275,8 +297,12 @@ impl Shards {
             let mut cfg = cfg.clone();
             cfg.engine.seed ^= (i as u64 + 1) << 48;
             let (tx, stop, live, bytes) = (tx.clone(), Arc::clone(&stop), Arc::clone(&live), Arc::clone(&bytes));
+            let tap = capture.map(crate::pcap::tap);
             workers.push(std::thread::spawn(move || -> Result<DriverSummary, chimney_linux::DriverError> {
                 let mut d = Driver::new(tun, cfg)?;
+                if let Some(t) = tap {
+                    d.set_tap(t);
+                }
                 let (mut my_live, mut my_bytes) = (0usize, 0u64);
                 while !stop.load(Ordering::SeqCst) {
                     d.step(Duration::from_millis(5))?;

@@ -8,6 +8,7 @@ mod bench;
 mod bench_engine;
 mod bench_scale;
 mod demo;
+mod pcap;
 mod report;
 mod serve;
 mod sim;

@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// Write each connection's stream to DIR/<peer>.bin.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Write every packet the target received and sent to FILE (pcap, raw IP).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
     /// TUN MTU.
     #[arg(long, default_value_t = 1500)]
     pub mtu: u32,
@@ -127,6 +130,13 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         Ok(d) => d,
         Err(e) => return fail(e.to_string()),
     };
+    let capture = match a.pcap.as_deref().map(crate::pcap::open).transpose() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if let Some(c) = &capture {
+        driver.set_tap(crate::pcap::tap(c));
+    }
     // Streams to files, opened when a connection's first bytes arrive.
     let files: Arc<Mutex<HashMap<ConnId, File>>> = Arc::new(Mutex::new(HashMap::new()));
     if let Some(dir) = a.out.clone() {
@@ -179,6 +189,11 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         *ends.entry(r.end.as_str()).or_default() += 1;
     }
     let all = driver.violations().len();
+    if let (Some(c), Some(path)) = (&capture, &a.pcap) {
+        if let Err(e) = crate::pcap::finish(c) {
+            eprintln!("chimney serve: writing {}: {e}", path.display());
+        }
+    }
     println!(
         "{}",
         serde_json::json!({"summary": {

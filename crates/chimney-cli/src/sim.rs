@@ -42,6 +42,9 @@ pub struct SimArgs {
     /// Print one JSON object: {"seeds", "failures", "violations", "bytes", …}.
     #[arg(long)]
     pub json: bool,
+    /// Write every packet the target received and sent to FILE (pcap, raw IP; one seed).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<std::path::PathBuf>,
     /// Worker threads for a sweep (default: the machine's cores). Each seed is still one
     /// single-threaded, deterministic run; only whole seeds are spread over threads.
     #[arg(long)]
@@ -109,6 +112,22 @@ fn run_seed(seed: u64, knobs: &Knobs, log: bool) -> (u64, Option<SimReport>) {
     )
 }
 
+/// One seed with every packet the target received and sent written to `path`.
+fn captured(seed: u64, knobs: &Knobs, log: bool, path: &std::path::Path) -> Result<(u64, Option<SimReport>), String> {
+    let cap = crate::pcap::open(path)?;
+    let sc = Scenario::from_seed(seed, knobs);
+    let mut tap = |t, _inbound, p: &[u8]| cap.lock().unwrap_or_else(|e| e.into_inner()).write(t, p);
+    let rep = chimney_sim::run_with_tap(&sc, log, &mut tap);
+    if log {
+        println!("{sc:#?}");
+        for l in &rep.log {
+            println!("{l}");
+        }
+    }
+    crate::pcap::finish(&cap).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok((seed, Some(rep)))
+}
+
 /// Runs every seed of `range` on `jobs` threads (seeds handed out one at a time), results in
 /// seed order.
 fn sweep(range: std::ops::Range<u64>, knobs: &Knobs, jobs: usize) -> Vec<(u64, Option<SimReport>)> {
@@ -174,7 +193,23 @@ pub fn run(a: &SimArgs) -> ExitCode {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let t0 = WallClock::now();
-    let outcomes = if single { vec![run_seed(range.start, &knobs, a.log)] } else { sweep(range.clone(), &knobs, jobs) };
+    if a.pcap.is_some() && !single {
+        eprintln!("chimney sim: --pcap captures one seed (--seed S)");
+        return ExitCode::from(2);
+    }
+    let outcomes = if let Some(path) = &a.pcap {
+        match captured(range.start, &knobs, a.log, path) {
+            Ok(o) => vec![o],
+            Err(e) => {
+                eprintln!("chimney sim: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else if single {
+        vec![run_seed(range.start, &knobs, a.log)]
+    } else {
+        sweep(range.clone(), &knobs, jobs)
+    };
     let (mut failures, mut violations, mut bytes, mut packets) = (Vec::new(), 0usize, 0u64, 0u64);
     let mut reoffloads = 0u64;
     let mut drops: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();

@@ -375,3 +375,61 @@ fn e2e_bench_smoke() {
         }
     }
 }
+
+fn tshark_available() -> bool {
+    let ok = Command::new("tshark").arg("-v").output().is_ok_and(|o| o.status.success());
+    if !ok && std::env::var("CHIMNEY_REQUIRE_REAL").is_ok_and(|v| v == "1") {
+        panic!("tshark is required (CI installs it) but missing");
+    }
+    ok
+}
+
+/// `tshark` over a capture: its expert summary, and the window scale factors it computed.
+fn tshark(file: &std::path::Path) -> (String, Vec<String>) {
+    let expert = Command::new("tshark").arg("-r").arg(file).args(["-q", "-z", "expert"]).output().expect("tshark");
+    let scales = Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(["-Y", "tcp.srcport == 5001", "-T", "fields", "-e", "tcp.window_size_scalefactor"])
+        .output()
+        .expect("tshark");
+    (
+        String::from_utf8_lossy(&expert.stdout).into_owned(),
+        String::from_utf8_lossy(&scales.stdout).lines().map(str::to_string).collect(),
+    )
+}
+
+/// `--pcap` captures read by tshark: a lossless transfer shows no missing segment on the
+/// target's side and window scaling is recognised; an impaired transfer is captured too
+/// (with the retransmissions tshark should see).
+#[test]
+fn pcap_captures_pass_tshark_tcp_analysis() {
+    if !can_run() || !tshark_available() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("chimney-pcap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clean = dir.join("clean.pcap");
+    exact(&["--connections", "2", "--bytes", "4194304", "--pcap", clean.to_str().unwrap()], 2, 4 << 20);
+    let (expert, scales) = tshark(&clean);
+    assert!(expert.contains("Connection establish request"), "tshark saw no handshake: {expert}");
+    for bad in
+        ["ACKed segment that wasn't captured", "Previous segment(s) not captured", "previous segment not captured"]
+    {
+        assert!(!expert.contains(bad), "{bad} in a lossless capture:\n{expert}");
+    }
+    // The target offers window scale 2^n (n ≥ 1 for a 4 MiB buffer); tshark applies it.
+    assert!(scales.iter().any(|s| s.parse::<i64>().is_ok_and(|f| f > 1)), "window scaling not recognised: {scales:?}");
+    let lossy = dir.join("lossy.pcap");
+    let args = ["--connections", "1", "--bytes", "2097152", "--loss", "0.02", "--reorder", "0.02"];
+    let mut a: Vec<&str> = args.to_vec();
+    a.extend(["--pcap", lossy.to_str().unwrap()]);
+    exact(&a, 1, 2 << 20);
+    let (expert, _) = tshark(&lossy);
+    assert!(expert.contains("Connection establish request"), "{expert}");
+    assert!(
+        expert.contains("retransmission") || expert.contains("Out-Of-Order") || expert.contains("Dup ACK"),
+        "{expert}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -169,7 +169,21 @@ pub struct Driver {
     pub gso_packets: u64,
     /// When a read last found a packet (busy-poll).
     last_rx: Option<Instant>,
+    /// Sees every packet the engine receives and sends (captures).
+    tap: Option<Tap>,
 }
+
+/// Which way a tapped packet went, seen from the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Handed to the engine (after inbound impairments).
+    In,
+    /// Sent by the engine (before outbound impairments).
+    Out,
+}
+
+/// A packet observer: `(time since the driver started, direction, IP packet)`.
+pub type Tap = Box<dyn FnMut(Instant, Direction, &[u8]) + Send>;
 
 fn hex(d: &[u8; 32]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
@@ -215,11 +229,17 @@ impl Driver {
             tx_dropped: 0,
             gso_packets: 0,
             last_rx: None,
+            tap: None,
         })
     }
 
     fn now(&self) -> Instant {
         Instant::from_nanos(self.origin.elapsed().as_nanos() as u64)
+    }
+
+    /// Shows every packet the engine receives and sends to `tap` (e.g. a pcap writer).
+    pub fn set_tap(&mut self, tap: Tap) {
+        self.tap = Some(tap);
     }
 
     /// Streams every received chunk to `sink` (e.g. files), in stream order per connection.
@@ -291,11 +311,17 @@ impl Driver {
                 match checked {
                     Ok((p, verify)) => {
                         self.gso_packets += u64::from(p.len() > 1600);
+                        if let Some(t) = self.tap.as_mut() {
+                            t(now, Direction::In, p);
+                        }
                         self.engine.handle_packet_with(now, p, verify, &mut self.host);
                     }
                     Err(e) => self.engine.count_rejected(n, e),
                 }
             } else if self.cfg.impair_in.is_passthrough() {
+                if let Some(t) = self.tap.as_mut() {
+                    t(now, Direction::In, &self.buf[..n]);
+                }
                 self.engine.handle_packet(now, &self.buf[..n], &mut self.host);
             } else {
                 self.imp_in.push(now, &self.buf[..n]);
@@ -303,6 +329,9 @@ impl Driver {
         }
         let now = self.now();
         while let Some(p) = self.imp_in.pop_due(now) {
+            if let Some(t) = self.tap.as_mut() {
+                t(now, Direction::In, &p);
+            }
             self.engine.handle_packet(now, &p, &mut self.host);
         }
         // The read queue is drained (or the batch is done): one ACK per connection.
@@ -313,6 +342,9 @@ impl Driver {
         self.react(now);
         // Outbound.
         while self.engine.poll_transmit(&mut self.out) {
+            if let Some(t) = self.tap.as_mut() {
+                t(now, Direction::Out, &self.out);
+            }
             if self.cfg.impair_out.is_passthrough() {
                 if !self.tun.send(&self.out).map_err(|e| DriverError::os("writing the TUN device", e))? {
                     self.tx_dropped += 1;

@@ -286,6 +286,12 @@ fn fnv(h: &mut u64, bytes: &[u8]) {
 
 /// Runs `sc`; `log` keeps a line per packet.
 pub fn run(sc: &Scenario, log: bool) -> SimReport {
+    run_with_tap(sc, log, &mut |_, _, _| {})
+}
+
+/// Like [`run`], showing `tap` every packet the engine receives (`true`) and sends (`false`)
+/// with its virtual time (e.g. to write a pcap).
+pub fn run_with_tap(sc: &Scenario, log: bool, tap: &mut dyn FnMut(Instant, bool, &[u8])) -> SimReport {
     let mut rep = SimReport { seed: sc.seed, trace_hash: 0xcbf2_9ce4_8422_2325, ..SimReport::default() };
     let (target_ip, peer_ip, adv_ip): (IpAddr, IpAddr, IpAddr) = if sc.ipv6 {
         ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), "fd00::3".parse().unwrap())
@@ -390,6 +396,7 @@ pub fn run(sc: &Scenario, log: bool) -> SimReport {
             if log {
                 rep.log.push(format!("{now} > target {}", describe(&p)));
             }
+            tap(now, true, &p);
             if let chimney::engine::PacketOutcome::Offloaded(id) = engine.handle_packet(now, &p, &mut host) {
                 if let Some(c) = engine.conn(id) {
                     if c.memory() > sc.rcv_wnd as usize + (1 << 14) {
@@ -556,6 +563,7 @@ pub fn run(sc: &Scenario, log: bool) -> SimReport {
             host.forget(conn);
         }
         while engine.poll_transmit(&mut out) {
+            tap(now, false, &out);
             fnv(&mut rep.trace_hash, &now.as_nanos().to_le_bytes());
             fnv(&mut rep.trace_hash, &out);
             down.send(now, &out);

@@ -1,0 +1,37 @@
+//! `--pcap` on `chimney sim` (no root needed): a valid pcap of raw IP packets, handshake
+//! first, both directions present; bad combinations are clear errors.
+
+use std::process::Command;
+
+#[test]
+fn sim_writes_a_pcap_of_both_directions() {
+    let path = std::env::temp_dir().join(format!("chimney-sim-{}.pcap", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_chimney"))
+        .args(["sim", "--seed", "3", "--clean", "--pcap"])
+        .arg(&path)
+        .output()
+        .expect("run chimney");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let f = std::fs::File::open(&path).expect("pcap written");
+    let mut r = pcap_file::pcap::PcapReader::new(f).expect("a pcap header");
+    assert_eq!(r.header().datalink, pcap_file::DataLink::RAW);
+    let (mut to_target, mut from_target, mut first) = (0, 0, None);
+    while let Some(p) = r.next_packet() {
+        let p = p.expect("a packet");
+        // IPv4 or IPv6 destination port / source port of the TCP header.
+        let ip = if p.data[0] >> 4 == 4 { 20 } else { 40 };
+        let (sport, dport) =
+            (u16::from_be_bytes([p.data[ip], p.data[ip + 1]]), u16::from_be_bytes([p.data[ip + 2], p.data[ip + 3]]));
+        first.get_or_insert(p.data[ip + 13]);
+        to_target += usize::from(dport == 5001);
+        from_target += usize::from(sport == 5001);
+    }
+    assert_eq!(first, Some(0x02), "the first packet is a SYN");
+    assert!(to_target > 10 && from_target > 10, "{to_target} in, {from_target} out");
+    let _ = std::fs::remove_file(&path);
+    let bad = Command::new(env!("CARGO_BIN_EXE_chimney"))
+        .args(["sim", "--seeds", "1..3", "--pcap", "/tmp/x.pcap"])
+        .output()
+        .expect("run chimney");
+    assert_eq!(bad.status.code(), Some(2));
+}
