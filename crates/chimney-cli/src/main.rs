@@ -20,8 +20,27 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "chimney", version, about = "A software TCP chimney offload target and its contract verifier")]
 struct Cli {
+    /// Log what the target does to stderr (-v: offloads, uploads, keep-alive; -vv: every
+    /// drop and rejected packet). `RUST_LOG` (e.g. `chimney=debug`) overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Logging is off unless asked for: `-v`, `-vv` or `RUST_LOG`.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => None,
+        1 => Some("chimney=debug,chimney_linux=debug"),
+        _ => Some("chimney=trace,chimney_linux=trace"),
+    };
+    let filter = match (std::env::var("RUST_LOG").ok(), level) {
+        (Some(env), _) => tracing_subscriber::EnvFilter::new(env),
+        (None, Some(l)) => tracing_subscriber::EnvFilter::new(l),
+        (None, None) => return,
+    };
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 #[derive(Subcommand)]
@@ -42,6 +61,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     match cli.command {
         Command::Rules => {
             for r in RULES {

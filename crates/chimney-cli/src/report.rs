@@ -3,9 +3,54 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use chimney::engine::EngineStats;
 use chimney_linux::{ConnReport, DriverSummary, EndReason};
 
 use crate::demo::{DemoArgs, SentView};
+
+/// TCP_OFFLOAD_STATS as a JSON object (field names as in the NDIS structure, snake_case).
+pub fn tcp_stats_json(s: &EngineStats) -> serde_json::Value {
+    let t = &s.tcp;
+    serde_json::json!({
+        "in_segments": t.in_segments,
+        "out_segments": t.out_segments,
+        "currently_established": t.currently_established,
+        "reset_established": t.reset_established,
+        "retransmitted_segments": t.retransmitted_segments,
+        "in_errors": t.in_errors,
+        "out_resets": t.out_resets,
+    })
+}
+
+/// IP_OFFLOAD_STATS as a JSON object.
+pub fn ip_stats_json(s: &EngineStats) -> serde_json::Value {
+    let i = &s.ip;
+    serde_json::json!({
+        "in_receives": i.in_receives,
+        "in_octets": i.in_octets,
+        "in_delivers": i.in_delivers,
+        "out_requests": i.out_requests,
+        "out_octets": i.out_octets,
+        "in_header_errors": i.in_header_errors,
+        "in_truncated_packets": i.in_truncated_packets,
+        "in_discards": i.in_discards,
+        "out_discards": i.out_discards,
+        "out_no_routes": i.out_no_routes,
+    })
+}
+
+/// The offload statistics, two lines, for the table output.
+pub fn print_stats(s: &EngineStats) {
+    let (t, i) = (&s.tcp, &s.ip);
+    println!(
+        "TCP_OFFLOAD_STATS: in_segments={} out_segments={} retransmitted={} in_errors={} out_resets={} (keep-alive probes {}, window-update repeats {})",
+        t.in_segments, t.out_segments, t.retransmitted_segments, t.in_errors, t.out_resets, s.keepalive_probes, s.window_update_repeats
+    );
+    println!(
+        "IP_OFFLOAD_STATS: in_receives={} in_octets={} in_delivers={} out_requests={} out_octets={} in_header_errors={} in_discards={}",
+        i.in_receives, i.in_octets, i.in_delivers, i.out_requests, i.out_octets, i.in_header_errors, i.in_discards
+    );
+}
 
 fn gbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 * 8.0 / d.as_secs_f64().max(1e-9) / 1e9
@@ -87,6 +132,8 @@ pub fn print_demo(
             "tx_dropped": driver.tx_dropped,
             "gso_packets": driver.gso_packets,
             "per_queue_offloads": driver.per_queue_offloads,
+            "tcp_offload_stats": tcp_stats_json(&stats),
+            "ip_offload_stats": ip_stats_json(&stats),
         });
         println!("{v}");
     } else {
@@ -126,6 +173,7 @@ pub fn print_demo(
         if !drops.is_empty() {
             println!("drops: {}", drops.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
         }
+        print_stats(&stats);
         if violations.is_empty() {
             println!("verifier: 0 violations ({} rules checked)", chimney::contract::RULES.len());
         } else {

@@ -200,6 +200,8 @@ pub fn run(a: &ServeArgs) -> ExitCode {
             "connections": ended, "bytes": bytes, "seconds": t0.elapsed().as_secs_f64(),
             "violations": all.max(violations), "ends": ends,
             "drops": driver.stats().drop_table().into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            "tcp_offload_stats": crate::report::tcp_stats_json(&driver.stats()),
+            "ip_offload_stats": crate::report::ip_stats_json(&driver.stats()),
         }})
     );
     if all == 0 {

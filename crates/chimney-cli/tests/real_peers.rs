@@ -78,6 +78,9 @@ fn gso_super_packets_and_no_offload() {
         }
         let v = exact(&args, 2, 32 << 20);
         assert!(v["gso_packets"].as_u64().unwrap() > 0, "no super-packet arrived: {v}");
+        // TCP_OFFLOAD_STATS / IP_OFFLOAD_STATS at exit: every payload byte came in as an octet.
+        assert!(v["tcp_offload_stats"]["in_segments"].as_u64().unwrap() > 0, "{v}");
+        assert!(v["ip_offload_stats"]["in_octets"].as_u64().unwrap() >= 2 * (32 << 20), "{v}");
         assert_eq!(v["drops"].get("bad_vnet_hdr"), None, "{v}");
     }
     let v = exact(&["--connections", "1", "--bytes", "8388608", "--no-offload"], 1, 8 << 20);

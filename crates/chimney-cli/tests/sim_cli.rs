@@ -59,3 +59,20 @@ fn bad_flags_are_clear_errors() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn logs_are_off_by_default_and_on_with_v() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_chimney")).args(args).env_remove("RUST_LOG").output().expect("run");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // Seed 1084: the sender's only RST is lost and keep-alive finds the dead peer.
+    let (code, quiet) = run(&["sim", "--seed", "1084"]);
+    assert_eq!(code, Some(0));
+    assert!(quiet.is_empty(), "{quiet}");
+    let (code, loud) = run(&["-v", "sim", "--seed", "1084"]);
+    assert_eq!(code, Some(0));
+    for what in ["offloaded", "keep-alive probe", "reset by the peer", "terminated"] {
+        assert!(loud.contains(what), "{what} missing from:\n{loud}");
+    }
+}

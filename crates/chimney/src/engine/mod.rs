@@ -258,6 +258,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         let seg = match wire::parse_with(packet, verify_tcp_checksum) {
             Ok(s) => s,
             Err(e) => {
+                tracing::trace!(len = packet.len(), reason = e.name(), "packet not parsed");
                 self.stats.count_wire(e);
                 return if e.goes_to_host() { PacketOutcome::ToHost(e) } else { PacketOutcome::Dropped(e) };
             }
@@ -275,6 +276,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
 
     /// Counts a packet the driver rejected before parsing (e.g. a lying `virtio_net_hdr`).
     pub fn count_rejected(&mut self, packet_len: usize, e: WireError) {
+        tracing::trace!(len = packet_len, reason = e.name(), "packet rejected by the driver");
         self.stats.ip.in_receives += 1;
         self.stats.ip.in_octets += packet_len as u64;
         self.stats.count_wire(e);
@@ -369,6 +371,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         Self::schedule(&mut self.timers, &conn);
         self.conns[idx] = Some(Box::new(conn));
         self.stats.offloads += 1;
+        tracing::debug!(conn = %id, local = %n.negotiated.local, remote = %n.negotiated.remote, "offloaded");
         self.events.push_back(EngineEvent::Offloaded {
             conn: id,
             local: n.negotiated.local,
@@ -386,6 +389,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
     /// A handshake that cannot be offloaded (no connection slot, delivery refused): the host
     /// stack has nowhere to keep it, so the peer gets an RST rather than silence.
     fn refuse_offload(&mut self, n: &listener::Established) {
+        tracing::warn!(remote = %n.negotiated.remote, "offload refused (no slot or delivery refused): RST");
         self.stats.offload_failures += 1;
         self.stats.tcp.out_resets += 1;
         let r = SegmentRepr {
@@ -563,6 +567,7 @@ impl<D: OffloadTarget + ReceiveInput> OffloadTarget for Engine<D> {
         self.stats.add_conn(&c.counters);
         self.free_ids.push(conn.0);
         self.window_watch.retain(|&w| w != conn);
+        tracing::debug!(conn = %conn, state = ?d.state, rcv_nxt = d.rcv_nxt, "terminated");
         self.events.push_back(EngineEvent::Terminated { conn });
         Ok(d)
     }

@@ -169,6 +169,7 @@ pub struct ConnCounters {
 
 impl ConnCounters {
     fn drop(&mut self, why: TcpDrop) {
+        tracing::trace!(?why, "segment dropped");
         let i = TcpDrop::ALL.iter().position(|&d| d == why).unwrap_or(0);
         self.drops[i] = self.drops[i].saturating_add(1);
     }
@@ -525,7 +526,7 @@ impl TcpConn {
     }
 
     fn upload(&mut self, now: Instant, cx: &mut Cx<'_>, reason: TcpUploadReason) {
-        let _ = now;
+        tracing::debug!(conn = %self.id, ?reason, state = ?self.state, "upload requested");
         self.stopped = true;
         self.delack_at = None;
         self.rto_at = None;
@@ -547,6 +548,7 @@ impl TcpConn {
         // RFC 5961 §3: RST exactly at RCV.NXT resets; in the window earns one challenge ACK.
         if seg.has(flags::RST) {
             if seq == self.rcv_nxt {
+                tracing::debug!(conn = %self.id, "reset by the peer");
                 self.stopped = true;
                 self.state = TcpConnectionState::Closed;
                 self.delack_at = None;
@@ -894,6 +896,7 @@ impl TcpConn {
         }
         self.ka_probes += 1;
         self.counters.keepalive_probes += 1;
+        tracing::debug!(conn = %self.id, probe = self.ka_probes, "keep-alive probe");
         // An idle peer may be sitting on a zero window it got from a stale, reordered ACK
         // (same SEQ and ACK as our later update, so RFC 9293's SND.WL1/WL2 rule lets it win)
         // and, without a persist timer, never ask again: re-announce an open window in an
@@ -925,6 +928,7 @@ impl TcpConn {
             self.wu_tries += 1;
             self.wu_at = (self.wu_tries < 6).then(|| now + cx.cfg.rto * (1 << self.wu_tries));
             self.counters.window_update_repeats += 1;
+            tracing::debug!(conn = %self.id, tries = self.wu_tries, "window update repeated");
             self.send_ack(now, cx);
         }
         if self.ka_at.is_some_and(|t| t <= now) && !self.stopped {
