@@ -54,6 +54,9 @@ pub struct DemoArgs {
     /// Write every packet the target received and sent to FILE (pcap, raw IP).
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<std::path::PathBuf>,
+    /// Draw the busiest connection's time–sequence graph to FILE (SVG).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<std::path::PathBuf>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -178,7 +181,9 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     let cfg = crate::args::driver_config(&a.policy, policy, impair, a.seed, target, a.mtu);
-    let capture = match a.pcap.as_deref().map(crate::pcap::open).transpose() {
+    let temp = std::env::temp_dir().join(format!("chimney-demo-{}.pcap", std::process::id()));
+    let capture_path = a.pcap.clone().or_else(|| a.plot.as_ref().map(|_| temp.clone()));
+    let capture = match capture_path.as_deref().map(crate::pcap::open).transpose() {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
@@ -235,11 +240,20 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
-    if let (Some(c), Some(path)) = (&capture, &a.pcap) {
+    if let (Some(c), Some(path)) = (&capture, &capture_path) {
         match crate::pcap::finish(c) {
-            Ok(n) if !a.json => eprintln!("chimney demo: {n} packets written to {}", path.display()),
+            Ok(n) if !a.json && a.pcap.is_some() => eprintln!("chimney demo: {n} packets written to {}", path.display()),
             Ok(_) => {}
             Err(e) => return fail(format!("writing {}: {e}", path.display())),
+        }
+        if let Some(svg) = &a.plot {
+            let r = crate::plot::plot_file(path, svg, None);
+            if a.pcap.is_none() {
+                let _ = std::fs::remove_file(path);
+            }
+            if let Err(e) = r {
+                return fail(format!("plotting: {e}"));
+            }
         }
     }
     bar.finish_and_clear();

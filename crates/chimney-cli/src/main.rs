@@ -9,6 +9,7 @@ mod bench_engine;
 mod bench_scale;
 mod demo;
 mod pcap;
+mod plot;
 mod report;
 mod serve;
 mod sim;
@@ -57,6 +58,8 @@ enum Command {
     Rules,
     /// Benchmarks measured side by side in one run (medians, ratios).
     Bench(bench::BenchArgs),
+    /// A time–sequence graph (SVG) of one connection in a pcap.
+    Plot(plot::PlotArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve::run(&a),
         Command::Sim(a) => sim::run(&a),
         Command::Bench(a) => bench::run(&a),
+        Command::Plot(a) => plot::run(&a),
     }
 }
 

@@ -45,6 +45,9 @@ pub struct SimArgs {
     /// Write every packet the target received and sent to FILE (pcap, raw IP; one seed).
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<std::path::PathBuf>,
+    /// Draw the busiest connection's time–sequence graph to FILE (SVG; one seed).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<std::path::PathBuf>,
     /// Worker threads for a sweep (default: the machine's cores). Each seed is still one
     /// single-threaded, deterministic run; only whole seeds are spread over threads.
     #[arg(long)]
@@ -193,12 +196,21 @@ pub fn run(a: &SimArgs) -> ExitCode {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let t0 = WallClock::now();
-    if a.pcap.is_some() && !single {
-        eprintln!("chimney sim: --pcap captures one seed (--seed S)");
+    if (a.pcap.is_some() || a.plot.is_some()) && !single {
+        eprintln!("chimney sim: --pcap and --plot capture one seed (--seed S)");
         return ExitCode::from(2);
     }
-    let outcomes = if let Some(path) = &a.pcap {
-        match captured(range.start, &knobs, a.log, path) {
+    let temp = std::env::temp_dir().join(format!("chimney-sim-{}.pcap", std::process::id()));
+    let capture = a.pcap.clone().or_else(|| a.plot.as_ref().map(|_| temp.clone()));
+    let outcomes = if let Some(path) = &capture {
+        let r = captured(range.start, &knobs, a.log, path).and_then(|o| match &a.plot {
+            Some(svg) => crate::plot::plot_file(path, svg, None).map(|_| o),
+            None => Ok(o),
+        });
+        if a.pcap.is_none() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        match r {
             Ok(o) => vec![o],
             Err(e) => {
                 eprintln!("chimney sim: {e}");

@@ -35,3 +35,27 @@ fn sim_writes_a_pcap_of_both_directions() {
         .expect("run chimney");
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn plots_are_svg_with_every_element() {
+    let svg = std::env::temp_dir().join(format!("chimney-plot-{}.svg", std::process::id()));
+    // Seed 5, one lossy connection: retransmissions and SACK blocks appear.
+    let out = Command::new(env!("CARGO_BIN_EXE_chimney"))
+        .args(["sim", "--seed", "5", "--connections", "1", "--bytes", "400000", "--no-adversary", "--plot"])
+        .arg(&svg)
+        .output()
+        .expect("run chimney");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(text.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\"") && text.trim_end().ends_with("</svg>"));
+    assert_eq!(text.matches("<svg").count(), 1);
+    for class in ["data", "retransmission", "ack", "window", "sack", "axes"] {
+        assert!(text.contains(&format!("class=\"{class}\"")), "no {class} element");
+    }
+    // Every element that opens a group closes it.
+    assert_eq!(text.matches("<g ").count(), text.matches("</g>").count());
+    let _ = std::fs::remove_file(&svg);
+    let bad = Command::new(env!("CARGO_BIN_EXE_chimney")).args(["plot", "/nonexistent.pcap", "-o", "/tmp/x.svg"]).output().expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("opening /nonexistent.pcap"));
+}

@@ -1,0 +1,321 @@
+//! `chimney plot FILE.pcap -o FILE.svg`: a tcptrace-style time–sequence graph of one
+//! connection from a capture: the sender's data segments (retransmissions in red), the
+//! receiver's ACK line, the advertised window's right edge and SACK ranges. Plain SVG (no
+//! plotting crate: the picture is a few hundred lines and boxes; `plotters` would add a font
+//! stack we do not need). Dense traces are binned per pixel column, so the file stays small.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chimney::wire::{self, flags};
+
+/// `chimney plot` flags.
+#[derive(clap::Args, Debug)]
+pub struct PlotArgs {
+    /// A pcap written by `--pcap` (raw IP) or any raw-IP / Ethernet pcap.
+    pub pcap: PathBuf,
+    /// Where to write the SVG.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Which connection (0 = the first to open; default: the one carrying the most data).
+    #[arg(long)]
+    pub conn: Option<usize>,
+}
+
+/// One connection's events, times in seconds from the first packet, sequence numbers
+/// relative to the sender's ISN + 1.
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// The sender (client) and receiver addresses.
+    pub sender: Option<(SocketAddr, SocketAddr)>,
+    /// (time, first byte, end) of each data segment, and whether it lies below the highest
+    /// end seen before it (a retransmission, or an original that arrived out of order).
+    pub data: Vec<(f64, u64, u64, bool)>,
+    /// (time, ack, right window edge) of each receiver segment.
+    pub acks: Vec<(f64, u64, u64)>,
+    /// (time, left, right) of each SACK block.
+    pub sacks: Vec<(f64, u64, u64)>,
+}
+
+/// Reads the IP packets of a pcap (raw IP, or Ethernet with the header stripped).
+fn packets(path: &Path) -> Result<Vec<(f64, Vec<u8>)>, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let mut r = pcap_file::pcap::PcapReader::new(f).map_err(|e| format!("{}: not a pcap ({e})", path.display()))?;
+    let eth = r.header().datalink == pcap_file::DataLink::ETHERNET;
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.map_err(|e| format!("{}: {e}", path.display()))?;
+        let data = if eth { p.data.get(14..).unwrap_or(&[]).to_vec() } else { p.data.into_owned() };
+        out.push((p.timestamp.as_secs_f64(), data));
+    }
+    Ok(out)
+}
+
+/// Extracts connection `which` (or the one with the most data) from a capture.
+pub fn trace(path: &Path, which: Option<usize>) -> Result<Trace, String> {
+    let pkts = packets(path)?;
+    let t0 = pkts.first().map_or(0.0, |p| p.0);
+    // Connections in order of their SYN; the SYN's sender is the data sender.
+    let mut order: Vec<(SocketAddr, SocketAddr)> = Vec::new();
+    let mut bytes: HashMap<(SocketAddr, SocketAddr), u64> = HashMap::new();
+    for (_, p) in &pkts {
+        let Ok(s) = wire::parse_with(p, false) else { continue };
+        let key = (SocketAddr::new(s.src, s.src_port), SocketAddr::new(s.dst, s.dst_port));
+        if s.has(flags::SYN) && !s.has(flags::ACK) && !order.contains(&key) {
+            order.push(key);
+        }
+        *bytes.entry(key).or_default() += s.payload.len() as u64;
+    }
+    let key = match which {
+        Some(i) => *order.get(i).ok_or_else(|| format!("--conn {i}: the capture opens {} connection(s)", order.len()))?,
+        None => *order
+            .iter()
+            .max_by_key(|k| bytes.get(k).copied().unwrap_or(0))
+            .ok_or("no TCP connection opens (no SYN) in the capture")?,
+    };
+    // Time runs from this connection's SYN.
+    let t0 = pkts
+        .iter()
+        .find(|(_, p)| {
+            wire::parse_with(p, false).is_ok_and(|s| {
+                s.has(flags::SYN) && (SocketAddr::new(s.src, s.src_port), SocketAddr::new(s.dst, s.dst_port)) == key
+            })
+        })
+        .map_or(t0, |p| p.0);
+    let mut t = Trace { sender: Some(key), ..Trace::default() };
+    let (mut isn, mut snd_scale, mut rcv_scale, mut high) = (None::<u32>, None::<u8>, None::<u8>, 0u64);
+    for (ts, p) in &pkts {
+        let Ok(s) = wire::parse_with(p, false) else { continue };
+        let src = SocketAddr::new(s.src, s.src_port);
+        let dst = SocketAddr::new(s.dst, s.dst_port);
+        let time = ts - t0;
+        if (src, dst) == key {
+            if s.has(flags::SYN) {
+                isn = Some(s.seq);
+                snd_scale = s.options.window_scale;
+                continue;
+            }
+            let Some(i) = isn else { continue };
+            let len = s.payload.len() as u64;
+            if len == 0 {
+                continue;
+            }
+            let rel = u64::from(s.seq.wrapping_sub(i.wrapping_add(1)));
+            let end = rel + len;
+            t.data.push((time, rel, end, end <= high));
+            high = high.max(end);
+        } else if (dst, src) == key {
+            if s.has(flags::SYN) {
+                rcv_scale = s.options.window_scale;
+                continue;
+            }
+            let (Some(i), true) = (isn, s.has(flags::ACK)) else { continue };
+            let base = i.wrapping_add(1);
+            let ack = u64::from(s.ack.wrapping_sub(base));
+            let scale = match (snd_scale, rcv_scale) {
+                (Some(_), Some(r)) => r,
+                _ => 0,
+            };
+            t.acks.push((time, ack, ack + (u64::from(s.window) << scale)));
+            if let Some((blocks, n)) = s.options.sack {
+                for &(l, r) in blocks.iter().take(usize::from(n)) {
+                    t.sacks.push((time, u64::from(l.wrapping_sub(base)), u64::from(r.wrapping_sub(base))));
+                }
+            }
+        }
+    }
+    if t.data.is_empty() {
+        return Err("the connection carries no data".into());
+    }
+    Ok(t)
+}
+
+const W: f64 = 1100.0;
+const H: f64 = 640.0;
+const LEFT: f64 = 90.0;
+const TOP: f64 = 40.0;
+const PW: f64 = W - LEFT - 30.0;
+const PH: f64 = H - TOP - 70.0;
+
+fn nice_step(span: f64) -> f64 {
+    let raw = span / 8.0;
+    let mag = 10f64.powf(raw.max(1e-12).log10().floor());
+    [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag)
+}
+
+/// Renders `t` as an SVG document.
+pub fn svg(t: &Trace, title: &str) -> String {
+    // From the first data segment (a handshake that took retries would squeeze the rest).
+    let tmin = t.data.iter().map(|d| d.0).fold(f64::INFINITY, f64::min);
+    let tmin = if tmin.is_finite() { tmin } else { 0.0 };
+    let tmax = t.data.iter().map(|d| d.0).chain(t.acks.iter().map(|a| a.0)).fold(tmin + 1e-9, f64::max);
+    let span = tmax - tmin;
+    let smax = t.data.iter().map(|d| d.2).chain(t.acks.iter().map(|a| a.2)).max().unwrap_or(1).max(1) as f64;
+    let x = |time: f64| LEFT + (time - tmin).max(0.0) / span * PW;
+    let y = |seq: f64| TOP + PH - seq / smax * PH;
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">
+<rect width="{W}" height="{H}" fill="white"/>
+<text x="{LEFT}" y="22" font-size="15">{}</text>
+"##,
+        escape(title)
+    );
+    // Axes and ticks.
+    let _ = writeln!(o, r##"<g class="axes" stroke="#444" fill="none"><rect x="{LEFT}" y="{TOP}" width="{PW}" height="{PH}"/></g>"##);
+    let ts = nice_step(span);
+    let mut v = (tmin / ts).ceil() * ts;
+    while v <= tmax + 1e-12 {
+        let _ = writeln!(
+            o,
+            r##"<line x1="{0:.1}" y1="{1:.1}" x2="{0:.1}" y2="{2:.1}" stroke="#ddd"/><text x="{0:.1}" y="{3:.1}" text-anchor="middle">{4}</text>"##,
+            x(v),
+            TOP,
+            TOP + PH,
+            TOP + PH + 16.0,
+            trim(v)
+        );
+        v += ts;
+    }
+    let ss = nice_step(smax);
+    let mut v = 0.0;
+    while v <= smax {
+        let _ = writeln!(
+            o,
+            r##"<line x1="{0:.1}" y1="{1:.1}" x2="{2:.1}" y2="{1:.1}" stroke="#ddd"/><text x="{3:.1}" y="{4:.1}" text-anchor="end">{5}</text>"##,
+            LEFT,
+            y(v),
+            LEFT + PW,
+            LEFT - 6.0,
+            y(v) + 4.0,
+            bytes_label(v)
+        );
+        v += ss;
+    }
+    let _ = writeln!(o, r##"<text x="{}" y="{}" text-anchor="middle">time (s)</text>"##, LEFT + PW / 2.0, H - 28.0);
+    let _ = writeln!(
+        o,
+        r##"<text x="18" y="{}" transform="rotate(-90 18 {})" text-anchor="middle">sequence offset</text>"##,
+        TOP + PH / 2.0,
+        TOP + PH / 2.0
+    );
+    // Window edge and ACK line: the last value per pixel column, as step lines.
+    for (class, colour, pick) in [("window", "#e0a800", 2usize), ("ack", "#2ca02c", 1usize)] {
+        let mut cols: Vec<(f64, f64)> = Vec::new();
+        for a in &t.acks {
+            let px = x(a.0).round();
+            let val = if pick == 1 { a.1 } else { a.2 } as f64;
+            match cols.last_mut() {
+                Some(last) if last.0 == px => last.1 = val,
+                _ => cols.push((px, val)),
+            }
+        }
+        let mut d = String::new();
+        for (i, (px, val)) in cols.iter().enumerate() {
+            if i == 0 {
+                let _ = write!(d, "M{px:.1},{:.1}", y(*val));
+            } else {
+                let _ = write!(d, " H{px:.1} V{:.1}", y(*val));
+            }
+        }
+        let _ = writeln!(o, r##"<path class="{class}" d="{d}" stroke="{colour}" stroke-width="1.2" fill="none"/>"##);
+    }
+    // SACK blocks and data segments: one vertical bar per pixel column and kind.
+    for (class, colour, items) in [
+        ("sack", "#9467bd", t.sacks.iter().map(|s| (s.0, s.1, s.2, false)).collect::<Vec<_>>()),
+        ("data", "#1f4e9c", t.data.iter().filter(|d| !d.3).copied().collect()),
+        ("retransmission", "#d62728", t.data.iter().filter(|d| d.3).copied().collect()),
+    ] {
+        let mut bins: std::collections::BTreeMap<i64, (u64, u64)> = std::collections::BTreeMap::new();
+        for (time, lo, hi, _) in items {
+            let e = bins.entry(x(time).round() as i64).or_insert((lo, hi));
+            e.0 = e.0.min(lo);
+            e.1 = e.1.max(hi);
+        }
+        let _ = write!(o, r##"<g class="{class}" stroke="{colour}" stroke-width="1.5">"##);
+        for (px, (lo, hi)) in bins {
+            let (y1, y2) = (y(lo as f64), y(hi as f64).min(y(lo as f64) - 1.0));
+            let _ = write!(o, r##"<line x1="{px}" y1="{y1:.1}" x2="{px}" y2="{y2:.1}"/>"##);
+        }
+        let _ = writeln!(o, "</g>");
+    }
+    // Legend.
+    let legend = [
+        ("data", "#1f4e9c"),
+        ("retransmitted / late", "#d62728"),
+        ("ACK", "#2ca02c"),
+        ("window edge", "#e0a800"),
+        ("SACK", "#9467bd"),
+    ];
+    for (i, (name, colour)) in legend.iter().enumerate() {
+        let lx = LEFT + 10.0 + i as f64 * 150.0;
+        let _ = writeln!(
+            o,
+            r##"<line x1="{lx}" y1="{0}" x2="{1}" y2="{0}" stroke="{colour}" stroke-width="3"/><text x="{2}" y="{3}">{name}</text>"##,
+            H - 10.0,
+            lx + 18.0,
+            lx + 24.0,
+            H - 6.0
+        );
+    }
+    o.push_str("</svg>\n");
+    o
+}
+
+fn trim(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+fn bytes_label(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{} MB", trim(v / 1e6))
+    } else if v >= 1e3 {
+        format!("{} kB", trim(v / 1e3))
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Plots `pcap` into `out`.
+pub fn plot_file(pcap: &Path, out: &Path, conn: Option<usize>) -> Result<Trace, String> {
+    let t = trace(pcap, conn)?;
+    let title = match t.sender {
+        Some((a, b)) => format!(
+            "{a} → {b}: {} data segments as the target received them, {} retransmitted or late",
+            t.data.len(),
+            t.data.iter().filter(|d| d.3).count()
+        ),
+        None => String::new(),
+    };
+    std::fs::write(out, svg(&t, &title)).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    Ok(t)
+}
+
+/// `chimney plot`.
+pub fn run(a: &PlotArgs) -> ExitCode {
+    match plot_file(&a.pcap, &a.out, a.conn) {
+        Ok(t) => {
+            eprintln!(
+                "chimney plot: {} data segments, {} ACKs, {} SACK blocks → {}",
+                t.data.len(),
+                t.acks.len(),
+                t.sacks.len(),
+                a.out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("chimney plot: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
