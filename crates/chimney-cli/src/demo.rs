@@ -242,7 +242,9 @@ pub fn run(a: &DemoArgs) -> ExitCode {
     };
     if let (Some(c), Some(path)) = (&capture, &capture_path) {
         match crate::pcap::finish(c) {
-            Ok(n) if !a.json && a.pcap.is_some() => eprintln!("chimney demo: {n} packets written to {}", path.display()),
+            Ok(n) if !a.json && a.pcap.is_some() => {
+                eprintln!("chimney demo: {n} packets written to {}", path.display())
+            }
             Ok(_) => {}
             Err(e) => return fail(format!("writing {}: {e}", path.display())),
         }

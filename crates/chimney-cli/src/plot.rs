@@ -70,7 +70,9 @@ pub fn trace(path: &Path, which: Option<usize>) -> Result<Trace, String> {
         *bytes.entry(key).or_default() += s.payload.len() as u64;
     }
     let key = match which {
-        Some(i) => *order.get(i).ok_or_else(|| format!("--conn {i}: the capture opens {} connection(s)", order.len()))?,
+        Some(i) => {
+            *order.get(i).ok_or_else(|| format!("--conn {i}: the capture opens {} connection(s)", order.len()))?
+        }
         None => *order
             .iter()
             .max_by_key(|k| bytes.get(k).copied().unwrap_or(0))
@@ -166,7 +168,10 @@ pub fn svg(t: &Trace, title: &str) -> String {
         escape(title)
     );
     // Axes and ticks.
-    let _ = writeln!(o, r##"<g class="axes" stroke="#444" fill="none"><rect x="{LEFT}" y="{TOP}" width="{PW}" height="{PH}"/></g>"##);
+    let _ = writeln!(
+        o,
+        r##"<g class="axes" stroke="#444" fill="none"><rect x="{LEFT}" y="{TOP}" width="{PW}" height="{PH}"/></g>"##
+    );
     let ts = nice_step(span);
     let mut v = (tmin / ts).ceil() * ts;
     while v <= tmax + 1e-12 {

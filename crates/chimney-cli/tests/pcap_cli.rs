@@ -55,7 +55,10 @@ fn plots_are_svg_with_every_element() {
     // Every element that opens a group closes it.
     assert_eq!(text.matches("<g ").count(), text.matches("</g>").count());
     let _ = std::fs::remove_file(&svg);
-    let bad = Command::new(env!("CARGO_BIN_EXE_chimney")).args(["plot", "/nonexistent.pcap", "-o", "/tmp/x.svg"]).output().expect("run");
+    let bad = Command::new(env!("CARGO_BIN_EXE_chimney"))
+        .args(["plot", "/nonexistent.pcap", "-o", "/tmp/x.svg"])
+        .output()
+        .expect("run");
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("opening /nonexistent.pcap"));
 }

@@ -702,7 +702,12 @@ impl TcpConn {
                 let full = usize::from(cx.cfg.mss.saturating_sub(40).max(1));
                 self.unacked += (data.len() / full).max(1) as u32;
                 if self.unacked >= cx.cfg.ack_frequency {
-                    if cx.cfg.defer_acks && self.unacked < cx.cfg.max_ack_defer {
+                    // Deferred up to `max_ack_defer` segments or a quarter of the window,
+                    // whichever is more: every ACK written costs the reader's core the
+                    // sender's ACK processing, and a read batch of super-packets would
+                    // otherwise write one ACK per 64 KB that the next one supersedes.
+                    let quarter = self.max_window(cx.cfg) / u32::from(cx.cfg.mss.max(1)) / 4;
+                    if cx.cfg.defer_acks && self.unacked < cx.cfg.max_ack_defer.max(quarter) {
                         self.ack_pending = true;
                         // A driver that never flushes still ACKs within the delayed-ACK time.
                         if self.delack_at.is_none() {
