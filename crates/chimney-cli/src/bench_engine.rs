@@ -15,7 +15,7 @@ use chimney::engine::{Engine, EngineConfig, EngineEvent};
 use chimney::host::{AppHost, AppPolicy};
 use chimney::rng::SplitMix64;
 use chimney::tcp::TcpConfig;
-use chimney::wire::{self, flags, SegmentRepr, TcpOptions};
+use chimney::wire::{self, flags};
 use chimney::Instant;
 
 /// `chimney bench engine` flags.
@@ -65,34 +65,7 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 fn packet(seq: u32, ack: u32, fl: u8, tsval: u32, payload: &[u8], syn_opts: bool) -> Vec<u8> {
-    let (p, t) = (addr(PEER), addr(TARGET));
-    let options = if syn_opts {
-        TcpOptions {
-            mss: Some(1460),
-            window_scale: Some(7),
-            sack_permitted: true,
-            timestamps: Some((tsval, 0)),
-            ..TcpOptions::default()
-        }
-    } else {
-        TcpOptions { timestamps: Some((tsval, 1)), ..TcpOptions::default() }
-    };
-    let r = SegmentRepr {
-        src: p.ip(),
-        dst: t.ip(),
-        src_port: p.port(),
-        dst_port: t.port(),
-        seq,
-        ack,
-        flags: fl,
-        window: 4096,
-        options,
-        payload,
-        ip_id: 1,
-    };
-    let mut v = Vec::new();
-    r.emit(&mut v);
-    v
+    crate::bench::peer_segment(addr(PEER), addr(TARGET), seq, ack, fl, payload, syn_opts, Some(tsval))
 }
 
 /// The data segments of one trace, acknowledging `iss + 1`; payload is the seeded stream.

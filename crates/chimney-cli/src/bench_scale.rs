@@ -12,7 +12,7 @@ use chimney::engine::{Engine, EngineConfig, EngineEvent};
 use chimney::ndis::{NblChain, NdisStatus, TcpOffloadEvent};
 use chimney::rng::SplitMix64;
 use chimney::tcp::TcpConfig;
-use chimney::wire::{self, flags, SegmentRepr, TcpOptions};
+use chimney::wire::{self, flags};
 use chimney::Instant;
 
 /// `chimney bench scale` flags.
@@ -68,27 +68,7 @@ fn peer(i: u32) -> SocketAddr {
 }
 
 fn seg(src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32, fl: u8, payload: &[u8], syn: bool) -> Vec<u8> {
-    let options = if syn {
-        TcpOptions { mss: Some(1460), window_scale: Some(7), sack_permitted: true, ..TcpOptions::default() }
-    } else {
-        TcpOptions::default()
-    };
-    let r = SegmentRepr {
-        src: src.ip(),
-        dst: dst.ip(),
-        src_port: src.port(),
-        dst_port: dst.port(),
-        seq,
-        ack,
-        flags: fl,
-        window: 4096,
-        options,
-        payload,
-        ip_id: 1,
-    };
-    let mut v = Vec::new();
-    r.emit(&mut v);
-    v
+    crate::bench::peer_segment(src, dst, seq, ack, fl, payload, syn, None)
 }
 
 struct Point {
