@@ -55,6 +55,10 @@ pub struct PolicyArgs {
     /// (0 = sleep whenever idle).
     #[arg(long, default_value_t = 0)]
     pub busy_poll_us: u64,
+    /// Turn off direct placement (reading a predicted in-order payload with readv straight
+    /// into the posted buffer): the target then copies every payload once itself.
+    #[arg(long)]
+    pub no_direct: bool,
 }
 
 /// Parses nothing, so the defaults come from the flag definitions themselves.
@@ -183,6 +187,7 @@ pub fn driver_config(
         impair_in: impair.clone(),
         impair_out: impair,
         busy_poll: Duration::from_micros(p.busy_poll_us),
+        direct_placement: !p.no_direct,
         ..DriverConfig::default()
     }
 }

@@ -48,7 +48,8 @@ pub struct E2eArgs {
     /// MTUs, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = vec![1500u32, 65535])]
     pub mtu: Vec<u32>,
-    /// Receivers to run, comma-separated: kernel, chimney, smoltcp.
+    /// Receivers to run, comma-separated: kernel, chimney, smoltcp, and chimney-copy
+    /// (chimney without direct placement: the target copies each payload itself).
     #[arg(long, value_delimiter = ',', default_values_t = vec!["kernel".to_string(), "chimney".to_string(), "smoltcp".to_string()])]
     pub only: Vec<String>,
     /// chimney's busy-poll window, µs (smoltcp always busy-polls; 0 = chimney sleeps in poll
@@ -180,10 +181,11 @@ fn join<T>(h: std::thread::JoinHandle<Result<Result<T, String>, DriverError>>) -
 
 /// (b) kernel → chimney over TUN: the demo's driver with default policy (posted buffers),
 /// verifier on, hashing off.
-fn run_chimney(bytes: u64, mtu: u32, busy_poll_us: u64, pin: bool) -> Result<Sample, DriverError> {
+fn run_chimney(bytes: u64, mtu: u32, busy_poll_us: u64, pin: bool, direct: bool) -> Result<Sample, DriverError> {
     let ns = Netns::create()?;
     let mut policy = crate::args::PolicyArgs::defaults();
     policy.busy_poll_us = busy_poll_us;
+    policy.no_direct = !direct;
     let (tun, target) = crate::demo::setup(&ns, false, mtu, !policy.no_offload)?;
     let app = policy.policy().map_err(|e| DriverError { step: "policy", detail: e })?;
     let mut cfg = crate::args::driver_config(&policy, app, Default::default(), 1, target, mtu);
@@ -392,8 +394,8 @@ fn e2e(a: &E2eArgs) -> ExitCode {
         ExitCode::from(2)
     };
     for w in &a.only {
-        if !["kernel", "chimney", "smoltcp"].contains(&w.as_str()) {
-            return fail(format!("--only: unknown receiver {w:?} (kernel, chimney, smoltcp)"));
+        if !["kernel", "chimney", "chimney-copy", "smoltcp"].contains(&w.as_str()) {
+            return fail(format!("--only: unknown receiver {w:?} (kernel, chimney, chimney-copy, smoltcp)"));
         }
     }
     if a.rounds == 0 || a.bytes == 0 {
@@ -416,7 +418,8 @@ fn e2e(a: &E2eArgs) -> ExitCode {
             for w in &a.only {
                 let r = match w.as_str() {
                     "kernel" => run_kernel(a.bytes, mtu, a.pin),
-                    "chimney" => run_chimney(a.bytes, mtu, a.busy_poll_us, a.pin),
+                    "chimney" => run_chimney(a.bytes, mtu, a.busy_poll_us, a.pin, true),
+                    "chimney-copy" => run_chimney(a.bytes, mtu, a.busy_poll_us, a.pin, false),
                     _ => run_smoltcp(a.bytes, mtu, a.pin),
                 };
                 let s = match r {
@@ -464,6 +467,9 @@ fn e2e(a: &E2eArgs) -> ExitCode {
         if let (Some(c), Some(s)) = (c, med(mtu, "smoltcp").map(|x| x.0)) {
             row.insert("chimney_over_smoltcp".into(), (c / s).into());
         }
+        if let (Some(c), Some(s)) = (c, med(mtu, "chimney-copy").map(|x| x.0)) {
+            row.insert("direct_over_copy".into(), (c / s).into());
+        }
         rows.push(serde_json::Value::Object(row));
     }
     if a.json {
@@ -484,6 +490,9 @@ fn e2e(a: &E2eArgs) -> ExitCode {
             }
             if let Some(x) = f("chimney_over_smoltcp") {
                 line += &format!("  chimney/smoltcp {x:.2}x");
+            }
+            if let Some(x) = f("direct_over_copy") {
+                line += &format!("  direct/copy {x:.2}x");
             }
             println!("{line}");
         }

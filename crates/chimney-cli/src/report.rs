@@ -43,8 +43,8 @@ pub fn ip_stats_json(s: &EngineStats) -> serde_json::Value {
 pub fn print_stats(s: &EngineStats) {
     let (t, i) = (&s.tcp, &s.ip);
     println!(
-        "TCP_OFFLOAD_STATS: in_segments={} out_segments={} retransmitted={} in_errors={} out_resets={} (keep-alive probes {}, window-update repeats {})",
-        t.in_segments, t.out_segments, t.retransmitted_segments, t.in_errors, t.out_resets, s.keepalive_probes, s.window_update_repeats
+        "TCP_OFFLOAD_STATS: in_segments={} out_segments={} retransmitted={} in_errors={} out_resets={} (keep-alive probes {}, window-update repeats {}, placed directly {})",
+        t.in_segments, t.out_segments, t.retransmitted_segments, t.in_errors, t.out_resets, s.keepalive_probes, s.window_update_repeats, s.placed_packets
     );
     println!(
         "IP_OFFLOAD_STATS: in_receives={} in_octets={} in_delivers={} out_requests={} out_octets={} in_header_errors={} in_discards={}",
@@ -131,6 +131,7 @@ pub fn print_demo(
             "drops": stats.drop_table().into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
             "tx_dropped": driver.tx_dropped,
             "gso_packets": driver.gso_packets,
+            "placed_packets": stats.placed_packets,
             "per_queue_offloads": driver.per_queue_offloads,
             "tcp_offload_stats": tcp_stats_json(&stats),
             "ip_offload_stats": ip_stats_json(&stats),

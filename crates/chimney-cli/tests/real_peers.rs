@@ -85,6 +85,27 @@ fn gso_super_packets_and_no_offload() {
     }
     let v = exact(&["--connections", "1", "--bytes", "8388608", "--no-offload"], 1, 8 << 20);
     assert_eq!(v["gso_packets"], 0, "{v}");
+    assert_eq!(v["placed_packets"], 0, "direct placement needs the vnet header: {v}");
+}
+
+/// Direct placement: one connection's in-order payload is read straight into its posted
+/// buffers (v4 and v6, several MDLs per request), streams exact under the verifier; off with
+/// `--no-direct`.
+#[test]
+fn direct_placement_into_posted_buffers() {
+    if !can_run() {
+        return;
+    }
+    for extra in [&["--mdls", "3"][..], &["--ipv6", "--post-size", "20000"][..]] {
+        let mut args = vec!["--connections", "1", "--bytes", "67108864"];
+        args.extend_from_slice(extra);
+        let v = exact(&args, 1, 64 << 20);
+        let (placed, segs) =
+            (v["placed_packets"].as_u64().unwrap(), v["tcp_offload_stats"]["in_segments"].as_u64().unwrap());
+        assert!(placed * 2 > segs, "{placed} of {segs} segments placed directly: {v}");
+    }
+    let v = exact(&["--connections", "1", "--bytes", "8388608", "--no-direct"], 1, 8 << 20);
+    assert_eq!(v["placed_packets"], 0, "{v}");
 }
 
 /// Multi-queue TUN: one engine per queue on its own thread; the kernel spreads the flows and

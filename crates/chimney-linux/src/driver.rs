@@ -5,16 +5,18 @@
 //! every connection that ends.
 
 use std::collections::HashMap;
+use std::io::IoSliceMut;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, Verifier, VerifierMode};
+use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, ReceiveInput, Verifier, VerifierMode};
+use chimney::engine::PacketOutcome;
 use chimney::engine::{Engine, EngineConfig, EngineEvent, EngineStats};
 use chimney::host::{AppHost, AppPolicy, IndicationPolicy};
 use chimney::impair::{ImpairConfig, Impairment};
 use chimney::ndis::{DisconnectKind, NdisStatus, TcpOffloadEvent, TcpUploadReason};
 use chimney::tcp::TcpDrop;
-use chimney::wire::vnet::VnetHdr;
+use chimney::wire::vnet::{VnetHdr, VNET_HDR_LEN};
 use chimney::Instant;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -43,6 +45,11 @@ pub struct DriverConfig {
     /// Busy-poll: after a read that found packets, keep reading without sleeping in `poll`
     /// for this long (zero = always sleep when idle). Trades a core for wake-up latency.
     pub busy_poll: Duration,
+    /// Direct placement: when the next packet is predicted to continue the stream of the
+    /// connection that received the last one, `readv` its payload straight into that
+    /// connection's posted buffers (the only copy is the kernel's). Needs the TUN's
+    /// `virtio_net_hdr` (local, checksum-vouched packets) and no packet tap.
+    pub direct_placement: bool,
 }
 
 impl Default for DriverConfig {
@@ -57,6 +64,7 @@ impl Default for DriverConfig {
             batch: 64,
             hash: true,
             busy_poll: Duration::ZERO,
+            direct_placement: true,
         }
     }
 }
@@ -171,6 +179,32 @@ pub struct Driver {
     last_rx: Option<Instant>,
     /// Sees every packet the engine receives and sends (captures).
     tap: Option<Tap>,
+    /// Direct placement's prediction: the connection the next packet continues and the
+    /// bytes of its `virtio_net_hdr`, IP and TCP headers.
+    predict: Option<(ConnId, usize)>,
+}
+
+/// Posted-buffer slices one direct read may fill.
+const ROOM_SLICES: usize = 16;
+
+/// What a direct read did.
+enum Direct {
+    /// Nothing queued.
+    Empty,
+    /// The payload was placed and the engine took the segment.
+    Placed,
+    /// Prediction failed: the whole packet (with its `virtio_net_hdr`) is now in `buf[..n]`.
+    Gathered(usize),
+}
+
+/// Bytes of the IP and TCP headers at the front of `p` (0 when they cannot be told).
+fn headers_len(p: &[u8]) -> usize {
+    let ip = match p.first().map(|b| b >> 4) {
+        Some(4) => usize::from(p[0] & 0x0F) * 4,
+        Some(6) => 40,
+        _ => return 0,
+    };
+    p.get(ip + 12).map_or(0, |b| ip + usize::from(b >> 4) * 4)
 }
 
 /// Which way a tapped packet went, seen from the target.
@@ -224,12 +258,15 @@ impl Driver {
             origin: std::time::Instant::now(),
             live: HashMap::new(),
             reports: Vec::new(),
-            buf: vec![0; chimney::wire::vnet::VNET_HDR_LEN + 65536 + 64],
+            // Room for a 64 KB packet even when the read also offers 64 KB of posted buffers
+            // (the gathered packet must fit here).
+            buf: vec![0; chimney::wire::vnet::VNET_HDR_LEN + 65536 + 512],
             out: Vec::new(),
             tx_dropped: 0,
             gso_packets: 0,
             last_rx: None,
             tap: None,
+            predict: None,
         })
     }
 
@@ -296,12 +333,20 @@ impl Driver {
             let _ = poll(&mut fds, PollTimeout::from(ms));
         }
         // Inbound.
+        let direct = self.cfg.direct_placement && self.tun.has_vnet_hdr() && self.tap.is_none();
         for _ in 0..self.cfg.batch.max(1) {
-            let n = match self.tun.recv(&mut self.buf) {
-                Ok(Some(n)) => n,
-                Ok(None) => break,
-                Err(e) => return Err(DriverError::os("reading the TUN device", e)),
+            let read = match self.predict.filter(|_| direct) {
+                Some((conn, h)) => match self.recv_direct(conn, h)? {
+                    Direct::Empty => None,
+                    Direct::Placed => {
+                        self.last_rx = Some(self.now());
+                        continue;
+                    }
+                    Direct::Gathered(n) => Some(n),
+                },
+                None => self.tun.recv(&mut self.buf).map_err(|e| DriverError::os("reading the TUN device", e))?,
             };
+            let Some(n) = read else { break };
             let now = self.now();
             self.last_rx = Some(now);
             if self.tun.has_vnet_hdr() {
@@ -314,7 +359,15 @@ impl Driver {
                         if let Some(t) = self.tap.as_mut() {
                             t(now, Direction::In, p);
                         }
-                        self.engine.handle_packet_with(now, p, verify, &mut self.host);
+                        let out = self.engine.handle_packet_with(now, p, verify, &mut self.host);
+                        // The next packet is predicted to continue this one's stream.
+                        let h = headers_len(p);
+                        self.predict = match out {
+                            PacketOutcome::Offloaded(id) if direct && h > 0 && p.len() > h => {
+                                Some((id, VNET_HDR_LEN + h))
+                            }
+                            _ => self.predict,
+                        };
                     }
                     Err(e) => self.engine.count_rejected(n, e),
                 }
@@ -359,6 +412,76 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// Reads one packet with its first `h` bytes (the predicted headers) into `buf` and the
+    /// rest straight into `conn`'s posted buffers, overflow back into `buf`. When the
+    /// headers say it is `conn`'s next in-order segment, the engine takes it where it lies;
+    /// otherwise the packet is gathered into `buf` for the ordinary path.
+    fn recv_direct(&mut self, conn: ConnId, h: usize) -> Result<Direct, DriverError> {
+        let mut room: [&mut [u8]; ROOM_SLICES] = Default::default();
+        let k = self.engine.placement_room(conn, 65536, &mut room);
+        if k == 0 {
+            // No posted room: nothing to place into.
+            self.predict = None;
+            return match self.tun.recv(&mut self.buf) {
+                Ok(Some(n)) => Ok(Direct::Gathered(n)),
+                Ok(None) => Ok(Direct::Empty),
+                Err(e) => Err(DriverError::os("reading the TUN device", e)),
+            };
+        }
+        let room_len: usize = room[..k].iter().map(|s| s.len()).sum();
+        let end = (self.buf.len() - room_len).max(h);
+        let (head, rest) = self.buf[..end].split_at_mut(h);
+        let (mut head, mut rest) = (Some(head), Some(rest));
+        let mut slices = room[..k].iter_mut();
+        let mut iov: [IoSliceMut<'_>; ROOM_SLICES + 2] = std::array::from_fn(|i| match i {
+            0 => IoSliceMut::new(head.take().unwrap_or_default()),
+            _ => match slices.next() {
+                Some(s) => IoSliceMut::new(s),
+                None => IoSliceMut::new(rest.take().unwrap_or_default()),
+            },
+        });
+        let n = match self.tun.recv_vectored(&mut iov) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Ok(Direct::Empty),
+            Err(e) => return Err(DriverError::os("reading the TUN device", e)),
+        };
+        let payload = n.saturating_sub(h);
+        let in_room = payload.min(room_len);
+        let overflow = payload - in_room;
+        if overflow == 0 && in_room > 0 {
+            if let Some((seg, plen)) = Self::predicted_headers(&self.buf[..h], n) {
+                if plen == in_room {
+                    let now = self.now();
+                    self.gso_packets += u64::from(n - VNET_HDR_LEN > 1600);
+                    if self.engine.handle_placed(now, conn, &seg, plen, n - VNET_HDR_LEN, &mut self.host) {
+                        return Ok(Direct::Placed);
+                    }
+                }
+            }
+        }
+        // Missed: gather the packet (the overflow moves up behind the bytes in the room).
+        self.predict = None;
+        self.buf.copy_within(h..h + overflow, h + in_room);
+        let (buf, mut at) = (&mut self.buf, h);
+        self.engine.delivery().placed_bytes(conn, in_room, &mut |s| {
+            buf[at..at + s.len()].copy_from_slice(s);
+            at += s.len();
+        });
+        Ok(Direct::Gathered(n))
+    }
+
+    /// The segment in `head` (a `virtio_net_hdr` and exactly the IP and TCP headers) of an
+    /// `n`-byte read, when the kernel vouches for its checksum; `None` sends it the
+    /// ordinary way (which also counts whatever is wrong with it).
+    fn predicted_headers(head: &[u8], n: usize) -> Option<(chimney::wire::Segment<'static>, usize)> {
+        let (v, hdrs) = VnetHdr::split(head).ok()?;
+        match v.check_prefix(hdrs, n - VNET_HDR_LEN) {
+            Ok(false) => {}
+            _ => return None,
+        }
+        chimney::wire::parse_headers(hdrs, n - VNET_HDR_LEN).ok()
     }
 
     fn react(&mut self, now: Instant) {

@@ -132,6 +132,16 @@ impl Tun {
         }
     }
 
+    /// Reads one packet scattered over `iov` (`readv`): direct placement puts the headers in
+    /// one buffer and the payload straight into posted buffers. `None` when nothing is queued.
+    pub fn recv_vectored(&mut self, iov: &mut [io::IoSliceMut<'_>]) -> io::Result<Option<usize>> {
+        match self.file.read_vectored(iov) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Writes one packet (a full queue drops it, as a NIC would); with offloads on, behind an
     /// all-zero `virtio_net_hdr`, gathered by `writev` (no copy).
     pub fn send(&mut self, pkt: &[u8]) -> io::Result<bool> {

@@ -928,6 +928,100 @@ impl ReceiveInput for Delivery {
         Ok(())
     }
 
+    fn placement_room<'a>(&'a mut self, id: ConnId, max: usize, out: &mut [&'a mut [u8]]) -> usize {
+        let Some(conn) = self.conns.get_mut(id.0 as usize).and_then(|c| c.as_deref_mut()) else {
+            return 0;
+        };
+        if conn.phase != Phase::Open || conn.fin || conn.busy || !conn.buffered.is_empty() {
+            return 0;
+        }
+        let (mut k, mut left) = (0, max);
+        for nbl in conn.posted.iter_mut() {
+            let cap = nbl.net_buffer().data_length();
+            // `fill` completes a zero-byte request when data arrives: it stays the fill path's.
+            if cap == 0 || left == 0 {
+                break;
+            }
+            let placed = nbl.miniport_reserved[PLACED];
+            for s in nbl.net_buffer_mut().used_slices_mut(placed, (cap - placed).min(left)) {
+                let Some(slot) = out.get_mut(k) else {
+                    return k;
+                };
+                left -= s.len();
+                *slot = s;
+                k += 1;
+            }
+        }
+        k
+    }
+
+    fn placed_bytes(&self, id: ConnId, len: usize, f: &mut dyn FnMut(&[u8])) {
+        let Some(conn) = self.conn(id) else { return };
+        let mut left = len;
+        for nbl in conn.posted.iter() {
+            let nb = nbl.net_buffer();
+            let placed = nbl.miniport_reserved[PLACED];
+            let n = (nb.data_length() - placed).min(left);
+            if nb.data_length() == 0 || n == 0 {
+                break;
+            }
+            for s in nb.slices(nb.data_offset() + placed, n) {
+                f(s);
+            }
+            left -= n;
+        }
+    }
+
+    fn receive_placed(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        len: usize,
+        psh: bool,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        let conn = self.conn_mut(id)?;
+        if conn.phase != Phase::Open || conn.fin {
+            return Err(ApiMisuse::NotReceiving(id));
+        }
+        if !conn.buffered.is_empty() || conn.busy {
+            return Err(ApiMisuse::Unsupported("direct placement behind buffered bytes"));
+        }
+        // The room `placement_room` offers, counted the same way.
+        let mut room = 0;
+        for nbl in conn.posted.iter() {
+            let cap = nbl.net_buffer().data_length();
+            if cap == 0 || room >= len {
+                break;
+            }
+            room += cap - nbl.miniport_reserved[PLACED];
+        }
+        if len > room {
+            return Err(ApiMisuse::WindowExceeded { conn: id, offered: len, space: room });
+        }
+        let mut left = len;
+        for nbl in conn.posted.iter_mut() {
+            if left == 0 {
+                break;
+            }
+            let cap = nbl.net_buffer().data_length();
+            let n = (cap - nbl.miniport_reserved[PLACED]).min(left);
+            nbl.miniport_reserved[PLACED] += n;
+            left -= n;
+        }
+        conn.posted_free -= len;
+        conn.fed += len as u64;
+        conn.rcv_nxt = conn.rcv_nxt.wrapping_add(len as u32);
+        if psh {
+            conn.psh_mark = conn.fed;
+        }
+        // `fill` completes the requests that are now full, in order, and the rest of the
+        // algorithm runs as for copied bytes.
+        self.run(now, id, host, &[], len > 0);
+        self.drive(now, host);
+        Ok(())
+    }
+
     fn receive_window(&self, id: ConnId) -> usize {
         self.conn(id).map_or(0, |c| {
             if c.phase != Phase::Open || c.fin {

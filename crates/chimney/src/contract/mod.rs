@@ -283,6 +283,34 @@ pub trait ReceiveInput {
     /// requests).
     fn receive_space(&self, conn: ConnId) -> usize;
 
+    /// Direct placement (one copy, the kernel's): the writable room of the posted requests,
+    /// FIFO, where the next in-sequence bytes would be placed, at most `max` bytes, as slices
+    /// stored into `out` (returns how many). None when bytes cannot go straight there: bytes
+    /// already waiting go first, a zero-byte request at the head decides alone, the
+    /// connection no longer receives. A driver reads the next payload into this room and
+    /// then calls [`ReceiveInput::receive_placed`].
+    fn placement_room<'a>(&'a mut self, _conn: ConnId, _max: usize, _out: &mut [&'a mut [u8]]) -> usize {
+        0
+    }
+
+    /// The first `len` bytes of the room [`ReceiveInput::placement_room`] offered hold the
+    /// next in-sequence bytes: exactly [`ReceiveInput::receive_data`] with those bytes,
+    /// without copying them.
+    fn receive_placed(
+        &mut self,
+        _now: Instant,
+        _conn: ConnId,
+        _len: usize,
+        _psh: bool,
+        _host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        Err(ApiMisuse::Unsupported("direct placement"))
+    }
+
+    /// Shows the first `len` bytes of the placement room to `f` (the verifier reads what a
+    /// driver placed).
+    fn placed_bytes(&self, _conn: ConnId, _len: usize, _f: &mut dyn FnMut(&[u8])) {}
+
     /// Bytes the target can hold whatever the host posts: the basis of the advertised
     /// receive window. It shrinks only when in-order data arrives, so a window advertised
     /// from it never has to retract (§8 A34).

@@ -1074,6 +1074,39 @@ impl<T> Verifier<T> {
     }
 }
 
+/// What `note_data` changed, to undo when the target refuses the bytes.
+type SavedFeed = Option<(u64, u64, u64, usize)>;
+
+impl<T: OffloadTarget + ReceiveInput> Verifier<T> {
+    /// Records `len` in-sequence bytes (appended to the expected stream by `bytes`) before
+    /// the target sees them.
+    fn note_data(&self, conn: ConnId, len: usize, psh: bool, bytes: &mut dyn FnMut(&mut VecDeque<u8>)) -> SavedFeed {
+        let mut st = self.core.lock();
+        VerifierCore::touch(&mut st, conn);
+        st.conns.get_mut(&conn).map(|c| {
+            let saved = (c.fed, c.psh_mark, c.last_chunk_start, c.pending.len());
+            c.last_chunk_start = c.fed;
+            bytes(&mut c.pending);
+            c.fed += len as u64;
+            if psh {
+                c.psh_mark = c.fed;
+            }
+            saved
+        })
+    }
+
+    /// Undoes `note_data` when the target refused the bytes, then checks what happened.
+    fn undo_data_on_error(&mut self, conn: ConnId, saved: SavedFeed, failed: bool) {
+        if failed {
+            if let (Some((fed, psh_mark, lcs, plen)), Some(c)) = (saved, self.core.lock().conns.get_mut(&conn)) {
+                (c.fed, c.psh_mark, c.last_chunk_start) = (fed, psh_mark, lcs);
+                c.pending.truncate(plen);
+            }
+        }
+        self.after();
+    }
+}
+
 impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Verifier<T> {
     fn receive_data(
         &mut self,
@@ -1083,28 +1116,34 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Verifier<T> {
         psh: bool,
         host: &mut dyn ProtocolHost,
     ) -> Result<(), ApiMisuse> {
-        let saved = {
-            let mut st = self.core.lock();
-            VerifierCore::touch(&mut st, conn);
-            st.conns.get_mut(&conn).map(|c| {
-                let saved = (c.fed, c.psh_mark, c.last_chunk_start, c.pending.len());
-                c.last_chunk_start = c.fed;
-                c.pending.extend(data);
-                c.fed += data.len() as u64;
-                if psh {
-                    c.psh_mark = c.fed;
-                }
-                saved
-            })
-        };
+        let saved = self.note_data(conn, data.len(), psh, &mut |p| p.extend(data));
         let r = self.inner.receive_data(now, conn, data, psh, &mut VerifyingHost::new(&self.core, host));
-        if r.is_err() {
-            if let (Some((fed, psh_mark, lcs, plen)), Some(c)) = (saved, self.core.lock().conns.get_mut(&conn)) {
-                (c.fed, c.psh_mark, c.last_chunk_start) = (fed, psh_mark, lcs);
-                c.pending.truncate(plen);
-            }
-        }
-        self.after();
+        self.undo_data_on_error(conn, saved, r.is_err());
+        r
+    }
+
+    fn placement_room<'a>(&'a mut self, conn: ConnId, max: usize, out: &mut [&'a mut [u8]]) -> usize {
+        self.inner.placement_room(conn, max, out)
+    }
+
+    fn placed_bytes(&self, conn: ConnId, len: usize, f: &mut dyn FnMut(&[u8])) {
+        self.inner.placed_bytes(conn, len, f)
+    }
+
+    fn receive_placed(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        len: usize,
+        psh: bool,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        // The stream is what the driver put into the room; the completions must then show
+        // exactly those bytes, in the requests and order the rules demand.
+        let inner = &self.inner;
+        let saved = self.note_data(conn, len, psh, &mut |p| inner.placed_bytes(conn, len, &mut |s| p.extend(s)));
+        let r = self.inner.receive_placed(now, conn, len, psh, &mut VerifyingHost::new(&self.core, host));
+        self.undo_data_on_error(conn, saved, r.is_err());
         r
     }
 

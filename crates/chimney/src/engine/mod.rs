@@ -274,6 +274,38 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         PacketOutcome::Host
     }
 
+    /// Direct placement, step 1: the room of `conn`'s posted requests where its next
+    /// in-order bytes go (see [`ReceiveInput::placement_room`]). A driver reads the next
+    /// packet's payload there when it predicts the packet continues `conn`'s stream.
+    pub fn placement_room<'a>(&'a mut self, conn: ConnId, max: usize, out: &mut [&'a mut [u8]]) -> usize {
+        self.delivery.placement_room(conn, max, out)
+    }
+
+    /// Direct placement, step 2: a packet of `packet_len` bytes whose headers are `seg`
+    /// ([`wire::parse_headers`]) and whose `payload_len` bytes the driver read into the front
+    /// of [`Engine::placement_room`]`(conn)`. True: taken, exactly as [`Engine::handle_packet`]
+    /// would have taken it. False: nothing changed (another connection, or header prediction
+    /// failed: out of order, flags, no room); the driver feeds the packet whole instead.
+    pub fn handle_placed(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        seg: &wire::Segment<'_>,
+        payload_len: usize,
+        packet_len: usize,
+        host: &mut dyn ProtocolHost,
+    ) -> bool {
+        let key = (SocketAddr::new(seg.dst, seg.dst_port), SocketAddr::new(seg.src, seg.src_port));
+        if self.table.get(&key) != Some(&conn) || !self.conn(conn).is_some_and(|c| c.predicts(seg, payload_len)) {
+            return false;
+        }
+        self.stats.ip.in_receives += 1;
+        self.stats.ip.in_octets += packet_len as u64;
+        self.stats.ip.in_delivers += 1;
+        self.stats.placed_packets += 1;
+        self.with_conn(conn, host, |c, cx| c.on_placed(now, seg, payload_len, cx)).unwrap_or(false)
+    }
+
     /// Counts a packet the driver rejected before parsing (e.g. a lying `virtio_net_hdr`).
     pub fn count_rejected(&mut self, packet_len: usize, e: WireError) {
         tracing::trace!(len = packet_len, reason = e.name(), "packet rejected by the driver");

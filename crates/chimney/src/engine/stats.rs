@@ -70,6 +70,9 @@ pub struct EngineStats {
     pub keepalive_probes: u64,
     /// Window updates repeated because no data followed them.
     pub window_update_repeats: u64,
+    /// Packets whose payload the driver read straight into a posted buffer (direct
+    /// placement: no copy by the target).
+    pub placed_packets: u64,
 }
 
 impl EngineStats {
@@ -133,6 +136,7 @@ impl EngineStats {
         self.work += o.work;
         self.keepalive_probes += o.keepalive_probes;
         self.window_update_repeats += o.window_update_repeats;
+        self.placed_packets += o.placed_packets;
     }
 
     /// Wire drops for `e`.

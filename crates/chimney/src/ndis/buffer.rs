@@ -335,6 +335,29 @@ impl NetBuffer {
         })
     }
 
+    /// The used space `[pos, pos + len)` (offsets from the data start, like
+    /// [`NetBuffer::write_used`], clipped to `DataLength`) as writable MDL segments: where a
+    /// driver reads payload straight into a posted buffer.
+    pub fn used_slices_mut(&mut self, pos: usize, len: usize) -> impl Iterator<Item = &mut [u8]> + '_ {
+        let mut left = len.min(self.data_length.saturating_sub(pos));
+        let mut skip = self.current_mdl_offset + pos;
+        self.mdl_chain.iter_mut().skip(self.current_mdl).filter_map(move |mdl| {
+            let b = mdl.bytes_mut();
+            if left == 0 {
+                return None;
+            }
+            if skip >= b.len() {
+                skip -= b.len();
+                return None;
+            }
+            let n = (b.len() - skip).min(left);
+            let s = &mut b[skip..skip + n];
+            skip = 0;
+            left -= n;
+            Some(s)
+        })
+    }
+
     /// Copies the data space `[start, start + len)` into `out` (appending).
     pub fn copy_out(&self, start: usize, len: usize, out: &mut Vec<u8>) {
         for s in self.slices(start, len) {
@@ -616,6 +639,23 @@ mod tests {
         b.copy_out(0, 9, &mut out);
         assert_eq!(out, b"\0\0\0wxyzu\0");
         assert!(NetBuffer::with_used_space(vec![Mdl::zeroed(3)], 2, 2).is_err());
+    }
+
+    #[test]
+    fn used_slices_mut_cover_what_write_used_writes() {
+        let mut b = NetBuffer::with_used_space(vec![Mdl::zeroed(3), Mdl::zeroed(4), Mdl::zeroed(2)], 2, 6).unwrap();
+        let lens: Vec<usize> = b.used_slices_mut(1, 100).map(|s| s.len()).collect();
+        assert_eq!(lens, vec![4, 1], "clipped to DataLength, split at the MDL boundary");
+        let mut src = b"wxyzu".iter();
+        for s in b.used_slices_mut(1, 5) {
+            for x in s.iter_mut() {
+                *x = *src.next().unwrap();
+            }
+        }
+        let mut out = Vec::new();
+        b.copy_out(0, 9, &mut out);
+        assert_eq!(out, b"\0\0\0wxyzu\0");
+        assert_eq!(b.used_slices_mut(6, 3).count(), 0);
     }
 
     #[test]

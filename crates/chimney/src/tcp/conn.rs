@@ -537,10 +537,62 @@ impl TcpConn {
 
     /// Handles one segment addressed to this connection.
     pub fn on_segment(&mut self, now: Instant, seg: &Segment<'_>, cx: &mut Cx<'_>) {
+        if self.accept(now, seg, seg.payload.len(), cx) {
+            self.on_data(now, SeqNum(seg.seq), seg.payload, seg.has(flags::PSH), seg.has(flags::FIN), cx);
+        }
+    }
+
+    /// Header prediction (the fast path of BSD's `tcp_input`): whether a segment with these
+    /// headers and `len` payload bytes would be taken whole by [`TcpConn::on_segment`] as the
+    /// next in-order bytes, with nothing to do but deliver them and decide about an ACK.
+    pub fn predicts(&self, seg: &Segment<'_>, len: usize) -> bool {
+        let ack = SeqNum(seg.ack);
+        let paws_ok = match (self.ts, seg.options.timestamps) {
+            (Some(ts), Some((tsval, _))) => (tsval.wrapping_sub(ts.recent) as i32) >= 0,
+            _ => true,
+        };
+        !self.stopped
+            && self.can_receive()
+            && seg.flags & !(flags::ACK | flags::PSH) == 0
+            && seg.has(flags::ACK)
+            && SeqNum(seg.seq) == self.rcv_nxt
+            && len > 0
+            && len <= self.rcv_adv.diff(self.rcv_nxt).max(0) as usize
+            && self.ooo_empty()
+            && self.ooo_fin.is_none()
+            && !ack.gt(self.snd_nxt)
+            && !ack.lt(SeqNum(self.snd_una.0.wrapping_sub(self.max_snd_wnd)))
+            && paws_ok
+    }
+
+    /// A segment whose `len` payload bytes the driver already read into the placement room
+    /// of the delivery layer ([`crate::contract::ReceiveInput::placement_room`]). Returns
+    /// false, having changed nothing, when [`TcpConn::predicts`] does not hold: the caller
+    /// then feeds the whole packet through [`TcpConn::on_segment`].
+    pub fn on_placed(&mut self, now: Instant, seg: &Segment<'_>, len: usize, cx: &mut Cx<'_>) -> bool {
+        if !self.predicts(seg, len) {
+            return false;
+        }
+        let taken = self.accept(now, seg, len, cx);
+        debug_assert!(taken, "predicted segments pass every check");
+        self.wu_at = None;
+        if cx.delivery.receive_placed(now, self.id, len, seg.has(flags::PSH), cx.host).is_err() {
+            // The driver placed more than the room it was offered: dropped, not ACKed.
+            self.counters.drop(TcpDrop::WindowOverrun);
+            return true;
+        }
+        self.advance(len as u64);
+        self.ack_after_data(now, len, cx);
+        true
+    }
+
+    /// Every check and the ACK processing of RFC 9293 §3.10.7.4 for a segment carrying
+    /// `payload_len` bytes; true when its data (or FIN) is to be processed.
+    fn accept(&mut self, now: Instant, seg: &Segment<'_>, payload_len: usize, cx: &mut Cx<'_>) -> bool {
         self.counters.in_segments += 1;
         if self.stopped || self.state == TcpConnectionState::Closed {
             self.counters.drop(TcpDrop::Stopped);
-            return;
+            return false;
         }
         let seq = SeqNum(seg.seq);
         let wnd = self.rcv_wnd();
@@ -566,14 +618,14 @@ impl TcpConn {
             } else {
                 self.counters.drop(TcpDrop::RstOutOfWindow);
             }
-            return;
+            return false;
         }
         // RFC 7323 §5: PAWS.
         if let (Some(ts), Some((tsval, _))) = (self.ts, seg.options.timestamps) {
             if (tsval.wrapping_sub(ts.recent) as i32) < 0 {
                 self.counters.drop(TcpDrop::Paws);
                 self.send_ack(now, cx);
-                return;
+                return false;
             }
         }
         // RFC 5961 §4 / R-SYN-1.
@@ -591,10 +643,10 @@ impl TcpConn {
             } else {
                 self.send_ack(now, cx);
             }
-            return;
+            return false;
         }
         // RFC 9293 §3.10.7.4, first check: acceptability.
-        let seg_len = seg.seq_len();
+        let seg_len = payload_len as u32 + u32::from(seg.has(flags::SYN)) + u32::from(seg.has(flags::FIN));
         let acceptable = match (seg_len, wnd) {
             (0, 0) => seq == self.rcv_nxt,
             (0, _) => in_window(seq),
@@ -604,7 +656,7 @@ impl TcpConn {
         if !acceptable {
             self.counters.drop(TcpDrop::OutOfWindow);
             self.send_ack(now, cx);
-            return;
+            return false;
         }
         self.rst_challenged = false;
         // The peer is alive: restart the idle timer (or stop a challenge-armed one).
@@ -612,19 +664,19 @@ impl TcpConn {
         self.ka_at = cx.cfg.keepalive.map(|idle| now + idle);
         if !seg.has(flags::ACK) {
             self.counters.drop(TcpDrop::NoAck);
-            return;
+            return false;
         }
         let ack = SeqNum(seg.ack);
         if ack.gt(self.snd_nxt) {
             self.counters.drop(TcpDrop::AckTooHigh);
             self.send_ack(now, cx);
-            return;
+            return false;
         }
         // RFC 5961 §5.2: an ACK below SND.UNA − MAX.SND.WND is a blind injection attempt.
         if ack.lt(SeqNum(self.snd_una.0.wrapping_sub(self.max_snd_wnd))) {
             self.counters.drop(TcpDrop::AckTooOld);
             self.send_ack(now, cx);
-            return;
+            return false;
         }
         self.max_snd_wnd = self.max_snd_wnd.max(u32::from(seg.window) << self.snd_wscale);
         if ack.gt(self.snd_una) {
@@ -634,7 +686,7 @@ impl TcpConn {
         // §6.6: urgent data means upload; nothing after it is processed here.
         if seg.has(flags::URG) {
             self.upload(now, cx, TcpUploadReason::ReceivedUrgentData);
-            return;
+            return false;
         }
         // RFC 7323 §4.3: TS.Recent update.
         if let (Some(ts), Some((tsval, _))) = (self.ts.as_mut(), seg.options.timestamps) {
@@ -642,15 +694,15 @@ impl TcpConn {
                 ts.recent = tsval;
             }
         }
-        if seg.payload.is_empty() && !seg.has(flags::FIN) {
-            return;
+        if payload_len == 0 && !seg.has(flags::FIN) {
+            return false;
         }
         if !self.can_receive() {
             self.counters.drop(TcpDrop::AfterFin);
             self.send_ack(now, cx);
-            return;
+            return false;
         }
-        self.on_data(now, seq, seg.payload, seg.has(flags::PSH), seg.has(flags::FIN), cx);
+        true
     }
 
     fn on_data(&mut self, now: Instant, seq: SeqNum, payload: &[u8], psh: bool, fin: bool, cx: &mut Cx<'_>) {
@@ -697,28 +749,7 @@ impl TcpConn {
             } else if gap_fill || !self.ooo_empty() {
                 self.send_ack(now, cx);
             } else if !data.is_empty() {
-                // A GSO super-packet counts as the segments it carries (full segments carry
-                // up to 40 bytes of options less than the MSS).
-                let full = usize::from(cx.cfg.mss.saturating_sub(40).max(1));
-                self.unacked += (data.len() / full).max(1) as u32;
-                if self.unacked >= cx.cfg.ack_frequency {
-                    // Deferred up to `max_ack_defer` segments or a quarter of the window,
-                    // whichever is more: every ACK written costs the reader's core the
-                    // sender's ACK processing, and a read batch of super-packets would
-                    // otherwise write one ACK per 64 KB that the next one supersedes.
-                    let quarter = self.max_window(cx.cfg) / u32::from(cx.cfg.mss.max(1)) / 4;
-                    if cx.cfg.defer_acks && self.unacked < cx.cfg.max_ack_defer.max(quarter) {
-                        self.ack_pending = true;
-                        // A driver that never flushes still ACKs within the delayed-ACK time.
-                        if self.delack_at.is_none() {
-                            self.delack_at = Some(now + cx.cfg.delayed_ack);
-                        }
-                    } else {
-                        self.send_ack(now, cx);
-                    }
-                } else if self.delack_at.is_none() {
-                    self.delack_at = Some(now + cx.cfg.delayed_ack);
-                }
+                self.ack_after_data(now, data.len(), cx);
             }
         } else {
             let off = self.rcv_nxt64 + start.diff(self.rcv_nxt) as u64;
@@ -739,6 +770,32 @@ impl TcpConn {
             }
             // Out-of-order data: ACK at once (with SACK), RFC 5681 §4.2.
             self.send_ack(now, cx);
+        }
+    }
+
+    /// The ACK decision after `len` in-order bytes that left nothing queued out of order.
+    fn ack_after_data(&mut self, now: Instant, len: usize, cx: &mut Cx<'_>) {
+        // A GSO super-packet counts as the segments it carries (full segments carry up to 40
+        // bytes of options less than the MSS).
+        let full = usize::from(cx.cfg.mss.saturating_sub(40).max(1));
+        self.unacked += (len / full).max(1) as u32;
+        if self.unacked >= cx.cfg.ack_frequency {
+            // Deferred up to `max_ack_defer` segments or a quarter of the window, whichever is
+            // more: every ACK written costs the reader's core the sender's ACK processing, and
+            // a read batch of super-packets would otherwise write one ACK per 64 KB that the
+            // next one supersedes.
+            let quarter = self.max_window(cx.cfg) / u32::from(cx.cfg.mss.max(1)) / 4;
+            if cx.cfg.defer_acks && self.unacked < cx.cfg.max_ack_defer.max(quarter) {
+                self.ack_pending = true;
+                // A driver that never flushes still ACKs within the delayed-ACK time.
+                if self.delack_at.is_none() {
+                    self.delack_at = Some(now + cx.cfg.delayed_ack);
+                }
+            } else {
+                self.send_ack(now, cx);
+            }
+        } else if self.delack_at.is_none() {
+            self.delack_at = Some(now + cx.cfg.delayed_ack);
         }
     }
 

@@ -184,25 +184,87 @@ pub fn parse_with(packet: &[u8], verify_tcp_checksum: bool) -> Result<Segment<'_
             return Err(WireError::BadTcpChecksum);
         }
     }
-    let flag_byte = bytes[13] & 0x3F;
+    segment(src, dst, bytes, tcp.options(), tcp.payload())
+}
+
+/// The TCP part of a [`Segment`], from the header bytes (`tcp`), its options and payload.
+fn segment<'a>(
+    src: IpAddr,
+    dst: IpAddr,
+    tcp: &[u8],
+    options: &[u8],
+    payload: &'a [u8],
+) -> Result<Segment<'a>, WireError> {
+    let flag_byte = tcp[13] & 0x3F;
     let syn = flag_byte & flags::SYN != 0;
     if flag_byte == 0 || (syn && flag_byte & (flags::FIN | flags::RST) != 0) {
         return Err(WireError::BadFlags);
     }
-    let options = TcpOptions::parse(tcp.options()).map_err(|_| WireError::BadTcpOption)?;
+    let options = TcpOptions::parse(options).map_err(|_| WireError::BadTcpOption)?;
+    let u16_at = |i: usize| u16::from_be_bytes([tcp[i], tcp[i + 1]]);
+    let u32_at = |i: usize| u32::from_be_bytes([tcp[i], tcp[i + 1], tcp[i + 2], tcp[i + 3]]);
     Ok(Segment {
         src,
         dst,
-        src_port: tcp.source_port(),
-        dst_port: tcp.destination_port(),
-        seq: tcp.sequence_number(),
-        ack: tcp.acknowledgment_number(),
+        src_port: u16_at(0),
+        dst_port: u16_at(2),
+        seq: u32_at(4),
+        ack: u32_at(8),
         flags: flag_byte,
-        window: tcp.window_size(),
-        urgent: tcp.urgent_pointer(),
+        window: u16_at(14),
+        urgent: u16_at(18),
         options,
-        payload: tcp.payload(),
+        payload,
     })
+}
+
+/// Parses the headers of a packet whose payload is somewhere else (read straight into a
+/// posted buffer: direct placement). `head` holds exactly the IP and TCP headers; the packet
+/// is `packet_len` bytes long. Returns the segment (with an empty payload) and the payload
+/// length. The TCP checksum is not verified (only packets whose checksum the local kernel
+/// vouches for are placed directly); every other check of [`parse_with`] is made, and a
+/// header that does not end exactly where the payload starts is [`WireError::BadTcpHeader`].
+pub fn parse_headers(head: &[u8], packet_len: usize) -> Result<(Segment<'static>, usize), WireError> {
+    let (src, dst, ip_len) = match head.first().map(|b| b >> 4) {
+        Some(4) => {
+            let h = etherparse::Ipv4HeaderSlice::from_slice(head).map_err(|_| WireError::BadIp)?;
+            if usize::from(h.total_len()) != packet_len {
+                return Err(WireError::BadIp);
+            }
+            if !h.options().is_empty() {
+                return Err(WireError::Ipv4Options);
+            }
+            if internet_checksum(h.slice()) != 0 {
+                return Err(WireError::BadIpChecksum);
+            }
+            if h.is_fragmenting_payload() {
+                return Err(WireError::Fragment);
+            }
+            if h.protocol() != IpNumber::TCP {
+                return Err(WireError::NotTcp);
+            }
+            (IpAddr::from(h.source()), IpAddr::from(h.destination()), h.slice().len())
+        }
+        Some(6) => {
+            let h = etherparse::Ipv6HeaderSlice::from_slice(head).map_err(|_| WireError::BadIp)?;
+            if usize::from(h.payload_length()) + 40 != packet_len {
+                return Err(WireError::BadIp);
+            }
+            if h.next_header() != IpNumber::TCP {
+                // Extension headers (or not TCP): the ordinary parser decides.
+                return Err(WireError::NotTcp);
+            }
+            (IpAddr::from(h.source_addr()), IpAddr::from(h.destination_addr()), 40)
+        }
+        _ => return Err(WireError::BadIp),
+    };
+    let tcp = etherparse::TcpHeaderSlice::from_slice(&head[ip_len..]).map_err(|_| WireError::BadTcpHeader)?;
+    let hdr = tcp.slice();
+    if ip_len + hdr.len() != head.len() || head.len() > packet_len {
+        return Err(WireError::BadTcpHeader);
+    }
+    let seg = segment(src, dst, hdr, &hdr[20..], &[])?;
+    Ok((seg, packet_len - head.len()))
 }
 
 enum PseudoAddrs {
@@ -316,6 +378,29 @@ mod tests {
             options: TcpOptions { timestamps: Some((5, 6)), ..TcpOptions::default() },
             payload,
             ip_id: 0x8001,
+        }
+    }
+
+    #[test]
+    fn headers_parse_like_the_whole_packet_and_must_end_at_the_payload() {
+        for (s, d) in [
+            ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap()),
+            ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap()),
+        ] {
+            let r = repr(s, d, b"payload bytes");
+            let mut buf = Vec::new();
+            r.emit(&mut buf);
+            let whole = parse(&buf).unwrap();
+            let h = buf.len() - whole.payload.len();
+            let (seg, plen) = parse_headers(&buf[..h], buf.len()).unwrap();
+            assert_eq!(plen, 13);
+            assert_eq!(Segment { payload: whole.payload, ..seg }, whole);
+            // Predicted too long (payload bytes taken for headers) or too short, or a length
+            // the IP header disagrees with: not a prediction that holds.
+            assert_eq!(parse_headers(&buf[..h + 4], buf.len()).unwrap_err(), WireError::BadTcpHeader);
+            assert!(parse_headers(&buf[..h - 4], buf.len()).is_err());
+            assert_eq!(parse_headers(&buf[..h], buf.len() + 1).unwrap_err(), WireError::BadIp);
+            assert!(parse_headers(&[], 0).is_err());
         }
     }
 

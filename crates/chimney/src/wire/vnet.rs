@@ -67,6 +67,14 @@ impl VnetHdr {
     /// verifying (`Ok(true)`: an ordinary packet) or must not be (`Ok(false)`: partial or
     /// already validated by the kernel).
     pub fn check(&self, packet: &[u8]) -> Result<bool, WireError> {
+        self.check_prefix(packet, packet.len())
+    }
+
+    /// [`VnetHdr::check`] for a packet of `packet_len` bytes of which only the first ones
+    /// (`prefix`, at least the IP header and 18 bytes of TCP) are at hand: the rest was read
+    /// straight into a posted buffer.
+    pub fn check_prefix(&self, prefix: &[u8], packet_len: usize) -> Result<bool, WireError> {
+        let packet = prefix;
         if self.flags & !(F_NEEDS_CSUM | F_DATA_VALID) != 0 {
             return Err(WireError::BadVnetHdr);
         }
@@ -84,7 +92,7 @@ impl VnetHdr {
         if gso != GSO_NONE {
             // A super-packet always carries a partial checksum and a segment size, and its
             // headers lie inside it.
-            if self.flags & F_NEEDS_CSUM == 0 || self.gso_size == 0 || usize::from(self.hdr_len) > packet.len() {
+            if self.flags & F_NEEDS_CSUM == 0 || self.gso_size == 0 || usize::from(self.hdr_len) > packet_len {
                 return Err(WireError::BadVnetHdr);
             }
         } else if self.gso_size != 0 {
@@ -102,7 +110,7 @@ impl VnetHdr {
         if self.flags & F_NEEDS_CSUM != 0 {
             // Only TCP's checksum, right after the IP header (no IPv6 extension headers).
             let start = usize::from(self.csum_start);
-            if start != ip_hdr || self.csum_offset != 16 || start + 18 > packet.len() {
+            if start != ip_hdr || self.csum_offset != 16 || start + 18 > packet_len {
                 return Err(WireError::BadVnetHdr);
             }
             return Ok(false);
