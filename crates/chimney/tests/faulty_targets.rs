@@ -4,8 +4,10 @@
 //! timer, ...). A verifier that never fires fails every test here.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 
+use chimney::contract::replay;
+use chimney::contract::trace::{TraceWriter, Tracer};
 use chimney::contract::verifier::VerifyingHost;
 use chimney::contract::{
     ApiMisuse, ConnId, Delivery, DeliveryConfig, IndicateReturn, InitiateFailed, NestedCalls, OffloadTarget,
@@ -211,8 +213,30 @@ impl ReceiveInput for Faulty {
 }
 
 struct Rig {
-    t: Verifier<Faulty>,
+    t: Tracer<Verifier<Faulty>>,
     h: AppHost,
+    trace: SharedBuf,
+}
+
+/// Where a rig's contract trace goes (the trace is replayed offline after each scenario).
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// Rules the offline replay of the last rig's trace reported (or its replay error).
+    static REPLAYED: std::cell::RefCell<Option<Result<Vec<&'static str>, String>>> = const { std::cell::RefCell::new(None) };
+    /// The last rig's trace.
+    static TRACE_TEXT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
 impl Rig {
@@ -222,11 +246,14 @@ impl Rig {
 
     fn with_config(f: Faults, policy: AppPolicy, cfg: DeliveryConfig, state: TcpOffloadState) -> Rig {
         let inner = Delivery::new(cfg);
-        let mut t = Verifier::new(Faulty { inner, f, s: Shared::default() }, VerifierMode::Collect);
+        let trace = SharedBuf::default();
+        let w = TraceWriter::new(Box::new(trace.clone()), true, "faulty_targets");
+        let mut t =
+            Tracer::new(Verifier::new(Faulty { inner, f, s: Shared::default() }, VerifierMode::Collect), Some(w));
         let mut h = AppHost::new();
         h.set_policy(C, policy);
         t.initiate_offload(T0, C, state, &mut h).expect("offload");
-        Rig { t, h }
+        Rig { t, h, trace }
     }
 
     fn post(&mut self, sizes: &[usize], no_push: bool) {
@@ -238,8 +265,14 @@ impl Rig {
         self.t.receive_data(T0, C, bytes, psh, &mut self.h).expect("feed");
     }
 
+    /// The rules the live verifier reported; the offline replay of the trace is stored for
+    /// `traces_replay_to_the_same_rules`.
     fn broken(&self) -> Vec<&'static str> {
-        self.t.core().broken_rules()
+        let text = String::from_utf8(self.trace.0.lock().unwrap().clone()).unwrap();
+        let replayed = replay::replay(&text).map(|r| r.broken_rules()).map_err(|e| e.to_string());
+        REPLAYED.with(|c| *c.borrow_mut() = Some(replayed));
+        TRACE_TEXT.with(|c| *c.borrow_mut() = Some(text));
+        self.t.inner().core().broken_rules()
     }
 }
 
@@ -839,6 +872,31 @@ fn each_faulty_target_breaks_exactly_its_rule() {
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 
+/// Every faulty target's contract trace, replayed offline (`chimney verify`), reports the same
+/// rules as the live verifier. Two scenarios drive the verifier without a rig (concurrent and
+/// re-entered upcalls, which a sequential trace cannot show) and are not traced.
+#[test]
+fn traces_replay_to_the_same_rules() {
+    let mut failures = Vec::new();
+    let mut replayed = 0;
+    for (rule, scenario) in table() {
+        REPLAYED.with(|c| *c.borrow_mut() = None);
+        let live = scenario();
+        match REPLAYED.with(|c| c.borrow_mut().take()) {
+            None => {}
+            Some(Ok(offline)) => {
+                replayed += 1;
+                if offline != live {
+                    failures.push(format!("{rule}: live {live:?}, replayed {offline:?}"));
+                }
+            }
+            Some(Err(e)) => failures.push(format!("{rule}: replay failed: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert!(replayed >= table().len() - 2, "only {replayed} scenarios were traced");
+}
+
 #[test]
 fn every_checked_rule_has_a_faulty_target() {
     let tested: BTreeSet<&str> = table().iter().map(|(r, _)| *r).collect();
@@ -857,4 +915,40 @@ fn the_correct_target_breaks_no_rule_in_the_same_scenarios() {
     r.t.receive_fin(T0, C, &mut r.h).unwrap();
     r.t.terminate_offload(T0, C, &mut r.h).unwrap();
     assert_eq!(r.broken(), Vec::<&str>::new());
+    assert_eq!(REPLAYED.with(|c| c.borrow_mut().take()), Some(Ok(Vec::new())), "its trace replays clean");
+}
+
+/// Without recorded bytes a trace still proves counts, order, ownership and statuses; it
+/// never reports a rule the live verifier did not.
+#[test]
+fn traces_without_bytes_report_no_false_violations() {
+    for (rule, scenario) in table() {
+        TRACE_TEXT.with(|c| *c.borrow_mut() = None);
+        let live = scenario();
+        let Some(text) = TRACE_TEXT.with(|c| c.borrow_mut().take()) else { continue };
+        let stripped: String = text
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                strip_data(&mut v);
+                if v.get("chimney_trace").is_some() {
+                    v["bytes"] = false.into();
+                }
+                v.to_string() + "\n"
+            })
+            .collect();
+        let offline = replay::replay(&stripped).unwrap_or_else(|e| panic!("{rule}: {e}")).broken_rules();
+        assert!(offline.iter().all(|r| live.contains(r)), "{rule}: live {live:?}, without bytes {offline:?}");
+    }
+}
+
+fn strip_data(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.remove("data");
+            m.values_mut().for_each(strip_data);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_data),
+        _ => {}
+    }
 }

@@ -21,7 +21,9 @@
 
 pub mod ambiguity;
 pub mod delivery;
+pub mod replay;
 pub mod rules;
+pub mod trace;
 pub mod verifier;
 
 use crate::ndis::{DisconnectKind, NblChain, NdisStatus, TcpDelegatedState, TcpOffloadEvent, TcpOffloadState};

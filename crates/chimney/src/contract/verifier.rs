@@ -133,6 +133,9 @@ struct CoreState {
     in_timeout: bool,
     violations: Vec<Violation>,
     checked_bytes: u64,
+    /// The target's push timer cannot be asked (an offline trace without timer lines):
+    /// R-CMP-9 and the terminate timer check are skipped.
+    push_timer_unknown: bool,
 }
 
 /// Per-call accumulator of violations, reported when the lock is released.
@@ -203,6 +206,12 @@ impl VerifierCore {
             panic!("contract violation: {first}");
         }
         self.lock().violations.extend(found.0);
+    }
+
+    /// Skips the checks that need the target's push-timer state (R-CMP-9, the timer part of
+    /// R-TRM-2): for replaying a trace that does not record it.
+    pub fn set_push_timer_unknown(&self, unknown: bool) {
+        self.lock().push_timer_unknown = unknown;
     }
 
     /// Every violation recorded so far.
@@ -318,6 +327,7 @@ impl VerifierCore {
             let mut st = self.lock();
             // Reuse the list's allocation: this runs after every call into the target.
             let mut touched = std::mem::take(&mut st.touched);
+            let timer_known = !st.push_timer_unknown;
             for &conn in &touched {
                 let Some(c) = st.conns.get(&conn) else {
                     continue;
@@ -325,7 +335,8 @@ impl VerifierCore {
                 if !c.offloaded {
                     continue;
                 }
-                Self::check_quiescent(conn, c, push_timer(conn), &mut f);
+                let timer = if timer_known { Some(push_timer(conn)) } else { None };
+                Self::check_quiescent(conn, c, timer, &mut f);
             }
             touched.clear();
             if st.touched.is_empty() {
@@ -335,7 +346,8 @@ impl VerifierCore {
         self.report(f);
     }
 
-    fn check_quiescent(conn: ConnId, c: &ConnCheck, timer: Option<Instant>, f: &mut Found) {
+    /// `timer`: the push-timer deadline, `None` when it cannot be known.
+    fn check_quiescent(conn: ConnId, c: &ConnCheck, timer: Option<Option<Instant>>, f: &mut Found) {
         let id = Some(conn);
         let pending = c.pending.len();
         let head = c.outstanding.front();
@@ -384,6 +396,7 @@ impl VerifierCore {
             return;
         }
         let expect_timer = open && head.is_some_and(|h| h.cap > 0 && !h.no_push && (pending > 0 || h.prefilled > 0));
+        let Some(timer) = timer else { return };
         match (expect_timer, timer) {
             (false, Some(t)) => f.add(
                 &rules::R_CMP_9,
@@ -1001,7 +1014,7 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
                 if c.upcall.is_some() {
                     f.add(&rules::R_TRM_2, id, None, "terminate completed while an upcall is in progress");
                 }
-                if timer.is_some() {
+                if timer.is_some() && !st.push_timer_unknown {
                     f.add(&rules::R_TRM_2, id, None, "push timer still running after terminate");
                 }
                 let mut returned = Vec::new();

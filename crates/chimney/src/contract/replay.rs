@@ -1,0 +1,880 @@
+//! Offline verification: a contract trace ([`super::trace`], `docs/trace-format.md`) read
+//! back through the verifier.
+//!
+//! The trace is turned back into calls. A replay target stands in for the traced target: when
+//! the verifier forwards a call to it, it performs the upcalls recorded inside that call and
+//! returns the recorded result. A replay host stands in for the host: inside each upcall it
+//! makes the nested calls recorded there and returns the recorded outcome. NBLs are rebuilt
+//! from the trace (ids, MDL layout, used space, statuses, byte counts; bytes when the trace
+//! has them, zeros otherwise), so the verifier sees exactly what crossed the interface and
+//! checks every rule it checks live. Without recorded bytes, content is not compared (only
+//! counts, order and ownership); without push-timer lines, R-CMP-9 is skipped.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use serde_json::Value;
+
+use super::trace::{parse_id, TRACE_VERSION};
+use super::{
+    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, NestedCalls, OffloadTarget, PostRejected, ProtocolHost,
+    ReceiveInput, Verifier, VerifierMode, Violation,
+};
+use crate::ndis::{
+    DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, TcpCachedState, TcpConnectionState,
+    TcpConstState, TcpDelegatedState, TcpOffloadEvent, TcpOffloadState, TcpUploadReason,
+};
+use crate::time::Instant;
+
+/// A trace that cannot be replayed: where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong.
+    pub msg: String,
+}
+
+impl core::fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.msg)
+    }
+}
+
+impl std::error::Error for ReplayError {}
+
+/// What a replay found.
+#[derive(Debug, Clone)]
+pub struct ReplayReport {
+    /// Lines read (the header included).
+    pub lines: usize,
+    /// Top-level calls replayed (host calls, engine inputs, timers).
+    pub calls: u64,
+    /// Connections offloaded in the trace.
+    pub connections: usize,
+    /// Stream bytes the verifier accounted for.
+    pub checked_bytes: u64,
+    /// Whether the trace records payload bytes (content compared).
+    pub content: bool,
+    /// Whether the trace records push-timer state (R-CMP-9 checked).
+    pub push_timer: bool,
+    /// Every violation, in order.
+    pub violations: Vec<Violation>,
+}
+
+impl ReplayReport {
+    /// The distinct rule ids broken, sorted.
+    pub fn broken_rules(&self) -> Vec<&'static str> {
+        let mut ids: Vec<_> = self.violations.iter().map(|v| v.rule.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
+struct Ev {
+    line: usize,
+    v: Value,
+}
+
+type R<T> = Result<T, ReplayError>;
+
+impl Ev {
+    fn kind(&self) -> &str {
+        self.v.get("ev").and_then(Value::as_str).unwrap_or("")
+    }
+
+    fn err<T>(&self, msg: impl Into<String>) -> R<T> {
+        Err(ReplayError { line: self.line, msg: msg.into() })
+    }
+
+    fn field<'a>(&self, obj: &'a Value, k: &str) -> R<&'a Value> {
+        match obj.get(k) {
+            Some(v) => Ok(v),
+            None => self.err(format!("`{}`: field `{k}` missing", self.kind())),
+        }
+    }
+
+    fn num(&self, obj: &Value, k: &str) -> R<u64> {
+        match self.field(obj, k)?.as_u64() {
+            Some(n) => Ok(n),
+            None => self.err(format!("`{}`: `{k}` must be a non-negative integer", self.kind())),
+        }
+    }
+
+    fn size(&self, obj: &Value, k: &str) -> R<usize> {
+        self.num(obj, k).map(|n| n as usize)
+    }
+
+    fn flag(&self, obj: &Value, k: &str) -> R<bool> {
+        match obj.get(k) {
+            None => Ok(false),
+            Some(v) => match v.as_bool() {
+                Some(b) => Ok(b),
+                None => self.err(format!("`{}`: `{k}` must be true or false", self.kind())),
+            },
+        }
+    }
+
+    fn text<'a>(&self, obj: &'a Value, k: &str) -> R<&'a str> {
+        match self.field(obj, k)?.as_str() {
+            Some(s) => Ok(s),
+            None => self.err(format!("`{}`: `{k}` must be a string", self.kind())),
+        }
+    }
+
+    fn conn(&self) -> R<ConnId> {
+        let n = self.num(&self.v, "conn")?;
+        match u32::try_from(n) {
+            Ok(c) => Ok(ConnId(c)),
+            Err(_) => self.err("`conn` out of range"),
+        }
+    }
+
+    fn id(&self, v: &Value) -> R<NblId> {
+        match v.as_str().and_then(parse_id) {
+            Some(id) => Ok(id),
+            None => self.err(format!("bad NBL id {v} (expected \"h<n>\", \"t<n>\" or \"x<n>\")")),
+        }
+    }
+
+    fn list<'a>(&self, obj: &'a Value, k: &str) -> R<&'a Vec<Value>> {
+        match self.field(obj, k)?.as_array() {
+            Some(a) => Ok(a),
+            None => self.err(format!("`{}`: `{k}` must be an array", self.kind())),
+        }
+    }
+
+    fn status(&self, obj: &Value) -> R<NdisStatus> {
+        let s = self.text(obj, "status")?;
+        match NdisStatus::ALL.iter().find(|x| x.to_string() == s) {
+            Some(&x) => Ok(x),
+            None => self.err(format!("unknown status {s:?}")),
+        }
+    }
+
+    /// `data` (hex) of `obj`, which must be `len` bytes; zeros when absent.
+    fn bytes(&self, obj: &Value, len: usize) -> R<Vec<u8>> {
+        let Some(d) = obj.get("data") else {
+            return Ok(vec![0; len]);
+        };
+        let Some(h) = d.as_str().filter(|h| h.len() % 2 == 0 && h.is_ascii()) else {
+            return self.err("`data` must be a hex string");
+        };
+        let mut out = Vec::with_capacity(h.len() / 2);
+        for i in (0..h.len()).step_by(2) {
+            match u8::from_str_radix(&h[i..i + 2], 16) {
+                Ok(b) => out.push(b),
+                Err(_) => return self.err("`data` must be a hex string"),
+            }
+        }
+        if out.len() != len {
+            return self.err(format!("`data` holds {} bytes, {len} expected", out.len()));
+        }
+        Ok(out)
+    }
+
+    /// A host NBL as posted: `{"id","mdls","offset","length","no_push","prefilled"}`.
+    fn host_nbl(&self, d: &Value) -> R<NetBufferList> {
+        let id = self.id(self.field(d, "id")?)?;
+        let mut mdls = Vec::new();
+        for m in self.list(d, "mdls")? {
+            match m.as_u64() {
+                Some(n) if n <= 1 << 30 => mdls.push(Mdl::zeroed(n as usize)),
+                _ => return self.err("`mdls` must list byte counts (at most 1 GiB each)"),
+            }
+        }
+        let (off, len) = (self.size(d, "offset")?, self.size(d, "length")?);
+        let Ok(nb) = NetBuffer::with_used_space(mdls, off, len) else {
+            return self.err(format!("{}: used space {off}+{len} lies outside its MDLs", super::trace::id_str(id)));
+        };
+        let mut nbl = NetBufferList::new(id, nb);
+        nbl.set_tcp_receive_no_push(self.flag(d, "no_push")?);
+        nbl.set_tcp_receive_bytes_transferred(d.get("prefilled").and_then(Value::as_u64).unwrap_or(0) as usize);
+        Ok(nbl)
+    }
+
+    /// A target NBL carrying data: `{"id","offset","length","data"?}`.
+    fn target_nbl(&self, d: &Value) -> R<NetBufferList> {
+        let id = self.id(self.field(d, "id")?)?;
+        let off = d.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let len = self.size(d, "length")?;
+        if off > 1 << 30 || len > 1 << 30 {
+            return self.err("offset or length over 1 GiB");
+        }
+        let mut bytes = vec![0; off];
+        bytes.extend(self.bytes(d, len)?);
+        let nb = NetBuffer::with_used_space(vec![Mdl::from_bytes(bytes)], off, len).expect("sized to fit");
+        Ok(NetBufferList::new(id, nb))
+    }
+}
+
+#[derive(Default)]
+struct Script {
+    evs: Vec<Ev>,
+    pos: usize,
+    err: Option<ReplayError>,
+    /// Host NBLs the target holds (posted, not completed), by id.
+    posted: HashMap<NblId, NetBufferList>,
+    /// Target NBLs the host holds (accepted indications, BufferedData), by id.
+    held: HashMap<NblId, NetBufferList>,
+    timers: HashMap<ConnId, Option<Instant>>,
+    conns: HashSet<ConnId>,
+    now: Option<Instant>,
+}
+
+impl Script {
+    fn next(&mut self) -> Option<Ev> {
+        if self.err.is_some() || self.pos >= self.evs.len() {
+            return None;
+        }
+        let e = &mut self.evs[self.pos];
+        self.pos += 1;
+        let ev = Ev { line: e.line, v: std::mem::take(&mut e.v) };
+        if let Some(t) = ev.v.get("t").and_then(Value::as_u64) {
+            self.now = Some(Instant::from_nanos(t));
+        }
+        Some(ev)
+    }
+
+    fn fail(&mut self, e: ReplayError) {
+        if self.err.is_none() {
+            self.err = Some(e);
+        }
+    }
+
+    fn ok<T>(&mut self, r: R<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fail(e);
+                None
+            }
+        }
+    }
+
+    fn set_timer(&mut self, ev: &Ev) {
+        let r = ev.conn().map(|c| {
+            let due = ev.v.get("due").and_then(Value::as_u64).map(Instant::from_nanos);
+            self.timers.insert(c, due);
+        });
+        self.ok(r);
+    }
+
+    /// A `post` line's connection and NBLs.
+    fn post_chain(&mut self, ev: &Ev) -> Option<(ConnId, NblChain)> {
+        let r = (|| {
+            let conn = ev.conn()?;
+            let mut chain = NblChain::new();
+            for d in ev.list(&ev.v, "nbls")? {
+                chain.push_back(ev.host_nbl(d)?);
+            }
+            Ok((conn, chain))
+        })();
+        self.ok(r)
+    }
+
+    /// The NBLs a `return` line names, from what the host holds (an id it does not hold
+    /// becomes an empty stand-in, which the verifier reports).
+    fn returned(&mut self, ev: &Ev) -> Option<NblChain> {
+        let ids = match ev.list(&ev.v, "nbls").and_then(|l| l.iter().map(|v| ev.id(v)).collect::<R<Vec<_>>>()) {
+            Ok(ids) => ids,
+            Err(e) => {
+                self.fail(e);
+                return None;
+            }
+        };
+        let mut chain = NblChain::new();
+        for id in ids {
+            let nbl = self.held.remove(&id).unwrap_or_else(|| {
+                NetBufferList::new(id, NetBuffer::with_used_space(vec![Mdl::zeroed(0)], 0, 0).expect("empty"))
+            });
+            chain.push_back(nbl);
+        }
+        Some(chain)
+    }
+
+    /// A `complete` line's chain: the posted NBLs by id with what the target wrote into
+    /// them (ids never posted become stand-ins of the described size).
+    fn completion(&mut self, ev: &Ev) -> Option<(ConnId, NblChain)> {
+        let r = (|| {
+            let conn = ev.conn()?;
+            let mut chain = NblChain::new();
+            for d in ev.list(&ev.v, "nbls")? {
+                let id = ev.id(ev.field(d, "id")?)?;
+                let (off, len) = (ev.size(d, "offset")?, ev.size(d, "length")?);
+                let mut nbl = match self.posted.remove(&id) {
+                    Some(n) => n,
+                    None => {
+                        let nb =
+                            NetBuffer::with_used_space(vec![Mdl::zeroed(off.saturating_add(len).min(1 << 30))], 0, 0);
+                        NetBufferList::new(id, nb.expect("empty used space"))
+                    }
+                };
+                if let Some(h) = d.get("data").and_then(Value::as_str) {
+                    // The bytes placed: they end at the advanced data start.
+                    let placed = ev.bytes(d, h.len() / 2)?;
+                    let nb = nbl.net_buffer_mut();
+                    if nb.reset_used_space(off.saturating_sub(placed.len()), placed.len()).is_ok() {
+                        nb.write_used(0, &placed);
+                    }
+                }
+                if nbl.net_buffer_mut().reset_used_space(off, len).is_err() {
+                    return ev.err(format!(
+                        "completion of {}: used space {off}+{len} lies outside its MDLs",
+                        super::trace::id_str(id)
+                    ));
+                }
+                nbl.status = ev.status(d)?;
+                nbl.set_tcp_offload_bytes_transferred(ev.size(d, "bytes_transferred")?);
+                chain.push_back(nbl);
+            }
+            Ok((conn, chain))
+        })();
+        self.ok(r)
+    }
+
+    fn indication(&mut self, ev: &Ev) -> Option<(ConnId, NblChain, NdisStatus)> {
+        let r = (|| {
+            let conn = ev.conn()?;
+            let mut chain = NblChain::new();
+            for d in ev.list(&ev.v, "nbls")? {
+                chain.push_back(ev.target_nbl(d)?);
+            }
+            Ok((conn, chain, ev.status(&ev.v)?))
+        })();
+        self.ok(r)
+    }
+
+    fn event(&mut self, ev: &Ev) -> Option<(ConnId, TcpOffloadEvent)> {
+        let r = (|| {
+            let conn = ev.conn()?;
+            let e = match ev.text(&ev.v, "event")? {
+                "DISCONNECT" => TcpOffloadEvent::Disconnect,
+                "ABORT" => TcpOffloadEvent::Abort,
+                "RETRIEVE" => TcpOffloadEvent::Retrieve(upload_reason(ev.num(&ev.v, "reason")?)),
+                "SEND_BACKLOG_CHANGE" => TcpOffloadEvent::SendBacklogChange(ev.num(&ev.v, "bytes")? as u32),
+                other => return ev.err(format!("unknown event {other:?}")),
+            };
+            Ok((conn, e))
+        })();
+        self.ok(r)
+    }
+
+    fn hold(&mut self, mut chain: NblChain) {
+        while let Some(n) = chain.pop_front() {
+            self.held.insert(n.id(), n);
+        }
+    }
+}
+
+fn upload_reason(n: u64) -> TcpUploadReason {
+    use TcpUploadReason::*;
+    [
+        LowActivity,
+        HighDropRate,
+        SmallIo,
+        NoBufferPreposting,
+        ReceivedUrgentData,
+        HighFragmentation,
+        HighOutOfOrderPackets,
+        TimeoutExpiration,
+        InvalidState,
+        UploadRequested,
+        HardwareFailure,
+    ]
+    .into_iter()
+    .find(|r| *r as u64 == n)
+    .unwrap_or(UploadRequested)
+}
+
+fn conn_state(n: u64) -> Option<TcpConnectionState> {
+    use TcpConnectionState::*;
+    [Closed, Listen, SynSent, SynRcvd, Established, FinWait1, FinWait2, CloseWait, Closing, LastAck, TimeWait]
+        .into_iter()
+        .find(|s| *s as u64 == n)
+}
+
+type Shared = Rc<RefCell<Script>>;
+
+/// Stands in for the traced target.
+struct ReplayTarget {
+    s: Shared,
+}
+
+impl ReplayTarget {
+    /// Performs the upcalls recorded inside the call in progress; returns its `ret` line.
+    fn run_scope(&mut self, host: &mut dyn ProtocolHost) -> Option<Ev> {
+        loop {
+            let ev = self.s.borrow_mut().next()?;
+            match ev.kind() {
+                "ret" => return Some(ev),
+                "push_timer" => self.s.borrow_mut().set_timer(&ev),
+                "complete" => {
+                    let (conn, chain) = self.s.borrow_mut().completion(&ev)?;
+                    let mut nested = NestedCalls::new();
+                    host.receive_complete(conn, chain, &mut nested);
+                    self.absorb(nested);
+                }
+                "indicate" => {
+                    let (conn, chain, status) = self.s.borrow_mut().indication(&ev)?;
+                    let mut nested = NestedCalls::new();
+                    let _back = host.receive_indicate(conn, chain, status, &mut nested);
+                    self.absorb(nested);
+                }
+                "event" => {
+                    let (conn, e) = self.s.borrow_mut().event(&ev)?;
+                    let mut nested = NestedCalls::new();
+                    host.event_indicate(conn, e, &mut nested);
+                    self.absorb(nested);
+                }
+                other => {
+                    let msg =
+                        format!("`{other}` inside a call into the target (expected an upcall, push_timer or ret)");
+                    self.s.borrow_mut().fail(ReplayError { line: ev.line, msg });
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Takes what the host did inside an upcall: posted NBLs are now the target's.
+    fn absorb(&mut self, mut nested: NestedCalls) {
+        let mut s = self.s.borrow_mut();
+        for (_, mut chain) in nested.drain_posts() {
+            while let Some(n) = chain.pop_front() {
+                s.posted.insert(n.id(), n);
+            }
+        }
+        drop(nested.take_returns());
+    }
+
+    fn ret_status(&mut self, ret: &Option<Ev>) -> Option<Result<NdisStatus, String>> {
+        let ev = ret.as_ref()?;
+        match ev.v.get("status").and_then(Value::as_str) {
+            Some("ERROR") => Some(Err(ev.v.get("error").and_then(Value::as_str).unwrap_or("").to_string())),
+            Some(_) => {
+                let r = ev.status(&ev.v);
+                self.s.borrow_mut().ok(r).map(Ok)
+            }
+            None => Some(Ok(NdisStatus::Success)),
+        }
+    }
+}
+
+const RECORDED: &str = "refused in the trace";
+
+impl OffloadTarget for ReplayTarget {
+    fn initiate_offload(
+        &mut self,
+        _now: Instant,
+        conn: ConnId,
+        state: TcpOffloadState,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NblChain, InitiateFailed> {
+        let ret = self.run_scope(host);
+        match self.ret_status(&ret) {
+            Some(Ok(NdisStatus::Success)) => {
+                self.s.borrow_mut().conns.insert(conn);
+                Ok(state.delegated.buffered_data)
+            }
+            Some(Ok(status)) => Err(InitiateFailed { status, error: None, state }),
+            _ => Err(InitiateFailed { status: NdisStatus::Failure, error: None, state }),
+        }
+    }
+
+    fn receive(
+        &mut self,
+        _now: Instant,
+        _conn: ConnId,
+        mut nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        let mut ids = Vec::new();
+        {
+            let mut s = self.s.borrow_mut();
+            while let Some(n) = nbls.pop_front() {
+                ids.push(n.id());
+                s.posted.insert(n.id(), n);
+            }
+        }
+        let ret = self.run_scope(host);
+        match self.ret_status(&ret) {
+            Some(Ok(status)) => Ok(status),
+            Some(Err(_)) => {
+                let mut s = self.s.borrow_mut();
+                let back = ids.iter().filter_map(|id| s.posted.remove(id)).collect();
+                Err(PostRejected { nbls: back, error: ApiMisuse::Unsupported(RECORDED) })
+            }
+            None => Ok(NdisStatus::Pending),
+        }
+    }
+
+    fn receive_return(&mut self, _now: Instant, nbls: NblChain, host: &mut dyn ProtocolHost) -> NdisStatus {
+        drop(nbls);
+        let ret = self.run_scope(host);
+        match self.ret_status(&ret) {
+            Some(Ok(s)) => s,
+            Some(Err(_)) => NdisStatus::Failure,
+            None => NdisStatus::Success,
+        }
+    }
+
+    fn disconnect(
+        &mut self,
+        _now: Instant,
+        _conn: ConnId,
+        _kind: DisconnectKind,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        let ret = self.run_scope(host);
+        match self.ret_status(&ret) {
+            Some(Ok(NdisStatus::Success)) | None => Ok(()),
+            _ => Err(ApiMisuse::Unsupported(RECORDED)),
+        }
+    }
+
+    fn terminate_offload(
+        &mut self,
+        _now: Instant,
+        conn: ConnId,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<TcpDelegatedState, ApiMisuse> {
+        let ret = self.run_scope(host);
+        let Some(Ok(NdisStatus::Success)) = self.ret_status(&ret) else {
+            return Err(ApiMisuse::UnknownConnection(conn));
+        };
+        let ev = ret.expect("status came from it");
+        let r = (|| {
+            let mut buffered = NblChain::new();
+            if ev.v.get("buffered").is_some() {
+                for d in ev.list(&ev.v, "buffered")? {
+                    buffered.push_back(ev.target_nbl(d)?);
+                }
+            }
+            Ok(TcpDelegatedState {
+                state: ev.v.get("state").and_then(Value::as_u64).and_then(conn_state),
+                rcv_nxt: ev.num(&ev.v, "rcv_nxt")? as u32,
+                buffered_data: buffered,
+                ..TcpDelegatedState::default()
+            })
+        })();
+        self.s.borrow_mut().ok(r).ok_or(ApiMisuse::UnknownConnection(conn))
+    }
+
+    fn handle_timeout(&mut self, _now: Instant, host: &mut dyn ProtocolHost) {
+        let _ = self.run_scope(host);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    fn push_timer(&self, conn: ConnId) -> Option<Instant> {
+        self.s.borrow().timers.get(&conn).copied().flatten()
+    }
+}
+
+impl ReplayTarget {
+    fn input_result(&mut self, conn: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+        let ret = self.run_scope(host);
+        match self.ret_status(&ret) {
+            Some(Ok(NdisStatus::Success)) | None => Ok(()),
+            _ => Err(ApiMisuse::NotReceiving(conn)),
+        }
+    }
+}
+
+impl ReceiveInput for ReplayTarget {
+    fn receive_data(
+        &mut self,
+        _now: Instant,
+        conn: ConnId,
+        _data: &[u8],
+        _psh: bool,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        self.input_result(conn, host)
+    }
+
+    fn receive_fin(&mut self, _now: Instant, conn: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+        self.input_result(conn, host)
+    }
+
+    fn receive_rst(&mut self, _now: Instant, conn: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+        self.input_result(conn, host)
+    }
+
+    fn receive_space(&self, _conn: ConnId) -> usize {
+        usize::MAX / 2
+    }
+
+    fn receive_window(&self, _conn: ConnId) -> usize {
+        usize::MAX / 2
+    }
+}
+
+/// Stands in for the host.
+struct ReplayHost {
+    s: Shared,
+}
+
+impl ReplayHost {
+    /// Makes the host calls recorded inside the upcall in progress; returns its `ret` line.
+    fn run_upcall(&mut self, nested: &mut NestedCalls) -> Option<Ev> {
+        loop {
+            let ev = self.s.borrow_mut().next()?;
+            match ev.kind() {
+                "ret" => return Some(ev),
+                "push_timer" => self.s.borrow_mut().set_timer(&ev),
+                "post" => {
+                    let (conn, chain) = self.s.borrow_mut().post_chain(&ev)?;
+                    nested.post_receive(conn, chain);
+                    self.close_nested()?;
+                }
+                "return" => {
+                    let chain = self.s.borrow_mut().returned(&ev)?;
+                    nested.receive_return(chain);
+                    self.close_nested()?;
+                }
+                other => {
+                    let msg = format!("`{other}` inside an upcall (expected post, return or ret)");
+                    self.s.borrow_mut().fail(ReplayError { line: ev.line, msg });
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The `ret` of a call made from inside an upcall (nothing may happen inside it).
+    fn close_nested(&mut self) -> Option<()> {
+        let ev = self.s.borrow_mut().next()?;
+        if ev.kind() == "ret" {
+            return Some(());
+        }
+        let msg = format!("`{}` inside a call made from an upcall (expected its ret)", ev.kind());
+        self.s.borrow_mut().fail(ReplayError { line: ev.line, msg });
+        None
+    }
+}
+
+impl ProtocolHost for ReplayHost {
+    fn receive_complete(&mut self, _conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
+        drop(nbls);
+        let _ = self.run_upcall(nested);
+    }
+
+    fn receive_indicate(
+        &mut self,
+        _conn: ConnId,
+        nbl: NblChain,
+        _status: NdisStatus,
+        nested: &mut NestedCalls,
+    ) -> IndicateReturn {
+        let Some(ret) = self.run_upcall(nested) else {
+            return IndicateReturn::NotAccepted(nbl);
+        };
+        match ret.v.get("outcome").and_then(Value::as_str) {
+            Some("SUCCESS") => {
+                self.s.borrow_mut().hold(nbl);
+                IndicateReturn::Success
+            }
+            Some("PARTIALLY_ACCEPTED") => {
+                let r = ret.size(&ret.v, "consumed");
+                match self.s.borrow_mut().ok(r) {
+                    Some(bytes_consumed) => IndicateReturn::PartiallyAccepted { nbl, bytes_consumed },
+                    None => IndicateReturn::NotAccepted(nbl),
+                }
+            }
+            Some("NOT_ACCEPTED") => IndicateReturn::NotAccepted(nbl),
+            _ => {
+                let msg = "an indication's ret needs `outcome`: SUCCESS, NOT_ACCEPTED or PARTIALLY_ACCEPTED".into();
+                self.s.borrow_mut().fail(ReplayError { line: ret.line, msg });
+                IndicateReturn::NotAccepted(nbl)
+            }
+        }
+    }
+
+    fn event_indicate(&mut self, _conn: ConnId, _event: TcpOffloadEvent, nested: &mut NestedCalls) {
+        let _ = self.run_upcall(nested);
+    }
+}
+
+/// Replays the trace in `text` (JSON lines) through the verifier.
+pub fn replay(text: &str) -> Result<ReplayReport, ReplayError> {
+    let mut evs = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        let v: Value =
+            serde_json::from_str(l).map_err(|e| ReplayError { line: i + 1, msg: format!("not JSON: {e}") })?;
+        if !v.is_object() {
+            return Err(ReplayError { line: i + 1, msg: "each line must be a JSON object".into() });
+        }
+        evs.push(Ev { line: i + 1, v });
+    }
+    let lines = evs.last().map_or(0, |e| e.line);
+    let Some(head) = evs.first() else {
+        return Err(ReplayError { line: 1, msg: "empty trace".into() });
+    };
+    match head.v.get("chimney_trace").and_then(Value::as_u64) {
+        Some(TRACE_VERSION) => {}
+        Some(v) => {
+            return Err(ReplayError {
+                line: head.line,
+                msg: format!("trace version {v}; this chimney reads version {TRACE_VERSION}"),
+            })
+        }
+        None => {
+            return Err(ReplayError {
+                line: head.line,
+                msg: format!("not a chimney trace: the first line must be {{\"chimney_trace\":{TRACE_VERSION},...}}"),
+            })
+        }
+    }
+    let content = head.v.get("bytes").and_then(Value::as_bool).unwrap_or(false);
+    let push_timer = head.v.get("push_timer").and_then(Value::as_bool).unwrap_or(false);
+    evs.remove(0);
+    let s: Shared = Rc::new(RefCell::new(Script { evs, ..Script::default() }));
+    let mut v = Verifier::new(ReplayTarget { s: s.clone() }, VerifierMode::Collect);
+    v.core().set_push_timer_unknown(!push_timer);
+    let mut host = ReplayHost { s: s.clone() };
+    let mut calls = 0u64;
+    loop {
+        let next = s.borrow_mut().next();
+        let Some(ev) = next else { break };
+        let now = s.borrow().now.unwrap_or(Instant::ZERO);
+        calls += 1;
+        match ev.kind() {
+            "offload" => {
+                let r = (|| {
+                    let conn = ev.conn()?;
+                    let mut buffered = NblChain::new();
+                    if ev.v.get("buffered").is_some() {
+                        for d in ev.list(&ev.v, "buffered")? {
+                            let mut n = ev.target_nbl(d)?;
+                            // BufferedData at offload comes from the host.
+                            let id = n.id();
+                            if id.pool() == Some(crate::ndis::PoolTag::Target) {
+                                n = NetBufferList::new(
+                                    NblId::new(crate::ndis::PoolTag::Host, id.0 & 0xFFFF_FFFF_FFFF),
+                                    n.net_buffer().clone(),
+                                );
+                            }
+                            buffered.push_back(n);
+                        }
+                    }
+                    let state = TcpOffloadState {
+                        constant: TcpConstState {
+                            local_port: ev.v.get("local_port").and_then(Value::as_u64).unwrap_or(0) as u16,
+                            remote_port: ev.v.get("remote_port").and_then(Value::as_u64).unwrap_or(0) as u16,
+                            ..TcpConstState::default()
+                        },
+                        cached: TcpCachedState {
+                            initial_rcv_wnd: ev.num(&ev.v, "initial_rcv_wnd")? as u32,
+                            rcv_indication_size: ev.v.get("rcv_indication_size").and_then(Value::as_u64).unwrap_or(0)
+                                as u32,
+                        },
+                        delegated: TcpDelegatedState {
+                            state: ev.v.get("state").and_then(Value::as_u64).and_then(conn_state),
+                            rcv_nxt: ev.num(&ev.v, "rcv_nxt")? as u32,
+                            buffered_data: buffered,
+                            ..TcpDelegatedState::default()
+                        },
+                    };
+                    Ok((conn, state))
+                })();
+                let r = s.borrow_mut().ok(r);
+                if let Some((conn, state)) = r {
+                    let _ = v.initiate_offload(now, conn, state, &mut host);
+                }
+            }
+            "post" => {
+                let posted = s.borrow_mut().post_chain(&ev);
+                if let Some((conn, chain)) = posted {
+                    let _ = v.receive(now, conn, chain, &mut host);
+                }
+            }
+            "return" => {
+                let chain = s.borrow_mut().returned(&ev);
+                if let Some(chain) = chain {
+                    let _ = v.receive_return(now, chain, &mut host);
+                }
+            }
+            "disconnect" => {
+                let r = (|| {
+                    let kind = match ev.text(&ev.v, "kind")? {
+                        "graceful" => DisconnectKind::Graceful,
+                        "abortive" => DisconnectKind::Abortive,
+                        k => return ev.err(format!("disconnect kind {k:?} (graceful or abortive)")),
+                    };
+                    Ok((ev.conn()?, kind))
+                })();
+                let r = s.borrow_mut().ok(r);
+                if let Some((conn, kind)) = r {
+                    let _ = v.disconnect(now, conn, kind, &mut host);
+                }
+            }
+            "terminate" => {
+                let conn = s.borrow_mut().ok(ev.conn());
+                if let Some(conn) = conn {
+                    if let Ok(d) = v.terminate_offload(now, conn, &mut host) {
+                        s.borrow_mut().hold(d.buffered_data);
+                    }
+                }
+            }
+            "timer" => v.handle_timeout(now, &mut host),
+            "data" => {
+                let r = (|| {
+                    let len = ev.size(&ev.v, "len")?;
+                    Ok((ev.conn()?, ev.bytes(&ev.v, len)?, ev.flag(&ev.v, "psh")?))
+                })();
+                let r = s.borrow_mut().ok(r);
+                if let Some((conn, bytes, psh)) = r {
+                    let _ = v.receive_data(now, conn, &bytes, psh, &mut host);
+                }
+            }
+            "fin" | "rst" => {
+                let conn = s.borrow_mut().ok(ev.conn());
+                if let Some(conn) = conn {
+                    let _ = if ev.kind() == "fin" {
+                        v.receive_fin(now, conn, &mut host)
+                    } else {
+                        v.receive_rst(now, conn, &mut host)
+                    };
+                }
+            }
+            "push_timer" => {
+                calls -= 1;
+                s.borrow_mut().set_timer(&ev);
+            }
+            "ret" => s.borrow_mut().fail(ReplayError { line: ev.line, msg: "`ret` with no call open".into() }),
+            k @ ("complete" | "indicate" | "event") => s.borrow_mut().fail(ReplayError {
+                line: ev.line,
+                msg: format!(
+                    "`{k}` outside any call: every upcall sits inside the call, input (data/fin/rst) or timer that caused it"
+                ),
+            }),
+            k => s.borrow_mut().fail(ReplayError { line: ev.line, msg: format!("unknown event {k:?}") }),
+        }
+        let err = s.borrow().err.clone();
+        if let Some(e) = err {
+            return Err(e);
+        }
+    }
+    if let Some(e) = s.borrow().err.clone() {
+        return Err(e);
+    }
+    let connections = s.borrow().conns.len();
+    Ok(ReplayReport {
+        lines,
+        calls,
+        connections,
+        checked_bytes: v.core().checked_bytes(),
+        content,
+        push_timer,
+        violations: v.core().violations(),
+    })
+}

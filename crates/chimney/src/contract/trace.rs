@@ -1,0 +1,702 @@
+//! The contract trace: every call across the receive contract, both ways, as JSON lines
+//! (schema: `docs/trace-format.md`, version [`TRACE_VERSION`]).
+//!
+//! [`Tracer`] wraps a target exactly as the verifier does and writes what crosses it; the
+//! upcalls it makes go through a tracing host wrapper, so the trace nests the way the calls
+//! did: every upcall line sits inside the call (or engine input, or timer) that caused it,
+//! and calls the host made from inside an upcall sit inside that upcall. Each scope ends with
+//! a `ret` line carrying the result. [`super::replay`] reads such a trace back through the
+//! verifier, which is how a target written by anyone is checked offline.
+//!
+//! ```text
+//!   host ──► Tracer<T> ──► T          every call:   {"ev":"post",...}
+//!   host ◄── TracingHost ◄── T           nested:      {"ev":"complete",...} ... {"ev":"ret"}
+//!                                      result:      {"ev":"ret","status":...}
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use super::{
+    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, NestedCalls, OffloadTarget, PostRejected, ProtocolHost,
+    ReceiveInput,
+};
+use crate::ndis::{
+    DisconnectKind, NblChain, NblId, NdisStatus, NetBufferList, PoolTag, TcpDelegatedState, TcpOffloadEvent,
+    TcpOffloadState,
+};
+use crate::time::Instant;
+
+/// The schema version this code writes and reads.
+pub const TRACE_VERSION: u64 = 1;
+
+/// An NBL id as the trace writes it: `h<serial>` (host pool), `t<serial>` (target pool),
+/// `x<raw>` (anything else).
+pub fn id_str(id: NblId) -> String {
+    match id.pool() {
+        Some(PoolTag::Host) => format!("h{}", id.0 & 0xFFFF_FFFF_FFFF),
+        Some(PoolTag::Target) => format!("t{}", id.0 & 0xFFFF_FFFF_FFFF),
+        None => format!("x{}", id.0),
+    }
+}
+
+/// Parses [`id_str`]'s forms back.
+pub fn parse_id(s: &str) -> Option<NblId> {
+    let (tag, n) = s.split_at_checked(1)?;
+    let n: u64 = n.parse().ok()?;
+    match tag {
+        "h" => Some(NblId::new(PoolTag::Host, n)),
+        "t" => Some(NblId::new(PoolTag::Target, n)),
+        "x" => Some(NblId(n)),
+        _ => None,
+    }
+}
+
+/// A JSON string literal.
+fn quote(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn hex(out: &mut String, bytes: &[u8]) {
+    const D: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(D[usize::from(b >> 4)] as char);
+        out.push(D[usize::from(b & 15)] as char);
+    }
+}
+
+/// The event name of an upcall event, as the trace writes it.
+pub fn event_name(e: TcpOffloadEvent) -> &'static str {
+    match e {
+        TcpOffloadEvent::SendBacklogChange(_) => "SEND_BACKLOG_CHANGE",
+        TcpOffloadEvent::Disconnect => "DISCONNECT",
+        TcpOffloadEvent::Retrieve(_) => "RETRIEVE",
+        TcpOffloadEvent::Abort => "ABORT",
+    }
+}
+
+/// Writes trace lines; owned by a [`Tracer`].
+pub struct TraceWriter {
+    w: Box<dyn Write + Send>,
+    bytes: bool,
+    error: Option<io::Error>,
+    /// Push-timer deadline of every offloaded connection, as last written.
+    timers: BTreeMap<ConnId, Option<Instant>>,
+    /// Data offset of every posted NBL at post time (completions carry the bytes after it).
+    posted_at: HashMap<NblId, usize>,
+    /// Time of the call in progress (upcalls carry it).
+    now: Instant,
+    /// A `timer` scope opened but not written yet: written only if something happens in it.
+    lazy: Option<String>,
+    lines: u64,
+}
+
+impl TraceWriter {
+    /// A writer to `w`; `bytes` also records payload bytes (hex), making the trace as large
+    /// as the stream but letting the replay compare content too.
+    pub fn new(w: Box<dyn Write + Send>, bytes: bool, generator: &str) -> TraceWriter {
+        let mut t = TraceWriter {
+            w,
+            bytes,
+            error: None,
+            timers: BTreeMap::new(),
+            posted_at: HashMap::new(),
+            now: Instant::ZERO,
+            lazy: None,
+            lines: 0,
+        };
+        let mut s = format!("{{\"chimney_trace\":{TRACE_VERSION},\"generator\":");
+        quote(&mut s, generator);
+        let _ = write!(s, ",\"bytes\":{bytes},\"push_timer\":true}}");
+        t.line(s);
+        t
+    }
+
+    /// Lines written so far (the header included).
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Flushes; returns the first write error, if any happened.
+    pub fn finish(&mut self) -> io::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.w.flush()
+    }
+
+    fn line(&mut self, s: String) {
+        if let Some(open) = self.lazy.take() {
+            self.raw(open);
+        }
+        self.raw(s);
+    }
+
+    fn raw(&mut self, mut s: String) {
+        if self.error.is_some() {
+            return;
+        }
+        s.push('\n');
+        self.lines += 1;
+        if let Err(e) = self.w.write_all(s.as_bytes()) {
+            self.error = Some(e);
+        }
+    }
+
+    fn start(&mut self, ev: &str, conn: Option<ConnId>) -> String {
+        let mut s = format!("{{\"ev\":\"{ev}\",\"t\":{}", self.now.as_nanos());
+        if let Some(c) = conn {
+            let _ = write!(s, ",\"conn\":{}", c.0);
+        }
+        s
+    }
+
+    fn posted_nbl(&mut self, s: &mut String, nbl: &NetBufferList) {
+        let nb = nbl.net_buffer();
+        self.posted_at.insert(nbl.id(), nb.data_offset());
+        let _ = write!(s, "{{\"id\":\"{}\",\"mdls\":[", id_str(nbl.id()));
+        for (i, m) in nb.mdl_chain().iter().enumerate() {
+            let _ = write!(s, "{}{}", if i > 0 { "," } else { "" }, m.byte_count());
+        }
+        let _ = write!(
+            s,
+            "],\"offset\":{},\"length\":{},\"no_push\":{},\"prefilled\":{}}}",
+            nb.data_offset(),
+            nb.data_length(),
+            nbl.tcp_receive_no_push(),
+            nbl.tcp_receive_bytes_transferred()
+        );
+    }
+
+    /// A target-owned NBL (indication, BufferedData): id, used space, bytes if recorded.
+    fn data_nbl(&self, s: &mut String, nbl: &NetBufferList) {
+        let nb = nbl.net_buffer();
+        let _ = write!(
+            s,
+            "{{\"id\":\"{}\",\"offset\":{},\"length\":{}",
+            id_str(nbl.id()),
+            nb.data_offset(),
+            nb.data_length()
+        );
+        if self.bytes {
+            let mut v = Vec::with_capacity(nb.data_length());
+            nb.copy_out(nb.data_offset(), nb.data_length(), &mut v);
+            s.push_str(",\"data\":\"");
+            hex(s, &v);
+            s.push('"');
+        }
+        s.push('}');
+    }
+
+    fn post(&mut self, conn: ConnId, nbls: &NblChain) {
+        let mut s = self.start("post", Some(conn));
+        s.push_str(",\"nbls\":[");
+        for (i, n) in nbls.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            self.posted_nbl(&mut s, n);
+        }
+        s.push_str("]}");
+        self.line(s);
+    }
+
+    fn ids(s: &mut String, nbls: &NblChain) {
+        s.push('[');
+        for (i, n) in nbls.iter().enumerate() {
+            let _ = write!(s, "{}\"{}\"", if i > 0 { "," } else { "" }, id_str(n.id()));
+        }
+        s.push(']');
+    }
+
+    fn ret(&mut self, extra: &str) {
+        let s = format!("{{\"ev\":\"ret\"{extra}}}");
+        if self.lazy.take().is_some() {
+            // A timer call during which nothing happened: neither line is written.
+            return;
+        }
+        self.line(s);
+    }
+
+    fn status(s: NdisStatus) -> String {
+        format!(",\"status\":\"{s}\"")
+    }
+
+    fn error(e: &ApiMisuse) -> String {
+        let mut s = String::from(",\"status\":\"ERROR\",\"error\":");
+        quote(&mut s, &e.to_string());
+        s
+    }
+
+    /// Writes a `push_timer` line for every connection whose push timer changed.
+    fn sync_timers(&mut self, target: &dyn OffloadTarget) {
+        let conns: Vec<ConnId> = self.timers.keys().copied().collect();
+        for c in conns {
+            let t = target.push_timer(c);
+            if self.timers.get(&c) != Some(&t) {
+                self.timers.insert(c, t);
+                let due = t.map_or("null".to_string(), |t| t.as_nanos().to_string());
+                let s = format!("{{\"ev\":\"push_timer\",\"conn\":{},\"due\":{due}}}", c.0);
+                self.line(s);
+            }
+        }
+    }
+
+    /// Writes the host's nested calls of one upcall and forwards them.
+    fn nested(&mut self, mine: &mut NestedCalls, theirs: &mut NestedCalls) {
+        for (conn, nbls) in mine.drain_posts() {
+            self.post(conn, &nbls);
+            self.ret(&Self::status(NdisStatus::Pending));
+            theirs.post_receive(conn, nbls);
+        }
+        let returns = mine.take_returns();
+        if !returns.is_empty() {
+            let mut s = self.start("return", None);
+            s.push_str(",\"nbls\":");
+            Self::ids(&mut s, &returns);
+            s.push('}');
+            self.line(s);
+            self.ret(&Self::status(NdisStatus::Success));
+            theirs.receive_return(returns);
+        }
+    }
+}
+
+/// The host half of the tracer: writes every upcall, then forwards it.
+struct TracingHost<'a> {
+    out: &'a mut TraceWriter,
+    host: &'a mut dyn ProtocolHost,
+    scratch: NestedCalls,
+}
+
+impl ProtocolHost for TracingHost<'_> {
+    fn receive_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
+        let mut s = self.out.start("complete", Some(conn));
+        s.push_str(",\"nbls\":[");
+        for (i, nbl) in nbls.iter().enumerate() {
+            let nb = nbl.net_buffer();
+            let _ = write!(
+                s,
+                "{}{{\"id\":\"{}\",\"status\":\"{}\",\"bytes_transferred\":{},\"offset\":{},\"length\":{}",
+                if i > 0 { "," } else { "" },
+                id_str(nbl.id()),
+                nbl.status,
+                nbl.tcp_offload_bytes_transferred(),
+                nb.data_offset(),
+                nb.data_length()
+            );
+            let from = self.out.posted_at.remove(&nbl.id());
+            if self.out.bytes {
+                // From the data start at post (or, for an NBL never posted, back by the count
+                // claimed) to the advanced data start.
+                let claimed = nb.data_offset().saturating_sub(nbl.tcp_offload_bytes_transferred());
+                let from = from.unwrap_or(claimed).min(nb.data_offset());
+                let mut v = Vec::new();
+                nb.copy_out(from, nb.data_offset() - from, &mut v);
+                s.push_str(",\"data\":\"");
+                hex(&mut s, &v);
+                s.push('"');
+            }
+            s.push('}');
+        }
+        s.push_str("]}");
+        self.out.line(s);
+        self.host.receive_complete(conn, nbls, &mut self.scratch);
+        self.out.nested(&mut self.scratch, nested);
+        self.out.ret("");
+    }
+
+    fn receive_indicate(
+        &mut self,
+        conn: ConnId,
+        nbl: NblChain,
+        status: NdisStatus,
+        nested: &mut NestedCalls,
+    ) -> IndicateReturn {
+        let mut s = self.out.start("indicate", Some(conn));
+        let _ = write!(s, ",\"status\":\"{status}\",\"nbls\":[");
+        for (i, n) in nbl.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            self.out.data_nbl(&mut s, n);
+        }
+        s.push_str("]}");
+        self.out.line(s);
+        let r = self.host.receive_indicate(conn, nbl, status, &mut self.scratch);
+        self.out.nested(&mut self.scratch, nested);
+        let extra = match &r {
+            IndicateReturn::Success => ",\"outcome\":\"SUCCESS\"".to_string(),
+            IndicateReturn::NotAccepted(_) => ",\"outcome\":\"NOT_ACCEPTED\"".to_string(),
+            IndicateReturn::PartiallyAccepted { bytes_consumed, .. } => {
+                format!(",\"outcome\":\"PARTIALLY_ACCEPTED\",\"consumed\":{bytes_consumed}")
+            }
+        };
+        self.out.ret(&extra);
+        r
+    }
+
+    fn event_indicate(&mut self, conn: ConnId, event: TcpOffloadEvent, nested: &mut NestedCalls) {
+        let mut s = self.out.start("event", Some(conn));
+        let _ = write!(s, ",\"event\":\"{}\"", event_name(event));
+        match event {
+            TcpOffloadEvent::Retrieve(r) => {
+                let _ = write!(s, ",\"reason\":{}", r as u32);
+            }
+            TcpOffloadEvent::SendBacklogChange(b) => {
+                let _ = write!(s, ",\"bytes\":{b}");
+            }
+            _ => {}
+        }
+        s.push('}');
+        self.out.line(s);
+        self.host.event_indicate(conn, event, &mut self.scratch);
+        self.out.nested(&mut self.scratch, nested);
+        self.out.ret("");
+    }
+}
+
+/// A target whose contract calls are written to a trace (when a writer is given; otherwise
+/// every call passes straight through).
+pub struct Tracer<T> {
+    inner: T,
+    out: Option<TraceWriter>,
+}
+
+impl<T> Tracer<T> {
+    /// Wraps `inner`; `out = None` traces nothing.
+    pub fn new(inner: T, out: Option<TraceWriter>) -> Tracer<T> {
+        Tracer { inner, out }
+    }
+
+    /// The wrapped target.
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+
+    /// The wrapped target, writable (calls made on it directly are not traced).
+    pub fn inner_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
+    /// The writer, if tracing.
+    pub fn writer(&mut self) -> Option<&mut TraceWriter> {
+        self.out.as_mut()
+    }
+}
+
+/// Runs one traced call: `open` writes its line, `call` makes it through a tracing host,
+/// push timers are synced, `close` writes the `ret` line from the result.
+macro_rules! traced {
+    ($self:ident, $host:ident, $now:ident, |$out:ident| $open:block, |$h:ident| $call:expr, |$r:ident, $o:ident| $close:expr) => {{
+        let Some($out) = $self.out.as_mut() else {
+            let $h: &mut dyn ProtocolHost = $host;
+            return $call;
+        };
+        $out.now = $now;
+        $open;
+        let mut th = TracingHost { out: $out, host: $host, scratch: NestedCalls::new() };
+        let $h: &mut dyn ProtocolHost = &mut th;
+        let $r = $call;
+        let $o = $self.out.as_mut().expect("checked above");
+        $o.sync_timers(&$self.inner);
+        let extra: String = $close;
+        $o.ret(&extra);
+        $r
+    }};
+}
+
+impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
+    fn initiate_offload(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        state: TcpOffloadState,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NblChain, InitiateFailed> {
+        traced!(
+            self,
+            host,
+            now,
+            |out| {
+                let mut s = out.start("offload", Some(conn));
+                let d = &state.delegated;
+                let _ = write!(
+                    s,
+                    ",\"rcv_nxt\":{},\"state\":{},\"initial_rcv_wnd\":{},\"rcv_indication_size\":{},\"local_port\":{},\"remote_port\":{},\"buffered\":[",
+                    d.rcv_nxt,
+                    d.state.map_or(4, |s| s as u32),
+                    state.cached.initial_rcv_wnd,
+                    state.cached.rcv_indication_size,
+                    state.constant.local_port,
+                    state.constant.remote_port
+                );
+                for (i, n) in d.buffered_data.iter().enumerate() {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    out.data_nbl(&mut s, n);
+                }
+                s.push_str("]}");
+                out.line(s);
+            },
+            |h| self.inner.initiate_offload(now, conn, state, h),
+            |r, o| match &r {
+                Ok(back) => {
+                    o.timers.insert(conn, None);
+                    let mut s = TraceWriter::status(NdisStatus::Success);
+                    s.push_str(",\"returned\":");
+                    TraceWriter::ids(&mut s, back);
+                    s
+                }
+                Err(e) => TraceWriter::status(e.status),
+            }
+        )
+    }
+
+    fn receive(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        traced!(
+            self,
+            host,
+            now,
+            |out| { out.post(conn, &nbls) },
+            |h| self.inner.receive(now, conn, nbls, h),
+            |r, _o| match &r {
+                Ok(s) => TraceWriter::status(*s),
+                Err(rej) => TraceWriter::error(&rej.error),
+            }
+        )
+    }
+
+    fn receive_return(&mut self, now: Instant, nbls: NblChain, host: &mut dyn ProtocolHost) -> NdisStatus {
+        traced!(
+            self,
+            host,
+            now,
+            |out| {
+                let mut s = out.start("return", None);
+                s.push_str(",\"nbls\":");
+                TraceWriter::ids(&mut s, &nbls);
+                s.push('}');
+                out.line(s);
+            },
+            |h| self.inner.receive_return(now, nbls, h),
+            |r, _o| TraceWriter::status(r)
+        )
+    }
+
+    fn disconnect(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        kind: DisconnectKind,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        traced!(
+            self,
+            host,
+            now,
+            |out| {
+                let mut s = out.start("disconnect", Some(conn));
+                let k = if kind == DisconnectKind::Abortive { "abortive" } else { "graceful" };
+                let _ = write!(s, ",\"kind\":\"{k}\"}}");
+                out.line(s);
+            },
+            |h| self.inner.disconnect(now, conn, kind, h),
+            |r, _o| match &r {
+                Ok(()) => TraceWriter::status(NdisStatus::Success),
+                Err(e) => TraceWriter::error(e),
+            }
+        )
+    }
+
+    fn terminate_offload(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<TcpDelegatedState, ApiMisuse> {
+        traced!(
+            self,
+            host,
+            now,
+            |out| {
+                let s = out.start("terminate", Some(conn)) + "}";
+                out.line(s);
+            },
+            |h| self.inner.terminate_offload(now, conn, h),
+            |r, out| match &r {
+                Ok(d) => {
+                    out.timers.remove(&conn);
+                    let mut s = TraceWriter::status(NdisStatus::Success);
+                    let _ = write!(
+                        s,
+                        ",\"rcv_nxt\":{},\"state\":{},\"buffered\":[",
+                        d.rcv_nxt,
+                        d.state.map_or(0, |s| s as u32)
+                    );
+                    for (i, n) in d.buffered_data.iter().enumerate() {
+                        if i > 0 {
+                            s.push(',');
+                        }
+                        out.data_nbl(&mut s, n);
+                    }
+                    s.push(']');
+                    s
+                }
+                Err(e) => TraceWriter::error(e),
+            }
+        )
+    }
+
+    fn handle_timeout(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
+        traced!(
+            self,
+            host,
+            now,
+            |out| {
+                let s = out.start("timer", None) + "}";
+                out.lazy = Some(s);
+            },
+            |h| self.inner.handle_timeout(now, h),
+            |_r, _o| String::new()
+        )
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.inner.poll_timeout()
+    }
+
+    fn push_timer(&self, conn: ConnId) -> Option<Instant> {
+        self.inner.push_timer(conn)
+    }
+}
+
+impl<T: OffloadTarget + ReceiveInput> Tracer<T> {
+    fn open_input(out: &mut TraceWriter, now: Instant, ev: &str, conn: ConnId, extra: &str) {
+        out.now = now;
+        let s = out.start(ev, Some(conn)) + extra + "}";
+        out.line(s);
+    }
+}
+
+fn input_ret(r: &Result<(), ApiMisuse>) -> String {
+    match r {
+        Ok(()) => TraceWriter::status(NdisStatus::Success),
+        Err(e) => TraceWriter::error(e),
+    }
+}
+
+impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Tracer<T> {
+    fn receive_data(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        data: &[u8],
+        psh: bool,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        traced!(
+            self,
+            host,
+            now,
+            |out| {
+                let mut extra = format!(",\"len\":{},\"psh\":{psh}", data.len());
+                if out.bytes {
+                    extra.push_str(",\"data\":\"");
+                    hex(&mut extra, data);
+                    extra.push('"');
+                }
+                Self::open_input(out, now, "data", conn, &extra);
+            },
+            |h| self.inner.receive_data(now, conn, data, psh, h),
+            |r, _o| input_ret(&r)
+        )
+    }
+
+    fn receive_placed(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        len: usize,
+        psh: bool,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        traced!(
+            self,
+            host,
+            now,
+            |out| {
+                // The same event as copied bytes: the contract does not see how they arrived.
+                let mut extra = format!(",\"len\":{len},\"psh\":{psh}");
+                if out.bytes {
+                    let mut v = Vec::with_capacity(len);
+                    self.inner.placed_bytes(conn, len, &mut |s| v.extend_from_slice(s));
+                    extra.push_str(",\"data\":\"");
+                    hex(&mut extra, &v);
+                    extra.push('"');
+                }
+                Self::open_input(out, now, "data", conn, &extra);
+            },
+            |h| self.inner.receive_placed(now, conn, len, psh, h),
+            |r, _o| input_ret(&r)
+        )
+    }
+
+    fn receive_fin(&mut self, now: Instant, conn: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+        traced!(
+            self,
+            host,
+            now,
+            |out| { Self::open_input(out, now, "fin", conn, "") },
+            |h| self.inner.receive_fin(now, conn, h),
+            |r, _o| input_ret(&r)
+        )
+    }
+
+    fn receive_rst(&mut self, now: Instant, conn: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+        traced!(
+            self,
+            host,
+            now,
+            |out| { Self::open_input(out, now, "rst", conn, "") },
+            |h| self.inner.receive_rst(now, conn, h),
+            |r, _o| input_ret(&r)
+        )
+    }
+
+    fn placement_room<'a>(&'a mut self, conn: ConnId, max: usize, out: &mut [&'a mut [u8]]) -> usize {
+        self.inner.placement_room(conn, max, out)
+    }
+
+    fn placed_bytes(&self, conn: ConnId, len: usize, f: &mut dyn FnMut(&[u8])) {
+        self.inner.placed_bytes(conn, len, f)
+    }
+
+    fn receive_space(&self, conn: ConnId) -> usize {
+        self.inner.receive_space(conn)
+    }
+
+    fn receive_window(&self, conn: ConnId) -> usize {
+        self.inner.receive_window(conn)
+    }
+}
