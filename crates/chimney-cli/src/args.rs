@@ -196,3 +196,31 @@ pub fn driver_config(
 pub fn parse_flags(p: &PolicyArgs, i: &ImpairArgs) -> Result<(AppPolicy, ImpairConfig), String> {
     Ok((p.policy()?, i.config()?))
 }
+
+/// `--trace FILE` / `--trace-bytes`: the contract trace (docs/trace-format.md).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TraceArgs {
+    /// Write every contract call (posts, completions, indications and their outcomes,
+    /// returns, events, offload, terminate, engine inputs) to FILE as JSON lines; check it
+    /// later with `chimney verify FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<std::path::PathBuf>,
+    /// Also record payload bytes in the trace (hex: the trace grows as large as the stream
+    /// twice over), so that `chimney verify` compares content too.
+    #[arg(long, requires = "trace")]
+    pub trace_bytes: bool,
+}
+
+impl TraceArgs {
+    /// Opens the trace file, if one was asked for.
+    pub fn open(&self) -> Result<Option<chimney::contract::trace::TraceWriter>, String> {
+        let Some(path) = &self.trace else { return Ok(None) };
+        let f = std::fs::File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+        let generator = format!("chimney {}", env!("CARGO_PKG_VERSION"));
+        Ok(Some(chimney::contract::trace::TraceWriter::new(
+            Box::new(std::io::BufWriter::with_capacity(1 << 20, f)),
+            self.trace_bytes,
+            &generator,
+        )))
+    }
+}

@@ -61,6 +61,8 @@ pub struct DemoArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub trace: crate::args::TraceArgs,
+    #[command(flatten)]
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub impair: ImpairArgs,
@@ -187,10 +189,20 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    if a.trace.trace.is_some() && a.queues > 1 {
+        return fail("--trace records one engine's calls: use it with --queues 1".into());
+    }
+    let trace = match a.trace.open() {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     let mut shards = match Shards::start(tuns, &cfg, capture.as_ref()) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
+    if let (Some(w), Shards::One(d)) = (trace, &mut shards) {
+        d.set_trace(w);
+    }
     let done = Arc::new(AtomicUsize::new(0));
     let t0 = WallClock::now();
     let mut clients = Vec::new();
@@ -236,6 +248,13 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         }
     }
     let wall = t0.elapsed();
+    if let (Shards::One(d), Some(path)) = (&mut shards, &a.trace.trace) {
+        match d.finish_trace() {
+            Some(Ok(n)) if !a.json => eprintln!("chimney demo: {n} trace lines written to {}", path.display()),
+            Some(Err(e)) => return fail(format!("writing {}: {e}", path.display())),
+            _ => {}
+        }
+    }
     let summary = match shards.finish(&mut reports) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),

@@ -13,6 +13,7 @@ mod plot;
 mod report;
 mod serve;
 mod sim;
+mod verify;
 
 use chimney::contract::RULES;
 use chimney::demo::DemoConfig;
@@ -60,6 +61,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// A time–sequence graph (SVG) of one connection in a pcap.
     Plot(plot::PlotArgs),
+    /// Replay a contract trace (ours from `--trace`, or any target's in the documented format)
+    /// through the verifier; report every violation by rule id.
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Sim(a) => sim::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Plot(a) => plot::run(&a),
+        Command::Verify(a) => verify::run(&a),
     }
 }
 

@@ -45,6 +45,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     #[command(flatten)]
+    pub trace: crate::args::TraceArgs,
+    #[command(flatten)]
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub impair: ImpairArgs,
@@ -137,6 +139,11 @@ pub fn run(a: &ServeArgs) -> ExitCode {
     if let Some(c) = &capture {
         driver.set_tap(crate::pcap::tap(c));
     }
+    match a.trace.open() {
+        Ok(Some(w)) => driver.set_trace(w),
+        Ok(None) => {}
+        Err(e) => return fail(e),
+    }
     // Streams to files, opened when a connection's first bytes arrive.
     let files: Arc<Mutex<HashMap<ConnId, File>>> = Arc::new(Mutex::new(HashMap::new()));
     if let Some(dir) = a.out.clone() {
@@ -189,6 +196,9 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         *ends.entry(r.end.as_str()).or_default() += 1;
     }
     let all = driver.violations().len();
+    if let (Some(Err(e)), Some(path)) = (driver.finish_trace(), &a.trace.trace) {
+        eprintln!("chimney serve: writing {}: {e}", path.display());
+    }
     if let (Some(c), Some(path)) = (&capture, &a.pcap) {
         if let Err(e) = crate::pcap::finish(c) {
             eprintln!("chimney serve: writing {}: {e}", path.display());

@@ -52,6 +52,8 @@ pub struct SimArgs {
     /// single-threaded, deterministic run; only whole seeds are spread over threads.
     #[arg(long)]
     pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub trace: crate::args::TraceArgs,
 }
 
 impl SimArgs {
@@ -115,19 +117,36 @@ fn run_seed(seed: u64, knobs: &Knobs, log: bool) -> (u64, Option<SimReport>) {
     )
 }
 
-/// One seed with every packet the target received and sent written to `path`.
-fn captured(seed: u64, knobs: &Knobs, log: bool, path: &std::path::Path) -> Result<(u64, Option<SimReport>), String> {
-    let cap = crate::pcap::open(path)?;
+/// One seed with every packet the target received and sent written to `path` (a pcap) and
+/// every contract call to the trace file, when asked for.
+fn captured(
+    seed: u64,
+    knobs: &Knobs,
+    log: bool,
+    path: Option<&std::path::Path>,
+    trace: &crate::args::TraceArgs,
+) -> Result<(u64, Option<SimReport>), String> {
+    let cap = path.map(crate::pcap::open).transpose()?;
+    let writer = trace.open()?;
     let sc = Scenario::from_seed(seed, knobs);
-    let mut tap = |t, _inbound, p: &[u8]| cap.lock().unwrap_or_else(|e| e.into_inner()).write(t, p);
-    let rep = chimney_sim::run_with_tap(&sc, log, &mut tap);
+    let mut tap = |t, _inbound, p: &[u8]| {
+        if let Some(c) = &cap {
+            c.lock().unwrap_or_else(|e| e.into_inner()).write(t, p)
+        }
+    };
+    let (rep, written) = chimney_sim::run_traced(&sc, log, &mut tap, writer);
     if log {
         println!("{sc:#?}");
         for l in &rep.log {
             println!("{l}");
         }
     }
-    crate::pcap::finish(&cap).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    if let (Some(c), Some(path)) = (&cap, path) {
+        crate::pcap::finish(c).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    if let (Some(Err(e)), Some(p)) = (written, &trace.trace) {
+        return Err(format!("writing {}: {e}", p.display()));
+    }
     Ok((seed, Some(rep)))
 }
 
@@ -196,16 +215,18 @@ pub fn run(a: &SimArgs) -> ExitCode {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let t0 = WallClock::now();
-    if (a.pcap.is_some() || a.plot.is_some()) && !single {
-        eprintln!("chimney sim: --pcap and --plot capture one seed (--seed S)");
+    if (a.pcap.is_some() || a.plot.is_some() || a.trace.trace.is_some()) && !single {
+        eprintln!("chimney sim: --pcap, --plot and --trace record one seed (--seed S)");
         return ExitCode::from(2);
     }
     let temp = std::env::temp_dir().join(format!("chimney-sim-{}.pcap", std::process::id()));
     let capture = a.pcap.clone().or_else(|| a.plot.as_ref().map(|_| temp.clone()));
-    let outcomes = if let Some(path) = &capture {
-        let r = captured(range.start, &knobs, a.log, path).and_then(|o| match &a.plot {
-            Some(svg) => crate::plot::plot_file(path, svg, None).map(|_| o),
-            None => Ok(o),
+    let outcomes = if capture.is_some() || a.trace.trace.is_some() {
+        let r = captured(range.start, &knobs, a.log, capture.as_deref(), &a.trace).and_then(|o| {
+            match (&a.plot, &capture) {
+                (Some(svg), Some(path)) => crate::plot::plot_file(path, svg, None).map(|_| o),
+                _ => Ok(o),
+            }
         });
         if a.pcap.is_none() {
             let _ = std::fs::remove_file(&temp);

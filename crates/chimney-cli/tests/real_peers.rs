@@ -108,6 +108,35 @@ fn direct_placement_into_posted_buffers() {
     assert_eq!(v["placed_packets"], 0, "{v}");
 }
 
+/// `--trace` on a real transfer (indications refused by a stalled application, loss), then
+/// `chimney verify` on the file: the offline replay agrees with the live verifier.
+#[test]
+fn demo_trace_verifies_offline() {
+    if !can_run() {
+        return;
+    }
+    let path = std::env::temp_dir().join(format!("chimney-demo-trace-{}.jsonl", std::process::id()));
+    let p = path.to_str().unwrap();
+    for extra in [&["--trace-bytes", "--loss", "0.01"][..], &["--stall-ms", "200", "--rcv-wnd", "65536"][..]] {
+        let mut args = vec!["--connections", "2", "--bytes", "1048576", "--trace", p];
+        args.extend_from_slice(extra);
+        exact(&args, 2, 1 << 20);
+        let out =
+            std::process::Command::new(env!("CARGO_BIN_EXE_chimney")).args(["verify", "--json", p]).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{extra:?}: {v}");
+        assert_eq!(v["connections"], 2, "{v}");
+        assert!(v["checked_bytes"].as_u64().unwrap() >= 2 << 20, "{v}");
+    }
+    let _ = std::fs::remove_file(&path);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chimney"))
+        .args(["demo", "--queues", "2", "--trace", p])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--queues 1"), "--trace with several queues is refused");
+}
+
 /// Multi-queue TUN: one engine per queue on its own thread; the kernel spreads the flows and
 /// every stream stays exact.
 #[test]

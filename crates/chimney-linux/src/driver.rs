@@ -9,6 +9,7 @@ use std::io::IoSliceMut;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use chimney::contract::trace::{TraceWriter, Tracer};
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, ReceiveInput, Verifier, VerifierMode};
 use chimney::engine::PacketOutcome;
 use chimney::engine::{Engine, EngineConfig, EngineEvent, EngineStats};
@@ -161,7 +162,7 @@ struct Live {
 /// The driver: TUN + impairments + engine (+ verifier) + application.
 pub struct Driver {
     tun: Tun,
-    engine: Engine<Verifier<Delivery>>,
+    engine: Engine<Tracer<Verifier<Delivery>>>,
     host: AppHost,
     cfg: DriverConfig,
     imp_in: Impairment,
@@ -243,8 +244,8 @@ impl Driver {
             });
         }
         let seed = cfg.engine.seed;
-        let engine =
-            Engine::new(cfg.engine.clone(), Verifier::new(Delivery::new(cfg.delivery.clone()), VerifierMode::Collect));
+        let verifier = Verifier::new(Delivery::new(cfg.delivery.clone()), VerifierMode::Collect);
+        let engine = Engine::new(cfg.engine.clone(), Tracer::new(verifier, None));
         let mut host = AppHost::new();
         host.record = false;
         host.hash = cfg.hash;
@@ -279,6 +280,17 @@ impl Driver {
         self.tap = Some(tap);
     }
 
+    /// Writes every contract call to `w` (`--trace`): call before any connection is offloaded.
+    pub fn set_trace(&mut self, w: TraceWriter) {
+        self.engine.delivery_mut().set_writer(Some(w));
+    }
+
+    /// Stops tracing and flushes; the lines written, or the first write error.
+    pub fn finish_trace(&mut self) -> Option<std::io::Result<u64>> {
+        let mut w = self.engine.delivery_mut().set_writer(None)?;
+        Some(w.finish().map(|()| w.lines()))
+    }
+
     /// Streams every received chunk to `sink` (e.g. files), in stream order per connection.
     pub fn set_sink(&mut self, sink: chimney::host::Sink) {
         self.host.sink = Some(sink);
@@ -301,7 +313,7 @@ impl Driver {
 
     /// Every violation the verifier recorded.
     pub fn violations(&self) -> Vec<chimney::contract::Violation> {
-        self.engine.delivery().core().violations()
+        self.engine.delivery().inner().core().violations()
     }
 
     /// Violations, counters and TUN figures so far.

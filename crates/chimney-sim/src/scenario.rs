@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chimney::contract::trace::{TraceWriter, Tracer};
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, Verifier, VerifierMode};
 use chimney::engine::{Engine, EngineConfig, EngineEvent};
 use chimney::host::{AppHost, AppPolicy, IndicationPolicy};
@@ -292,6 +293,17 @@ pub fn run(sc: &Scenario, log: bool) -> SimReport {
 /// Like [`run`], showing `tap` every packet the engine receives (`true`) and sends (`false`)
 /// with its virtual time (e.g. to write a pcap).
 pub fn run_with_tap(sc: &Scenario, log: bool, tap: &mut dyn FnMut(Instant, bool, &[u8])) -> SimReport {
+    run_traced(sc, log, tap, None).0
+}
+
+/// Like [`run_with_tap`], also writing every contract call to `trace` (see
+/// `chimney::contract::trace`); returns the trace's line count or its write error.
+pub fn run_traced(
+    sc: &Scenario,
+    log: bool,
+    tap: &mut dyn FnMut(Instant, bool, &[u8]),
+    trace: Option<TraceWriter>,
+) -> (SimReport, Option<std::io::Result<u64>>) {
     let mut rep = SimReport { seed: sc.seed, trace_hash: 0xcbf2_9ce4_8422_2325, ..SimReport::default() };
     let (target_ip, peer_ip, adv_ip): (IpAddr, IpAddr, IpAddr) = if sc.ipv6 {
         ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), "fd00::3".parse().unwrap())
@@ -315,9 +327,12 @@ pub fn run_with_tap(sc: &Scenario, log: bool, tap: &mut dyn FnMut(Instant, bool,
     };
     let mut engine = Engine::new(
         EngineConfig { seed: sc.seed, listen: vec![target], tcp, ..EngineConfig::default() },
-        Verifier::new(
-            Delivery::new(DeliveryConfig { indication_pool: sc.indication_pool, ..DeliveryConfig::default() }),
-            VerifierMode::Collect,
+        Tracer::new(
+            Verifier::new(
+                Delivery::new(DeliveryConfig { indication_pool: sc.indication_pool, ..DeliveryConfig::default() }),
+                VerifierMode::Collect,
+            ),
+            trace,
         ),
     );
     let checks: Arc<Mutex<HashMap<ConnId, Check>>> = Arc::new(Mutex::new(HashMap::new()));
@@ -487,8 +502,8 @@ pub fn run_with_tap(sc: &Scenario, log: bool, tap: &mut dyn FnMut(Instant, bool,
             }
             // A slow consumer: data waiting in the target (refused, or a closed window) for
             // 20 ms wakes the application up.
-            let zero =
-                engine.conn(id).is_some_and(|c| c.rcv_wnd() == 0) || engine.delivery().inner().receive_backlog(id) > 0;
+            let zero = engine.conn(id).is_some_and(|c| c.rcv_wnd() == 0)
+                || engine.delivery().inner().inner().receive_backlog(id) > 0;
             match (zero, l.zero_since) {
                 (true, None) => l.zero_since = Some(now),
                 (true, Some(t)) if now >= t + Duration::from_millis(20) => {
@@ -612,7 +627,7 @@ pub fn run_with_tap(sc: &Scenario, log: bool, tap: &mut dyn FnMut(Instant, bool,
                     l.sender,
                     peers.state(l.sender),
                     tcp,
-                    engine.delivery().inner().describe(*id)
+                    engine.delivery().inner().inner().describe(*id)
                 );
             }
             rep.failures.push(format!("liveness: not finished after {:?} of virtual time{why}", bound));
@@ -645,7 +660,7 @@ pub fn run_with_tap(sc: &Scenario, log: bool, tap: &mut dyn FnMut(Instant, bool,
     }
     rep.virtual_time = now.saturating_duration_since(Instant::ZERO);
     // Invariants.
-    let violations = engine.delivery().core().violations();
+    let violations = engine.delivery().inner().core().violations();
     rep.violations = violations.len();
     for v in violations.iter().take(5) {
         rep.failures.push(format!("contract: {v}"));
@@ -688,7 +703,8 @@ pub fn run_with_tap(sc: &Scenario, log: bool, tap: &mut dyn FnMut(Instant, bool,
     if st.work > bound_work {
         rep.failures.push(format!("assembler work {} over the bound {bound_work}", st.work));
     }
-    rep
+    let trace = engine.delivery_mut().set_writer(None).map(|mut w| w.finish().map(|()| w.lines()));
+    (rep, trace)
 }
 
 fn describe(p: &[u8]) -> String {

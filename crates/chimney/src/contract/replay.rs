@@ -238,6 +238,16 @@ impl Script {
         Some(ev)
     }
 
+    /// The next line inside an open call: the end of the trace there is an error.
+    fn next_inside(&mut self) -> Option<Ev> {
+        let ev = self.next();
+        if ev.is_none() && self.err.is_none() {
+            let line = self.evs.last().map_or(1, |e| e.line);
+            self.fail(ReplayError { line, msg: "the trace ends inside a call: its `ret` line is missing".into() });
+        }
+        ev
+    }
+
     fn fail(&mut self, e: ReplayError) {
         if self.err.is_none() {
             self.err = Some(e);
@@ -407,7 +417,7 @@ impl ReplayTarget {
     /// Performs the upcalls recorded inside the call in progress; returns its `ret` line.
     fn run_scope(&mut self, host: &mut dyn ProtocolHost) -> Option<Ev> {
         loop {
-            let ev = self.s.borrow_mut().next()?;
+            let ev = self.s.borrow_mut().next_inside()?;
             match ev.kind() {
                 "ret" => return Some(ev),
                 "push_timer" => self.s.borrow_mut().set_timer(&ev),
@@ -624,7 +634,7 @@ impl ReplayHost {
     /// Makes the host calls recorded inside the upcall in progress; returns its `ret` line.
     fn run_upcall(&mut self, nested: &mut NestedCalls) -> Option<Ev> {
         loop {
-            let ev = self.s.borrow_mut().next()?;
+            let ev = self.s.borrow_mut().next_inside()?;
             match ev.kind() {
                 "ret" => return Some(ev),
                 "push_timer" => self.s.borrow_mut().set_timer(&ev),
@@ -649,7 +659,7 @@ impl ReplayHost {
 
     /// The `ret` of a call made from inside an upcall (nothing may happen inside it).
     fn close_nested(&mut self) -> Option<()> {
-        let ev = self.s.borrow_mut().next()?;
+        let ev = self.s.borrow_mut().next_inside()?;
         if ev.kind() == "ret" {
             return Some(());
         }

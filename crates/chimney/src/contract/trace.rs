@@ -396,6 +396,12 @@ impl<T> Tracer<T> {
     pub fn writer(&mut self) -> Option<&mut TraceWriter> {
         self.out.as_mut()
     }
+
+    /// Starts (or, with `None`, stops) tracing. Start before the first offload: a trace
+    /// begun mid-connection cannot be replayed.
+    pub fn set_writer(&mut self, out: Option<TraceWriter>) -> Option<TraceWriter> {
+        std::mem::replace(&mut self.out, out)
+    }
 }
 
 /// Runs one traced call: `open` writes its line, `call` makes it through a tracing host,
