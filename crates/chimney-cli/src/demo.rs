@@ -268,7 +268,7 @@ pub fn run(a: &DemoArgs) -> ExitCode {
             Err(e) => return fail(format!("writing {}: {e}", path.display())),
         }
         if let Some(svg) = &a.plot {
-            let r = crate::plot::plot_file(path, svg, None);
+            let r = crate::plot::plot_file(path, svg, None, a.trace.trace.as_deref());
             if a.pcap.is_none() {
                 let _ = std::fs::remove_file(path);
             }

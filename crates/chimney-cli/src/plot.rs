@@ -23,6 +23,10 @@ pub struct PlotArgs {
     /// Which connection (0 = the first to open; default: the one carrying the most data).
     #[arg(long)]
     pub conn: Option<usize>,
+    /// A contract trace of the same run (`--trace`): mark when each posted buffer was
+    /// completed and each indication happened.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
 }
 
 /// One connection's events, times in seconds from the first packet, sequence numbers
@@ -38,6 +42,16 @@ pub struct Trace {
     pub acks: Vec<(f64, u64, u64)>,
     /// (time, left, right) of each SACK block.
     pub sacks: Vec<(f64, u64, u64)>,
+    /// The sender's initial sequence number.
+    pub isn: Option<u32>,
+    /// When the sender's handshake ACK arrived (the moment the target offloads).
+    pub handshake_ack: Option<f64>,
+    /// From a contract trace: (time, stream offset reached) of each completed receive
+    /// request that carried bytes.
+    pub completions: Vec<(f64, u64)>,
+    /// From a contract trace: (time, stream offset reached) of each indication (refused ones
+    /// reach no further).
+    pub indications: Vec<(f64, u64)>,
 }
 
 /// Reads the IP packets of a pcap (raw IP, or Ethernet with the header stripped).
@@ -101,6 +115,8 @@ pub fn trace(path: &Path, which: Option<usize>) -> Result<Trace, String> {
                 continue;
             }
             let Some(i) = isn else { continue };
+            t.isn = Some(i);
+            t.handshake_ack.get_or_insert(time);
             let len = s.payload.len() as u64;
             if len == 0 {
                 continue;
@@ -133,6 +149,86 @@ pub fn trace(path: &Path, which: Option<usize>) -> Result<Trace, String> {
         return Err("the connection carries no data".into());
     }
     Ok(t)
+}
+
+/// Adds the completions and indications of the plotted connection from a contract trace
+/// (`--trace`): the trace's offload of the same ports is aligned with the handshake ACK in
+/// the capture, and stream offsets are placed on the capture's sequence axis.
+pub fn add_contract(t: &mut Trace, path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let (Some((sender, receiver)), Some(isn), Some(hs)) = (t.sender, t.isn, t.handshake_ack) else {
+        return Ok(());
+    };
+    // The offload followed: connection id, trace time of the offload, sequence offset of the
+    // first stream byte it counts, bytes delivered since.
+    struct Cur {
+        conn: u64,
+        t_off: f64,
+        base: u64,
+        delivered: u64,
+    }
+    let mut cur: Option<Cur> = None;
+    let mut found = false;
+    // Length of the indication whose `ret` (with its outcome) comes next, if it is ours.
+    let mut awaiting: Option<u64> = None;
+    for (i, line) in text.lines().enumerate() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
+        let ev = v.get("ev").and_then(|e| e.as_str()).unwrap_or("");
+        let num = |k: &str| v.get(k).and_then(|x| x.as_u64());
+        let ports = (num("remote_port"), num("local_port"));
+        if ev == "offload" && ports == (Some(u64::from(sender.port())), Some(u64::from(receiver.port()))) {
+            let buffered: u64 =
+                v["buffered"].as_array().map_or(0, |a| a.iter().filter_map(|b| b["length"].as_u64()).sum());
+            let rel = u64::from((num("rcv_nxt").unwrap_or(0) as u32).wrapping_sub(isn.wrapping_add(1)));
+            let t_off = num("t").unwrap_or(0) as f64 / 1e9;
+            cur = Some(Cur { conn: num("conn").unwrap_or(0), t_off, base: rel.saturating_sub(buffered), delivered: 0 });
+            found = true;
+            continue;
+        }
+        let Some(c) = cur.as_mut() else { continue };
+        if ev == "ret" {
+            if let (Some(o), Some(len)) = (v.get("outcome").and_then(|o| o.as_str()), awaiting) {
+                awaiting = None;
+                c.delivered += match o {
+                    "SUCCESS" => len,
+                    "PARTIALLY_ACCEPTED" => num("consumed").unwrap_or(0),
+                    _ => 0,
+                };
+                if let Some(last) = t.indications.last_mut() {
+                    last.1 = c.base + c.delivered;
+                }
+            }
+            continue;
+        }
+        let ours = num("conn") == Some(c.conn);
+        let at = hs + (num("t").map_or(c.t_off, |n| n as f64 / 1e9) - c.t_off);
+        match ev {
+            "complete" if ours => {
+                for n in v["nbls"].as_array().into_iter().flatten() {
+                    let b = n["bytes_transferred"].as_u64().unwrap_or(0);
+                    if b > 0 {
+                        c.delivered += b;
+                        t.completions.push((at, c.base + c.delivered));
+                    }
+                }
+            }
+            "indicate" => {
+                awaiting = None;
+                if ours {
+                    awaiting =
+                        Some(v["nbls"].as_array().map_or(0, |a| a.iter().filter_map(|n| n["length"].as_u64()).sum()));
+                    t.indications.push((at, c.base + c.delivered));
+                }
+            }
+            "terminate" if ours => cur = None,
+            _ => {}
+        }
+    }
+    if !found {
+        return Err(format!("{}: no offload of {sender} → {receiver} in the trace", path.display()));
+    }
+    Ok(())
 }
 
 const W: f64 = 1100.0;
@@ -248,16 +344,40 @@ pub fn svg(t: &Trace, title: &str) -> String {
         }
         let _ = writeln!(o, "</g>");
     }
+    // Contract events: a dot where a completion (black) or indication (orange) brought the
+    // delivered stream, one per pixel column.
+    for (class, colour, items) in [("completion", "#000000", &t.completions), ("indication", "#ff7f0e", &t.indications)]
+    {
+        if items.is_empty() {
+            continue;
+        }
+        let mut bins: std::collections::BTreeMap<i64, u64> = std::collections::BTreeMap::new();
+        for &(time, off) in items {
+            let e = bins.entry(x(time).round() as i64).or_insert(off);
+            *e = (*e).max(off);
+        }
+        let _ = write!(o, r##"<g class="{class}" fill="{colour}">"##);
+        for (px, off) in bins {
+            let _ = write!(o, r##"<circle cx="{px}" cy="{:.1}" r="2.2"/>"##, y(off as f64));
+        }
+        let _ = writeln!(o, "</g>");
+    }
     // Legend.
-    let legend = [
+    let mut legend = vec![
         ("data", "#1f4e9c"),
         ("retransmitted / late", "#d62728"),
         ("ACK", "#2ca02c"),
         ("window edge", "#e0a800"),
         ("SACK", "#9467bd"),
     ];
-    for (i, (name, colour)) in legend.iter().enumerate() {
-        let lx = LEFT + 10.0 + i as f64 * 150.0;
+    if !t.completions.is_empty() {
+        legend.push(("completed", "#000000"));
+    }
+    if !t.indications.is_empty() {
+        legend.push(("indicated", "#ff7f0e"));
+    }
+    let mut lx = LEFT + 10.0;
+    for (name, colour) in legend.iter() {
         let _ = writeln!(
             o,
             r##"<line x1="{lx}" y1="{0}" x2="{1}" y2="{0}" stroke="{colour}" stroke-width="3"/><text x="{2}" y="{3}">{name}</text>"##,
@@ -266,6 +386,8 @@ pub fn svg(t: &Trace, title: &str) -> String {
             lx + 24.0,
             H - 6.0
         );
+        // About 7 px per character at 12 px sans-serif, then a gap.
+        lx += 24.0 + 7.0 * name.chars().count() as f64 + 22.0;
     }
     o.push_str("</svg>\n");
     o
@@ -291,8 +413,11 @@ fn escape(s: &str) -> String {
 }
 
 /// Plots `pcap` into `out`.
-pub fn plot_file(pcap: &Path, out: &Path, conn: Option<usize>) -> Result<Trace, String> {
-    let t = trace(pcap, conn)?;
+pub fn plot_file(pcap: &Path, out: &Path, conn: Option<usize>, contract: Option<&Path>) -> Result<Trace, String> {
+    let mut t = trace(pcap, conn)?;
+    if let Some(c) = contract {
+        add_contract(&mut t, c)?;
+    }
     let title = match t.sender {
         Some((a, b)) => format!(
             "{a} → {b}: {} data segments as the target received them, {} retransmitted or late",
@@ -307,13 +432,15 @@ pub fn plot_file(pcap: &Path, out: &Path, conn: Option<usize>) -> Result<Trace, 
 
 /// `chimney plot`.
 pub fn run(a: &PlotArgs) -> ExitCode {
-    match plot_file(&a.pcap, &a.out, a.conn) {
+    match plot_file(&a.pcap, &a.out, a.conn, a.trace.as_deref()) {
         Ok(t) => {
             eprintln!(
-                "chimney plot: {} data segments, {} ACKs, {} SACK blocks → {}",
+                "chimney plot: {} data segments, {} ACKs, {} SACK blocks, {} completions, {} indications → {}",
                 t.data.len(),
                 t.acks.len(),
                 t.sacks.len(),
+                t.completions.len(),
+                t.indications.len(),
                 a.out.display()
             );
             ExitCode::SUCCESS

@@ -224,7 +224,7 @@ pub fn run(a: &SimArgs) -> ExitCode {
     let outcomes = if capture.is_some() || a.trace.trace.is_some() {
         let r = captured(range.start, &knobs, a.log, capture.as_deref(), &a.trace).and_then(|o| {
             match (&a.plot, &capture) {
-                (Some(svg), Some(path)) => crate::plot::plot_file(path, svg, None).map(|_| o),
+                (Some(svg), Some(path)) => crate::plot::plot_file(path, svg, None, a.trace.trace.as_deref()).map(|_| o),
                 _ => Ok(o),
             }
         });

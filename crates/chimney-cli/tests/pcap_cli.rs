@@ -62,3 +62,55 @@ fn plots_are_svg_with_every_element() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("opening /nonexistent.pcap"));
 }
+
+/// With the run's contract trace, the plot marks completions and indications; without it,
+/// none; a trace of another run is a clear error.
+#[test]
+fn plot_marks_contract_events_from_a_trace() {
+    let dir = std::env::temp_dir();
+    let id = std::process::id();
+    let (pcap, trace, svg) =
+        (dir.join(format!("cp-{id}.pcap")), dir.join(format!("cp-{id}.jsonl")), dir.join(format!("cp-{id}.svg")));
+    let out = Command::new(env!("CARGO_BIN_EXE_chimney"))
+        .args(["sim", "--seed", "5", "--connections", "1", "--bytes", "400000", "--no-adversary", "--pcap"])
+        .arg(&pcap)
+        .arg("--trace")
+        .arg(&trace)
+        .output()
+        .expect("run chimney");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let plot = |with_trace: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_chimney"));
+        c.arg("plot").arg(&pcap).arg("-o").arg(&svg);
+        if with_trace {
+            c.arg("--trace").arg(&trace);
+        }
+        let out = c.output().expect("run");
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        (std::fs::read_to_string(&svg).unwrap(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (text, err) = plot(true);
+    let marks = text.matches("<circle").count();
+    assert!(text.contains("class=\"completion\"") || text.contains("class=\"indication\""), "{err}");
+    assert!(marks > 10, "{marks} marks: {err}");
+    assert!(err.contains("completions") && err.contains("indications"), "{err}");
+    assert_eq!(text.matches("<g ").count(), text.matches("</g>").count());
+    let (text, _) = plot(false);
+    assert_eq!(text.matches("<circle").count(), 0);
+    // A trace of another run (no offload of these ports) is a clear error.
+    std::fs::write(&trace, "{\"chimney_trace\":1}\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_chimney"))
+        .arg("plot")
+        .arg(&pcap)
+        .arg("-o")
+        .arg(&svg)
+        .arg("--trace")
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no offload of"), "{}", String::from_utf8_lossy(&out.stderr));
+    for p in [pcap, trace, svg] {
+        let _ = std::fs::remove_file(p);
+    }
+}
