@@ -27,8 +27,8 @@ pub struct EngineArgs {
     /// Rounds (medians are printed).
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
-    /// Only these traces (comma-separated: mss1448, mss1448_reorder1pct, gso64k,
-    /// gso64k_reorder1pct); default all.
+    /// Only these traces (comma-separated: mss1448, mss1448_reorder1pct, mss1448_psh64k,
+    /// gso64k, gso64k_reorder1pct); default all.
     #[arg(long, value_delimiter = ',')]
     pub trace: Vec<String>,
     /// Only these receivers (comma-separated: chimney, chimney_no_verifier, memcpy, smoltcp);
@@ -51,13 +51,18 @@ struct Shape {
     name: &'static str,
     seg: usize,
     reorder: bool,
+    /// PSH on every this many segments (1: every segment, the worst case: each one
+    /// completes the head request and the host re-posts).
+    psh_every: usize,
 }
 
-const SHAPES: [Shape; 4] = [
-    Shape { name: "mss1448", seg: 1448, reorder: false },
-    Shape { name: "mss1448_reorder1pct", seg: 1448, reorder: true },
-    Shape { name: "gso64k", seg: 65536 - HEADER - 16, reorder: false },
-    Shape { name: "gso64k_reorder1pct", seg: 65536 - HEADER - 16, reorder: true },
+const SHAPES: [Shape; 5] = [
+    Shape { name: "mss1448", seg: 1448, reorder: false, psh_every: 1 },
+    Shape { name: "mss1448_reorder1pct", seg: 1448, reorder: true, psh_every: 1 },
+    // What a Linux sender puts on the wire: PSH once per TSO burst (~64 KB, 45 segments).
+    Shape { name: "mss1448_psh64k", seg: 1448, reorder: false, psh_every: 45 },
+    Shape { name: "gso64k", seg: 65536 - HEADER - 16, reorder: false, psh_every: 1 },
+    Shape { name: "gso64k_reorder1pct", seg: 65536 - HEADER - 16, reorder: true, psh_every: 1 },
 ];
 
 fn addr(s: &str) -> SocketAddr {
@@ -80,7 +85,9 @@ fn trace(shape: Shape, bytes: u64, iss: u32) -> Vec<Vec<u8>> {
         rng.fill(&mut data[..n]);
         ts += 1;
         let seq = PEER_ISN.wrapping_add(1).wrapping_add(off as u32);
-        out.push(packet(seq, iss.wrapping_add(1), flags::ACK | flags::PSH, ts, &data[..n], false));
+        let last = off + n as u64 >= bytes;
+        let psh = if (out.len() + 1) % shape.psh_every == 0 || last { flags::PSH } else { 0 };
+        out.push(packet(seq, iss.wrapping_add(1), flags::ACK | psh, ts, &data[..n], false));
         off += n as u64;
     }
     if shape.reorder {

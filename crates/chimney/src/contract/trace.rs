@@ -299,6 +299,9 @@ impl ProtocolHost for TracingHost<'_> {
                 nb.data_length()
             );
             let from = self.out.posted_at.remove(&nbl.id());
+            if let Some(b) = from {
+                let _ = write!(s, ",\"offset_before\":{b}");
+            }
             if self.out.bytes {
                 // From the data start at post (or, for an NBL never posted, back by the count
                 // claimed) to the advanced data start.
