@@ -80,6 +80,10 @@ struct Ev {
 
 type R<T> = Result<T, ReplayError>;
 
+/// Largest buffer a trace may describe (one NBL's MDLs, one data event): a hostile trace must
+/// not make the replay allocate without bound.
+const MAX_BYTES: usize = 64 << 20;
+
 impl Ev {
     fn kind(&self) -> &str {
         self.v.get("ev").and_then(Value::as_str).unwrap_or("")
@@ -156,6 +160,9 @@ impl Ev {
 
     /// `data` (hex) of `obj`, which must be `len` bytes; zeros when absent.
     fn bytes(&self, obj: &Value, len: usize) -> R<Vec<u8>> {
+        if len > MAX_BYTES {
+            return self.err(format!("{len} bytes in one event: at most 64 MiB"));
+        }
         let Some(d) = obj.get("data") else {
             return Ok(vec![0; len]);
         };
@@ -179,10 +186,14 @@ impl Ev {
     fn host_nbl(&self, d: &Value) -> R<NetBufferList> {
         let id = self.id(self.field(d, "id")?)?;
         let mut mdls = Vec::new();
+        let mut total = 0usize;
         for m in self.list(d, "mdls")? {
-            match m.as_u64() {
-                Some(n) if n <= 1 << 30 => mdls.push(Mdl::zeroed(n as usize)),
-                _ => return self.err("`mdls` must list byte counts (at most 1 GiB each)"),
+            match m.as_u64().map(|n| n as usize) {
+                Some(n) if total + n <= MAX_BYTES => {
+                    total += n;
+                    mdls.push(Mdl::zeroed(n));
+                }
+                _ => return self.err("`mdls` must list byte counts, at most 64 MiB in all"),
             }
         }
         let (off, len) = (self.size(d, "offset")?, self.size(d, "length")?);
@@ -200,8 +211,8 @@ impl Ev {
         let id = self.id(self.field(d, "id")?)?;
         let off = d.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
         let len = self.size(d, "length")?;
-        if off > 1 << 30 || len > 1 << 30 {
-            return self.err("offset or length over 1 GiB");
+        if off.saturating_add(len) > MAX_BYTES {
+            return self.err("offset + length over 64 MiB");
         }
         let mut bytes = vec![0; off];
         bytes.extend(self.bytes(d, len)?);
@@ -318,7 +329,7 @@ impl Script {
                     Some(n) => n,
                     None => {
                         let nb =
-                            NetBuffer::with_used_space(vec![Mdl::zeroed(off.saturating_add(len).min(1 << 30))], 0, 0);
+                            NetBuffer::with_used_space(vec![Mdl::zeroed(off.saturating_add(len).min(MAX_BYTES))], 0, 0);
                         NetBufferList::new(id, nb.expect("empty used space"))
                     }
                 };
