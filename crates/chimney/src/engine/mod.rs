@@ -11,10 +11,11 @@
 
 mod listener;
 mod stats;
+mod table;
 
 use core::net::SocketAddr;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 
 pub use listener::ListenerConfig;
 pub use stats::{EngineStats, IpOffloadStats, TcpOffloadStats};
@@ -91,7 +92,7 @@ pub enum PacketOutcome {
 pub struct Engine<D> {
     cfg: EngineConfig,
     delivery: D,
-    table: HashMap<FourTuple, ConnId, ahash::RandomState>,
+    table: table::ConnTable,
     conns: Vec<Option<Box<TcpConn>>>,
     free_ids: Vec<u32>,
     next_id: u32,
@@ -123,7 +124,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         Engine {
             cfg,
             delivery,
-            table: HashMap::with_hasher(hasher),
+            table: table::ConnTable::new(hasher),
             conns: Vec::new(),
             free_ids: Vec::new(),
             next_id: 0,
@@ -238,6 +239,15 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         Some(r)
     }
 
+    fn tuple_in(conns: &[Option<Box<TcpConn>>], id: u32) -> Option<FourTuple> {
+        conns.get(id as usize).and_then(|c| c.as_deref()).map(|c| (c.local, c.remote))
+    }
+
+    /// The connection offloaded under a 4-tuple.
+    fn lookup(&self, key: &FourTuple) -> Option<ConnId> {
+        self.table.get(key, |i| Self::tuple_in(&self.conns, i))
+    }
+
     /// Feeds one received IP packet.
     pub fn handle_packet(&mut self, now: Instant, packet: &[u8], host: &mut dyn ProtocolHost) -> PacketOutcome {
         self.handle_packet_with(now, packet, true, host)
@@ -266,7 +276,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         self.stats.ip.in_delivers += 1;
         let local = SocketAddr::new(seg.dst, seg.dst_port);
         let remote = SocketAddr::new(seg.src, seg.src_port);
-        if let Some(&id) = self.table.get(&(local, remote)) {
+        if let Some(id) = self.lookup(&(local, remote)) {
             self.with_conn(id, host, |c, cx| c.on_segment(now, &seg, cx));
             return PacketOutcome::Offloaded(id);
         }
@@ -296,7 +306,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         host: &mut dyn ProtocolHost,
     ) -> bool {
         let key = (SocketAddr::new(seg.dst, seg.dst_port), SocketAddr::new(seg.src, seg.src_port));
-        if self.table.get(&key) != Some(&conn) || !self.conn(conn).is_some_and(|c| c.predicts(seg, payload_len)) {
+        if self.lookup(&key) != Some(conn) || !self.conn(conn).is_some_and(|c| c.predicts(seg, payload_len)) {
             return false;
         }
         self.stats.ip.in_receives += 1;
@@ -352,7 +362,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
     /// connection slot is free or the delivery layer refuses; a 4-tuple that is still
     /// offloaded is refused without touching it.
     pub fn reoffload(&mut self, now: Instant, n: Negotiated, host: &mut dyn ProtocolHost) -> Result<ConnId, ApiMisuse> {
-        if let Some(&id) = self.table.get(&(n.local, n.remote)) {
+        if let Some(id) = self.lookup(&(n.local, n.remote)) {
             return Err(ApiMisuse::ConnectionExists(id));
         }
         let e = listener::Established {
@@ -398,10 +408,11 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         if self.conns.len() <= idx {
             self.conns.resize_with(idx + 1, || None);
         }
-        self.table.insert((n.negotiated.local, n.negotiated.remote), id);
         // Timers that start at offload (keep-alive) need a heap entry from the start.
         Self::schedule(&mut self.timers, &conn);
         self.conns[idx] = Some(Box::new(conn));
+        let conns = &self.conns;
+        self.table.insert(&(n.negotiated.local, n.negotiated.remote), id, |i| Self::tuple_in(conns, i));
         self.stats.offloads += 1;
         tracing::debug!(conn = %id, local = %n.negotiated.local, remote = %n.negotiated.remote, "offloaded");
         self.events.push_back(EngineEvent::Offloaded {
@@ -595,7 +606,7 @@ impl<D: OffloadTarget + ReceiveInput> OffloadTarget for Engine<D> {
         d.rcv_nxt = c.rcv_nxt();
         d.rcv_wnd = c.rcv_wnd();
         d.ts_recent = c.ts_recent().unwrap_or(0);
-        self.table.remove(&(c.local, c.remote));
+        self.table.remove(&(c.local, c.remote), conn);
         self.stats.add_conn(&c.counters);
         self.free_ids.push(conn.0);
         self.window_watch.retain(|&w| w != conn);

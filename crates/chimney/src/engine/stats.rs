@@ -94,7 +94,7 @@ impl EngineStats {
         self.tcp.out_segments += c.out_segments;
         self.tcp.retransmitted_segments += c.retransmitted;
         self.tcp.out_resets += c.out_resets;
-        for (a, b) in self.drops.iter_mut().zip(c.drops.iter()) {
+        for (a, b) in self.drops.iter_mut().zip(c.drops().iter()) {
             *a += u64::from(*b);
         }
         self.delivered_bytes += c.delivered_bytes;

@@ -161,8 +161,10 @@ pub struct ConnCounters {
     pub window_update_repeats: u32,
     /// In-order payload bytes handed to the delivery layer.
     pub delivered_bytes: u64,
-    /// Drops by reason (u32: per connection; the engine sums them into u64 totals).
-    pub drops: [u32; TcpDrop::ALL.len()],
+    /// Drops by reason (u32: per connection; the engine sums them into u64 totals), boxed on
+    /// the first drop: most connections never drop anything, and an idle connection's size
+    /// matters at a million of them.
+    drops: Option<Box<[u32; TcpDrop::ALL.len()]>>,
     /// Assembler work units (ranges visited), for the work-per-segment bound.
     pub work: u64,
 }
@@ -171,12 +173,22 @@ impl ConnCounters {
     fn drop(&mut self, why: TcpDrop) {
         tracing::trace!(?why, "segment dropped");
         let i = TcpDrop::ALL.iter().position(|&d| d == why).unwrap_or(0);
-        self.drops[i] = self.drops[i].saturating_add(1);
+        let drops = self.drops.get_or_insert_with(|| Box::new([0; TcpDrop::ALL.len()]));
+        drops[i] = drops[i].saturating_add(1);
     }
 
     /// Drops counted for `why`.
     pub fn dropped(&self, why: TcpDrop) -> u64 {
-        TcpDrop::ALL.iter().position(|&d| d == why).map_or(0, |i| u64::from(self.drops[i]))
+        let i = TcpDrop::ALL.iter().position(|&d| d == why);
+        match (i, self.drops.as_deref()) {
+            (Some(i), Some(d)) => u64::from(d[i]),
+            _ => 0,
+        }
+    }
+
+    /// Drops by reason, in [`TcpDrop::ALL`] order (all zero when nothing was dropped).
+    pub fn drops(&self) -> [u32; TcpDrop::ALL.len()] {
+        self.drops.as_deref().copied().unwrap_or([0; TcpDrop::ALL.len()])
     }
 }
 
