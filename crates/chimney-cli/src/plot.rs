@@ -172,6 +172,9 @@ pub fn add_contract(t: &mut Trace, path: &Path) -> Result<(), String> {
     // Length of the indication whose `ret` (with its outcome) comes next, if it is ours.
     let mut awaiting: Option<u64> = None;
     for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
         let v: serde_json::Value =
             serde_json::from_str(line).map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
         let ev = v.get("ev").and_then(|e| e.as_str()).unwrap_or("");

@@ -180,9 +180,9 @@ pub struct Driver {
     last_rx: Option<Instant>,
     /// Sees every packet the engine receives and sends (captures).
     tap: Option<Tap>,
-    /// Direct placement's prediction: the connection the next packet continues and the
-    /// bytes of its `virtio_net_hdr`, IP and TCP headers.
-    predict: Option<(ConnId, usize)>,
+    /// Direct placement's prediction: the connection the next packet continues, the bytes
+    /// of its `virtio_net_hdr`, IP and TCP headers, and the payload length of the last one.
+    predict: Option<(ConnId, usize, usize)>,
 }
 
 /// Posted-buffer slices one direct read may fill.
@@ -348,7 +348,7 @@ impl Driver {
         let direct = self.cfg.direct_placement && self.tun.has_vnet_hdr() && self.tap.is_none();
         for _ in 0..self.cfg.batch.max(1) {
             let read = match self.predict.filter(|_| direct) {
-                Some((conn, h)) => match self.recv_direct(conn, h)? {
+                Some((conn, h, last)) => match self.recv_direct(conn, h, last)? {
                     Direct::Empty => None,
                     Direct::Placed => {
                         self.last_rx = Some(self.now());
@@ -376,7 +376,7 @@ impl Driver {
                         let h = headers_len(p);
                         self.predict = match out {
                             PacketOutcome::Offloaded(id) if direct && h > 0 && p.len() > h => {
-                                Some((id, VNET_HDR_LEN + h))
+                                Some((id, VNET_HDR_LEN + h, p.len() - h))
                             }
                             _ => self.predict,
                         };
@@ -430,19 +430,19 @@ impl Driver {
     /// rest straight into `conn`'s posted buffers, overflow back into `buf`. When the
     /// headers say it is `conn`'s next in-order segment, the engine takes it where it lies;
     /// otherwise the packet is gathered into `buf` for the ordinary path.
-    fn recv_direct(&mut self, conn: ConnId, h: usize) -> Result<Direct, DriverError> {
+    fn recv_direct(&mut self, conn: ConnId, h: usize, last: usize) -> Result<Direct, DriverError> {
         let mut room: [&mut [u8]; ROOM_SLICES] = Default::default();
         let k = self.engine.placement_room(conn, 65536, &mut room);
-        if k == 0 {
-            // No posted room: nothing to place into.
-            self.predict = None;
+        let room_len: usize = room[..k].iter().map(|s| s.len()).sum();
+        if k == 0 || room_len < last {
+            // No posted room, or less than a packet like the last one needs (it would not
+            // fit and cost a copy back): read the ordinary way, keep predicting.
             return match self.tun.recv(&mut self.buf) {
                 Ok(Some(n)) => Ok(Direct::Gathered(n)),
                 Ok(None) => Ok(Direct::Empty),
                 Err(e) => Err(DriverError::os("reading the TUN device", e)),
             };
         }
-        let room_len: usize = room[..k].iter().map(|s| s.len()).sum();
         let end = (self.buf.len() - room_len).max(h);
         let (head, rest) = self.buf[..end].split_at_mut(h);
         let (mut head, mut rest) = (Some(head), Some(rest));
@@ -466,8 +466,9 @@ impl Driver {
             if let Some((seg, plen)) = Self::predicted_headers(&self.buf[..h], n) {
                 if plen == in_room {
                     let now = self.now();
-                    self.gso_packets += u64::from(n - VNET_HDR_LEN > 1600);
                     if self.engine.handle_placed(now, conn, &seg, plen, n - VNET_HDR_LEN, &mut self.host) {
+                        self.gso_packets += u64::from(n - VNET_HDR_LEN > 1600);
+                        self.predict = Some((conn, h, plen));
                         return Ok(Direct::Placed);
                     }
                 }
@@ -481,6 +482,13 @@ impl Driver {
             buf[at..at + s.len()].copy_from_slice(s);
             at += s.len();
         });
+        // The bytes read into the room may belong to another connection: wipe them, so a
+        // request completed partly filled never shows the application someone else's data.
+        let mut room: [&mut [u8]; ROOM_SLICES] = Default::default();
+        let k = self.engine.placement_room(conn, in_room, &mut room);
+        for s in room[..k].iter_mut() {
+            s.fill(0);
+        }
         Ok(Direct::Gathered(n))
     }
 

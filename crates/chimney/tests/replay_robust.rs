@@ -86,8 +86,30 @@ fn huge_sizes_are_refused_not_allocated() {
         "{\"ev\":\"data\",\"t\":1,\"conn\":1,\"len\":1000000000000}",
         "{\"ev\":\"post\",\"t\":1,\"conn\":1,\"nbls\":[{\"id\":\"h1\",\"mdls\":[60000000,60000000],\"offset\":0,\"length\":1}]}",
         "{\"ev\":\"offload\",\"t\":1,\"conn\":1,\"rcv_nxt\":1,\"initial_rcv_wnd\":1,\"buffered\":[{\"id\":\"h1\",\"offset\":18446744073709551615,\"length\":5}]}",
+        "{\"ev\":\"post\",\"t\":1,\"conn\":1,\"nbls\":[{\"id\":\"h1\",\"mdls\":[1,18446744073709551615],\"offset\":0,\"length\":1}]}",
+        "{\"ev\":\"offload\",\"t\":1,\"conn\":1,\"rcv_nxt\":1,\"initial_rcv_wnd\":1,\"buffered\":[{\"id\":\"h1\",\"length\":40000000},{\"id\":\"h2\",\"length\":40000000}]}",
     ] {
         let e = replay(&format!("{head}{line}\n")).expect_err(line);
         assert!(e.msg.contains("64 MiB"), "{e}");
     }
+}
+
+/// Many lines each within the per-line limit still cannot make the replay hold more than its
+/// budget: fed-but-undelivered bytes and outstanding NBLs are bounded in all.
+#[test]
+fn many_small_lines_cannot_exhaust_memory() {
+    let mut t = String::from("{\"chimney_trace\":1}\n");
+    t.push_str("{\"ev\":\"offload\",\"t\":1,\"conn\":1,\"rcv_nxt\":1,\"initial_rcv_wnd\":65536,\"buffered\":[]}\n{\"ev\":\"ret\",\"status\":\"NDIS_STATUS_SUCCESS\"}\n");
+    for _ in 0..40 {
+        t.push_str("{\"ev\":\"data\",\"t\":2,\"conn\":1,\"len\":67108864}\n{\"ev\":\"ret\",\"status\":\"NDIS_STATUS_SUCCESS\"}\n");
+    }
+    let e = replay(&t).expect_err("refused");
+    assert!(e.msg.contains("1 GiB"), "{e}");
+    let mut t = String::from("{\"chimney_trace\":1}\n");
+    t.push_str("{\"ev\":\"offload\",\"t\":1,\"conn\":1,\"rcv_nxt\":1,\"initial_rcv_wnd\":65536,\"buffered\":[]}\n{\"ev\":\"ret\",\"status\":\"NDIS_STATUS_SUCCESS\"}\n");
+    for i in 0..40 {
+        t.push_str(&format!("{{\"ev\":\"post\",\"t\":2,\"conn\":1,\"nbls\":[{{\"id\":\"h{i}\",\"mdls\":[60000000],\"offset\":0,\"length\":60000000}}]}}\n{{\"ev\":\"ret\",\"status\":\"NDIS_STATUS_PENDING\"}}\n"));
+    }
+    let e = replay(&t).expect_err("refused");
+    assert!(e.msg.contains("1 GiB"), "{e}");
 }

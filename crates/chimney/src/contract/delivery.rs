@@ -972,6 +972,24 @@ impl ReceiveInput for Delivery {
         }
     }
 
+    fn indicate_event(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        event: TcpOffloadEvent,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        let Some(mut conn) = self.conns.get_mut(id.0 as usize).and_then(Option::take) else {
+            return Err(ApiMisuse::UnknownConnection(id));
+        };
+        self.upcall_event(now, id, &mut conn, event, host);
+        self.conns[id.0 as usize] = Some(conn);
+        // Posts made inside the upcall are queued: run the algorithm over them.
+        self.run(now, id, host, &[], false);
+        self.drive(now, host);
+        Ok(())
+    }
+
     fn receive_placed(
         &mut self,
         now: Instant,

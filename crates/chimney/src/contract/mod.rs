@@ -313,6 +313,19 @@ pub trait ReceiveInput {
     /// driver placed).
     fn placed_bytes(&self, _conn: ConnId, _len: usize, _f: &mut dyn FnMut(&[u8])) {}
 
+    /// An event the TCP layer itself raises (TcpIndicateRetrieve: an upload request),
+    /// indicated through this layer so that it is serialized with the connection's other
+    /// upcalls, checked and traced like them; the host's nested calls are taken as usual.
+    fn indicate_event(
+        &mut self,
+        _now: Instant,
+        _conn: ConnId,
+        _event: TcpOffloadEvent,
+        _host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        Err(ApiMisuse::Unsupported("events raised by the TCP layer"))
+    }
+
     /// Bytes the target can hold whatever the host posts: the basis of the advertised
     /// receive window. It shrinks only when in-order data arrives, so a window advertised
     /// from it never has to retract (§8 A34).

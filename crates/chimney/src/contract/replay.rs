@@ -80,9 +80,15 @@ struct Ev {
 
 type R<T> = Result<T, ReplayError>;
 
-/// Largest buffer a trace may describe (one NBL's MDLs, one data event): a hostile trace must
-/// not make the replay allocate without bound.
+/// Largest buffer one line may describe (the NBLs of one post, completion, indication or
+/// BufferedData list; one data event): a hostile trace must not make the replay allocate
+/// without bound.
 const MAX_BYTES: usize = 64 << 20;
+/// Most bytes the replay holds at once: NBLs posted and not completed, NBLs the host holds,
+/// and stream bytes fed but not delivered.
+const MAX_LIVE: usize = 1 << 30;
+/// Most NBLs one line may list.
+const MAX_NBLS: usize = 4096;
 
 impl Ev {
     fn kind(&self) -> &str {
@@ -145,8 +151,45 @@ impl Ev {
 
     fn list<'a>(&self, obj: &'a Value, k: &str) -> R<&'a Vec<Value>> {
         match self.field(obj, k)?.as_array() {
-            Some(a) => Ok(a),
+            Some(a) if a.len() <= MAX_NBLS => Ok(a),
+            Some(_) => self.err(format!("`{}`: `{k}` lists more than {MAX_NBLS} entries", self.kind())),
             None => self.err(format!("`{}`: `{k}` must be an array", self.kind())),
+        }
+    }
+
+    /// Adds an NBL's bytes to what this line describes (at most [`MAX_BYTES`] in all).
+    fn budget(&self, used: &mut usize, nbl: &NetBufferList) -> R<()> {
+        *used = used.saturating_add(nbl.net_buffer().chain_len());
+        if *used > MAX_BYTES {
+            return self.err(format!("`{}` describes more than 64 MiB of buffers", self.kind()));
+        }
+        Ok(())
+    }
+
+    /// A field that must fit 32 bits.
+    fn num32(&self, obj: &Value, k: &str) -> R<u32> {
+        match u32::try_from(self.num(obj, k)?) {
+            Ok(n) => Ok(n),
+            Err(_) => self.err(format!("`{}`: `{k}` must fit 32 bits", self.kind())),
+        }
+    }
+
+    /// An optional field that must fit 32 bits when present.
+    fn opt32(&self, obj: &Value, k: &str) -> R<u32> {
+        if obj.get(k).is_none_or(Value::is_null) {
+            return Ok(0);
+        }
+        self.num32(obj, k)
+    }
+
+    /// A TCP state number, or `null`/absent for none.
+    fn state(&self, obj: &Value) -> R<Option<TcpConnectionState>> {
+        match obj.get("state") {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => match v.as_u64().and_then(conn_state) {
+                Some(s) => Ok(Some(s)),
+                None => self.err(format!("unknown TCP state {v}")),
+            },
         }
     }
 
@@ -188,8 +231,8 @@ impl Ev {
         let mut mdls = Vec::new();
         let mut total = 0usize;
         for m in self.list(d, "mdls")? {
-            match m.as_u64().map(|n| n as usize) {
-                Some(n) if total + n <= MAX_BYTES => {
+            match m.as_u64().and_then(|n| usize::try_from(n).ok()) {
+                Some(n) if n <= MAX_BYTES - total => {
                     total += n;
                     mdls.push(Mdl::zeroed(n));
                 }
@@ -233,6 +276,13 @@ struct Script {
     timers: HashMap<ConnId, Option<Instant>>,
     conns: HashSet<ConnId>,
     now: Option<Instant>,
+    /// Bytes of the NBLs in `posted` and `held`.
+    nbl_bytes: usize,
+    /// Stream bytes fed per offloaded connection, their sum, and the bytes delivered on
+    /// connections since terminated: what the verifier holds undelivered is bounded with them.
+    fed: HashMap<ConnId, u64>,
+    fed_live: u64,
+    delivered_gone: u64,
 }
 
 impl Script {
@@ -275,6 +325,30 @@ impl Script {
         }
     }
 
+    /// Takes `n` more bytes of NBLs into the replay's keeping (posted or held).
+    fn keep(&mut self, line: usize, n: usize) -> Option<()> {
+        if self.nbl_bytes.saturating_add(n) > MAX_LIVE {
+            self.fail(ReplayError { line, msg: "more than 1 GiB of NBLs outstanding at once".into() });
+            return None;
+        }
+        self.nbl_bytes += n;
+        Some(())
+    }
+
+    fn post_keep(&mut self, line: usize, nbl: NetBufferList) -> Option<()> {
+        self.keep(line, nbl.net_buffer().chain_len())?;
+        if let Some(old) = self.posted.insert(nbl.id(), nbl) {
+            self.nbl_bytes -= old.net_buffer().chain_len();
+        }
+        Some(())
+    }
+
+    fn posted_take(&mut self, id: NblId) -> Option<NetBufferList> {
+        let n = self.posted.remove(&id)?;
+        self.nbl_bytes -= n.net_buffer().chain_len();
+        Some(n)
+    }
+
     fn set_timer(&mut self, ev: &Ev) {
         let r = ev.conn().map(|c| {
             let due = ev.v.get("due").and_then(Value::as_u64).map(Instant::from_nanos);
@@ -287,9 +361,11 @@ impl Script {
     fn post_chain(&mut self, ev: &Ev) -> Option<(ConnId, NblChain)> {
         let r = (|| {
             let conn = ev.conn()?;
-            let mut chain = NblChain::new();
+            let (mut chain, mut used) = (NblChain::new(), 0);
             for d in ev.list(&ev.v, "nbls")? {
-                chain.push_back(ev.host_nbl(d)?);
+                let n = ev.host_nbl(d)?;
+                ev.budget(&mut used, &n)?;
+                chain.push_back(n);
             }
             Ok((conn, chain))
         })();
@@ -308,9 +384,10 @@ impl Script {
         };
         let mut chain = NblChain::new();
         for id in ids {
-            let nbl = self.held.remove(&id).unwrap_or_else(|| {
-                NetBufferList::new(id, NetBuffer::with_used_space(vec![Mdl::zeroed(0)], 0, 0).expect("empty"))
-            });
+            let nbl =
+                self.held.remove(&id).inspect(|n| self.nbl_bytes -= n.net_buffer().chain_len()).unwrap_or_else(|| {
+                    NetBufferList::new(id, NetBuffer::with_used_space(vec![Mdl::zeroed(0)], 0, 0).expect("empty"))
+                });
             chain.push_back(nbl);
         }
         Some(chain)
@@ -325,8 +402,11 @@ impl Script {
             for d in ev.list(&ev.v, "nbls")? {
                 let id = ev.id(ev.field(d, "id")?)?;
                 let (off, len) = (ev.size(d, "offset")?, ev.size(d, "length")?);
-                let mut nbl = match self.posted.remove(&id) {
+                let mut nbl = match self.posted_take(id) {
                     Some(n) => n,
+                    None if off.saturating_add(len) > MAX_BYTES => {
+                        return ev.err("a completed NBL never posted, over 64 MiB");
+                    }
                     None => {
                         let nb =
                             NetBuffer::with_used_space(vec![Mdl::zeroed(off.saturating_add(len).min(MAX_BYTES))], 0, 0);
@@ -359,9 +439,11 @@ impl Script {
     fn indication(&mut self, ev: &Ev) -> Option<(ConnId, NblChain, NdisStatus)> {
         let r = (|| {
             let conn = ev.conn()?;
-            let mut chain = NblChain::new();
+            let (mut chain, mut used) = (NblChain::new(), 0);
             for d in ev.list(&ev.v, "nbls")? {
-                chain.push_back(ev.target_nbl(d)?);
+                let n = ev.target_nbl(d)?;
+                ev.budget(&mut used, &n)?;
+                chain.push_back(n);
             }
             Ok((conn, chain, ev.status(&ev.v)?))
         })();
@@ -374,8 +456,11 @@ impl Script {
             let e = match ev.text(&ev.v, "event")? {
                 "DISCONNECT" => TcpOffloadEvent::Disconnect,
                 "ABORT" => TcpOffloadEvent::Abort,
-                "RETRIEVE" => TcpOffloadEvent::Retrieve(upload_reason(ev.num(&ev.v, "reason")?)),
-                "SEND_BACKLOG_CHANGE" => TcpOffloadEvent::SendBacklogChange(ev.num(&ev.v, "bytes")? as u32),
+                "RETRIEVE" => match upload_reason(ev.num(&ev.v, "reason")?) {
+                    Some(r) => TcpOffloadEvent::Retrieve(r),
+                    None => return ev.err("unknown upload reason"),
+                },
+                "SEND_BACKLOG_CHANGE" => TcpOffloadEvent::SendBacklogChange(ev.num32(&ev.v, "bytes")?),
                 other => return ev.err(format!("unknown event {other:?}")),
             };
             Ok((conn, e))
@@ -383,14 +468,40 @@ impl Script {
         self.ok(r)
     }
 
-    fn hold(&mut self, mut chain: NblChain) {
+    fn hold(&mut self, line: usize, mut chain: NblChain) {
         while let Some(n) = chain.pop_front() {
-            self.held.insert(n.id(), n);
+            if self.keep(line, n.net_buffer().chain_len()).is_none() {
+                return;
+            }
+            if let Some(old) = self.held.insert(n.id(), n) {
+                self.nbl_bytes -= old.net_buffer().chain_len();
+            }
+        }
+    }
+
+    /// Checks that feeding `len` more bytes to `conn` keeps what the verifier holds
+    /// undelivered within bounds; counts them.
+    fn feed(&mut self, line: usize, conn: ConnId, len: usize, delivered_total: u64) -> Option<()> {
+        let undelivered = self.fed_live.saturating_sub(delivered_total.saturating_sub(self.delivered_gone));
+        if undelivered.saturating_add(len as u64) > MAX_LIVE as u64 {
+            self.fail(ReplayError { line, msg: "more than 1 GiB fed and not delivered".into() });
+            return None;
+        }
+        *self.fed.entry(conn).or_default() += len as u64;
+        self.fed_live += len as u64;
+        Some(())
+    }
+
+    /// A connection leaves: what it was fed and what it delivered no longer count.
+    fn gone(&mut self, conn: ConnId, delivered: u64) {
+        if let Some(f) = self.fed.remove(&conn) {
+            self.fed_live -= f;
+            self.delivered_gone += delivered;
         }
     }
 }
 
-fn upload_reason(n: u64) -> TcpUploadReason {
+fn upload_reason(n: u64) -> Option<TcpUploadReason> {
     use TcpUploadReason::*;
     [
         LowActivity,
@@ -407,7 +518,6 @@ fn upload_reason(n: u64) -> TcpUploadReason {
     ]
     .into_iter()
     .find(|r| *r as u64 == n)
-    .unwrap_or(UploadRequested)
 }
 
 fn conn_state(n: u64) -> Option<TcpConnectionState> {
@@ -463,9 +573,12 @@ impl ReplayTarget {
     /// Takes what the host did inside an upcall: posted NBLs are now the target's.
     fn absorb(&mut self, mut nested: NestedCalls) {
         let mut s = self.s.borrow_mut();
+        let line = s.evs.get(s.pos.saturating_sub(1)).map_or(0, |e| e.line);
         for (_, mut chain) in nested.drain_posts() {
             while let Some(n) = chain.pop_front() {
-                s.posted.insert(n.id(), n);
+                if s.post_keep(line, n).is_none() {
+                    return;
+                }
             }
         }
         drop(nested.take_returns());
@@ -515,9 +628,12 @@ impl OffloadTarget for ReplayTarget {
         let mut ids = Vec::new();
         {
             let mut s = self.s.borrow_mut();
+            let line = s.evs.get(s.pos.saturating_sub(1)).map_or(0, |e| e.line);
             while let Some(n) = nbls.pop_front() {
                 ids.push(n.id());
-                s.posted.insert(n.id(), n);
+                if s.post_keep(line, n).is_none() {
+                    break;
+                }
             }
         }
         let ret = self.run_scope(host);
@@ -525,7 +641,7 @@ impl OffloadTarget for ReplayTarget {
             Some(Ok(status)) => Ok(status),
             Some(Err(_)) => {
                 let mut s = self.s.borrow_mut();
-                let back = ids.iter().filter_map(|id| s.posted.remove(id)).collect();
+                let back = ids.iter().filter_map(|&id| s.posted_take(id)).collect();
                 Err(PostRejected { nbls: back, error: ApiMisuse::Unsupported(RECORDED) })
             }
             None => Ok(NdisStatus::Pending),
@@ -568,15 +684,17 @@ impl OffloadTarget for ReplayTarget {
         };
         let ev = ret.expect("status came from it");
         let r = (|| {
-            let mut buffered = NblChain::new();
+            let (mut buffered, mut used) = (NblChain::new(), 0);
             if ev.v.get("buffered").is_some() {
                 for d in ev.list(&ev.v, "buffered")? {
-                    buffered.push_back(ev.target_nbl(d)?);
+                    let n = ev.target_nbl(d)?;
+                    ev.budget(&mut used, &n)?;
+                    buffered.push_back(n);
                 }
             }
             Ok(TcpDelegatedState {
-                state: ev.v.get("state").and_then(Value::as_u64).and_then(conn_state),
-                rcv_nxt: ev.num(&ev.v, "rcv_nxt")? as u32,
+                state: ev.state(&ev.v)?,
+                rcv_nxt: ev.num32(&ev.v, "rcv_nxt")?,
                 buffered_data: buffered,
                 ..TcpDelegatedState::default()
             })
@@ -624,6 +742,16 @@ impl ReceiveInput for ReplayTarget {
     }
 
     fn receive_rst(&mut self, _now: Instant, conn: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+        self.input_result(conn, host)
+    }
+
+    fn indicate_event(
+        &mut self,
+        _now: Instant,
+        conn: ConnId,
+        _event: TcpOffloadEvent,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
         self.input_result(conn, host)
     }
 
@@ -698,7 +826,7 @@ impl ProtocolHost for ReplayHost {
         };
         match ret.v.get("outcome").and_then(Value::as_str) {
             Some("SUCCESS") => {
-                self.s.borrow_mut().hold(nbl);
+                self.s.borrow_mut().hold(ret.line, nbl);
                 IndicateReturn::Success
             }
             Some("PARTIALLY_ACCEPTED") => {
@@ -772,10 +900,11 @@ pub fn replay(text: &str) -> Result<ReplayReport, ReplayError> {
             "offload" => {
                 let r = (|| {
                     let conn = ev.conn()?;
-                    let mut buffered = NblChain::new();
+                    let (mut buffered, mut used) = (NblChain::new(), 0);
                     if ev.v.get("buffered").is_some() {
                         for d in ev.list(&ev.v, "buffered")? {
                             let mut n = ev.target_nbl(d)?;
+                            ev.budget(&mut used, &n)?;
                             // BufferedData at offload comes from the host.
                             let id = n.id();
                             if id.pool() == Some(crate::ndis::PoolTag::Target) {
@@ -789,18 +918,17 @@ pub fn replay(text: &str) -> Result<ReplayReport, ReplayError> {
                     }
                     let state = TcpOffloadState {
                         constant: TcpConstState {
-                            local_port: ev.v.get("local_port").and_then(Value::as_u64).unwrap_or(0) as u16,
-                            remote_port: ev.v.get("remote_port").and_then(Value::as_u64).unwrap_or(0) as u16,
+                            local_port: ev.opt32(&ev.v, "local_port")? as u16,
+                            remote_port: ev.opt32(&ev.v, "remote_port")? as u16,
                             ..TcpConstState::default()
                         },
                         cached: TcpCachedState {
-                            initial_rcv_wnd: ev.num(&ev.v, "initial_rcv_wnd")? as u32,
-                            rcv_indication_size: ev.v.get("rcv_indication_size").and_then(Value::as_u64).unwrap_or(0)
-                                as u32,
+                            initial_rcv_wnd: ev.num32(&ev.v, "initial_rcv_wnd")?,
+                            rcv_indication_size: ev.opt32(&ev.v, "rcv_indication_size")?,
                         },
                         delegated: TcpDelegatedState {
-                            state: ev.v.get("state").and_then(Value::as_u64).and_then(conn_state),
-                            rcv_nxt: ev.num(&ev.v, "rcv_nxt")? as u32,
+                            state: ev.state(&ev.v)?,
+                            rcv_nxt: ev.num32(&ev.v, "rcv_nxt")?,
                             buffered_data: buffered,
                             ..TcpDelegatedState::default()
                         },
@@ -809,7 +937,14 @@ pub fn replay(text: &str) -> Result<ReplayReport, ReplayError> {
                 })();
                 let r = s.borrow_mut().ok(r);
                 if let Some((conn, state)) = r {
-                    let _ = v.initiate_offload(now, conn, state, &mut host);
+                    let held: usize = state.delegated.buffered_data.iter().map(|n| n.net_buffer().data_length()).sum();
+                    let checked = v.core().checked_bytes();
+                    let delivered = v.core().delivered(conn);
+                    // A re-offload under the same id starts a new stream.
+                    s.borrow_mut().gone(conn, delivered);
+                    if s.borrow_mut().feed(ev.line, conn, held, checked).is_some() {
+                        let _ = v.initiate_offload(now, conn, state, &mut host);
+                    }
                 }
             }
             "post" => {
@@ -841,12 +976,23 @@ pub fn replay(text: &str) -> Result<ReplayReport, ReplayError> {
             "terminate" => {
                 let conn = s.borrow_mut().ok(ev.conn());
                 if let Some(conn) = conn {
+                    let delivered = v.core().delivered(conn);
                     if let Ok(d) = v.terminate_offload(now, conn, &mut host) {
-                        s.borrow_mut().hold(d.buffered_data);
+                        let mut sc = s.borrow_mut();
+                        sc.gone(conn, delivered);
+                        sc.hold(ev.line, d.buffered_data);
                     }
                 }
             }
             "timer" => v.handle_timeout(now, &mut host),
+            "tcp_event" => {
+                let conn = s.borrow_mut().ok(ev.conn());
+                if let Some(conn) = conn {
+                    // The event itself is the upcall recorded inside; the scope names the cause.
+                    let e = TcpOffloadEvent::Retrieve(TcpUploadReason::UploadRequested);
+                    let _ = v.indicate_event(now, conn, e, &mut host);
+                }
+            }
             "data" => {
                 let r = (|| {
                     let len = ev.size(&ev.v, "len")?;
@@ -854,7 +1000,10 @@ pub fn replay(text: &str) -> Result<ReplayReport, ReplayError> {
                 })();
                 let r = s.borrow_mut().ok(r);
                 if let Some((conn, bytes, psh)) = r {
-                    let _ = v.receive_data(now, conn, &bytes, psh, &mut host);
+                    let checked = v.core().checked_bytes();
+                    if s.borrow_mut().feed(ev.line, conn, bytes.len(), checked).is_some() {
+                        let _ = v.receive_data(now, conn, &bytes, psh, &mut host);
+                    }
                 }
             }
             "fin" | "rst" => {

@@ -45,9 +45,10 @@ pub fn id_str(id: NblId) -> String {
 pub fn parse_id(s: &str) -> Option<NblId> {
     let (tag, n) = s.split_at_checked(1)?;
     let n: u64 = n.parse().ok()?;
+    let serial = (n < 1 << 48).then_some(n);
     match tag {
-        "h" => Some(NblId::new(PoolTag::Host, n)),
-        "t" => Some(NblId::new(PoolTag::Target, n)),
+        "h" => Some(NblId::new(PoolTag::Host, serial?)),
+        "t" => Some(NblId::new(PoolTag::Target, serial?)),
         "x" => Some(NblId(n)),
         _ => None,
     }
@@ -78,6 +79,11 @@ fn hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
+/// A TCP state as the trace writes it: its number, or `null` when not given.
+fn state_str(s: Option<crate::ndis::TcpConnectionState>) -> String {
+    s.map_or("null".to_string(), |s| (s as u32).to_string())
+}
+
 /// The event name of an upcall event, as the trace writes it.
 pub fn event_name(e: TcpOffloadEvent) -> &'static str {
     match e {
@@ -102,6 +108,10 @@ pub struct TraceWriter {
     /// A `timer` scope opened but not written yet: written only if something happens in it.
     lazy: Option<String>,
     lines: u64,
+    /// Connections named since the last timer sync (their push timers may have changed);
+    /// `all_touched` after a timer call, which may touch any.
+    touched: Vec<ConnId>,
+    all_touched: bool,
 }
 
 impl TraceWriter {
@@ -117,6 +127,8 @@ impl TraceWriter {
             now: Instant::ZERO,
             lazy: None,
             lines: 0,
+            touched: Vec::new(),
+            all_touched: false,
         };
         let mut s = format!("{{\"chimney_trace\":{TRACE_VERSION},\"generator\":");
         quote(&mut s, generator);
@@ -160,6 +172,9 @@ impl TraceWriter {
         let mut s = format!("{{\"ev\":\"{ev}\",\"t\":{}", self.now.as_nanos());
         if let Some(c) = conn {
             let _ = write!(s, ",\"conn\":{}", c.0);
+            if !self.touched.contains(&c) {
+                self.touched.push(c);
+            }
         }
         s
     }
@@ -241,10 +256,19 @@ impl TraceWriter {
         s
     }
 
-    /// Writes a `push_timer` line for every connection whose push timer changed.
+    /// Writes a `push_timer` line for every connection named since the last sync (every
+    /// connection after a timer call) whose push timer changed.
     fn sync_timers(&mut self, target: &dyn OffloadTarget) {
-        let conns: Vec<ConnId> = self.timers.keys().copied().collect();
+        let conns: Vec<ConnId> = if std::mem::take(&mut self.all_touched) {
+            self.touched.clear();
+            self.timers.keys().copied().collect()
+        } else {
+            std::mem::take(&mut self.touched)
+        };
         for c in conns {
+            if !self.timers.contains_key(&c) {
+                continue;
+            }
             let t = target.push_timer(c);
             if self.timers.get(&c) != Some(&t) {
                 self.timers.insert(c, t);
@@ -441,13 +465,16 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
             host,
             now,
             |out| {
+                // Followed from now on: a push timer armed during the offload is written
+                // inside it.
+                out.timers.insert(conn, None);
                 let mut s = out.start("offload", Some(conn));
                 let d = &state.delegated;
                 let _ = write!(
                     s,
                     ",\"rcv_nxt\":{},\"state\":{},\"initial_rcv_wnd\":{},\"rcv_indication_size\":{},\"local_port\":{},\"remote_port\":{},\"buffered\":[",
                     d.rcv_nxt,
-                    d.state.map_or(4, |s| s as u32),
+                    state_str(d.state),
                     state.cached.initial_rcv_wnd,
                     state.cached.rcv_indication_size,
                     state.constant.local_port,
@@ -465,13 +492,15 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
             |h| self.inner.initiate_offload(now, conn, state, h),
             |r, o| match &r {
                 Ok(back) => {
-                    o.timers.insert(conn, None);
                     let mut s = TraceWriter::status(NdisStatus::Success);
                     s.push_str(",\"returned\":");
                     TraceWriter::ids(&mut s, back);
                     s
                 }
-                Err(e) => TraceWriter::status(e.status),
+                Err(e) => {
+                    o.timers.remove(&conn);
+                    TraceWriter::status(e.status)
+                }
             }
         )
     }
@@ -557,12 +586,7 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
                 Ok(d) => {
                     out.timers.remove(&conn);
                     let mut s = TraceWriter::status(NdisStatus::Success);
-                    let _ = write!(
-                        s,
-                        ",\"rcv_nxt\":{},\"state\":{},\"buffered\":[",
-                        d.rcv_nxt,
-                        d.state.map_or(0, |s| s as u32)
-                    );
+                    let _ = write!(s, ",\"rcv_nxt\":{},\"state\":{},\"buffered\":[", d.rcv_nxt, state_str(d.state));
                     for (i, n) in d.buffered_data.iter().enumerate() {
                         if i > 0 {
                             s.push(',');
@@ -585,6 +609,7 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
             |out| {
                 let s = out.start("timer", None) + "}";
                 out.lazy = Some(s);
+                out.all_touched = true;
             },
             |h| self.inner.handle_timeout(now, h),
             |_r, _o| String::new()
@@ -667,6 +692,29 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Tracer<T> {
                 Self::open_input(out, now, "data", conn, &extra);
             },
             |h| self.inner.receive_placed(now, conn, len, psh, h),
+            |r, _o| input_ret(&r)
+        )
+    }
+
+    fn indicate_event(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        event: TcpOffloadEvent,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        traced!(
+            self,
+            host,
+            now,
+            |out| {
+                let mut extra = format!(",\"event\":\"{}\"", event_name(event));
+                if let TcpOffloadEvent::Retrieve(r) = event {
+                    let _ = write!(extra, ",\"reason\":{}", r as u32);
+                }
+                Self::open_input(out, now, "tcp_event", conn, &extra);
+            },
+            |h| self.inner.indicate_event(now, conn, event, h),
             |r, _o| input_ret(&r)
         )
     }

@@ -1139,6 +1139,19 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Verifier<T> {
         self.inner.placement_room(conn, max, out)
     }
 
+    fn indicate_event(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        event: TcpOffloadEvent,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        VerifierCore::touch(&mut self.core.lock(), conn);
+        let r = self.inner.indicate_event(now, conn, event, &mut VerifyingHost::new(&self.core, host));
+        self.after();
+        r
+    }
+
     fn placed_bytes(&self, conn: ConnId, len: usize, f: &mut dyn FnMut(&[u8])) {
         self.inner.placed_bytes(conn, len, f)
     }

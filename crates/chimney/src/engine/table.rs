@@ -31,7 +31,13 @@ impl ConnTable {
     pub(crate) fn insert(&mut self, key: &FourTuple, id: ConnId, tuple_of: impl Fn(u32) -> Option<FourTuple>) {
         let h = self.hash(key);
         let hasher = &self.hasher;
-        self.t.insert_unique(h, id.0, |&other| tuple_of(other).map_or(0, |k| hasher.hash_one(k)));
+        self.t.insert_unique(h, id.0, |&other| {
+            // Every id in the table has its connection in place while the table can grow
+            // (the engine inserts only outside a terminate's upcalls).
+            let k = tuple_of(other);
+            debug_assert!(k.is_some(), "connection {other} missing while the table grows");
+            k.map_or(0, |k| hasher.hash_one(k))
+        });
     }
 
     /// Removes `key → id`.

@@ -1030,9 +1030,14 @@ impl TcpConn {
     }
 }
 
-/// An event the engine itself indicates (upload requests): the host may post or return from
+/// An event the engine itself indicates (upload requests), through the delivery layer (which
+/// serializes it with the connection's other upcalls; the verifier and the tracer see it).
+/// A layer without that entry point gets the upcall directly: the host may post or return from
 /// inside it; those calls are made on the delivery layer right after it returns.
 pub fn host_event(now: Instant, cx: &mut Cx<'_>, id: ConnId, event: TcpOffloadEvent) {
+    if cx.delivery.indicate_event(now, id, event, cx.host).is_ok() {
+        return;
+    }
     let mut nested = NestedCalls::new();
     cx.host.event_indicate(id, event, &mut nested);
     for (conn, nbls) in nested.drain_posts() {
