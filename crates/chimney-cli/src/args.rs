@@ -34,7 +34,8 @@ pub struct PolicyArgs {
     /// RcvIndicationSize (0 = as much as possible).
     #[arg(long, default_value_t = 0)]
     pub rcv_indication_size: u32,
-    /// Slow consumer: take nothing until the receive window is zero, wait this many ms, resume.
+    /// Slow consumer: take nothing until the receive window is zero (or the peer has finished
+    /// sending), wait this many ms, resume.
     #[arg(long)]
     pub stall_ms: Option<u64>,
     /// Re-post from the driver instead of from inside the completion.

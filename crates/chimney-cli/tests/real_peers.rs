@@ -238,6 +238,11 @@ fn stalled_application_resumes_after_zero_window() {
     // The application takes nothing until the window is zero, waits 300 ms (Linux probes the
     // zero window), then posts: the window reopens and nothing is lost.
     exact(&["--stall-ms", "300", "--rcv-wnd", "65536", "--connections", "1", "--bytes", "4194304"], 1, 4 << 20);
+    // A stream shorter than the window never closes it: the application resumes once the
+    // peer has finished sending (the demo once waited for its timeout here).
+    let t0 = std::time::Instant::now();
+    exact(&["--stall-ms", "200", "--connections", "2", "--bytes", "1048576"], 2, 1 << 20);
+    assert!(t0.elapsed() < std::time::Duration::from_secs(60), "took {:?}", t0.elapsed());
 }
 
 #[test]

@@ -32,8 +32,8 @@ pub struct DriverConfig {
     pub delivery: DeliveryConfig,
     /// The application policy of every connection.
     pub policy: AppPolicy,
-    /// Slow consumer: the application takes nothing until the window is zero, waits this
-    /// long, then resumes with `policy`.
+    /// Slow consumer: the application takes nothing until the window is zero (or the peer
+    /// has finished sending), waits this long, then resumes with `policy`.
     pub stall: Option<Duration>,
     /// Impairment of packets from the TUN to the engine.
     pub impair_in: ImpairConfig,
@@ -518,11 +518,15 @@ impl Driver {
                 let _ = self.host.top_up(now, conn, &mut self.engine);
             }
         }
-        // Slow consumers resume once the window has been zero for the stall time.
+        // Slow consumers resume once the window has been zero (or the peer has finished
+        // sending: a stream shorter than the window never closes it) for the stall time.
         if let Some(stall) = self.cfg.stall {
             let ids: Vec<ConnId> = self.live.keys().copied().collect();
             for id in ids {
-                let zero = self.engine.conn(id).is_some_and(|c| c.rcv_wnd() == 0);
+                let zero = self
+                    .engine
+                    .conn(id)
+                    .is_some_and(|c| c.rcv_wnd() == 0 || c.state != chimney::ndis::TcpConnectionState::Established);
                 let Some(l) = self.live.get_mut(&id) else { continue };
                 match l.stalled_since {
                     Some(None) if zero => l.stalled_since = Some(Some(now)),
