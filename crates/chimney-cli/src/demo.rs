@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as WallClock};
 
+use crate::shards::Shards;
 use chimney::rng::SplitMix64;
-use chimney_linux::{ConnReport, Driver, DriverSummary, Netns, Tun};
+use chimney_linux::{ConnReport, Netns, Tun};
 use sha2::{Digest, Sha256};
 
 use crate::args::{ImpairArgs, PolicyArgs};
@@ -196,11 +197,18 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-    let mut shards = match Shards::start(tuns, &cfg, capture.as_ref()) {
+    let tap = capture.clone();
+    let configure: crate::shards::Configure = Arc::new(move |_, d| {
+        if let Some(c) = &tap {
+            d.set_tap(crate::pcap::tap(c));
+        }
+        Box::new(|_| {})
+    });
+    let mut shards = match Shards::start(tuns, &cfg, configure) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
-    if let (Some(w), Shards::One(d)) = (trace, &mut shards) {
+    if let (Some(w), Some(d)) = (trace, shards.single()) {
         d.set_trace(w);
     }
     let done = Arc::new(AtomicUsize::new(0));
@@ -248,7 +256,7 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         }
     }
     let wall = t0.elapsed();
-    if let (Shards::One(d), Some(path)) = (&mut shards, &a.trace.trace) {
+    if let (Some(d), Some(path)) = (shards.single(), &a.trace.trace) {
         match d.finish_trace() {
             Some(Ok(n)) if !a.json => eprintln!("chimney demo: {n} trace lines written to {}", path.display()),
             Some(Err(e)) => return fail(format!("writing {}: {e}", path.display())),
@@ -291,133 +299,6 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         })
         .collect();
     crate::report::print_demo(a, &sent_views(&sent), &reports, &summary, wall)
-}
-
-/// One driver on the calling thread, or one per TUN queue on threads of their own (each owns
-/// its engine, verifier and application: nothing is shared but the report channel).
-enum Shards {
-    One(Box<Driver>),
-    Many {
-        workers: Vec<std::thread::JoinHandle<Result<DriverSummary, chimney_linux::DriverError>>>,
-        reports: std::sync::mpsc::Receiver<ConnReport>,
-        stop: Arc<std::sync::atomic::AtomicBool>,
-        live: Arc<AtomicUsize>,
-        bytes: Arc<std::sync::atomic::AtomicU64>,
-    },
-}
-
-impl Shards {
-    fn start(
-        tuns: Vec<Tun>,
-        cfg: &chimney_linux::DriverConfig,
-        capture: Option<&crate::pcap::Shared>,
-    ) -> Result<Shards, chimney_linux::DriverError> {
-        if tuns.len() == 1 {
-            let tun = tuns
-                .into_iter()
-                .next()
-                .ok_or(chimney_linux::DriverError { step: "starting the driver", detail: "no TUN queue".into() })?;
-            let mut d = Driver::new(tun, cfg.clone())?;
-            if let Some(c) = capture {
-                d.set_tap(crate::pcap::tap(c));
-            }
-            return Ok(Shards::One(Box::new(d)));
-        }
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let live = Arc::new(AtomicUsize::new(0));
-        let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let mut workers = Vec::new();
-        for (i, tun) in tuns.into_iter().enumerate() {
-            let mut cfg = cfg.clone();
-            cfg.engine.seed ^= (i as u64 + 1) << 48;
-            let (tx, stop, live, bytes) = (tx.clone(), Arc::clone(&stop), Arc::clone(&live), Arc::clone(&bytes));
-            let tap = capture.map(crate::pcap::tap);
-            workers.push(std::thread::spawn(move || -> Result<DriverSummary, chimney_linux::DriverError> {
-                let mut d = Driver::new(tun, cfg)?;
-                if let Some(t) = tap {
-                    d.set_tap(t);
-                }
-                let (mut my_live, mut my_bytes) = (0usize, 0u64);
-                while !stop.load(Ordering::SeqCst) {
-                    d.step(Duration::from_millis(5))?;
-                    for r in d.take_reports() {
-                        let _ = tx.send(r);
-                    }
-                    // Publish this shard's figures as differences to the shared totals.
-                    let (l, b) = (d.live(), d.bytes_received());
-                    live.fetch_add(l, Ordering::SeqCst);
-                    live.fetch_sub(my_live, Ordering::SeqCst);
-                    bytes.fetch_add(b - my_bytes, Ordering::SeqCst);
-                    (my_live, my_bytes) = (l, b);
-                }
-                d.shutdown();
-                for r in d.take_reports() {
-                    let _ = tx.send(r);
-                }
-                live.fetch_sub(my_live, Ordering::SeqCst);
-                Ok(d.summary())
-            }));
-        }
-        Ok(Shards::Many { workers, reports: rx, stop, live, bytes })
-    }
-
-    fn step(&mut self, wait: Duration, out: &mut Vec<ConnReport>) -> Result<(), chimney_linux::DriverError> {
-        match self {
-            Shards::One(d) => {
-                d.step(wait)?;
-                out.extend(d.take_reports());
-            }
-            Shards::Many { reports, .. } => {
-                if let Ok(r) = reports.recv_timeout(wait) {
-                    out.push(r);
-                }
-                out.extend(reports.try_iter());
-            }
-        }
-        Ok(())
-    }
-
-    fn live(&self) -> usize {
-        match self {
-            Shards::One(d) => d.live(),
-            Shards::Many { live, .. } => live.load(Ordering::SeqCst),
-        }
-    }
-
-    fn bytes_received(&self) -> u64 {
-        match self {
-            Shards::One(d) => d.bytes_received(),
-            Shards::Many { bytes, .. } => bytes.load(Ordering::SeqCst),
-        }
-    }
-
-    fn shutdown(&mut self, out: &mut Vec<ConnReport>) {
-        if let Shards::One(d) = self {
-            d.shutdown();
-            out.extend(d.take_reports());
-        }
-    }
-
-    /// Stops the shards and sums what they report.
-    fn finish(self, out: &mut Vec<ConnReport>) -> Result<DriverSummary, chimney_linux::DriverError> {
-        match self {
-            Shards::One(d) => Ok(d.summary()),
-            Shards::Many { workers, reports, stop, .. } => {
-                stop.store(true, Ordering::SeqCst);
-                let mut sum = DriverSummary::default();
-                for w in workers {
-                    let s = w.join().map_err(|_| chimney_linux::DriverError {
-                        step: "running a queue's driver",
-                        detail: "thread panicked".into(),
-                    })??;
-                    sum.merge(s);
-                }
-                out.extend(reports.try_iter());
-                Ok(sum)
-            }
-        }
-    }
 }
 
 /// What the report needs from a client.

@@ -12,6 +12,7 @@ mod pcap;
 mod plot;
 mod report;
 mod serve;
+mod shards;
 mod sim;
 mod verify;
 

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as WallClock};
 
 use chimney::contract::ConnId;
-use chimney_linux::{ConnReport, Driver, Tun};
+use chimney_linux::{ConnReport, DriverSummary, Tun};
+
+use crate::shards::Shards;
 
 use crate::args::{ImpairArgs, PolicyArgs};
 
@@ -41,6 +43,10 @@ pub struct ServeArgs {
     /// TUN MTU.
     #[arg(long, default_value_t = 1500)]
     pub mtu: u32,
+    /// TUN queues: a multi-queue device with one engine shard per queue on its own thread
+    /// (the kernel steers each flow to one queue).
+    #[arg(long, default_value_t = 1)]
+    pub queues: usize,
     /// Seed of impairments and ISNs.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -84,6 +90,25 @@ fn json_line(r: &ConnReport) -> serde_json::Value {
     })
 }
 
+/// The connections that ended: each printed as a JSON line, then summed.
+#[derive(Default)]
+struct Tally {
+    ended: usize,
+    bytes: u64,
+    violations: usize,
+    ends: HashMap<&'static str, usize>,
+}
+
+impl Tally {
+    fn add(&mut self, r: &ConnReport) {
+        println!("{}", json_line(r));
+        self.ended += 1;
+        self.bytes += r.bytes;
+        self.violations += r.violations;
+        *self.ends.entry(r.end.as_str()).or_default() += 1;
+    }
+}
+
 pub fn run(a: &ServeArgs) -> ExitCode {
     let fail = |msg: String| {
         eprintln!("chimney serve: {msg}");
@@ -96,7 +121,13 @@ pub fn run(a: &ServeArgs) -> ExitCode {
     if let Err(e) = chimney_linux::preflight() {
         return fail(e.to_string());
     }
-    let tun = match Tun::open_with(&a.tun, a.policy.offload_with(&impair)) {
+    if a.queues == 0 || a.queues > 64 {
+        return fail(format!("--queues must be 1..=64, got {}", a.queues));
+    }
+    if a.trace.trace.is_some() && a.queues > 1 {
+        return fail("--trace records one engine's calls: use it with --queues 1".into());
+    }
+    let tuns = match Tun::open_queues(&a.tun, a.policy.offload_with(&impair), a.queues) {
         Ok(t) => t,
         Err(e) => return fail(e.to_string()),
     };
@@ -128,36 +159,46 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         }
     }
     let cfg = crate::args::driver_config(&a.policy, policy, impair, a.seed, a.listen, a.mtu);
-    let mut driver = match Driver::new(tun, cfg) {
-        Ok(d) => d,
-        Err(e) => return fail(e.to_string()),
-    };
     let capture = match a.pcap.as_deref().map(crate::pcap::open).transpose() {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    if let Some(c) = &capture {
-        driver.set_tap(crate::pcap::tap(c));
-    }
-    match a.trace.open() {
-        Ok(Some(w)) => driver.set_trace(w),
-        Ok(None) => {}
+    let trace = match a.trace.open() {
+        Ok(t) => t,
         Err(e) => return fail(e),
-    }
-    // Streams to files, opened when a connection's first bytes arrive.
-    let files: Arc<Mutex<HashMap<ConnId, File>>> = Arc::new(Mutex::new(HashMap::new()));
-    if let Some(dir) = a.out.clone() {
-        let files = Arc::clone(&files);
-        let mut serial = 0u64;
+    };
+    // Streams to files, opened when a connection's first bytes arrive, closed by the shard
+    // that served it when the connection ends (connection ids are per shard).
+    let serial = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (out, tap) = (a.out.clone(), capture.clone());
+    let configure: crate::shards::Configure = Arc::new(move |_, driver| {
+        if let Some(c) = &tap {
+            driver.set_tap(crate::pcap::tap(c));
+        }
+        let Some(dir) = out.clone() else {
+            return Box::new(|_| {});
+        };
+        let files: Arc<Mutex<HashMap<ConnId, File>>> = Arc::new(Mutex::new(HashMap::new()));
+        let (sink_files, serial) = (Arc::clone(&files), Arc::clone(&serial));
         driver.set_sink(Box::new(move |conn, bytes| {
-            let mut map = files.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = sink_files.lock().unwrap_or_else(|e| e.into_inner());
             let f = map.entry(conn).or_insert_with(|| {
-                serial += 1;
-                File::create(dir.join(format!("conn-{serial}.bin")))
+                let n = serial.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                File::create(dir.join(format!("conn-{n}.bin")))
                     .unwrap_or_else(|_| File::create("/dev/null").expect("/dev/null"))
             });
             let _ = f.write_all(bytes);
         }));
+        Box::new(move |r: &ConnReport| {
+            files.lock().unwrap_or_else(|e| e.into_inner()).remove(&r.conn);
+        })
+    });
+    let mut shards = match Shards::start(tuns, &cfg, configure) {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string()),
+    };
+    if let (Some(w), Some(d)) = (trace, shards.single()) {
+        d.set_trace(w);
     }
     let handler = nix::sys::signal::SigHandler::Handler(on_signal);
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
@@ -167,38 +208,38 @@ pub fn run(a: &ServeArgs) -> ExitCode {
     }
     eprintln!("chimney serve: listening on {} via {} ({}); Ctrl-C to stop", a.listen, a.tun, a.local);
     let t0 = WallClock::now();
-    let mut ended = 0usize;
-    let (mut bytes, mut violations) = (0u64, 0usize);
-    let mut ends: HashMap<&'static str, usize> = HashMap::new();
+    let mut tally = Tally::default();
+    let mut reports = Vec::new();
     loop {
-        if let Err(e) = driver.step(Duration::from_millis(20)) {
+        if let Err(e) = shards.step(Duration::from_millis(20), &mut reports) {
             eprintln!("chimney serve: {e}");
             break;
         }
-        for r in driver.take_reports() {
-            files.lock().unwrap_or_else(|e| e.into_inner()).remove(&r.conn);
-            println!("{}", json_line(&r));
-            ended += 1;
-            bytes += r.bytes;
-            violations += r.violations;
-            *ends.entry(r.end.as_str()).or_default() += 1;
+        for r in reports.drain(..) {
+            tally.add(&r);
         }
-        if STOP.load(Ordering::SeqCst) || (a.connections > 0 && ended >= a.connections) {
+        if STOP.load(Ordering::SeqCst) || (a.connections > 0 && tally.ended >= a.connections) {
             break;
         }
     }
-    driver.shutdown();
-    for r in driver.take_reports() {
-        println!("{}", json_line(&r));
-        ended += 1;
-        bytes += r.bytes;
-        violations += r.violations;
-        *ends.entry(r.end.as_str()).or_default() += 1;
+    shards.shutdown(&mut reports);
+    if let (Some(d), Some(path)) = (shards.single(), &a.trace.trace) {
+        if let Some(Err(e)) = d.finish_trace() {
+            eprintln!("chimney serve: writing {}: {e}", path.display());
+        }
     }
-    let all = driver.violations().len();
-    if let (Some(Err(e)), Some(path)) = (driver.finish_trace(), &a.trace.trace) {
-        eprintln!("chimney serve: writing {}: {e}", path.display());
+    let summary = match shards.finish(&mut reports) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chimney serve: {e}");
+            DriverSummary::default()
+        }
+    };
+    for r in reports.drain(..) {
+        tally.add(&r);
     }
+    let all = summary.violations.len();
+    let Tally { ended, bytes, violations, ends } = tally;
     if let (Some(c), Some(path)) = (&capture, &a.pcap) {
         if let Err(e) = crate::pcap::finish(c) {
             eprintln!("chimney serve: writing {}: {e}", path.display());
@@ -209,9 +250,10 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         serde_json::json!({"summary": {
             "connections": ended, "bytes": bytes, "seconds": t0.elapsed().as_secs_f64(),
             "violations": all.max(violations), "ends": ends,
-            "drops": driver.stats().drop_table().into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
-            "tcp_offload_stats": crate::report::tcp_stats_json(&driver.stats()),
-            "ip_offload_stats": crate::report::ip_stats_json(&driver.stats()),
+            "drops": summary.stats.drop_table().into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            "tcp_offload_stats": crate::report::tcp_stats_json(&summary.stats),
+            "ip_offload_stats": crate::report::ip_stats_json(&summary.stats),
+            "per_queue_offloads": summary.per_queue_offloads,
         }})
     );
     if all == 0 {

@@ -380,6 +380,61 @@ fn without_root_the_demo_says_so_and_runs_simulated() {
     assert_eq!(out.status.code(), Some(0), "{text}");
 }
 
+/// `serve --queues 2`: a multi-queue TUN with one shard per queue; eight clients with
+/// distinct streams; every stream lands whole in its own file; the summary counts them all.
+#[test]
+fn serve_with_two_queues_writes_every_stream() {
+    if !can_run() {
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_chimney");
+    let dir = std::env::temp_dir().join(format!("chimney-out-q-{}", std::process::id()));
+    let script = format!(
+        r#"ip link set lo up
+{bin} serve --tun chq0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --queues 2 --connections 8 --out {d} > {d}.json &
+pid=$!
+sleep 0.5
+python3 -c '
+import socket, threading
+def send(i):
+    s = socket.create_connection(("198.18.0.1", 5001))
+    s.sendall(bytes([i]) * 1000 + bytes(range(256)) * (500 + i)); s.shutdown(socket.SHUT_WR); s.recv(1); s.close()
+ts = [threading.Thread(target=send, args=(i,)) for i in range(8)]
+[t.start() for t in ts]; [t.join() for t in ts]
+'
+wait $pid
+echo EXIT $?
+"#,
+        d = dir.display()
+    );
+    let out = Command::new("unshare").args(["--net", "sh", "-c", &script]).output().expect("unshare");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("EXIT 0"), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    let mut got: Vec<Vec<u8>> =
+        std::fs::read_dir(&dir).unwrap().map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect();
+    got.sort_by_key(|v| v[0]);
+    let want: Vec<Vec<u8>> = (0..8u8)
+        .map(|i| {
+            let mut v = vec![i; 1000];
+            v.extend((0..500 + usize::from(i)).flat_map(|_| 0..=255u8));
+            v
+        })
+        .collect();
+    assert_eq!(got.len(), 8, "one file per connection");
+    assert!(got == want, "every stream whole, in its own file");
+    let json = std::fs::read_to_string(format!("{}.json", dir.display())).unwrap();
+    let summary: Value = json
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v.get("summary").is_some())
+        .unwrap();
+    assert_eq!(summary["summary"]["connections"], 8, "{json}");
+    assert_eq!(summary["summary"]["violations"], 0, "{json}");
+    assert_eq!(summary["summary"]["per_queue_offloads"].as_array().map(Vec::len), Some(2), "{json}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(format!("{}.json", dir.display()));
+}
+
 #[test]
 fn serve_writes_streams_to_out_dir() {
     if !can_run() {

@@ -1,0 +1,163 @@
+//! Engine shards: one driver per TUN queue, share-nothing (`--queues N` on `demo` and
+//! `serve`). With one queue the driver runs on the calling thread; with several, each runs on
+//! a thread of its own and reports come back over a channel.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chimney_linux::{ConnReport, Driver, DriverSummary, Tun};
+
+/// What runs on each report in the shard's own thread (e.g. closing that connection's file).
+pub type ReportHook = Box<dyn FnMut(&ConnReport) + Send>;
+
+/// Sets up one shard's driver (tap, sink) given its index; returns its report hook.
+pub type Configure = Arc<dyn Fn(usize, &mut Driver) -> ReportHook + Send + Sync>;
+
+/// One driver on the calling thread, or one per TUN queue on threads of their own (each owns
+/// its engine, verifier and application: nothing is shared but the report channel).
+pub enum Shards {
+    /// One driver on the calling thread, with its report hook.
+    One(Box<Driver>, ReportHook),
+    /// One driver per queue, each on its own thread.
+    Many {
+        workers: Vec<std::thread::JoinHandle<Result<DriverSummary, chimney_linux::DriverError>>>,
+        reports: std::sync::mpsc::Receiver<ConnReport>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        live: Arc<AtomicUsize>,
+        bytes: Arc<std::sync::atomic::AtomicU64>,
+    },
+}
+
+impl Shards {
+    /// One driver per queue in `tuns` (on this thread when there is one), each set up by
+    /// `configure(shard index, driver)`.
+    pub fn start(
+        tuns: Vec<Tun>,
+        cfg: &chimney_linux::DriverConfig,
+        configure: Configure,
+    ) -> Result<Shards, chimney_linux::DriverError> {
+        if tuns.len() == 1 {
+            let tun = tuns
+                .into_iter()
+                .next()
+                .ok_or(chimney_linux::DriverError { step: "starting the driver", detail: "no TUN queue".into() })?;
+            let mut d = Driver::new(tun, cfg.clone())?;
+            let hook = configure(0, &mut d);
+            return Ok(Shards::One(Box::new(d), hook));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let live = Arc::new(AtomicUsize::new(0));
+        let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut workers = Vec::new();
+        for (i, tun) in tuns.into_iter().enumerate() {
+            let mut cfg = cfg.clone();
+            cfg.engine.seed ^= (i as u64 + 1) << 48;
+            let (tx, stop, live, bytes) = (tx.clone(), Arc::clone(&stop), Arc::clone(&live), Arc::clone(&bytes));
+            let configure = Arc::clone(&configure);
+            workers.push(std::thread::spawn(move || -> Result<DriverSummary, chimney_linux::DriverError> {
+                let mut d = Driver::new(tun, cfg)?;
+                let mut hook = configure(i, &mut d);
+                let (mut my_live, mut my_bytes) = (0usize, 0u64);
+                while !stop.load(Ordering::SeqCst) {
+                    d.step(Duration::from_millis(5))?;
+                    for r in d.take_reports() {
+                        hook(&r);
+                        let _ = tx.send(r);
+                    }
+                    // Publish this shard's figures as differences to the shared totals.
+                    let (l, b) = (d.live(), d.bytes_received());
+                    live.fetch_add(l, Ordering::SeqCst);
+                    live.fetch_sub(my_live, Ordering::SeqCst);
+                    bytes.fetch_add(b - my_bytes, Ordering::SeqCst);
+                    (my_live, my_bytes) = (l, b);
+                }
+                d.shutdown();
+                for r in d.take_reports() {
+                    hook(&r);
+                    let _ = tx.send(r);
+                }
+                live.fetch_sub(my_live, Ordering::SeqCst);
+                Ok(d.summary())
+            }));
+        }
+        Ok(Shards::Many { workers, reports: rx, stop, live, bytes })
+    }
+
+    /// Runs one round (one shard) or waits up to `wait` for reports (several).
+    pub fn step(&mut self, wait: Duration, out: &mut Vec<ConnReport>) -> Result<(), chimney_linux::DriverError> {
+        match self {
+            Shards::One(d, hook) => {
+                d.step(wait)?;
+                for r in d.take_reports() {
+                    hook(&r);
+                    out.push(r);
+                }
+            }
+            Shards::Many { reports, .. } => {
+                if let Ok(r) = reports.recv_timeout(wait) {
+                    out.push(r);
+                }
+                out.extend(reports.try_iter());
+            }
+        }
+        Ok(())
+    }
+
+    /// The single driver, when there is one (tracing needs it).
+    pub fn single(&mut self) -> Option<&mut Driver> {
+        match self {
+            Shards::One(d, _) => Some(d),
+            Shards::Many { .. } => None,
+        }
+    }
+
+    /// Connections offloaded now, all shards.
+    pub fn live(&self) -> usize {
+        match self {
+            Shards::One(d, _) => d.live(),
+            Shards::Many { live, .. } => live.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Bytes received so far, all shards.
+    pub fn bytes_received(&self) -> u64 {
+        match self {
+            Shards::One(d, _) => d.bytes_received(),
+            Shards::Many { bytes, .. } => bytes.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Uploads every live connection of a single driver (several shards do so when
+    /// [`Shards::finish`] stops them).
+    pub fn shutdown(&mut self, out: &mut Vec<ConnReport>) {
+        if let Shards::One(d, hook) = self {
+            d.shutdown();
+            for r in d.take_reports() {
+                hook(&r);
+                out.push(r);
+            }
+        }
+    }
+
+    /// Stops the shards and sums what they report.
+    pub fn finish(self, out: &mut Vec<ConnReport>) -> Result<DriverSummary, chimney_linux::DriverError> {
+        match self {
+            Shards::One(d, _) => Ok(d.summary()),
+            Shards::Many { workers, reports, stop, .. } => {
+                stop.store(true, Ordering::SeqCst);
+                let mut sum = DriverSummary::default();
+                for w in workers {
+                    let s = w.join().map_err(|_| chimney_linux::DriverError {
+                        step: "running a queue's driver",
+                        detail: "thread panicked".into(),
+                    })??;
+                    sum.merge(s);
+                }
+                out.extend(reports.try_iter());
+                Ok(sum)
+            }
+        }
+    }
+}
