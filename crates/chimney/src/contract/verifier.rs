@@ -672,8 +672,12 @@ impl VerifierCore {
             if c.disconnect_indicated && b > 0 {
                 f.add(&rules::R_FIN_1, id, Some(nid), "data completed after TcpIndicateDisconnect");
             }
-            let data = nbl_bytes(nbl, rec.offset0, b);
-            Self::deliver(&mut st, conn, nid, &data, f);
+            // Bytes placed in one MDL (the usual case) are compared where they lie.
+            let mut parts = nbl.net_buffer().slices(rec.offset0, b);
+            match (parts.next(), parts.next()) {
+                (Some(one), None) if one.len() == b => Self::deliver(&mut st, conn, nid, one, f),
+                _ => Self::deliver(&mut st, conn, nid, &nbl_bytes(nbl, rec.offset0, b), f),
+            }
         }
     }
 
