@@ -93,7 +93,9 @@ pub struct Engine<D> {
     cfg: EngineConfig,
     delivery: D,
     table: table::ConnTable,
-    conns: Vec<Option<Box<TcpConn>>>,
+    /// Connections inline, indexed by id (no box: one cache miss less per packet and no
+    /// allocator header per connection).
+    conns: Vec<Option<TcpConn>>,
     free_ids: Vec<u32>,
     next_id: u32,
     listener: listener::Listener,
@@ -167,7 +169,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
 
     /// The connection's TCP state, for tests and reports.
     pub fn conn(&self, id: ConnId) -> Option<&TcpConn> {
-        self.conns.get(id.0 as usize).and_then(|c| c.as_deref())
+        self.conns.get(id.0 as usize).and_then(|c| c.as_ref())
     }
 
     /// The next packet to send, swapped into `out` (its old buffer is kept for reuse).
@@ -217,7 +219,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         host: &mut dyn ProtocolHost,
         f: impl FnOnce(&mut TcpConn, &mut Cx<'_>) -> R,
     ) -> Option<R> {
-        let conn = self.conns.get_mut(id.0 as usize)?.as_deref_mut()?;
+        let conn = self.conns.get_mut(id.0 as usize)?.as_mut()?;
         let before = conn.next_deadline();
         let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
         let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
@@ -239,8 +241,8 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         Some(r)
     }
 
-    fn tuple_in(conns: &[Option<Box<TcpConn>>], id: u32) -> Option<FourTuple> {
-        conns.get(id as usize).and_then(|c| c.as_deref()).map(|c| (c.local, c.remote))
+    fn tuple_in(conns: &[Option<TcpConn>], id: u32) -> Option<FourTuple> {
+        conns.get(id as usize).and_then(|c| c.as_ref()).map(|c| (c.local, c.remote))
     }
 
     /// The connection offloaded under a 4-tuple.
@@ -410,7 +412,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
         }
         // Timers that start at offload (keep-alive) need a heap entry from the start.
         Self::schedule(&mut self.timers, &conn);
-        self.conns[idx] = Some(Box::new(conn));
+        self.conns[idx] = Some(conn);
         let conns = &self.conns;
         self.table.insert(&(n.negotiated.local, n.negotiated.remote), id, |i| Self::tuple_in(conns, i));
         self.stats.offloads += 1;
