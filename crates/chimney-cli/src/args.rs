@@ -203,7 +203,7 @@ pub fn parse_flags(p: &PolicyArgs, i: &ImpairArgs) -> Result<(AppPolicy, ImpairC
 pub struct TraceArgs {
     /// Write every contract call (posts, completions, indications and their outcomes,
     /// returns, events, offload, terminate, engine inputs) to FILE as JSON lines; check it
-    /// later with `chimney verify FILE`.
+    /// later with `chimney verify FILE`. With `--queues N` > 1, one file per queue: FILE.0 …
     #[arg(long, value_name = "FILE")]
     pub trace: Option<std::path::PathBuf>,
     /// Also record payload bytes in the trace (hex: the trace grows as large as the stream
@@ -215,13 +215,30 @@ pub struct TraceArgs {
 impl TraceArgs {
     /// Opens the trace file, if one was asked for.
     pub fn open(&self) -> Result<Option<chimney::contract::trace::TraceWriter>, String> {
-        let Some(path) = &self.trace else { return Ok(None) };
+        match &self.trace {
+            Some(path) => self.open_at(path).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The trace file of queue `i` of several: `FILE.i` (each engine shard has its own
+    /// connection ids, so each writes its own trace).
+    pub fn shard_path(&self, i: usize) -> Option<std::path::PathBuf> {
+        self.trace.as_ref().map(|p| {
+            let mut s = p.clone().into_os_string();
+            s.push(format!(".{i}"));
+            s.into()
+        })
+    }
+
+    /// Opens a trace writer at `path` (with `--trace-bytes` if given).
+    pub fn open_at(&self, path: &std::path::Path) -> Result<chimney::contract::trace::TraceWriter, String> {
         let f = std::fs::File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
         let generator = format!("chimney {}", env!("CARGO_PKG_VERSION"));
-        Ok(Some(chimney::contract::trace::TraceWriter::new(
+        Ok(chimney::contract::trace::TraceWriter::new(
             Box::new(std::io::BufWriter::with_capacity(1 << 20, f)),
             self.trace_bytes,
             &generator,
-        )))
+        ))
     }
 }

@@ -124,9 +124,6 @@ pub fn run(a: &ServeArgs) -> ExitCode {
     if a.queues == 0 || a.queues > 64 {
         return fail(format!("--queues must be 1..=64, got {}", a.queues));
     }
-    if a.trace.trace.is_some() && a.queues > 1 {
-        return fail("--trace records one engine's calls: use it with --queues 1".into());
-    }
     let tuns = match Tun::open_queues(&a.tun, a.policy.offload_with(&impair), a.queues) {
         Ok(t) => t,
         Err(e) => return fail(e.to_string()),
@@ -163,17 +160,34 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let trace = match a.trace.open() {
-        Ok(t) => t,
-        Err(e) => return fail(e),
+    // One trace per engine: FILE with one queue, FILE.0 … with several.
+    let (trace, shard_traces) = if a.queues > 1 {
+        let mut w = Vec::new();
+        for i in 0..a.queues {
+            match a.trace.shard_path(i).map(|p| a.trace.open_at(&p)).transpose() {
+                Ok(t) => w.push(t),
+                Err(e) => return fail(e),
+            }
+        }
+        (None, w)
+    } else {
+        match a.trace.open() {
+            Ok(t) => (t, Vec::new()),
+            Err(e) => return fail(e),
+        }
     };
+    let shard_traces = Mutex::new(shard_traces);
     // Streams to files, opened when a connection's first bytes arrive, closed by the shard
     // that served it when the connection ends (connection ids are per shard).
     let serial = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (out, tap) = (a.out.clone(), capture.clone());
-    let configure: crate::shards::Configure = Arc::new(move |_, driver| {
+    let configure: crate::shards::Configure = Arc::new(move |i, driver| {
         if let Some(c) = &tap {
             driver.set_tap(crate::pcap::tap(c));
+        }
+        let w = shard_traces.lock().unwrap_or_else(|e| e.into_inner()).get_mut(i).and_then(Option::take);
+        if let Some(w) = w {
+            driver.set_trace(w);
         }
         let Some(dir) = out.clone() else {
             return Box::new(|_| {});

@@ -78,6 +78,9 @@ impl Shards {
                     hook(&r);
                     let _ = tx.send(r);
                 }
+                if let Some(Err(e)) = d.finish_trace() {
+                    return Err(chimney_linux::DriverError::os("writing the contract trace", e));
+                }
                 live.fetch_sub(my_live, Ordering::SeqCst);
                 Ok(d.summary())
             }));

@@ -109,7 +109,8 @@ fn direct_placement_into_posted_buffers() {
 }
 
 /// `--trace` on a real transfer (indications refused by a stalled application, loss), then
-/// `chimney verify` on the file: the offline replay agrees with the live verifier.
+/// `chimney verify` on the file: the offline replay agrees with the live verifier; with two
+/// queues, one trace per shard.
 #[test]
 fn demo_trace_verifies_offline() {
     if !can_run() {
@@ -129,12 +130,20 @@ fn demo_trace_verifies_offline() {
         assert!(v["checked_bytes"].as_u64().unwrap() >= 2 << 20, "{v}");
     }
     let _ = std::fs::remove_file(&path);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chimney"))
-        .args(["demo", "--queues", "2", "--trace", p])
-        .output()
-        .unwrap();
-    assert_ne!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--queues 1"), "--trace with several queues is refused");
+    // Several queues: one trace per engine shard (FILE.0, FILE.1), each verifying clean, the
+    // connections split between them.
+    exact(&["--queues", "2", "--connections", "6", "--bytes", "1048576", "--trace", p], 6, 1 << 20);
+    let mut total = 0;
+    for i in 0..2 {
+        let f = format!("{p}.{i}");
+        let out =
+            std::process::Command::new(env!("CARGO_BIN_EXE_chimney")).args(["verify", "--json", &f]).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{f}: {v}");
+        total += v["connections"].as_u64().unwrap();
+        let _ = std::fs::remove_file(&f);
+    }
+    assert_eq!(total, 6);
 }
 
 /// Multi-queue TUN: one engine per queue on its own thread; the kernel spreads the flows and
