@@ -242,7 +242,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
     }
 
     fn tuple_in(conns: &[Option<TcpConn>], id: u32) -> Option<FourTuple> {
-        conns.get(id as usize).and_then(|c| c.as_ref()).map(|c| (c.local, c.remote))
+        conns.get(id as usize).and_then(|c| c.as_ref()).map(|c| (c.local(), c.remote()))
     }
 
     /// The connection offloaded under a 4-tuple.
@@ -523,7 +523,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
 
     /// The wire address of an offloaded connection.
     pub fn tuple(&self, id: ConnId) -> Option<FourTuple> {
-        self.conn(id).map(|c| (c.local, c.remote))
+        self.conn(id).map(|c| (c.local(), c.remote()))
     }
 }
 
@@ -608,7 +608,7 @@ impl<D: OffloadTarget + ReceiveInput> OffloadTarget for Engine<D> {
         d.rcv_nxt = c.rcv_nxt();
         d.rcv_wnd = c.rcv_wnd();
         d.ts_recent = c.ts_recent().unwrap_or(0);
-        self.table.remove(&(c.local, c.remote), conn);
+        self.table.remove(&(c.local(), c.remote()), conn);
         self.stats.add_conn(&c.counters);
         self.free_ids.push(conn.0);
         self.window_watch.retain(|&w| w != conn);
