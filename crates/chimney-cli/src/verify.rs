@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chimney::contract::replay::{replay, ReplayReport};
+use chimney::contract::replay::{replay_reader, ReplayReport};
 
 /// `chimney verify` flags.
 #[derive(clap::Args, Debug)]
@@ -21,24 +21,21 @@ pub struct VerifyArgs {
     pub max_listed: usize,
 }
 
-fn read(file: &PathBuf) -> std::io::Result<String> {
-    if file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())
-    } else {
-        std::fs::read_to_string(file)
-    }
-}
-
 /// Exit status: 0 no violation, 1 violations, 2 the trace could not be read or replayed.
 pub fn run(a: &VerifyArgs) -> ExitCode {
-    let text = match read(&a.file) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("chimney verify: reading {}: {e}", a.file.display());
-            return ExitCode::from(2);
+    // Read line by line: a trace of a long run is never held whole.
+    let input: Box<dyn std::io::BufRead> = if a.file.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        match std::fs::File::open(&a.file) {
+            Ok(f) => Box::new(std::io::BufReader::with_capacity(1 << 20, f)),
+            Err(e) => {
+                eprintln!("chimney verify: reading {}: {e}", a.file.display());
+                return ExitCode::from(2);
+            }
         }
     };
-    let r = match replay(&text) {
+    let r = match replay_reader(input) {
         Ok(r) => r,
         Err(e) => {
             if a.json {

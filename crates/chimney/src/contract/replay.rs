@@ -264,10 +264,14 @@ impl Ev {
     }
 }
 
+/// The trace's lines, read one at a time (a long trace is never held whole).
+type Lines = Box<dyn Iterator<Item = std::io::Result<String>>>;
+
 #[derive(Default)]
 struct Script {
-    evs: Vec<Ev>,
-    pos: usize,
+    src: Option<Lines>,
+    /// Number of the last line read.
+    line_no: usize,
     err: Option<ReplayError>,
     /// Host NBLs the target holds (posted, not completed), by id.
     posted: HashMap<NblId, NetBufferList>,
@@ -287,23 +291,50 @@ struct Script {
 
 impl Script {
     fn next(&mut self) -> Option<Ev> {
-        if self.err.is_some() || self.pos >= self.evs.len() {
+        if self.err.is_some() {
             return None;
         }
-        let e = &mut self.evs[self.pos];
-        self.pos += 1;
-        let ev = Ev { line: e.line, v: std::mem::take(&mut e.v) };
-        if let Some(t) = ev.v.get("t").and_then(Value::as_u64) {
-            self.now = Some(Instant::from_nanos(t));
+        loop {
+            let line = match self.src.as_mut()?.next() {
+                None => {
+                    self.src = None;
+                    return None;
+                }
+                Some(Err(e)) => {
+                    let line = self.line_no + 1;
+                    self.fail(ReplayError { line, msg: format!("reading the trace: {e}") });
+                    return None;
+                }
+                Some(Ok(l)) => l,
+            };
+            self.line_no += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let line_no = self.line_no;
+            let v: Value = match serde_json::from_str(&line) {
+                Ok(v @ Value::Object(_)) => v,
+                Ok(_) => {
+                    self.fail(ReplayError { line: line_no, msg: "each line must be a JSON object".into() });
+                    return None;
+                }
+                Err(e) => {
+                    self.fail(ReplayError { line: line_no, msg: format!("not JSON: {e}") });
+                    return None;
+                }
+            };
+            if let Some(t) = v.get("t").and_then(Value::as_u64) {
+                self.now = Some(Instant::from_nanos(t));
+            }
+            return Some(Ev { line: line_no, v });
         }
-        Some(ev)
     }
 
     /// The next line inside an open call: the end of the trace there is an error.
     fn next_inside(&mut self) -> Option<Ev> {
         let ev = self.next();
         if ev.is_none() && self.err.is_none() {
-            let line = self.evs.last().map_or(1, |e| e.line);
+            let line = self.line_no.max(1);
             self.fail(ReplayError { line, msg: "the trace ends inside a call: its `ret` line is missing".into() });
         }
         ev
@@ -573,7 +604,7 @@ impl ReplayTarget {
     /// Takes what the host did inside an upcall: posted NBLs are now the target's.
     fn absorb(&mut self, mut nested: NestedCalls) {
         let mut s = self.s.borrow_mut();
-        let line = s.evs.get(s.pos.saturating_sub(1)).map_or(0, |e| e.line);
+        let line = s.line_no;
         for (_, mut chain) in nested.drain_posts() {
             while let Some(n) = chain.pop_front() {
                 if s.post_keep(line, n).is_none() {
@@ -628,7 +659,7 @@ impl OffloadTarget for ReplayTarget {
         let mut ids = Vec::new();
         {
             let mut s = self.s.borrow_mut();
-            let line = s.evs.get(s.pos.saturating_sub(1)).map_or(0, |e| e.line);
+            let line = s.line_no;
             while let Some(n) = nbls.pop_front() {
                 ids.push(n.id());
                 if s.post_keep(line, n).is_none() {
@@ -852,20 +883,23 @@ impl ProtocolHost for ReplayHost {
 
 /// Replays the trace in `text` (JSON lines) through the verifier.
 pub fn replay(text: &str) -> Result<ReplayReport, ReplayError> {
-    let mut evs = Vec::new();
-    for (i, l) in text.lines().enumerate() {
-        if l.trim().is_empty() {
-            continue;
-        }
-        let v: Value =
-            serde_json::from_str(l).map_err(|e| ReplayError { line: i + 1, msg: format!("not JSON: {e}") })?;
-        if !v.is_object() {
-            return Err(ReplayError { line: i + 1, msg: "each line must be a JSON object".into() });
-        }
-        evs.push(Ev { line: i + 1, v });
+    let lines: Vec<std::io::Result<String>> = text.lines().map(|l| Ok(l.to_string())).collect();
+    replay_lines(Box::new(lines.into_iter()))
+}
+
+/// Replays a trace read line by line from `r` (a file, standard input): a long trace is
+/// never held in memory whole.
+pub fn replay_reader(r: impl std::io::BufRead + 'static) -> Result<ReplayReport, ReplayError> {
+    replay_lines(Box::new(r.lines()))
+}
+
+fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
+    let s: Shared = Rc::new(RefCell::new(Script { src: Some(src), ..Script::default() }));
+    let head = s.borrow_mut().next();
+    if let Some(e) = s.borrow().err.clone() {
+        return Err(e);
     }
-    let lines = evs.last().map_or(0, |e| e.line);
-    let Some(head) = evs.first() else {
+    let Some(head) = head else {
         return Err(ReplayError { line: 1, msg: "empty trace".into() });
     };
     match head.v.get("chimney_trace").and_then(Value::as_u64) {
@@ -885,8 +919,6 @@ pub fn replay(text: &str) -> Result<ReplayReport, ReplayError> {
     }
     let content = head.v.get("bytes").and_then(Value::as_bool).unwrap_or(false);
     let push_timer = head.v.get("push_timer").and_then(Value::as_bool).unwrap_or(false);
-    evs.remove(0);
-    let s: Shared = Rc::new(RefCell::new(Script { evs, ..Script::default() }));
     let mut v = Verifier::new(ReplayTarget { s: s.clone() }, VerifierMode::Collect);
     v.core().set_push_timer_unknown(!push_timer);
     let mut host = ReplayHost { s: s.clone() };
@@ -1037,7 +1069,7 @@ pub fn replay(text: &str) -> Result<ReplayReport, ReplayError> {
     if let Some(e) = s.borrow().err.clone() {
         return Err(e);
     }
-    let connections = s.borrow().conns.len();
+    let (connections, lines) = (s.borrow().conns.len(), s.borrow().line_no);
     Ok(ReplayReport {
         lines,
         calls,
