@@ -57,6 +57,19 @@ fn example_traces_report_exactly_their_rules() {
             }
         }
     }
+    // `-` reads standard input.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chimney"))
+        .args(["verify", "--json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let text = std::fs::read(examples().join("faulty-no-disconnect.jsonl")).unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rules"]["R-FIN-1"], 1, "{v}");
     // The human-readable report names the rule and its text.
     let (code, out, _) = chimney(&["verify", examples().join("faulty-fifo.jsonl").to_str().unwrap()]);
     assert_eq!(code, 1);
