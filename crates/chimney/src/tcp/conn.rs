@@ -244,6 +244,15 @@ impl Endpoints {
     }
 }
 
+/// Our FIN, sent when the host closed, and its retransmission timer.
+#[derive(Debug)]
+struct Closing {
+    fin: SeqNum,
+    rto_at: Option<Instant>,
+    rto: Duration,
+    retries: u32,
+}
+
 /// Timestamp state (RFC 7323).
 #[derive(Debug, Clone, Copy)]
 struct Ts {
@@ -296,7 +305,6 @@ pub struct TcpConn {
     /// MAX.SND.WND: the largest window the peer advertised (RFC 5961 §5 ACK check).
     max_snd_wnd: u32,
     snd_wscale: u8,
-    fin_seq: Option<SeqNum>,
     peer_mss: u16,
     sack: bool,
     ts: Option<Ts>,
@@ -309,9 +317,9 @@ pub struct TcpConn {
     delack_at: Option<Instant>,
     rst_challenged: bool,
     last_syn_challenge: Option<Instant>,
-    rto_at: Option<Instant>,
-    rto: Duration,
-    retries: u32,
+    /// Our FIN and its retransmission, once the host closed (boxed: most connections are
+    /// idle or receiving, and an idle connection's size matters at a million of them).
+    closing: Option<Box<Closing>>,
     /// Keep-alive deadline: the idle timer, a probe, or R-RST-2's 5-minute timer.
     ka_at: Option<Instant>,
     /// Keep-alive probes sent and not answered yet.
@@ -352,7 +360,6 @@ impl TcpConn {
             // zero refuses nothing legitimate and gives a blind attacker the smallest target.
             max_snd_wnd: 0,
             snd_wscale: n.snd_wscale.unwrap_or(0).min(14),
-            fin_seq: None,
             peer_mss: n.peer_mss,
             sack: n.sack,
             ts: n.ts_recent.map(|recent| Ts { recent, offset: n.ts_offset }),
@@ -363,9 +370,7 @@ impl TcpConn {
             delack_at: None,
             rst_challenged: false,
             last_syn_challenge: None,
-            rto_at: None,
-            rto: cfg.rto,
-            retries: 0,
+            closing: None,
             ka_at: cfg.keepalive.map(|idle| now + idle),
             ka_probes: 0,
             wu_at: None,
@@ -451,7 +456,10 @@ impl TcpConn {
 
     /// The earliest timer of this connection.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.delack_at, self.rto_at, self.ka_at, self.wu_at, self.ring_release_at].into_iter().flatten().min()
+        [self.delack_at, self.closing.as_ref().and_then(|c| c.rto_at), self.ka_at, self.wu_at, self.ring_release_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Whether an ACK is owed (delayed or deferred).
@@ -588,7 +596,7 @@ impl TcpConn {
         tracing::debug!(conn = %self.id, ?reason, state = ?self.state, "upload requested");
         self.stopped = true;
         self.delack_at = None;
-        self.rto_at = None;
+        self.stop_rto();
         self.ka_at = None;
         self.wu_at = None;
         host_event(now, cx, self.id, TcpOffloadEvent::Retrieve(reason));
@@ -663,7 +671,7 @@ impl TcpConn {
                 self.stopped = true;
                 self.state = TcpConnectionState::Closed;
                 self.delack_at = None;
-                self.rto_at = None;
+                self.stop_rto();
                 self.ka_at = None;
                 self.wu_at = None;
                 let _ = cx.delivery.receive_rst(now, self.id, cx.host);
@@ -948,10 +956,17 @@ impl TcpConn {
         }
     }
 
+    /// Stops our FIN's retransmission timer.
+    fn stop_rto(&mut self) {
+        if let Some(c) = self.closing.as_mut() {
+            c.rto_at = None;
+        }
+    }
+
     fn on_fin_acked(&mut self, now: Instant, cx: &mut Cx<'_>) {
-        let Some(fin) = self.fin_seq else { return };
+        let Some(fin) = self.closing.as_ref().map(|c| c.fin) else { return };
         if self.snd_una.gt(fin) {
-            self.rto_at = None;
+            self.stop_rto();
             self.state = match self.state {
                 TcpConnectionState::FinWait1 => TcpConnectionState::FinWait2,
                 TcpConnectionState::Closing => TcpConnectionState::TimeWait,
@@ -966,7 +981,7 @@ impl TcpConn {
 
     /// Host graceful disconnect: send FIN (retransmitted until ACKed).
     pub fn close(&mut self, now: Instant, cx: &mut Cx<'_>) {
-        if self.fin_seq.is_some() || self.stopped {
+        if self.closing.is_some() || self.stopped {
             return;
         }
         self.state = match self.state {
@@ -975,11 +990,11 @@ impl TcpConn {
             s => s,
         };
         let fin = self.snd_nxt;
-        self.fin_seq = Some(fin);
+        let rto = cx.cfg.rto;
+        self.closing = Some(Box::new(Closing { fin, rto_at: Some(now + rto), rto, retries: 0 }));
         self.snd_nxt = fin.plus(1);
         self.update_window(now, cx);
         self.emit(now, cx, fin, flags::FIN | flags::ACK);
-        self.rto_at = Some(now + self.rto);
     }
 
     /// Host abortive disconnect: send RST and stop (R-ABT-1).
@@ -990,7 +1005,7 @@ impl TcpConn {
         self.stopped = true;
         self.state = TcpConnectionState::Closed;
         self.delack_at = None;
-        self.rto_at = None;
+        self.stop_rto();
         self.ka_at = None;
         self.wu_at = None;
     }
@@ -1058,21 +1073,20 @@ impl TcpConn {
                 return;
             }
         }
-        if self.rto_at.is_some_and(|t| t <= now) {
-            let Some(fin) = self.fin_seq else {
-                self.rto_at = None;
-                return;
-            };
-            if self.retries >= cx.cfg.max_retransmits {
-                self.rto_at = None;
+        let due = self.closing.as_ref().filter(|c| c.rto_at.is_some_and(|t| t <= now)).map(|c| (c.fin, c.retries));
+        if let Some((fin, retries)) = due {
+            if retries >= cx.cfg.max_retransmits {
+                self.stop_rto();
                 self.upload(now, cx, TcpUploadReason::TimeoutExpiration);
                 return;
             }
-            self.retries += 1;
-            self.rto = (self.rto * 2).min(Duration::from_secs(60));
             self.counters.retransmitted += 1;
             self.emit(now, cx, fin, flags::FIN | flags::ACK);
-            self.rto_at = Some(now + self.rto);
+            if let Some(c) = self.closing.as_mut() {
+                c.retries += 1;
+                c.rto = (c.rto * 2).min(Duration::from_secs(60));
+                c.rto_at = Some(now + c.rto);
+            }
         }
     }
 }
