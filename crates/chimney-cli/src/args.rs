@@ -203,7 +203,8 @@ pub fn parse_flags(p: &PolicyArgs, i: &ImpairArgs) -> Result<(AppPolicy, ImpairC
 pub struct TraceArgs {
     /// Write every contract call (posts, completions, indications and their outcomes,
     /// returns, events, offload, terminate, engine inputs) to FILE as JSON lines; check it
-    /// later with `chimney verify FILE`. With `--queues N` > 1, one file per queue: FILE.0 …
+    /// later with `chimney verify FILE`. With several engine shards (`--queues N` on demo and
+    /// serve), one file per shard: FILE.0, FILE.1, …
     #[arg(long, value_name = "FILE")]
     pub trace: Option<std::path::PathBuf>,
     /// Also record payload bytes in the trace (hex: the trace grows as large as the stream
