@@ -222,6 +222,15 @@ impl TraceArgs {
         }
     }
 
+    /// One trace writer per engine shard: FILE with one queue, FILE.0, FILE.1, … with several;
+    /// `None`s without `--trace`.
+    pub fn open_shards(&self, queues: usize) -> Result<Vec<Option<chimney::contract::trace::TraceWriter>>, String> {
+        if queues <= 1 {
+            return Ok(vec![self.open()?]);
+        }
+        (0..queues).map(|i| self.shard_path(i).map(|p| self.open_at(&p)).transpose()).collect()
+    }
+
     /// The trace file of queue `i` of several: `FILE.i` (each engine shard has its own
     /// connection ids, so each writes its own trace).
     pub fn shard_path(&self, i: usize) -> Option<std::path::PathBuf> {

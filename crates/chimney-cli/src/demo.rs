@@ -190,41 +190,22 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    // One trace per engine: FILE with one queue, FILE.0 … with several.
-    let (trace, shard_traces) = if a.queues > 1 {
-        let mut w = Vec::new();
-        for i in 0..a.queues {
-            match a.trace.shard_path(i).map(|p| a.trace.open_at(&p)).transpose() {
-                Ok(t) => w.push(t),
-                Err(e) => return fail(e),
-            }
-        }
-        (None, w)
-    } else {
-        match a.trace.open() {
-            Ok(t) => (t, Vec::new()),
-            Err(e) => return fail(e),
-        }
+    let traces = match a.trace.open_shards(a.queues) {
+        Ok(t) => crate::shards::ShardTraces::new(t),
+        Err(e) => return fail(e),
     };
-    let shard_traces = std::sync::Mutex::new(shard_traces);
     let tap = capture.clone();
     let configure: crate::shards::Configure = Arc::new(move |i, d| {
         if let Some(c) = &tap {
             d.set_tap(crate::pcap::tap(c));
         }
-        let w = shard_traces.lock().unwrap_or_else(|e| e.into_inner()).get_mut(i).and_then(Option::take);
-        if let Some(w) = w {
-            d.set_trace(w);
-        }
+        traces.give(i, d);
         Box::new(|_| {})
     });
     let mut shards = match Shards::start(tuns, &cfg, configure) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
-    if let (Some(w), Some(d)) = (trace, shards.single()) {
-        d.set_trace(w);
-    }
     let done = Arc::new(AtomicUsize::new(0));
     let t0 = WallClock::now();
     let mut clients = Vec::new();

@@ -160,23 +160,10 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    // One trace per engine: FILE with one queue, FILE.0 … with several.
-    let (trace, shard_traces) = if a.queues > 1 {
-        let mut w = Vec::new();
-        for i in 0..a.queues {
-            match a.trace.shard_path(i).map(|p| a.trace.open_at(&p)).transpose() {
-                Ok(t) => w.push(t),
-                Err(e) => return fail(e),
-            }
-        }
-        (None, w)
-    } else {
-        match a.trace.open() {
-            Ok(t) => (t, Vec::new()),
-            Err(e) => return fail(e),
-        }
+    let traces = match a.trace.open_shards(a.queues) {
+        Ok(t) => crate::shards::ShardTraces::new(t),
+        Err(e) => return fail(e),
     };
-    let shard_traces = Mutex::new(shard_traces);
     // Streams to files, opened when a connection's first bytes arrive, closed by the shard
     // that served it when the connection ends (connection ids are per shard).
     let serial = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -185,10 +172,7 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         if let Some(c) = &tap {
             driver.set_tap(crate::pcap::tap(c));
         }
-        let w = shard_traces.lock().unwrap_or_else(|e| e.into_inner()).get_mut(i).and_then(Option::take);
-        if let Some(w) = w {
-            driver.set_trace(w);
-        }
+        traces.give(i, driver);
         let Some(dir) = out.clone() else {
             return Box::new(|_| {});
         };
@@ -211,9 +195,6 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
-    if let (Some(w), Some(d)) = (trace, shards.single()) {
-        d.set_trace(w);
-    }
     let handler = nix::sys::signal::SigHandler::Handler(on_signal);
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {

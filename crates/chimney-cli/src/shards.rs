@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chimney::contract::trace::TraceWriter;
 use chimney_linux::{ConnReport, Driver, DriverSummary, Tun};
 
 /// What runs on each report in the shard's own thread (e.g. closing that connection's file).
@@ -13,6 +14,24 @@ pub type ReportHook = Box<dyn FnMut(&ConnReport) + Send>;
 
 /// Sets up one shard's driver (tap, sink) given its index; returns its report hook.
 pub type Configure = Arc<dyn Fn(usize, &mut Driver) -> ReportHook + Send + Sync>;
+
+/// The contract-trace writers of the shards, handed out by index as each shard starts.
+pub struct ShardTraces(std::sync::Mutex<Vec<Option<TraceWriter>>>);
+
+impl ShardTraces {
+    /// Writers by shard index (`None`: that shard is not traced).
+    pub fn new(w: Vec<Option<TraceWriter>>) -> ShardTraces {
+        ShardTraces(std::sync::Mutex::new(w))
+    }
+
+    /// Starts shard `i`'s trace on its driver, if it has one.
+    pub fn give(&self, i: usize, d: &mut Driver) {
+        let w = self.0.lock().unwrap_or_else(|e| e.into_inner()).get_mut(i).and_then(Option::take);
+        if let Some(w) = w {
+            d.set_trace(w);
+        }
+    }
+}
 
 /// One driver on the calling thread, or one per TUN queue on threads of their own (each owns
 /// its engine, verifier and application: nothing is shared but the report channel).
