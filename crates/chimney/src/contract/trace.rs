@@ -633,6 +633,17 @@ impl<T: OffloadTarget + ReceiveInput> Tracer<T> {
     }
 }
 
+/// The fields of a `data` line: length, PSH, and the bytes when recorded.
+fn data_fields(len: usize, psh: bool, bytes: Option<&[u8]>) -> String {
+    let mut s = format!(",\"len\":{len},\"psh\":{psh}");
+    if let Some(b) = bytes {
+        s.push_str(",\"data\":\"");
+        hex(&mut s, b);
+        s.push('"');
+    }
+    s
+}
+
 fn input_ret(r: &Result<(), ApiMisuse>) -> String {
     match r {
         Ok(()) => TraceWriter::status(NdisStatus::Success),
@@ -654,12 +665,7 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Tracer<T> {
             host,
             now,
             |out| {
-                let mut extra = format!(",\"len\":{},\"psh\":{psh}", data.len());
-                if out.bytes {
-                    extra.push_str(",\"data\":\"");
-                    hex(&mut extra, data);
-                    extra.push('"');
-                }
+                let extra = data_fields(data.len(), psh, out.bytes.then_some(data));
                 Self::open_input(out, now, "data", conn, &extra);
             },
             |h| self.inner.receive_data(now, conn, data, psh, h),
@@ -681,14 +687,11 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Tracer<T> {
             now,
             |out| {
                 // The same event as copied bytes: the contract does not see how they arrived.
-                let mut extra = format!(",\"len\":{len},\"psh\":{psh}");
+                let mut v = Vec::new();
                 if out.bytes {
-                    let mut v = Vec::with_capacity(len);
                     self.inner.placed_bytes(conn, len, &mut |s| v.extend_from_slice(s));
-                    extra.push_str(",\"data\":\"");
-                    hex(&mut extra, &v);
-                    extra.push('"');
                 }
+                let extra = data_fields(len, psh, out.bytes.then_some(&v[..]));
                 Self::open_input(out, now, "data", conn, &extra);
             },
             |h| self.inner.receive_placed(now, conn, len, psh, h),
