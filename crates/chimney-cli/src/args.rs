@@ -16,8 +16,8 @@ pub struct PolicyArgs {
     /// Receive requests kept posted per connection (0 = indications only).
     #[arg(long, default_value_t = 4)]
     pub posts: usize,
-    /// Bytes per receive request.
-    #[arg(long, default_value_t = 256 * 1024)]
+    /// Bytes per receive request (suffixes: K, M, KiB, MB, …).
+    #[arg(long, default_value_t = 256 * 1024, value_parser = crate::size::usize_bytes)]
     pub post_size: usize,
     /// MDLs per receive request (the bytes are split across them).
     #[arg(long, default_value_t = 1)]
@@ -26,13 +26,13 @@ pub struct PolicyArgs {
     #[arg(long)]
     pub no_push: bool,
     /// Post nothing: every byte reaches the application through indications.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["indicate_and_post", "posts", "post_size", "mdls", "no_push"])]
     pub indications_only: bool,
     /// Indicate-and-post: indications of RcvIndicationSize bytes, a request posted inside each.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "posts")]
     pub indicate_and_post: bool,
-    /// RcvIndicationSize (0 = as much as possible).
-    #[arg(long, default_value_t = 0)]
+    /// RcvIndicationSize, bytes (0 = as much as possible).
+    #[arg(long, default_value_t = 0, value_parser = crate::size::u32_bytes)]
     pub rcv_indication_size: u32,
     /// Slow consumer: take nothing until the receive window is zero (or the peer has finished
     /// sending), wait this many ms, resume.
@@ -41,8 +41,8 @@ pub struct PolicyArgs {
     /// Re-post from the driver instead of from inside the completion.
     #[arg(long)]
     pub no_repost_in_completion: bool,
-    /// Receive buffer per connection (InitialRcvWnd), bytes.
-    #[arg(long, default_value_t = 4 << 20)]
+    /// Receive buffer per connection (InitialRcvWnd), bytes (suffixes: K, M, KiB, …).
+    #[arg(long, default_value_t = 4 << 20, value_parser = crate::size::u32_bytes)]
     pub rcv_wnd: u32,
     /// Keep-alive: probe a connection idle this many seconds (KaTimeout; 0 = off), then every
     /// second, and upload it after 10 unanswered probes.
@@ -241,6 +241,15 @@ impl TraceArgs {
         })
     }
 
+    /// The trace files a run with `queues` engine shards writes (none without `--trace`).
+    pub fn paths(&self, queues: usize) -> Vec<std::path::PathBuf> {
+        match (&self.trace, queues) {
+            (None, _) => Vec::new(),
+            (Some(p), 0 | 1) => vec![p.clone()],
+            _ => (0..queues).filter_map(|i| self.shard_path(i)).collect(),
+        }
+    }
+
     /// Opens a trace writer at `path` (with `--trace-bytes` if given).
     pub fn open_at(&self, path: &std::path::Path) -> Result<chimney::contract::trace::TraceWriter, String> {
         let f = std::fs::File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
@@ -250,5 +259,105 @@ impl TraceArgs {
             self.trace_bytes,
             &generator,
         ))
+    }
+}
+
+/// Checks a TUN MTU for the address family in use: IPv4 needs 576 (the engine's smallest MSS,
+/// 536, plus headers), IPv6 its minimum link MTU of 1280 (RFC 8200 §5).
+pub fn check_mtu(mtu: u32, ipv6: bool) -> Result<(), String> {
+    let (min, family) = if ipv6 { (1280, "IPv6") } else { (576, "IPv4") };
+    if mtu < min || mtu > 65535 {
+        return Err(format!("--mtu {mtu}: {family} needs {min}..=65535"));
+    }
+    Ok(())
+}
+
+/// An address with a prefix length (`--local 198.18.0.2/24`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// The address.
+    pub addr: std::net::IpAddr,
+    /// The prefix length.
+    pub prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let (a, p) = s.split_once('/').ok_or_else(|| format!("'{s}' is not ADDRESS/PREFIX (e.g. 198.18.0.2/24)"))?;
+        let addr: std::net::IpAddr = a.parse().map_err(|_| format!("'{a}' is not an IP address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix: u8 =
+            p.parse().ok().filter(|n| *n <= max).ok_or_else(|| format!("'/{p}': the prefix must be 0..={max}"))?;
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl Cidr {
+    /// The address as a number (IPv4 in the low 32 bits) and its bit width.
+    fn bits(ip: std::net::IpAddr) -> (u128, u32) {
+        match ip {
+            std::net::IpAddr::V4(v) => (u128::from(u32::from(v)), 32),
+            std::net::IpAddr::V6(v) => (u128::from(v), 128),
+        }
+    }
+
+    /// Whether `ip` lies inside this prefix.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ((a, w), (b, _)) = (Self::bits(self.addr), Self::bits(ip));
+        if self.addr.is_ipv4() != ip.is_ipv4() {
+            return false;
+        }
+        let host_bits = w - u32::from(self.prefix);
+        host_bits >= w || (a >> host_bits) == (b >> host_bits)
+    }
+
+    /// Checks that the target can be reached at `listen` through a TUN whose kernel side has
+    /// this address: same family, a real prefix, a non-zero port, inside the prefix, not the
+    /// kernel's own address, and (IPv4) not the network or broadcast address.
+    pub fn check_listen(&self, listen: SocketAddr) -> Result<(), String> {
+        let (l, local) = (listen.ip(), self.addr);
+        if l.is_ipv4() != local.is_ipv4() {
+            return Err(format!(
+                "--listen {listen} and --local {local}/{} are different address families",
+                self.prefix
+            ));
+        }
+        if listen.port() == 0 {
+            return Err(format!("--listen {listen}: port 0 cannot be connected to; give a port"));
+        }
+        let max = if local.is_ipv4() { 32 } else { 128 };
+        if self.prefix == 0 || self.prefix >= max - u8::from(local.is_ipv4()) {
+            return Err(format!(
+                "--local {local}/{}: the prefix must leave room for the target's address (1..={})",
+                self.prefix,
+                max - 1 - u8::from(local.is_ipv4())
+            ));
+        }
+        if l.is_unspecified() || l.is_multicast() || l.is_loopback() {
+            return Err(format!("--listen {l}: the target needs a unicast address inside --local's prefix"));
+        }
+        if !self.contains(l) {
+            return Err(format!(
+                "--listen {l} is outside --local {local}/{}: the kernel would not route it to the TUN",
+                self.prefix
+            ));
+        }
+        if l == local {
+            return Err(format!(
+                "--listen {l} is the kernel's own address (--local): give the target another address in the prefix"
+            ));
+        }
+        if let (std::net::IpAddr::V4(v), std::net::IpAddr::V4(_)) = (l, local) {
+            let host = u32::from(v) & (u32::MAX >> self.prefix);
+            if host == 0 || host == u32::MAX >> self.prefix {
+                return Err(format!(
+                    "--listen {l} is the network or broadcast address of --local's prefix /{}",
+                    self.prefix
+                ));
+            }
+        }
+        Ok(())
     }
 }

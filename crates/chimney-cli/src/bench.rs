@@ -40,7 +40,7 @@ pub enum BenchCmd {
 #[derive(clap::Args, Debug)]
 pub struct E2eArgs {
     /// Bytes per connection.
-    #[arg(long, default_value_t = 1 << 30)]
+    #[arg(long, default_value_t = 1 << 30, value_parser = crate::size::u64_bytes)]
     pub bytes: u64,
     /// Rounds (each runs every receiver once per MTU, interleaved).
     #[arg(long, default_value_t = 3)]

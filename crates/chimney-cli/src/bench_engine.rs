@@ -22,7 +22,7 @@ use chimney::Instant;
 #[derive(clap::Args, Debug)]
 pub struct EngineArgs {
     /// Payload bytes per trace.
-    #[arg(long, default_value_t = 64 << 20)]
+    #[arg(long, default_value_t = 64 << 20, value_parser = crate::size::u64_bytes)]
     pub bytes: u64,
     /// Rounds (medians are printed).
     #[arg(long, default_value_t = 5)]

@@ -23,13 +23,13 @@ pub struct DemoArgs {
     /// Concurrent connections.
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
-    /// Bytes each client sends.
-    #[arg(long, default_value_t = 64 << 20)]
+    /// Bytes each client sends (suffixes: K, M, G, KiB, MiB, GiB = powers of 1024; KB, MB, GB = of 1000).
+    #[arg(long, default_value_t = 64 << 20, value_parser = crate::size::u64_bytes)]
     pub bytes: u64,
     /// Use IPv6 (fd00::/8) instead of IPv4 (198.18.0.0/15).
     #[arg(long)]
     pub ipv6: bool,
-    /// TUN MTU.
+    /// TUN MTU (576..=65535 for IPv4, 1280..=65535 with --ipv6).
     #[arg(long, default_value_t = 1500)]
     pub mtu: u32,
     /// TUN queues (`IFF_MULTI_QUEUE`), one engine shard and thread each; the kernel steers
@@ -39,11 +39,12 @@ pub struct DemoArgs {
     /// Seed of the streams and impairments.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Give up after this many seconds.
-    #[arg(long, default_value_t = 600)]
-    pub timeout: u64,
+    /// Give up after this many seconds (default 600): the run stops, says what was still
+    /// running, and exits 1.
+    #[arg(long, value_name = "SECS", value_parser = crate::size::positive_secs)]
+    pub timeout: Option<u64>,
     /// Clients reset the connection (SO_LINGER 0) after this many bytes instead of closing.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::size::u64_bytes)]
     pub reset_after: Option<u64>,
     /// Run the old in-memory contract demonstration instead (no TCP, no TUN).
     #[arg(long)]
@@ -69,6 +70,28 @@ pub struct DemoArgs {
     pub impair: ImpairArgs,
 }
 
+/// How long a run may take without `--timeout`.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A client as the main thread sees it while it runs: its socket (so that a timeout can shut
+/// it down and unblock a write), its progress, and whether it is done.
+#[derive(Default)]
+struct ClientCtl {
+    stream: std::sync::Mutex<Option<TcpStream>>,
+    sent: std::sync::atomic::AtomicU64,
+    local: std::sync::Mutex<Option<SocketAddr>>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl ClientCtl {
+    /// Shuts the client's socket down both ways: a blocked write or read returns at once.
+    fn cut(&self) {
+        if let Some(s) = self.stream.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
 struct Sent {
     local: SocketAddr,
     bytes: u64,
@@ -77,9 +100,16 @@ struct Sent {
     error: Option<String>,
 }
 
-fn client(target: SocketAddr, bytes: u64, seed: u64, reset_after: Option<u64>) -> Sent {
+fn client(
+    target: SocketAddr,
+    bytes: u64,
+    seed: u64,
+    reset_after: Option<u64>,
+    limit_connect: Duration,
+    ctl: &ClientCtl,
+) -> Sent {
     let mut sent = Sent { local: target, bytes: 0, sha256: [0; 32], reset: false, error: None };
-    let mut s = match TcpStream::connect_timeout(&target, Duration::from_secs(10)) {
+    let mut s = match TcpStream::connect_timeout(&target, limit_connect.min(Duration::from_secs(10))) {
         Ok(s) => s,
         Err(e) => {
             sent.error = Some(format!("connect: {e}"));
@@ -87,6 +117,8 @@ fn client(target: SocketAddr, bytes: u64, seed: u64, reset_after: Option<u64>) -
         }
     };
     sent.local = s.local_addr().unwrap_or(target);
+    *ctl.local.lock().unwrap_or_else(|e| e.into_inner()) = Some(sent.local);
+    *ctl.stream.lock().unwrap_or_else(|e| e.into_inner()) = s.try_clone().ok();
     let mut rng = SplitMix64::new(seed);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -100,6 +132,7 @@ fn client(target: SocketAddr, bytes: u64, seed: u64, reset_after: Option<u64>) -
         }
         h.update(&buf[..n]);
         sent.bytes += n as u64;
+        ctl.sent.store(sent.bytes, Ordering::Relaxed);
     }
     sent.sha256 = h.finalize().into();
     if reset_after.is_some() {
@@ -143,10 +176,25 @@ pub fn setup_queues(
 ) -> Result<(Vec<Tun>, SocketAddr), chimney_linux::DriverError> {
     let tun = ns.run(move || Tun::open_queues("chim0", offload, queues))??;
     ns.ip(&["link", "set", "dev", "chim0", "mtu", &mtu.to_string(), "up"])?;
-    ns.ip(&["addr", "add", "198.18.0.2/24", "dev", "chim0"])?;
-    ns.ip(&["-6", "addr", "add", "fd00::2/64", "dev", "chim0", "nodad"])?;
+    // Only the family in use: an IPv4 run may have an MTU below IPv6's minimum of 1280.
+    if ipv6 {
+        ns.ip(&["-6", "addr", "add", "fd00::2/64", "dev", "chim0", "nodad"])?;
+    } else {
+        ns.ip(&["addr", "add", "198.18.0.2/24", "dev", "chim0"])?;
+    }
     let target: SocketAddr = if ipv6 { "[fd00::1]:5001".parse().unwrap() } else { "198.18.0.1:5001".parse().unwrap() };
     Ok((tun, target))
+}
+
+/// Checks the flags that do not depend on where the transfer runs.
+fn check(a: &DemoArgs) -> Result<(), String> {
+    if a.connections == 0 {
+        return Err("--connections must be at least 1".into());
+    }
+    if a.queues == 0 || a.queues > 64 {
+        return Err(format!("--queues must be 1..=64, got {}", a.queues));
+    }
+    crate::args::check_mtu(a.mtu, a.ipv6)
 }
 
 pub fn run(a: &DemoArgs) -> ExitCode {
@@ -157,8 +205,8 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         eprintln!("chimney demo: {msg}");
         ExitCode::from(2)
     };
-    if a.connections == 0 {
-        return fail("--connections must be at least 1".into());
+    if let Err(e) = check(a) {
+        return fail(e);
     }
     let (policy, impair) = match crate::args::parse_flags(&a.policy, &a.impair) {
         Ok(x) => x,
@@ -168,6 +216,9 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         return simulated(a);
     }
     if let Err(e) = chimney_linux::preflight() {
+        if let Err(why) = sim_can_honour(a) {
+            return fail(format!("{e}; the simulator (the fallback without root) {why}"));
+        }
         eprintln!("chimney demo: {e}; running the same transfer in the simulator instead (--sim)");
         return simulated(a);
     }
@@ -175,9 +226,6 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         Ok(ns) => ns,
         Err(e) => return fail(e.to_string()),
     };
-    if a.queues == 0 || a.queues > 64 {
-        return fail(format!("--queues must be 1..=64, got {}", a.queues));
-    }
     let offload = a.policy.offload_with(&impair);
     let (tuns, target) = match setup_queues(&ns, a.ipv6, a.mtu, offload, a.queues) {
         Ok(x) => x,
@@ -206,13 +254,18 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
+    let timeout = a.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
     let done = Arc::new(AtomicUsize::new(0));
     let t0 = WallClock::now();
+    let deadline = t0 + timeout;
     let mut clients = Vec::new();
-    for i in 0..a.connections {
+    let ctls: Vec<Arc<ClientCtl>> = (0..a.connections).map(|_| Arc::default()).collect();
+    for (i, ctl) in ctls.iter().enumerate() {
         let (bytes, seed, reset, done) = (a.bytes, a.seed ^ ((i as u64 + 1) << 32), a.reset_after, Arc::clone(&done));
+        let ctl = Arc::clone(ctl);
         match ns.spawn(move || {
-            let r = client(target, bytes, seed, reset);
+            let r = client(target, bytes, seed, reset, timeout, &ctl);
+            ctl.done.store(true, Ordering::SeqCst);
             done.fetch_add(1, Ordering::SeqCst);
             r
         }) {
@@ -227,9 +280,9 @@ pub fn run(a: &DemoArgs) -> ExitCode {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut reports: Vec<ConnReport> = Vec::new();
-    let deadline = t0 + Duration::from_secs(a.timeout);
     let mut last_bar = WallClock::now();
     let mut stragglers = 0;
+    let mut timed_out = None;
     while reports.len() < a.connections {
         if let Err(e) = shards.step(Duration::from_millis(5), &mut reports) {
             return fail(e.to_string());
@@ -246,21 +299,34 @@ pub fn run(a: &DemoArgs) -> ExitCode {
             }
         }
         if WallClock::now() > deadline {
+            // Say what was still running, then stop it: the target uploads what it holds and
+            // every client's socket is shut down, so a client blocked in a write returns.
+            timed_out = Some(still_running(&ctls, a.bytes, shards.live()));
             shards.shutdown(&mut reports);
+            for c in &ctls {
+                c.cut();
+            }
             break;
         }
     }
     let wall = t0.elapsed();
+    bar.finish_and_clear();
+    // Problems after the transfer (writing the trace, pcap or plot) are reported after the
+    // result table, never instead of it.
+    let mut after: Vec<String> = Vec::new();
     if let (Some(d), Some(path)) = (shards.single(), &a.trace.trace) {
         match d.finish_trace() {
             Some(Ok(n)) if !a.json => eprintln!("chimney demo: {n} trace lines written to {}", path.display()),
-            Some(Err(e)) => return fail(format!("writing {}: {e}", path.display())),
+            Some(Err(e)) => after.push(format!("writing {}: {e}", path.display())),
             _ => {}
         }
     }
     let summary = match shards.finish(&mut reports) {
         Ok(s) => s,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => {
+            after.push(e.to_string());
+            chimney_linux::DriverSummary::default()
+        }
     };
     if let (Some(c), Some(path)) = (&capture, &capture_path) {
         match crate::pcap::finish(c) {
@@ -268,32 +334,112 @@ pub fn run(a: &DemoArgs) -> ExitCode {
                 eprintln!("chimney demo: {n} packets written to {}", path.display())
             }
             Ok(_) => {}
-            Err(e) => return fail(format!("writing {}: {e}", path.display())),
+            Err(e) => after.push(format!("writing {}: {e}", path.display())),
         }
         if let Some(svg) = &a.plot {
-            let r = crate::plot::plot_file(path, svg, None, a.trace.trace.as_deref());
+            match crate::plot::plot_file(path, svg, None, &a.trace.paths(a.queues)) {
+                Ok(_) if !a.json => eprintln!("chimney demo: plot written to {}", svg.display()),
+                Ok(_) => {}
+                Err(e) => after.push(format!("plotting: {e}")),
+            }
             if a.pcap.is_none() {
                 let _ = std::fs::remove_file(path);
             }
-            if let Err(e) = r {
-                return fail(format!("plotting: {e}"));
-            }
         }
     }
-    bar.finish_and_clear();
-    let sent: Vec<Sent> = clients
-        .into_iter()
-        .map(|h| {
-            h.join().ok().and_then(|r| r.ok()).unwrap_or(Sent {
-                local: target,
-                bytes: 0,
-                sha256: [0; 32],
-                reset: false,
-                error: Some("client thread failed".into()),
-            })
+    let sent: Vec<Sent> = join_clients(clients, target);
+    let code = crate::report::print_demo(a, &sent_views(&sent), &reports, &summary, wall);
+    if let Some(why) = timed_out {
+        eprintln!("chimney demo: timed out after {} s: {why}", timeout.as_secs());
+        return ExitCode::FAILURE;
+    }
+    for e in &after {
+        eprintln!("chimney demo: {e}");
+    }
+    if after.is_empty() {
+        code
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+/// What was still running at a timeout: the clients still sending (with their progress) and
+/// the connections the target still had offloaded.
+fn still_running(ctls: &[Arc<ClientCtl>], bytes: u64, offloaded: usize) -> String {
+    let busy: Vec<String> = ctls
+        .iter()
+        .filter(|c| !c.done.load(Ordering::SeqCst))
+        .map(|c| {
+            let who =
+                c.local.lock().unwrap_or_else(|e| e.into_inner()).map_or("(connecting)".to_string(), |l| l.to_string());
+            format!("{who} at {} of {bytes} bytes", c.sent.load(Ordering::Relaxed))
         })
         .collect();
-    crate::report::print_demo(a, &sent_views(&sent), &reports, &summary, wall)
+    let clients = if busy.is_empty() {
+        "every client had finished sending".to_string()
+    } else {
+        format!("{} of {} client(s) still sending ({})", busy.len(), ctls.len(), busy.join("; "))
+    };
+    format!("{clients}; {offloaded} connection(s) still offloaded in the target (uploaded now)")
+}
+
+/// Joins the client threads; one that does not return within 2 s (it should not: its socket
+/// was shut down) is reported as failed rather than waited for.
+fn join_clients(
+    clients: Vec<std::thread::JoinHandle<Result<Sent, chimney_linux::DriverError>>>,
+    target: SocketAddr,
+) -> Vec<Sent> {
+    let failed = |why: &str| Sent { local: target, bytes: 0, sha256: [0; 32], reset: false, error: Some(why.into()) };
+    let give_up = WallClock::now() + Duration::from_secs(2);
+    clients
+        .into_iter()
+        .map(|h| {
+            while !h.is_finished() && WallClock::now() < give_up {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if h.is_finished() {
+                match h.join() {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => failed(&format!("client could not enter the namespace: {e}")),
+                    Err(_) => failed("client thread failed"),
+                }
+            } else {
+                failed("client still blocked after the timeout")
+            }
+        })
+        .collect()
+}
+
+/// Whether the simulator can run this demo as asked: `Err` names the flags it cannot honour.
+fn sim_can_honour(a: &DemoArgs) -> Result<(), String> {
+    let p = &a.policy;
+    let mut no = Vec::new();
+    if a.queues > 1 {
+        no.push("--queues (one engine)");
+    }
+    if a.timeout.is_some() {
+        no.push("--timeout (virtual time)");
+    }
+    if p.stall_ms.is_some() {
+        no.push("--stall-ms");
+    }
+    if p.keepalive > 0 {
+        no.push("--keepalive");
+    }
+    if p.no_offload {
+        no.push("--no-offload (no TUN)");
+    }
+    if p.no_direct {
+        no.push("--no-direct (no TUN)");
+    }
+    if p.busy_poll_us > 0 {
+        no.push("--busy-poll-us (no TUN)");
+    }
+    if no.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("cannot honour {}", no.join(", ")))
+    }
 }
 
 /// What the report needs from a client.
@@ -317,14 +463,20 @@ fn sent_views(s: &[Sent]) -> Vec<SentView> {
 }
 
 /// The demo's transfer in the deterministic simulator: smoltcp senders, clean links (or the
-/// impairments given), the same verification.
+/// impairments given), the same verification; `--pcap`, `--plot` and `--trace` as on a TUN.
 fn simulated(a: &DemoArgs) -> ExitCode {
     use chimney_sim::scenario::{Knobs, Scenario};
+    if let Err(why) = sim_can_honour(a) {
+        eprintln!("chimney demo: the simulator {why}; run as root for a real transfer");
+        return ExitCode::from(2);
+    }
     let knobs = Knobs { bytes: Some(a.bytes), connections: Some(a.connections), clean: true, ..Knobs::default() };
     let mut sc = Scenario::from_seed(a.seed, &knobs);
     sc.ipv6 = a.ipv6;
     sc.mtu = a.mtu as usize;
     sc.rcv_wnd = a.policy.rcv_wnd;
+    sc.rcv_indication_size = a.policy.indication_size();
+    sc.resets = vec![a.reset_after.filter(|&r| r < a.bytes); a.connections];
     if let Ok(p) = a.policy.policy() {
         sc.policies = vec![p; a.connections];
     }
@@ -332,9 +484,45 @@ fn simulated(a: &DemoArgs) -> ExitCode {
         sc.to_target = c.clone();
         sc.to_peer = c;
     }
+    let fail = |msg: String| {
+        eprintln!("chimney demo: {msg}");
+        ExitCode::from(2)
+    };
+    let temp = std::env::temp_dir().join(format!("chimney-demo-sim-{}.pcap", std::process::id()));
+    let capture_path = a.pcap.clone().or_else(|| a.plot.as_ref().map(|_| temp.clone()));
+    let capture = match capture_path.as_deref().map(crate::pcap::open).transpose() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let writer = match a.trace.open() {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    let mut tap = |t, _inbound, p: &[u8]| {
+        if let Some(c) = &capture {
+            c.lock().unwrap_or_else(|e| e.into_inner()).write(t, p)
+        }
+    };
     let t0 = WallClock::now();
-    let rep = chimney_sim::run(&sc, false);
+    let (rep, written) = chimney_sim::run_traced(&sc, false, &mut tap, writer);
     let wall = t0.elapsed();
+    let mut after: Vec<String> = Vec::new();
+    if let (Some(Err(e)), Some(path)) = (written, &a.trace.trace) {
+        after.push(format!("writing {}: {e}", path.display()));
+    }
+    if let (Some(c), Some(path)) = (&capture, &capture_path) {
+        if let Err(e) = crate::pcap::finish(c) {
+            after.push(format!("writing {}: {e}", path.display()));
+        }
+        if let Some(svg) = &a.plot {
+            if let Err(e) = crate::plot::plot_file(path, svg, None, &a.trace.paths(1)) {
+                after.push(format!("plotting: {e}"));
+            }
+            if a.pcap.is_none() {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
     let gbps = rep.bytes as f64 * 8.0 / rep.virtual_time.as_secs_f64().max(1e-9) / 1e9;
     if a.json {
         let v = serde_json::json!({
@@ -365,7 +553,12 @@ fn simulated(a: &DemoArgs) -> ExitCode {
         }
         println!("{}", if rep.ok() { "result: OK — every stream byte-exact (simulated)" } else { "result: FAILED" });
     }
-    if rep.ok() {
+    for e in &after {
+        eprintln!("chimney demo: {e}");
+    }
+    if !after.is_empty() {
+        ExitCode::from(2)
+    } else if rep.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -14,6 +14,7 @@ mod report;
 mod serve;
 mod shards;
 mod sim;
+mod size;
 mod verify;
 
 use chimney::contract::RULES;
@@ -43,7 +44,9 @@ fn init_logging(verbose: u8) {
         (None, Some(l)) => tracing_subscriber::EnvFilter::new(l),
         (None, None) => return,
     };
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // Colour only on a terminal: a pipe or a file gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
 #[derive(Subcommand)]

@@ -154,10 +154,11 @@ pub fn trace(path: &Path, which: Option<usize>) -> Result<Trace, String> {
 /// Adds the completions and indications of the plotted connection from a contract trace
 /// (`--trace`): the trace's offload of the same ports is aligned with the handshake ACK in
 /// the capture, and stream offsets are placed on the capture's sequence axis.
-pub fn add_contract(t: &mut Trace, path: &Path) -> Result<(), String> {
+/// Returns whether the trace holds that connection's offload (a shard's trace may not).
+pub fn add_contract(t: &mut Trace, path: &Path) -> Result<bool, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     let (Some((sender, receiver)), Some(isn), Some(hs)) = (t.sender, t.isn, t.handshake_ack) else {
-        return Ok(());
+        return Ok(false);
     };
     // The offload followed: connection id, trace time of the offload, sequence offset of the
     // first stream byte it counts, bytes delivered since.
@@ -228,10 +229,7 @@ pub fn add_contract(t: &mut Trace, path: &Path) -> Result<(), String> {
             _ => {}
         }
     }
-    if !found {
-        return Err(format!("{}: no offload of {sender} → {receiver} in the trace", path.display()));
-    }
-    Ok(())
+    Ok(found)
 }
 
 const W: f64 = 1100.0;
@@ -416,10 +414,22 @@ fn escape(s: &str) -> String {
 }
 
 /// Plots `pcap` into `out`.
-pub fn plot_file(pcap: &Path, out: &Path, conn: Option<usize>, contract: Option<&Path>) -> Result<Trace, String> {
+/// With contract traces (one, or one per engine shard), marks the completions and
+/// indications from the one that offloaded the plotted connection.
+pub fn plot_file(pcap: &Path, out: &Path, conn: Option<usize>, contract: &[PathBuf]) -> Result<Trace, String> {
     let mut t = trace(pcap, conn)?;
-    if let Some(c) = contract {
-        add_contract(&mut t, c)?;
+    if !contract.is_empty() && t.sender.is_some() {
+        let mut found = false;
+        for c in contract {
+            if add_contract(&mut t, c)? {
+                found = true;
+                break;
+            }
+        }
+        if let (false, Some((sender, receiver))) = (found, t.sender) {
+            let names: Vec<String> = contract.iter().map(|p| p.display().to_string()).collect();
+            return Err(format!("no offload of {sender} → {receiver} in {}", names.join(", ")));
+        }
     }
     let title = match t.sender {
         Some((a, b)) => format!(
@@ -435,7 +445,8 @@ pub fn plot_file(pcap: &Path, out: &Path, conn: Option<usize>, contract: Option<
 
 /// `chimney plot`.
 pub fn run(a: &PlotArgs) -> ExitCode {
-    match plot_file(&a.pcap, &a.out, a.conn, a.trace.as_deref()) {
+    let traces: Vec<PathBuf> = a.trace.iter().cloned().collect();
+    match plot_file(&a.pcap, &a.out, a.conn, &traces) {
         Ok(t) => {
             eprintln!(
                 "chimney plot: {} data segments, {} ACKs, {} SACK blocks, {} completions, {} indications → {}",

@@ -52,6 +52,24 @@ pub fn print_stats(s: &EngineStats) {
     );
 }
 
+/// A `(name, count)` table as a JSON object.
+pub fn table_json(t: Vec<(String, u64)>) -> serde_json::Value {
+    t.into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect::<serde_json::Map<_, _>>().into()
+}
+
+/// The drop table and the host-path table, one line each when not empty (table output).
+pub fn print_tables(s: &EngineStats) {
+    let line = |t: Vec<(String, u64)>| t.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+    let drops = s.drop_table();
+    if !drops.is_empty() {
+        println!("drops: {}", line(drops));
+    }
+    let host = s.host_path_table();
+    if !host.is_empty() {
+        println!("host path (not for the target, not dropped; icmp_igmp: e.g. the kernel's own IPv6 router solicitation): {}", line(host));
+    }
+}
+
 fn gbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 * 8.0 / d.as_secs_f64().max(1e-9) / 1e9
 }
@@ -128,7 +146,8 @@ pub fn print_demo(
             "gbps": gbps(total, wall),
             "connections": conns,
             "violations": violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
-            "drops": stats.drop_table().into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            "drops": table_json(stats.drop_table()),
+            "host_path": table_json(stats.host_path_table()),
             "tx_dropped": driver.tx_dropped,
             "gso_packets": driver.gso_packets,
             "placed_packets": stats.placed_packets,
@@ -170,10 +189,7 @@ pub fn print_demo(
             }
         }
         println!("{} bytes in {:.3} s: {:.2} Gbit/s overall", total, wall.as_secs_f64(), gbps(total, wall));
-        let drops = stats.drop_table();
-        if !drops.is_empty() {
-            println!("drops: {}", drops.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
-        }
+        print_tables(&stats);
         print_stats(&stats);
         if violations.is_empty() {
             println!("verifier: 0 violations ({} rules checked)", chimney::contract::RULES.len());

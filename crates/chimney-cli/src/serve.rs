@@ -27,20 +27,25 @@ pub struct ServeArgs {
     pub tun: String,
     /// Address (CIDR) the kernel side of the TUN gets, e.g. 198.18.0.2/24 or fd00::2/64.
     #[arg(long)]
-    pub local: String,
-    /// Address and port the target listens on (inside --local's prefix), e.g. 198.18.0.1:5001.
+    pub local: crate::args::Cidr,
+    /// Address and port the target listens on (inside --local's prefix, same family, not
+    /// --local's own address), e.g. 198.18.0.1:5001.
     #[arg(long)]
     pub listen: SocketAddr,
     /// Exit after this many connections have ended (0 = run until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     pub connections: usize,
-    /// Write each connection's stream to DIR/<peer>.bin.
-    #[arg(long)]
+    /// Write each connection's stream to DIR/ADDRESS_PORT.bin, named after the peer (e.g.
+    /// 198.18.0.2_40120.bin, fd00::2_40120.bin; a later connection from the same address and
+    /// port gets ADDRESS_PORT.1.bin, …). An empty connection leaves an empty file; the file
+    /// name is in the connection's JSON line (`file`). serve refuses to start when DIR cannot
+    /// be written, and stops with an error naming the file when a write fails.
+    #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Write every packet the target received and sent to FILE (pcap, raw IP).
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
-    /// TUN MTU.
+    /// TUN MTU (576..=65535 for IPv4, 1280..=65535 for IPv6).
     #[arg(long, default_value_t = 1500)]
     pub mtu: u32,
     /// TUN queues: a multi-queue device with one engine shard per queue on its own thread
@@ -73,8 +78,124 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
-fn json_line(r: &ConnReport) -> serde_json::Value {
-    serde_json::json!({
+/// `--out DIR`: one file per connection, named after its peer, shared by the shards.
+#[derive(Default)]
+struct OutDir {
+    dir: PathBuf,
+    /// File name of each ended connection's stream, by peer, until its JSON line is printed.
+    names: HashMap<SocketAddr, String>,
+    /// The first write error (serve stops on it).
+    error: Option<String>,
+}
+
+/// One shard's open stream files (connection ids are per shard).
+#[derive(Default)]
+struct ShardFiles {
+    open: HashMap<ConnId, StreamFile>,
+}
+
+/// One connection's stream file; bytes that arrive before the offload is seen wait in
+/// `pending`.
+#[derive(Default)]
+struct StreamFile {
+    file: Option<(File, String)>,
+    pending: Vec<u8>,
+    failed: bool,
+}
+
+impl OutDir {
+    /// Checks that `dir` exists (creating it) and takes a file: serve refuses to start
+    /// otherwise.
+    fn check(dir: &std::path::Path) -> Result<(), String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--out {}: {e}", dir.display()))?;
+        let probe = dir.join(format!(".chimney-write-test-{}", std::process::id()));
+        let r = File::create(&probe).and_then(|mut f| f.write_all(b"x"));
+        let _ = std::fs::remove_file(&probe);
+        r.map_err(|e| format!("--out {} is not writable: {e}", dir.display()))
+    }
+
+    /// Creates the stream file for `peer`: ADDRESS_PORT.bin, or ADDRESS_PORT.N.bin when that
+    /// name is taken (never overwriting a stream).
+    fn create(&mut self, peer: SocketAddr) -> Result<(File, String), String> {
+        let base = format!("{}_{}", peer.ip(), peer.port());
+        for n in 0..10_000u32 {
+            let name = if n == 0 { format!("{base}.bin") } else { format!("{base}.{n}.bin") };
+            match File::options().write(true).create_new(true).open(self.dir.join(&name)) {
+                Ok(f) => return Ok((f, name)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(format!("creating {}: {e}", self.dir.join(&name).display())),
+            }
+        }
+        Err(format!("creating {}: 10,000 files for this peer already", self.dir.join(base).display()))
+    }
+
+    fn fail(&mut self, e: String) {
+        self.error.get_or_insert(e);
+    }
+}
+
+impl StreamFile {
+    /// Writes `bytes` (or keeps them until the file is open); the first error goes to `out`.
+    fn write(&mut self, bytes: &[u8], out: &Mutex<OutDir>) {
+        if self.failed {
+            return;
+        }
+        let Some((f, name)) = self.file.as_mut() else {
+            self.pending.extend_from_slice(bytes);
+            return;
+        };
+        if let Err(e) = f.write_all(bytes) {
+            self.failed = true;
+            let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+            let path = o.dir.join(&*name);
+            o.fail(format!("writing {}: {e}", path.display()));
+        }
+    }
+
+    /// Opens the file for `peer` and writes what was pending.
+    fn open(&mut self, peer: SocketAddr, out: &Mutex<OutDir>) {
+        if self.file.is_some() || self.failed {
+            return;
+        }
+        let created = out.lock().unwrap_or_else(|e| e.into_inner()).create(peer);
+        match created {
+            Ok(f) => {
+                self.file = Some(f);
+                let pending = std::mem::take(&mut self.pending);
+                self.write(&pending, out);
+            }
+            Err(e) => {
+                self.failed = true;
+                out.lock().unwrap_or_else(|e| e.into_inner()).fail(e);
+            }
+        }
+    }
+}
+
+/// Sets up `--out` on one shard's driver: a file per connection opened at its offload,
+/// written by the sink, closed (and its name recorded for the JSON line) when it ends.
+fn stream_to_files(out: &Arc<Mutex<OutDir>>, driver: &mut chimney_linux::Driver) -> crate::shards::ReportHook {
+    let files: Arc<Mutex<ShardFiles>> = Arc::default();
+    let (f1, o1) = (Arc::clone(&files), Arc::clone(out));
+    driver.set_on_offload(Box::new(move |conn, peer| {
+        f1.lock().unwrap_or_else(|e| e.into_inner()).open.entry(conn).or_default().open(peer, &o1);
+    }));
+    let (f2, o2) = (Arc::clone(&files), Arc::clone(out));
+    driver.set_sink(Box::new(move |conn, bytes| {
+        f2.lock().unwrap_or_else(|e| e.into_inner()).open.entry(conn).or_default().write(bytes, &o2);
+    }));
+    let o3 = Arc::clone(out);
+    Box::new(move |r: &ConnReport| {
+        let Some(mut sf) = files.lock().unwrap_or_else(|e| e.into_inner()).open.remove(&r.conn) else { return };
+        sf.open(r.peer, &o3);
+        if let Some((_file, name)) = sf.file.take() {
+            o3.lock().unwrap_or_else(|e| e.into_inner()).names.insert(r.peer, name);
+        }
+    })
+}
+
+fn json_line(r: &ConnReport, file: Option<String>) -> serde_json::Value {
+    let mut v = serde_json::json!({
         "peer": r.peer.to_string(),
         "bytes": r.bytes,
         "sha256": r.sha256_hex(),
@@ -87,7 +208,11 @@ fn json_line(r: &ConnReport) -> serde_json::Value {
         "violations": r.violations,
         "seconds": r.duration.as_secs_f64(),
         "gbps": r.bytes as f64 * 8.0 / r.duration.as_secs_f64().max(1e-9) / 1e9,
-    })
+    });
+    if let Some(f) = file {
+        v["file"] = f.into();
+    }
+    v
 }
 
 /// The connections that ended: each printed as a JSON line, then summed.
@@ -100,8 +225,9 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, r: &ConnReport) {
-        println!("{}", json_line(r));
+    fn add(&mut self, r: &ConnReport, out: Option<&Mutex<OutDir>>) {
+        let file = out.and_then(|o| o.lock().unwrap_or_else(|e| e.into_inner()).names.remove(&r.peer));
+        println!("{}", json_line(r, file));
         self.ended += 1;
         self.bytes += r.bytes;
         self.violations += r.violations;
@@ -118,41 +244,36 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => return fail(e),
     };
-    if let Err(e) = chimney_linux::preflight() {
-        return fail(e.to_string());
+    if let Err(e) = a.local.check_listen(a.listen) {
+        return fail(e);
+    }
+    if let Err(e) = crate::args::check_mtu(a.mtu, a.listen.is_ipv6()) {
+        return fail(e);
     }
     if a.queues == 0 || a.queues > 64 {
         return fail(format!("--queues must be 1..=64, got {}", a.queues));
+    }
+    if let Some(dir) = &a.out {
+        if let Err(e) = OutDir::check(dir) {
+            return fail(e);
+        }
+    }
+    if let Err(e) = chimney_linux::preflight() {
+        return fail(e.to_string());
     }
     let tuns = match Tun::open_queues(&a.tun, a.policy.offload_with(&impair), a.queues) {
         Ok(t) => t,
         Err(e) => return fail(e.to_string()),
     };
-    let v6 = a.local.contains(':');
-    let mut setup = vec![
-        vec![
-            "link".to_string(),
-            "set".into(),
-            "dev".into(),
-            a.tun.clone(),
-            "mtu".into(),
-            a.mtu.to_string(),
-            "up".into(),
-        ],
-        vec!["addr".into(), "add".into(), a.local.clone(), "dev".into(), a.tun.clone()],
-    ];
-    if v6 {
-        setup[1].push("nodad".into());
+    let local = format!("{}/{}", a.local.addr, a.local.prefix);
+    let mtu = a.mtu.to_string();
+    let mut addr = vec!["addr", "add", local.as_str(), "dev", a.tun.as_str()];
+    if a.listen.is_ipv6() {
+        addr.push("nodad");
     }
-    for cmd in &setup {
-        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        if let Err(e) = ip(&args) {
+    for cmd in [&["link", "set", "dev", a.tun.as_str(), "mtu", mtu.as_str(), "up"][..], &addr[..]] {
+        if let Err(e) = ip(cmd) {
             return fail(e);
-        }
-    }
-    if let Some(dir) = &a.out {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            return fail(format!("creating {}: {e}", dir.display()));
         }
     }
     let cfg = crate::args::driver_config(&a.policy, policy, impair, a.seed, a.listen, a.mtu);
@@ -164,32 +285,20 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         Ok(t) => crate::shards::ShardTraces::new(t),
         Err(e) => return fail(e),
     };
-    // Streams to files, opened when a connection's first bytes arrive, closed by the shard
-    // that served it when the connection ends (connection ids are per shard).
-    let serial = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (out, tap) = (a.out.clone(), capture.clone());
+    // Streams to files, opened when a connection is offloaded, closed by the shard that
+    // served it when the connection ends (connection ids are per shard).
+    let out: Option<Arc<Mutex<OutDir>>> =
+        a.out.clone().map(|dir| Arc::new(Mutex::new(OutDir { dir, ..OutDir::default() })));
+    let (files, tap) = (out.clone(), capture.clone());
     let configure: crate::shards::Configure = Arc::new(move |i, driver| {
         if let Some(c) = &tap {
             driver.set_tap(crate::pcap::tap(c));
         }
         traces.give(i, driver);
-        let Some(dir) = out.clone() else {
-            return Box::new(|_| {});
-        };
-        let files: Arc<Mutex<HashMap<ConnId, File>>> = Arc::new(Mutex::new(HashMap::new()));
-        let (sink_files, serial) = (Arc::clone(&files), Arc::clone(&serial));
-        driver.set_sink(Box::new(move |conn, bytes| {
-            let mut map = sink_files.lock().unwrap_or_else(|e| e.into_inner());
-            let f = map.entry(conn).or_insert_with(|| {
-                let n = serial.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                File::create(dir.join(format!("conn-{n}.bin")))
-                    .unwrap_or_else(|_| File::create("/dev/null").expect("/dev/null"))
-            });
-            let _ = f.write_all(bytes);
-        }));
-        Box::new(move |r: &ConnReport| {
-            files.lock().unwrap_or_else(|e| e.into_inner()).remove(&r.conn);
-        })
+        match &files {
+            Some(o) => stream_to_files(o, driver),
+            None => Box::new(|_| {}),
+        }
     });
     let mut shards = match Shards::start(tuns, &cfg, configure) {
         Ok(s) => s,
@@ -201,43 +310,57 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, handler);
         let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGTERM, handler);
     }
-    eprintln!("chimney serve: listening on {} via {} ({}); Ctrl-C to stop", a.listen, a.tun, a.local);
+    eprintln!("chimney serve: listening on {} via {} ({local}); Ctrl-C to stop", a.listen, a.tun);
     let t0 = WallClock::now();
     let mut tally = Tally::default();
     let mut reports = Vec::new();
+    let mut failed: Option<String> = None;
+    let out_error = || out.as_ref().and_then(|o| o.lock().unwrap_or_else(|e| e.into_inner()).error.clone());
     loop {
         if let Err(e) = shards.step(Duration::from_millis(20), &mut reports) {
-            eprintln!("chimney serve: {e}");
+            failed = Some(e.to_string());
             break;
         }
         for r in reports.drain(..) {
-            tally.add(&r);
+            tally.add(&r, out.as_deref());
+        }
+        if let Some(e) = out_error() {
+            failed = Some(e);
+            break;
         }
         if STOP.load(Ordering::SeqCst) || (a.connections > 0 && tally.ended >= a.connections) {
             break;
         }
     }
     shards.shutdown(&mut reports);
+    // Everything that went wrong with what the user asked to keep (streams, trace, pcap):
+    // reported after the summary, and the exit status says so.
+    let mut errors: Vec<String> = failed.into_iter().collect();
     if let (Some(d), Some(path)) = (shards.single(), &a.trace.trace) {
         if let Some(Err(e)) = d.finish_trace() {
-            eprintln!("chimney serve: writing {}: {e}", path.display());
+            errors.push(format!("writing {}: {e}", path.display()));
         }
     }
     let summary = match shards.finish(&mut reports) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("chimney serve: {e}");
+            errors.push(e.to_string());
             DriverSummary::default()
         }
     };
     for r in reports.drain(..) {
-        tally.add(&r);
+        tally.add(&r, out.as_deref());
+    }
+    if let Some(e) = out_error() {
+        if !errors.contains(&e) {
+            errors.push(e);
+        }
     }
     let all = summary.violations.len();
     let Tally { ended, bytes, violations, ends } = tally;
     if let (Some(c), Some(path)) = (&capture, &a.pcap) {
         if let Err(e) = crate::pcap::finish(c) {
-            eprintln!("chimney serve: writing {}: {e}", path.display());
+            errors.push(format!("writing {}: {e}", path.display()));
         }
     }
     println!(
@@ -245,13 +368,19 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         serde_json::json!({"summary": {
             "connections": ended, "bytes": bytes, "seconds": t0.elapsed().as_secs_f64(),
             "violations": all.max(violations), "ends": ends,
-            "drops": summary.stats.drop_table().into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            "drops": crate::report::table_json(summary.stats.drop_table()),
+            "host_path": crate::report::table_json(summary.stats.host_path_table()),
             "tcp_offload_stats": crate::report::tcp_stats_json(&summary.stats),
             "ip_offload_stats": crate::report::ip_stats_json(&summary.stats),
             "per_queue_offloads": summary.per_queue_offloads,
         }})
     );
-    if all == 0 {
+    for e in &errors {
+        eprintln!("chimney serve: {e}");
+    }
+    if !errors.is_empty() {
+        ExitCode::from(2)
+    } else if all == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -18,8 +18,8 @@ pub struct SimArgs {
     /// A range of seeds, `A..B` (B excluded).
     #[arg(long)]
     pub seeds: Option<String>,
-    /// Bytes each connection sends (default: drawn from the seed).
-    #[arg(long)]
+    /// Bytes each connection sends (default: drawn from the seed; suffixes K, M, G, …).
+    #[arg(long, value_parser = crate::size::u64_bytes)]
     pub bytes: Option<u64>,
     /// Connections per run (default: drawn from the seed).
     #[arg(long)]
@@ -224,7 +224,7 @@ pub fn run(a: &SimArgs) -> ExitCode {
     let outcomes = if capture.is_some() || a.trace.trace.is_some() {
         let r = captured(range.start, &knobs, a.log, capture.as_deref(), &a.trace).and_then(|o| {
             match (&a.plot, &capture) {
-                (Some(svg), Some(path)) => crate::plot::plot_file(path, svg, None, a.trace.trace.as_deref()).map(|_| o),
+                (Some(svg), Some(path)) => crate::plot::plot_file(path, svg, None, &a.trace.paths(1)).map(|_| o),
                 _ => Ok(o),
             }
         });

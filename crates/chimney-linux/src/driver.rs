@@ -183,7 +183,12 @@ pub struct Driver {
     /// Direct placement's prediction: the connection the next packet continues, the bytes
     /// of its `virtio_net_hdr`, IP and TCP headers, and the payload length of the last one.
     predict: Option<(ConnId, usize, usize)>,
+    /// Told of every connection offloaded, with its peer, before any of its bytes arrive.
+    on_offload: Option<OnOffload>,
 }
+
+/// Called with each newly offloaded connection and its peer (e.g. to open its stream file).
+pub type OnOffload = Box<dyn FnMut(ConnId, SocketAddr) + Send>;
 
 /// Posted-buffer slices one direct read may fill.
 const ROOM_SLICES: usize = 16;
@@ -268,6 +273,7 @@ impl Driver {
             last_rx: None,
             tap: None,
             predict: None,
+            on_offload: None,
         })
     }
 
@@ -294,6 +300,12 @@ impl Driver {
     /// Streams every received chunk to `sink` (e.g. files), in stream order per connection.
     pub fn set_sink(&mut self, sink: chimney::host::Sink) {
         self.host.sink = Some(sink);
+    }
+
+    /// Calls `f` with each connection offloaded from now on and its peer, before the first
+    /// of its bytes reaches the sink.
+    pub fn set_on_offload(&mut self, f: OnOffload) {
+        self.on_offload = Some(f);
     }
 
     /// Connections currently offloaded.
@@ -507,6 +519,9 @@ impl Driver {
     fn react(&mut self, now: Instant) {
         while let Some(ev) = self.engine.poll_event() {
             if let EngineEvent::Offloaded { conn, remote, .. } = ev {
+                if let Some(f) = self.on_offload.as_mut() {
+                    f(conn, remote);
+                }
                 let stalled = self.cfg.stall.map(|_| None);
                 let policy = if stalled.is_some() {
                     AppPolicy { keep_posted: 0, indication: IndicationPolicy::Refuse, ..self.cfg.policy.clone() }
@@ -534,6 +549,11 @@ impl Driver {
                         l.stalled_since = None;
                         self.host.set_policy(id, self.cfg.policy.clone());
                         let _ = self.host.top_up(now, id, &mut self.engine);
+                        if self.cfg.policy.keep_posted == 0 {
+                            // It refused indications while stalled and posts nothing: a
+                            // zero-byte post asks for the kept data again.
+                            let _ = self.host.post_zero_byte(now, id, &mut self.engine);
+                        }
                     }
                     _ => {}
                 }

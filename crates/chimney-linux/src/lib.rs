@@ -17,7 +17,7 @@ pub mod driver;
 pub mod netns;
 pub mod tun;
 
-pub use driver::{ConnReport, Direction, Driver, DriverConfig, DriverSummary, EndReason, Tap};
+pub use driver::{ConnReport, Direction, Driver, DriverConfig, DriverSummary, EndReason, OnOffload, Tap};
 pub use netns::Netns;
 pub use tun::Tun;
 

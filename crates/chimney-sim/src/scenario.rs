@@ -699,6 +699,7 @@ pub fn run_traced(
     }
     let st = engine.stats();
     rep.drops = st.drop_table();
+    rep.drops.extend(st.host_path_table());
     let bound_work = packets_in.max(1) * (sc.max_ooo_ranges as u64 + 2);
     if st.work > bound_work {
         rep.failures.push(format!("assembler work {} over the bound {bound_work}", st.work));

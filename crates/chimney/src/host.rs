@@ -209,6 +209,28 @@ impl AppHost {
         }
     }
 
+    /// Posts one zero-byte request on `conn` (top level): Winsock's "tell me when there is
+    /// data". An application that refused an indication and posts nothing else gets the
+    /// kept data indicated again this way (a post re-enables indications).
+    pub fn post_zero_byte(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        target: &mut dyn OffloadTarget,
+    ) -> Result<(), crate::contract::ApiMisuse> {
+        let policy = AppPolicy { post_size: 0, mdls: 1, ..self.policy(conn) };
+        let mut chain = NblChain::new();
+        chain.push_back(self.new_request(&policy));
+        self.conns.entry(conn).or_default().outstanding += 1;
+        match target.receive(now, conn, chain, self) {
+            Ok(_) => Ok(()),
+            Err(rej) => {
+                self.conns.entry(conn).or_default().outstanding -= rej.nbls.len();
+                Err(rej.error)
+            }
+        }
+    }
+
     /// Takes the accepted indication NBLs the application holds (for a caller that returns
     /// them itself, e.g. through a wrapping host).
     pub fn take_held(&mut self) -> NblChain {

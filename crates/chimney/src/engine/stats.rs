@@ -85,6 +85,8 @@ impl EngineStats {
             WireError::BadTcpHeader | WireError::BadTcpChecksum | WireError::BadTcpOption | WireError::BadFlags => {
                 self.tcp.in_errors += 1
             }
+            // Handed to the host's ordinary path: not discarded.
+            _ if e.goes_to_host() => {}
             _ => self.ip.in_discards += 1,
         }
     }
@@ -149,11 +151,12 @@ impl EngineStats {
         TcpDrop::ALL.iter().position(|&w| w == d).map_or(0, |i| self.drops[i])
     }
 
-    /// `(name, count)` for every non-zero drop counter.
+    /// `(name, count)` for every non-zero drop counter (packets handed to the host path are
+    /// not drops: see [`EngineStats::host_path_table`]).
     pub fn drop_table(&self) -> Vec<(String, u64)> {
         let mut v: Vec<(String, u64)> = Vec::new();
         for (e, n) in WireError::ALL.iter().zip(self.wire.iter()) {
-            if *n > 0 {
+            if *n > 0 && !e.goes_to_host() {
                 v.push((e.name().to_string(), *n));
             }
         }
@@ -163,5 +166,16 @@ impl EngineStats {
             }
         }
         v
+    }
+
+    /// `(name, count)` for every kind of packet the target handed to the host's ordinary path
+    /// (IP fragments, IPv4 options, ICMP/IGMP, other protocols).
+    pub fn host_path_table(&self) -> Vec<(String, u64)> {
+        WireError::ALL
+            .iter()
+            .zip(self.wire.iter())
+            .filter(|(e, n)| **n > 0 && e.goes_to_host())
+            .map(|(e, n)| (e.name().to_string(), *n))
+            .collect()
     }
 }

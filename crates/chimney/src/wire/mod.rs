@@ -44,8 +44,12 @@ pub enum WireError {
     BadIp,
     /// IPv4 header checksum wrong.
     BadIpChecksum,
-    /// IP payload is not TCP.
+    /// IP payload is not TCP (nor an IP control message): handed to the host path.
     NotTcp,
+    /// An ICMP, ICMPv6 or IGMP message: the host's business (e.g. the kernel's own IPv6
+    /// router solicitations and MLD reports when the TUN link comes up), handed to the host
+    /// path, never a drop.
+    Control,
     /// An IP fragment: not processed by the target (§6.6), handed to the host path.
     Fragment,
     /// IPv4 options present: not processed by the target (§6.6), handed to the host path.
@@ -65,10 +69,11 @@ pub enum WireError {
 
 impl WireError {
     /// Every reason, for counter tables.
-    pub const ALL: [WireError; 10] = [
+    pub const ALL: [WireError; 11] = [
         WireError::BadIp,
         WireError::BadIpChecksum,
         WireError::NotTcp,
+        WireError::Control,
         WireError::Fragment,
         WireError::Ipv4Options,
         WireError::BadTcpHeader,
@@ -84,6 +89,7 @@ impl WireError {
             WireError::BadIp => "bad_ip",
             WireError::BadIpChecksum => "bad_ip_checksum",
             WireError::NotTcp => "not_tcp",
+            WireError::Control => "icmp_igmp",
             WireError::Fragment => "ip_fragment",
             WireError::Ipv4Options => "ipv4_options",
             WireError::BadTcpHeader => "bad_tcp_header",
@@ -96,7 +102,16 @@ impl WireError {
 
     /// Whether the packet belongs on the host's ordinary path rather than being dropped.
     pub fn goes_to_host(self) -> bool {
-        matches!(self, WireError::Fragment | WireError::Ipv4Options | WireError::NotTcp)
+        matches!(self, WireError::Fragment | WireError::Ipv4Options | WireError::NotTcp | WireError::Control)
+    }
+
+    /// The error for an IP payload of protocol `p` that is not TCP.
+    fn not_tcp(p: IpNumber) -> WireError {
+        if p == IpNumber::ICMP || p == IpNumber::IPV6_ICMP || p == IpNumber::IGMP {
+            WireError::Control
+        } else {
+            WireError::NotTcp
+        }
     }
 }
 
@@ -171,7 +186,7 @@ pub fn parse_with(packet: &[u8], verify_tcp_checksum: bool) -> Result<Segment<'_
     }
     let payload = ip.payload();
     if payload.ip_number != IpNumber::TCP {
-        return Err(WireError::NotTcp);
+        return Err(WireError::not_tcp(payload.ip_number));
     }
     let bytes = payload.payload;
     let tcp = TcpSlice::from_slice(bytes).map_err(|_| WireError::BadTcpHeader)?;
@@ -241,7 +256,7 @@ pub fn parse_headers(head: &[u8], packet_len: usize) -> Result<(Segment<'static>
                 return Err(WireError::Fragment);
             }
             if h.protocol() != IpNumber::TCP {
-                return Err(WireError::NotTcp);
+                return Err(WireError::not_tcp(h.protocol()));
             }
             (IpAddr::from(h.source()), IpAddr::from(h.destination()), h.slice().len())
         }
@@ -252,7 +267,7 @@ pub fn parse_headers(head: &[u8], packet_len: usize) -> Result<(Segment<'static>
             }
             if h.next_header() != IpNumber::TCP {
                 // Extension headers (or not TCP): the ordinary parser decides.
-                return Err(WireError::NotTcp);
+                return Err(WireError::not_tcp(h.next_header()));
             }
             (IpAddr::from(h.source_addr()), IpAddr::from(h.destination_addr()), 40)
         }
