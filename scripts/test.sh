@@ -1,6 +1,27 @@
 #!/usr/bin/env bash
 # The project's test command (README): every unit, integration, property and doc test.
+#
+# As root: installs what the real-peer tests need (scripts/test-deps.sh: apt-get, or it says
+# exactly what to install and stops), then runs everything. A real-peer test whose tool is
+# missing fails; none passes silently.
+# As non-root: the real-peer tests (TUN devices in network namespaces need root) are skipped
+# by name, and the run lists them as SKIPPED before and after.
+# Extra arguments go to `cargo test` (before its `--`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --workspace --all-targets "$@"
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/test-deps.sh
+  cargo test --workspace --all-targets "$@"
+else
+  cargo build -q --workspace --tests
+  skipped=$(cargo test -q -p chimney-cli --test real_peers -- --list 2>/dev/null | sed -n 's/: test$//p')
+  n=$(printf '%s\n' "$skipped" | grep -c . || true)
+  banner() {
+    echo "SKIPPED: $n real-peer tests need root (network namespaces, TUN devices); run as root to include them:"
+    printf '  %s\n' $skipped
+  }
+  banner
+  cargo test --workspace --all-targets "$@" -- --skip needs_root::
+  banner
+fi
 cargo test --workspace --doc

@@ -80,6 +80,9 @@ impl PolicyArgs {
         if self.mdls == 0 || self.mdls > 64 {
             return Err(format!("--mdls must be 1..=64, got {}", self.mdls));
         }
+        if self.post_size > 1 << 30 {
+            return Err(format!("--post-size must be at most 1 GiB (1073741824), got {}", self.post_size));
+        }
         if self.rcv_wnd < 4096 {
             return Err(format!("--rcv-wnd must be at least 4096, got {}", self.rcv_wnd));
         }

@@ -84,6 +84,11 @@ struct ClientCtl {
 }
 
 impl ClientCtl {
+    /// Drops the timeout's copy of the socket, so that the client's close really closes it.
+    fn release(&self) {
+        self.stream.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
     /// Shuts the client's socket down both ways: a blocked write or read returns at once.
     fn cut(&self) {
         if let Some(s) = self.stream.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
@@ -140,6 +145,8 @@ fn client(
         let linger = nix::libc::linger { l_onoff: 1, l_linger: 0 };
         let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Linger, &linger);
         sent.reset = true;
+        // The socket closes (and resets) only once the timeout's copy of it is gone too.
+        ctl.release();
         return sent;
     }
     let _ = s.shutdown(Shutdown::Write);
@@ -155,6 +162,7 @@ fn client(
             }
         }
     }
+    ctl.release();
     sent
 }
 

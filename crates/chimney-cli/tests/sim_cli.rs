@@ -75,4 +75,6 @@ fn logs_are_off_by_default_and_on_with_v() {
     for what in ["offloaded", "keep-alive probe", "reset by the peer", "terminated"] {
         assert!(loud.contains(what), "{what} missing from:\n{loud}");
     }
+    // stderr is a pipe here: plain text, no colour codes.
+    assert!(!loud.contains('\x1b'), "colour codes written into a pipe:\n{loud}");
 }
