@@ -23,7 +23,6 @@ fn clean_transfers() {
 
 /// Random links (loss ≤ 5 %, duplication, reordering, corruption), random host behaviours,
 /// resets, host terminates and aborts, and the adversary on a third of the seeds.
-/// (Seeds 73, 210, 424, 586, 667, 884 and 1084 still miss the liveness bound: issue 5.)
 #[test]
 fn hostile_schedules() {
     sweep(100..200, &Knobs::default());

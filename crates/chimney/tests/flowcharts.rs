@@ -1,4 +1,4 @@
-//! Table-driven tests for every branch of the three delivery flowcharts (digest §5), run
+//! Table-driven tests for every branch of the three delivery flowcharts (spec §5), run
 //! against `Delivery` under the strict verifier. Each row names the branch it drives.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Where the contract is silent or contradicts itself (digest §8), we decide here, once.
+//! Where the contract is silent or contradicts itself (spec §8), we decide here, once.
 //!
 //! Every decision the delivery layer and the verifier depend on is a named constant or
 //! function in this module, with the ambiguity id it resolves. `docs/contract.md` lists the
@@ -19,7 +19,7 @@ pub fn is_refusal(status: NdisStatus) -> bool {
 /// counts only the target's bytes (R-ACC-1 holds unchanged). A push-mode request with
 /// pre-filled bytes counts as partially filled, so its push timer runs from the moment it
 /// heads the queue (= post time when the queue is empty, R-POST-8). Read before slot 0 is
-/// written (§2.5 aliasing).
+/// written (spec §2.5 aliasing).
 pub fn prefilled_bytes(nbl: &NetBufferList) -> usize {
     nbl.tcp_receive_bytes_transferred()
 }

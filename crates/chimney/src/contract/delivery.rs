@@ -1,4 +1,4 @@
-//! The delivery algorithm of digest §5, for many connections: posted FIFO, buffered bytes,
+//! The delivery algorithm of spec §5, for many connections: posted FIFO, buffered bytes,
 //! push timer, indications, FIN/RST/abort, offload and terminate.
 //!
 //! One function per flowchart connector: [`Delivery::fill`] (connector A: copy into posted
@@ -30,7 +30,7 @@ use crate::time::Instant;
 
 /// `MiniportReserved` slot: payload bytes the target placed into a posted request so far.
 const PLACED: usize = 0;
-/// `MiniportReserved` slot: `TcpReceiveBytesTransferred` read at post time (§8 A7).
+/// `MiniportReserved` slot: `TcpReceiveBytesTransferred` read at post time (spec §8 A7).
 const PREFILLED: usize = 1;
 
 /// Re-arms a target NBL's net buffer to hold exactly the first `len` bytes of `ring`
@@ -133,7 +133,7 @@ struct Conn {
     /// Stream offset of the first byte not yet completed or accepted (the head request's start).
     consumed: u64,
     fed: u64,
-    /// Stream offset just past the newest PSH (0 = none): §8 A22.
+    /// Stream offset just past the newest PSH (0 = none): spec §8 A22.
     psh_mark: u64,
     fin: bool,
     abort_event: bool,
@@ -166,7 +166,7 @@ impl Conn {
 }
 
 /// The chimney delivery layer: implements the target entry points for many connections and
-/// calls the host's upcalls under the rules of digest §3–§6.
+/// calls the host's upcalls under the rules of spec §3–§6.
 pub struct Delivery {
     cfg: DeliveryConfig,
     conns: Vec<Option<Box<Conn>>>,
@@ -270,7 +270,7 @@ impl Delivery {
     /// Queues posted NBLs on `conn` (event A's bookkeeping; the caller runs the algorithm).
     fn post_into(conn: &mut Conn, mut nbls: NblChain) {
         for nbl in nbls.iter_mut() {
-            // Read the host's slots before slot 0 is ever written (§2.5 aliasing).
+            // Read the host's slots before slot 0 is ever written (spec §2.5 aliasing).
             let prefilled = ambiguity::prefilled_bytes(nbl);
             nbl.miniport_reserved = [0, prefilled];
             conn.posted_free += nbl.net_buffer().data_length();
@@ -850,7 +850,7 @@ impl OffloadTarget for Delivery {
             let push_due = conn.push_deadline.is_some_and(|d| d <= now);
             if push_due {
                 // Event C: complete the partially filled push request, if any (benign race
-                // otherwise, §5.4).
+                // otherwise, spec §5.4).
                 conn.push_deadline = None;
                 conn.push_fired = true;
             }

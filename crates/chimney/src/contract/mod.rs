@@ -92,7 +92,7 @@ impl NestedCalls {
 pub enum IndicateReturn {
     /// `NDIS_STATUS_SUCCESS`: everything consumed; the host keeps the NBL.
     Success,
-    /// `NDIS_STATUS_OFFLOAD_DATA_NOT_ACCEPTED` (or `NDIS_STATUS_NOT_ACCEPTED`, §8 A2): nothing
+    /// `NDIS_STATUS_OFFLOAD_DATA_NOT_ACCEPTED` (or `NDIS_STATUS_NOT_ACCEPTED`, spec §8 A2): nothing
     /// consumed; the NBL comes back.
     NotAccepted(NblChain),
     /// `NDIS_STATUS_OFFLOAD_DATA_PARTIALLY_ACCEPTED`: the first `bytes_consumed` bytes were
@@ -207,7 +207,7 @@ pub struct InitiateFailed {
     pub state: TcpOffloadState,
 }
 
-/// The entry points an offload target implements for the host (digest §1.2), sans-IO: time is
+/// The entry points an offload target implements for the host (spec §1.2), sans-IO: time is
 /// passed in, and upcalls go to the `host` given with each call.
 pub trait OffloadTarget {
     /// MiniportInitiateOffload for one TCP connection, completed synchronously (the return is
@@ -328,6 +328,6 @@ pub trait ReceiveInput {
 
     /// Bytes the target can hold whatever the host posts: the basis of the advertised
     /// receive window. It shrinks only when in-order data arrives, so a window advertised
-    /// from it never has to retract (§8 A34).
+    /// from it never has to retract (spec §8 A34).
     fn receive_window(&self, conn: ConnId) -> usize;
 }

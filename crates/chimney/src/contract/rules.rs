@@ -1,6 +1,6 @@
-//! The catalogue of rules the verifier checks (ids from the contract digest).
+//! The catalogue of rules the verifier checks (ids from docs/spec.md).
 
-/// One checked rule: its digest id and a one-line statement.
+/// One checked rule: its id (docs/spec.md §9) and a one-line statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rule {
     /// Digest id, e.g. `R-CMP-1`.
@@ -136,7 +136,7 @@ pub const R_BUF_1: Rule = Rule {
 /// R-BUF-3: offload-time BufferedData is delivered before any newer data.
 pub const R_BUF_3: Rule = Rule { id: "R-BUF-3", text: "offload-time BufferedData is delivered before any newer data" };
 
-/// Every rule the verifier checks, in digest order (`chimney rules` prints this).
+/// Every rule the verifier checks, in the order of docs/spec.md (`chimney rules` prints this).
 pub const RULES: &[Rule] = &[
     R_POST_2, R_POST_3, R_POST_10, R_CMP_1, R_CMP_2, R_CMP_3, R_CMP_4, R_CMP_5, R_CMP_6, R_CMP_7, R_CMP_9, R_ACC_1,
     R_ACC_2, R_ACC_3, R_IND_1, R_IND_3, R_IND_4, R_IND_5, R_IND_6, R_IND_7, R_IND_11, R_RET_1, R_DEL_1, R_DEL_3,

@@ -1,6 +1,6 @@
 //! The host stack's passive open: SYN → SYN-ACK (MSS, window scale, SACK-permitted,
 //! timestamps negotiated from what the peer offered) → ACK, then the state handed to the
-//! offload (const / cached / delegated, §6.2). Data the host receives in order with the
+//! offload (const / cached / delegated, spec §6.2). Data the host receives in order with the
 //! handshake ACK is ACKed by the host and handed over as `BufferedData`; anything else it
 //! received but did not ACK is forwarded to the offloaded connection (MiniportTcpOffloadForward).
 
@@ -58,7 +58,7 @@ pub(crate) struct Established {
 }
 
 impl Established {
-    /// The offload state tree for this connection (§6.2).
+    /// The offload state tree for this connection (spec §6.2).
     pub fn offload_state(&self, cfg: &TcpConfig) -> TcpOffloadState {
         let n = &self.negotiated;
         let mut fl = 0;

@@ -82,7 +82,7 @@ pub enum PacketOutcome {
     Offloaded(ConnId),
     /// Processed by the host stack (handshake, RST for unknown connections).
     Host,
-    /// Not for the target: a fragment, IPv4 options, not TCP (§6.6), counted.
+    /// Not for the target: a fragment, IPv4 options, not TCP (spec §6.6), counted.
     ToHost(WireError),
     /// Dropped and counted.
     Dropped(WireError),

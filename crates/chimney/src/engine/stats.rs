@@ -1,4 +1,4 @@
-//! TCP_OFFLOAD_STATS and IP_OFFLOAD_STATS (§7.8) plus per-reason drop counters.
+//! TCP_OFFLOAD_STATS and IP_OFFLOAD_STATS (spec §7.8) plus per-reason drop counters.
 
 use crate::tcp::{ConnCounters, TcpDrop};
 use crate::wire::WireError;

@@ -1,4 +1,4 @@
-//! `NET_BUFFER_LIST` / `NET_BUFFER` / `MDL` in safe Rust (digest §2).
+//! `NET_BUFFER_LIST` / `NET_BUFFER` / `MDL` in safe Rust (spec §2).
 //!
 //! An [`Mdl`] owns one segment of memory; a [`NetBuffer`] is an MDL chain plus the four
 //! geometry fields (`DataOffset`, `DataLength`, `CurrentMdl`, `CurrentMdlOffset`); a
@@ -139,7 +139,7 @@ impl core::fmt::Debug for Mdl {
     }
 }
 
-/// A `NET_BUFFER`: an MDL chain and the geometry of its used data space (§2.2).
+/// A `NET_BUFFER`: an MDL chain and the geometry of its used data space (spec §2.2).
 ///
 /// Invariant (checked by [`NetBuffer::invariant_holds`]): `data_offset` equals the bytes of
 /// every MDL before `current_mdl` plus `current_mdl_offset`, and `data_offset + data_length`
@@ -230,7 +230,7 @@ impl NetBuffer {
             && self.data_offset + self.data_length <= self.chain_len()
     }
 
-    /// `NdisAdvanceNetBufferDataStart(nb, delta, FreeMdl = FALSE, NULL)` (§2.4): shrinks the used
+    /// `NdisAdvanceNetBufferDataStart(nb, delta, FreeMdl = FALSE, NULL)` (spec §2.4): shrinks the used
     /// data space from the front, moving all four geometry fields. Nothing is freed.
     pub fn advance_data_start(&mut self, delta: usize) -> Result<(), BufferError> {
         if delta > self.data_length {
@@ -366,7 +366,7 @@ impl NetBuffer {
     }
 }
 
-/// `NET_BUFFER_LIST_INFO` slot ids the chimney receive path uses (§2.5). Slots are shared with
+/// `NET_BUFFER_LIST_INFO` slot ids the chimney receive path uses (spec §2.5). Slots are shared with
 /// other uses (checksum, LSO), so the target reads the host's values before it writes slot 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
@@ -467,7 +467,7 @@ impl NetBufferList {
         self.set_info(NblInfoId::TcpReceiveNoPush, usize::from(no_push));
     }
 
-    /// TcpReceiveBytesTransferred (slot 17): bytes the host placed before posting (§8 A7).
+    /// TcpReceiveBytesTransferred (slot 17): bytes the host placed before posting (spec §8 A7).
     pub fn tcp_receive_bytes_transferred(&self) -> usize {
         self.info(NblInfoId::TcpReceiveBytesTransferred)
     }

@@ -1,5 +1,5 @@
 //! NDIS vocabulary: status codes, buffers, offload state and events, named as in the WDK so a
-//! reader can map code to the contract digest (`../shared/spec/chimney-contract.md`).
+//! reader can map code to the contract specification (`docs/spec.md`).
 
 pub mod buffer;
 pub mod state;

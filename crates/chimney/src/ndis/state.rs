@@ -1,4 +1,4 @@
-//! Offload state and event vocabulary of the receive path (digest §0, §6).
+//! Offload state and event vocabulary of the receive path (spec §0, §6).
 
 use super::buffer::NblChain;
 
@@ -59,7 +59,7 @@ pub enum TcpUploadReason {
 }
 
 impl TcpUploadReason {
-    /// Whether the host always uploads for this reason (§6.7).
+    /// Whether the host always uploads for this reason (spec §6.7).
     pub fn is_mandatory(self) -> bool {
         matches!(
             self,
@@ -121,7 +121,7 @@ pub mod const_flags {
 pub struct TcpConstState {
     /// `TCP_FLAG_*` (see [`const_flags`]).
     pub flags: u16,
-    /// Remote port (host byte order in this model; §8 A30).
+    /// Remote port (host byte order in this model; spec §8 A30).
     pub remote_port: u16,
     /// Local port.
     pub local_port: u16,

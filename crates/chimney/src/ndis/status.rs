@@ -1,4 +1,4 @@
-//! `NDIS_STATUS` values the chimney uses (digest §0), as a Rust enum.
+//! `NDIS_STATUS` values the chimney uses (spec §0), as a Rust enum.
 
 /// An `NDIS_STATUS` code. Discriminants are the WDK header values, so [`NdisStatus::code`]
 /// is what a Windows driver would see.
@@ -9,7 +9,7 @@ pub enum NdisStatus {
     Success = 0x0000_0000,
     /// `NDIS_STATUS_PENDING`: the only legal return of MiniportTcpOffloadReceive (R-POST-2).
     Pending = 0x0000_0103,
-    /// `NDIS_STATUS_NOT_ACCEPTED`: the name the indication remarks use for "refused" (§8 A2).
+    /// `NDIS_STATUS_NOT_ACCEPTED`: the name the indication remarks use for "refused" (spec §8 A2).
     NotAccepted = 0x0001_0003,
     /// `NDIS_STATUS_FAILURE`.
     Failure = 0xC000_0001,

@@ -750,7 +750,7 @@ impl TcpConn {
             self.snd_una = ack;
             self.on_fin_acked(now, cx);
         }
-        // §6.6: urgent data means upload; nothing after it is processed here.
+        // spec §6.6: urgent data means upload; nothing after it is processed here.
         if seg.has(flags::URG) {
             self.upload(now, cx, TcpUploadReason::ReceivedUrgentData);
             return false;

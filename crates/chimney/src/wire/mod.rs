@@ -5,7 +5,7 @@
 //! checksums are ours: etherparse's option iterator stops at the first unknown option, where
 //! RFC 9293 says to skip it by its length, and verifying a checksum should not build a
 //! header copy. Emitting is ours too (ACK/RST/FIN/SYN-ACK with options, IPv4 DF set and IP
-//! IDs from the target's upper half, §7.3), into a caller's buffer, so nothing allocates.
+//! IDs from the target's upper half, spec §7.3), into a caller's buffer, so nothing allocates.
 //!
 //! Guarantee: [`parse`] never panics on any input; every rejection is a [`WireError`] that a
 //! drop counter can name.
@@ -50,9 +50,9 @@ pub enum WireError {
     /// router solicitations and MLD reports when the TUN link comes up), handed to the host
     /// path, never a drop.
     Control,
-    /// An IP fragment: not processed by the target (§6.6), handed to the host path.
+    /// An IP fragment: not processed by the target (spec §6.6), handed to the host path.
     Fragment,
-    /// IPv4 options present: not processed by the target (§6.6), handed to the host path.
+    /// IPv4 options present: not processed by the target (spec §6.6), handed to the host path.
     Ipv4Options,
     /// TCP header short or data offset out of range.
     BadTcpHeader,
@@ -310,7 +310,7 @@ pub struct SegmentRepr<'a> {
     pub options: TcpOptions,
     /// Payload.
     pub payload: &'a [u8],
-    /// IPv4 identification (the target uses 0x8000..=0xFFFF, §7.3).
+    /// IPv4 identification (the target uses 0x8000..=0xFFFF, spec §7.3).
     pub ip_id: u16,
 }
 
