@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as WallClock};
 
-use crate::shards::Shards;
 use chimney::rng::SplitMix64;
-use chimney_linux::{ConnReport, Netns, Tun};
+use chimney_linux::{ConnReport, Netns, ShardTraces, Shards};
 use sha2::{Digest, Sha256};
 
 use crate::args::{ImpairArgs, PolicyArgs};
+use crate::report::SentView;
 
 /// `chimney demo` flags.
 #[derive(clap::Args, Debug)]
@@ -97,14 +97,6 @@ impl ClientCtl {
     }
 }
 
-struct Sent {
-    local: SocketAddr,
-    bytes: u64,
-    sha256: [u8; 32],
-    reset: bool,
-    error: Option<String>,
-}
-
 fn client(
     target: SocketAddr,
     bytes: u64,
@@ -112,8 +104,8 @@ fn client(
     reset_after: Option<u64>,
     limit_connect: Duration,
     ctl: &ClientCtl,
-) -> Sent {
-    let mut sent = Sent { local: target, bytes: 0, sha256: [0; 32], reset: false, error: None };
+) -> SentView {
+    let mut sent = SentView { local: target, bytes: 0, sha256: [0; 32], reset: false, error: None };
     let mut s = match TcpStream::connect_timeout(&target, limit_connect.min(Duration::from_secs(10))) {
         Ok(s) => s,
         Err(e) => {
@@ -166,34 +158,6 @@ fn client(
     sent
 }
 
-/// Sets up the namespace and TUN, returning the target address clients connect to.
-pub fn setup(ns: &Netns, ipv6: bool, mtu: u32, offload: bool) -> Result<(Tun, SocketAddr), chimney_linux::DriverError> {
-    let (mut tuns, target) = setup_queues(ns, ipv6, mtu, offload, 1)?;
-    let tun =
-        tuns.pop().ok_or(chimney_linux::DriverError { step: "creating the TUN device", detail: "no queue".into() })?;
-    Ok((tun, target))
-}
-
-/// Like [`setup`] with `queues` TUN queues (multi-queue when more than one).
-pub fn setup_queues(
-    ns: &Netns,
-    ipv6: bool,
-    mtu: u32,
-    offload: bool,
-    queues: usize,
-) -> Result<(Vec<Tun>, SocketAddr), chimney_linux::DriverError> {
-    let tun = ns.run(move || Tun::open_queues("chim0", offload, queues))??;
-    ns.ip(&["link", "set", "dev", "chim0", "mtu", &mtu.to_string(), "up"])?;
-    // Only the family in use: an IPv4 run may have an MTU below IPv6's minimum of 1280.
-    if ipv6 {
-        ns.ip(&["-6", "addr", "add", "fd00::2/64", "dev", "chim0", "nodad"])?;
-    } else {
-        ns.ip(&["addr", "add", "198.18.0.2/24", "dev", "chim0"])?;
-    }
-    let target: SocketAddr = if ipv6 { "[fd00::1]:5001".parse().unwrap() } else { "198.18.0.1:5001".parse().unwrap() };
-    Ok((tun, target))
-}
-
 /// Checks the flags that do not depend on where the transfer runs.
 fn check(a: &DemoArgs) -> Result<(), String> {
     if a.connections == 0 {
@@ -207,7 +171,7 @@ fn check(a: &DemoArgs) -> Result<(), String> {
 
 pub fn run(a: &DemoArgs) -> ExitCode {
     if a.in_memory {
-        return crate::in_memory_demo(a.connections as u32, a.bytes, a.seed, a.json);
+        return in_memory(a.connections as u32, a.bytes, a.seed, a.json);
     }
     let fail = |msg: String| {
         eprintln!("chimney demo: {msg}");
@@ -235,7 +199,7 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     let offload = a.policy.offload_with(&impair);
-    let (tuns, target) = match setup_queues(&ns, a.ipv6, a.mtu, offload, a.queues) {
+    let (tuns, target) = match ns.tun_network(a.ipv6, a.mtu, offload, a.queues) {
         Ok(x) => x,
         Err(e) => return fail(e.to_string()),
     };
@@ -247,11 +211,11 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let traces = match a.trace.open_shards(a.queues) {
-        Ok(t) => crate::shards::ShardTraces::new(t),
+        Ok(t) => ShardTraces::new(t),
         Err(e) => return fail(e),
     };
     let tap = capture.clone();
-    let configure: crate::shards::Configure = Arc::new(move |i, d| {
+    let configure: chimney_linux::Configure = Arc::new(move |i, d| {
         if let Some(c) = &tap {
             d.set_tap(crate::pcap::tap(c));
         }
@@ -355,8 +319,8 @@ pub fn run(a: &DemoArgs) -> ExitCode {
             }
         }
     }
-    let sent: Vec<Sent> = join_clients(clients, target);
-    let code = crate::report::print_demo(a, &sent_views(&sent), &reports, &summary, wall);
+    let sent: Vec<SentView> = join_clients(clients, target);
+    let code = crate::report::print_demo(a.json, a.ipv6, &sent, &reports, &summary, wall);
     if let Some(why) = timed_out {
         eprintln!("chimney demo: timed out after {} s: {why}", timeout.as_secs());
         return ExitCode::FAILURE;
@@ -394,10 +358,11 @@ fn still_running(ctls: &[Arc<ClientCtl>], bytes: u64, offloaded: usize) -> Strin
 /// Joins the client threads; one that does not return within 2 s (it should not: its socket
 /// was shut down) is reported as failed rather than waited for.
 fn join_clients(
-    clients: Vec<std::thread::JoinHandle<Result<Sent, chimney_linux::DriverError>>>,
+    clients: Vec<std::thread::JoinHandle<Result<SentView, chimney_linux::DriverError>>>,
     target: SocketAddr,
-) -> Vec<Sent> {
-    let failed = |why: &str| Sent { local: target, bytes: 0, sha256: [0; 32], reset: false, error: Some(why.into()) };
+) -> Vec<SentView> {
+    let failed =
+        |why: &str| SentView { local: target, bytes: 0, sha256: [0; 32], reset: false, error: Some(why.into()) };
     let give_up = WallClock::now() + Duration::from_secs(2);
     clients
         .into_iter()
@@ -448,26 +413,6 @@ fn sim_can_honour(a: &DemoArgs) -> Result<(), String> {
     } else {
         Err(format!("cannot honour {}", no.join(", ")))
     }
-}
-
-/// What the report needs from a client.
-pub struct SentView {
-    /// The client's address (matches the report's peer).
-    pub local: SocketAddr,
-    /// Bytes written.
-    pub bytes: u64,
-    /// SHA-256 of them.
-    pub sha256: [u8; 32],
-    /// Whether it reset instead of closing.
-    pub reset: bool,
-    /// A client-side error.
-    pub error: Option<String>,
-}
-
-fn sent_views(s: &[Sent]) -> Vec<SentView> {
-    s.iter()
-        .map(|x| SentView { local: x.local, bytes: x.bytes, sha256: x.sha256, reset: x.reset, error: x.error.clone() })
-        .collect()
 }
 
 /// The demo's transfer in the deterministic simulator: smoltcp senders, clean links (or the
@@ -571,4 +516,82 @@ fn simulated(a: &DemoArgs) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The in-memory contract demonstration (`chimney demo --in-memory`): no TCP, no TUN.
+fn in_memory(connections: u32, bytes: u64, seed: u64, json: bool) -> ExitCode {
+    let cfg = chimney::demo::DemoConfig {
+        connections: connections.max(1),
+        bytes: bytes.min(64 << 20),
+        chunk: 16 * 1024,
+        seed,
+    };
+    let a = InMemory { json };
+    let t0 = WallClock::now();
+    let r = chimney::demo::run(&cfg);
+    let secs = t0.elapsed().as_secs_f64();
+    if a.json {
+        let conns: Vec<_> = r
+            .conns
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "conn": c.conn.0, "policy": c.policy, "bytes": c.bytes, "exact": c.exact,
+                    "completions": c.completions, "indications": c.indications, "refusals": c.refusals,
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "mode": "in-memory",
+            "ok": r.ok(),
+            "seconds": secs,
+            "checked_bytes": r.checked_bytes,
+            "violations": r.violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+            "connections": conns,
+        });
+        println!("{v}");
+    } else {
+        println!("chimney demo (in memory: host application ⇄ delivery layer, contract verifier on)");
+        println!(
+            "{:<6} {:<42} {:>10} {:>6} {:>11} {:>11} {:>8}",
+            "conn", "policy", "bytes", "exact", "completions", "indications", "refused"
+        );
+        for c in &r.conns {
+            println!(
+                "{:<6} {:<42} {:>10} {:>6} {:>11} {:>11} {:>8}",
+                c.conn.0,
+                c.policy,
+                c.bytes,
+                if c.exact { "yes" } else { "NO" },
+                c.completions,
+                c.indications,
+                c.refusals
+            );
+        }
+        let total: u64 = r.conns.iter().map(|c| c.bytes).sum();
+        println!(
+            "{} bytes in {:.3} s ({:.2} Gbit/s of delivery work), {} bytes checked by the verifier",
+            total,
+            secs,
+            total as f64 * 8.0 / secs.max(1e-9) / 1e9,
+            r.checked_bytes
+        );
+        if r.violations.is_empty() {
+            println!("verifier: 0 violations ({} rules checked)", chimney::contract::RULES.len());
+        } else {
+            println!("verifier: {} violations", r.violations.len());
+            for v in r.violations.iter().take(20) {
+                println!("  {v}");
+            }
+        }
+    }
+    if r.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+struct InMemory {
+    json: bool,
 }

@@ -1,24 +1,19 @@
 //! `chimney`: the command-line front end of the chimney TCP offload target.
 
 use std::process::ExitCode;
-use std::time::Instant as WallClock;
 
 mod args;
 mod bench;
-mod bench_engine;
-mod bench_scale;
 mod demo;
 mod pcap;
 mod plot;
 mod report;
 mod serve;
-mod shards;
 mod sim;
 mod size;
 mod verify;
 
 use chimney::contract::RULES;
-use chimney::demo::DemoConfig;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -87,77 +82,4 @@ fn main() -> ExitCode {
         Command::Plot(a) => plot::run(&a),
         Command::Verify(a) => verify::run(&a),
     }
-}
-
-/// The in-memory contract demonstration (`chimney demo --in-memory`): no TCP, no TUN.
-pub fn in_memory_demo(connections: u32, bytes: u64, seed: u64, json: bool) -> ExitCode {
-    let cfg = DemoConfig { connections: connections.max(1), bytes: bytes.min(64 << 20), chunk: 16 * 1024, seed };
-    let a = InMemory { json };
-    let t0 = WallClock::now();
-    let r = chimney::demo::run(&cfg);
-    let secs = t0.elapsed().as_secs_f64();
-    if a.json {
-        let conns: Vec<_> = r
-            .conns
-            .iter()
-            .map(|c| {
-                serde_json::json!({
-                    "conn": c.conn.0, "policy": c.policy, "bytes": c.bytes, "exact": c.exact,
-                    "completions": c.completions, "indications": c.indications, "refusals": c.refusals,
-                })
-            })
-            .collect();
-        let v = serde_json::json!({
-            "mode": "in-memory",
-            "ok": r.ok(),
-            "seconds": secs,
-            "checked_bytes": r.checked_bytes,
-            "violations": r.violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
-            "connections": conns,
-        });
-        println!("{v}");
-    } else {
-        println!("chimney demo (in memory: host application ⇄ delivery layer, contract verifier on)");
-        println!(
-            "{:<6} {:<42} {:>10} {:>6} {:>11} {:>11} {:>8}",
-            "conn", "policy", "bytes", "exact", "completions", "indications", "refused"
-        );
-        for c in &r.conns {
-            println!(
-                "{:<6} {:<42} {:>10} {:>6} {:>11} {:>11} {:>8}",
-                c.conn.0,
-                c.policy,
-                c.bytes,
-                if c.exact { "yes" } else { "NO" },
-                c.completions,
-                c.indications,
-                c.refusals
-            );
-        }
-        let total: u64 = r.conns.iter().map(|c| c.bytes).sum();
-        println!(
-            "{} bytes in {:.3} s ({:.2} Gbit/s of delivery work), {} bytes checked by the verifier",
-            total,
-            secs,
-            total as f64 * 8.0 / secs.max(1e-9) / 1e9,
-            r.checked_bytes
-        );
-        if r.violations.is_empty() {
-            println!("verifier: 0 violations ({} rules checked)", RULES.len());
-        } else {
-            println!("verifier: {} violations", r.violations.len());
-            for v in r.violations.iter().take(20) {
-                println!("  {v}");
-            }
-        }
-    }
-    if r.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-struct InMemory {
-    json: bool,
 }

@@ -1,12 +1,25 @@
 //! Printing `demo` results: the table, JSON, and the exit status.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use chimney::engine::EngineStats;
 use chimney_linux::{ConnReport, DriverSummary, EndReason};
 
-use crate::demo::{DemoArgs, SentView};
+/// What a demo client sent, as the report compares it with what the target received.
+pub struct SentView {
+    /// The client's address (matches the report's peer).
+    pub local: SocketAddr,
+    /// Bytes written.
+    pub bytes: u64,
+    /// SHA-256 of them.
+    pub sha256: [u8; 32],
+    /// Whether it reset instead of closing.
+    pub reset: bool,
+    /// A client-side error.
+    pub error: Option<String>,
+}
 
 /// TCP_OFFLOAD_STATS as a JSON object (field names as in the NDIS structure, snake_case).
 pub fn tcp_stats_json(s: &EngineStats) -> serde_json::Value {
@@ -76,7 +89,8 @@ fn gbps(bytes: u64, d: Duration) -> f64 {
 
 /// Prints the demo summary and returns the exit status (1 on any mismatch or violation).
 pub fn print_demo(
-    a: &DemoArgs,
+    json: bool,
+    ipv6: bool,
     sent: &[SentView],
     reports: &[ConnReport],
     driver: &DriverSummary,
@@ -115,7 +129,7 @@ pub fn print_demo(
     }
     let total: u64 = reports.iter().map(|r| r.bytes).sum();
     let stats = driver.stats.clone();
-    if a.json {
+    if json {
         let conns: Vec<_> = rows
             .iter()
             .map(|(s, r, exact, why)| {
@@ -159,8 +173,8 @@ pub fn print_demo(
     } else {
         println!(
             "chimney demo: {} Linux TCP connection(s) → TUN → offload target ({}), contract verifier on",
-            a.connections,
-            if a.ipv6 { "IPv6" } else { "IPv4" }
+            sent.len(),
+            if ipv6 { "IPv6" } else { "IPv4" }
         );
         println!(
             "{:<22} {:>11} {:>8} {:>7} {:>11} {:>11} {:>7} {:>6} {:>5} {:>4} {:>5}",

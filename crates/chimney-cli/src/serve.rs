@@ -7,15 +7,13 @@ use std::fs::File;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as WallClock};
 
 use chimney::contract::ConnId;
-use chimney_linux::{ConnReport, DriverSummary, Tun};
-
-use crate::shards::Shards;
+use chimney_linux::{ConnReport, DriverSummary, ShardTraces, Shards, Tun};
 
 use crate::args::{ImpairArgs, PolicyArgs};
 
@@ -67,15 +65,6 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: nix::libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let o = Command::new("ip").args(args).output().map_err(|e| format!("running ip (iproute2): {e}"))?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()))
-    }
 }
 
 /// `--out DIR`: one file per connection, named after its peer, shared by the shards.
@@ -174,7 +163,7 @@ impl StreamFile {
 
 /// Sets up `--out` on one shard's driver: a file per connection opened at its offload,
 /// written by the sink, closed (and its name recorded for the JSON line) when it ends.
-fn stream_to_files(out: &Arc<Mutex<OutDir>>, driver: &mut chimney_linux::Driver) -> crate::shards::ReportHook {
+fn stream_to_files(out: &Arc<Mutex<OutDir>>, driver: &mut chimney_linux::Driver) -> chimney_linux::ReportHook {
     let files: Arc<Mutex<ShardFiles>> = Arc::default();
     let (f1, o1) = (Arc::clone(&files), Arc::clone(out));
     driver.set_on_offload(Box::new(move |conn, peer| {
@@ -266,15 +255,8 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     let local = format!("{}/{}", a.local.addr, a.local.prefix);
-    let mtu = a.mtu.to_string();
-    let mut addr = vec!["addr", "add", local.as_str(), "dev", a.tun.as_str()];
-    if a.listen.is_ipv6() {
-        addr.push("nodad");
-    }
-    for cmd in [&["link", "set", "dev", a.tun.as_str(), "mtu", mtu.as_str(), "up"][..], &addr[..]] {
-        if let Err(e) = ip(cmd) {
-            return fail(e);
-        }
+    if let Err(e) = chimney_linux::configure_tun(&a.tun, &local, a.mtu) {
+        return fail(e.to_string());
     }
     let cfg = crate::args::driver_config(&a.policy, policy, impair, a.seed, a.listen, a.mtu);
     let capture = match a.pcap.as_deref().map(crate::pcap::open).transpose() {
@@ -282,7 +264,7 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let traces = match a.trace.open_shards(a.queues) {
-        Ok(t) => crate::shards::ShardTraces::new(t),
+        Ok(t) => ShardTraces::new(t),
         Err(e) => return fail(e),
     };
     // Streams to files, opened when a connection is offloaded, closed by the shard that
@@ -290,7 +272,7 @@ pub fn run(a: &ServeArgs) -> ExitCode {
     let out: Option<Arc<Mutex<OutDir>>> =
         a.out.clone().map(|dir| Arc::new(Mutex::new(OutDir { dir, ..OutDir::default() })));
     let (files, tap) = (out.clone(), capture.clone());
-    let configure: crate::shards::Configure = Arc::new(move |i, driver| {
+    let configure: chimney_linux::Configure = Arc::new(move |i, driver| {
         if let Some(c) = &tap {
             driver.set_tap(crate::pcap::tap(c));
         }

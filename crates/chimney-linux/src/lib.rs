@@ -11,14 +11,17 @@
 //! [`Netns`] makes an anonymous network namespace (unshare in a helper thread, kept alive by
 //! a file descriptor); the kernel removes it, and the TUN device in it, when the process exits —
 //! on success, error, Ctrl-C or even SIGKILL — so nothing can leak. [`Tun`] opens a TUN device.
-//! [`Driver`] is the thin I/O loop around the sans-IO [`chimney::engine::Engine`].
+//! [`Driver`] is the thin I/O loop around the sans-IO [`chimney::engine::Engine`];
+//! [`Shards`] runs one driver per TUN queue (on the calling thread when there is one).
 
 pub mod driver;
 pub mod netns;
+pub mod shards;
 pub mod tun;
 
 pub use driver::{ConnReport, Direction, Driver, DriverConfig, DriverSummary, EndReason, OnOffload, Tap};
-pub use netns::Netns;
+pub use netns::{configure_tun, ip, Netns};
+pub use shards::{Configure, ReportHook, ShardTraces, Shards};
 pub use tun::Tun;
 
 /// A driver error: which step failed and why, in one line.

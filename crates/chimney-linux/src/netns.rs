@@ -8,7 +8,9 @@ use std::process::Command;
 
 use nix::sched::{setns, unshare, CloneFlags};
 
-use crate::DriverError;
+use std::net::SocketAddr;
+
+use crate::{DriverError, Tun};
 
 /// A network namespace this process created. Dropping the last descriptor (and the last
 /// thread inside) lets the kernel delete it together with its devices.
@@ -81,16 +83,57 @@ impl Netns {
     /// Runs `ip ARGS…` inside the namespace.
     pub fn ip(&self, args: &[&str]) -> Result<(), DriverError> {
         let owned: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let out = self.run(move || Command::new("ip").args(&owned).output())?;
-        match out {
-            Ok(o) if o.status.success() => Ok(()),
-            Ok(o) => Err(DriverError {
-                step: "configuring the namespace",
-                detail: format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()),
-            }),
-            Err(e) => {
-                Err(DriverError { step: "configuring the namespace", detail: format!("running ip (iproute2): {e}") })
-            }
-        }
+        self.run(move || ip(&owned.iter().map(String::as_str).collect::<Vec<_>>()))?
     }
+
+    /// The network `demo` and `bench` build inside the namespace: a TUN device `chim0` with
+    /// `queues` queues (multi-queue when more than one), the kernel side at 198.18.0.2/24 or
+    /// fd00::2/64 (only the family in use: an IPv4 run may have an MTU below IPv6's 1280), and
+    /// the target's address (198.18.0.1:5001 or [fd00::1]:5001) for clients to connect to.
+    pub fn tun_network(
+        &self,
+        ipv6: bool,
+        mtu: u32,
+        offload: bool,
+        queues: usize,
+    ) -> Result<(Vec<Tun>, SocketAddr), DriverError> {
+        let tun = self.run(move || Tun::open_queues("chim0", offload, queues))??;
+        self.ip(&["link", "set", "dev", "chim0", "mtu", &mtu.to_string(), "up"])?;
+        if ipv6 {
+            self.ip(&["-6", "addr", "add", "fd00::2/64", "dev", "chim0", "nodad"])?;
+        } else {
+            self.ip(&["addr", "add", "198.18.0.2/24", "dev", "chim0"])?;
+        }
+        let target = if ipv6 {
+            SocketAddr::new(std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1).into(), 5001)
+        } else {
+            SocketAddr::new(std::net::Ipv4Addr::new(198, 18, 0, 1).into(), 5001)
+        };
+        Ok((tun, target))
+    }
+}
+
+/// Runs `ip ARGS…` (iproute2) in the calling thread's network namespace; its error output
+/// becomes the error's detail.
+pub fn ip(args: &[&str]) -> Result<(), DriverError> {
+    match Command::new("ip").args(args).output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(DriverError {
+            step: "configuring the network",
+            detail: format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()),
+        }),
+        Err(e) => Err(DriverError { step: "configuring the network", detail: format!("running ip (iproute2): {e}") }),
+    }
+}
+
+/// Brings up TUN device `name` in the calling thread's namespace with MTU `mtu` and the
+/// kernel-side address `cidr` (e.g. 198.18.0.2/24; IPv6 without duplicate address detection,
+/// so it is usable at once).
+pub fn configure_tun(name: &str, cidr: &str, mtu: u32) -> Result<(), DriverError> {
+    ip(&["link", "set", "dev", name, "mtu", &mtu.to_string(), "up"])?;
+    let mut addr = vec!["addr", "add", cidr, "dev", name];
+    if cidr.contains(':') {
+        addr.push("nodad");
+    }
+    ip(&addr)
 }

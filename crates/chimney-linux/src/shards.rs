@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::{ConnReport, Driver, DriverError, DriverSummary, Tun};
 use chimney::contract::trace::TraceWriter;
-use chimney_linux::{ConnReport, Driver, DriverSummary, Tun};
 
 /// What runs on each report in the shard's own thread (e.g. closing that connection's file).
 pub type ReportHook = Box<dyn FnMut(&ConnReport) + Send>;
@@ -40,7 +40,7 @@ pub enum Shards {
     One(Box<Driver>, ReportHook),
     /// One driver per queue, each on its own thread.
     Many {
-        workers: Vec<std::thread::JoinHandle<Result<DriverSummary, chimney_linux::DriverError>>>,
+        workers: Vec<std::thread::JoinHandle<Result<DriverSummary, DriverError>>>,
         reports: std::sync::mpsc::Receiver<ConnReport>,
         stop: Arc<std::sync::atomic::AtomicBool>,
         live: Arc<AtomicUsize>,
@@ -51,16 +51,12 @@ pub enum Shards {
 impl Shards {
     /// One driver per queue in `tuns` (on this thread when there is one), each set up by
     /// `configure(shard index, driver)`.
-    pub fn start(
-        tuns: Vec<Tun>,
-        cfg: &chimney_linux::DriverConfig,
-        configure: Configure,
-    ) -> Result<Shards, chimney_linux::DriverError> {
+    pub fn start(tuns: Vec<Tun>, cfg: &crate::DriverConfig, configure: Configure) -> Result<Shards, DriverError> {
         if tuns.len() == 1 {
             let tun = tuns
                 .into_iter()
                 .next()
-                .ok_or(chimney_linux::DriverError { step: "starting the driver", detail: "no TUN queue".into() })?;
+                .ok_or(DriverError { step: "starting the driver", detail: "no TUN queue".into() })?;
             let mut d = Driver::new(tun, cfg.clone())?;
             let hook = configure(0, &mut d);
             return Ok(Shards::One(Box::new(d), hook));
@@ -75,7 +71,7 @@ impl Shards {
             cfg.engine.seed ^= (i as u64 + 1) << 48;
             let (tx, stop, live, bytes) = (tx.clone(), Arc::clone(&stop), Arc::clone(&live), Arc::clone(&bytes));
             let configure = Arc::clone(&configure);
-            workers.push(std::thread::spawn(move || -> Result<DriverSummary, chimney_linux::DriverError> {
+            workers.push(std::thread::spawn(move || -> Result<DriverSummary, DriverError> {
                 let mut d = Driver::new(tun, cfg)?;
                 let mut hook = configure(i, &mut d);
                 let (mut my_live, mut my_bytes) = (0usize, 0u64);
@@ -98,7 +94,7 @@ impl Shards {
                     let _ = tx.send(r);
                 }
                 if let Some(Err(e)) = d.finish_trace() {
-                    return Err(chimney_linux::DriverError::os("writing the contract trace", e));
+                    return Err(DriverError::os("writing the contract trace", e));
                 }
                 live.fetch_sub(my_live, Ordering::SeqCst);
                 Ok(d.summary())
@@ -108,7 +104,7 @@ impl Shards {
     }
 
     /// Runs one round (one shard) or waits up to `wait` for reports (several).
-    pub fn step(&mut self, wait: Duration, out: &mut Vec<ConnReport>) -> Result<(), chimney_linux::DriverError> {
+    pub fn step(&mut self, wait: Duration, out: &mut Vec<ConnReport>) -> Result<(), DriverError> {
         match self {
             Shards::One(d, hook) => {
                 d.step(wait)?;
@@ -164,14 +160,14 @@ impl Shards {
     }
 
     /// Stops the shards and sums what they report.
-    pub fn finish(self, out: &mut Vec<ConnReport>) -> Result<DriverSummary, chimney_linux::DriverError> {
+    pub fn finish(self, out: &mut Vec<ConnReport>) -> Result<DriverSummary, DriverError> {
         match self {
             Shards::One(d, _) => Ok(d.summary()),
             Shards::Many { workers, reports, stop, .. } => {
                 stop.store(true, Ordering::SeqCst);
                 let mut sum = DriverSummary::default();
                 for w in workers {
-                    let s = w.join().map_err(|_| chimney_linux::DriverError {
+                    let s = w.join().map_err(|_| DriverError {
                         step: "running a queue's driver",
                         detail: "thread panicked".into(),
                     })??;

@@ -68,7 +68,7 @@ fn peer(i: u32) -> SocketAddr {
 }
 
 fn seg(src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32, fl: u8, payload: &[u8], syn: bool) -> Vec<u8> {
-    crate::bench::peer_segment(src, dst, seq, ack, fl, payload, syn, None)
+    super::common::peer_segment(src, dst, seq, ack, fl, payload, syn, None)
 }
 
 struct Point {

@@ -1,9 +1,7 @@
-//! `chimney bench`: speed measured side by side in one run, medians and ratios printed.
-//!
-//! * `e2e`: one Linux kernel TCP connection into (a) the Linux kernel over a veth pair between
-//!   two namespaces, (b) chimney over a TUN device, (c) smoltcp over the same kind of TUN
-//!   device, busy-polling with a 1 MiB socket buffer; interleaved for several rounds, at each
-//!   MTU. Gbit/s is receiver-side (first byte to FIN); CPU is the receiving thread's.
+//! `chimney bench e2e`: one Linux kernel TCP connection into (a) the Linux kernel over a veth
+//! pair between two namespaces, (b) chimney over a TUN device, (c) smoltcp over the same kind
+//! of TUN device, busy-polling with a 1 MiB socket buffer; interleaved for several rounds, at each
+//! MTU. Gbit/s is receiver-side (first byte to FIN); CPU is the receiving thread's.
 //!
 //! Namespaces are anonymous (the kernel removes them, and every device in them, when the
 //! process exits, even on failure).
@@ -16,25 +14,7 @@ use std::time::{Duration, Instant as WallClock};
 use chimney::rng::SplitMix64;
 use chimney_linux::{Driver, DriverError, EndReason, Netns, Tun};
 
-/// `chimney bench` flags.
-#[derive(clap::Args, Debug)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    pub what: BenchCmd,
-}
-
-/// Which benchmark.
-#[derive(clap::Subcommand, Debug)]
-pub enum BenchCmd {
-    /// End to end: kernel → kernel (veth), kernel → chimney (TUN), kernel → smoltcp (TUN).
-    E2e(E2eArgs),
-    /// No I/O: a pre-built segment trace through the engine into posted buffers, against
-    /// memcpy of the same bytes and smoltcp fed the same trace.
-    Engine(crate::bench_engine::EngineArgs),
-    /// No I/O: 1, 1 k, 100 k, 1 M offloaded connections: bytes per idle connection and ns
-    /// per segment at each size.
-    Scale(crate::bench_scale::ScaleArgs),
-}
+use super::common::median;
 
 /// `chimney bench e2e` flags.
 #[derive(clap::Args, Debug)]
@@ -186,7 +166,8 @@ fn run_chimney(bytes: u64, mtu: u32, busy_poll_us: u64, pin: bool, direct: bool)
     let mut policy = crate::args::PolicyArgs::defaults();
     policy.busy_poll_us = busy_poll_us;
     policy.no_direct = !direct;
-    let (tun, target) = crate::demo::setup(&ns, false, mtu, !policy.no_offload)?;
+    let (mut tuns, target) = ns.tun_network(false, mtu, !policy.no_offload, 1)?;
+    let tun = tuns.pop().ok_or(DriverError { step: "creating the TUN device", detail: "no queue".into() })?;
     let app = policy.policy().map_err(|e| DriverError { step: "policy", detail: e })?;
     let mut cfg = crate::args::driver_config(&policy, app, Default::default(), 1, target, mtu);
     cfg.hash = false;
@@ -216,7 +197,8 @@ fn run_smoltcp(bytes: u64, mtu: u32, pin: bool) -> Result<Sample, DriverError> {
     use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
     let ns = Netns::create()?;
     // smoltcp reads plain packets: no virtio_net_hdr, no GSO.
-    let (tun, target) = crate::demo::setup(&ns, false, mtu, false)?;
+    let (mut tuns, target) = ns.tun_network(false, mtu, false, 1)?;
+    let tun = tuns.pop().ok_or(DriverError { step: "creating the TUN device", detail: "no queue".into() })?;
     let mut dev = TunDevice { tun, mtu: mtu as usize, buf: vec![0; 65536 + 64] };
     let t0 = WallClock::now();
     let now = || SInstant::from_micros(t0.elapsed().as_micros() as i64);
@@ -323,72 +305,8 @@ impl smoltcp::phy::Device for TunDevice {
     }
 }
 
-/// A peer's TCP segment for the no-I/O benchmarks: window 4096; with `syn`, the options a
-/// Linux peer offers (MSS 1460, window scale 7, SACK permitted); timestamps when `tsval` is
-/// given (echoing 0 on a SYN, 1 after).
-#[allow(clippy::too_many_arguments)]
-pub fn peer_segment(
-    src: SocketAddr,
-    dst: SocketAddr,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    payload: &[u8],
-    syn: bool,
-    tsval: Option<u32>,
-) -> Vec<u8> {
-    let mut options = chimney::wire::TcpOptions {
-        timestamps: tsval.map(|v| (v, u32::from(!syn))),
-        ..chimney::wire::TcpOptions::default()
-    };
-    if syn {
-        options.mss = Some(1460);
-        options.window_scale = Some(7);
-        options.sack_permitted = true;
-    }
-    let r = chimney::wire::SegmentRepr {
-        src: src.ip(),
-        dst: dst.ip(),
-        src_port: src.port(),
-        dst_port: dst.port(),
-        seq,
-        ack,
-        flags,
-        window: 4096,
-        options,
-        payload,
-        ip_id: 1,
-    };
-    let mut v = Vec::new();
-    r.emit(&mut v);
-    v
-}
-
-/// The median of the finite values (NaN when there are none).
-pub fn median(v: &[f64]) -> f64 {
-    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
-}
-
-/// `chimney bench …`.
-pub fn run(a: &BenchArgs) -> ExitCode {
-    match &a.what {
-        BenchCmd::E2e(e) => e2e(e),
-        BenchCmd::Engine(e) => crate::bench_engine::run(e),
-        BenchCmd::Scale(e) => crate::bench_scale::run(e),
-    }
-}
-
-fn e2e(a: &E2eArgs) -> ExitCode {
+/// `chimney bench e2e`.
+pub fn run(a: &E2eArgs) -> ExitCode {
     let fail = |msg: String| {
         eprintln!("chimney bench e2e: {msg}");
         ExitCode::from(2)

@@ -70,7 +70,7 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 fn packet(seq: u32, ack: u32, fl: u8, tsval: u32, payload: &[u8], syn_opts: bool) -> Vec<u8> {
-    crate::bench::peer_segment(addr(PEER), addr(TARGET), seq, ack, fl, payload, syn_opts, Some(tsval))
+    super::common::peer_segment(addr(PEER), addr(TARGET), seq, ack, fl, payload, syn_opts, Some(tsval))
 }
 
 /// The data segments of one trace, acknowledging `iss + 1`; payload is the seeded stream.
@@ -354,8 +354,8 @@ pub fn run(a: &EngineArgs) -> ExitCode {
             .zip(&samples)
             .filter(|(_, v)| !v.is_empty())
             .map(|(n, v)| {
-                let ns = crate::bench::median(&v.iter().map(|x| x.0).collect::<Vec<_>>());
-                let gbs = crate::bench::median(&v.iter().map(|x| x.1).collect::<Vec<_>>());
+                let ns = super::common::median(&v.iter().map(|x| x.0).collect::<Vec<_>>());
+                let gbs = super::common::median(&v.iter().map(|x| x.1).collect::<Vec<_>>());
                 (*n, ns, gbs)
             })
             .collect();

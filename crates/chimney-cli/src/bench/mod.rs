@@ -1,0 +1,47 @@
+//! `chimney bench`: speed measured side by side in one run, medians and ratios printed.
+//!
+//! * [`e2e`]: one Linux kernel TCP connection into (a) the Linux kernel over a veth pair
+//!   between two namespaces, (b) chimney over a TUN device, (c) smoltcp over the same kind of
+//!   TUN device; interleaved rounds at each MTU.
+//! * [`engine`]: no I/O, pre-built segment traces through the engine, against memcpy and
+//!   smoltcp.
+//! * [`scale`]: no I/O, bytes per idle connection and ns per segment at 1 … 1 M connections.
+//!
+//! [`common`] holds what they share (medians, a peer's segments); nothing here imports back
+//! from a child.
+
+use std::process::ExitCode;
+
+pub mod common;
+pub mod e2e;
+pub mod engine;
+pub mod scale;
+
+/// `chimney bench` flags.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchCmd,
+}
+
+/// Which benchmark.
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCmd {
+    /// End to end: kernel → kernel (veth), kernel → chimney (TUN), kernel → smoltcp (TUN).
+    E2e(e2e::E2eArgs),
+    /// No I/O: a pre-built segment trace through the engine into posted buffers, against
+    /// memcpy of the same bytes and smoltcp fed the same trace.
+    Engine(engine::EngineArgs),
+    /// No I/O: 1, 1 k, 100 k, 1 M offloaded connections: bytes per idle connection and ns
+    /// per segment at each size.
+    Scale(scale::ScaleArgs),
+}
+
+/// `chimney bench …`.
+pub fn run(a: &BenchArgs) -> ExitCode {
+    match &a.what {
+        BenchCmd::E2e(e) => e2e::run(e),
+        BenchCmd::Engine(e) => engine::run(e),
+        BenchCmd::Scale(e) => scale::run(e),
+    }
+}
