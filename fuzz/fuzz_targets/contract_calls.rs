@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, ReceiveInput, Verifier, VerifierMode};
-use chimney::host::{AppHost, AppPolicy, IndicationPolicy};
+use chimney::testkit::host::{AppHost, AppPolicy, IndicationPolicy};
 use chimney::ndis::{DisconnectKind, NblChain, TcpOffloadState};
 use chimney::Instant;
 use libfuzzer_sys::fuzz_target;

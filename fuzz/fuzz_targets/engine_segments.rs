@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, Verifier, VerifierMode};
 use chimney::engine::{Engine, EngineConfig, EngineEvent};
-use chimney::host::AppHost;
+use chimney::testkit::host::AppHost;
 use chimney::wire::{self, flags, SegmentRepr, TcpOptions};
 use chimney::Instant;
 use libfuzzer_sys::fuzz_target;

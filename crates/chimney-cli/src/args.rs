@@ -7,8 +7,8 @@ use chimney::engine::EngineConfig;
 use chimney::tcp::TcpConfig;
 use chimney_linux::DriverConfig;
 
-use chimney::host::{AppPolicy, IndicationPolicy};
-use chimney::impair::ImpairConfig;
+use chimney::testkit::host::{AppPolicy, IndicationPolicy};
+use chimney::testkit::impair::ImpairConfig;
 
 /// How the host application on each connection posts and consumes.
 #[derive(clap::Args, Debug, Clone)]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as WallClock};
 
-use chimney::rng::SplitMix64;
+use chimney::testkit::rng::SplitMix64;
 use chimney_linux::{ConnReport, Netns, ShardTraces, Shards};
 use sha2::{Digest, Sha256};
 
@@ -520,7 +520,7 @@ fn simulated(a: &DemoArgs) -> ExitCode {
 
 /// The in-memory contract demonstration (`chimney demo --in-memory`): no TCP, no TUN.
 fn in_memory(connections: u32, bytes: u64, seed: u64, json: bool) -> ExitCode {
-    let cfg = chimney::demo::DemoConfig {
+    let cfg = chimney::testkit::demo::DemoConfig {
         connections: connections.max(1),
         bytes: bytes.min(64 << 20),
         chunk: 16 * 1024,
@@ -528,7 +528,7 @@ fn in_memory(connections: u32, bytes: u64, seed: u64, json: bool) -> ExitCode {
     };
     let a = InMemory { json };
     let t0 = WallClock::now();
-    let r = chimney::demo::run(&cfg);
+    let r = chimney::testkit::demo::run(&cfg);
     let secs = t0.elapsed().as_secs_f64();
     if a.json {
         let conns: Vec<_> = r

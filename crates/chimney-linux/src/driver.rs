@@ -13,10 +13,10 @@ use chimney::contract::trace::{TraceWriter, Tracer};
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, ReceiveInput, Verifier, VerifierMode};
 use chimney::engine::PacketOutcome;
 use chimney::engine::{Engine, EngineConfig, EngineEvent, EngineStats};
-use chimney::host::{AppHost, AppPolicy, IndicationPolicy};
-use chimney::impair::{ImpairConfig, Impairment};
-use chimney::ndis::{DisconnectKind, NdisStatus, TcpOffloadEvent, TcpUploadReason};
+use chimney::ndis::{NdisStatus, TcpOffloadEvent};
 use chimney::tcp::TcpDrop;
+use chimney::testkit::host::{AppHost, AppPolicy, HostEnd, IndicationPolicy};
+use chimney::testkit::impair::{ImpairConfig, Impairment};
 use chimney::wire::vnet::{VnetHdr, VNET_HDR_LEN};
 use chimney::Instant;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -155,7 +155,6 @@ pub struct ConnReport {
 struct Live {
     peer: SocketAddr,
     started: Instant,
-    saw_fin: bool,
     stalled_since: Option<Option<Instant>>,
 }
 
@@ -298,7 +297,7 @@ impl Driver {
     }
 
     /// Streams every received chunk to `sink` (e.g. files), in stream order per connection.
-    pub fn set_sink(&mut self, sink: chimney::host::Sink) {
+    pub fn set_sink(&mut self, sink: chimney::testkit::host::Sink) {
         self.host.sink = Some(sink);
     }
 
@@ -529,7 +528,7 @@ impl Driver {
                     self.cfg.policy.clone()
                 };
                 self.host.set_policy(conn, policy);
-                self.live.insert(conn, Live { peer: remote, started: now, saw_fin: false, stalled_since: stalled });
+                self.live.insert(conn, Live { peer: remote, started: now, stalled_since: stalled });
                 let _ = self.host.top_up(now, conn, &mut self.engine);
             }
         }
@@ -562,26 +561,20 @@ impl Driver {
         if self.host.holds_indications() {
             self.host.return_held(now, &mut self.engine);
         }
-        while let Some((conn, ev)) = self.host.take_event() {
-            match ev {
-                TcpOffloadEvent::Disconnect => {
-                    if let Some(l) = self.live.get_mut(&conn) {
-                        l.saw_fin = true;
-                    }
-                    let _ = self.engine.disconnect(now, conn, DisconnectKind::Graceful, &mut self.host);
-                }
-                TcpOffloadEvent::Abort => self.finish(now, conn, EndReason::Rst),
-                TcpOffloadEvent::Retrieve(why) => {
-                    let fin = self.live.get(&conn).is_some_and(|l| l.saw_fin);
-                    let end = match (fin, why) {
-                        (true, _) => EndReason::Fin,
-                        (false, TcpUploadReason::TimeoutExpiration) => EndReason::Timeout,
-                        _ => EndReason::Error,
-                    };
-                    self.finish(now, conn, end);
-                }
-                TcpOffloadEvent::SendBacklogChange(_) => {}
+        let mut ended = Vec::new();
+        self.host.react(now, &mut self.engine, &mut |conn, _, end| {
+            if let Some(e) = end {
+                ended.push((conn, e));
             }
+        });
+        for (conn, end) in ended {
+            let end = match end {
+                HostEnd::Fin => EndReason::Fin,
+                HostEnd::Rst => EndReason::Rst,
+                HostEnd::Timeout => EndReason::Timeout,
+                _ => EndReason::Error,
+            };
+            self.finish(now, conn, end);
         }
     }
 

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chimney::rng::{SplitMix64, Stream};
+use chimney::testkit::rng::{SplitMix64, Stream};
 use chimney::wire::{self, flags, SegmentRepr, TcpOptions};
 use chimney::Instant;
 

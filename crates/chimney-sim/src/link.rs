@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chimney::impair::{ImpairConfig, Impairment};
+use chimney::testkit::impair::{ImpairConfig, Impairment};
 use chimney::Instant;
 
 /// One direction of a link.
@@ -39,7 +39,7 @@ impl Link {
     }
 
     /// Impairment counters.
-    pub fn stats(&self) -> &chimney::impair::ImpairStats {
+    pub fn stats(&self) -> &chimney::testkit::impair::ImpairStats {
         &self.imp.stats
     }
 }

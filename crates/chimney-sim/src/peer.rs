@@ -9,7 +9,7 @@ use smoltcp::socket::tcp;
 use smoltcp::time::Instant as SInstant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
-use chimney::rng::Stream;
+use chimney::testkit::rng::Stream;
 
 /// Packets between smoltcp and the simulator.
 #[derive(Debug, Default)]

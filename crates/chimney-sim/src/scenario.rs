@@ -8,11 +8,11 @@ use std::time::Duration;
 use chimney::contract::trace::{TraceWriter, Tracer};
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, Verifier, VerifierMode};
 use chimney::engine::{Engine, EngineConfig, EngineEvent};
-use chimney::host::{AppHost, AppPolicy, IndicationPolicy};
-use chimney::impair::ImpairConfig;
 use chimney::ndis::{DisconnectKind, TcpConnectionState, TcpOffloadEvent};
-use chimney::rng::{SplitMix64, Stream};
 use chimney::tcp::TcpConfig;
+use chimney::testkit::host::{AppHost, AppPolicy, HostEnd, IndicationPolicy};
+use chimney::testkit::impair::ImpairConfig;
+use chimney::testkit::rng::{SplitMix64, Stream};
 use chimney::Instant;
 use smoltcp::socket::tcp::State;
 use smoltcp::wire::IpAddress;
@@ -464,25 +464,27 @@ pub fn run_traced(
             host.return_held(now, &mut engine);
         }
         let mut finish = Vec::new();
-        while let Some((conn, ev)) = host.take_event() {
+        host.react(now, &mut engine, &mut |conn, ev, end| {
             if log {
                 rep.log.push(format!("{now} host event {conn} {ev:?}"));
             }
-            match ev {
-                TcpOffloadEvent::Disconnect => {
-                    if let Some(l) = live.get_mut(&conn) {
-                        l.saw_fin = true;
-                    }
-                    let _ = engine.disconnect(now, conn, DisconnectKind::Graceful, &mut host);
+            // A FIN seen before a re-offload still counts (the host forgets the connection's
+            // record when it takes it back); the adversary's connection ends by an upload once
+            // its stream is done.
+            if ev == TcpOffloadEvent::Disconnect {
+                if let Some(l) = live.get_mut(&conn) {
+                    l.saw_fin = true;
                 }
-                TcpOffloadEvent::Abort => finish.push((conn, End::Rst)),
-                TcpOffloadEvent::Retrieve(_) => {
-                    let fin = live.get(&conn).is_some_and(|l| l.saw_fin) || Some(conn) == adv_conn;
-                    finish.push((conn, if fin { End::Fin } else { End::Host }))
-                }
-                TcpOffloadEvent::SendBacklogChange(_) => {}
             }
-        }
+            let fin_before = live.get(&conn).is_some_and(|l| l.saw_fin);
+            match end {
+                Some(HostEnd::Rst) => finish.push((conn, End::Rst)),
+                Some(HostEnd::Fin) => finish.push((conn, End::Fin)),
+                Some(_) if fin_before || Some(conn) == adv_conn => finish.push((conn, End::Fin)),
+                Some(_) => finish.push((conn, End::Host)),
+                None => {}
+            }
+        });
         // Host actions and slow consumers waking up.
         let ids: Vec<ConnId> = live.keys().copied().collect();
         for id in ids {

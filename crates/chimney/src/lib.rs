@@ -18,13 +18,11 @@
 #![warn(missing_docs)]
 
 pub mod contract;
-pub mod demo;
 pub mod engine;
-pub mod host;
-pub mod impair;
 pub mod ndis;
-pub mod rng;
 pub mod tcp;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod time;
 pub mod wire;
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, Verifier, VerifierMode};
 use chimney::engine::{Engine, EngineConfig, EngineEvent};
-use chimney::host::{AppHost, AppPolicy};
+use chimney::testkit::host::{AppHost, AppPolicy};
 use chimney::wire::{self, flags, SegmentRepr, TcpOptions};
 use chimney::Instant;
 use proptest::prelude::*;

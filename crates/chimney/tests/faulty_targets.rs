@@ -13,11 +13,11 @@ use chimney::contract::{
     ApiMisuse, ConnId, Delivery, DeliveryConfig, IndicateReturn, InitiateFailed, NestedCalls, OffloadTarget,
     PostRejected, ProtocolHost, ReceiveInput, Verifier, VerifierMode, RULES,
 };
-use chimney::host::{AppHost, AppPolicy, IndicationPolicy};
 use chimney::ndis::{
     DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag, TcpDelegatedState,
     TcpOffloadEvent, TcpOffloadState,
 };
+use chimney::testkit::host::{AppHost, AppPolicy, IndicationPolicy};
 use chimney::Instant;
 
 const C: ConnId = ConnId(1);

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, IndicateReturn, NestedCalls, OffloadTarget, ProtocolHost};
 use chimney::contract::{ReceiveInput, Verifier, VerifierMode};
-use chimney::host::{AppHost, AppPolicy, IndicationPolicy};
 use chimney::ndis::{NblChain, NdisStatus, TcpCachedState, TcpOffloadEvent, TcpOffloadState};
+use chimney::testkit::host::{AppHost, AppPolicy, IndicationPolicy};
 use chimney::Instant;
 
 const C: ConnId = ConnId(7);

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, ReceiveInput, Verifier, VerifierMode};
-use chimney::host::{AppHost, AppPolicy, IndicationPolicy};
 use chimney::ndis::{NblChain, TcpCachedState, TcpOffloadState};
+use chimney::testkit::host::{AppHost, AppPolicy, IndicationPolicy};
 use chimney::Instant;
 use proptest::prelude::*;
 

@@ -1,6 +1,6 @@
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, ReceiveInput, Verifier, VerifierMode};
-use chimney::host::{AppHost, AppPolicy};
 use chimney::ndis::{NdisStatus, TcpOffloadEvent, TcpOffloadState};
+use chimney::testkit::host::{AppHost, AppPolicy};
 use chimney::Instant;
 
 #[test]

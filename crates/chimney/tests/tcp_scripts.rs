@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use chimney::contract::{ApiMisuse, ConnId, Delivery, DeliveryConfig, OffloadTarget, Verifier, VerifierMode};
 use chimney::engine::{Engine, EngineConfig, EngineEvent};
-use chimney::host::{AppHost, AppPolicy, IndicationPolicy};
 use chimney::ndis::{DisconnectKind, TcpOffloadEvent, TcpUploadReason};
 use chimney::tcp::TcpDrop;
+use chimney::testkit::host::{AppHost, AppPolicy, IndicationPolicy};
 use chimney::wire::{self, flags, SegmentRepr, TcpOptions, WireError};
 use chimney::Instant;
 

@@ -11,7 +11,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::time::{Duration, Instant as WallClock};
 
-use chimney::rng::SplitMix64;
+use chimney::testkit::rng::SplitMix64;
 use chimney_linux::{Driver, DriverError, EndReason, Netns, Tun};
 
 use super::common::median;

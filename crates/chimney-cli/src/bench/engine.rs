@@ -12,9 +12,9 @@ use std::time::{Duration, Instant as WallClock};
 
 use chimney::contract::{Delivery, DeliveryConfig, OffloadTarget, ReceiveInput, Verifier, VerifierMode};
 use chimney::engine::{Engine, EngineConfig, EngineEvent};
-use chimney::host::{AppHost, AppPolicy};
-use chimney::rng::SplitMix64;
 use chimney::tcp::TcpConfig;
+use chimney::testkit::host::{AppHost, AppPolicy};
+use chimney::testkit::rng::SplitMix64;
 use chimney::wire::{self, flags};
 use chimney::Instant;
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant as WallClock};
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, IndicateReturn, NestedCalls, ProtocolHost};
 use chimney::engine::{Engine, EngineConfig, EngineEvent};
 use chimney::ndis::{NblChain, NdisStatus, TcpOffloadEvent};
-use chimney::rng::SplitMix64;
 use chimney::tcp::TcpConfig;
+use chimney::testkit::rng::SplitMix64;
 use chimney::wire::{self, flags};
 use chimney::Instant;
 

@@ -138,6 +138,7 @@ pub trait ProtocolHost {
 
 /// Host mistakes the target refuses with a clear error (never caused by packet bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ApiMisuse {
     /// No offloaded connection has this id.
     UnknownConnection(ConnId),

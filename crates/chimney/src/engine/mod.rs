@@ -58,6 +58,7 @@ impl Default for EngineConfig {
 
 /// What the engine tells its driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EngineEvent {
     /// A connection completed its handshake and was offloaded: the application may post.
     Offloaded {
@@ -77,6 +78,7 @@ pub enum EngineEvent {
 
 /// What became of one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PacketOutcome {
     /// Processed by an offloaded connection.
     Offloaded(ConnId),

@@ -58,6 +58,7 @@ impl core::fmt::Display for NblId {
 
 /// Misuse of the buffer API (never caused by packet bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BufferError {
     /// `advance_data_start(n)` with `n` greater than `DataLength`.
     AdvancePastEnd {
@@ -370,6 +371,7 @@ impl NetBuffer {
 /// other uses (checksum, LSO), so the target reads the host's values before it writes slot 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
+#[non_exhaustive]
 pub enum NblInfoId {
     /// Slot 0 (aliases `TcpIpChecksumNetBufferListInfo`): bytes the target placed/sent.
     TcpOffloadBytesTransferred = 0,

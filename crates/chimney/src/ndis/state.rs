@@ -74,6 +74,7 @@ impl TcpUploadReason {
 
 /// An `NdisTcpOffloadEventHandler` event (`TCP_OFFLOAD_EVENT_TYPE` with its specific information).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum TcpOffloadEvent {
     /// `TcpIndicateSendBacklogChange` (1): preferred send backlog in bytes.
     SendBacklogChange(u32),

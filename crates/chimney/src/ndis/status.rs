@@ -4,6 +4,7 @@
 /// is what a Windows driver would see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
+#[non_exhaustive]
 pub enum NdisStatus {
     /// `NDIS_STATUS_SUCCESS`.
     Success = 0x0000_0000,

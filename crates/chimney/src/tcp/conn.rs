@@ -96,6 +96,7 @@ const RING_IDLE: Duration = Duration::from_secs(1);
 
 /// Why a segment (or part of it) was not used. Each has a counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum TcpDrop {
     /// Outside the receive window (answered with an ACK).
     OutOfWindow,

@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn fast_sum_equals_the_reference_at_every_length_and_split() {
-        let mut r = crate::rng::SplitMix64::new(5);
+        let mut r = crate::testkit::rng::SplitMix64::new(5);
         for len in 0..200usize {
             let mut v = vec![0u8; len];
             r.fill(&mut v);

@@ -39,6 +39,7 @@ pub mod flags {
 
 /// Why a packet was not accepted as a TCP segment. Each variant has a drop counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum WireError {
     /// Not a well-formed IPv4/IPv6 packet (short, bad version, lengths disagree).
     BadIp,

@@ -9,7 +9,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
-use crate::rng::SplitMix64;
+use crate::testkit::rng::SplitMix64;
 use crate::time::Instant;
 
 /// Impairment probabilities and delays.

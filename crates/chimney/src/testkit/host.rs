@@ -11,11 +11,28 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 use crate::contract::{ConnId, IndicateReturn, NestedCalls, OffloadTarget, ProtocolHost};
-use crate::ndis::{Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag, TcpOffloadEvent};
+use crate::ndis::{
+    DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag, TcpOffloadEvent,
+    TcpUploadReason,
+};
 use crate::time::Instant;
 
 /// A consumer of received bytes, called per chunk in stream order.
 pub type Sink = Box<dyn FnMut(ConnId, &[u8]) + Send>;
+
+/// How a connection ended, as the host application saw it ([`AppHost::react`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostEnd {
+    /// The peer's FIN arrived (TcpIndicateDisconnect), then the target asked to upload.
+    Fin,
+    /// The peer reset the connection (TcpIndicateAbort).
+    Rst,
+    /// The peer went silent: keep-alive or retransmission gave up (TimeoutExpiration).
+    Timeout,
+    /// The target asked to upload for another reason.
+    Upload(TcpUploadReason),
+}
 
 /// What the application does with an indication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +300,38 @@ impl AppHost {
     /// Events indicated since the last call, in order (drivers react to them).
     pub fn take_event(&mut self) -> Option<(ConnId, TcpOffloadEvent)> {
         self.events.pop_front()
+    }
+
+    /// The host application's reaction to the events the target raised since the last call,
+    /// written once for the Linux driver and the simulator: TcpIndicateDisconnect (the peer's
+    /// FIN) is answered with a graceful disconnect; TcpIndicateAbort and upload requests end
+    /// the connection. `seen` is called with every event, and with how the connection ended
+    /// when it did (the caller then terminates it).
+    pub fn react(
+        &mut self,
+        now: Instant,
+        target: &mut dyn OffloadTarget,
+        seen: &mut dyn FnMut(ConnId, TcpOffloadEvent, Option<HostEnd>),
+    ) {
+        while let Some((conn, ev)) = self.take_event() {
+            let end = match ev {
+                TcpOffloadEvent::Disconnect => {
+                    let _ = target.disconnect(now, conn, DisconnectKind::Graceful, self);
+                    None
+                }
+                TcpOffloadEvent::Abort => Some(HostEnd::Rst),
+                TcpOffloadEvent::Retrieve(why) => {
+                    let fin = self.conns.get(&conn).is_some_and(|c| c.events.contains(&TcpOffloadEvent::Disconnect));
+                    Some(match (fin, why) {
+                        (true, _) => HostEnd::Fin,
+                        (false, TcpUploadReason::TimeoutExpiration) => HostEnd::Timeout,
+                        (false, why) => HostEnd::Upload(why),
+                    })
+                }
+                _ => None,
+            };
+            seen(conn, ev, end);
+        }
     }
 
     /// Whether the application holds indicated NBLs it has not returned.

@@ -5,9 +5,9 @@
 use crate::contract::{
     ConnId, Delivery, DeliveryConfig, OffloadTarget, ReceiveInput, Verifier, VerifierMode, Violation,
 };
-use crate::host::{AppHost, AppPolicy, IndicationPolicy};
 use crate::ndis::{NdisStatus, TcpCachedState, TcpOffloadState};
-use crate::rng::SplitMix64;
+use crate::testkit::host::{AppHost, AppPolicy, IndicationPolicy};
+use crate::testkit::rng::SplitMix64;
 use crate::time::Instant;
 
 /// What the demo runs.

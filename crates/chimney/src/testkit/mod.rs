@@ -1,0 +1,14 @@
+//! Test support, behind the `testkit` feature: what drivers, the simulator, benchmarks and
+//! tests need around the core, and an embedder does not.
+//!
+//! - [`host`]: [`host::AppHost`], a configurable host application (posting and indication
+//!   policies) that records or hashes (SHA-256) the stream it receives;
+//! - [`impair`]: seeded loss, duplication, reordering, corruption and delay between a link
+//!   and the engine;
+//! - [`rng`]: the small deterministic generators (`SplitMix64`) behind seeds;
+//! - [`demo`]: the in-memory contract demonstration (host ⇄ delivery layer, no TCP).
+
+pub mod demo;
+pub mod host;
+pub mod impair;
+pub mod rng;
