@@ -1,8 +1,8 @@
 //! The delivery algorithm of spec §5, for many connections: posted FIFO, buffered bytes,
 //! push timer, indications, FIN/RST/abort, offload and terminate.
 //!
-//! One function per flowchart connector: [`Delivery::fill`] (connector A: copy into posted
-//! requests, FIFO, buffered bytes first), the indication step of [`Delivery::run`] (connector
+//! One function per flowchart connector: `Delivery::fill` (connector A: copy into posted
+//! requests, FIFO, buffered bytes first), the indication step of `Delivery::run` (connector
 //! B), and the push-timer expiry in [`Delivery::handle_timeout`] (event C). Events A (post)
 //! and B (in-sequence data) enter through [`OffloadTarget::receive`] and
 //! [`ReceiveInput::receive_data`]. Every resolved ambiguity is named in
