@@ -4,7 +4,7 @@
 #![no_main]
 use std::time::Duration;
 
-use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, ReceiveInput, Verifier, VerifierMode};
+use chimney::contract::{ConnId, Delivery, DeliveryConfig, InitiateOffload, OffloadTarget, ReceiveInput, Verifier, VerifierMode};
 use chimney::testkit::host::{AppHost, AppPolicy, IndicationPolicy};
 use chimney::ndis::{DisconnectKind, NblChain, TcpOffloadState};
 use chimney::Instant;

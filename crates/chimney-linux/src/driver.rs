@@ -9,8 +9,8 @@ use std::io::IoSliceMut;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chimney::contract::trace::{TraceWriter, Tracer};
-use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, ReceiveInput, Verifier, VerifierMode};
+use chimney::contract::trace::TraceWriter;
+use chimney::contract::{CheckedDelivery, ConnId, DeliveryConfig, OffloadTarget, ReceiveInput, VerifierMode};
 use chimney::engine::PacketOutcome;
 use chimney::engine::{Engine, EngineConfig, EngineEvent, EngineStats};
 use chimney::ndis::{NdisStatus, TcpOffloadEvent};
@@ -161,7 +161,7 @@ struct Live {
 /// The driver: TUN + impairments + engine (+ verifier) + application.
 pub struct Driver {
     tun: Tun,
-    engine: Engine<Tracer<Verifier<Delivery>>>,
+    engine: Engine<CheckedDelivery>,
     host: AppHost,
     cfg: DriverConfig,
     imp_in: Impairment,
@@ -248,8 +248,10 @@ impl Driver {
             });
         }
         let seed = cfg.engine.seed;
-        let verifier = Verifier::new(Delivery::new(cfg.delivery.clone()), VerifierMode::Collect);
-        let engine = Engine::new(cfg.engine.clone(), Tracer::new(verifier, None));
+        let engine = Engine::new(
+            cfg.engine.clone(),
+            CheckedDelivery::checked(cfg.delivery.clone(), VerifierMode::Collect, None),
+        );
         let mut host = AppHost::new();
         host.record = false;
         host.hash = cfg.hash;
@@ -324,7 +326,7 @@ impl Driver {
 
     /// Every violation the verifier recorded.
     pub fn violations(&self) -> Vec<chimney::contract::Violation> {
-        self.engine.delivery().inner().core().violations()
+        self.engine.delivery().violations()
     }
 
     /// Violations, counters and TUN figures so far.

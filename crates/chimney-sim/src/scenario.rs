@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chimney::contract::trace::{TraceWriter, Tracer};
-use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, Verifier, VerifierMode};
+use chimney::contract::trace::TraceWriter;
+use chimney::contract::{CheckedDelivery, ConnId, DeliveryConfig, OffloadTarget, VerifierMode};
 use chimney::engine::{Engine, EngineConfig, EngineEvent};
 use chimney::ndis::{DisconnectKind, TcpConnectionState, TcpOffloadEvent};
 use chimney::tcp::TcpConfig;
@@ -327,11 +327,9 @@ pub fn run_traced(
     };
     let mut engine = Engine::new(
         EngineConfig { seed: sc.seed, listen: vec![target], tcp, ..EngineConfig::default() },
-        Tracer::new(
-            Verifier::new(
-                Delivery::new(DeliveryConfig { indication_pool: sc.indication_pool, ..DeliveryConfig::default() }),
-                VerifierMode::Collect,
-            ),
+        CheckedDelivery::checked(
+            DeliveryConfig { indication_pool: sc.indication_pool, ..DeliveryConfig::default() },
+            VerifierMode::Collect,
             trace,
         ),
     );
@@ -504,8 +502,7 @@ pub fn run_traced(
             }
             // A slow consumer: data waiting in the target (refused, or a closed window) for
             // 20 ms wakes the application up.
-            let zero = engine.conn(id).is_some_and(|c| c.rcv_wnd() == 0)
-                || engine.delivery().inner().inner().receive_backlog(id) > 0;
+            let zero = engine.conn(id).is_some_and(|c| c.rcv_wnd() == 0) || engine.delivery().receive_backlog(id) > 0;
             match (zero, l.zero_since) {
                 (true, None) => l.zero_since = Some(now),
                 (true, Some(t)) if now >= t + Duration::from_millis(20) => {
@@ -629,7 +626,7 @@ pub fn run_traced(
                     l.sender,
                     peers.state(l.sender),
                     tcp,
-                    engine.delivery().inner().inner().describe(*id)
+                    engine.delivery().describe(*id)
                 );
             }
             rep.failures.push(format!("liveness: not finished after {:?} of virtual time{why}", bound));
@@ -662,7 +659,7 @@ pub fn run_traced(
     }
     rep.virtual_time = now.saturating_duration_since(Instant::ZERO);
     // Invariants.
-    let violations = engine.delivery().inner().core().violations();
+    let violations = engine.delivery().violations();
     rep.violations = violations.len();
     for v in violations.iter().take(5) {
         rep.failures.push(format!("contract: {v}"));

@@ -4,6 +4,7 @@
 
 use std::hint::black_box;
 
+use chimney::contract::InitiateOffload;
 use chimney::contract::ReceiveInput;
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, IndicateReturn, NestedCalls, OffloadTarget, ProtocolHost};
 use chimney::ndis::{

@@ -15,8 +15,8 @@
 //!   [`ndis::NetBuffer`] / [`ndis::Mdl`], offload state, events);
 //! - [`tcp`]: one offloaded connection's receive-side TCP (sequence space, reassembly,
 //!   ACKs, window, timestamps, keep-alive);
-//! - [`contract`]: the two interfaces ([`OffloadTarget`], [`ProtocolHost`],
-//!   [`ReceiveInput`]), the delivery layer ([`Delivery`]), the rule catalogue, the
+//! - [`contract`]: the interfaces ([`OffloadTarget`] and [`InitiateOffload`] for the host's
+//!   calls, [`ProtocolHost`] for the upcalls, [`ReceiveInput`] for the TCP layer's input), the delivery layer ([`Delivery`]), the rule catalogue, the
 //!   [`Verifier`] that checks every rule on every call, the contract trace and its offline
 //!   [`replay`](contract::replay::replay);
 //! - [`engine`]: the [`Engine`] that terminates TCP for many connections (listener, table,
@@ -33,7 +33,7 @@
 //! use chimney::contract::{ConnId, IndicateReturn, NestedCalls};
 //! use chimney::ndis::{Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag};
 //! use chimney::ndis::{TcpOffloadEvent, TcpOffloadState};
-//! use chimney::{Delivery, DeliveryConfig, Instant, OffloadTarget, ProtocolHost, ReceiveInput};
+//! use chimney::{Delivery, DeliveryConfig, InitiateOffload, Instant, OffloadTarget, ProtocolHost, ReceiveInput};
 //! use chimney::{Verifier, VerifierMode};
 //!
 //! /// A host that keeps the bytes of every completed request.
@@ -95,7 +95,8 @@ pub mod time;
 pub mod wire;
 
 pub use contract::{
-    ConnId, Delivery, DeliveryConfig, OffloadTarget, ProtocolHost, ReceiveInput, Verifier, VerifierMode, Violation,
+    ConnId, Delivery, DeliveryConfig, InitiateOffload, OffloadTarget, ProtocolHost, ReceiveInput, Verifier,
+    VerifierMode, Violation,
 };
 pub use engine::{Engine, EngineConfig, EngineEvent, EngineStats, PacketOutcome};
 pub use time::Instant;

@@ -10,8 +10,8 @@ use chimney::contract::replay;
 use chimney::contract::trace::{TraceWriter, Tracer};
 use chimney::contract::verifier::VerifyingHost;
 use chimney::contract::{
-    ApiMisuse, ConnId, Delivery, DeliveryConfig, IndicateReturn, InitiateFailed, NestedCalls, OffloadTarget,
-    PostRejected, ProtocolHost, ReceiveInput, Verifier, VerifierMode, RULES,
+    ApiMisuse, ConnId, Delivery, DeliveryConfig, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls,
+    OffloadTarget, PostRejected, ProtocolHost, ReceiveInput, Verifier, VerifierMode, RULES,
 };
 use chimney::ndis::{
     DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag, TcpDelegatedState,
@@ -103,22 +103,6 @@ macro_rules! fh {
 }
 
 impl OffloadTarget for Faulty {
-    fn initiate_offload(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        state: TcpOffloadState,
-        host: &mut dyn ProtocolHost,
-    ) -> Result<NblChain, InitiateFailed> {
-        for nbl in state.delegated.buffered_data.iter() {
-            let nb = nbl.net_buffer();
-            nb.copy_out(nb.data_offset(), nb.data_length(), &mut self.s.stream);
-        }
-        if self.f.upcall_in_initiate {
-            host.event_indicate(conn, TcpOffloadEvent::SendBacklogChange(1), &mut NestedCalls::new());
-        }
-        self.inner.initiate_offload(now, conn, state, fh!(self, host))
-    }
     fn receive(
         &mut self,
         now: Instant,
@@ -180,6 +164,25 @@ impl OffloadTarget for Faulty {
         } else {
             t
         }
+    }
+}
+
+impl InitiateOffload for Faulty {
+    fn initiate_offload(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        state: TcpOffloadState,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NblChain, InitiateFailed> {
+        for nbl in state.delegated.buffered_data.iter() {
+            let nb = nbl.net_buffer();
+            nb.copy_out(nb.data_offset(), nb.data_length(), &mut self.s.stream);
+        }
+        if self.f.upcall_in_initiate {
+            host.event_indicate(conn, TcpOffloadEvent::SendBacklogChange(1), &mut NestedCalls::new());
+        }
+        self.inner.initiate_offload(now, conn, state, fh!(self, host))
     }
 }
 

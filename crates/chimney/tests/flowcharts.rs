@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use chimney::contract::InitiateOffload;
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, IndicateReturn, NestedCalls, OffloadTarget, ProtocolHost};
 use chimney::contract::{ReceiveInput, Verifier, VerifierMode};
 use chimney::ndis::{NblChain, NdisStatus, TcpCachedState, TcpOffloadEvent, TcpOffloadState};

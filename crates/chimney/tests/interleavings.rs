@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use chimney::contract::InitiateOffload;
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, ReceiveInput, Verifier, VerifierMode};
 use chimney::ndis::{NblChain, TcpCachedState, TcpOffloadState};
 use chimney::testkit::host::{AppHost, AppPolicy, IndicationPolicy};

@@ -1,4 +1,5 @@
-use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, ReceiveInput, Verifier, VerifierMode};
+use chimney::contract::InitiateOffload;
+use chimney::contract::{ConnId, Delivery, DeliveryConfig, ReceiveInput, Verifier, VerifierMode};
 use chimney::ndis::{NdisStatus, TcpOffloadEvent, TcpOffloadState};
 use chimney::testkit::host::{AppHost, AppPolicy};
 use chimney::Instant;

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use super::ambiguity;
 use super::{
-    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, NestedCalls, OffloadTarget, PostRejected, ProtocolHost,
-    ReceiveInput,
+    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls, OffloadTarget, PostRejected,
+    ProtocolHost, ReceiveInput,
 };
 use crate::ndis::{
     DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag, TcpConnectionState,
@@ -656,80 +656,6 @@ impl Delivery {
 }
 
 impl OffloadTarget for Delivery {
-    fn initiate_offload(
-        &mut self,
-        now: Instant,
-        id: ConnId,
-        mut state: TcpOffloadState,
-        _host: &mut dyn ProtocolHost,
-    ) -> Result<NblChain, InitiateFailed> {
-        let fail = |status, error, state| Err(InitiateFailed { status, error: Some(error), state });
-        if id.0 > self.cfg.max_conn_id {
-            return fail(
-                NdisStatus::Failure,
-                ApiMisuse::ConnIdOutOfRange { conn: id, max: self.cfg.max_conn_id },
-                state,
-            );
-        }
-        if self.conn(id).is_some() {
-            return fail(NdisStatus::Failure, ApiMisuse::ConnectionExists(id), state);
-        }
-        let cap = match state.cached.initial_rcv_wnd {
-            0 => self.cfg.default_rcv_wnd,
-            w => w,
-        } as usize;
-        let held: usize = state.delegated.buffered_data.iter().map(|n| n.net_buffer().data_length()).sum();
-        if held > cap {
-            // R-BUF-2: no room for the host's BufferedData.
-            let e = ApiMisuse::WindowExceeded { conn: id, offered: held, space: cap };
-            return fail(NdisStatus::OffloadTcpRcvBuffer, e, state);
-        }
-        // Allocated on first use, not at offload: an idle connection holds no ring (a million
-        // of them would otherwise reserve a window each).
-        let mut buffered = VecDeque::new();
-        for nbl in state.delegated.buffered_data.iter() {
-            let nb = nbl.net_buffer();
-            for s in nb.slices(nb.data_offset(), nb.data_length()) {
-                buffered.extend(s);
-            }
-        }
-        let conn = Conn {
-            phase: Phase::Open,
-            cap,
-            indication_size: state.cached.rcv_indication_size as usize,
-            rcv_nxt: state.delegated.rcv_nxt,
-            posted: NblChain::new(),
-            posted_free: 0,
-            buffered,
-            consumed: 0,
-            fed: held as u64,
-            psh_mark: 0,
-            fin: matches!(state.delegated.state, Some(TcpConnectionState::CloseWait)),
-            abort_event: false,
-            indicate_blocked: false,
-            push_deadline: None,
-            push_fired: false,
-            timer_entry: None,
-            kick: false,
-            busy: false,
-            waiting_pool: false,
-        };
-        let idx = id.0 as usize;
-        if self.conns.len() <= idx {
-            self.conns.resize_with(idx + 1, || None);
-        }
-        let mut conn = Box::new(conn);
-        if held > 0 || conn.fin {
-            // R-IND-11: nothing is indicated before this call returns; the buffered data is
-            // offered on the next timer run (`poll_timeout` returns `now`).
-            conn.kick = true;
-            conn.timer_entry = Some(now);
-            self.timers.push(Reverse((now, id.0)));
-        }
-        self.conns[idx] = Some(conn);
-        Ok(state.delegated.buffered_data.take())
-    }
-
     fn receive(
         &mut self,
         now: Instant,
@@ -873,6 +799,82 @@ impl OffloadTarget for Delivery {
 
     fn push_timer(&self, conn: ConnId) -> Option<Instant> {
         self.conn(conn).and_then(|c| c.push_deadline)
+    }
+}
+
+impl InitiateOffload for Delivery {
+    fn initiate_offload(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        mut state: TcpOffloadState,
+        _host: &mut dyn ProtocolHost,
+    ) -> Result<NblChain, InitiateFailed> {
+        let fail = |status, error, state| Err(InitiateFailed { status, error: Some(error), state });
+        if id.0 > self.cfg.max_conn_id {
+            return fail(
+                NdisStatus::Failure,
+                ApiMisuse::ConnIdOutOfRange { conn: id, max: self.cfg.max_conn_id },
+                state,
+            );
+        }
+        if self.conn(id).is_some() {
+            return fail(NdisStatus::Failure, ApiMisuse::ConnectionExists(id), state);
+        }
+        let cap = match state.cached.initial_rcv_wnd {
+            0 => self.cfg.default_rcv_wnd,
+            w => w,
+        } as usize;
+        let held: usize = state.delegated.buffered_data.iter().map(|n| n.net_buffer().data_length()).sum();
+        if held > cap {
+            // R-BUF-2: no room for the host's BufferedData.
+            let e = ApiMisuse::WindowExceeded { conn: id, offered: held, space: cap };
+            return fail(NdisStatus::OffloadTcpRcvBuffer, e, state);
+        }
+        // Allocated on first use, not at offload: an idle connection holds no ring (a million
+        // of them would otherwise reserve a window each).
+        let mut buffered = VecDeque::new();
+        for nbl in state.delegated.buffered_data.iter() {
+            let nb = nbl.net_buffer();
+            for s in nb.slices(nb.data_offset(), nb.data_length()) {
+                buffered.extend(s);
+            }
+        }
+        let conn = Conn {
+            phase: Phase::Open,
+            cap,
+            indication_size: state.cached.rcv_indication_size as usize,
+            rcv_nxt: state.delegated.rcv_nxt,
+            posted: NblChain::new(),
+            posted_free: 0,
+            buffered,
+            consumed: 0,
+            fed: held as u64,
+            psh_mark: 0,
+            fin: matches!(state.delegated.state, Some(TcpConnectionState::CloseWait)),
+            abort_event: false,
+            indicate_blocked: false,
+            push_deadline: None,
+            push_fired: false,
+            timer_entry: None,
+            kick: false,
+            busy: false,
+            waiting_pool: false,
+        };
+        let idx = id.0 as usize;
+        if self.conns.len() <= idx {
+            self.conns.resize_with(idx + 1, || None);
+        }
+        let mut conn = Box::new(conn);
+        if held > 0 || conn.fin {
+            // R-IND-11: nothing is indicated before this call returns; the buffered data is
+            // offered on the next timer run (`poll_timeout` returns `now`).
+            conn.kick = true;
+            conn.timer_entry = Some(now);
+            self.timers.push(Reverse((now, id.0)));
+        }
+        self.conns[idx] = Some(conn);
+        Ok(state.delegated.buffered_data.take())
     }
 }
 

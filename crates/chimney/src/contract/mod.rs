@@ -20,6 +20,7 @@
 //! `receive_complete` (R-CMP-6) and never loses or reorders a post (R-POST-3, R-POST-5).
 
 pub mod ambiguity;
+pub mod checked;
 pub mod delivery;
 pub mod replay;
 pub mod rules;
@@ -29,6 +30,7 @@ pub mod verifier;
 use crate::ndis::{DisconnectKind, NblChain, NdisStatus, TcpDelegatedState, TcpOffloadEvent, TcpOffloadState};
 use crate::time::Instant;
 
+pub use checked::CheckedDelivery;
 pub use delivery::{Delivery, DeliveryConfig, DeliveryStats};
 pub use rules::{Rule, RULES};
 pub use verifier::{Verifier, VerifierCore, VerifierMode, Violation};
@@ -208,20 +210,11 @@ pub struct InitiateFailed {
     pub state: TcpOffloadState,
 }
 
-/// The entry points an offload target implements for the host (spec §1.2), sans-IO: time is
-/// passed in, and upcalls go to the `host` given with each call.
+/// The entry points a host calls on offloaded connections (spec §1.2), sans-IO: time is passed
+/// in, and upcalls go to the `host` given with each call. The TCP [`Engine`](crate::Engine)
+/// implements it too (it offloads the connections its own listener establishes); the delivery
+/// layer and its wrappers also implement [`InitiateOffload`].
 pub trait OffloadTarget {
-    /// MiniportInitiateOffload for one TCP connection, completed synchronously (the return is
-    /// NdisMInitiateOffloadComplete). The target copies `BufferedData` and hands the host's
-    /// NBLs back in `Ok` (R-BUF-2).
-    fn initiate_offload(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        state: TcpOffloadState,
-        host: &mut dyn ProtocolHost,
-    ) -> Result<NblChain, InitiateFailed>;
-
     /// MiniportTcpOffloadReceive: posts receive requests; `Ok(Pending)` is the only correct
     /// result (R-POST-2). Completions may be made before this returns.
     fn receive(
@@ -262,6 +255,22 @@ pub trait OffloadTarget {
 
     /// The connection's push-timer deadline, `None` when not running (as a query reports −1).
     fn push_timer(&self, conn: ConnId) -> Option<Instant>;
+}
+
+/// MiniportInitiateOffload (spec §1.2, §6.3): handing an established connection, its state
+/// and BufferedData to the target. Separate from [`OffloadTarget`] because a TCP engine that
+/// establishes its connections itself does not take them from a host.
+pub trait InitiateOffload: OffloadTarget {
+    /// MiniportInitiateOffload for one TCP connection, completed synchronously (the return is
+    /// NdisMInitiateOffloadComplete). The target copies `BufferedData` and hands the host's
+    /// NBLs back in `Ok` (R-BUF-2).
+    fn initiate_offload(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        state: TcpOffloadState,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NblChain, InitiateFailed>;
 }
 
 /// What the TCP engine feeds the delivery layer: in-sequence bytes, FIN and RST.

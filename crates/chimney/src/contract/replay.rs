@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use super::trace::{parse_id, TRACE_VERSION};
 use super::{
-    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, NestedCalls, OffloadTarget, PostRejected, ProtocolHost,
-    ReceiveInput, Verifier, VerifierMode, Violation,
+    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls, OffloadTarget, PostRejected,
+    ProtocolHost, ReceiveInput, Verifier, VerifierMode, Violation,
 };
 use crate::ndis::{
     DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, TcpCachedState, TcpConnectionState,
@@ -631,24 +631,6 @@ impl ReplayTarget {
 const RECORDED: &str = "refused in the trace";
 
 impl OffloadTarget for ReplayTarget {
-    fn initiate_offload(
-        &mut self,
-        _now: Instant,
-        conn: ConnId,
-        state: TcpOffloadState,
-        host: &mut dyn ProtocolHost,
-    ) -> Result<NblChain, InitiateFailed> {
-        let ret = self.run_scope(host);
-        match self.ret_status(&ret) {
-            Some(Ok(NdisStatus::Success)) => {
-                self.s.borrow_mut().conns.insert(conn);
-                Ok(state.delegated.buffered_data)
-            }
-            Some(Ok(status)) => Err(InitiateFailed { status, error: None, state }),
-            _ => Err(InitiateFailed { status: NdisStatus::Failure, error: None, state }),
-        }
-    }
-
     fn receive(
         &mut self,
         _now: Instant,
@@ -743,6 +725,26 @@ impl OffloadTarget for ReplayTarget {
 
     fn push_timer(&self, conn: ConnId) -> Option<Instant> {
         self.s.borrow().timers.get(&conn).copied().flatten()
+    }
+}
+
+impl InitiateOffload for ReplayTarget {
+    fn initiate_offload(
+        &mut self,
+        _now: Instant,
+        conn: ConnId,
+        state: TcpOffloadState,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NblChain, InitiateFailed> {
+        let ret = self.run_scope(host);
+        match self.ret_status(&ret) {
+            Some(Ok(NdisStatus::Success)) => {
+                self.s.borrow_mut().conns.insert(conn);
+                Ok(state.delegated.buffered_data)
+            }
+            Some(Ok(status)) => Err(InitiateFailed { status, error: None, state }),
+            _ => Err(InitiateFailed { status: NdisStatus::Failure, error: None, state }),
+        }
     }
 }
 

@@ -19,8 +19,8 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::{
-    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, NestedCalls, OffloadTarget, PostRejected, ProtocolHost,
-    ReceiveInput,
+    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls, OffloadTarget, PostRejected,
+    ProtocolHost, ReceiveInput,
 };
 use crate::ndis::{
     DisconnectKind, NblChain, NblId, NdisStatus, NetBufferList, PoolTag, TcpDelegatedState, TcpOffloadEvent,
@@ -453,58 +453,6 @@ macro_rules! traced {
 }
 
 impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
-    fn initiate_offload(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        state: TcpOffloadState,
-        host: &mut dyn ProtocolHost,
-    ) -> Result<NblChain, InitiateFailed> {
-        traced!(
-            self,
-            host,
-            now,
-            |out| {
-                // Followed from now on: a push timer armed during the offload is written
-                // inside it.
-                out.timers.insert(conn, None);
-                let mut s = out.start("offload", Some(conn));
-                let d = &state.delegated;
-                let _ = write!(
-                    s,
-                    ",\"rcv_nxt\":{},\"state\":{},\"initial_rcv_wnd\":{},\"rcv_indication_size\":{},\"local_port\":{},\"remote_port\":{},\"buffered\":[",
-                    d.rcv_nxt,
-                    state_str(d.state),
-                    state.cached.initial_rcv_wnd,
-                    state.cached.rcv_indication_size,
-                    state.constant.local_port,
-                    state.constant.remote_port
-                );
-                for (i, n) in d.buffered_data.iter().enumerate() {
-                    if i > 0 {
-                        s.push(',');
-                    }
-                    out.data_nbl(&mut s, n);
-                }
-                s.push_str("]}");
-                out.line(s);
-            },
-            |h| self.inner.initiate_offload(now, conn, state, h),
-            |r, o| match &r {
-                Ok(back) => {
-                    let mut s = TraceWriter::status(NdisStatus::Success);
-                    s.push_str(",\"returned\":");
-                    TraceWriter::ids(&mut s, back);
-                    s
-                }
-                Err(e) => {
-                    o.timers.remove(&conn);
-                    TraceWriter::status(e.status)
-                }
-            }
-        )
-    }
-
     fn receive(
         &mut self,
         now: Instant,
@@ -622,6 +570,60 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
 
     fn push_timer(&self, conn: ConnId) -> Option<Instant> {
         self.inner.push_timer(conn)
+    }
+}
+
+impl<T: InitiateOffload> InitiateOffload for Tracer<T> {
+    fn initiate_offload(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        state: TcpOffloadState,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NblChain, InitiateFailed> {
+        traced!(
+            self,
+            host,
+            now,
+            |out| {
+                // Followed from now on: a push timer armed during the offload is written
+                // inside it.
+                out.timers.insert(conn, None);
+                let mut s = out.start("offload", Some(conn));
+                let d = &state.delegated;
+                let _ = write!(
+                    s,
+                    ",\"rcv_nxt\":{},\"state\":{},\"initial_rcv_wnd\":{},\"rcv_indication_size\":{},\"local_port\":{},\"remote_port\":{},\"buffered\":[",
+                    d.rcv_nxt,
+                    state_str(d.state),
+                    state.cached.initial_rcv_wnd,
+                    state.cached.rcv_indication_size,
+                    state.constant.local_port,
+                    state.constant.remote_port
+                );
+                for (i, n) in d.buffered_data.iter().enumerate() {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    out.data_nbl(&mut s, n);
+                }
+                s.push_str("]}");
+                out.line(s);
+            },
+            |h| self.inner.initiate_offload(now, conn, state, h),
+            |r, o| match &r {
+                Ok(back) => {
+                    let mut s = TraceWriter::status(NdisStatus::Success);
+                    s.push_str(",\"returned\":");
+                    TraceWriter::ids(&mut s, back);
+                    s
+                }
+                Err(e) => {
+                    o.timers.remove(&conn);
+                    TraceWriter::status(e.status)
+                }
+            }
+        )
     }
 }
 

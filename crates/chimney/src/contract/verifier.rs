@@ -36,8 +36,8 @@ use std::thread::ThreadId;
 
 use super::rules::{self, Rule};
 use super::{
-    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, NestedCalls, OffloadTarget, PostRejected, ProtocolHost,
-    ReceiveInput,
+    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls, OffloadTarget, PostRejected,
+    ProtocolHost, ReceiveInput,
 };
 use crate::ndis::{
     DisconnectKind, NblChain, NblId, NdisStatus, NetBufferList, PoolTag, TcpDelegatedState, TcpOffloadEvent,
@@ -921,20 +921,6 @@ impl<T: OffloadTarget> Verifier<T> {
 }
 
 impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
-    fn initiate_offload(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        state: TcpOffloadState,
-        host: &mut dyn ProtocolHost,
-    ) -> Result<NblChain, InitiateFailed> {
-        self.core.begin_initiate(conn, &state);
-        let r = self.inner.initiate_offload(now, conn, state, &mut VerifyingHost::new(&self.core, host));
-        self.core.end_initiate(conn, r.is_ok());
-        self.after();
-        r
-    }
-
     fn receive(
         &mut self,
         now: Instant,
@@ -1076,6 +1062,22 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
 
     fn push_timer(&self, conn: ConnId) -> Option<Instant> {
         self.inner.push_timer(conn)
+    }
+}
+
+impl<T: InitiateOffload> InitiateOffload for Verifier<T> {
+    fn initiate_offload(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        state: TcpOffloadState,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NblChain, InitiateFailed> {
+        self.core.begin_initiate(conn, &state);
+        let r = self.inner.initiate_offload(now, conn, state, &mut VerifyingHost::new(&self.core, host));
+        self.core.end_initiate(conn, r.is_ok());
+        self.after();
+        r
     }
 }
 

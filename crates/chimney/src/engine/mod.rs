@@ -20,8 +20,8 @@ use std::collections::{BinaryHeap, VecDeque};
 pub use listener::ListenerConfig;
 pub use stats::{EngineStats, IpOffloadStats, TcpOffloadStats};
 
-use crate::contract::{ApiMisuse, ConnId, InitiateFailed, OffloadTarget, PostRejected, ProtocolHost, ReceiveInput};
-use crate::ndis::{DisconnectKind, NblChain, NdisStatus, TcpConnectionState, TcpDelegatedState, TcpOffloadState};
+use crate::contract::{ApiMisuse, ConnId, InitiateOffload, OffloadTarget, PostRejected, ProtocolHost, ReceiveInput};
+use crate::ndis::{DisconnectKind, NblChain, NdisStatus, TcpConnectionState, TcpDelegatedState};
 use crate::tcp::{Cx, Negotiated, TcpConfig, TcpConn};
 use crate::time::Instant;
 use crate::wire::{self, flags, SegmentRepr, TcpOptions, WireError};
@@ -119,7 +119,7 @@ fn tx_push(tx: &mut VecDeque<Vec<u8>>, spare: &mut Vec<Vec<u8>>, stats: &mut Eng
     tx.push_back(buf);
 }
 
-impl<D: OffloadTarget + ReceiveInput> Engine<D> {
+impl<D: InitiateOffload + ReceiveInput> Engine<D> {
     /// An engine listening on `cfg.listen`, delivering through `delivery`.
     pub fn new(cfg: EngineConfig, delivery: D) -> Engine<D> {
         let s = cfg.seed;
@@ -533,21 +533,7 @@ impl<D: OffloadTarget + ReceiveInput> Engine<D> {
     }
 }
 
-impl<D: OffloadTarget + ReceiveInput> OffloadTarget for Engine<D> {
-    fn initiate_offload(
-        &mut self,
-        _now: Instant,
-        _conn: ConnId,
-        state: TcpOffloadState,
-        _host: &mut dyn ProtocolHost,
-    ) -> Result<NblChain, InitiateFailed> {
-        Err(InitiateFailed {
-            status: NdisStatus::Failure,
-            error: Some(ApiMisuse::Unsupported("the engine offloads the connections its own listener establishes")),
-            state,
-        })
-    }
-
+impl<D: InitiateOffload + ReceiveInput> OffloadTarget for Engine<D> {
     fn receive(
         &mut self,
         now: Instant,

@@ -2,6 +2,7 @@
 //! policies) and the delivery layer fed a seeded pseudo-random stream, all under the verifier.
 //! `chimney demo --in-memory` prints its report; the TCP-terminating main job builds on it.
 
+use crate::contract::InitiateOffload;
 use crate::contract::{
     ConnId, Delivery, DeliveryConfig, OffloadTarget, ReceiveInput, Verifier, VerifierMode, Violation,
 };
