@@ -21,7 +21,9 @@ else
     printf '  %s\n' $skipped
   }
   banner
-  cargo test --workspace --all-targets "$@" -- --skip needs_root::
+  # --skip goes to libtest; the criterion benchmarks (run once in test mode) take no filter.
+  cargo test --workspace --lib --bins --tests --examples "$@" -- --skip needs_root::
+  cargo test --workspace --benches "$@"
   banner
 fi
 cargo test --workspace --doc

@@ -1,8 +1,11 @@
 //! Where the contract is silent or contradicts itself (spec §8), we decide here, once.
 //!
-//! Every decision the delivery layer and the verifier depend on is a named constant or
-//! function in this module, with the ambiguity id it resolves. `docs/contract.md` lists the
-//! same decisions for readers who do not read code.
+//! Every decision the delivery layer, the verifier or the replay branches on is a named
+//! constant or function in this module, with the ambiguity id it resolves, and they use it
+//! from here. Decisions that shape the code without a branch of their own (A14: terminate
+//! returns undelivered data as BufferedData; A21: the push timer tracks the head request
+//! only; A24: a top-level post may complete requests before it returns) are stated in
+//! docs/spec.md §8 and cited where they apply.
 
 use crate::ndis::{NdisStatus, NetBufferList};
 
@@ -57,16 +60,6 @@ pub const STATUS_AT_TERMINATE_WITH_DATA: NdisStatus = NdisStatus::Success;
 /// without the event.
 pub const STATUS_AFTER_ABORT: NdisStatus = NdisStatus::RequestAborted;
 
-/// **A14.** At terminate undelivered data is handed back as `BufferedData` (not pushed up with
-/// the delivery algorithm): bounded work, no indications during an upload, and the chain ends
-/// right before the returned `RcvNxt`, mirroring R-BUF-1.
-pub const TERMINATE_RETURNS_BUFFERED_DATA: bool = true;
-
-/// **A21.** The push timer is per connection and tracks the head request only (only the head
-/// can be partially filled, by FIFO). It starts when the head becomes partially filled in push
-/// mode, restarts on every data arrival while it runs, and stops on any completion.
-pub const PUSH_TIMER_TRACKS_HEAD_ONLY: bool = true;
-
 /// **A22.** PSH is remembered as a stream offset (the end of the newest PSH segment). A partially
 /// filled push-mode request is completed when it holds a byte before that mark — also when
 /// the bytes reached it from buffered data on a later post.
@@ -74,16 +67,11 @@ pub fn push_applies(psh_mark: u64, head_start: u64) -> bool {
     psh_mark > head_start
 }
 
-/// **A24 / R-POST-11.** In this API posts made during an upcall go through
-/// [`super::NestedCalls`] and are processed after the upcall; a top-level `receive` call may
-/// complete requests before it returns, because the host cannot be inside one of its own
-/// completion routines at that point (it holds `&mut` to nothing the upcall needs). So
-/// R-POST-11's hazard does not exist here and the verifier does not check it.
-pub const COMPLETES_INSIDE_TOP_LEVEL_POST: bool = true;
-
-/// **Flowchart 1, "buffered not empty → append, no indication".** That branch assumes buffered
-/// data exists only after a refusal. Offload-time `BufferedData` has not been refused, so we
-/// track the refusal itself (`indicate_blocked`, set by a refusal, cleared by any post) and
-/// indicate buffered data whenever it is not blocked; BufferedData is offered on the first
-/// timer run after the offload completes (R-IND-11).
-pub const INDICATE_UNLESS_REFUSED: bool = true;
+/// **A35** (flowchart 1, "buffered not empty → append, no indication"). That branch assumes
+/// buffered data exists only after a refusal. Offload-time `BufferedData` has not been refused,
+/// so we track the refusal itself (`blocked_by_refusal`: set by a refusal, cleared by any
+/// post) and indicate buffered data whenever it is not blocked; BufferedData is offered on the
+/// first timer run after the offload completes (R-IND-11).
+pub fn indication_allowed(blocked_by_refusal: bool) -> bool {
+    !blocked_by_refusal
+}

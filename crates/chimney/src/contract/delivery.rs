@@ -591,7 +591,7 @@ impl Delivery {
             // Connector B: indicate when no posted request can take data (zero-byte requests
             // hold none, A8) and no refusal is pending (R-IND-7).
             let waiting = !conn.buffered.is_empty() || !pending.is_empty();
-            if conn.posted_free == 0 && waiting && !conn.indicate_blocked && !refused {
+            if conn.posted_free == 0 && waiting && ambiguity::indication_allowed(conn.indicate_blocked) && !refused {
                 // At most one refused indication per run, whatever the host posted inside it
                 // (a host that refuses and re-posts zero-byte requests would loop forever).
                 let mut used = 0;
@@ -619,7 +619,10 @@ impl Delivery {
                 let zero_head = conn.posted.front().is_some_and(|h| h.net_buffer().data_length() == 0);
                 data_waiting
                     && ((zero_head && zero_done)
-                        || (conn.posted_free == 0 && !conn.indicate_blocked && !conn.waiting_pool && refused))
+                        || (conn.posted_free == 0
+                            && ambiguity::indication_allowed(conn.indicate_blocked)
+                            && !conn.waiting_pool
+                            && refused))
             }
             Phase::Disconnected | Phase::Aborted => !conn.posted.is_empty(),
         };

@@ -16,6 +16,7 @@ use std::rc::Rc;
 
 use serde_json::Value;
 
+use super::ambiguity;
 use super::trace::{parse_id, TRACE_VERSION};
 use super::{
     ApiMisuse, ConnId, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls, OffloadTarget, PostRejected,
@@ -857,6 +858,15 @@ impl ProtocolHost for ReplayHost {
         let Some(ret) = self.run_upcall(nested) else {
             return IndicateReturn::NotAccepted(nbl);
         };
+        // Both spellings of a refusal count (A2).
+        let refusal = |o: &str| {
+            let status = match o {
+                "NOT_ACCEPTED" => NdisStatus::NotAccepted,
+                "OFFLOAD_DATA_NOT_ACCEPTED" => NdisStatus::OffloadDataNotAccepted,
+                _ => return false,
+            };
+            ambiguity::is_refusal(status)
+        };
         match ret.v.get("outcome").and_then(Value::as_str) {
             Some("SUCCESS") => {
                 self.s.borrow_mut().hold(ret.line, nbl);
@@ -869,7 +879,7 @@ impl ProtocolHost for ReplayHost {
                     None => IndicateReturn::NotAccepted(nbl),
                 }
             }
-            Some("NOT_ACCEPTED") => IndicateReturn::NotAccepted(nbl),
+            Some(o) if refusal(o) => IndicateReturn::NotAccepted(nbl),
             _ => {
                 let msg = "an indication's ret needs `outcome`: SUCCESS, NOT_ACCEPTED or PARTIALLY_ACCEPTED".into();
                 self.s.borrow_mut().fail(ReplayError { line: ret.line, msg });

@@ -34,6 +34,7 @@ impl std::hash::BuildHasher for FixedState {
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
 
+use super::ambiguity;
 use super::rules::{self, Rule};
 use super::{
     ApiMisuse, ConnId, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls, OffloadTarget, PostRejected,
@@ -605,17 +606,17 @@ impl VerifierCore {
                 status_ok = false;
             };
             let aborted = c.rst || c.abortive;
-            if c.rst && status != NdisStatus::RequestAborted {
+            if c.rst && status != ambiguity::STATUS_AFTER_ABORT {
                 bad(&rules::R_RST_1, format!("{status} after RST"));
-            } else if c.abortive && status != NdisStatus::RequestAborted {
+            } else if c.abortive && status != ambiguity::STATUS_AFTER_ABORT {
                 bad(&rules::R_ABT_1, format!("{status} after abortive disconnect"));
             } else if aborted {
                 // REQUEST_ABORTED after RST or abort: legal whatever happened before.
-            } else if rec.after_disconnect && (status != NdisStatus::InvalidState || b != 0) {
+            } else if rec.after_disconnect && (status != ambiguity::STATUS_AFTER_DISCONNECT || b != 0) {
                 bad(&rules::R_FIN_3, format!("posted after TcpIndicateDisconnect, completed {status} with {b} bytes"));
             } else if c.terminating
-                && !(status == NdisStatus::UploadInProgress && b == 0
-                    || status == NdisStatus::Success && (b > 0 || rec.cap == 0))
+                && !(status == ambiguity::STATUS_AT_TERMINATE_EMPTY && b == 0
+                    || status == ambiguity::STATUS_AT_TERMINATE_WITH_DATA && (b > 0 || rec.cap == 0))
             {
                 bad(&rules::R_TRM_2, format!("{status} with {b} bytes during terminate"));
             } else {
