@@ -202,16 +202,6 @@ enum Direct {
     Gathered(usize),
 }
 
-/// Bytes of the IP and TCP headers at the front of `p` (0 when they cannot be told).
-fn headers_len(p: &[u8]) -> usize {
-    let ip = match p.first().map(|b| b >> 4) {
-        Some(4) => usize::from(p[0] & 0x0F) * 4,
-        Some(6) => 40,
-        _ => return 0,
-    };
-    p.get(ip + 12).map_or(0, |b| ip + usize::from(b >> 4) * 4)
-}
-
 /// Which way a tapped packet went, seen from the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -238,14 +228,14 @@ impl ConnReport {
 impl Driver {
     /// A driver over `tun`; the verifier collects violations (reported per connection).
     pub fn new(tun: Tun, cfg: DriverConfig) -> Result<Driver, DriverError> {
-        cfg.impair_in.validate().map_err(|d| DriverError { step: "checking impairments", detail: d })?;
-        cfg.impair_out.validate().map_err(|d| DriverError { step: "checking impairments", detail: d })?;
+        cfg.impair_in.validate().map_err(|d| DriverError::new("checking impairments", d))?;
+        cfg.impair_out.validate().map_err(|d| DriverError::new("checking impairments", d))?;
         if tun.has_vnet_hdr() && !cfg.impair_in.is_passthrough() {
             // Partial checksums are not verified: corruption injected here would go unseen.
-            return Err(DriverError {
-                step: "checking impairments",
-                detail: "TUN offloads (GSO, partial checksums) cannot be combined with inbound impairments".into(),
-            });
+            return Err(DriverError::new(
+                "checking impairments",
+                "TUN offloads (GSO, partial checksums) cannot be combined with inbound impairments",
+            ));
         }
         let seed = cfg.engine.seed;
         let engine = Engine::new(
@@ -386,7 +376,7 @@ impl Driver {
                         }
                         let out = self.engine.handle_packet_with(now, p, verify, &mut self.host);
                         // The next packet is predicted to continue this one's stream.
-                        let h = headers_len(p);
+                        let h = chimney::wire::headers_len(p).unwrap_or(0);
                         self.predict = match out {
                             PacketOutcome::Offloaded(id) if direct && h > 0 && p.len() > h => {
                                 Some((id, VNET_HDR_LEN + h, p.len() - h))

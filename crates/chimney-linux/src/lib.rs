@@ -24,13 +24,15 @@ pub use netns::{configure_tun, ip, Netns};
 pub use shards::{Configure, ReportHook, ShardTraces, Shards};
 pub use tun::Tun;
 
-/// A driver error: which step failed and why, in one line.
+/// A driver error: which step failed and why, in one line; the underlying error (an OS error,
+/// say) stays reachable through [`std::error::Error::source`].
 #[derive(Debug)]
 pub struct DriverError {
     /// The step, e.g. "creating the network namespace".
     pub step: &'static str,
     /// What to do about it, or the OS error.
     pub detail: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl core::fmt::Display for DriverError {
@@ -39,28 +41,53 @@ impl core::fmt::Display for DriverError {
     }
 }
 
-impl std::error::Error for DriverError {}
+impl std::error::Error for DriverError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl DriverError {
-    /// An error from the OS (or any displayable cause) during `step`.
-    pub fn os(step: &'static str, e: impl core::fmt::Display) -> DriverError {
-        DriverError { step, detail: e.to_string() }
+    /// An error of our own during `step`, with what to do about it.
+    pub fn new(step: &'static str, detail: impl Into<String>) -> DriverError {
+        DriverError { step, detail: detail.into(), source: None }
+    }
+
+    /// An error from the OS (or another error) during `step`; it stays the `source()`.
+    pub fn os(step: &'static str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> DriverError {
+        let e = e.into();
+        DriverError { step, detail: e.to_string(), source: Some(e) }
     }
 }
 
 /// Checks what the real-peer mode needs (root, `/dev/net/tun`) and says what is missing.
 pub fn preflight() -> Result<(), DriverError> {
     if !nix::unistd::geteuid().is_root() {
-        return Err(DriverError {
-            step: "checking privileges",
-            detail: "creating a network namespace and a TUN device needs root (run with sudo)".into(),
-        });
+        return Err(DriverError::new(
+            "checking privileges",
+            "creating a network namespace and a TUN device needs root (run as root)",
+        ));
     }
     if !std::path::Path::new("/dev/net/tun").exists() {
-        return Err(DriverError {
-            step: "checking /dev/net/tun",
-            detail: "the TUN driver is missing (modprobe tun, or give the container /dev/net/tun)".into(),
-        });
+        return Err(DriverError::new(
+            "checking /dev/net/tun",
+            "the TUN driver is missing (modprobe tun, or give the container /dev/net/tun)",
+        ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DriverError;
+    use std::error::Error;
+
+    #[test]
+    fn an_os_error_stays_the_source() {
+        let e = DriverError::os("reading the TUN device", std::io::Error::from_raw_os_error(11));
+        let src = e.source().expect("source kept");
+        assert!(src.downcast_ref::<std::io::Error>().is_some_and(|io| io.raw_os_error() == Some(11)));
+        assert!(e.to_string().starts_with("reading the TUN device: "), "{e}");
+        assert!(DriverError::new("checking", "what to do").source().is_none());
+    }
 }

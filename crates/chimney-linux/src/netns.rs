@@ -29,15 +29,12 @@ impl Netns {
                 } else {
                     e.to_string()
                 };
-                DriverError { step: "creating the network namespace", detail }
+                DriverError::new("creating the network namespace", detail)
             })?;
             File::open("/proc/thread-self/ns/net").map_err(|e| DriverError::os("opening the namespace", e))
         })
         .join()
-        .map_err(|_| DriverError {
-            step: "creating the network namespace",
-            detail: "helper thread panicked".into(),
-        })??;
+        .map_err(|_| DriverError::new("creating the network namespace", "helper thread panicked"))??;
         let ns = Netns { fd };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
@@ -64,7 +61,7 @@ impl Netns {
             Ok(f())
         })
         .join()
-        .map_err(|_| DriverError { step: "running in the namespace", detail: "thread panicked".into() })?
+        .map_err(|_| DriverError::new("running in the namespace", "thread panicked"))?
     }
 
     /// Spawns a thread inside the namespace (e.g. a kernel TCP client).
@@ -118,11 +115,11 @@ impl Netns {
 pub fn ip(args: &[&str]) -> Result<(), DriverError> {
     match Command::new("ip").args(args).output() {
         Ok(o) if o.status.success() => Ok(()),
-        Ok(o) => Err(DriverError {
-            step: "configuring the network",
-            detail: format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()),
-        }),
-        Err(e) => Err(DriverError { step: "configuring the network", detail: format!("running ip (iproute2): {e}") }),
+        Ok(o) => Err(DriverError::new(
+            "configuring the network",
+            format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()),
+        )),
+        Err(e) => Err(DriverError::new("configuring the network", format!("running ip (iproute2): {e}"))),
     }
 }
 

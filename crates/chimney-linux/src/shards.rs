@@ -53,10 +53,7 @@ impl Shards {
     /// `configure(shard index, driver)`.
     pub fn start(tuns: Vec<Tun>, cfg: &crate::DriverConfig, configure: Configure) -> Result<Shards, DriverError> {
         if tuns.len() == 1 {
-            let tun = tuns
-                .into_iter()
-                .next()
-                .ok_or(DriverError { step: "starting the driver", detail: "no TUN queue".into() })?;
+            let tun = tuns.into_iter().next().ok_or(DriverError::new("starting the driver", "no TUN queue"))?;
             let mut d = Driver::new(tun, cfg.clone())?;
             let hook = configure(0, &mut d);
             return Ok(Shards::One(Box::new(d), hook));
@@ -167,10 +164,7 @@ impl Shards {
                 stop.store(true, Ordering::SeqCst);
                 let mut sum = DriverSummary::default();
                 for w in workers {
-                    let s = w.join().map_err(|_| DriverError {
-                        step: "running a queue's driver",
-                        detail: "thread panicked".into(),
-                    })??;
+                    let s = w.join().map_err(|_| DriverError::new("running a queue's driver", "thread panicked"))??;
                     sum.merge(s);
                 }
                 out.extend(reports.try_iter());

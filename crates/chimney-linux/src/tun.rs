@@ -65,10 +65,7 @@ impl Tun {
 
     fn open_queue(name: &str, offload: bool, multi: bool) -> Result<Tun, DriverError> {
         if name.is_empty() || name.len() >= libc::IFNAMSIZ || !name.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(DriverError {
-                step: "creating the TUN device",
-                detail: format!("bad interface name {name:?}"),
-            });
+            return Err(DriverError::new("creating the TUN device", format!("bad interface name {name:?}")));
         }
         let file = OpenOptions::new()
             .read(true)
@@ -98,7 +95,7 @@ impl Tun {
             } else {
                 e.to_string()
             };
-            return Err(DriverError { step: "creating the TUN device", detail });
+            return Err(DriverError::new("creating the TUN device", detail));
         }
         if offload {
             let features = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;

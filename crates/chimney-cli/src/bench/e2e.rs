@@ -155,8 +155,8 @@ fn run_kernel(bytes: u64, mtu: u32, pin: bool) -> Result<Sample, DriverError> {
 
 fn join<T>(h: std::thread::JoinHandle<Result<Result<T, String>, DriverError>>) -> Result<T, DriverError> {
     h.join()
-        .map_err(|_| DriverError { step: "benchmark", detail: "thread panicked".into() })??
-        .map_err(|e| DriverError { step: "benchmark transfer", detail: e })
+        .map_err(|_| DriverError::new("benchmark", "thread panicked"))??
+        .map_err(|e| DriverError::new("benchmark transfer", e))
 }
 
 /// (b) kernel → chimney over TUN: the demo's driver with default policy (posted buffers),
@@ -167,8 +167,8 @@ fn run_chimney(bytes: u64, mtu: u32, busy_poll_us: u64, pin: bool, direct: bool)
     policy.busy_poll_us = busy_poll_us;
     policy.no_direct = !direct;
     let (mut tuns, target) = ns.tun_network(false, mtu, !policy.no_offload, 1)?;
-    let tun = tuns.pop().ok_or(DriverError { step: "creating the TUN device", detail: "no queue".into() })?;
-    let app = policy.policy().map_err(|e| DriverError { step: "policy", detail: e })?;
+    let tun = tuns.pop().ok_or(DriverError::new("creating the TUN device", "no queue"))?;
+    let app = policy.policy().map_err(|e| DriverError::new("policy", e))?;
     let mut cfg = crate::args::driver_config(&policy, app, Default::default(), 1, target, mtu);
     cfg.hash = false;
     let mut driver = Driver::new(tun, cfg)?;
@@ -183,7 +183,7 @@ fn run_chimney(bytes: u64, mtu: u32, busy_poll_us: u64, pin: bool, direct: bool)
     }
     let cpu = thread_cpu() - cpu0;
     let sent = join(tx)?;
-    let r = reports.first().ok_or(DriverError { step: "benchmark", detail: "no connection ended".into() })?;
+    let r = reports.first().ok_or(DriverError::new("benchmark", "no connection ended"))?;
     let ok = r.end == EndReason::Fin && r.bytes == sent && r.violations == 0 && driver.violations().is_empty();
     Ok(sample(r.bytes, r.duration, cpu, ok))
 }
@@ -198,7 +198,7 @@ fn run_smoltcp(bytes: u64, mtu: u32, pin: bool) -> Result<Sample, DriverError> {
     let ns = Netns::create()?;
     // smoltcp reads plain packets: no virtio_net_hdr, no GSO.
     let (mut tuns, target) = ns.tun_network(false, mtu, false, 1)?;
-    let tun = tuns.pop().ok_or(DriverError { step: "creating the TUN device", detail: "no queue".into() })?;
+    let tun = tuns.pop().ok_or(DriverError::new("creating the TUN device", "no queue"))?;
     let mut dev = TunDevice { tun, mtu: mtu as usize, buf: vec![0; 65536 + 64] };
     let t0 = WallClock::now();
     let now = || SInstant::from_micros(t0.elapsed().as_micros() as i64);
@@ -210,7 +210,7 @@ fn run_smoltcp(bytes: u64, mtu: u32, pin: bool) -> Result<Sample, DriverError> {
     let rxb = tcp::SocketBuffer::new(vec![0; 1 << 20]);
     let txb = tcp::SocketBuffer::new(vec![0; 4096]);
     let mut sock = tcp::Socket::new(rxb, txb);
-    sock.listen(5001).map_err(|e| DriverError { step: "smoltcp listen", detail: format!("{e:?}") })?;
+    sock.listen(5001).map_err(|e| DriverError::new("smoltcp listen", format!("{e:?}")))?;
     let h = sockets.add(sock);
     let tx = ns.spawn(move || kernel_sender(target, bytes, pin))?;
     pin_to(pin, 0);

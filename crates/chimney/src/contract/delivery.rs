@@ -690,7 +690,7 @@ impl OffloadTarget for Delivery {
     ) -> Result<(), ApiMisuse> {
         if kind == DisconnectKind::Graceful {
             self.conn_mut(id)?;
-            return Err(ApiMisuse::Unsupported("graceful disconnect belongs to the TCP engine's send side"));
+            return Err(ApiMisuse::GracefulDisconnectNeedsTcp(id));
         }
         let conn = self.conn_mut(id)?;
         // R-ABT-1: stop receiving at once, indicated-but-unconsumed data included.
@@ -1008,7 +1008,7 @@ impl ReceiveInput for Delivery {
             return Err(ApiMisuse::NotReceiving(id));
         }
         if !conn.buffered.is_empty() || conn.busy {
-            return Err(ApiMisuse::Unsupported("direct placement behind buffered bytes"));
+            return Err(ApiMisuse::PlacementBehindBuffered(id));
         }
         // The room `placement_room` offers, counted the same way.
         let mut room = 0;

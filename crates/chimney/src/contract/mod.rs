@@ -164,8 +164,19 @@ pub enum ApiMisuse {
     },
     /// Data or FIN after FIN, or input after abort.
     NotReceiving(ConnId),
-    /// Graceful disconnect is the send side's job (the TCP engine), not the delivery layer's.
-    Unsupported(&'static str),
+    /// A graceful disconnect asked of the delivery layer: sending FIN is the TCP engine's
+    /// send side's job.
+    GracefulDisconnectNeedsTcp(ConnId),
+    /// Direct placement while earlier bytes wait in the target: those are delivered first.
+    PlacementBehindBuffered(ConnId),
+    /// This target does not implement direct placement ([`ReceiveInput::receive_placed`]).
+    DirectPlacementUnsupported,
+    /// This target takes no events from the TCP layer ([`ReceiveInput::indicate_event`]).
+    TcpEventsUnsupported,
+    /// The engine could not offload: no connection slot, or the delivery layer refused.
+    OffloadRefused,
+    /// Offline replay: the trace records that this call was refused.
+    RefusedInTrace,
 }
 
 impl core::fmt::Display for ApiMisuse {
@@ -182,7 +193,14 @@ impl core::fmt::Display for ApiMisuse {
             ApiMisuse::NotReceiving(c) => {
                 write!(f, "{c} no longer receives (FIN, RST or abort seen)")
             }
-            ApiMisuse::Unsupported(what) => write!(f, "unsupported: {what}"),
+            ApiMisuse::GracefulDisconnectNeedsTcp(c) => {
+                write!(f, "{c}: a graceful disconnect is sent by the TCP engine, not the delivery layer")
+            }
+            ApiMisuse::PlacementBehindBuffered(c) => write!(f, "{c}: direct placement behind buffered bytes"),
+            ApiMisuse::DirectPlacementUnsupported => write!(f, "this target does not place directly"),
+            ApiMisuse::TcpEventsUnsupported => write!(f, "this target takes no events from the TCP layer"),
+            ApiMisuse::OffloadRefused => write!(f, "no connection slot, or the delivery layer refused the offload"),
+            ApiMisuse::RefusedInTrace => write!(f, "refused in the trace"),
         }
     }
 }
@@ -316,7 +334,7 @@ pub trait ReceiveInput {
         _psh: bool,
         _host: &mut dyn ProtocolHost,
     ) -> Result<(), ApiMisuse> {
-        Err(ApiMisuse::Unsupported("direct placement"))
+        Err(ApiMisuse::DirectPlacementUnsupported)
     }
 
     /// Shows the first `len` bytes of the placement room to `f` (the verifier reads what a
@@ -333,7 +351,7 @@ pub trait ReceiveInput {
         _event: TcpOffloadEvent,
         _host: &mut dyn ProtocolHost,
     ) -> Result<(), ApiMisuse> {
-        Err(ApiMisuse::Unsupported("events raised by the TCP layer"))
+        Err(ApiMisuse::TcpEventsUnsupported)
     }
 
     /// Bytes the target can hold whatever the host posts: the basis of the advertised

@@ -629,8 +629,6 @@ impl ReplayTarget {
     }
 }
 
-const RECORDED: &str = "refused in the trace";
-
 impl OffloadTarget for ReplayTarget {
     fn receive(
         &mut self,
@@ -656,7 +654,7 @@ impl OffloadTarget for ReplayTarget {
             Some(Err(_)) => {
                 let mut s = self.s.borrow_mut();
                 let back = ids.iter().filter_map(|&id| s.posted_take(id)).collect();
-                Err(PostRejected { nbls: back, error: ApiMisuse::Unsupported(RECORDED) })
+                Err(PostRejected { nbls: back, error: ApiMisuse::RefusedInTrace })
             }
             None => Ok(NdisStatus::Pending),
         }
@@ -682,7 +680,7 @@ impl OffloadTarget for ReplayTarget {
         let ret = self.run_scope(host);
         match self.ret_status(&ret) {
             Some(Ok(NdisStatus::Success)) | None => Ok(()),
-            _ => Err(ApiMisuse::Unsupported(RECORDED)),
+            _ => Err(ApiMisuse::RefusedInTrace),
         }
     }
 

@@ -381,7 +381,7 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
             // No BufferedData, so no host NBL is built from this serial.
             serial: 0,
         };
-        self.offload(now, e, host).ok_or(ApiMisuse::Unsupported("no connection slot, or the delivery layer refused"))
+        self.offload(now, e, host).ok_or(ApiMisuse::OffloadRefused)
     }
 
     /// The negotiated state of an offloaded connection, for a host that will terminate and

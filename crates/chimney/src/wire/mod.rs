@@ -234,6 +234,19 @@ fn segment<'a>(
     })
 }
 
+/// Bytes of the IP and TCP headers at the front of packet `p`, from the IPv4 IHL (or IPv6's
+/// fixed 40 bytes) and the TCP data offset; `None` when the version is unknown or the packet
+/// is too short to tell. It trusts the header fields: a driver uses it to predict where the
+/// next packet's payload starts, and [`parse_headers`] checks that prediction.
+pub fn headers_len(p: &[u8]) -> Option<usize> {
+    let ip = match p.first().map(|b| b >> 4) {
+        Some(4) => usize::from(p[0] & 0x0F) * 4,
+        Some(6) => 40,
+        _ => return None,
+    };
+    p.get(ip + 12).map(|b| ip + usize::from(b >> 4) * 4)
+}
+
 /// Parses the headers of a packet whose payload is somewhere else (read straight into a
 /// posted buffer: direct placement). `head` holds exactly the IP and TCP headers; the packet
 /// is `packet_len` bytes long. Returns the segment (with an empty payload) and the payload
@@ -398,6 +411,13 @@ mod tests {
     }
 
     #[test]
+    fn headers_len_of_short_or_unknown_packets_is_none() {
+        assert_eq!(headers_len(&[]), None);
+        assert_eq!(headers_len(&[0x45; 20]), None, "no TCP header behind the IPv4 header");
+        assert_eq!(headers_len(&[0x75; 60]), None, "IP version 7");
+    }
+
+    #[test]
     fn headers_parse_like_the_whole_packet_and_must_end_at_the_payload() {
         for (s, d) in [
             ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap()),
@@ -408,6 +428,7 @@ mod tests {
             r.emit(&mut buf);
             let whole = parse(&buf).unwrap();
             let h = buf.len() - whole.payload.len();
+            assert_eq!(headers_len(&buf), Some(h), "header length read from the packet");
             let (seg, plen) = parse_headers(&buf[..h], buf.len()).unwrap();
             assert_eq!(plen, 13);
             assert_eq!(Segment { payload: whole.payload, ..seg }, whole);
