@@ -76,7 +76,7 @@ pub fn trace(path: &Path, which: Option<usize>) -> Result<Trace, String> {
     let mut order: Vec<(SocketAddr, SocketAddr)> = Vec::new();
     let mut bytes: HashMap<(SocketAddr, SocketAddr), u64> = HashMap::new();
     for (_, p) in &pkts {
-        let Ok(s) = wire::parse_with(p, false) else { continue };
+        let Ok(s) = wire::parse_with(p, wire::TcpChecksum::VouchedByKernel) else { continue };
         let key = (SocketAddr::new(s.src, s.src_port), SocketAddr::new(s.dst, s.dst_port));
         if s.has(flags::SYN) && !s.has(flags::ACK) && !order.contains(&key) {
             order.push(key);
@@ -96,7 +96,7 @@ pub fn trace(path: &Path, which: Option<usize>) -> Result<Trace, String> {
     let t0 = pkts
         .iter()
         .find(|(_, p)| {
-            wire::parse_with(p, false).is_ok_and(|s| {
+            wire::parse_with(p, wire::TcpChecksum::VouchedByKernel).is_ok_and(|s| {
                 s.has(flags::SYN) && (SocketAddr::new(s.src, s.src_port), SocketAddr::new(s.dst, s.dst_port)) == key
             })
         })
@@ -104,7 +104,7 @@ pub fn trace(path: &Path, which: Option<usize>) -> Result<Trace, String> {
     let mut t = Trace { sender: Some(key), ..Trace::default() };
     let (mut isn, mut snd_scale, mut rcv_scale, mut high) = (None::<u32>, None::<u8>, None::<u8>, 0u64);
     for (ts, p) in &pkts {
-        let Ok(s) = wire::parse_with(p, false) else { continue };
+        let Ok(s) = wire::parse_with(p, wire::TcpChecksum::VouchedByKernel) else { continue };
         let src = SocketAddr::new(s.src, s.src_port);
         let dst = SocketAddr::new(s.dst, s.dst_port);
         let time = ts - t0;

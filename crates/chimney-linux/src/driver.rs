@@ -501,7 +501,7 @@ impl Driver {
     fn predicted_headers(head: &[u8], n: usize) -> Option<(chimney::wire::Segment<'static>, usize)> {
         let (v, hdrs) = VnetHdr::split(head).ok()?;
         match v.check_prefix(hdrs, n - VNET_HDR_LEN) {
-            Ok(false) => {}
+            Ok(chimney::wire::TcpChecksum::VouchedByKernel) => {}
             _ => return None,
         }
         chimney::wire::parse_headers(hdrs, n - VNET_HDR_LEN).ok()
@@ -532,7 +532,7 @@ impl Driver {
                 let zero = self
                     .engine
                     .conn(id)
-                    .is_some_and(|c| c.rcv_wnd() == 0 || c.state != chimney::ndis::TcpConnectionState::Established);
+                    .is_some_and(|c| c.rcv_wnd() == 0 || c.state() != chimney::ndis::TcpConnectionState::Established);
                 let Some(l) = self.live.get_mut(&id) else { continue };
                 match l.stalled_since {
                     Some(None) if zero => l.stalled_since = Some(Some(now)),
@@ -573,10 +573,9 @@ impl Driver {
     /// Uploads `conn` and records its report.
     fn finish(&mut self, now: Instant, conn: ConnId, end: EndReason) {
         let Some(live) = self.live.remove(&conn) else { return };
-        let (acks, drops) = self
-            .engine
-            .conn(conn)
-            .map_or((0, 0), |c| (c.counters.out_segments, TcpDrop::ALL.iter().map(|&d| c.counters.dropped(d)).sum()));
+        let (acks, drops) = self.engine.conn(conn).map_or((0, 0), |c| {
+            (c.counters().out_segments, TcpDrop::ALL.iter().map(|&d| c.counters().dropped(d)).sum())
+        });
         if let Ok(d) = self.engine.terminate_offload(now, conn, &mut self.host) {
             self.host.take_uploaded(conn, d.buffered_data);
         }

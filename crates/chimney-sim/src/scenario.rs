@@ -523,7 +523,7 @@ pub fn run_traced(
         }
         for id in reoffload.drain(..) {
             // Only a connection still receiving normally is given back.
-            let ok = engine.conn(id).is_some_and(|c| c.state == TcpConnectionState::Established && !c.is_stopped());
+            let ok = engine.conn(id).is_some_and(|c| c.state() == TcpConnectionState::Established && !c.is_stopped());
             let Some(mut n) = engine.negotiated(id).filter(|_| ok) else { continue };
             let Ok(d) = engine.terminate_offload(now, id, &mut host) else { continue };
             if log {
@@ -587,7 +587,8 @@ pub fn run_traced(
             if log {
                 rep.log.push(format!("{now} < target {}", describe(&p)));
             }
-            let to_adv = chimney::wire::parse_with(&p, false).is_ok_and(|s| s.dst == adv_ip);
+            let to_adv = chimney::wire::parse_with(&p, chimney::wire::TcpChecksum::VouchedByKernel)
+                .is_ok_and(|s| s.dst == adv_ip);
             if to_adv {
                 if let Some(a) = adversary.as_mut() {
                     a.on_packet(now, &p);
@@ -620,7 +621,7 @@ pub fn run_traced(
         if now.saturating_duration_since(Instant::ZERO) > bound {
             let mut why = String::new();
             for (id, l) in &live {
-                let tcp = engine.conn(*id).map(|c| format!("{:?} wnd={}", c.state, c.rcv_wnd()));
+                let tcp = engine.conn(*id).map(|c| format!("{:?} wnd={}", c.state(), c.rcv_wnd()));
                 why += &format!(
                     "; sender {} {:?} {:?} | {}",
                     l.sender,
@@ -708,7 +709,7 @@ pub fn run_traced(
 }
 
 fn describe(p: &[u8]) -> String {
-    match chimney::wire::parse_with(p, false) {
+    match chimney::wire::parse_with(p, chimney::wire::TcpChecksum::VouchedByKernel) {
         Ok(s) => format!(
             "{}:{} → {}:{} flags {:#04x} seq {} ack {} win {} len {}",
             s.src,

@@ -463,7 +463,7 @@ impl Run {
                 }
             }
             "state" => {
-                let s = self.engine.conn(self.conn()).map(|c| format!("{:?}", c.state)).unwrap_or("gone".into());
+                let s = self.engine.conn(self.conn()).map(|c| format!("{:?}", c.state())).unwrap_or("gone".into());
                 if s != w[1] {
                     self.fail(format!("state {s}, want {}", w[1]));
                 }

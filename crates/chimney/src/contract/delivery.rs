@@ -67,7 +67,7 @@ pub struct DeliveryConfig {
     /// Highest connection id accepted (ids index a table).
     pub max_conn_id: u32,
     /// Buffer cap used when the host's `InitialRcvWnd` is 0.
-    pub default_rcv_wnd: u32,
+    pub rcv_wnd_if_unset: u32,
     /// Bytes `receive_data` accepts beyond the buffer cap: covers a peer that fills the last
     /// window-scale unit the engine advertised by rounding up (RFC 7323 §2.4).
     pub slack: usize,
@@ -81,7 +81,7 @@ impl Default for DeliveryConfig {
             indication_mdls: 4,
             indication_mdl_bytes: 16 * 1024,
             max_conn_id: 1 << 20,
-            default_rcv_wnd: 256 * 1024,
+            rcv_wnd_if_unset: 256 * 1024,
             slack: 1 << 14,
         }
     }
@@ -124,7 +124,8 @@ enum Phase {
 #[derive(Debug)]
 struct Conn {
     phase: Phase,
-    cap: usize,
+    /// InitialRcvWnd: the bytes this connection may hold that no request has taken.
+    rcv_buffer: usize,
     indication_size: usize,
     rcv_nxt: u32,
     posted: NblChain,
@@ -750,7 +751,7 @@ impl OffloadTarget for Delivery {
         Ok(TcpDelegatedState {
             state: Some(state),
             rcv_nxt: conn.rcv_nxt,
-            rcv_wnd: u32::try_from(conn.cap).unwrap_or(u32::MAX),
+            rcv_wnd: u32::try_from(conn.rcv_buffer).unwrap_or(u32::MAX),
             ts_recent: 0,
             buffered_data,
         })
@@ -825,7 +826,7 @@ impl InitiateOffload for Delivery {
             return fail(NdisStatus::Failure, ApiMisuse::ConnectionExists(id), state);
         }
         let cap = match state.cached.initial_rcv_wnd {
-            0 => self.cfg.default_rcv_wnd,
+            0 => self.cfg.rcv_wnd_if_unset,
             w => w,
         } as usize;
         let held: usize = state.delegated.buffered_data.iter().map(|n| n.net_buffer().data_length()).sum();
@@ -845,7 +846,7 @@ impl InitiateOffload for Delivery {
         }
         let conn = Conn {
             phase: Phase::Open,
-            cap,
+            rcv_buffer: cap,
             indication_size: state.cached.rcv_indication_size as usize,
             rcv_nxt: state.delegated.rcv_nxt,
             posted: NblChain::new(),
@@ -1050,7 +1051,7 @@ impl ReceiveInput for Delivery {
             if c.phase != Phase::Open || c.fin {
                 0
             } else {
-                c.cap.saturating_sub(c.buffered.len())
+                c.rcv_buffer.saturating_sub(c.buffered.len())
             }
         })
     }
@@ -1060,7 +1061,7 @@ impl ReceiveInput for Delivery {
             if c.phase != Phase::Open || c.fin {
                 0
             } else {
-                (c.cap + self.cfg.slack).saturating_sub(c.buffered.len()) + c.posted_free
+                (c.rcv_buffer + self.cfg.slack).saturating_sub(c.buffered.len()) + c.posted_free
             }
         })
     }

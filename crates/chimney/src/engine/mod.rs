@@ -22,7 +22,7 @@ pub use stats::{EngineStats, IpOffloadStats, TcpOffloadStats};
 
 use crate::contract::{ApiMisuse, ConnId, InitiateOffload, OffloadTarget, PostRejected, ProtocolHost, ReceiveInput};
 use crate::ndis::{DisconnectKind, NblChain, NdisStatus, TcpConnectionState, TcpDelegatedState};
-use crate::tcp::{Cx, Negotiated, TcpConfig, TcpConn};
+use crate::tcp::{ConnContext, Negotiated, TcpConfig, TcpConn};
 use crate::time::Instant;
 use crate::wire::{self, flags, SegmentRepr, TcpOptions, WireError};
 
@@ -219,13 +219,13 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
         &mut self,
         id: ConnId,
         host: &mut dyn ProtocolHost,
-        f: impl FnOnce(&mut TcpConn, &mut Cx<'_>) -> R,
+        f: impl FnOnce(&mut TcpConn, &mut ConnContext<'_>) -> R,
     ) -> Option<R> {
         let conn = self.conns.get_mut(id.0 as usize)?.as_mut()?;
         let before = conn.next_deadline();
         let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
         let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
-        let mut cx = Cx { delivery: &mut self.delivery, host, tx: &mut push, cfg: &self.cfg.tcp };
+        let mut cx = ConnContext { delivery: &mut self.delivery, host, tx: &mut push, cfg: &self.cfg.tcp };
         let r = f(conn, &mut cx);
         let after = conn.next_deadline();
         if after.is_some() && (before.is_none() || after < before) {
@@ -254,22 +254,22 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
 
     /// Feeds one received IP packet.
     pub fn handle_packet(&mut self, now: Instant, packet: &[u8], host: &mut dyn ProtocolHost) -> PacketOutcome {
-        self.handle_packet_with(now, packet, true, host)
+        self.handle_packet_with(now, packet, wire::TcpChecksum::Verify, host)
     }
 
-    /// Like [`Engine::handle_packet`], for a packet whose TCP checksum must not or need not be
-    /// verified (`verify_tcp_checksum = false`): a GSO super-packet or partial checksum from
-    /// the local kernel ([`wire::vnet::VnetHdr::check`] decides). Everything else is checked.
+    /// Like [`Engine::handle_packet`], saying whether the TCP checksum is to be verified: not
+    /// for a GSO super-packet or partial checksum the local kernel vouches for
+    /// ([`wire::vnet::VnetHdr::check`] decides). Everything else is checked.
     pub fn handle_packet_with(
         &mut self,
         now: Instant,
         packet: &[u8],
-        verify_tcp_checksum: bool,
+        checksum: wire::TcpChecksum,
         host: &mut dyn ProtocolHost,
     ) -> PacketOutcome {
         self.stats.ip.in_receives += 1;
         self.stats.ip.in_octets += packet.len() as u64;
-        let seg = match wire::parse_with(packet, verify_tcp_checksum) {
+        let seg = match wire::parse_with(packet, checksum) {
             Ok(s) => s,
             Err(e) => {
                 tracing::trace!(len = packet.len(), reason = e.name(), "packet not parsed");
@@ -430,7 +430,7 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
         });
         // Segments the host received but did not ACK: MiniportTcpOffloadForward.
         for pkt in n.forward {
-            if let Ok(seg) = wire::parse_with(&pkt, false) {
+            if let Ok(seg) = wire::parse_with(&pkt, wire::TcpChecksum::VouchedByKernel) {
                 self.with_conn(id, host, |c, cx| c.on_segment(now, &seg, cx));
             }
         }
@@ -584,7 +584,7 @@ impl<D: InitiateOffload + ReceiveInput> OffloadTarget for Engine<D> {
         {
             let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
             let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
-            let mut cx = Cx { delivery: &mut self.delivery, host, tx: &mut push, cfg: &self.cfg.tcp };
+            let mut cx = ConnContext { delivery: &mut self.delivery, host, tx: &mut push, cfg: &self.cfg.tcp };
             if c.ack_due() && !c.is_stopped() && c.state != TcpConnectionState::Closed {
                 c.send_ack(now, &mut cx);
             }

@@ -16,7 +16,7 @@ use crate::time::Instant;
 use crate::wire::{flags, Segment, SegmentRepr, TcpOptions};
 
 /// The delivery layer as the engine drives it.
-pub trait Layer: OffloadTarget + ReceiveInput {}
+pub(crate) trait Layer: OffloadTarget + ReceiveInput {}
 impl<T: OffloadTarget + ReceiveInput> Layer for T {}
 
 /// Receive-path parameters (NDIS_TCP_CONNECTION_OFFLOAD_PARAMETERS and cached state).
@@ -194,7 +194,7 @@ impl ConnCounters {
 }
 
 /// What the connection needs from its surroundings while it handles an input.
-pub struct Cx<'a> {
+pub(crate) struct ConnContext<'a> {
     /// The delivery layer (possibly wrapped by the verifier).
     pub delivery: &'a mut dyn Layer,
     /// The host stack receiving upcalls.
@@ -292,11 +292,11 @@ pub struct Negotiated {
 #[derive(Debug)]
 pub struct TcpConn {
     /// Delivery-layer id.
-    pub id: ConnId,
+    pub(crate) id: ConnId,
     /// Our address and port and the peer's, compact ([`TcpConn::local`], [`TcpConn::remote`]).
     ends: Endpoints,
     /// RFC 9293 state.
-    pub state: TcpConnectionState,
+    pub(crate) state: TcpConnectionState,
     rcv_nxt: SeqNum,
     rcv_nxt64: u64,
     rcv_adv: SeqNum,
@@ -326,7 +326,7 @@ pub struct TcpConn {
     /// Keep-alive probes sent and not answered yet.
     ka_probes: u8,
     /// When to repeat a window update that reopened a closed window (no data since).
-    wu_at: Option<Instant>,
+    window_update_at: Option<Instant>,
     /// Window-update repeats sent.
     wu_tries: u8,
     /// When to free the (empty) reassembly ring.
@@ -338,12 +338,27 @@ pub struct TcpConn {
     stopped: bool,
     ip_id: u16,
     /// Counters.
-    pub counters: ConnCounters,
+    pub(crate) counters: ConnCounters,
     /// Whether the engine's window-update list holds this connection.
     pub(crate) on_window_watch: bool,
 }
 
 impl TcpConn {
+    /// The delivery-layer id of this connection.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The TCP state (ESTABLISHED, CLOSE-WAIT, …).
+    pub fn state(&self) -> TcpConnectionState {
+        self.state
+    }
+
+    /// What this connection counted (segments in and out, drops by reason, …).
+    pub fn counters(&self) -> &ConnCounters {
+        &self.counters
+    }
+
     /// State for a connection the host just offloaded at `now`.
     pub fn new(now: Instant, id: ConnId, n: &Negotiated, cfg: &TcpConfig) -> TcpConn {
         TcpConn {
@@ -374,7 +389,7 @@ impl TcpConn {
             closing: None,
             ka_at: cfg.keepalive.map(|idle| now + idle),
             ka_probes: 0,
-            wu_at: None,
+            window_update_at: None,
             wu_tries: 0,
             ring_release_at: None,
             ack_pending: false,
@@ -457,10 +472,16 @@ impl TcpConn {
 
     /// The earliest timer of this connection.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.delack_at, self.closing.as_ref().and_then(|c| c.rto_at), self.ka_at, self.wu_at, self.ring_release_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.delack_at,
+            self.closing.as_ref().and_then(|c| c.rto_at),
+            self.ka_at,
+            self.window_update_at,
+            self.ring_release_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Whether an ACK is owed (delayed or deferred).
@@ -477,7 +498,7 @@ impl TcpConn {
         ((now.as_nanos() / 1_000_000) as u32).wrapping_add(self.ts.map_or(0, |t| t.offset))
     }
 
-    fn emit(&mut self, now: Instant, cx: &mut Cx<'_>, seq: SeqNum, fl: u8) {
+    fn emit(&mut self, now: Instant, cx: &mut ConnContext<'_>, seq: SeqNum, fl: u8) {
         let mut options = TcpOptions::default();
         if let Some(ts) = self.ts {
             options.timestamps = Some((self.tsval(now), ts.recent));
@@ -537,19 +558,19 @@ impl TcpConn {
     /// Never retracts. Returns whether the edge moved.
     ///
     /// A window that reopens from below one segment, by whatever ACK carries it, is
-    /// announced again with backoff until data arrives (`wu_at`): if that ACK is lost, a
+    /// announced again with backoff until data arrives (`window_update_at`): if that ACK is lost, a
     /// sender without a persist timer (smoltcp has none) would wait forever.
-    fn update_window(&mut self, now: Instant, cx: &mut Cx<'_>) -> bool {
+    fn update_window(&mut self, now: Instant, cx: &mut ConnContext<'_>) -> bool {
         let before = self.rcv_wnd();
         let moved = self.move_edge(cx);
-        if moved && before < u32::from(self.peer_mss) && self.wu_at.is_none() && self.can_receive() {
+        if moved && before < u32::from(self.peer_mss) && self.window_update_at.is_none() && self.can_receive() {
             self.wu_tries = 0;
-            self.wu_at = Some(now + cx.cfg.rto);
+            self.window_update_at = Some(now + cx.cfg.rto);
         }
         moved
     }
 
-    fn move_edge(&mut self, cx: &mut Cx<'_>) -> bool {
+    fn move_edge(&mut self, cx: &mut ConnContext<'_>) -> bool {
         let unit = 1u32 << self.rcv_wscale;
         let max_wnd = 0xFFFF * unit;
         let space = (cx.delivery.receive_window(self.id).min(1 << 30) as u32).min(max_wnd);
@@ -564,7 +585,7 @@ impl TcpConn {
     }
 
     /// Sends the ACK that [`TcpConfig::defer_acks`] held back, if it is still due.
-    pub fn flush_ack(&mut self, now: Instant, cx: &mut Cx<'_>) {
+    pub(crate) fn flush_ack(&mut self, now: Instant, cx: &mut ConnContext<'_>) {
         if self.ack_pending && !self.stopped {
             self.send_ack(now, cx);
         }
@@ -572,14 +593,14 @@ impl TcpConn {
     }
 
     /// Sends an ACK now (window recomputed).
-    pub fn send_ack(&mut self, now: Instant, cx: &mut Cx<'_>) {
+    pub(crate) fn send_ack(&mut self, now: Instant, cx: &mut ConnContext<'_>) {
         self.update_window(now, cx);
         let seq = self.snd_nxt;
         self.emit(now, cx, seq, flags::ACK);
     }
 
     /// After the host posted or consumed: sends a window update if the window opened enough.
-    pub fn maybe_window_update(&mut self, now: Instant, cx: &mut Cx<'_>) {
+    pub(crate) fn maybe_window_update(&mut self, now: Instant, cx: &mut ConnContext<'_>) {
         if !self.stopped && self.can_receive() && self.update_window(now, cx) {
             let seq = self.snd_nxt;
             self.emit(now, cx, seq, flags::ACK);
@@ -593,18 +614,18 @@ impl TcpConn {
         )
     }
 
-    fn upload(&mut self, now: Instant, cx: &mut Cx<'_>, reason: TcpUploadReason) {
+    fn upload(&mut self, now: Instant, cx: &mut ConnContext<'_>, reason: TcpUploadReason) {
         tracing::debug!(conn = %self.id, ?reason, state = ?self.state, "upload requested");
         self.stopped = true;
         self.delack_at = None;
         self.stop_rto();
         self.ka_at = None;
-        self.wu_at = None;
+        self.window_update_at = None;
         host_event(now, cx, self.id, TcpOffloadEvent::Retrieve(reason));
     }
 
     /// Handles one segment addressed to this connection.
-    pub fn on_segment(&mut self, now: Instant, seg: &Segment<'_>, cx: &mut Cx<'_>) {
+    pub(crate) fn on_segment(&mut self, now: Instant, seg: &Segment<'_>, cx: &mut ConnContext<'_>) {
         if self.accept(now, seg, seg.payload.len(), cx) {
             self.on_data(now, SeqNum(seg.seq), seg.payload, seg.has(flags::PSH), seg.has(flags::FIN), cx);
         }
@@ -637,13 +658,13 @@ impl TcpConn {
     /// of the delivery layer ([`crate::contract::ReceiveInput::placement_room`]). Returns
     /// false, having changed nothing, when [`TcpConn::predicts`] does not hold: the caller
     /// then feeds the whole packet through [`TcpConn::on_segment`].
-    pub fn on_placed(&mut self, now: Instant, seg: &Segment<'_>, len: usize, cx: &mut Cx<'_>) -> bool {
+    pub(crate) fn on_placed(&mut self, now: Instant, seg: &Segment<'_>, len: usize, cx: &mut ConnContext<'_>) -> bool {
         if !self.predicts(seg, len) {
             return false;
         }
         let taken = self.accept(now, seg, len, cx);
         debug_assert!(taken, "predicted segments pass every check");
-        self.wu_at = None;
+        self.window_update_at = None;
         if cx.delivery.receive_placed(now, self.id, len, seg.has(flags::PSH), cx.host).is_err() {
             // The driver placed more than the room it was offered: dropped, not ACKed.
             self.counters.drop(TcpDrop::WindowOverrun);
@@ -656,7 +677,7 @@ impl TcpConn {
 
     /// Every check and the ACK processing of RFC 9293 §3.10.7.4 for a segment carrying
     /// `payload_len` bytes; true when its data (or FIN) is to be processed.
-    fn accept(&mut self, now: Instant, seg: &Segment<'_>, payload_len: usize, cx: &mut Cx<'_>) -> bool {
+    fn accept(&mut self, now: Instant, seg: &Segment<'_>, payload_len: usize, cx: &mut ConnContext<'_>) -> bool {
         self.counters.in_segments += 1;
         if self.stopped || self.state == TcpConnectionState::Closed {
             self.counters.drop(TcpDrop::Stopped);
@@ -674,7 +695,7 @@ impl TcpConn {
                 self.delack_at = None;
                 self.stop_rto();
                 self.ka_at = None;
-                self.wu_at = None;
+                self.window_update_at = None;
                 let _ = cx.delivery.receive_rst(now, self.id, cx.host);
             } else if wnd > 0 && in_window(seq) {
                 self.counters.drop(TcpDrop::RstInWindow);
@@ -773,9 +794,9 @@ impl TcpConn {
         true
     }
 
-    fn on_data(&mut self, now: Instant, seq: SeqNum, payload: &[u8], psh: bool, fin: bool, cx: &mut Cx<'_>) {
+    fn on_data(&mut self, now: Instant, seq: SeqNum, payload: &[u8], psh: bool, fin: bool, cx: &mut ConnContext<'_>) {
         // Data (even a retransmission) means the sender saw a window: stop re-announcing it.
-        self.wu_at = None;
+        self.window_update_at = None;
         let mut start = seq;
         let mut data = payload;
         let mut fin = fin;
@@ -842,7 +863,7 @@ impl TcpConn {
     }
 
     /// The ACK decision after `len` in-order bytes that left nothing queued out of order.
-    fn ack_after_data(&mut self, now: Instant, len: usize, cx: &mut Cx<'_>) {
+    fn ack_after_data(&mut self, now: Instant, len: usize, cx: &mut ConnContext<'_>) {
         // A GSO super-packet counts as the segments it carries (full segments carry up to 40
         // bytes of options less than the MSS).
         let full = usize::from(cx.cfg.mss.saturating_sub(40).max(1));
@@ -870,7 +891,7 @@ impl TcpConn {
     /// Feeds in-order bytes (interleaving queued out-of-order ranges, whose bytes win where
     /// they overlap) and then every range that became contiguous. Returns false when the
     /// delivery layer ran out of room (the rest is dropped, not ACKed).
-    fn deliver_in_order(&mut self, now: Instant, data: &[u8], psh: bool, cx: &mut Cx<'_>) -> bool {
+    fn deliver_in_order(&mut self, now: Instant, data: &[u8], psh: bool, cx: &mut ConnContext<'_>) -> bool {
         let mut cur = 0usize;
         loop {
             if let Some((s, e)) = self.asm.as_ref().and_then(|a| a.range_at(self.rcv_nxt64)) {
@@ -939,7 +960,7 @@ impl TcpConn {
         self.counters.delivered_bytes += n;
     }
 
-    fn on_fin(&mut self, now: Instant, cx: &mut Cx<'_>) {
+    fn on_fin(&mut self, now: Instant, cx: &mut ConnContext<'_>) {
         self.rcv_nxt = self.rcv_nxt.plus(1);
         self.ooo_fin = None;
         // Nothing after the FIN is data: forget anything queued beyond it.
@@ -964,7 +985,7 @@ impl TcpConn {
         }
     }
 
-    fn on_fin_acked(&mut self, now: Instant, cx: &mut Cx<'_>) {
+    fn on_fin_acked(&mut self, now: Instant, cx: &mut ConnContext<'_>) {
         let Some(fin) = self.closing.as_ref().map(|c| c.fin) else { return };
         if self.snd_una.gt(fin) {
             self.stop_rto();
@@ -981,7 +1002,7 @@ impl TcpConn {
     }
 
     /// Host graceful disconnect: send FIN (retransmitted until ACKed).
-    pub fn close(&mut self, now: Instant, cx: &mut Cx<'_>) {
+    pub(crate) fn close(&mut self, now: Instant, cx: &mut ConnContext<'_>) {
         if self.closing.is_some() || self.stopped {
             return;
         }
@@ -999,7 +1020,7 @@ impl TcpConn {
     }
 
     /// Host abortive disconnect: send RST and stop (R-ABT-1).
-    pub fn abort(&mut self, now: Instant, cx: &mut Cx<'_>) {
+    pub(crate) fn abort(&mut self, now: Instant, cx: &mut ConnContext<'_>) {
         let seq = self.snd_nxt;
         self.emit(now, cx, seq, flags::RST | flags::ACK);
         self.counters.out_resets += 1;
@@ -1008,12 +1029,12 @@ impl TcpConn {
         self.delack_at = None;
         self.stop_rto();
         self.ka_at = None;
-        self.wu_at = None;
+        self.window_update_at = None;
     }
 
     /// R-RST-2 / R-SYN-1: after a challenge ACK, keep-alive fires within 5 minutes even when
     /// the host did not enable it, so a peer whose reset was lost is eventually noticed.
-    fn arm_challenge_keepalive(&mut self, now: Instant, cx: &mut Cx<'_>) {
+    fn arm_challenge_keepalive(&mut self, now: Instant, cx: &mut ConnContext<'_>) {
         let at = now + cx.cfg.challenge_keepalive;
         if self.ka_probes == 0 {
             self.ka_at = Some(self.ka_at.map_or(at, |t| t.min(at)));
@@ -1023,7 +1044,7 @@ impl TcpConn {
     /// Keep-alive expiry: one more probe (SEG.SEQ = SND.NXT − 1, which the peer must answer
     /// with an ACK, or a RST if it lost the connection), or, after `KaProbeCount` unanswered
     /// probes, upload in CLOSED state (TimeoutExpiration).
-    fn on_keepalive(&mut self, now: Instant, cx: &mut Cx<'_>) {
+    fn on_keepalive(&mut self, now: Instant, cx: &mut ConnContext<'_>) {
         let count = if cx.cfg.ka_probe_count == 0 { 10 } else { cx.cfg.ka_probe_count };
         if self.ka_probes >= count {
             self.ka_at = None;
@@ -1050,7 +1071,7 @@ impl TcpConn {
     }
 
     /// Runs the connection's timers due at `now`.
-    pub fn on_timer(&mut self, now: Instant, cx: &mut Cx<'_>) {
+    pub(crate) fn on_timer(&mut self, now: Instant, cx: &mut ConnContext<'_>) {
         if self.delack_at.is_some_and(|t| t <= now) {
             self.delack_at = None;
             self.send_ack(now, cx);
@@ -1061,9 +1082,9 @@ impl TcpConn {
                 self.asm = None;
             }
         }
-        if self.wu_at.is_some_and(|t| t <= now) {
+        if self.window_update_at.is_some_and(|t| t <= now) {
             self.wu_tries += 1;
-            self.wu_at = (self.wu_tries < 6).then(|| now + cx.cfg.rto * (1 << self.wu_tries));
+            self.window_update_at = (self.wu_tries < 6).then(|| now + cx.cfg.rto * (1 << self.wu_tries));
             self.counters.window_update_repeats += 1;
             tracing::debug!(conn = %self.id, tries = self.wu_tries, "window update repeated");
             self.send_ack(now, cx);
@@ -1096,7 +1117,7 @@ impl TcpConn {
 /// serializes it with the connection's other upcalls; the verifier and the tracer see it).
 /// A layer without that entry point gets the upcall directly: the host may post or return from
 /// inside it; those calls are made on the delivery layer right after it returns.
-pub fn host_event(now: Instant, cx: &mut Cx<'_>, id: ConnId, event: TcpOffloadEvent) {
+pub(crate) fn host_event(now: Instant, cx: &mut ConnContext<'_>, id: ConnId, event: TcpOffloadEvent) {
     if cx.delivery.indicate_event(now, id, event, cx.host).is_ok() {
         return;
     }

@@ -6,5 +6,6 @@ pub mod conn;
 pub mod seq;
 
 pub use assembler::{Assembler, Insert};
-pub use conn::{ConnCounters, Cx, Layer, Negotiated, TcpConfig, TcpConn, TcpDrop};
+pub(crate) use conn::ConnContext;
+pub use conn::{ConnCounters, Negotiated, TcpConfig, TcpConn, TcpDrop};
 pub use seq::SeqNum;

@@ -37,6 +37,17 @@ pub mod flags {
     pub const URG: u8 = 0x20;
 }
 
+/// Whether a packet's TCP checksum is to be verified, or is vouched for by the local kernel
+/// (a GSO super-packet or a partial checksum read from a TUN with `virtio_net_hdr`, see
+/// [`vnet::VnetHdr::check`]), where the bytes on the wire were never summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpChecksum {
+    /// Verify it (every packet from a network).
+    Verify,
+    /// Do not: the local kernel vouches for the packet (and a partial checksum would fail).
+    VouchedByKernel,
+}
+
 /// Why a packet was not accepted as a TCP segment. Each variant has a drop counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -157,12 +168,12 @@ impl Segment<'_> {
 
 /// Parses an IPv4 or IPv6 packet carrying a TCP segment, verifying both checksums.
 pub fn parse(packet: &[u8]) -> Result<Segment<'_>, WireError> {
-    parse_with(packet, true)
+    parse_with(packet, TcpChecksum::Verify)
 }
 
 /// Like [`parse`], optionally trusting the TCP checksum (a driver whose kernel already
 /// verified it, e.g. `virtio_net_hdr` with `DATA_VALID`).
-pub fn parse_with(packet: &[u8], verify_tcp_checksum: bool) -> Result<Segment<'_>, WireError> {
+pub fn parse_with(packet: &[u8], checksum: TcpChecksum) -> Result<Segment<'_>, WireError> {
     let ip = IpSlice::from_slice(packet).map_err(|_| WireError::BadIp)?;
     let (src, dst, pseudo) = match &ip {
         IpSlice::Ipv4(v4) => {
@@ -191,7 +202,7 @@ pub fn parse_with(packet: &[u8], verify_tcp_checksum: bool) -> Result<Segment<'_
     }
     let bytes = payload.payload;
     let tcp = TcpSlice::from_slice(bytes).map_err(|_| WireError::BadTcpHeader)?;
-    if verify_tcp_checksum {
+    if checksum == TcpChecksum::Verify {
         let sum = match pseudo {
             PseudoAddrs::V4(s, d) => pseudo_header_sum(&s, &d, bytes.len()),
             PseudoAddrs::V6(s, d) => pseudo_header_sum(&s, &d, bytes.len()),

@@ -8,7 +8,7 @@
 //! not verified; every field of the header is checked against the packet instead, and a
 //! header that lies is a counted drop ([`WireError::BadVnetHdr`]).
 
-use super::WireError;
+use super::{TcpChecksum, WireError};
 
 /// Bytes of the header (without `num_buffers`: the TUN default).
 pub const VNET_HDR_LEN: usize = 10;
@@ -64,16 +64,15 @@ impl VnetHdr {
     pub const NONE: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 
     /// Checks the header against `packet` and says whether the TCP checksum still needs
-    /// verifying (`Ok(true)`: an ordinary packet) or must not be (`Ok(false)`: partial or
-    /// already validated by the kernel).
-    pub fn check(&self, packet: &[u8]) -> Result<bool, WireError> {
+    /// verifying (an ordinary packet) or must not be (partial, or validated by the kernel).
+    pub fn check(&self, packet: &[u8]) -> Result<TcpChecksum, WireError> {
         self.check_prefix(packet, packet.len())
     }
 
     /// [`VnetHdr::check`] for a packet of `packet_len` bytes of which only the first ones
     /// (`prefix`, at least the IP header and 18 bytes of TCP) are at hand: the rest was read
     /// straight into a posted buffer.
-    pub fn check_prefix(&self, prefix: &[u8], packet_len: usize) -> Result<bool, WireError> {
+    pub fn check_prefix(&self, prefix: &[u8], packet_len: usize) -> Result<TcpChecksum, WireError> {
         let packet = prefix;
         if self.flags & !(F_NEEDS_CSUM | F_DATA_VALID) != 0 {
             return Err(WireError::BadVnetHdr);
@@ -105,7 +104,7 @@ impl VnetHdr {
         if !tcp && gso == GSO_NONE {
             // Not TCP (a local UDP packet with a partial checksum, say): not ours to check;
             // the parser hands it to the host path.
-            return Ok(true);
+            return Ok(TcpChecksum::Verify);
         }
         if self.flags & F_NEEDS_CSUM != 0 {
             // Only TCP's checksum, right after the IP header (no IPv6 extension headers).
@@ -113,9 +112,9 @@ impl VnetHdr {
             if start != ip_hdr || self.csum_offset != 16 || start + 18 > packet_len {
                 return Err(WireError::BadVnetHdr);
             }
-            return Ok(false);
+            return Ok(TcpChecksum::VouchedByKernel);
         }
-        Ok(self.flags & F_DATA_VALID == 0)
+        Ok(if self.flags & F_DATA_VALID == 0 { TcpChecksum::Verify } else { TcpChecksum::VouchedByKernel })
     }
 }
 
@@ -141,13 +140,13 @@ mod tests {
         p6[0] = 0x60;
         p6[6] = 6;
         // Plain packets: verify unless the kernel validated.
-        assert_eq!(hdr(0, GSO_NONE, 0, 0, 0).check(&p4), Ok(true));
-        assert_eq!(hdr(F_DATA_VALID, GSO_NONE, 0, 0, 0).check(&p4), Ok(false));
+        assert_eq!(hdr(0, GSO_NONE, 0, 0, 0).check(&p4), Ok(TcpChecksum::Verify));
+        assert_eq!(hdr(F_DATA_VALID, GSO_NONE, 0, 0, 0).check(&p4), Ok(TcpChecksum::VouchedByKernel));
         // Partial checksum, TCP right after the IP header.
-        assert_eq!(hdr(F_NEEDS_CSUM, GSO_NONE, 0, 20, 16).check(&p4), Ok(false));
-        assert_eq!(hdr(F_NEEDS_CSUM, GSO_TCPV4, 1448, 20, 16).check(&p4), Ok(false));
-        assert_eq!(hdr(F_NEEDS_CSUM, GSO_TCPV4 | GSO_ECN, 1448, 20, 16).check(&p4), Ok(false));
-        assert_eq!(hdr(F_NEEDS_CSUM, GSO_TCPV6, 1428, 40, 16).check(&p6), Ok(false));
+        assert_eq!(hdr(F_NEEDS_CSUM, GSO_NONE, 0, 20, 16).check(&p4), Ok(TcpChecksum::VouchedByKernel));
+        assert_eq!(hdr(F_NEEDS_CSUM, GSO_TCPV4, 1448, 20, 16).check(&p4), Ok(TcpChecksum::VouchedByKernel));
+        assert_eq!(hdr(F_NEEDS_CSUM, GSO_TCPV4 | GSO_ECN, 1448, 20, 16).check(&p4), Ok(TcpChecksum::VouchedByKernel));
+        assert_eq!(hdr(F_NEEDS_CSUM, GSO_TCPV6, 1428, 40, 16).check(&p6), Ok(TcpChecksum::VouchedByKernel));
         // Lies.
         for (h, p) in [
             (hdr(0x10, GSO_NONE, 0, 0, 0), &p4),               // unknown flag
@@ -165,7 +164,7 @@ mod tests {
         // UDP with a partial checksum: not ours, left to the parser (NotTcp → host path).
         let mut udp = v4(200);
         udp[9] = 17;
-        assert_eq!(hdr(F_NEEDS_CSUM, GSO_NONE, 0, 20, 6).check(&udp), Ok(true));
+        assert_eq!(hdr(F_NEEDS_CSUM, GSO_NONE, 0, 20, 6).check(&udp), Ok(TcpChecksum::Verify));
         let long = VnetHdr { hdr_len: 3000, ..hdr(F_NEEDS_CSUM, GSO_TCPV4, 1448, 20, 16) };
         assert_eq!(long.check(&p4), Err(WireError::BadVnetHdr));
         assert_eq!(hdr(0, GSO_NONE, 0, 0, 0).check(&[]), Err(WireError::BadVnetHdr));
