@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chimney::engine::EngineConfig;
 use chimney::tcp::TcpConfig;
-use chimney_linux::DriverConfig;
+use chimney_linux::{defaults, DriverConfig};
 
 use chimney::testkit::host::{AppPolicy, IndicationPolicy};
 use chimney::testkit::impair::ImpairConfig;
@@ -14,13 +14,13 @@ use chimney::testkit::impair::ImpairConfig;
 #[derive(clap::Args, Debug, Clone)]
 pub struct PolicyArgs {
     /// Receive requests kept posted per connection (0 = indications only).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = defaults::POSTS)]
     pub posts: usize,
     /// Bytes per receive request (suffixes: K, M, KiB, MB, …).
-    #[arg(long, default_value_t = 256 * 1024, value_parser = crate::size::usize_bytes)]
+    #[arg(long, default_value_t = defaults::POST_SIZE, value_parser = crate::size::usize_bytes)]
     pub post_size: usize,
     /// MDLs per receive request (the bytes are split across them).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults::MDLS)]
     pub mdls: usize,
     /// Post non-push requests (completed only when full, or at FIN/upload).
     #[arg(long)]
@@ -42,7 +42,7 @@ pub struct PolicyArgs {
     #[arg(long)]
     pub no_repost_in_completion: bool,
     /// Receive buffer per connection (InitialRcvWnd), bytes (suffixes: K, M, KiB, …).
-    #[arg(long, default_value_t = 4 << 20, value_parser = crate::size::u32_bytes)]
+    #[arg(long, default_value_t = defaults::RCV_WND, value_parser = crate::size::u32_bytes)]
     pub rcv_wnd: u32,
     /// Keep-alive: probe a connection idle this many seconds (KaTimeout; 0 = off), then every
     /// second, and upload it after 10 unanswered probes.
@@ -62,19 +62,7 @@ pub struct PolicyArgs {
     pub no_direct: bool,
 }
 
-/// Parses nothing, so the defaults come from the flag definitions themselves.
-#[derive(clap::Parser)]
-struct DefaultPolicy {
-    #[command(flatten)]
-    p: PolicyArgs,
-}
-
 impl PolicyArgs {
-    /// The defaults of every flag (what `demo` runs with no flags).
-    pub fn defaults() -> PolicyArgs {
-        <DefaultPolicy as clap::Parser>::parse_from(["chimney"]).p
-    }
-
     /// The application policy these flags describe.
     pub fn policy(&self) -> Result<AppPolicy, String> {
         if self.mdls == 0 || self.mdls > 64 {
@@ -175,24 +163,23 @@ pub fn driver_config(
     listen: SocketAddr,
     mtu: u32,
 ) -> DriverConfig {
-    let ip_tcp = if listen.is_ipv6() { 60 } else { 40 };
+    let base = DriverConfig::default();
     let tcp = TcpConfig {
         rcv_wnd: p.rcv_wnd,
         rcv_indication_size: p.indication_size(),
-        mss: mtu.saturating_sub(ip_tcp).clamp(536, 65_000) as u16,
+        mss: defaults::mss_for(mtu, listen.is_ipv6()),
         keepalive: (p.keepalive > 0).then(|| Duration::from_secs(p.keepalive)),
-        defer_acks: true,
-        ..TcpConfig::default()
+        ..base.engine.tcp.clone()
     };
     DriverConfig {
-        engine: EngineConfig { seed, listen: vec![listen], tcp, ..EngineConfig::default() },
+        engine: EngineConfig { seed, listen: vec![listen], tcp, ..base.engine.clone() },
         policy: app,
         stall: p.stall(),
         impair_in: impair.clone(),
         impair_out: impair,
         busy_poll: Duration::from_micros(p.busy_poll_us),
         direct_placement: !p.no_direct,
-        ..DriverConfig::default()
+        ..base
     }
 }
 

@@ -14,7 +14,7 @@ use chimney::contract::{CheckedDelivery, ConnId, DeliveryConfig, OffloadTarget, 
 use chimney::engine::PacketOutcome;
 use chimney::engine::{Engine, EngineConfig, EngineEvent, EngineStats};
 use chimney::ndis::{NdisStatus, TcpOffloadEvent};
-use chimney::tcp::TcpDrop;
+use chimney::tcp::{TcpConfig, TcpDrop};
 use chimney::testkit::host::{AppHost, AppPolicy, HostEnd, IndicationPolicy};
 use chimney::testkit::impair::{ImpairConfig, Impairment};
 use chimney::wire::vnet::{VnetHdr, VNET_HDR_LEN};
@@ -53,18 +53,32 @@ pub struct DriverConfig {
     pub direct_placement: bool,
 }
 
+/// What `chimney demo` runs with no flags ([`crate::defaults`]): ACK deferral, a 4 MiB window,
+/// 4 × 256 KiB posted requests, the MSS of a 1500-byte IPv4 link, direct placement.
 impl Default for DriverConfig {
     fn default() -> Self {
+        use crate::defaults;
+        let tcp = TcpConfig {
+            rcv_wnd: defaults::RCV_WND,
+            mss: defaults::mss_for(defaults::MTU, false),
+            defer_acks: defaults::DEFER_ACKS,
+            ..TcpConfig::default()
+        };
         DriverConfig {
-            engine: EngineConfig::default(),
+            engine: EngineConfig { tcp, ..EngineConfig::default() },
             delivery: DeliveryConfig::default(),
-            policy: AppPolicy::default(),
+            policy: AppPolicy {
+                keep_posted: defaults::POSTS,
+                post_size: defaults::POST_SIZE,
+                mdls: defaults::MDLS,
+                ..AppPolicy::default()
+            },
             stall: None,
             impair_in: ImpairConfig::default(),
             impair_out: ImpairConfig::default(),
-            batch: 64,
+            batch: defaults::READ_BATCH,
             hash: true,
-            busy_poll: Duration::ZERO,
+            busy_poll: defaults::BUSY_POLL,
             direct_placement: true,
         }
     }

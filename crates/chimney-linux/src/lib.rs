@@ -14,6 +14,7 @@
 //! [`Driver`] is the thin I/O loop around the sans-IO [`chimney::engine::Engine`];
 //! [`Shards`] runs one driver per TUN queue (on the calling thread when there is one).
 
+pub mod defaults;
 pub mod driver;
 pub mod netns;
 pub mod shards;

@@ -163,14 +163,18 @@ fn join<T>(h: std::thread::JoinHandle<Result<Result<T, String>, DriverError>>) -
 /// verifier on, hashing off.
 fn run_chimney(bytes: u64, mtu: u32, busy_poll_us: u64, pin: bool, direct: bool) -> Result<Sample, DriverError> {
     let ns = Netns::create()?;
-    let mut policy = crate::args::PolicyArgs::defaults();
-    policy.busy_poll_us = busy_poll_us;
-    policy.no_direct = !direct;
-    let (mut tuns, target) = ns.tun_network(false, mtu, !policy.no_offload, 1)?;
+    let (mut tuns, target) = ns.tun_network(false, mtu, true, 1)?;
     let tun = tuns.pop().ok_or(DriverError::new("creating the TUN device", "no queue"))?;
-    let app = policy.policy().map_err(|e| DriverError::new("policy", e))?;
-    let mut cfg = crate::args::driver_config(&policy, app, Default::default(), 1, target, mtu);
-    cfg.hash = false;
+    // The shipped defaults (what `demo` runs), for this link, hashing off.
+    let base = chimney_linux::DriverConfig::default();
+    let tcp = chimney::tcp::TcpConfig { mss: chimney_linux::defaults::mss_for(mtu, false), ..base.engine.tcp.clone() };
+    let cfg = chimney_linux::DriverConfig {
+        engine: chimney::EngineConfig { seed: 1, listen: vec![target], tcp, ..base.engine.clone() },
+        busy_poll: Duration::from_micros(busy_poll_us),
+        direct_placement: direct,
+        hash: false,
+        ..base
+    };
     let mut driver = Driver::new(tun, cfg)?;
     let tx = ns.spawn(move || kernel_sender(target, bytes, pin))?;
     pin_to(pin, 0);
