@@ -618,27 +618,88 @@ fn split_opts(line: &str) -> (String, Option<String>) {
     }
 }
 
-#[test]
-fn scripts() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    paths.retain(|p| p.extension().is_some_and(|e| e == "pkt"));
-    paths.sort();
-    let only = std::env::var("SCRIPT").ok();
-    let mut n = 0;
-    let mut failed = Vec::new();
-    std::panic::set_hook(Box::new(|_| {}));
-    for p in &paths {
-        if only.as_deref().is_some_and(|o| !p.to_string_lossy().contains(o)) {
-            continue;
+/// One test per script, named after its file, so that a failure names the scenario.
+macro_rules! scripts {
+    ($($name:ident => $file:literal,)*) => {
+        $(
+            #[test]
+            fn $name() {
+                run_script(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts").join($file));
+            }
+        )*
+
+        /// Every `.pkt` file in tests/scripts has its test above (a new script without one
+        /// fails here).
+        #[test]
+        fn every_script_has_a_test() {
+            let listed: Vec<&str> = vec![$($file),*];
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts");
+            let mut found: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".pkt"))
+                .collect();
+            found.sort();
+            assert_eq!(found, listed, "add the new script to the scripts! list in tcp_scripts.rs");
         }
-        n += 1;
-        if let Err(e) = std::panic::catch_unwind(|| run_script(p)) {
-            let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
-            failed.push(msg.unwrap_or_else(|| format!("{}: panicked", p.display())));
-        }
-    }
-    let _ = std::panic::take_hook();
-    assert!(failed.is_empty(), "{} of {n} scenarios failed:\n{}", failed.len(), failed.join("\n"));
-    assert!(only.is_some() || n >= 40, "only {n} scenarios");
+    };
+}
+
+scripts! {
+    s01_handshake_options => "01_handshake_options.pkt",
+    s02_in_order_delayed_ack => "02_in_order_delayed_ack.pkt",
+    s03_handshake_plain => "03_handshake_plain.pkt",
+    s04_ack_every_second_segment => "04_ack_every_second_segment.pkt",
+    s05_delayed_ack_frequency_config => "05_delayed_ack_frequency_config.pkt",
+    s06_reordered_sack_and_gap_fill => "06_reordered_sack_and_gap_fill.pkt",
+    s07_duplicate_segment => "07_duplicate_segment.pkt",
+    s08_overlap_old_bytes_lose => "08_overlap_old_bytes_lose.pkt",
+    s09_tiny_segments => "09_tiny_segments.pkt",
+    s10_window_fills_and_zero_window_probe => "10_window_fills_and_zero_window_probe.pkt",
+    s11_window_scale_14 => "11_window_scale_14.pkt",
+    s12_sequence_wrap => "12_sequence_wrap.pkt",
+    s13_paws => "13_paws.pkt",
+    s14_tsval_wrap => "14_tsval_wrap.pkt",
+    s15_peer_omits_timestamps => "15_peer_omits_timestamps.pkt",
+    s16_ts_recent_update_rule => "16_ts_recent_update_rule.pkt",
+    s17_sack_blocks_most_recent_first => "17_sack_blocks_most_recent_first.pkt",
+    s18_sack_four_blocks_without_timestamps => "18_sack_four_blocks_without_timestamps.pkt",
+    s19_fin_in_order => "19_fin_in_order.pkt",
+    s20_fin_with_data => "20_fin_with_data.pkt",
+    s21_fin_out_of_order => "21_fin_out_of_order.pkt",
+    s22_fin_beyond_window => "22_fin_beyond_window.pkt",
+    s23_data_after_fin => "23_data_after_fin.pkt",
+    s24_rst_exact => "24_rst_exact.pkt",
+    s25_rst_in_window_challenge => "25_rst_in_window_challenge.pkt",
+    s26_rst_out_of_window => "26_rst_out_of_window.pkt",
+    s27_syn_on_established => "27_syn_on_established.pkt",
+    s28_urgent_data => "28_urgent_data.pkt",
+    s29_push_timer => "29_push_timer.pkt",
+    s30_push_flag_completes => "30_push_flag_completes.pkt",
+    s31_graceful_close_passive => "31_graceful_close_passive.pkt",
+    s32_fin_retransmitted => "32_fin_retransmitted.pkt",
+    s33_abortive_disconnect => "33_abortive_disconnect.pkt",
+    s34_buffered_data_at_offload => "34_buffered_data_at_offload.pkt",
+    s35_forwarded_segment => "35_forwarded_segment.pkt",
+    s36_unknown_connection_rst => "36_unknown_connection_rst.pkt",
+    s37_corrupt_checksum => "37_corrupt_checksum.pkt",
+    s38_ipv6 => "38_ipv6.pkt",
+    s39_ooo_range_cap => "39_ooo_range_cap.pkt",
+    s40_segment_beyond_window_trimmed => "40_segment_beyond_window_trimmed.pkt",
+    s41_ack_of_unsent_data => "41_ack_of_unsent_data.pkt",
+    s42_no_ack_flag => "42_no_ack_flag.pkt",
+    s43_handshake_retransmissions => "43_handshake_retransmissions.pkt",
+    s44_window_update_after_consume => "44_window_update_after_consume.pkt",
+    s45_ip_fragment_to_host => "45_ip_fragment_to_host.pkt",
+    s46_duplicate_ooo_first_sack_block => "46_duplicate_ooo_first_sack_block.pkt",
+    s47_fin_before_queued_data => "47_fin_before_queued_data.pkt",
+    s48_window_without_scaling_no_ack_storm => "48_window_without_scaling_no_ack_storm.pkt",
+    s49_keepalive_dead_peer => "49_keepalive_dead_peer.pkt",
+    s50_keepalive_answered => "50_keepalive_answered.pkt",
+    s51_challenge_arms_keepalive => "51_challenge_arms_keepalive.pkt",
+    s52_challenge_keepalive_stopped => "52_challenge_keepalive_stopped.pkt",
+    s53_window_update_repeated => "53_window_update_repeated.pkt",
+    s54_reoffload => "54_reoffload.pkt",
+    s55_blind_data_old_ack => "55_blind_data_old_ack.pkt",
+    s56_ack_on_drain => "56_ack_on_drain.pkt",
 }
