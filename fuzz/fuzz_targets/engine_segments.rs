@@ -5,9 +5,10 @@
 use std::net::SocketAddr;
 
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, Verifier, VerifierMode};
-use chimney::engine::{Engine, EngineConfig, EngineEvent};
+use chimney::engine::{Engine, EngineConfig};
 use chimney::testkit::host::AppHost;
-use chimney::wire::{self, flags, SegmentRepr, TcpOptions};
+use chimney::testkit::peer::Peer;
+use chimney::wire::{flags, SegmentRepr, TcpOptions};
 use chimney::Instant;
 use libfuzzer_sys::fuzz_target;
 
@@ -40,15 +41,11 @@ fuzz_target!(|data: &[u8]| {
     let mut h = AppHost::new();
     h.record = false;
     let irs = 1000u32;
-    let syn_opts = TcpOptions { mss: Some(1460), sack_permitted: true, window_scale: Some(7), timestamps: Some((1, 0)), sack: None };
-    e.handle_packet(Instant::ZERO, &pkt(remote, local, irs, 0, flags::SYN, syn_opts, &[]), &mut h);
+    let mut peer = Peer::new(local, remote, irs);
+    peer.syn_options = TcpOptions { mss: Some(1460), sack_permitted: true, window_scale: Some(7), timestamps: Some((1, 0)), sack: None };
+    let Ok(conn) = peer.handshake(Instant::ZERO, &mut e, &mut h) else { return };
+    let iss = peer.iss;
     let mut out = Vec::new();
-    if !e.poll_transmit(&mut out) {
-        return;
-    }
-    let iss = wire::parse(&out).map(|s| s.seq).unwrap_or(0);
-    e.handle_packet(Instant::ZERO, &pkt(remote, local, irs + 1, iss + 1, flags::ACK, TcpOptions::default(), &[]), &mut h);
-    let Some(EngineEvent::Offloaded { conn, .. }) = e.poll_event() else { return };
     let _ = h.top_up(Instant::ZERO, conn, &mut e);
     let mut now = 0u64;
     let mut ts = 2u32;

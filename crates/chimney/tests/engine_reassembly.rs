@@ -6,38 +6,23 @@
 use std::net::SocketAddr;
 
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, Verifier, VerifierMode};
-use chimney::engine::{Engine, EngineConfig, EngineEvent};
+use chimney::engine::{Engine, EngineConfig};
 use chimney::testkit::host::{AppHost, AppPolicy};
-use chimney::wire::{self, flags, SegmentRepr, TcpOptions};
+use chimney::testkit::peer::Peer as TestPeer;
+use chimney::wire::{self, flags, TcpOptions};
 use chimney::Instant;
 use proptest::prelude::*;
 
 struct Peer {
     engine: Engine<Verifier<Delivery>>,
     host: AppHost,
-    local: SocketAddr,
-    remote: SocketAddr,
-    iss: u32,
+    /// The TCP peer (chimney's shared test peer): segments and the handshake.
+    tcp: TestPeer,
     conn: ConnId,
 }
 
 fn seg(p: &Peer, seq: u32, fl: u8, payload: &[u8]) -> Vec<u8> {
-    let r = SegmentRepr {
-        src: p.remote.ip(),
-        dst: p.local.ip(),
-        src_port: p.remote.port(),
-        dst_port: p.local.port(),
-        seq,
-        ack: p.iss.wrapping_add(1),
-        flags: fl,
-        window: 65535,
-        options: TcpOptions { sack_permitted: fl & flags::SYN != 0, ..TcpOptions::default() },
-        payload,
-        ip_id: 7,
-    };
-    let mut v = Vec::new();
-    r.emit(&mut v);
-    v
+    p.tcp.segment(seq, fl, payload)
 }
 
 fn connect(rcv_wnd: u32, ranges: usize, policy: AppPolicy, irs: u32) -> Peer {
@@ -46,26 +31,16 @@ fn connect(rcv_wnd: u32, ranges: usize, policy: AppPolicy, irs: u32) -> Peer {
     let mut cfg = EngineConfig { listen: vec![local], ..EngineConfig::default() };
     cfg.tcp.rcv_wnd = rcv_wnd;
     cfg.tcp.max_ooo_ranges = ranges;
+    let mut tcp = TestPeer::new(local, remote, irs);
+    tcp.syn_options = TcpOptions { sack_permitted: true, ..TcpOptions::default() };
     let mut p = Peer {
         engine: Engine::new(cfg, Verifier::new(Delivery::new(DeliveryConfig::default()), VerifierMode::Strict)),
         host: AppHost::new(),
-        local,
-        remote,
-        iss: 0,
+        tcp,
         conn: ConnId(0),
     };
     p.host.set_policy(ConnId(0), policy);
-    let syn = seg(&p, irs, flags::SYN, &[]);
-    p.engine.handle_packet(Instant::ZERO, &syn, &mut p.host);
-    let mut out = Vec::new();
-    assert!(p.engine.poll_transmit(&mut out));
-    p.iss = wire::parse(&out).unwrap().seq;
-    let ack = seg(&p, irs.wrapping_add(1), flags::ACK, &[]);
-    p.engine.handle_packet(Instant::ZERO, &ack, &mut p.host);
-    match p.engine.poll_event() {
-        Some(EngineEvent::Offloaded { conn, .. }) => p.conn = conn,
-        e => panic!("not offloaded: {e:?}"),
-    }
+    p.conn = p.tcp.handshake(Instant::ZERO, &mut p.engine, &mut p.host).unwrap();
     p.host.top_up(Instant::ZERO, p.conn, &mut p.engine).unwrap();
     p
 }

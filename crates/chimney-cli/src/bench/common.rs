@@ -2,45 +2,21 @@
 
 use std::net::SocketAddr;
 
-/// A peer's TCP segment for the no-I/O benchmarks: window 4096; with `syn`, the options a
-/// Linux peer offers (MSS 1460, window scale 7, SACK permitted); timestamps when `tsval` is
-/// given (echoing 0 on a SYN, 1 after).
-#[allow(clippy::too_many_arguments)]
-pub fn peer_segment(
-    src: SocketAddr,
-    dst: SocketAddr,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    payload: &[u8],
-    syn: bool,
-    tsval: Option<u32>,
-) -> Vec<u8> {
-    let mut options = chimney::wire::TcpOptions {
-        timestamps: tsval.map(|v| (v, u32::from(!syn))),
-        ..chimney::wire::TcpOptions::default()
-    };
-    if syn {
-        options.mss = Some(1460);
-        options.window_scale = Some(7);
-        options.sack_permitted = true;
-    }
-    let r = chimney::wire::SegmentRepr {
-        src: src.ip(),
-        dst: dst.ip(),
-        src_port: src.port(),
-        dst_port: dst.port(),
-        seq,
-        ack,
-        flags,
-        window: 4096,
-        options,
-        payload,
-        ip_id: 1,
-    };
-    let mut v = Vec::new();
-    r.emit(&mut v);
-    v
+use chimney::testkit::peer::Peer;
+use chimney::wire::TcpOptions;
+
+/// The benchmarks' TCP peer (chimney's shared test peer) at `remote`, for an engine at
+/// `local`: a SYN with MSS 1460, window scale 7 and SACK permitted, a 4096-byte window;
+/// timestamps when `tsval` is given (echo 1 after the SYN).
+pub fn peer(local: SocketAddr, remote: SocketAddr, irs: u32, tsval: Option<u32>) -> Peer {
+    let mut p = Peer::new(local, remote, irs);
+    p.syn_options =
+        TcpOptions { mss: Some(1460), window_scale: Some(7), sack_permitted: true, ..TcpOptions::default() };
+    p.window = 4096;
+    p.ip_id = 1;
+    p.tsval = tsval;
+    p.tsecr = 1;
+    p
 }
 
 /// The median of the finite values (NaN when there are none).

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant as WallClock};
 
 use chimney::contract::{Delivery, DeliveryConfig, InitiateOffload, ReceiveInput, Verifier, VerifierMode};
-use chimney::engine::{Engine, EngineConfig, EngineEvent};
+use chimney::engine::{Engine, EngineConfig};
 use chimney::tcp::TcpConfig;
 use chimney::testkit::host::{AppHost, AppPolicy};
 use chimney::testkit::rng::SplitMix64;
@@ -69,8 +69,8 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().expect("address")
 }
 
-fn packet(seq: u32, ack: u32, fl: u8, tsval: u32, payload: &[u8], syn_opts: bool) -> Vec<u8> {
-    super::common::peer_segment(addr(PEER), addr(TARGET), seq, ack, fl, payload, syn_opts, Some(tsval))
+fn packet(seq: u32, ack: u32, fl: u8, tsval: u32, payload: &[u8]) -> Vec<u8> {
+    super::common::peer(addr(TARGET), addr(PEER), PEER_ISN, Some(tsval)).segment_acking(seq, ack, fl, payload)
 }
 
 /// The data segments of one trace, acknowledging `iss + 1`; payload is the seeded stream.
@@ -87,7 +87,7 @@ fn trace(shape: Shape, bytes: u64, iss: u32) -> Vec<Vec<u8>> {
         let seq = PEER_ISN.wrapping_add(1).wrapping_add(off as u32);
         let last = off + n as u64 >= bytes;
         let psh = if (out.len() + 1) % shape.psh_every == 0 || last { flags::PSH } else { 0 };
-        out.push(packet(seq, iss.wrapping_add(1), flags::ACK | psh, ts, &data[..n], false));
+        out.push(packet(seq, iss.wrapping_add(1), flags::ACK | psh, ts, &data[..n]));
         off += n as u64;
     }
     if shape.reorder {
@@ -116,26 +116,9 @@ fn chimney_pass<D: InitiateOffload + ReceiveInput>(shape: Shape, bytes: u64, del
     host.record = false;
     let mut now = Instant::ZERO;
     let mut out = Vec::new();
-    engine.handle_packet(now, &packet(PEER_ISN, 0, flags::SYN, 999, &[], true), &mut host);
-    let mut iss = None;
-    while engine.poll_transmit(&mut out) {
-        if let Ok(s) = wire::parse(&out) {
-            iss = Some(s.seq);
-        }
-    }
-    let iss = iss.ok_or("no SYN-ACK")?;
-    engine.handle_packet(
-        now,
-        &packet(PEER_ISN.wrapping_add(1), iss.wrapping_add(1), flags::ACK, 1000, &[], false),
-        &mut host,
-    );
-    let mut conn = None;
-    while let Some(ev) = engine.poll_event() {
-        if let EngineEvent::Offloaded { conn: c, .. } = ev {
-            conn = Some(c);
-        }
-    }
-    let conn = conn.ok_or("not offloaded")?;
+    let mut peer = super::common::peer(addr(TARGET), addr(PEER), PEER_ISN, Some(999));
+    let conn = peer.handshake(now, &mut engine, &mut host)?;
+    let iss = peer.iss;
     host.set_policy(
         conn,
         AppPolicy { keep_posted: 4, post_size: 256 << 10, repost_in_completion: true, ..AppPolicy::default() },
@@ -247,7 +230,7 @@ fn smoltcp_pass(shape: Shape, bytes: u64) -> Pass {
     use smoltcp::socket::tcp;
     use smoltcp::time::Instant as SInstant;
     use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
-    let hs = [packet(PEER_ISN, 0, flags::SYN, 999, &[], true)];
+    let hs = [packet(PEER_ISN, 0, flags::SYN, 999, &[])];
     let mut dev = TraceDev { pkts: &hs, next: 0, limit: 1, sent: Vec::new() };
     let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut dev, SInstant::ZERO);
     iface.update_ip_addrs(|a| {
@@ -260,7 +243,7 @@ fn smoltcp_pass(shape: Shape, bytes: u64) -> Pass {
     iface.poll(SInstant::ZERO, &mut dev, &mut sockets);
     let synack = dev.sent.iter().find_map(|p| wire::parse(p).ok().filter(|s| s.has(flags::SYN)).map(|s| s.seq));
     let iss = synack.ok_or("smoltcp sent no SYN-ACK")?;
-    let ack = [packet(PEER_ISN.wrapping_add(1), iss.wrapping_add(1), flags::ACK, 1000, &[], false)];
+    let ack = [packet(PEER_ISN.wrapping_add(1), iss.wrapping_add(1), flags::ACK, 1000, &[])];
     let mut dev = TraceDev { pkts: &ack, next: 0, limit: 1, sent: Vec::new() };
     iface.poll(SInstant::from_micros(1), &mut dev, &mut sockets);
     let pkts = trace(shape, bytes, iss);

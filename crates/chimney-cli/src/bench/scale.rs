@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant as WallClock};
 
 use chimney::contract::{ConnId, Delivery, DeliveryConfig, IndicateReturn, NestedCalls, ProtocolHost};
-use chimney::engine::{Engine, EngineConfig, EngineEvent};
+use chimney::engine::{Engine, EngineConfig};
 use chimney::ndis::{NblChain, NdisStatus, TcpOffloadEvent};
 use chimney::tcp::TcpConfig;
 use chimney::testkit::rng::SplitMix64;
-use chimney::wire::{self, flags};
+use chimney::wire::flags;
 use chimney::Instant;
 
 /// `chimney bench scale` flags.
@@ -67,8 +67,8 @@ fn peer(i: u32) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(ip), 10_000 + (i % 50_000) as u16)
 }
 
-fn seg(src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32, fl: u8, payload: &[u8], syn: bool) -> Vec<u8> {
-    super::common::peer_segment(src, dst, seq, ack, fl, payload, syn, None)
+fn seg(src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32, fl: u8, payload: &[u8]) -> Vec<u8> {
+    super::common::peer(dst, src, 1000, None).segment_acking(seq, ack, fl, payload)
 }
 
 struct Point {
@@ -94,22 +94,9 @@ fn measure(n: u32, segments: u32) -> Result<Point, String> {
     let t0 = WallClock::now();
     for i in 0..n {
         let p = peer(i);
-        engine.handle_packet(now, &seg(p, target, 1000, 0, flags::SYN, &[], true), &mut host);
-        let mut s_iss = None;
-        while engine.poll_transmit(&mut out) {
-            if let Ok(s) = wire::parse(&out) {
-                s_iss = Some(s.seq);
-            }
-        }
-        let s_iss = s_iss.ok_or_else(|| format!("no SYN-ACK for connection {i}"))?;
-        iss[i as usize] = s_iss;
-        engine.handle_packet(now, &seg(p, target, 1001, s_iss.wrapping_add(1), flags::ACK, &[], false), &mut host);
-        while engine.poll_transmit(&mut out) {}
-        while let Some(ev) = engine.poll_event() {
-            if !matches!(ev, EngineEvent::Offloaded { .. }) {
-                return Err(format!("unexpected {ev:?}"));
-            }
-        }
+        let mut peer = super::common::peer(target, p, 1000, None);
+        peer.handshake(now, &mut engine, &mut host).map_err(|e| format!("connection {i}: {e}"))?;
+        iss[i as usize] = peer.iss;
     }
     let offload_time = t0.elapsed();
     let rss1 = rss_bytes();
@@ -125,7 +112,7 @@ fn measure(n: u32, segments: u32) -> Result<Point, String> {
         let i = r.below(u64::from(n)) as u32;
         let s = next[i as usize];
         next[i as usize] = s.wrapping_add(payload.len() as u32);
-        pkts.push(seg(peer(i), target, s, iss[i as usize].wrapping_add(1), flags::ACK | flags::PSH, &payload, false));
+        pkts.push(seg(peer(i), target, s, iss[i as usize].wrapping_add(1), flags::ACK | flags::PSH, &payload));
     }
     let mut now = now;
     let t1 = WallClock::now();

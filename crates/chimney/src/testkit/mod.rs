@@ -6,9 +6,12 @@
 //! - [`impair`]: seeded loss, duplication, reordering, corruption and delay between a link
 //!   and the engine;
 //! - [`rng`]: the small deterministic generators (`SplitMix64`) behind seeds;
-//! - [`demo`]: the in-memory contract demonstration (host ⇄ delivery layer, no TCP).
+//! - [`demo`]: the in-memory contract demonstration (host ⇄ delivery layer, no TCP);
+//! - [`peer`]: a TCP peer that builds segments, handshakes with an engine and drives its
+//!   timers, for every in-memory harness.
 
 pub mod demo;
 pub mod host;
 pub mod impair;
+pub mod peer;
 pub mod rng;
