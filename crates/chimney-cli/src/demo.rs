@@ -173,10 +173,7 @@ pub fn run(a: &DemoArgs) -> ExitCode {
     if a.in_memory {
         return in_memory(a.connections as u32, a.bytes, a.seed, a.json);
     }
-    let fail = |msg: String| {
-        eprintln!("chimney demo: {msg}");
-        ExitCode::from(2)
-    };
+    let fail = |msg: String| crate::error::CliError::new("demo", msg).exit();
     if let Err(e) = check(a) {
         return fail(e);
     }
@@ -325,14 +322,8 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         eprintln!("chimney demo: timed out after {} s: {why}", timeout.as_secs());
         return ExitCode::FAILURE;
     }
-    for e in &after {
-        eprintln!("chimney demo: {e}");
-    }
-    if after.is_empty() {
-        code
-    } else {
-        ExitCode::from(2)
-    }
+    // Everything that went wrong after the transfer, after the result table.
+    crate::error::exit_all("demo", after).unwrap_or(code)
 }
 
 /// What was still running at a timeout: the clients still sending (with their progress) and
@@ -420,8 +411,8 @@ fn sim_can_honour(a: &DemoArgs) -> Result<(), String> {
 fn simulated(a: &DemoArgs) -> ExitCode {
     use chimney_sim::scenario::{Knobs, Scenario};
     if let Err(why) = sim_can_honour(a) {
-        eprintln!("chimney demo: the simulator {why}; run as root for a real transfer");
-        return ExitCode::from(2);
+        return crate::error::CliError::new("demo", format!("the simulator {why}; run as root for a real transfer"))
+            .exit();
     }
     let knobs = Knobs { bytes: Some(a.bytes), connections: Some(a.connections), clean: true, ..Knobs::default() };
     let mut sc = Scenario::from_seed(a.seed, &knobs);
@@ -437,10 +428,7 @@ fn simulated(a: &DemoArgs) -> ExitCode {
         sc.to_target = c.clone();
         sc.to_peer = c;
     }
-    let fail = |msg: String| {
-        eprintln!("chimney demo: {msg}");
-        ExitCode::from(2)
-    };
+    let fail = |msg: String| crate::error::CliError::new("demo", msg).exit();
     let temp = std::env::temp_dir().join(format!("chimney-demo-sim-{}.pcap", std::process::id()));
     let capture_path = a.pcap.clone().or_else(|| a.plot.as_ref().map(|_| temp.clone()));
     let capture = match capture_path.as_deref().map(crate::pcap::open).transpose() {
@@ -506,11 +494,8 @@ fn simulated(a: &DemoArgs) -> ExitCode {
         }
         println!("{}", if rep.ok() { "result: OK — every stream byte-exact (simulated)" } else { "result: FAILED" });
     }
-    for e in &after {
-        eprintln!("chimney demo: {e}");
-    }
-    if !after.is_empty() {
-        ExitCode::from(2)
+    if let Some(code) = crate::error::exit_all("demo", after) {
+        code
     } else if rep.ok() {
         ExitCode::SUCCESS
     } else {

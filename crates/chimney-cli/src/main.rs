@@ -5,6 +5,7 @@ use std::process::ExitCode;
 mod args;
 mod bench;
 mod demo;
+mod error;
 mod pcap;
 mod plot;
 mod report;

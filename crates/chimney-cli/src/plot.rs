@@ -459,9 +459,6 @@ pub fn run(a: &PlotArgs) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("chimney plot: {e}");
-            ExitCode::from(2)
-        }
+        Err(e) => crate::error::CliError::new("plot", e).exit(),
     }
 }

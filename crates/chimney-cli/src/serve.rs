@@ -225,10 +225,7 @@ impl Tally {
 }
 
 pub fn run(a: &ServeArgs) -> ExitCode {
-    let fail = |msg: String| {
-        eprintln!("chimney serve: {msg}");
-        ExitCode::from(2)
-    };
+    let fail = |msg: String| crate::error::CliError::new("serve", msg).exit();
     let (policy, impair) = match crate::args::parse_flags(&a.policy, &a.impair) {
         Ok(x) => x,
         Err(e) => return fail(e),
@@ -357,11 +354,8 @@ pub fn run(a: &ServeArgs) -> ExitCode {
             "per_queue_offloads": summary.per_queue_offloads,
         }})
     );
-    for e in &errors {
-        eprintln!("chimney serve: {e}");
-    }
-    if !errors.is_empty() {
-        ExitCode::from(2)
+    if let Some(code) = crate::error::exit_all("serve", errors) {
+        code
     } else if all == 0 {
         ExitCode::SUCCESS
     } else {

@@ -191,8 +191,7 @@ pub fn run(a: &SimArgs) -> ExitCode {
         (Some(r), _) => match parse_range(r) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("chimney sim: {e}");
-                return ExitCode::from(2);
+                return crate::error::CliError::new("sim", e).exit();
             }
         },
         (None, Some(s)) => s..s + 1,
@@ -200,24 +199,21 @@ pub fn run(a: &SimArgs) -> ExitCode {
     };
     if let Some(l) = a.max_loss {
         if !(0.0..=1.0).contains(&l) {
-            eprintln!("chimney sim: --max-loss must be a probability, got {l}");
-            return ExitCode::from(2);
+            return crate::error::CliError::new("sim", format!("--max-loss must be a probability, got {l}")).exit();
         }
     }
     let knobs = a.knobs();
     let single = range.end - range.start == 1;
     let jobs = match a.jobs {
         Some(0) => {
-            eprintln!("chimney sim: --jobs must be at least 1");
-            return ExitCode::from(2);
+            return crate::error::CliError::new("sim", "--jobs must be at least 1").exit();
         }
         Some(j) => j,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let t0 = WallClock::now();
     if (a.pcap.is_some() || a.plot.is_some() || a.trace.trace.is_some()) && !single {
-        eprintln!("chimney sim: --pcap, --plot and --trace record one seed (--seed S)");
-        return ExitCode::from(2);
+        return crate::error::CliError::new("sim", "--pcap, --plot and --trace record one seed (--seed S)").exit();
     }
     let temp = std::env::temp_dir().join(format!("chimney-sim-{}.pcap", std::process::id()));
     let capture = a.pcap.clone().or_else(|| a.plot.as_ref().map(|_| temp.clone()));
@@ -234,8 +230,7 @@ pub fn run(a: &SimArgs) -> ExitCode {
         match r {
             Ok(o) => vec![o],
             Err(e) => {
-                eprintln!("chimney sim: {e}");
-                return ExitCode::from(2);
+                return crate::error::CliError::new("sim", e).exit();
             }
         }
     } else if single {

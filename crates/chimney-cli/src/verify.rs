@@ -30,8 +30,7 @@ pub fn run(a: &VerifyArgs) -> ExitCode {
         match std::fs::File::open(&a.file) {
             Ok(f) => Box::new(std::io::BufReader::with_capacity(1 << 20, f)),
             Err(e) => {
-                eprintln!("chimney verify: reading {}: {e}", a.file.display());
-                return ExitCode::from(2);
+                return crate::error::CliError::new("verify", format!("reading {}: {e}", a.file.display())).exit();
             }
         }
     };
@@ -41,7 +40,7 @@ pub fn run(a: &VerifyArgs) -> ExitCode {
             if a.json {
                 println!("{}", serde_json::json!({ "ok": false, "error": e.to_string(), "line": e.line }));
             } else {
-                eprintln!("chimney verify: {}: {e}", a.file.display());
+                return crate::error::CliError::new("verify", format!("{}: {e}", a.file.display())).exit();
             }
             return ExitCode::from(2);
         }

@@ -311,10 +311,7 @@ impl smoltcp::phy::Device for TunDevice {
 
 /// `chimney bench e2e`.
 pub fn run(a: &E2eArgs) -> ExitCode {
-    let fail = |msg: String| {
-        eprintln!("chimney bench e2e: {msg}");
-        ExitCode::from(2)
-    };
+    let fail = |msg: String| crate::error::CliError::new("bench e2e", msg).exit();
     for w in &a.only {
         if !["kernel", "chimney", "chimney-copy", "smoltcp"].contains(&w.as_str()) {
             return fail(format!("--only: unknown receiver {w:?} (kernel, chimney, chimney-copy, smoltcp)"));

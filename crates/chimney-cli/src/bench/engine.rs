@@ -280,20 +280,18 @@ struct Row {
 /// `chimney bench engine`.
 pub fn run(a: &EngineArgs) -> ExitCode {
     if a.rounds == 0 || a.bytes < 1 << 20 {
-        eprintln!("chimney bench engine: --rounds must be at least 1 and --bytes at least 1048576");
-        return ExitCode::from(2);
+        return crate::error::CliError::new("bench engine", "--rounds must be at least 1 and --bytes at least 1048576")
+            .exit();
     }
     let names = ["chimney", "chimney_no_verifier", "memcpy", "smoltcp"];
     for t in &a.trace {
         if !SHAPES.iter().any(|s| s.name == t) {
-            eprintln!("chimney bench engine: --trace: unknown trace {t:?}");
-            return ExitCode::from(2);
+            return crate::error::CliError::new("bench engine", format!("--trace: unknown trace {t:?}")).exit();
         }
     }
     for r in &a.receiver {
         if !names.contains(&r.as_str()) {
-            eprintln!("chimney bench engine: --receiver: unknown receiver {r:?}");
-            return ExitCode::from(2);
+            return crate::error::CliError::new("bench engine", format!("--receiver: unknown receiver {r:?}")).exit();
         }
     }
     let mut rows = Vec::new();
@@ -326,8 +324,8 @@ pub fn run(a: &EngineArgs) -> ExitCode {
                         samples[i].push((ns, a.bytes as f64 / d.as_secs_f64().max(1e-9) / 1e9));
                     }
                     Err(e) => {
-                        eprintln!("chimney bench engine: {} {name}: {e}", shape.name);
-                        return ExitCode::from(2);
+                        return crate::error::CliError::new("bench engine", format!("{} {name}: {e}", shape.name))
+                            .exit();
                     }
                 }
             }

@@ -163,8 +163,11 @@ fn in_child(n: u32, segments: u32) -> Result<Point, String> {
 /// `chimney bench scale`.
 pub fn run(a: &ScaleArgs) -> ExitCode {
     if a.connections.iter().any(|&n| n == 0 || n > 2_000_000) || a.segments == 0 {
-        eprintln!("chimney bench scale: --connections must be 1..=2000000 each, --segments at least 1");
-        return ExitCode::from(2);
+        return crate::error::CliError::new(
+            "bench scale",
+            "--connections must be 1..=2000000 each, --segments at least 1",
+        )
+        .exit();
     }
     let mut pts = Vec::new();
     for &n in &a.connections {
