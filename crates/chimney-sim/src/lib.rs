@@ -19,4 +19,4 @@ pub mod link;
 pub mod peer;
 pub mod scenario;
 
-pub use scenario::{run, run_traced, run_with_tap, Scenario, SimReport};
+pub use scenario::{run, run_traced, run_with_tap, Scenario, Sim, SimReport, Step};

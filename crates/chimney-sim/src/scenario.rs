@@ -304,165 +304,275 @@ pub fn run_traced(
     tap: &mut dyn FnMut(Instant, bool, &[u8]),
     trace: Option<TraceWriter>,
 ) -> (SimReport, Option<std::io::Result<u64>>) {
-    let mut rep = SimReport { seed: sc.seed, trace_hash: 0xcbf2_9ce4_8422_2325, ..SimReport::default() };
-    let (target_ip, peer_ip, adv_ip): (IpAddr, IpAddr, IpAddr) = if sc.ipv6 {
-        ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), "fd00::3".parse().unwrap())
-    } else {
-        ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap(), "198.18.0.3".parse().unwrap())
-    };
-    let target = SocketAddr::new(target_ip, 5001);
-    let ip_hdr = if sc.ipv6 { 60 } else { 40 };
-    let tcp = TcpConfig {
-        rcv_wnd: sc.rcv_wnd,
-        max_ooo_ranges: sc.max_ooo_ranges,
-        rcv_indication_size: sc.rcv_indication_size,
-        mss: (sc.mtu - ip_hdr) as u16,
-        // Keep-alive notices a sender whose only RST was lost (10 s idle, 5 probes 1 s apart).
-        keepalive: Some(Duration::from_secs(10)),
-        ka_probe_count: 5,
-        challenge_keepalive: Duration::from_secs(20),
-        // ACK on drain (what the TUN driver runs) on half the seeds, per-segment ACKs on the rest.
-        defer_acks: sc.defer_acks,
-        ..TcpConfig::default()
-    };
-    let mut engine = Engine::new(
-        EngineConfig { seed: sc.seed, listen: vec![target], tcp, ..EngineConfig::default() },
-        CheckedDelivery::checked(
-            DeliveryConfig { indication_pool: sc.indication_pool, ..DeliveryConfig::default() },
-            VerifierMode::Collect,
-            trace,
-        ),
-    );
-    let checks: Arc<Mutex<HashMap<ConnId, Check>>> = Arc::new(Mutex::new(HashMap::new()));
-    let mut host = AppHost::new();
-    host.record = false;
-    {
-        let checks = Arc::clone(&checks);
-        host.sink = Some(Box::new(move |conn, bytes| {
-            let mut m = checks.lock().unwrap_or_else(|e| e.into_inner());
-            let c = m.entry(conn).or_default();
-            if c.stream.is_none() {
-                c.early.extend_from_slice(bytes);
-            } else {
-                let at = c.offset;
-                c.verify(at, bytes);
-            }
-            c.offset += bytes.len() as u64;
-        }));
+    let mut sim = Sim::new(sc, log, trace);
+    sim.drive(tap);
+    sim.invariants();
+    sim.finish()
+}
+
+/// Whether a run goes on after a [`Sim::step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// More to do.
+    Continue,
+    /// Every sender (and the adversary) finished.
+    Done,
+    /// The run cannot finish (liveness bound, livelock): the failure is in the report.
+    Stuck,
+}
+
+/// One simulated run in progress: the engine under the verifier, the application, the
+/// smoltcp senders, the adversary and the two links, on a virtual clock. [`Sim::step`] runs
+/// one round (deliver, react, transmit, advance the clock), [`Sim::drive`] steps until the
+/// run ends, [`Sim::invariants`] checks what must hold at the end, [`Sim::finish`] hands back
+/// the report.
+pub struct Sim<'a> {
+    sc: &'a Scenario,
+    log: bool,
+    rep: SimReport,
+    adv_ip: IpAddr,
+    engine: Engine<CheckedDelivery>,
+    /// Stream checks per connection, fed by the application's sink.
+    checks: Arc<Mutex<HashMap<ConnId, Check>>>,
+    host: AppHost,
+    peers: Peers,
+    adversary: Option<Adversary>,
+    up: Link,
+    down: Link,
+    /// The liveness bound of this run (virtual time).
+    bound: Duration,
+    live: HashMap<ConnId, Live>,
+    /// Connections being re-offloaded, by peer port: their stream check, liveness and policy.
+    back: HashMap<u16, (Check, Live, AppPolicy)>,
+    reoffload: Vec<ConnId>,
+    ends: Vec<Option<(End, u64)>>,
+    offloaded: Vec<bool>,
+    adv_conn: Option<ConnId>,
+    adv_end: Option<End>,
+    adv_got: u64,
+    now: Instant,
+    packets_in: u64,
+    out: Vec<u8>,
+    iterations: u64,
+}
+
+impl<'a> Sim<'a> {
+    /// Sets up scenario `sc` (`log`: keep a line per packet and event; `trace`: write every
+    /// contract call).
+    pub fn new(sc: &'a Scenario, log: bool, trace: Option<TraceWriter>) -> Sim<'a> {
+        let rep = SimReport { seed: sc.seed, trace_hash: 0xcbf2_9ce4_8422_2325, ..SimReport::default() };
+        let (target_ip, peer_ip, adv_ip): (IpAddr, IpAddr, IpAddr) = if sc.ipv6 {
+            ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), "fd00::3".parse().unwrap())
+        } else {
+            ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap(), "198.18.0.3".parse().unwrap())
+        };
+        let target = SocketAddr::new(target_ip, 5001);
+        let ip_hdr = if sc.ipv6 { 60 } else { 40 };
+        let tcp = TcpConfig {
+            rcv_wnd: sc.rcv_wnd,
+            max_ooo_ranges: sc.max_ooo_ranges,
+            rcv_indication_size: sc.rcv_indication_size,
+            mss: (sc.mtu - ip_hdr) as u16,
+            // Keep-alive notices a sender whose only RST was lost (10 s idle, 5 probes 1 s apart).
+            keepalive: Some(Duration::from_secs(10)),
+            ka_probe_count: 5,
+            challenge_keepalive: Duration::from_secs(20),
+            // ACK on drain (what the TUN driver runs) on half the seeds, per-segment ACKs on the rest.
+            defer_acks: sc.defer_acks,
+            ..TcpConfig::default()
+        };
+        let engine = Engine::new(
+            EngineConfig { seed: sc.seed, listen: vec![target], tcp, ..EngineConfig::default() },
+            CheckedDelivery::checked(
+                DeliveryConfig { indication_pool: sc.indication_pool, ..DeliveryConfig::default() },
+                VerifierMode::Collect,
+                trace,
+            ),
+        );
+        let checks: Arc<Mutex<HashMap<ConnId, Check>>> = Arc::new(Mutex::new(HashMap::new()));
+        let mut host = AppHost::new();
+        host.record = false;
+        {
+            let checks = Arc::clone(&checks);
+            host.sink = Some(Box::new(move |conn, bytes| {
+                let mut m = checks.lock().unwrap_or_else(|e| e.into_inner());
+                let c = m.entry(conn).or_default();
+                if c.stream.is_none() {
+                    c.early.extend_from_slice(bytes);
+                } else {
+                    let at = c.offset;
+                    c.verify(at, bytes);
+                }
+                c.offset += bytes.len() as u64;
+            }));
+        }
+        let to_ip = |a: IpAddr| match a {
+            IpAddr::V4(v) => IpAddress::Ipv4(v),
+            IpAddr::V6(v) => IpAddress::Ipv6(v),
+        };
+        let specs: Vec<(u64, Option<u64>, usize)> =
+            sc.bytes.iter().zip(&sc.resets).map(|(&b, &r)| (b, r, 64 * 1024)).collect();
+        let peers = Peers::new(sc.seed, to_ip(peer_ip), (to_ip(target_ip), 5001), &specs, sc.mtu);
+        let adversary =
+            sc.adversary.then(|| Adversary::new(sc.seed, SocketAddr::new(adv_ip, 6000), target, sc.mtu - ip_hdr));
+        let total: u64 = sc.bytes.iter().sum();
+        // Liveness: at least 64 KB/s of goodput (losses cost smoltcp whole retransmission
+        // timeouts), plus 20x the serialisation time, plus 60 s.
+        // Above 1 % loss smoltcp (no SACK recovery, its retransmission timeout backing off to
+        // 10 s) gets five times as long: the run must still finish, but its speed measures the
+        // sender, not us (seeds 2528, 20710).
+        let lossy = sc.to_target.loss.max(sc.to_peer.loss) > 0.01;
+        let bound = (Duration::from_secs(60)
+            + Duration::from_millis(total / 64)
+            + Duration::from_nanos((total * 8 * 20 * 1_000_000_000).checked_div(sc.bandwidth).unwrap_or(0)))
+            * if lossy { 5 } else { 1 };
+        Sim {
+            sc,
+            log,
+            rep,
+            adv_ip,
+            engine,
+            checks,
+            host,
+            peers,
+            adversary,
+            up: Link::new(sc.to_target.clone(), sc.bandwidth, sc.seed ^ 1),
+            down: Link::new(sc.to_peer.clone(), sc.bandwidth, sc.seed ^ 2),
+            bound,
+            live: HashMap::new(),
+            back: HashMap::new(),
+            reoffload: Vec::new(),
+            ends: vec![None; sc.bytes.len()],
+            offloaded: vec![false; sc.bytes.len()],
+            adv_conn: None,
+            adv_end: None,
+            adv_got: 0,
+            now: Instant::ZERO,
+            packets_in: 0,
+            out: Vec::new(),
+            iterations: 0,
+        }
     }
-    let to_ip = |a: IpAddr| match a {
-        IpAddr::V4(v) => IpAddress::Ipv4(v),
-        IpAddr::V6(v) => IpAddress::Ipv6(v),
-    };
-    let specs: Vec<(u64, Option<u64>, usize)> =
-        sc.bytes.iter().zip(&sc.resets).map(|(&b, &r)| (b, r, 64 * 1024)).collect();
-    let mut peers = Peers::new(sc.seed, to_ip(peer_ip), (to_ip(target_ip), 5001), &specs, sc.mtu);
-    let mut adversary =
-        sc.adversary.then(|| Adversary::new(sc.seed, SocketAddr::new(adv_ip, 6000), target, sc.mtu - ip_hdr));
-    let mut up = Link::new(sc.to_target.clone(), sc.bandwidth, sc.seed ^ 1);
-    let mut down = Link::new(sc.to_peer.clone(), sc.bandwidth, sc.seed ^ 2);
-    let total: u64 = sc.bytes.iter().sum();
-    // Liveness: at least 64 KB/s of goodput (losses cost smoltcp whole retransmission
-    // timeouts), plus 20x the serialisation time, plus 60 s.
-    // Above 1 % loss smoltcp (no SACK recovery, its retransmission timeout backing off to
-    // 10 s) gets five times as long: the run must still finish, but its speed measures the
-    // sender, not us (seeds 2528, 20710).
-    let lossy = sc.to_target.loss.max(sc.to_peer.loss) > 0.01;
-    let bound = (Duration::from_secs(60)
-        + Duration::from_millis(total / 64)
-        + Duration::from_nanos((total * 8 * 20 * 1_000_000_000).checked_div(sc.bandwidth).unwrap_or(0)))
-        * if lossy { 5 } else { 1 };
-    let mut live: HashMap<ConnId, Live> = HashMap::new();
-    // Connections being re-offloaded, by peer port: their stream check, liveness and policy.
-    let mut back: HashMap<u16, (Check, Live, AppPolicy)> = HashMap::new();
-    let mut reoffload: Vec<ConnId> = Vec::new();
-    let mut ends: Vec<Option<(End, u64)>> = vec![None; sc.bytes.len()];
-    let mut offloaded = vec![false; sc.bytes.len()];
-    let mut adv_conn: Option<ConnId> = None;
-    let mut adv_end: Option<End> = None;
-    let mut adv_got = 0u64;
-    let mut now = Instant::ZERO;
-    let mut packets_in = 0u64;
-    let mut out = Vec::new();
-    let mut iterations = 0u64;
-    loop {
-        iterations += 1;
-        if iterations > 20_000_000 {
-            rep.failures.push("livelock: too many iterations".into());
-            break;
+
+    /// Steps until the run ends.
+    pub fn drive(&mut self, tap: &mut dyn FnMut(Instant, bool, &[u8])) {
+        while self.step(tap) == Step::Continue {}
+        self.rep.virtual_time = self.now.saturating_duration_since(Instant::ZERO);
+    }
+
+    /// One round: packets to the target, the engine's timers and events, the application's
+    /// reactions and actions, packets to the peers; then the clock moves to the next thing due.
+    pub fn step(&mut self, tap: &mut dyn FnMut(Instant, bool, &[u8])) -> Step {
+        self.iterations += 1;
+        if self.iterations > 20_000_000 {
+            self.rep.failures.push("livelock: too many iterations".into());
+            return Step::Stuck;
         }
-        peers.poll(now.as_nanos());
-        while let Some(p) = peers.dev.tx.pop_front() {
-            fnv(&mut rep.trace_hash, &now.as_nanos().to_le_bytes());
-            fnv(&mut rep.trace_hash, &p);
-            up.send(now, &p);
+        self.deliver_to_target(tap);
+        let now = self.now;
+        self.engine.flush_acks(now, &mut self.host);
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.engine.handle_timeout(now, &mut self.host);
         }
-        if let Some(a) = adversary.as_mut() {
-            for p in a.poll(now, &peers) {
-                fnv(&mut rep.trace_hash, &p);
-                up.send(now, &p);
+        self.engine_events();
+        if self.host.holds_indications() {
+            self.host.return_held(now, &mut self.engine);
+        }
+        let mut finish = self.host_reactions();
+        self.host_actions(&mut finish);
+        self.reoffloads();
+        self.end_connections(finish);
+        self.deliver_to_peers(tap);
+        if self.done() {
+            return Step::Done;
+        }
+        if now.saturating_duration_since(Instant::ZERO) > self.bound {
+            self.liveness_failure();
+            return Step::Stuck;
+        }
+        self.advance_clock();
+        Step::Continue
+    }
+
+    /// Everything the senders and the adversary send, through the link, into the engine.
+    fn deliver_to_target(&mut self, tap: &mut dyn FnMut(Instant, bool, &[u8])) {
+        let now = self.now;
+        self.peers.poll(now.as_nanos());
+        while let Some(p) = self.peers.dev.tx.pop_front() {
+            fnv(&mut self.rep.trace_hash, &now.as_nanos().to_le_bytes());
+            fnv(&mut self.rep.trace_hash, &p);
+            self.up.send(now, &p);
+        }
+        if let Some(a) = self.adversary.as_mut() {
+            for p in a.poll(now, &self.peers) {
+                fnv(&mut self.rep.trace_hash, &p);
+                self.up.send(now, &p);
             }
         }
-        while let Some(p) = up.recv(now) {
-            rep.packets += 1;
-            packets_in += 1;
-            if log {
-                rep.log.push(format!("{now} > target {}", describe(&p)));
+        while let Some(p) = self.up.recv(now) {
+            self.rep.packets += 1;
+            self.packets_in += 1;
+            if self.log {
+                self.rep.log.push(format!("{now} > target {}", describe(&p)));
             }
             tap(now, true, &p);
-            if let chimney::engine::PacketOutcome::Offloaded(id) = engine.handle_packet(now, &p, &mut host) {
-                if let Some(c) = engine.conn(id) {
-                    if c.memory() > sc.rcv_wnd as usize + (1 << 14) {
-                        rep.failures.push(format!("{id}: reassembly memory {} over the cap", c.memory()));
+            if let chimney::engine::PacketOutcome::Offloaded(id) = self.engine.handle_packet(now, &p, &mut self.host) {
+                if let Some(c) = self.engine.conn(id) {
+                    if c.memory() > self.sc.rcv_wnd as usize + (1 << 14) {
+                        self.rep.failures.push(format!("{id}: reassembly memory {} over the cap", c.memory()));
                     }
                 }
             }
         }
-        engine.flush_acks(now, &mut host);
-        if engine.poll_timeout().is_some_and(|t| t <= now) {
-            engine.handle_timeout(now, &mut host);
-        }
-        // Engine events and host reactions (the application's driver).
-        while let Some(ev) = engine.poll_event() {
-            if log {
-                rep.log.push(format!("{now} engine event {ev:?}"));
+    }
+
+    /// Engine events: each offloaded connection gets its application policy and stream check
+    /// (or continues its stream after a re-offload) and its first posts.
+    fn engine_events(&mut self) {
+        let now = self.now;
+        while let Some(ev) = self.engine.poll_event() {
+            if self.log {
+                self.rep.log.push(format!("{now} engine event {ev:?}"));
             }
-            if let EngineEvent::Offloaded { conn, remote, .. } = ev {
-                if remote.ip() == adv_ip {
-                    adv_conn = Some(conn);
-                    host.set_policy(conn, AppPolicy::default());
-                    if let Some(key) = adversary.as_ref().map(|a| a.stream) {
-                        checks.lock().unwrap_or_else(|e| e.into_inner()).entry(conn).or_default().set_stream(key);
-                    }
-                } else if let Some(i) = peers.senders.iter().position(|s| s.port == remote.port()) {
-                    host.set_policy(conn, sc.policies[i].clone());
-                    if let Some((check, l, policy)) = back.remove(&remote.port()) {
-                        // A re-offload: the same stream continues on this id.
-                        host.set_policy(conn, policy);
-                        live.insert(conn, l);
-                        // Bytes delivered before this event was seen continue the stream.
-                        let mut m = checks.lock().unwrap_or_else(|e| e.into_inner());
-                        let early = m.remove(&conn).map(|c| c.early).unwrap_or_default();
-                        let mut check = check;
-                        let at = check.offset;
-                        check.verify(at, &early);
-                        check.offset += early.len() as u64;
-                        m.insert(conn, check);
-                    } else {
-                        offloaded[i] = true;
-                        live.insert(conn, Live { sender: i, saw_fin: false, zero_since: None, reoffloaded: false });
-                        let stream = peers.senders[i].stream;
-                        checks.lock().unwrap_or_else(|e| e.into_inner()).entry(conn).or_default().set_stream(stream);
-                    }
+            let EngineEvent::Offloaded { conn, remote, .. } = ev else { continue };
+            if remote.ip() == self.adv_ip {
+                self.adv_conn = Some(conn);
+                self.host.set_policy(conn, AppPolicy::default());
+                if let Some(key) = self.adversary.as_ref().map(|a| a.stream) {
+                    self.checks.lock().unwrap_or_else(|e| e.into_inner()).entry(conn).or_default().set_stream(key);
                 }
-                let _ = host.top_up(now, conn, &mut engine);
+            } else if let Some(i) = self.peers.senders.iter().position(|s| s.port == remote.port()) {
+                self.host.set_policy(conn, self.sc.policies[i].clone());
+                if let Some((check, l, policy)) = self.back.remove(&remote.port()) {
+                    // A re-offload: the same stream continues on this id.
+                    self.host.set_policy(conn, policy);
+                    self.live.insert(conn, l);
+                    // Bytes delivered before this event was seen continue the stream.
+                    let mut m = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+                    let early = m.remove(&conn).map(|c| c.early).unwrap_or_default();
+                    let mut check = check;
+                    let at = check.offset;
+                    check.verify(at, &early);
+                    check.offset += early.len() as u64;
+                    m.insert(conn, check);
+                } else {
+                    self.offloaded[i] = true;
+                    self.live.insert(conn, Live { sender: i, saw_fin: false, zero_since: None, reoffloaded: false });
+                    let stream = self.peers.senders[i].stream;
+                    self.checks.lock().unwrap_or_else(|e| e.into_inner()).entry(conn).or_default().set_stream(stream);
+                }
             }
+            let _ = self.host.top_up(now, conn, &mut self.engine);
         }
-        if host.holds_indications() {
-            host.return_held(now, &mut engine);
-        }
+    }
+
+    /// The application's reaction to the target's events (shared with the Linux driver):
+    /// which connections ended, and how.
+    fn host_reactions(&mut self) -> Vec<(ConnId, End)> {
         let mut finish = Vec::new();
-        host.react(now, &mut engine, &mut |conn, ev, end| {
+        let Sim { host, engine, live, rep, log, adv_conn, now, .. } = self;
+        let (now, adv_conn, log) = (*now, *adv_conn, *log);
+        host.react(now, engine, &mut |conn, ev, end| {
             if log {
                 rep.log.push(format!("{now} host event {conn} {ev:?}"));
             }
@@ -483,26 +593,32 @@ pub fn run_traced(
                 None => {}
             }
         });
-        // Host actions and slow consumers waking up.
-        let ids: Vec<ConnId> = live.keys().copied().collect();
+        finish
+    }
+
+    /// Host actions (terminate, abort, re-offload at a byte count) and slow consumers waking up.
+    fn host_actions(&mut self, finish: &mut Vec<(ConnId, End)>) {
+        let now = self.now;
+        let ids: Vec<ConnId> = self.live.keys().copied().collect();
         for id in ids {
-            let got = checks.lock().unwrap_or_else(|e| e.into_inner()).get(&id).map_or(0, |c| c.offset);
-            let Some(l) = live.get_mut(&id) else { continue };
-            match sc.actions[l.sender] {
+            let got = self.checks.lock().unwrap_or_else(|e| e.into_inner()).get(&id).map_or(0, |c| c.offset);
+            let Some(l) = self.live.get_mut(&id) else { continue };
+            match self.sc.actions[l.sender] {
                 HostAction::TerminateAt(n) if got >= n => finish.push((id, End::Host)),
                 HostAction::AbortAt(n) if got >= n => {
-                    let _ = engine.disconnect(now, id, DisconnectKind::Abortive, &mut host);
+                    let _ = self.engine.disconnect(now, id, DisconnectKind::Abortive, &mut self.host);
                     finish.push((id, End::Host));
                 }
                 HostAction::ReoffloadAt(n) if got >= n && !l.reoffloaded => {
                     l.reoffloaded = true;
-                    reoffload.push(id);
+                    self.reoffload.push(id);
                 }
                 _ => {}
             }
             // A slow consumer: data waiting in the target (refused, or a closed window) for
             // 20 ms wakes the application up.
-            let zero = engine.conn(id).is_some_and(|c| c.rcv_wnd() == 0) || engine.delivery().receive_backlog(id) > 0;
+            let zero = self.engine.conn(id).is_some_and(|c| c.rcv_wnd() == 0)
+                || self.engine.delivery().receive_backlog(id) > 0;
             match (zero, l.zero_since) {
                 (true, None) => l.zero_since = Some(now),
                 (true, Some(t)) if now >= t + Duration::from_millis(20) => {
@@ -512,200 +628,236 @@ pub fn run_traced(
                         keep_posted: 2,
                         post_size: 65536,
                         indication: IndicationPolicy::AcceptAll,
-                        ..host.policy(id)
+                        ..self.host.policy(id)
                     };
-                    host.set_policy(id, p);
-                    let _ = host.top_up(now, id, &mut engine);
+                    self.host.set_policy(id, p);
+                    let _ = self.host.top_up(now, id, &mut self.engine);
                 }
                 (false, _) => l.zero_since = None,
                 _ => {}
             }
         }
-        for id in reoffload.drain(..) {
+    }
+
+    /// Terminates and offloads again the connections whose action says so.
+    fn reoffloads(&mut self) {
+        let now = self.now;
+        for id in std::mem::take(&mut self.reoffload) {
             // Only a connection still receiving normally is given back.
-            let ok = engine.conn(id).is_some_and(|c| c.state() == TcpConnectionState::Established && !c.is_stopped());
-            let Some(mut n) = engine.negotiated(id).filter(|_| ok) else { continue };
-            let Ok(d) = engine.terminate_offload(now, id, &mut host) else { continue };
-            if log {
-                rep.log.push(format!("{now} re-offload {id}: rcv_nxt {} wnd {}", d.rcv_nxt, d.rcv_wnd));
+            let ok =
+                self.engine.conn(id).is_some_and(|c| c.state() == TcpConnectionState::Established && !c.is_stopped());
+            let Some(mut n) = self.engine.negotiated(id).filter(|_| ok) else { continue };
+            let Ok(d) = self.engine.terminate_offload(now, id, &mut self.host) else { continue };
+            if self.log {
+                self.rep.log.push(format!("{now} re-offload {id}: rcv_nxt {} wnd {}", d.rcv_nxt, d.rcv_wnd));
             }
             // The host stack owned the connection meanwhile: BufferedData is the application's.
-            host.take_uploaded(id, d.buffered_data);
-            host.return_held(now, &mut engine);
+            self.host.take_uploaded(id, d.buffered_data);
+            self.host.return_held(now, &mut self.engine);
             n.rcv_nxt = d.rcv_nxt;
             n.rcv_adv = d.rcv_nxt.wrapping_add(d.rcv_wnd);
             n.ts_recent = n.ts_recent.map(|_| d.ts_recent);
-            let check = checks.lock().unwrap_or_else(|e| e.into_inner()).remove(&id).unwrap_or_default();
-            let (Some(l), policy) = (live.remove(&id), host.policy(id)) else { continue };
-            host.forget(id);
-            back.insert(n.remote.port(), (check, l, policy));
-            match engine.reoffload(now, n, &mut host) {
-                Ok(_) => rep.reoffloads += 1,
-                Err(e) => rep.failures.push(format!("{id}: re-offload refused: {e}")),
+            let check = self.checks.lock().unwrap_or_else(|e| e.into_inner()).remove(&id).unwrap_or_default();
+            let (Some(l), policy) = (self.live.remove(&id), self.host.policy(id)) else { continue };
+            self.host.forget(id);
+            self.back.insert(n.remote.port(), (check, l, policy));
+            match self.engine.reoffload(now, n, &mut self.host) {
+                Ok(_) => self.rep.reoffloads += 1,
+                Err(e) => self.rep.failures.push(format!("{id}: re-offload refused: {e}")),
             }
         }
+    }
+
+    /// Terminates the connections that ended and settles their stream checks.
+    fn end_connections(&mut self, finish: Vec<(ConnId, End)>) {
+        let now = self.now;
         for (conn, end) in finish {
-            let Some(l) = live.remove(&conn) else {
-                if Some(conn) == adv_conn && adv_end.is_none() {
-                    adv_end = Some(end);
-                    if let Ok(d) = engine.terminate_offload(now, conn, &mut host) {
-                        host.take_uploaded(conn, d.buffered_data);
+            let Some(l) = self.live.remove(&conn) else {
+                if Some(conn) == self.adv_conn && self.adv_end.is_none() {
+                    self.adv_end = Some(end);
+                    if let Ok(d) = self.engine.terminate_offload(now, conn, &mut self.host) {
+                        self.host.take_uploaded(conn, d.buffered_data);
                     }
-                    host.return_held(now, &mut engine);
-                    let c = checks.lock().unwrap_or_else(|e| e.into_inner()).remove(&conn).unwrap_or_default();
+                    self.host.return_held(now, &mut self.engine);
+                    let c = self.checks.lock().unwrap_or_else(|e| e.into_inner()).remove(&conn).unwrap_or_default();
                     if let Some(at) = c.mismatch {
-                        rep.failures.push(format!("adversary: stream differs at byte {at} ({})", c.detail));
+                        self.rep.failures.push(format!("adversary: stream differs at byte {at} ({})", c.detail));
                     }
-                    adv_got = c.offset;
-                    host.forget(conn);
+                    self.adv_got = c.offset;
+                    self.host.forget(conn);
                 }
                 continue;
             };
-            if let Ok(d) = engine.terminate_offload(now, conn, &mut host) {
-                host.take_uploaded(conn, d.buffered_data);
+            if let Ok(d) = self.engine.terminate_offload(now, conn, &mut self.host) {
+                self.host.take_uploaded(conn, d.buffered_data);
             }
-            host.return_held(now, &mut engine);
+            self.host.return_held(now, &mut self.engine);
             // The id may be reused by the next connection: settle this one's check now.
-            let c = checks.lock().unwrap_or_else(|e| e.into_inner()).remove(&conn).unwrap_or_default();
+            let c = self.checks.lock().unwrap_or_else(|e| e.into_inner()).remove(&conn).unwrap_or_default();
             if let Some(at) = c.mismatch {
-                rep.failures.push(format!(
+                self.rep.failures.push(format!(
                     "sender {}: stream differs from what was sent at byte {at} ({})",
                     l.sender, c.detail
                 ));
             }
-            ends[l.sender] = Some((end, c.offset));
-            host.forget(conn);
+            self.ends[l.sender] = Some((end, c.offset));
+            self.host.forget(conn);
         }
-        while engine.poll_transmit(&mut out) {
-            tap(now, false, &out);
-            fnv(&mut rep.trace_hash, &now.as_nanos().to_le_bytes());
-            fnv(&mut rep.trace_hash, &out);
-            down.send(now, &out);
+    }
+
+    /// Everything the engine sends, through the link, to the senders and the adversary.
+    fn deliver_to_peers(&mut self, tap: &mut dyn FnMut(Instant, bool, &[u8])) {
+        let now = self.now;
+        while self.engine.poll_transmit(&mut self.out) {
+            tap(now, false, &self.out);
+            fnv(&mut self.rep.trace_hash, &now.as_nanos().to_le_bytes());
+            fnv(&mut self.rep.trace_hash, &self.out);
+            self.down.send(now, &self.out);
         }
-        while let Some(p) = down.recv(now) {
-            rep.packets += 1;
-            if log {
-                rep.log.push(format!("{now} < target {}", describe(&p)));
+        while let Some(p) = self.down.recv(now) {
+            self.rep.packets += 1;
+            if self.log {
+                self.rep.log.push(format!("{now} < target {}", describe(&p)));
             }
             let to_adv = chimney::wire::parse_with(&p, chimney::wire::TcpChecksum::VouchedByKernel)
-                .is_ok_and(|s| s.dst == adv_ip);
+                .is_ok_and(|s| s.dst == self.adv_ip);
             if to_adv {
-                if let Some(a) = adversary.as_mut() {
+                if let Some(a) = self.adversary.as_mut() {
                     a.on_packet(now, &p);
                 }
             } else {
-                if let Some(a) = adversary.as_mut() {
+                if let Some(a) = self.adversary.as_mut() {
                     a.observe(&p);
                 }
-                peers.dev.rx.push_back(p);
+                self.peers.dev.rx.push_back(p);
             }
         }
-        // Done when every sender is closed at both ends and the target reported it.
-        let senders_done = (0..peers.senders.len()).all(|i| {
-            let st = peers.state(i);
+    }
+
+    /// Done when every sender is closed at both ends and the target reported it.
+    fn done(&self) -> bool {
+        let sc = self.sc;
+        let senders_done = (0..self.peers.senders.len()).all(|i| {
+            let st = self.peers.state(i);
             // A sender that reset during its handshake was never offloaded: nothing to end.
-            let reset_unoffloaded = !offloaded[i]
+            let reset_unoffloaded = !self.offloaded[i]
                 && sc.resets[i].is_some()
-                && peers.senders[i].closed
+                && self.peers.senders[i].closed
                 && matches!(st, State::Closed)
-                && !live.values().any(|l| l.sender == i);
+                && !self.live.values().any(|l| l.sender == i);
             reset_unoffloaded
-                || ends[i].is_some() && matches!(st, State::Closed | State::TimeWait)
-                || (ends[i].is_some() && peers.senders[i].closed && sc.resets[i].is_some())
-                || (ends[i].is_some() && matches!(sc.actions[i], HostAction::TerminateAt(_) | HostAction::AbortAt(_)))
+                || self.ends[i].is_some() && matches!(st, State::Closed | State::TimeWait)
+                || (self.ends[i].is_some() && self.peers.senders[i].closed && sc.resets[i].is_some())
+                || (self.ends[i].is_some()
+                    && matches!(sc.actions[i], HostAction::TerminateAt(_) | HostAction::AbortAt(_)))
         });
-        let adv_done = adversary.as_ref().is_none_or(|a| a.finished() && adv_end.is_some());
-        if senders_done && adv_done {
-            break;
+        let adv_done = self.adversary.as_ref().is_none_or(|a| a.finished() && self.adv_end.is_some());
+        senders_done && adv_done
+    }
+
+    /// Records why the run did not finish within its bound, per unfinished connection.
+    fn liveness_failure(&mut self) {
+        let mut why = String::new();
+        for (id, l) in &self.live {
+            let tcp = self.engine.conn(*id).map(|c| format!("{:?} wnd={}", c.state(), c.rcv_wnd()));
+            why += &format!(
+                "; sender {} {:?} {:?} | {}",
+                l.sender,
+                self.peers.state(l.sender),
+                tcp,
+                self.engine.delivery().describe(*id)
+            );
         }
-        if now.saturating_duration_since(Instant::ZERO) > bound {
-            let mut why = String::new();
-            for (id, l) in &live {
-                let tcp = engine.conn(*id).map(|c| format!("{:?} wnd={}", c.state(), c.rcv_wnd()));
-                why += &format!(
-                    "; sender {} {:?} {:?} | {}",
-                    l.sender,
-                    peers.state(l.sender),
-                    tcp,
-                    engine.delivery().describe(*id)
-                );
-            }
-            rep.failures.push(format!("liveness: not finished after {:?} of virtual time{why}", bound));
-            break;
-        }
+        self.rep.failures.push(format!("liveness: not finished after {:?} of virtual time{why}", self.bound));
+    }
+
+    /// Moves the clock to the next thing due (at least a microsecond on).
+    fn advance_clock(&mut self) {
+        let now = self.now;
         let next = [
             // smoltcp may keep asking to be polled "now" (e.g. data queued against a zero
             // window); it was just polled, so look again in a millisecond.
-            peers.poll_at(now.as_nanos()).map(Instant::from_nanos).map(|t| {
+            self.peers.poll_at(now.as_nanos()).map(Instant::from_nanos).map(|t| {
                 if t > now {
                     t
                 } else {
                     now + Duration::from_millis(1)
                 }
             }),
-            engine.poll_timeout(),
-            up.next_due(),
-            down.next_due(),
-            adversary.as_ref().and_then(|a| a.next_due()),
-            live.values().filter_map(|l| l.zero_since).map(|t| t + Duration::from_millis(20)).min(),
+            self.engine.poll_timeout(),
+            self.up.next_due(),
+            self.down.next_due(),
+            self.adversary.as_ref().and_then(|a| a.next_due()),
+            self.live.values().filter_map(|l| l.zero_since).map(|t| t + Duration::from_millis(20)).min(),
             // An application holding indicated NBLs returns them shortly (the pool may be
             // waiting for them).
-            host.holds_indications().then(|| now + Duration::from_micros(100)),
+            self.host.holds_indications().then(|| now + Duration::from_micros(100)),
         ]
         .into_iter()
         .flatten()
         .min()
         .unwrap_or(now + Duration::from_millis(10));
-        now = if next > now { next } else { now + Duration::from_micros(1) };
+        self.now = if next > now { next } else { now + Duration::from_micros(1) };
     }
-    rep.virtual_time = now.saturating_duration_since(Instant::ZERO);
-    // Invariants.
-    let violations = engine.delivery().violations();
-    rep.violations = violations.len();
-    for v in violations.iter().take(5) {
-        rep.failures.push(format!("contract: {v}"));
-    }
-    let checks = checks.lock().unwrap_or_else(|e| e.into_inner());
-    for (i, s) in peers.senders.iter().enumerate() {
-        let Some((end, got)) = ends[i] else {
-            if !offloaded[i] && sc.resets[i].is_some() {
+
+    /// What must hold at the end of a run: no contract violation, every sender's stream
+    /// received exactly (as far as its scenario allows), the adversary's stream whole,
+    /// assembler work bounded.
+    pub fn invariants(&mut self) {
+        let sc = self.sc;
+        let rep = &mut self.rep;
+        let violations = self.engine.delivery().violations();
+        rep.violations = violations.len();
+        for v in violations.iter().take(5) {
+            rep.failures.push(format!("contract: {v}"));
+        }
+        let checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, s) in self.peers.senders.iter().enumerate() {
+            let Some((end, got)) = self.ends[i] else {
+                if !self.offloaded[i] && sc.resets[i].is_some() {
+                    continue;
+                }
+                if !rep.failures.iter().any(|f| f.starts_with("liveness")) {
+                    rep.failures.push(format!("sender {i}: connection never ended at the target"));
+                }
                 continue;
+            };
+            rep.bytes += got;
+            let normal =
+                sc.resets[i].is_none() && matches!(sc.actions[i], HostAction::None | HostAction::ReoffloadAt(_));
+            if normal && (end != End::Fin || got != s.total) {
+                rep.failures.push(format!("sender {i}: received {got} of {} bytes, end {end:?}", s.total));
             }
-            if !rep.failures.iter().any(|f| f.starts_with("liveness")) {
-                rep.failures.push(format!("sender {i}: connection never ended at the target"));
+            if got > s.sent {
+                rep.failures.push(format!("sender {i}: received {got} bytes, only {} sent", s.sent));
             }
-            continue;
-        };
-        rep.bytes += got;
-        let normal = sc.resets[i].is_none() && matches!(sc.actions[i], HostAction::None | HostAction::ReoffloadAt(_));
-        if normal && (end != End::Fin || got != s.total) {
-            rep.failures.push(format!("sender {i}: received {got} of {} bytes, end {end:?}", s.total));
         }
-        if got > s.sent {
-            rep.failures.push(format!("sender {i}: received {got} bytes, only {} sent", s.sent));
+        for (conn, c) in checks.iter() {
+            if let Some(at) = c.mismatch {
+                rep.failures.push(format!("{conn}: stream differs from what was sent at byte {at} ({})", c.detail));
+            }
         }
-    }
-    for (conn, c) in checks.iter() {
-        if let Some(at) = c.mismatch {
-            rep.failures.push(format!("{conn}: stream differs from what was sent at byte {at} ({})", c.detail));
+        if let Some(a) = self.adversary.as_ref() {
+            if self.adv_end != Some(End::Fin) {
+                rep.failures.push(format!("adversary connection did not end cleanly: {:?}", self.adv_end));
+            } else if self.adv_got != a.stream_len() {
+                rep.failures.push(format!("adversary stream: {} of {} bytes delivered", self.adv_got, a.stream_len()));
+            }
         }
-    }
-    if let Some(a) = adversary.as_ref() {
-        if adv_end != Some(End::Fin) {
-            rep.failures.push(format!("adversary connection did not end cleanly: {adv_end:?}"));
-        } else if adv_got != a.stream_len() {
-            rep.failures.push(format!("adversary stream: {adv_got} of {} bytes delivered", a.stream_len()));
+        let st = self.engine.stats();
+        rep.drops = st.drop_table();
+        rep.drops.extend(st.host_path_table());
+        let bound_work = self.packets_in.max(1) * (sc.max_ooo_ranges as u64 + 2);
+        if st.work > bound_work {
+            rep.failures.push(format!("assembler work {} over the bound {bound_work}", st.work));
         }
     }
-    let st = engine.stats();
-    rep.drops = st.drop_table();
-    rep.drops.extend(st.host_path_table());
-    let bound_work = packets_in.max(1) * (sc.max_ooo_ranges as u64 + 2);
-    if st.work > bound_work {
-        rep.failures.push(format!("assembler work {} over the bound {bound_work}", st.work));
+
+    /// The report, and the trace's line count (or its write error) when tracing.
+    pub fn finish(mut self) -> (SimReport, Option<std::io::Result<u64>>) {
+        let trace = self.engine.delivery_mut().set_writer(None).map(|mut w| w.finish().map(|()| w.lines()));
+        (self.rep, trace)
     }
-    let trace = engine.delivery_mut().set_writer(None).map(|mut w| w.finish().map(|()| w.lines()));
-    (rep, trace)
 }
 
 fn describe(p: &[u8]) -> String {
