@@ -9,7 +9,7 @@ use core::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::assembler::{Assembler, Insert};
-use super::seq::SeqNum;
+use crate::wire::SeqNum;
 use crate::contract::{ConnId, NestedCalls, OffloadTarget, ProtocolHost, ReceiveInput};
 use crate::ndis::{TcpConnectionState, TcpOffloadEvent, TcpUploadReason};
 use crate::time::Instant;

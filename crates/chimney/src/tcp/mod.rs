@@ -3,9 +3,8 @@
 
 pub mod assembler;
 pub mod conn;
-pub mod seq;
 
 pub use assembler::{Assembler, Insert};
 pub(crate) use conn::ConnContext;
 pub use conn::{ConnCounters, Negotiated, TcpConfig, TcpConn, TcpDrop};
-pub use seq::SeqNum;
+pub use crate::wire::SeqNum;

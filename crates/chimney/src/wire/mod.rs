@@ -12,10 +12,12 @@
 
 mod checksum;
 mod options;
+mod seq;
 pub mod vnet;
 
 pub use checksum::{internet_checksum, pseudo_header_sum, Checksum};
 pub use options::{SackBlocks, TcpOptions};
+pub use seq::SeqNum;
 
 use core::net::IpAddr;
 
