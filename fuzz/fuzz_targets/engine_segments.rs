@@ -8,22 +8,23 @@ use chimney::contract::{ConnId, Delivery, DeliveryConfig, Verifier, VerifierMode
 use chimney::engine::{Engine, EngineConfig};
 use chimney::testkit::host::AppHost;
 use chimney::testkit::peer::Peer;
-use chimney::wire::{flags, SegmentRepr, TcpOptions};
+use chimney::wire::{flags, Flags, SegmentRepr, SeqNum, TcpOptions};
 use chimney::Instant;
 use libfuzzer_sys::fuzz_target;
 
-fn pkt(src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32, fl: u8, opts: TcpOptions, payload: &[u8]) -> Vec<u8> {
+fn pkt(src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32, fl: Flags, opts: TcpOptions, payload: &[u8]) -> Vec<u8> {
     let r = SegmentRepr {
         src: src.ip(),
         dst: dst.ip(),
         src_port: src.port(),
         dst_port: dst.port(),
-        seq,
-        ack,
+        seq: SeqNum(seq),
+        ack: SeqNum(ack),
         flags: fl,
         window: 65535,
         options: opts,
         payload,
+        urgent: 0,
         ip_id: 1,
     };
     let mut v = Vec::new();
@@ -55,8 +56,8 @@ fuzz_target!(|data: &[u8]| {
         }
         let rel = u16::from_le_bytes([chunk[0], chunk[1]]) as u32;
         let len = (chunk[2] as usize) * 8;
-        let fl = (chunk[3] & 0x3F) | flags::ACK;
-        let fl = if fl & flags::SYN != 0 { fl & !(flags::FIN | flags::RST) } else { fl };
+        let fl = Flags(chunk[3] & 0x3F) | flags::ACK;
+        let fl = if fl.contains(flags::SYN) { fl.without(flags::FIN | flags::RST) } else { fl };
         ts = ts.wrapping_add(u32::from(chunk[4] & 3)).wrapping_sub(u32::from(chunk[4] >> 7));
         let opts = TcpOptions { timestamps: (chunk[5] & 1 == 1).then_some((ts, 0)), ..TcpOptions::default() };
         let payload = vec![chunk[6]; len];

@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
         window: s.window,
         options: s.options,
         payload: s.payload,
+        urgent: 0,
         ip_id: 1,
     };
     let mut out = Vec::new();

@@ -110,7 +110,7 @@ pub fn trace(path: &Path, which: Option<usize>) -> Result<Trace, String> {
         let time = ts - t0;
         if (src, dst) == key {
             if s.has(flags::SYN) {
-                isn = Some(s.seq);
+                isn = Some(s.seq.0);
                 snd_scale = s.options.window_scale;
                 continue;
             }
@@ -121,7 +121,7 @@ pub fn trace(path: &Path, which: Option<usize>) -> Result<Trace, String> {
             if len == 0 {
                 continue;
             }
-            let rel = u64::from(s.seq.wrapping_sub(i.wrapping_add(1)));
+            let rel = u64::from(s.seq.0.wrapping_sub(i.wrapping_add(1)));
             let end = rel + len;
             t.data.push((time, rel, end, end <= high));
             high = high.max(end);
@@ -132,7 +132,7 @@ pub fn trace(path: &Path, which: Option<usize>) -> Result<Trace, String> {
             }
             let (Some(i), true) = (isn, s.has(flags::ACK)) else { continue };
             let base = i.wrapping_add(1);
-            let ack = u64::from(s.ack.wrapping_sub(base));
+            let ack = u64::from(s.ack.0.wrapping_sub(base));
             let scale = match (snd_scale, rcv_scale) {
                 (Some(_), Some(r)) => r,
                 _ => 0,

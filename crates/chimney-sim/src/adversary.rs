@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chimney::testkit::rng::{SplitMix64, Stream};
-use chimney::wire::{self, flags, SegmentRepr, TcpOptions};
+use chimney::wire::{self, flags, Flags, SegmentRepr, SeqNum, TcpOptions};
 use chimney::Instant;
 
 use crate::peer::Peers;
@@ -81,7 +81,7 @@ impl Adversary {
     pub fn observe(&mut self, p: &[u8]) {
         if let Ok(s) = wire::parse(p) {
             if s.has(flags::ACK) && !s.has(flags::SYN) {
-                self.seen.insert(s.dst_port, (s.seq, s.ack, s.window));
+                self.seen.insert(s.dst_port, (s.seq.0, s.ack.0, s.window));
             }
         }
     }
@@ -106,7 +106,7 @@ impl Adversary {
         // Checksums verified: a corrupted ACK must not make it believe more was received.
         let Ok(s) = wire::parse(p) else { return };
         if s.has(flags::SYN) && s.has(flags::ACK) {
-            self.iss = Some(s.seq);
+            self.iss = Some(s.seq.0);
             self.wscale = s.options.window_scale.unwrap_or(0).min(14);
             return;
         }
@@ -114,10 +114,10 @@ impl Adversary {
             self.wnd = u64::from(s.window) << self.wscale;
         }
         if s.has(flags::FIN) {
-            self.ack_fin = Some(s.seq.wrapping_add(1));
+            self.ack_fin = Some(s.seq.0.wrapping_add(1));
         }
         if s.has(flags::ACK) && self.iss.is_some() {
-            let off = s.ack.wrapping_sub(self.isn.wrapping_add(1)) as u64;
+            let off = s.ack.0.wrapping_sub(self.isn.wrapping_add(1)) as u64;
             if off <= self.len && off > self.acked {
                 self.acked = off;
             }
@@ -136,7 +136,7 @@ impl Adversary {
         }
     }
 
-    fn seg(&mut self, off: u64, len: usize, fl: u8, alt: bool) -> Vec<u8> {
+    fn seg(&mut self, off: u64, len: usize, fl: Flags, alt: bool) -> Vec<u8> {
         let mut payload = vec![0u8; len];
         self.stream.fill_at(off, &mut payload);
         if alt {
@@ -150,12 +150,13 @@ impl Adversary {
             dst: self.target.ip(),
             src_port: self.me.port(),
             dst_port: self.target.port(),
-            seq: self.isn.wrapping_add(1).wrapping_add(off as u32),
-            ack: self.iss.map_or(0, |i| i.wrapping_add(1)),
+            seq: SeqNum(self.isn.wrapping_add(1).wrapping_add(off as u32)),
+            ack: SeqNum(self.iss.map_or(0, |i| i.wrapping_add(1))),
             flags: fl,
             window: 65535,
             options: TcpOptions { timestamps: Some((self.ts, 0)), ..TcpOptions::default() },
             payload: &payload,
+            urgent: 0,
             ip_id: 9,
         };
         let mut v = Vec::new();
@@ -193,8 +194,8 @@ impl Adversary {
                 dst: self.target.ip(),
                 src_port: self.me.port(),
                 dst_port: self.target.port(),
-                seq: self.isn,
-                ack: 0,
+                seq: SeqNum(self.isn),
+                ack: SeqNum(0),
                 flags: flags::SYN,
                 window: 65535,
                 options: TcpOptions {
@@ -205,6 +206,7 @@ impl Adversary {
                     ..TcpOptions::default()
                 },
                 payload: &[],
+                urgent: 0,
                 ip_id: 9,
             };
             let mut v = Vec::new();
@@ -267,12 +269,13 @@ impl Adversary {
                         dst: self.target.ip(),
                         src_port: s.port,
                         dst_port: self.target.port(),
-                        seq,
-                        ack: 0,
+                        seq: SeqNum(seq),
+                        ack: SeqNum(0),
                         flags: fl,
                         window: 0,
                         options: TcpOptions::default(),
                         payload: &[],
+                        urgent: 0,
                         ip_id: 9,
                     };
                     let mut v = Vec::new();
@@ -310,12 +313,13 @@ impl Adversary {
                         dst: self.target.ip(),
                         src_port: port,
                         dst_port: self.target.port(),
-                        seq: pick,
-                        ack: seq.wrapping_add(1 << 31),
+                        seq: SeqNum(pick),
+                        ack: SeqNum(seq.wrapping_add(1 << 31)),
                         flags: flags::ACK | flags::PSH,
                         window: 65535,
                         options: TcpOptions::default(),
                         payload: &junk,
+                        urgent: 0,
                         ip_id: 9,
                     };
                     let mut v = Vec::new();

@@ -868,9 +868,9 @@ fn describe(p: &[u8]) -> String {
             s.src_port,
             s.dst,
             s.dst_port,
-            s.flags,
-            s.seq,
-            s.ack,
+            s.flags.bits(),
+            s.seq.0,
+            s.ack.0,
             s.window,
             s.payload.len()
         ),

@@ -21,7 +21,7 @@ struct Peer {
     conn: ConnId,
 }
 
-fn seg(p: &Peer, seq: u32, fl: u8, payload: &[u8]) -> Vec<u8> {
+fn seg(p: &Peer, seq: u32, fl: wire::Flags, payload: &[u8]) -> Vec<u8> {
     p.tcp.segment(seq, fl, payload)
 }
 

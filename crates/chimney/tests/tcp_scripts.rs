@@ -12,7 +12,7 @@ use chimney::engine::{Engine, EngineConfig, EngineEvent};
 use chimney::ndis::{DisconnectKind, TcpOffloadEvent, TcpUploadReason};
 use chimney::tcp::TcpDrop;
 use chimney::testkit::host::{AppHost, AppPolicy, IndicationPolicy};
-use chimney::wire::{self, flags, SegmentRepr, TcpOptions, WireError};
+use chimney::wire::{self, flags, Flags, SegmentRepr, SeqNum, TcpOptions, WireError};
 use chimney::Instant;
 
 /// The canonical stream byte at offset `i` (data the peer sends).
@@ -42,7 +42,7 @@ struct Run {
 
 #[derive(Debug, Default)]
 struct Pkt {
-    flags: u8,
+    flags: Flags,
     seq: u32,
     end: u32,
     len: u32,
@@ -52,8 +52,8 @@ struct Pkt {
     alt: Option<(u32, u32)>,
 }
 
-fn parse_flags(s: &str) -> u8 {
-    let mut f = 0;
+fn parse_flags(s: &str) -> Flags {
+    let mut f = Flags::NONE;
     for c in s.chars() {
         f |= match c {
             'S' => flags::SYN,
@@ -228,12 +228,13 @@ impl Run {
             dst: self.local.ip(),
             src_port: self.remote.port(),
             dst_port: self.local.port(),
-            seq: self.irs.wrapping_add(p.seq),
-            ack: p.ack.map_or(0, |a| iss.wrapping_add(a)),
+            seq: SeqNum(self.irs.wrapping_add(p.seq)),
+            ack: SeqNum(p.ack.map_or(0, |a| iss.wrapping_add(a))),
             flags: p.flags,
             window: p.win.unwrap_or(65535) as u16,
             options: opts,
             payload: &payload,
+            urgent: 0,
             ip_id: 1,
         };
         let mut buf = Vec::new();
@@ -250,11 +251,11 @@ impl Run {
         let Some(raw) = self.out.pop_front() else { self.fail("expected a packet, none was sent") };
         let s = wire::parse(&raw).unwrap_or_else(|e| self.fail(format!("sent an unparsable packet: {e:?}")));
         if s.has(flags::SYN) && self.iss.is_none() {
-            self.iss = Some(s.seq);
+            self.iss = Some(s.seq.0);
         }
         let iss = self.iss.unwrap_or(0);
         let got = describe(&s, self.iss, self.irs);
-        let rel_seq = s.seq.wrapping_sub(iss);
+        let rel_seq = s.seq.0.wrapping_sub(iss);
         let mut bad = Vec::new();
         if s.flags != p.flags {
             bad.push("flags");
@@ -263,7 +264,7 @@ impl Run {
             bad.push("seq");
         }
         if let Some(a) = p.ack {
-            if s.ack.wrapping_sub(self.irs) != a {
+            if s.ack.0.wrapping_sub(self.irs) != a {
                 bad.push("ack");
             }
         }
@@ -506,15 +507,15 @@ fn describe(s: &wire::Segment<'_>, iss: Option<u32>, irs: u32) -> String {
         (flags::ACK, '.'),
     ]
     .iter()
-    .filter(|(b, _)| s.flags & b != 0)
+    .filter(|(b, _)| s.flags.contains(*b))
     .map(|(_, c)| *c)
     .collect::<String>();
-    let seq = s.seq.wrapping_sub(iss.unwrap_or(s.seq));
+    let seq = s.seq.0.wrapping_sub(iss.unwrap_or(s.seq.0));
     format!(
         "{f} {seq}:{}({}) ack {} win {} {:?}",
         seq.wrapping_add(s.payload.len() as u32),
         s.payload.len(),
-        s.ack.wrapping_sub(irs),
+        s.ack.0.wrapping_sub(irs),
         s.window,
         s.options
     )

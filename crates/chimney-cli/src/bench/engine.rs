@@ -15,7 +15,7 @@ use chimney::engine::{Engine, EngineConfig};
 use chimney::tcp::TcpConfig;
 use chimney::testkit::host::{AppHost, AppPolicy};
 use chimney::testkit::rng::SplitMix64;
-use chimney::wire::{self, flags};
+use chimney::wire::{self, flags, Flags};
 use chimney::Instant;
 
 /// `chimney bench engine` flags.
@@ -69,7 +69,7 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().expect("address")
 }
 
-fn packet(seq: u32, ack: u32, fl: u8, tsval: u32, payload: &[u8]) -> Vec<u8> {
+fn packet(seq: u32, ack: u32, fl: Flags, tsval: u32, payload: &[u8]) -> Vec<u8> {
     super::common::peer(addr(TARGET), addr(PEER), PEER_ISN, Some(tsval)).segment_acking(seq, ack, fl, payload)
 }
 
@@ -86,7 +86,7 @@ fn trace(shape: Shape, bytes: u64, iss: u32) -> Vec<Vec<u8>> {
         ts += 1;
         let seq = PEER_ISN.wrapping_add(1).wrapping_add(off as u32);
         let last = off + n as u64 >= bytes;
-        let psh = if (out.len() + 1) % shape.psh_every == 0 || last { flags::PSH } else { 0 };
+        let psh = if (out.len() + 1) % shape.psh_every == 0 || last { flags::PSH } else { Flags::NONE };
         out.push(packet(seq, iss.wrapping_add(1), flags::ACK | psh, ts, &data[..n]));
         off += n as u64;
     }
@@ -241,7 +241,7 @@ fn smoltcp_pass(shape: Shape, bytes: u64) -> Pass {
     sock.listen(5001).map_err(|e| format!("listen: {e:?}"))?;
     let h = sockets.add(sock);
     iface.poll(SInstant::ZERO, &mut dev, &mut sockets);
-    let synack = dev.sent.iter().find_map(|p| wire::parse(p).ok().filter(|s| s.has(flags::SYN)).map(|s| s.seq));
+    let synack = dev.sent.iter().find_map(|p| wire::parse(p).ok().filter(|s| s.has(flags::SYN)).map(|s| s.seq.0));
     let iss = synack.ok_or("smoltcp sent no SYN-ACK")?;
     let ack = [packet(PEER_ISN.wrapping_add(1), iss.wrapping_add(1), flags::ACK, 1000, &[])];
     let mut dev = TraceDev { pkts: &ack, next: 0, limit: 1, sent: Vec::new() };

@@ -12,7 +12,7 @@ use chimney::engine::{Engine, EngineConfig};
 use chimney::ndis::{NblChain, NdisStatus, TcpOffloadEvent};
 use chimney::tcp::TcpConfig;
 use chimney::testkit::rng::SplitMix64;
-use chimney::wire::flags;
+use chimney::wire::{flags, Flags};
 use chimney::Instant;
 
 /// `chimney bench scale` flags.
@@ -67,7 +67,7 @@ fn peer(i: u32) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(ip), 10_000 + (i % 50_000) as u16)
 }
 
-fn seg(src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32, fl: u8, payload: &[u8]) -> Vec<u8> {
+fn seg(src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32, fl: Flags, payload: &[u8]) -> Vec<u8> {
     super::common::peer(dst, src, 1000, None).segment_acking(seq, ack, fl, payload)
 }
 

@@ -153,12 +153,13 @@ impl Listener {
             dst: remote.ip(),
             src_port: local.port(),
             dst_port: remote.port(),
-            seq: e.iss.0,
-            ack: e.rcv_nxt.0,
+            seq: e.iss,
+            ack: e.rcv_nxt,
             flags: flags::SYN | flags::ACK,
             window: cfg.rcv_wnd.min(0xFFFF) as u16,
             options,
             payload: &[],
+            urgent: 0,
             ip_id: 0,
         }
     }
@@ -175,7 +176,7 @@ impl Listener {
         let key = (local, remote);
         if let Some(e) = self.embryos.get_mut(&key) {
             if seg.has(flags::RST) {
-                if SeqNum(seg.seq) == e.rcv_nxt {
+                if seg.seq == e.rcv_nxt {
                     self.embryos.remove(&key);
                 }
                 return Outcome::Handled;
@@ -190,14 +191,14 @@ impl Listener {
                 // RFC 9293 §3.10.7.4: no ACK bit in SYN-RECEIVED → drop.
                 return Outcome::Handled;
             }
-            if SeqNum(seg.ack) != e.iss.plus(1) {
+            if seg.ack != e.iss.plus(1) {
                 return Outcome::Refuse;
             }
             if let (Some(_), Some((tsval, _))) = (e.ts_recent, seg.options.timestamps) {
                 e.ts_recent = Some(tsval);
             }
             let mut e = self.embryos.remove(&key).expect("present");
-            let in_order = SeqNum(seg.seq) == e.rcv_nxt;
+            let in_order = seg.seq == e.rcv_nxt;
             let window = cfg.rcv_wnd.min(0xFFFF);
             let rcv_adv = e.rcv_nxt.plus(window);
             if in_order && !seg.payload.is_empty() && !seg.has(flags::FIN) && seg.payload.len() <= window as usize {
@@ -212,12 +213,13 @@ impl Listener {
                     dst: remote.ip(),
                     src_port: local.port(),
                     dst_port: remote.port(),
-                    seq: e.iss.plus(1).0,
-                    ack: e.rcv_nxt.0,
+                    seq: e.iss.plus(1),
+                    ack: e.rcv_nxt,
                     flags: flags::ACK,
                     window: wnd.div_ceil(1 << wscale).min(0xFFFF) as u16,
                     options: TcpOptions { timestamps: e.ts_recent.map(|r| (tsval, r)), ..TcpOptions::default() },
                     payload: &[],
+                    urgent: 0,
                     ip_id: 0,
                 });
             } else if !seg.payload.is_empty() || seg.has(flags::FIN) {
@@ -258,7 +260,7 @@ impl Listener {
             peer.window_scale = peer.window_scale.map(|s| s.min(14));
             let e = Embryo {
                 iss,
-                rcv_nxt: SeqNum(seg.seq).plus(1),
+                rcv_nxt: seg.seq.plus(1),
                 peer,
                 ts_recent: seg.options.timestamps.map(|(v, _)| v),
                 ts_offset: (h >> 32) as u32,
@@ -294,9 +296,9 @@ impl Listener {
 /// The RST the host stack answers a segment for no connection with (RFC 9293 §3.10.7.1).
 pub(crate) fn reset_for(local: SocketAddr, remote: SocketAddr, seg: &Segment<'_>) -> SegmentRepr<'static> {
     let (seq, ack, fl) = if seg.has(flags::ACK) {
-        (seg.ack, 0, flags::RST)
+        (seg.ack, SeqNum(0), flags::RST)
     } else {
-        (0, seg.seq.wrapping_add(seg.seq_len()), flags::RST | flags::ACK)
+        (SeqNum(0), seg.seq.plus(seg.seq_len()), flags::RST | flags::ACK)
     };
     SegmentRepr {
         src: local.ip(),
@@ -309,6 +311,7 @@ pub(crate) fn reset_for(local: SocketAddr, remote: SocketAddr, seg: &Segment<'_>
         window: 0,
         options: TcpOptions::default(),
         payload: &[],
+        urgent: 0,
         ip_id: 0,
     }
 }

@@ -448,12 +448,13 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
             dst: n.negotiated.remote.ip(),
             src_port: n.negotiated.local.port(),
             dst_port: n.negotiated.remote.port(),
-            seq: n.negotiated.snd_nxt,
-            ack: n.negotiated.rcv_nxt,
+            seq: wire::SeqNum(n.negotiated.snd_nxt),
+            ack: wire::SeqNum(n.negotiated.rcv_nxt),
             flags: flags::RST | flags::ACK,
             window: 0,
             options: TcpOptions::default(),
             payload: &[],
+            urgent: 0,
             ip_id: 0,
         };
         tx_push(&mut self.tx, &mut self.spare, &mut self.stats, &r);

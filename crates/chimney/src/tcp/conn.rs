@@ -9,10 +9,10 @@ use core::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::assembler::{Assembler, Insert};
-use crate::wire::SeqNum;
 use crate::contract::{ConnId, NestedCalls, OffloadTarget, ProtocolHost, ReceiveInput};
 use crate::ndis::{TcpConnectionState, TcpOffloadEvent, TcpUploadReason};
 use crate::time::Instant;
+use crate::wire::SeqNum;
 use crate::wire::{flags, Segment, SegmentRepr, TcpOptions};
 
 /// The delivery layer as the engine drives it.
@@ -498,12 +498,12 @@ impl TcpConn {
         ((now.as_nanos() / 1_000_000) as u32).wrapping_add(self.ts.map_or(0, |t| t.offset))
     }
 
-    fn emit(&mut self, now: Instant, cx: &mut ConnContext<'_>, seq: SeqNum, fl: u8) {
+    fn emit(&mut self, now: Instant, cx: &mut ConnContext<'_>, seq: SeqNum, fl: crate::wire::Flags) {
         let mut options = TcpOptions::default();
         if let Some(ts) = self.ts {
             options.timestamps = Some((self.tsval(now), ts.recent));
         }
-        if let Some(asm) = self.asm.as_ref().filter(|a| self.sack && fl & flags::ACK != 0 && !a.is_empty()) {
+        if let Some(asm) = self.asm.as_ref().filter(|a| self.sack && fl.contains(flags::ACK) && !a.is_empty()) {
             let max = if self.ts.is_some() { 3 } else { 4 };
             let mut blocks = [(0u32, 0u32); 4];
             let mut k = 0;
@@ -516,24 +516,25 @@ impl TcpConn {
                 options.sack = Some((blocks, k as u8));
             }
         }
-        let window = if fl & flags::RST != 0 { 0 } else { self.window_field() };
+        let window = if fl.contains(flags::RST) { 0 } else { self.window_field() };
         let repr = SegmentRepr {
             src: self.ends.ip(true),
             dst: self.ends.ip(false),
             src_port: self.ends.local_port,
             dst_port: self.ends.remote_port,
-            seq: seq.0,
-            ack: if fl & flags::ACK != 0 { self.rcv_nxt.0 } else { 0 },
+            seq,
+            ack: if fl.contains(flags::ACK) { self.rcv_nxt } else { SeqNum(0) },
             flags: fl,
             window,
             options,
             payload: &[],
+            urgent: 0,
             ip_id: self.ip_id,
         };
         self.ip_id = 0x8000 | (self.ip_id.wrapping_add(1) & 0x7FFF);
         (cx.tx)(&repr);
         self.counters.out_segments += 1;
-        if fl & flags::ACK != 0 {
+        if fl.contains(flags::ACK) {
             self.last_ack_sent = self.rcv_nxt;
             self.unacked = 0;
             self.delack_at = None;
@@ -627,7 +628,7 @@ impl TcpConn {
     /// Handles one segment addressed to this connection.
     pub(crate) fn on_segment(&mut self, now: Instant, seg: &Segment<'_>, cx: &mut ConnContext<'_>) {
         if self.accept(now, seg, seg.payload.len(), cx) {
-            self.on_data(now, SeqNum(seg.seq), seg.payload, seg.has(flags::PSH), seg.has(flags::FIN), cx);
+            self.on_data(now, seg.seq, seg.payload, seg.has(flags::PSH), seg.has(flags::FIN), cx);
         }
     }
 
@@ -635,16 +636,16 @@ impl TcpConn {
     /// headers and `len` payload bytes would be taken whole by [`TcpConn::on_segment`] as the
     /// next in-order bytes, with nothing to do but deliver them and decide about an ACK.
     pub fn predicts(&self, seg: &Segment<'_>, len: usize) -> bool {
-        let ack = SeqNum(seg.ack);
+        let ack = seg.ack;
         let paws_ok = match (self.ts, seg.options.timestamps) {
             (Some(ts), Some((tsval, _))) => (tsval.wrapping_sub(ts.recent) as i32) >= 0,
             _ => true,
         };
         !self.stopped
             && self.can_receive()
-            && seg.flags & !(flags::ACK | flags::PSH) == 0
+            && seg.flags.without(flags::ACK | flags::PSH) == crate::wire::Flags::NONE
             && seg.has(flags::ACK)
-            && SeqNum(seg.seq) == self.rcv_nxt
+            && seg.seq == self.rcv_nxt
             && len > 0
             && len <= self.rcv_adv.diff(self.rcv_nxt).max(0) as usize
             && self.ooo_empty()
@@ -683,7 +684,7 @@ impl TcpConn {
             self.counters.drop(TcpDrop::Stopped);
             return false;
         }
-        let seq = SeqNum(seg.seq);
+        let seq = seg.seq;
         let wnd = self.rcv_wnd();
         let in_window = |s: SeqNum| s.in_range(self.rcv_nxt, self.rcv_nxt.plus(wnd));
         // RFC 5961 §3: RST exactly at RCV.NXT resets; in the window earns one challenge ACK.
@@ -755,7 +756,7 @@ impl TcpConn {
             self.counters.drop(TcpDrop::NoAck);
             return false;
         }
-        let ack = SeqNum(seg.ack);
+        let ack = seg.ack;
         if ack.gt(self.snd_nxt) {
             self.counters.drop(TcpDrop::AckTooHigh);
             self.send_ack(now, cx);

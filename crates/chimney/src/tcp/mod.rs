@@ -4,7 +4,7 @@
 pub mod assembler;
 pub mod conn;
 
+pub use crate::wire::SeqNum;
 pub use assembler::{Assembler, Insert};
 pub(crate) use conn::ConnContext;
 pub use conn::{ConnCounters, Negotiated, TcpConfig, TcpConn, TcpDrop};
-pub use crate::wire::SeqNum;

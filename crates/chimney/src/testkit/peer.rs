@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use crate::contract::{ConnId, InitiateOffload, ProtocolHost, ReceiveInput};
 use crate::engine::{Engine, EngineEvent};
 use crate::time::Instant;
-use crate::wire::{self, flags, SegmentRepr, TcpOptions};
+use crate::wire::{self, flags, Flags, SegmentRepr, SeqNum, TcpOptions};
 
 /// The peer's side of one connection to an engine listening at `local`.
 #[derive(Debug, Clone)]
@@ -51,8 +51,8 @@ impl Peer {
     }
 
     /// The peer's segment `seq` with `flags` and `payload`, acknowledging `ack`.
-    pub fn segment_acking(&self, seq: u32, ack: u32, fl: u8, payload: &[u8]) -> Vec<u8> {
-        let syn = fl & flags::SYN != 0;
+    pub fn segment_acking(&self, seq: u32, ack: u32, fl: Flags, payload: &[u8]) -> Vec<u8> {
+        let syn = fl.contains(flags::SYN);
         let mut options = if syn { self.syn_options } else { TcpOptions::default() };
         if let Some(ts) = self.tsval {
             options.timestamps = Some((ts, if syn { 0 } else { self.tsecr }));
@@ -62,12 +62,13 @@ impl Peer {
             dst: self.local.ip(),
             src_port: self.remote.port(),
             dst_port: self.local.port(),
-            seq,
-            ack,
+            seq: SeqNum(seq),
+            ack: SeqNum(ack),
             flags: fl,
             window: self.window,
             options,
             payload,
+            urgent: 0,
             ip_id: self.ip_id,
         };
         let mut v = Vec::new();
@@ -77,7 +78,7 @@ impl Peer {
 
     /// The peer's segment `seq` with `flags` and `payload`, acknowledging the engine's SYN
     /// (`iss + 1`).
-    pub fn segment(&self, seq: u32, fl: u8, payload: &[u8]) -> Vec<u8> {
+    pub fn segment(&self, seq: u32, fl: Flags, payload: &[u8]) -> Vec<u8> {
         self.segment_acking(seq, self.iss.wrapping_add(1), fl, payload)
     }
 
@@ -101,7 +102,7 @@ impl Peer {
         while engine.poll_transmit(&mut out) {
             if let Ok(s) = wire::parse(&out) {
                 if s.has(flags::SYN) && s.has(flags::ACK) && s.dst_port == self.remote.port() {
-                    iss = Some(s.seq);
+                    iss = Some(s.seq.0);
                 }
             }
         }

@@ -23,20 +23,84 @@ use core::net::IpAddr;
 
 use etherparse::{IpNumber, IpSlice, TcpSlice};
 
-/// TCP flag bits (byte 13 of the header).
+/// TCP flag bits (byte 13 of the header, the six classic ones), as a type: combine with `|`,
+/// test with [`Flags::contains`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Flags(pub u8);
+
+impl Flags {
+    /// No flag.
+    pub const NONE: Flags = Flags(0);
+
+    /// Whether every flag of `f` is set.
+    pub fn contains(self, f: Flags) -> bool {
+        self.0 & f.0 == f.0
+    }
+
+    /// Whether any flag of `f` is set.
+    pub fn intersects(self, f: Flags) -> bool {
+        self.0 & f.0 != 0
+    }
+
+    /// These flags without those of `f`.
+    pub fn without(self, f: Flags) -> Flags {
+        Flags(self.0 & !f.0)
+    }
+
+    /// The header byte.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+}
+
+impl core::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, o: Flags) -> Flags {
+        Flags(self.0 | o.0)
+    }
+}
+
+impl core::ops::BitOrAssign for Flags {
+    fn bitor_assign(&mut self, o: Flags) {
+        self.0 |= o.0;
+    }
+}
+
+impl core::fmt::Debug for Flags {
+    /// `SYN|ACK`, as tcpdump would name them.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        const NAMES: [(Flags, &str); 6] = [
+            (flags::FIN, "FIN"),
+            (flags::SYN, "SYN"),
+            (flags::RST, "RST"),
+            (flags::PSH, "PSH"),
+            (flags::ACK, "ACK"),
+            (flags::URG, "URG"),
+        ];
+        let names: Vec<&str> = NAMES.iter().filter(|(b, _)| self.contains(*b)).map(|(_, n)| *n).collect();
+        if names.is_empty() {
+            write!(f, "{:#04x}", self.0)
+        } else {
+            write!(f, "{}", names.join("|"))
+        }
+    }
+}
+
+/// The TCP flags by name.
 pub mod flags {
+    use super::Flags;
     /// FIN.
-    pub const FIN: u8 = 0x01;
+    pub const FIN: Flags = Flags(0x01);
     /// SYN.
-    pub const SYN: u8 = 0x02;
+    pub const SYN: Flags = Flags(0x02);
     /// RST.
-    pub const RST: u8 = 0x04;
+    pub const RST: Flags = Flags(0x04);
     /// PSH.
-    pub const PSH: u8 = 0x08;
+    pub const PSH: Flags = Flags(0x08);
     /// ACK.
-    pub const ACK: u8 = 0x10;
+    pub const ACK: Flags = Flags(0x10);
     /// URG.
-    pub const URG: u8 = 0x20;
+    pub const URG: Flags = Flags(0x20);
 }
 
 /// Whether a packet's TCP checksum is to be verified, or is vouched for by the local kernel
@@ -129,7 +193,8 @@ impl WireError {
     }
 }
 
-/// A parsed TCP segment, borrowing its payload from the packet.
+/// A TCP segment with its IP addresses, borrowing its payload: what [`parse`] returns and
+/// what [`Segment::emit`] writes (one representation both ways).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment<'a> {
     /// Source address.
@@ -141,12 +206,12 @@ pub struct Segment<'a> {
     /// Destination port.
     pub dst_port: u16,
     /// Sequence number.
-    pub seq: u32,
+    pub seq: SeqNum,
     /// Acknowledgment number (meaningful with ACK).
-    pub ack: u32,
-    /// Flag bits ([`flags`]).
-    pub flags: u8,
-    /// Window field (unscaled).
+    pub ack: SeqNum,
+    /// Flags.
+    pub flags: Flags,
+    /// Window field (unscaled on the wire).
     pub window: u16,
     /// Urgent pointer.
     pub urgent: u16,
@@ -154,12 +219,17 @@ pub struct Segment<'a> {
     pub options: TcpOptions,
     /// Payload.
     pub payload: &'a [u8],
+    /// IPv4 identification (0 for IPv6; the target sends 0x8000..=0xFFFF, spec §7.3).
+    pub ip_id: u16,
 }
+
+/// The name the emitting side used; the same type as [`Segment`].
+pub type SegmentRepr<'a> = Segment<'a>;
 
 impl Segment<'_> {
     /// Whether flag `f` is set.
-    pub fn has(&self, f: u8) -> bool {
-        self.flags & f != 0
+    pub fn has(&self, f: Flags) -> bool {
+        self.flags.intersects(f)
     }
 
     /// Sequence space the segment occupies (payload + SYN + FIN).
@@ -177,7 +247,7 @@ pub fn parse(packet: &[u8]) -> Result<Segment<'_>, WireError> {
 /// verified it, e.g. `virtio_net_hdr` with `DATA_VALID`).
 pub fn parse_with(packet: &[u8], checksum: TcpChecksum) -> Result<Segment<'_>, WireError> {
     let ip = IpSlice::from_slice(packet).map_err(|_| WireError::BadIp)?;
-    let (src, dst, pseudo) = match &ip {
+    let (src, dst, pseudo, ip_id) = match &ip {
         IpSlice::Ipv4(v4) => {
             let h = v4.header();
             if !h.options().is_empty() {
@@ -187,12 +257,12 @@ pub fn parse_with(packet: &[u8], checksum: TcpChecksum) -> Result<Segment<'_>, W
                 return Err(WireError::BadIpChecksum);
             }
             let (s, d) = (h.source(), h.destination());
-            (IpAddr::from(s), IpAddr::from(d), PseudoAddrs::V4(s, d))
+            (IpAddr::from(s), IpAddr::from(d), PseudoAddrs::V4(s, d), h.identification())
         }
         IpSlice::Ipv6(v6) => {
             let h = v6.header();
             let (s, d) = (h.source(), h.destination());
-            (IpAddr::from(s), IpAddr::from(d), PseudoAddrs::V6(s, d))
+            (IpAddr::from(s), IpAddr::from(d), PseudoAddrs::V6(s, d), 0)
         }
     };
     if ip.is_fragmenting_payload() {
@@ -213,20 +283,20 @@ pub fn parse_with(packet: &[u8], checksum: TcpChecksum) -> Result<Segment<'_>, W
             return Err(WireError::BadTcpChecksum);
         }
     }
-    segment(src, dst, bytes, tcp.options(), tcp.payload())
+    segment(src, dst, ip_id, bytes, tcp.options(), tcp.payload())
 }
 
 /// The TCP part of a [`Segment`], from the header bytes (`tcp`), its options and payload.
 fn segment<'a>(
     src: IpAddr,
     dst: IpAddr,
+    ip_id: u16,
     tcp: &[u8],
     options: &[u8],
     payload: &'a [u8],
 ) -> Result<Segment<'a>, WireError> {
-    let flag_byte = tcp[13] & 0x3F;
-    let syn = flag_byte & flags::SYN != 0;
-    if flag_byte == 0 || (syn && flag_byte & (flags::FIN | flags::RST) != 0) {
+    let fl = Flags(tcp[13] & 0x3F);
+    if fl == Flags::NONE || (fl.contains(flags::SYN) && fl.intersects(flags::FIN | flags::RST)) {
         return Err(WireError::BadFlags);
     }
     let options = TcpOptions::parse(options).map_err(|_| WireError::BadTcpOption)?;
@@ -237,13 +307,14 @@ fn segment<'a>(
         dst,
         src_port: u16_at(0),
         dst_port: u16_at(2),
-        seq: u32_at(4),
-        ack: u32_at(8),
-        flags: flag_byte,
+        seq: SeqNum(u32_at(4)),
+        ack: SeqNum(u32_at(8)),
+        flags: fl,
         window: u16_at(14),
         urgent: u16_at(18),
         options,
         payload,
+        ip_id,
     })
 }
 
@@ -267,7 +338,7 @@ pub fn headers_len(p: &[u8]) -> Option<usize> {
 /// vouches for are placed directly); every other check of [`parse_with`] is made, and a
 /// header that does not end exactly where the payload starts is [`WireError::BadTcpHeader`].
 pub fn parse_headers(head: &[u8], packet_len: usize) -> Result<(Segment<'static>, usize), WireError> {
-    let (src, dst, ip_len) = match head.first().map(|b| b >> 4) {
+    let (src, dst, ip_len, ip_id) = match head.first().map(|b| b >> 4) {
         Some(4) => {
             let h = etherparse::Ipv4HeaderSlice::from_slice(head).map_err(|_| WireError::BadIp)?;
             if usize::from(h.total_len()) != packet_len {
@@ -285,7 +356,7 @@ pub fn parse_headers(head: &[u8], packet_len: usize) -> Result<(Segment<'static>
             if h.protocol() != IpNumber::TCP {
                 return Err(WireError::not_tcp(h.protocol()));
             }
-            (IpAddr::from(h.source()), IpAddr::from(h.destination()), h.slice().len())
+            (IpAddr::from(h.source()), IpAddr::from(h.destination()), h.slice().len(), h.identification())
         }
         Some(6) => {
             let h = etherparse::Ipv6HeaderSlice::from_slice(head).map_err(|_| WireError::BadIp)?;
@@ -296,7 +367,7 @@ pub fn parse_headers(head: &[u8], packet_len: usize) -> Result<(Segment<'static>
                 // Extension headers (or not TCP): the ordinary parser decides.
                 return Err(WireError::not_tcp(h.next_header()));
             }
-            (IpAddr::from(h.source_addr()), IpAddr::from(h.destination_addr()), 40)
+            (IpAddr::from(h.source_addr()), IpAddr::from(h.destination_addr()), 40, 0)
         }
         _ => return Err(WireError::BadIp),
     };
@@ -305,7 +376,7 @@ pub fn parse_headers(head: &[u8], packet_len: usize) -> Result<(Segment<'static>
     if ip_len + hdr.len() != head.len() || head.len() > packet_len {
         return Err(WireError::BadTcpHeader);
     }
-    let seg = segment(src, dst, hdr, &hdr[20..], &[])?;
+    let seg = segment(src, dst, ip_id, hdr, &hdr[20..], &[])?;
     Ok((seg, packet_len - head.len()))
 }
 
@@ -314,34 +385,7 @@ enum PseudoAddrs {
     V6([u8; 16], [u8; 16]),
 }
 
-/// A segment to emit (the target sends ACKs, window updates, FIN, RST; the host SYN-ACK).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SegmentRepr<'a> {
-    /// Our address.
-    pub src: IpAddr,
-    /// The peer's address.
-    pub dst: IpAddr,
-    /// Our port.
-    pub src_port: u16,
-    /// The peer's port.
-    pub dst_port: u16,
-    /// Sequence number.
-    pub seq: u32,
-    /// Acknowledgment number (sent with ACK).
-    pub ack: u32,
-    /// Flag bits.
-    pub flags: u8,
-    /// Window field (already scaled down).
-    pub window: u16,
-    /// Options.
-    pub options: TcpOptions,
-    /// Payload.
-    pub payload: &'a [u8],
-    /// IPv4 identification (the target uses 0x8000..=0xFFFF, spec §7.3).
-    pub ip_id: u16,
-}
-
-impl SegmentRepr<'_> {
+impl Segment<'_> {
     /// Bytes [`SegmentRepr::emit`] writes.
     pub fn buffer_len(&self) -> usize {
         let ip = if self.src.is_ipv4() { 20 } else { 40 };
@@ -379,10 +423,10 @@ impl SegmentRepr<'_> {
         };
         out.extend_from_slice(&self.src_port.to_be_bytes());
         out.extend_from_slice(&self.dst_port.to_be_bytes());
-        out.extend_from_slice(&self.seq.to_be_bytes());
-        out.extend_from_slice(&self.ack.to_be_bytes());
+        out.extend_from_slice(&self.seq.0.to_be_bytes());
+        out.extend_from_slice(&self.ack.0.to_be_bytes());
         out.push((((20 + opt_len) / 4) as u8) << 4);
-        out.push(self.flags);
+        out.push(self.flags.bits());
         out.extend_from_slice(&self.window.to_be_bytes());
         out.extend_from_slice(&[0, 0, 0, 0]);
         self.options.emit(out);
@@ -413,12 +457,13 @@ mod tests {
             dst,
             src_port: 40000,
             dst_port: 5001,
-            seq: 0xFFFF_FFF0,
-            ack: 77,
+            seq: SeqNum(0xFFFF_FFF0),
+            ack: SeqNum(77),
             flags: flags::ACK | flags::PSH,
             window: 1234,
             options: TcpOptions { timestamps: Some((5, 6)), ..TcpOptions::default() },
             payload,
+            urgent: 0,
             ip_id: 0x8001,
         }
     }
@@ -466,7 +511,10 @@ mod tests {
             assert_eq!(buf.len(), r.buffer_len());
             let p = parse(&buf).unwrap();
             assert_eq!((p.src, p.dst, p.src_port, p.dst_port), (s, d, 40000, 5001));
-            assert_eq!((p.seq, p.ack, p.flags, p.window), (0xFFFF_FFF0, 77, flags::ACK | flags::PSH, 1234));
+            assert_eq!(
+                (p.seq, p.ack, p.flags, p.window),
+                (SeqNum(0xFFFF_FFF0), SeqNum(77), flags::ACK | flags::PSH, 1234)
+            );
             assert_eq!(p.options.timestamps, Some((5, 6)));
             assert_eq!(p.payload, b"hello");
         }
