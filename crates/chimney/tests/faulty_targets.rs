@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier, Mutex};
 
 use chimney::contract::replay;
 use chimney::contract::trace::{TraceWriter, Tracer};
-use chimney::contract::verifier::VerifyingHost;
+use chimney::contract::VerifyingHost;
 use chimney::contract::{
     ApiMisuse, ConnId, Delivery, DeliveryConfig, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls,
     OffloadTarget, PostRejected, ProtocolHost, ReceiveInput, Verifier, VerifierMode, RULES,

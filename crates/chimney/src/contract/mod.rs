@@ -20,12 +20,12 @@
 //! `receive_complete` (R-CMP-6) and never loses or reorders a post (R-POST-3, R-POST-5).
 
 pub mod ambiguity;
-pub mod checked;
-pub mod delivery;
+mod checked;
+mod delivery;
 pub mod replay;
 pub mod rules;
 pub mod trace;
-pub mod verifier;
+mod verifier;
 
 use crate::ndis::{DisconnectKind, NblChain, NdisStatus, TcpDelegatedState, TcpOffloadEvent, TcpOffloadState};
 use crate::time::Instant;
@@ -33,7 +33,7 @@ use crate::time::Instant;
 pub use checked::CheckedDelivery;
 pub use delivery::{Delivery, DeliveryConfig, DeliveryStats};
 pub use rules::{Rule, RULES};
-pub use verifier::{Verifier, VerifierCore, VerifierMode, Violation};
+pub use verifier::{Verifier, VerifierCore, VerifierMode, VerifyingHost, Violation};
 
 /// A connection as both sides name it: the host's `NdisOffloadHandle` and the target's
 /// `MiniportOffloadContext` collapsed into one small dense id chosen by the host at offload.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::{synack_options, tuple_hash, FourTuple};
 use crate::ndis::{
-    state::const_flags, Mdl, NblChain, NblId, NetBuffer, NetBufferList, PoolTag, TcpCachedState, TcpConnectionState,
+    const_flags, Mdl, NblChain, NblId, NetBuffer, NetBufferList, PoolTag, TcpCachedState, TcpConnectionState,
     TcpConstState, TcpDelegatedState, TcpOffloadState,
 };
 use crate::tcp::{Negotiated, SeqNum, TcpConfig};

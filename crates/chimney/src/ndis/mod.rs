@@ -1,13 +1,13 @@
 //! NDIS vocabulary: status codes, buffers, offload state and events, named as in the WDK so a
 //! reader can map code to the contract specification (`docs/spec.md`).
 
-pub mod buffer;
-pub mod state;
-pub mod status;
+mod buffer;
+mod state;
+mod status;
 
 pub use buffer::{BufferError, Mdl, NblChain, NblId, NblInfoId, NetBuffer, NetBufferList, PoolTag};
 pub use state::{
-    DisconnectKind, TcpCachedState, TcpConnectionState, TcpConstState, TcpDelegatedState, TcpOffloadEvent,
+    const_flags, DisconnectKind, TcpCachedState, TcpConnectionState, TcpConstState, TcpDelegatedState, TcpOffloadEvent,
     TcpOffloadState, TcpUploadReason,
 };
 pub use status::NdisStatus;

@@ -633,7 +633,7 @@ impl TcpConn {
     }
 
     /// Header prediction (the fast path of BSD's `tcp_input`): whether a segment with these
-    /// headers and `len` payload bytes would be taken whole by [`TcpConn::on_segment`] as the
+    /// headers and `len` payload bytes would be taken whole by `TcpConn::on_segment` as the
     /// next in-order bytes, with nothing to do but deliver them and decide about an ACK.
     pub fn predicts(&self, seg: &Segment<'_>, len: usize) -> bool {
         let ack = seg.ack;

@@ -1,8 +1,8 @@
 //! The TCP receive engine's building blocks: sequence arithmetic, reassembly, and the
 //! per-connection receive state machine.
 
-pub mod assembler;
-pub mod conn;
+mod assembler;
+mod conn;
 
 pub use crate::wire::SeqNum;
 pub use assembler::{Assembler, Insert};
