@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use chimney::contract::trace::{Outcome, TraceEv};
 use chimney::wire::{self, flags};
 
 /// `chimney plot` flags.
@@ -178,10 +179,10 @@ pub fn add_contract(t: &mut Trace, path: &Path) -> Result<bool, String> {
         }
         let v: serde_json::Value =
             serde_json::from_str(line).map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
-        let ev = v.get("ev").and_then(|e| e.as_str()).unwrap_or("");
+        let ev = v.get("ev").and_then(|e| e.as_str()).and_then(TraceEv::parse);
         let num = |k: &str| v.get(k).and_then(|x| x.as_u64());
         let ports = (num("remote_port"), num("local_port"));
-        if ev == "offload" && ports == (Some(u64::from(sender.port())), Some(u64::from(receiver.port()))) {
+        if ev == Some(TraceEv::Offload) && ports == (Some(u64::from(sender.port())), Some(u64::from(receiver.port()))) {
             let buffered: u64 =
                 v["buffered"].as_array().map_or(0, |a| a.iter().filter_map(|b| b["length"].as_u64()).sum());
             let rel = u64::from((num("rcv_nxt").unwrap_or(0) as u32).wrapping_sub(isn.wrapping_add(1)));
@@ -191,12 +192,12 @@ pub fn add_contract(t: &mut Trace, path: &Path) -> Result<bool, String> {
             continue;
         }
         let Some(c) = cur.as_mut() else { continue };
-        if ev == "ret" {
+        if ev == Some(TraceEv::Ret) {
             if let (Some(o), Some(len)) = (v.get("outcome").and_then(|o| o.as_str()), awaiting) {
                 awaiting = None;
-                c.delivered += match o {
-                    "SUCCESS" => len,
-                    "PARTIALLY_ACCEPTED" => num("consumed").unwrap_or(0),
+                c.delivered += match Outcome::parse(o) {
+                    Some(Outcome::Success) => len,
+                    Some(Outcome::PartiallyAccepted) => num("consumed").unwrap_or(0),
                     _ => 0,
                 };
                 if let Some(last) = t.indications.last_mut() {
@@ -208,7 +209,7 @@ pub fn add_contract(t: &mut Trace, path: &Path) -> Result<bool, String> {
         let ours = num("conn") == Some(c.conn);
         let at = hs + (num("t").map_or(c.t_off, |n| n as f64 / 1e9) - c.t_off);
         match ev {
-            "complete" if ours => {
+            Some(TraceEv::Complete) if ours => {
                 for n in v["nbls"].as_array().into_iter().flatten() {
                     let b = n["bytes_transferred"].as_u64().unwrap_or(0);
                     if b > 0 {
@@ -217,7 +218,7 @@ pub fn add_contract(t: &mut Trace, path: &Path) -> Result<bool, String> {
                     }
                 }
             }
-            "indicate" => {
+            Some(TraceEv::Indicate) => {
                 awaiting = None;
                 if ours {
                     awaiting =
@@ -225,7 +226,7 @@ pub fn add_contract(t: &mut Trace, path: &Path) -> Result<bool, String> {
                     t.indications.push((at, c.base + c.delivered));
                 }
             }
-            "terminate" if ours => cur = None,
+            Some(TraceEv::Terminate) if ours => cur = None,
             _ => {}
         }
     }

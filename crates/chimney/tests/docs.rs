@@ -51,6 +51,14 @@ fn the_spec_states_every_checked_rule() {
 }
 
 #[test]
+fn the_trace_format_doc_names_every_line_kind() {
+    let doc = read(&root().join("docs/trace-format.md"));
+    for ev in chimney::contract::trace::TraceEv::ALL {
+        assert!(doc.contains(&format!("`{}`", ev.name())), "docs/trace-format.md does not describe `{}`", ev.name());
+    }
+}
+
+#[test]
 fn every_ambiguity_the_code_cites_is_in_the_spec() {
     let spec = read(&root().join("docs/spec.md"));
     let mut files = Vec::new();

@@ -16,8 +16,7 @@ use std::rc::Rc;
 
 use serde_json::Value;
 
-use super::ambiguity;
-use super::trace::{parse_id, TRACE_VERSION};
+use super::trace::{parse_id, Outcome, TraceEv, TRACE_VERSION};
 use super::{
     ApiMisuse, ConnId, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls, OffloadTarget, PostRejected,
     ProtocolHost, ReceiveInput, Verifier, VerifierMode, Violation,
@@ -94,6 +93,11 @@ const MAX_NBLS: usize = 4096;
 impl Ev {
     fn kind(&self) -> &str {
         self.v.get("ev").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// The line's kind, when it names one.
+    fn ev(&self) -> Option<TraceEv> {
+        TraceEv::parse(self.kind())
     }
 
     fn err<T>(&self, msg: impl Into<String>) -> R<T> {
@@ -571,30 +575,32 @@ impl ReplayTarget {
     fn run_scope(&mut self, host: &mut dyn ProtocolHost) -> Option<Ev> {
         loop {
             let ev = self.s.borrow_mut().next_inside()?;
-            match ev.kind() {
-                "ret" => return Some(ev),
-                "push_timer" => self.s.borrow_mut().set_timer(&ev),
-                "complete" => {
+            match ev.ev() {
+                Some(TraceEv::Ret) => return Some(ev),
+                Some(TraceEv::PushTimer) => self.s.borrow_mut().set_timer(&ev),
+                Some(TraceEv::Complete) => {
                     let (conn, chain) = self.s.borrow_mut().completion(&ev)?;
                     let mut nested = NestedCalls::new();
                     host.receive_complete(conn, chain, &mut nested);
                     self.absorb(nested);
                 }
-                "indicate" => {
+                Some(TraceEv::Indicate) => {
                     let (conn, chain, status) = self.s.borrow_mut().indication(&ev)?;
                     let mut nested = NestedCalls::new();
                     let _back = host.receive_indicate(conn, chain, status, &mut nested);
                     self.absorb(nested);
                 }
-                "event" => {
+                Some(TraceEv::Event) => {
                     let (conn, e) = self.s.borrow_mut().event(&ev)?;
                     let mut nested = NestedCalls::new();
                     host.event_indicate(conn, e, &mut nested);
                     self.absorb(nested);
                 }
-                other => {
-                    let msg =
-                        format!("`{other}` inside a call into the target (expected an upcall, push_timer or ret)");
+                _ => {
+                    let msg = format!(
+                        "`{}` inside a call into the target (expected an upcall, push_timer or ret)",
+                        ev.kind()
+                    );
                     self.s.borrow_mut().fail(ReplayError { line: ev.line, msg });
                     return None;
                 }
@@ -806,21 +812,21 @@ impl ReplayHost {
     fn run_upcall(&mut self, nested: &mut NestedCalls) -> Option<Ev> {
         loop {
             let ev = self.s.borrow_mut().next_inside()?;
-            match ev.kind() {
-                "ret" => return Some(ev),
-                "push_timer" => self.s.borrow_mut().set_timer(&ev),
-                "post" => {
+            match ev.ev() {
+                Some(TraceEv::Ret) => return Some(ev),
+                Some(TraceEv::PushTimer) => self.s.borrow_mut().set_timer(&ev),
+                Some(TraceEv::Post) => {
                     let (conn, chain) = self.s.borrow_mut().post_chain(&ev)?;
                     nested.post_receive(conn, chain);
                     self.close_nested()?;
                 }
-                "return" => {
+                Some(TraceEv::Return) => {
                     let chain = self.s.borrow_mut().returned(&ev)?;
                     nested.receive_return(chain);
                     self.close_nested()?;
                 }
-                other => {
-                    let msg = format!("`{other}` inside an upcall (expected post, return or ret)");
+                _ => {
+                    let msg = format!("`{}` inside an upcall (expected post, return or ret)", ev.kind());
                     self.s.borrow_mut().fail(ReplayError { line: ev.line, msg });
                     return None;
                 }
@@ -831,7 +837,7 @@ impl ReplayHost {
     /// The `ret` of a call made from inside an upcall (nothing may happen inside it).
     fn close_nested(&mut self) -> Option<()> {
         let ev = self.s.borrow_mut().next_inside()?;
-        if ev.kind() == "ret" {
+        if ev.ev() == Some(TraceEv::Ret) {
             return Some(());
         }
         let msg = format!("`{}` inside a call made from an upcall (expected its ret)", ev.kind());
@@ -856,28 +862,20 @@ impl ProtocolHost for ReplayHost {
         let Some(ret) = self.run_upcall(nested) else {
             return IndicateReturn::NotAccepted(nbl);
         };
-        // Both spellings of a refusal count (A2).
-        let refusal = |o: &str| {
-            let status = match o {
-                "NOT_ACCEPTED" => NdisStatus::NotAccepted,
-                "OFFLOAD_DATA_NOT_ACCEPTED" => NdisStatus::OffloadDataNotAccepted,
-                _ => return false,
-            };
-            ambiguity::is_refusal(status)
-        };
-        match ret.v.get("outcome").and_then(Value::as_str) {
-            Some("SUCCESS") => {
+        // Both spellings of a refusal count (A2: Outcome::parse).
+        match ret.v.get("outcome").and_then(Value::as_str).and_then(Outcome::parse) {
+            Some(Outcome::Success) => {
                 self.s.borrow_mut().hold(ret.line, nbl);
                 IndicateReturn::Success
             }
-            Some("PARTIALLY_ACCEPTED") => {
+            Some(Outcome::PartiallyAccepted) => {
                 let r = ret.size(&ret.v, "consumed");
                 match self.s.borrow_mut().ok(r) {
                     Some(bytes_consumed) => IndicateReturn::PartiallyAccepted { nbl, bytes_consumed },
                     None => IndicateReturn::NotAccepted(nbl),
                 }
             }
-            Some(o) if refusal(o) => IndicateReturn::NotAccepted(nbl),
+            Some(Outcome::NotAccepted) => IndicateReturn::NotAccepted(nbl),
             _ => {
                 let msg = "an indication's ret needs `outcome`: SUCCESS, NOT_ACCEPTED or PARTIALLY_ACCEPTED".into();
                 self.s.borrow_mut().fail(ReplayError { line: ret.line, msg });
@@ -938,8 +936,8 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
         let Some(ev) = next else { break };
         let now = s.borrow().now.unwrap_or(Instant::ZERO);
         calls += 1;
-        match ev.kind() {
-            "offload" => {
+        match ev.ev() {
+            Some(TraceEv::Offload) => {
                 let r = (|| {
                     let conn = ev.conn()?;
                     let (mut buffered, mut used) = (NblChain::new(), 0);
@@ -989,19 +987,19 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
                     }
                 }
             }
-            "post" => {
+            Some(TraceEv::Post) => {
                 let posted = s.borrow_mut().post_chain(&ev);
                 if let Some((conn, chain)) = posted {
                     let _ = v.receive(now, conn, chain, &mut host);
                 }
             }
-            "return" => {
+            Some(TraceEv::Return) => {
                 let chain = s.borrow_mut().returned(&ev);
                 if let Some(chain) = chain {
                     let _ = v.receive_return(now, chain, &mut host);
                 }
             }
-            "disconnect" => {
+            Some(TraceEv::Disconnect) => {
                 let r = (|| {
                     let kind = match ev.text(&ev.v, "kind")? {
                         "graceful" => DisconnectKind::Graceful,
@@ -1015,7 +1013,7 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
                     let _ = v.disconnect(now, conn, kind, &mut host);
                 }
             }
-            "terminate" => {
+            Some(TraceEv::Terminate) => {
                 let conn = s.borrow_mut().ok(ev.conn());
                 if let Some(conn) = conn {
                     let delivered = v.core().delivered(conn);
@@ -1026,8 +1024,8 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
                     }
                 }
             }
-            "timer" => v.handle_timeout(now, &mut host),
-            "tcp_event" => {
+            Some(TraceEv::Timer) => v.handle_timeout(now, &mut host),
+            Some(TraceEv::TcpEvent) => {
                 let conn = s.borrow_mut().ok(ev.conn());
                 if let Some(conn) = conn {
                     // The event itself is the upcall recorded inside; the scope names the cause.
@@ -1035,7 +1033,7 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
                     let _ = v.indicate_event(now, conn, e, &mut host);
                 }
             }
-            "data" => {
+            Some(TraceEv::Data) => {
                 let r = (|| {
                     let len = ev.size(&ev.v, "len")?;
                     Ok((ev.conn()?, ev.bytes(&ev.v, len)?, ev.flag(&ev.v, "psh")?))
@@ -1048,28 +1046,31 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
                     }
                 }
             }
-            "fin" | "rst" => {
+            Some(TraceEv::Fin | TraceEv::Rst) => {
                 let conn = s.borrow_mut().ok(ev.conn());
                 if let Some(conn) = conn {
-                    let _ = if ev.kind() == "fin" {
+                    let _ = if ev.ev() == Some(TraceEv::Fin) {
                         v.receive_fin(now, conn, &mut host)
                     } else {
                         v.receive_rst(now, conn, &mut host)
                     };
                 }
             }
-            "push_timer" => {
+            Some(TraceEv::PushTimer) => {
                 calls -= 1;
                 s.borrow_mut().set_timer(&ev);
             }
-            "ret" => s.borrow_mut().fail(ReplayError { line: ev.line, msg: "`ret` with no call open".into() }),
-            k @ ("complete" | "indicate" | "event") => s.borrow_mut().fail(ReplayError {
+            Some(TraceEv::Ret) => {
+                s.borrow_mut().fail(ReplayError { line: ev.line, msg: "`ret` with no call open".into() })
+            }
+            Some(TraceEv::Complete | TraceEv::Indicate | TraceEv::Event) => s.borrow_mut().fail(ReplayError {
                 line: ev.line,
                 msg: format!(
-                    "`{k}` outside any call: every upcall sits inside the call, input (data/fin/rst) or timer that caused it"
+                    "`{}` outside any call: every upcall sits inside the call, input (data/fin/rst) or timer that caused it",
+                    ev.kind()
                 ),
             }),
-            k => s.borrow_mut().fail(ReplayError { line: ev.line, msg: format!("unknown event {k:?}") }),
+            _ => s.borrow_mut().fail(ReplayError { line: ev.line, msg: format!("unknown event {:?}", ev.kind()) }),
         }
         let err = s.borrow().err.clone();
         if let Some(e) = err {

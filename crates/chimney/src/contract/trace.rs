@@ -31,6 +31,126 @@ use crate::time::Instant;
 /// The schema version this code writes and reads.
 pub const TRACE_VERSION: u64 = 1;
 
+/// The kinds of trace line (their `ev` field), named in one place: the tracer writes these
+/// names, the replay and the plot read them, and docs/trace-format.md describes each (a test
+/// checks that it names them all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TraceEv {
+    /// MiniportInitiateOffload.
+    Offload,
+    /// MiniportTcpOffloadReceive (a post of receive requests).
+    Post,
+    /// MiniportTcpOffloadReceiveReturn.
+    Return,
+    /// MiniportTcpOffloadDisconnect.
+    Disconnect,
+    /// MiniportTerminateOffload.
+    Terminate,
+    /// The target's timers ran.
+    Timer,
+    /// In-sequence bytes from the TCP layer.
+    Data,
+    /// In-sequence FIN from the TCP layer.
+    Fin,
+    /// Acceptable RST from the TCP layer.
+    Rst,
+    /// An event the TCP layer raises itself (an upload request).
+    TcpEvent,
+    /// NdisTcpOffloadReceiveComplete.
+    Complete,
+    /// NdisTcpOffloadReceiveHandler.
+    Indicate,
+    /// NdisTcpOffloadEventHandler.
+    Event,
+    /// A connection's push-timer deadline changed.
+    PushTimer,
+    /// The end of a call's scope, with its result.
+    Ret,
+}
+
+impl TraceEv {
+    /// Every kind.
+    pub const ALL: [TraceEv; 15] = [
+        TraceEv::Offload,
+        TraceEv::Post,
+        TraceEv::Return,
+        TraceEv::Disconnect,
+        TraceEv::Terminate,
+        TraceEv::Timer,
+        TraceEv::Data,
+        TraceEv::Fin,
+        TraceEv::Rst,
+        TraceEv::TcpEvent,
+        TraceEv::Complete,
+        TraceEv::Indicate,
+        TraceEv::Event,
+        TraceEv::PushTimer,
+        TraceEv::Ret,
+    ];
+
+    /// The `ev` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            TraceEv::Offload => "offload",
+            TraceEv::Post => "post",
+            TraceEv::Return => "return",
+            TraceEv::Disconnect => "disconnect",
+            TraceEv::Terminate => "terminate",
+            TraceEv::Timer => "timer",
+            TraceEv::Data => "data",
+            TraceEv::Fin => "fin",
+            TraceEv::Rst => "rst",
+            TraceEv::TcpEvent => "tcp_event",
+            TraceEv::Complete => "complete",
+            TraceEv::Indicate => "indicate",
+            TraceEv::Event => "event",
+            TraceEv::PushTimer => "push_timer",
+            TraceEv::Ret => "ret",
+        }
+    }
+
+    /// The kind an `ev` value names.
+    pub fn parse(s: &str) -> Option<TraceEv> {
+        TraceEv::ALL.into_iter().find(|e| e.name() == s)
+    }
+}
+
+/// What the host did with an indication (the `outcome` of its `ret`), named in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything consumed.
+    Success,
+    /// Nothing consumed (`OFFLOAD_DATA_NOT_ACCEPTED` is read as the same, spec §8 A2).
+    NotAccepted,
+    /// The first `consumed` bytes consumed.
+    PartiallyAccepted,
+}
+
+impl Outcome {
+    /// The `outcome` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Success => "SUCCESS",
+            Outcome::NotAccepted => "NOT_ACCEPTED",
+            Outcome::PartiallyAccepted => "PARTIALLY_ACCEPTED",
+        }
+    }
+
+    /// The outcome an `outcome` value names; both spellings of a refusal are one
+    /// ([`super::ambiguity::is_refusal`], A2).
+    pub fn parse(s: &str) -> Option<Outcome> {
+        let refusal = |status| super::ambiguity::is_refusal(status).then_some(Outcome::NotAccepted);
+        match s {
+            "SUCCESS" => Some(Outcome::Success),
+            "PARTIALLY_ACCEPTED" => Some(Outcome::PartiallyAccepted),
+            "NOT_ACCEPTED" => refusal(NdisStatus::NotAccepted),
+            "OFFLOAD_DATA_NOT_ACCEPTED" => refusal(NdisStatus::OffloadDataNotAccepted),
+            _ => None,
+        }
+    }
+}
+
 /// An NBL id as the trace writes it: `h<serial>` (host pool), `t<serial>` (target pool),
 /// `x<raw>` (anything else).
 pub fn id_str(id: NblId) -> String {
@@ -168,8 +288,8 @@ impl TraceWriter {
         }
     }
 
-    fn start(&mut self, ev: &str, conn: Option<ConnId>) -> String {
-        let mut s = format!("{{\"ev\":\"{ev}\",\"t\":{}", self.now.as_nanos());
+    fn start(&mut self, ev: TraceEv, conn: Option<ConnId>) -> String {
+        let mut s = format!("{{\"ev\":\"{}\",\"t\":{}", ev.name(), self.now.as_nanos());
         if let Some(c) = conn {
             let _ = write!(s, ",\"conn\":{}", c.0);
             if !self.touched.contains(&c) {
@@ -217,7 +337,7 @@ impl TraceWriter {
     }
 
     fn post(&mut self, conn: ConnId, nbls: &NblChain) {
-        let mut s = self.start("post", Some(conn));
+        let mut s = self.start(TraceEv::Post, Some(conn));
         s.push_str(",\"nbls\":[");
         for (i, n) in nbls.iter().enumerate() {
             if i > 0 {
@@ -238,7 +358,7 @@ impl TraceWriter {
     }
 
     fn ret(&mut self, extra: &str) {
-        let s = format!("{{\"ev\":\"ret\"{extra}}}");
+        let s = format!("{{\"ev\":\"{}\"{extra}}}", TraceEv::Ret.name());
         if self.lazy.take().is_some() {
             // A timer call during which nothing happened: neither line is written.
             return;
@@ -273,7 +393,7 @@ impl TraceWriter {
             if self.timers.get(&c) != Some(&t) {
                 self.timers.insert(c, t);
                 let due = t.map_or("null".to_string(), |t| t.as_nanos().to_string());
-                let s = format!("{{\"ev\":\"push_timer\",\"conn\":{},\"due\":{due}}}", c.0);
+                let s = format!("{{\"ev\":\"{}\",\"conn\":{},\"due\":{due}}}", TraceEv::PushTimer.name(), c.0);
                 self.line(s);
             }
         }
@@ -288,7 +408,7 @@ impl TraceWriter {
         }
         let returns = mine.take_returns();
         if !returns.is_empty() {
-            let mut s = self.start("return", None);
+            let mut s = self.start(TraceEv::Return, None);
             s.push_str(",\"nbls\":");
             Self::ids(&mut s, &returns);
             s.push('}');
@@ -308,7 +428,7 @@ struct TracingHost<'a> {
 
 impl ProtocolHost for TracingHost<'_> {
     fn receive_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
-        let mut s = self.out.start("complete", Some(conn));
+        let mut s = self.out.start(TraceEv::Complete, Some(conn));
         s.push_str(",\"nbls\":[");
         for (i, nbl) in nbls.iter().enumerate() {
             let nb = nbl.net_buffer();
@@ -353,7 +473,7 @@ impl ProtocolHost for TracingHost<'_> {
         status: NdisStatus,
         nested: &mut NestedCalls,
     ) -> IndicateReturn {
-        let mut s = self.out.start("indicate", Some(conn));
+        let mut s = self.out.start(TraceEv::Indicate, Some(conn));
         let _ = write!(s, ",\"status\":\"{status}\",\"nbls\":[");
         for (i, n) in nbl.iter().enumerate() {
             if i > 0 {
@@ -366,10 +486,10 @@ impl ProtocolHost for TracingHost<'_> {
         let r = self.host.receive_indicate(conn, nbl, status, &mut self.scratch);
         self.out.nested(&mut self.scratch, nested);
         let extra = match &r {
-            IndicateReturn::Success => ",\"outcome\":\"SUCCESS\"".to_string(),
-            IndicateReturn::NotAccepted(_) => ",\"outcome\":\"NOT_ACCEPTED\"".to_string(),
+            IndicateReturn::Success => format!(",\"outcome\":\"{}\"", Outcome::Success.name()),
+            IndicateReturn::NotAccepted(_) => format!(",\"outcome\":\"{}\"", Outcome::NotAccepted.name()),
             IndicateReturn::PartiallyAccepted { bytes_consumed, .. } => {
-                format!(",\"outcome\":\"PARTIALLY_ACCEPTED\",\"consumed\":{bytes_consumed}")
+                format!(",\"outcome\":\"{}\",\"consumed\":{bytes_consumed}", Outcome::PartiallyAccepted.name())
             }
         };
         self.out.ret(&extra);
@@ -377,7 +497,7 @@ impl ProtocolHost for TracingHost<'_> {
     }
 
     fn event_indicate(&mut self, conn: ConnId, event: TcpOffloadEvent, nested: &mut NestedCalls) {
-        let mut s = self.out.start("event", Some(conn));
+        let mut s = self.out.start(TraceEv::Event, Some(conn));
         let _ = write!(s, ",\"event\":\"{}\"", event_name(event));
         match event {
             TcpOffloadEvent::Retrieve(r) => {
@@ -479,7 +599,7 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
             host,
             now,
             |out| {
-                let mut s = out.start("return", None);
+                let mut s = out.start(TraceEv::Return, None);
                 s.push_str(",\"nbls\":");
                 TraceWriter::ids(&mut s, &nbls);
                 s.push('}');
@@ -502,7 +622,7 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
             host,
             now,
             |out| {
-                let mut s = out.start("disconnect", Some(conn));
+                let mut s = out.start(TraceEv::Disconnect, Some(conn));
                 let k = if kind == DisconnectKind::Abortive { "abortive" } else { "graceful" };
                 let _ = write!(s, ",\"kind\":\"{k}\"}}");
                 out.line(s);
@@ -526,7 +646,7 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
             host,
             now,
             |out| {
-                let s = out.start("terminate", Some(conn)) + "}";
+                let s = out.start(TraceEv::Terminate, Some(conn)) + "}";
                 out.line(s);
             },
             |h| self.inner.terminate_offload(now, conn, h),
@@ -555,7 +675,7 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
             host,
             now,
             |out| {
-                let s = out.start("timer", None) + "}";
+                let s = out.start(TraceEv::Timer, None) + "}";
                 out.lazy = Some(s);
                 out.all_touched = true;
             },
@@ -589,7 +709,7 @@ impl<T: InitiateOffload> InitiateOffload for Tracer<T> {
                 // Followed from now on: a push timer armed during the offload is written
                 // inside it.
                 out.timers.insert(conn, None);
-                let mut s = out.start("offload", Some(conn));
+                let mut s = out.start(TraceEv::Offload, Some(conn));
                 let d = &state.delegated;
                 let _ = write!(
                     s,
@@ -628,7 +748,7 @@ impl<T: InitiateOffload> InitiateOffload for Tracer<T> {
 }
 
 impl<T: OffloadTarget + ReceiveInput> Tracer<T> {
-    fn open_input(out: &mut TraceWriter, now: Instant, ev: &str, conn: ConnId, extra: &str) {
+    fn open_input(out: &mut TraceWriter, now: Instant, ev: TraceEv, conn: ConnId, extra: &str) {
         out.now = now;
         let s = out.start(ev, Some(conn)) + extra + "}";
         out.line(s);
@@ -668,7 +788,7 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Tracer<T> {
             now,
             |out| {
                 let extra = data_fields(data.len(), psh, out.bytes.then_some(data));
-                Self::open_input(out, now, "data", conn, &extra);
+                Self::open_input(out, now, TraceEv::Data, conn, &extra);
             },
             |h| self.inner.receive_data(now, conn, data, psh, h),
             |r, _o| input_ret(&r)
@@ -694,7 +814,7 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Tracer<T> {
                     self.inner.placed_bytes(conn, len, &mut |s| v.extend_from_slice(s));
                 }
                 let extra = data_fields(len, psh, out.bytes.then_some(&v[..]));
-                Self::open_input(out, now, "data", conn, &extra);
+                Self::open_input(out, now, TraceEv::Data, conn, &extra);
             },
             |h| self.inner.receive_placed(now, conn, len, psh, h),
             |r, _o| input_ret(&r)
@@ -717,7 +837,7 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Tracer<T> {
                 if let TcpOffloadEvent::Retrieve(r) = event {
                     let _ = write!(extra, ",\"reason\":{}", r as u32);
                 }
-                Self::open_input(out, now, "tcp_event", conn, &extra);
+                Self::open_input(out, now, TraceEv::TcpEvent, conn, &extra);
             },
             |h| self.inner.indicate_event(now, conn, event, h),
             |r, _o| input_ret(&r)
@@ -729,7 +849,7 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Tracer<T> {
             self,
             host,
             now,
-            |out| { Self::open_input(out, now, "fin", conn, "") },
+            |out| { Self::open_input(out, now, TraceEv::Fin, conn, "") },
             |h| self.inner.receive_fin(now, conn, h),
             |r, _o| input_ret(&r)
         )
@@ -740,7 +860,7 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Tracer<T> {
             self,
             host,
             now,
-            |out| { Self::open_input(out, now, "rst", conn, "") },
+            |out| { Self::open_input(out, now, TraceEv::Rst, conn, "") },
             |h| self.inner.receive_rst(now, conn, h),
             |r, _o| input_ret(&r)
         )
