@@ -9,7 +9,8 @@ need=()
 command -v ip >/dev/null || need+=(iproute2)
 { command -v unshare && command -v setpriv; } >/dev/null || need+=(util-linux)
 command -v nc >/dev/null || need+=(netcat-openbsd)
-(iperf -v 2>&1 | grep -q 'iperf version 2') || need+=(iperf)
+# iperf -v exits 1 even when it prints its version: read its output, not its status.
+grep -q 'iperf version 2' <<<"$(iperf -v 2>&1 || true)" || need+=(iperf)
 command -v python3 >/dev/null || need+=(python3)
 command -v tshark >/dev/null || need+=(tshark)
 if [ ${#need[@]} -gt 0 ]; then

@@ -14,7 +14,11 @@ if [ "$(id -u)" = 0 ]; then
   cargo test --workspace --all-targets "$@"
 else
   cargo build -q --workspace --tests
-  skipped=$(cargo test -q -p chimney-cli --test real_peers -- --list 2>/dev/null | sed -n 's/: test$//p')
+  if ! list=$(cargo test -q -p chimney-cli --test real_peers -- --list); then
+    echo "test.sh: listing the real-peer tests failed (see above)" >&2
+    exit 1
+  fi
+  skipped=$(printf '%s\n' "$list" | sed -n 's/: test$//p')
   n=$(printf '%s\n' "$skipped" | grep -c . || true)
   banner() {
     echo "SKIPPED: $n real-peer tests need root (network namespaces, TUN devices); run as root to include them:"

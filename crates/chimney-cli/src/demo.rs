@@ -80,6 +80,8 @@ struct ClientCtl {
     stream: std::sync::Mutex<Option<TcpStream>>,
     sent: std::sync::atomic::AtomicU64,
     local: std::sync::Mutex<Option<SocketAddr>>,
+    /// Every byte written (it may still wait for the target's FIN).
+    sent_all: std::sync::atomic::AtomicBool,
     done: std::sync::atomic::AtomicBool,
 }
 
@@ -132,6 +134,7 @@ fn client(
         ctl.sent.store(sent.bytes, Ordering::Relaxed);
     }
     sent.sha256 = h.finalize().into();
+    ctl.sent_all.store(true, Ordering::SeqCst);
     if reset_after.is_some() {
         // SO_LINGER 0: close sends RST.
         let linger = nix::libc::linger { l_onoff: 1, l_linger: 0 };
@@ -290,13 +293,8 @@ pub fn run(a: &DemoArgs) -> ExitCode {
             _ => {}
         }
     }
-    let summary = match shards.finish(&mut reports) {
-        Ok(s) => s,
-        Err(e) => {
-            after.push(e.to_string());
-            chimney_linux::DriverSummary::default()
-        }
-    };
+    let (summary, shard_error) = shards.finish(&mut reports);
+    after.extend(shard_error.map(|e| e.to_string()));
     if let (Some(c), Some(path)) = (&capture, &capture_path) {
         match crate::pcap::finish(c) {
             Ok(n) if !a.json && a.pcap.is_some() => {
@@ -316,45 +314,55 @@ pub fn run(a: &DemoArgs) -> ExitCode {
             }
         }
     }
-    let sent: Vec<SentView> = join_clients(clients, target);
+    let sent: Vec<SentView> = join_clients(clients, target, timed_out.is_some());
     let code = crate::report::print_demo(a.json, a.ipv6, &sent, &reports, &summary, wall);
+    // Everything that went wrong after the transfer, after the result table.
+    let after = crate::error::exit_all("demo", after);
     if let Some(why) = timed_out {
         eprintln!("chimney demo: timed out after {} s: {why}", timeout.as_secs());
-        return ExitCode::FAILURE;
+        return after.unwrap_or(ExitCode::FAILURE);
     }
-    // Everything that went wrong after the transfer, after the result table.
-    crate::error::exit_all("demo", after).unwrap_or(code)
+    after.unwrap_or(code)
 }
 
 /// What was still running at a timeout: the clients still sending (with their progress) and
 /// the connections the target still had offloaded.
 fn still_running(ctls: &[Arc<ClientCtl>], bytes: u64, offloaded: usize) -> String {
+    let who = |c: &ClientCtl| {
+        c.local.lock().unwrap_or_else(|e| e.into_inner()).map_or("(connecting)".to_string(), |l| l.to_string())
+    };
     let busy: Vec<String> = ctls
         .iter()
-        .filter(|c| !c.done.load(Ordering::SeqCst))
-        .map(|c| {
-            let who =
-                c.local.lock().unwrap_or_else(|e| e.into_inner()).map_or("(connecting)".to_string(), |l| l.to_string());
-            format!("{who} at {} of {bytes} bytes", c.sent.load(Ordering::Relaxed))
-        })
+        .filter(|c| !c.sent_all.load(Ordering::SeqCst))
+        .map(|c| format!("{} at {} of {bytes} bytes", who(c), c.sent.load(Ordering::Relaxed)))
         .collect();
-    let clients = if busy.is_empty() {
+    let waiting: Vec<String> = ctls
+        .iter()
+        .filter(|c| c.sent_all.load(Ordering::SeqCst) && !c.done.load(Ordering::SeqCst))
+        .map(|c| who(c))
+        .collect();
+    let mut clients = if busy.is_empty() {
         "every client had finished sending".to_string()
     } else {
         format!("{} of {} client(s) still sending ({})", busy.len(), ctls.len(), busy.join("; "))
     };
+    if !waiting.is_empty() {
+        clients += &format!("; {} waiting for the target's FIN ({})", waiting.len(), waiting.join(", "));
+    }
     format!("{clients}; {offloaded} connection(s) still offloaded in the target (uploaded now)")
 }
 
-/// Joins the client threads; one that does not return within 2 s (it should not: its socket
-/// was shut down) is reported as failed rather than waited for.
+/// Joins the client threads. After a timeout (their sockets were shut down) one that does not
+/// return within 2 s is reported as failed rather than waited for; otherwise each is waited
+/// for (a client waits at most 30 s for the target's FIN).
 fn join_clients(
     clients: Vec<std::thread::JoinHandle<Result<SentView, chimney_linux::DriverError>>>,
     target: SocketAddr,
+    timed_out: bool,
 ) -> Vec<SentView> {
     let failed =
         |why: &str| SentView { local: target, bytes: 0, sha256: [0; 32], reset: false, error: Some(why.into()) };
-    let give_up = WallClock::now() + Duration::from_secs(2);
+    let give_up = WallClock::now() + if timed_out { Duration::from_secs(2) } else { Duration::from_secs(3600) };
     clients
         .into_iter()
         .map(|h| {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as WallClock};
 
 use chimney::contract::ConnId;
-use chimney_linux::{ConnReport, DriverSummary, ShardTraces, Shards, Tun};
+use chimney_linux::{ConnReport, ShardTraces, Shards, Tun};
 
 use crate::args::{ImpairArgs, PolicyArgs};
 
@@ -320,13 +320,8 @@ pub fn run(a: &ServeArgs) -> ExitCode {
             errors.push(format!("writing {}: {e}", path.display()));
         }
     }
-    let summary = match shards.finish(&mut reports) {
-        Ok(s) => s,
-        Err(e) => {
-            errors.push(e.to_string());
-            DriverSummary::default()
-        }
-    };
+    let (summary, shard_error) = shards.finish(&mut reports);
+    errors.extend(shard_error.map(|e| e.to_string()));
     for r in reports.drain(..) {
         tally.add(&r, out.as_deref());
     }

@@ -241,6 +241,7 @@ pub fn run(a: &SimArgs) -> ExitCode {
     let (mut failures, mut violations, mut bytes, mut packets) = (Vec::new(), 0usize, 0u64, 0u64);
     let mut reoffloads = 0u64;
     let mut drops: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let mut host_path: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     let mut last_hash = 0;
     for (seed, rep) in outcomes {
         let rep = match rep {
@@ -256,6 +257,9 @@ pub fn run(a: &SimArgs) -> ExitCode {
         reoffloads += rep.reoffloads;
         for (k, n) in &rep.drops {
             *drops.entry(k.clone()).or_default() += n;
+        }
+        for (k, n) in &rep.host_path {
+            *host_path.entry(k.clone()).or_default() += n;
         }
         last_hash = rep.trace_hash;
         if !rep.ok() {
@@ -273,6 +277,7 @@ pub fn run(a: &SimArgs) -> ExitCode {
             "packets": packets,
             "reoffloads": reoffloads,
             "drops": drops,
+            "host_path": host_path,
             "seconds": secs,
             "failing_seeds": failures.iter().map(|(s, _)| *s).take(100).collect::<Vec<_>>(),
             "trace_hash": if single { format!("{last_hash:016x}") } else { String::new() },

@@ -35,10 +35,13 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     n.checked_mul(unit).ok_or_else(|| format!("'{s}' is too large"))
 }
 
-/// A positive number of seconds (a clap value parser: `--timeout 0` means nothing useful).
+/// A positive number of seconds, at most a year (a clap value parser: `--timeout 0` means
+/// nothing useful, and a deadline must stay representable).
 pub fn positive_secs(s: &str) -> Result<u64, String> {
+    const YEAR: u64 = 365 * 24 * 3600;
     match s.trim().parse::<u64>() {
         Ok(0) => Err("must be at least 1 second".into()),
+        Ok(n) if n > YEAR => Err(format!("{n} s is more than a year ({YEAR} s)")),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("'{s}' is not a whole number of seconds")),
     }

@@ -622,7 +622,8 @@ echo EXIT $?
     }
 
     /// The README's `serve` block, run as written (with this build's binary): both transfers
-    /// end, serve exits 0, and the namespace and serve are gone afterwards.
+    /// end, serve exits 0, and no namespace is left behind; and when serve fails at once (a
+    /// binary that exits), the block fails and still removes its namespace.
     #[test]
     fn readme_serve_snippet_runs_and_cleans_up() {
         need_root();
@@ -632,6 +633,17 @@ echo EXIT $?
         let at = readme.find("### `serve` with nc or iperf").expect("README section");
         let block = readme[at..].split("```sh\n").nth(1).and_then(|b| b.split("\n```").next()).expect("sh block");
         assert!(!block.contains("sudo"), "{block}");
+        let namespaces = || {
+            let o = Command::new("ip").args(["netns", "list"]).output().unwrap();
+            let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with("chimney-try-"))
+                .map(str::to_string)
+                .collect();
+            v.sort();
+            v
+        };
+        let before = namespaces();
         let script = block.replace("./target/release/chimney", env!("CARGO_BIN_EXE_chimney"));
         let out = Command::new("bash").args(["-c", &script]).output().expect("bash");
         let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -644,9 +656,12 @@ echo EXIT $?
         assert_eq!(conns.len(), 2, "{text}");
         assert!(conns.iter().all(|c| c["end"] == "fin" && c["violations"] == 0), "{text}");
         assert!(conns.iter().any(|c| c["bytes"] == 100u64 << 20), "{text}");
-        let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
-        let left = String::from_utf8_lossy(&left.stdout);
-        assert!(!left.lines().any(|l| l.starts_with("chimney-try-")), "namespace left behind: {left}");
+        assert_eq!(namespaces(), before, "the block left a namespace behind");
+        // serve failing at once: the block fails, and its namespace is removed all the same.
+        let failing = block.replace("./target/release/chimney serve", "false");
+        let out = Command::new("bash").args(["-c", &failing]).output().expect("bash");
+        assert_ne!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(namespaces(), before, "a failed run left its namespace behind");
     }
 
     /// `serve --out`: a failed write (a full file system) stops serve with an error naming

@@ -196,7 +196,8 @@ pub struct Driver {
     /// Direct placement's prediction: the connection the next packet continues, the bytes
     /// of its `virtio_net_hdr`, IP and TCP headers, and the payload length of the last one.
     predict: Option<(ConnId, usize, usize)>,
-    /// Told of every connection offloaded, with its peer, before any of its bytes arrive.
+    /// Told of every connection offloaded, with its peer (after the read batch in which it
+    /// was offloaded: bytes of that batch may reach the sink first).
     on_offload: Option<OnOffload>,
 }
 
@@ -307,8 +308,9 @@ impl Driver {
         self.host.sink = Some(sink);
     }
 
-    /// Calls `f` with each connection offloaded from now on and its peer, before the first
-    /// of its bytes reaches the sink.
+    /// Calls `f` with each connection offloaded from now on and its peer, when the driver
+    /// reacts to the engine's events after the read batch in which the offload happened: a
+    /// sink must keep bytes that arrive for a connection it has not been told of yet.
     pub fn set_on_offload(&mut self, f: OnOffload) {
         self.on_offload = Some(f);
     }

@@ -156,19 +156,30 @@ impl Shards {
         }
     }
 
-    /// Stops the shards and sums what they report.
-    pub fn finish(self, out: &mut Vec<ConnReport>) -> Result<DriverSummary, DriverError> {
+    /// Stops the shards and sums what they report, with the first shard error if one failed
+    /// (the others' figures and reports are kept).
+    pub fn finish(self, out: &mut Vec<ConnReport>) -> (DriverSummary, Option<DriverError>) {
         match self {
-            Shards::One(d, _) => Ok(d.summary()),
+            Shards::One(d, _) => (d.summary(), None),
             Shards::Many { workers, reports, stop, .. } => {
                 stop.store(true, Ordering::SeqCst);
+                // Every shard is joined and every report drained, even when one failed: the
+                // others' connections must still be reported. The first error is returned.
                 let mut sum = DriverSummary::default();
+                let mut first_error = None;
                 for w in workers {
-                    let s = w.join().map_err(|_| DriverError::new("running a queue's driver", "thread panicked"))??;
-                    sum.merge(s);
+                    match w.join() {
+                        Ok(Ok(s)) => sum.merge(s),
+                        Ok(Err(e)) => {
+                            first_error.get_or_insert(e);
+                        }
+                        Err(_) => {
+                            first_error.get_or_insert(DriverError::new("running a queue's driver", "thread panicked"));
+                        }
+                    }
                 }
                 out.extend(reports.try_iter());
-                Ok(sum)
+                (sum, first_error)
             }
         }
     }

@@ -215,6 +215,9 @@ pub struct SimReport {
     pub reoffloads: u64,
     /// The engine's non-zero drop counters by reason (what the run exercised).
     pub drops: Vec<(String, u64)>,
+    /// Packets handed to the host path by kind (fragments, IPv4 options, ICMP, other
+    /// protocols): not drops.
+    pub host_path: Vec<(String, u64)>,
     /// The event log, when asked for.
     pub log: Vec<String>,
 }
@@ -424,7 +427,11 @@ impl<'a> Sim<'a> {
         let lossy = sc.to_target.loss.max(sc.to_peer.loss) > 0.01;
         let bound = (Duration::from_secs(60)
             + Duration::from_millis(total / 64)
-            + Duration::from_nanos((total * 8 * 20 * 1_000_000_000).checked_div(sc.bandwidth).unwrap_or(0)))
+            + Duration::from_nanos(
+                (u128::from(total) * 8 * 20 * 1_000_000_000)
+                    .checked_div(u128::from(sc.bandwidth))
+                    .map_or(0, |n| u64::try_from(n).unwrap_or(u64::MAX)),
+            ))
             * if lossy { 5 } else { 1 };
         Sim {
             sc,
@@ -457,7 +464,6 @@ impl<'a> Sim<'a> {
     /// Steps until the run ends.
     pub fn drive(&mut self, tap: &mut dyn FnMut(Instant, bool, &[u8])) {
         while self.step(tap) == Step::Continue {}
-        self.rep.virtual_time = self.now.saturating_duration_since(Instant::ZERO);
     }
 
     /// One round: packets to the target, the engine's timers and events, the application's
@@ -846,7 +852,7 @@ impl<'a> Sim<'a> {
         }
         let st = self.engine.stats();
         rep.drops = st.drop_table();
-        rep.drops.extend(st.host_path_table());
+        rep.host_path = st.host_path_table();
         let bound_work = self.packets_in.max(1) * (sc.max_ooo_ranges as u64 + 2);
         if st.work > bound_work {
             rep.failures.push(format!("assembler work {} over the bound {bound_work}", st.work));
@@ -855,6 +861,7 @@ impl<'a> Sim<'a> {
 
     /// The report, and the trace's line count (or its write error) when tracing.
     pub fn finish(mut self) -> (SimReport, Option<std::io::Result<u64>>) {
+        self.rep.virtual_time = self.now.saturating_duration_since(Instant::ZERO);
         let trace = self.engine.delivery_mut().set_writer(None).map(|mut w| w.finish().map(|()| w.lines()));
         (self.rep, trace)
     }

@@ -8,7 +8,8 @@
 //! next timer deadline are polled. The contract it implements is docs/spec.md in the
 //! repository.
 //!
-//! The floors, bottom up (each uses only those below it):
+//! The modules, from the wire up (`time` is used by all; `tcp` hands in-order bytes to the
+//! `contract` layer's interfaces, and the `engine` ties the two together):
 //!
 //! - [`wire`]: IPv4/IPv6 + TCP parsing and emission, checksums, `virtio_net_hdr`;
 //! - [`ndis`]: the NDIS vocabulary (status codes, [`ndis::NetBufferList`] /

@@ -89,7 +89,8 @@ impl Peer {
     }
 
     /// SYN, the engine's SYN-ACK, ACK: returns the id of the offloaded connection. Packets the
-    /// engine sends are consumed; other engine events are left in its queue.
+    /// engine sends and engine events up to this connection's `Offloaded` are consumed (a
+    /// harness that needs other connections' events polls them before the handshake).
     pub fn handshake<D: InitiateOffload + ReceiveInput>(
         &mut self,
         now: Instant,

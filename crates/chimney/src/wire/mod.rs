@@ -428,7 +428,9 @@ impl Segment<'_> {
         out.push((((20 + opt_len) / 4) as u8) << 4);
         out.push(self.flags.bits());
         out.extend_from_slice(&self.window.to_be_bytes());
-        out.extend_from_slice(&[0, 0, 0, 0]);
+        // Checksum (filled in below), then the urgent pointer.
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&self.urgent.to_be_bytes());
         self.options.emit(out);
         out.extend_from_slice(self.payload);
         let sum = match (self.src, self.dst) {
