@@ -24,6 +24,7 @@ mod checked;
 mod delivery;
 pub mod replay;
 pub mod rules;
+pub mod schema;
 pub mod trace;
 mod verifier;
 

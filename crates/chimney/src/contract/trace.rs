@@ -14,10 +14,11 @@
 //!                                      result:      {"ev":"ret","status":...}
 //! ```
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::io::{self, Write};
 
+use super::schema::{CompletedNbl, DataNbl, Line, PostedNbl, Ret, RetStatus};
 use super::{
     ApiMisuse, ConnId, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls, OffloadTarget, PostRejected,
     ProtocolHost, ReceiveInput,
@@ -174,36 +175,6 @@ pub fn parse_id(s: &str) -> Option<NblId> {
     }
 }
 
-/// A JSON string literal.
-fn quote(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-fn hex(out: &mut String, bytes: &[u8]) {
-    const D: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(bytes.len() * 2);
-    for &b in bytes {
-        out.push(D[usize::from(b >> 4)] as char);
-        out.push(D[usize::from(b & 15)] as char);
-    }
-}
-
-/// A TCP state as the trace writes it: its number, or `null` when not given.
-fn state_str(s: Option<crate::ndis::TcpConnectionState>) -> String {
-    s.map_or("null".to_string(), |s| (s as u32).to_string())
-}
-
 /// The event name of an upcall event, as the trace writes it.
 pub fn event_name(e: TcpOffloadEvent) -> &'static str {
     match e {
@@ -214,7 +185,8 @@ pub fn event_name(e: TcpOffloadEvent) -> &'static str {
     }
 }
 
-/// Writes trace lines; owned by a [`Tracer`].
+/// Writes trace lines; owned by a [`Tracer`]. Every line is a [`Line`] record, written by
+/// [`Line::write`].
 pub struct TraceWriter {
     w: Box<dyn Write + Send>,
     bytes: bool,
@@ -250,10 +222,8 @@ impl TraceWriter {
             touched: Vec::new(),
             all_touched: false,
         };
-        let mut s = format!("{{\"chimney_trace\":{TRACE_VERSION},\"generator\":");
-        quote(&mut s, generator);
-        let _ = write!(s, ",\"bytes\":{bytes},\"push_timer\":true}}");
-        t.line(s);
+        let header = Line::Header { version: TRACE_VERSION, generator: generator.into(), bytes, push_timer: true };
+        t.line(Self::text(&header));
         t
     }
 
@@ -268,6 +238,12 @@ impl TraceWriter {
             return Err(e);
         }
         self.w.flush()
+    }
+
+    fn text(l: &Line<'_>) -> String {
+        let mut s = String::new();
+        l.write(&mut s);
+        s
     }
 
     fn line(&mut self, s: String) {
@@ -288,92 +264,74 @@ impl TraceWriter {
         }
     }
 
-    fn start(&mut self, ev: TraceEv, conn: Option<ConnId>) -> String {
-        let mut s = format!("{{\"ev\":\"{}\",\"t\":{}", ev.name(), self.now.as_nanos());
-        if let Some(c) = conn {
-            let _ = write!(s, ",\"conn\":{}", c.0);
+    /// The time of the call in progress, as the trace writes it.
+    fn t(&self) -> u64 {
+        self.now.as_nanos()
+    }
+
+    /// Writes a call or upcall line; its connection's push timer is synced afterwards.
+    fn call(&mut self, l: &Line<'_>) {
+        if let Some(c) = l.conn() {
             if !self.touched.contains(&c) {
                 self.touched.push(c);
             }
         }
-        s
+        self.line(Self::text(l));
     }
 
-    fn posted_nbl(&mut self, s: &mut String, nbl: &NetBufferList) {
+    /// A posted request as the trace records it (its data start is remembered: the
+    /// completion carries the bytes after it).
+    fn posted(&mut self, nbl: &NetBufferList) -> PostedNbl {
         let nb = nbl.net_buffer();
         self.posted_at.insert(nbl.id(), nb.data_offset());
-        let _ = write!(s, "{{\"id\":\"{}\",\"mdls\":[", id_str(nbl.id()));
-        for (i, m) in nb.mdl_chain().iter().enumerate() {
-            let _ = write!(s, "{}{}", if i > 0 { "," } else { "" }, m.byte_count());
+        PostedNbl {
+            id: nbl.id(),
+            mdls: nb.mdl_chain().iter().map(|m| m.byte_count()).collect(),
+            offset: nb.data_offset(),
+            length: nb.data_length(),
+            no_push: nbl.tcp_receive_no_push(),
+            prefilled: nbl.tcp_receive_bytes_transferred(),
         }
-        let _ = write!(
-            s,
-            "],\"offset\":{},\"length\":{},\"no_push\":{},\"prefilled\":{}}}",
-            nb.data_offset(),
-            nb.data_length(),
-            nbl.tcp_receive_no_push(),
-            nbl.tcp_receive_bytes_transferred()
-        );
     }
 
     /// A target-owned NBL (indication, BufferedData): id, used space, bytes if recorded.
-    fn data_nbl(&self, s: &mut String, nbl: &NetBufferList) {
+    fn data_nbl(&self, nbl: &NetBufferList) -> DataNbl<'static> {
         let nb = nbl.net_buffer();
-        let _ = write!(
-            s,
-            "{{\"id\":\"{}\",\"offset\":{},\"length\":{}",
-            id_str(nbl.id()),
-            nb.data_offset(),
-            nb.data_length()
-        );
-        if self.bytes {
+        let data = self.bytes.then(|| {
             let mut v = Vec::with_capacity(nb.data_length());
             nb.copy_out(nb.data_offset(), nb.data_length(), &mut v);
-            s.push_str(",\"data\":\"");
-            hex(s, &v);
-            s.push('"');
-        }
-        s.push('}');
+            Cow::Owned(v)
+        });
+        DataNbl { id: nbl.id(), offset: nb.data_offset(), length: nb.data_length(), data }
+    }
+
+    fn data_nbls(&self, nbls: &NblChain) -> Vec<DataNbl<'static>> {
+        nbls.iter().map(|n| self.data_nbl(n)).collect()
     }
 
     fn post(&mut self, conn: ConnId, nbls: &NblChain) {
-        let mut s = self.start(TraceEv::Post, Some(conn));
-        s.push_str(",\"nbls\":[");
-        for (i, n) in nbls.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            self.posted_nbl(&mut s, n);
-        }
-        s.push_str("]}");
-        self.line(s);
+        let posted = nbls.iter().map(|n| self.posted(n)).collect();
+        self.call(&Line::Post { t: self.t(), conn, nbls: posted });
     }
 
-    fn ids(s: &mut String, nbls: &NblChain) {
-        s.push('[');
-        for (i, n) in nbls.iter().enumerate() {
-            let _ = write!(s, "{}\"{}\"", if i > 0 { "," } else { "" }, id_str(n.id()));
-        }
-        s.push(']');
+    fn ids(nbls: &NblChain) -> Vec<NblId> {
+        nbls.iter().map(|n| n.id()).collect()
     }
 
-    fn ret(&mut self, extra: &str) {
-        let s = format!("{{\"ev\":\"{}\"{extra}}}", TraceEv::Ret.name());
+    fn ret(&mut self, r: Ret<'_>) {
         if self.lazy.take().is_some() {
             // A timer call during which nothing happened: neither line is written.
             return;
         }
-        self.line(s);
+        self.line(Self::text(&Line::Ret(r)));
     }
 
-    fn status(s: NdisStatus) -> String {
-        format!(",\"status\":\"{s}\"")
+    fn status(s: NdisStatus) -> Ret<'static> {
+        Ret { status: Some(RetStatus::Ndis(s)), ..Ret::default() }
     }
 
-    fn error(e: &ApiMisuse) -> String {
-        let mut s = String::from(",\"status\":\"ERROR\",\"error\":");
-        quote(&mut s, &e.to_string());
-        s
+    fn error(e: &ApiMisuse) -> Ret<'static> {
+        Ret { status: Some(RetStatus::Error), error: Some(e.to_string()), ..Ret::default() }
     }
 
     /// Writes a `push_timer` line for every connection named since the last sync (every
@@ -392,9 +350,7 @@ impl TraceWriter {
             let t = target.push_timer(c);
             if self.timers.get(&c) != Some(&t) {
                 self.timers.insert(c, t);
-                let due = t.map_or("null".to_string(), |t| t.as_nanos().to_string());
-                let s = format!("{{\"ev\":\"{}\",\"conn\":{},\"due\":{due}}}", TraceEv::PushTimer.name(), c.0);
-                self.line(s);
+                self.line(Self::text(&Line::PushTimer { conn: c, due: t.map(Instant::as_nanos) }));
             }
         }
     }
@@ -403,17 +359,13 @@ impl TraceWriter {
     fn nested(&mut self, mine: &mut NestedCalls, theirs: &mut NestedCalls) {
         for (conn, nbls) in mine.drain_posts() {
             self.post(conn, &nbls);
-            self.ret(&Self::status(NdisStatus::Pending));
+            self.ret(Self::status(NdisStatus::Pending));
             theirs.post_receive(conn, nbls);
         }
         let returns = mine.take_returns();
         if !returns.is_empty() {
-            let mut s = self.start(TraceEv::Return, None);
-            s.push_str(",\"nbls\":");
-            Self::ids(&mut s, &returns);
-            s.push('}');
-            self.line(s);
-            self.ret(&Self::status(NdisStatus::Success));
+            self.call(&Line::Return { t: self.t(), nbls: Self::ids(&returns) });
+            self.ret(Self::status(NdisStatus::Success));
             theirs.receive_return(returns);
         }
     }
@@ -428,42 +380,33 @@ struct TracingHost<'a> {
 
 impl ProtocolHost for TracingHost<'_> {
     fn receive_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
-        let mut s = self.out.start(TraceEv::Complete, Some(conn));
-        s.push_str(",\"nbls\":[");
-        for (i, nbl) in nbls.iter().enumerate() {
+        let mut done = Vec::with_capacity(nbls.len());
+        for nbl in nbls.iter() {
             let nb = nbl.net_buffer();
-            let _ = write!(
-                s,
-                "{}{{\"id\":\"{}\",\"status\":\"{}\",\"bytes_transferred\":{},\"offset\":{},\"length\":{}",
-                if i > 0 { "," } else { "" },
-                id_str(nbl.id()),
-                nbl.status,
-                nbl.tcp_offload_bytes_transferred(),
-                nb.data_offset(),
-                nb.data_length()
-            );
             let from = self.out.posted_at.remove(&nbl.id());
-            if let Some(b) = from {
-                let _ = write!(s, ",\"offset_before\":{b}");
-            }
-            if self.out.bytes {
+            let data = self.out.bytes.then(|| {
                 // From the data start at post (or, for an NBL never posted, back by the count
                 // claimed) to the advanced data start.
                 let claimed = nb.data_offset().saturating_sub(nbl.tcp_offload_bytes_transferred());
                 let from = from.unwrap_or(claimed).min(nb.data_offset());
                 let mut v = Vec::new();
                 nb.copy_out(from, nb.data_offset() - from, &mut v);
-                s.push_str(",\"data\":\"");
-                hex(&mut s, &v);
-                s.push('"');
-            }
-            s.push('}');
+                Cow::Owned(v)
+            });
+            done.push(CompletedNbl {
+                id: nbl.id(),
+                status: nbl.status,
+                bytes_transferred: nbl.tcp_offload_bytes_transferred(),
+                offset: nb.data_offset(),
+                length: nb.data_length(),
+                offset_before: from,
+                data,
+            });
         }
-        s.push_str("]}");
-        self.out.line(s);
+        self.out.call(&Line::Complete { t: self.out.t(), conn, nbls: done });
         self.host.receive_complete(conn, nbls, &mut self.scratch);
         self.out.nested(&mut self.scratch, nested);
-        self.out.ret("");
+        self.out.ret(Ret::default());
     }
 
     fn receive_indicate(
@@ -473,46 +416,26 @@ impl ProtocolHost for TracingHost<'_> {
         status: NdisStatus,
         nested: &mut NestedCalls,
     ) -> IndicateReturn {
-        let mut s = self.out.start(TraceEv::Indicate, Some(conn));
-        let _ = write!(s, ",\"status\":\"{status}\",\"nbls\":[");
-        for (i, n) in nbl.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            self.out.data_nbl(&mut s, n);
-        }
-        s.push_str("]}");
-        self.out.line(s);
+        let nbls = self.out.data_nbls(&nbl);
+        self.out.call(&Line::Indicate { t: self.out.t(), conn, status, nbls });
         let r = self.host.receive_indicate(conn, nbl, status, &mut self.scratch);
         self.out.nested(&mut self.scratch, nested);
-        let extra = match &r {
-            IndicateReturn::Success => format!(",\"outcome\":\"{}\"", Outcome::Success.name()),
-            IndicateReturn::NotAccepted(_) => format!(",\"outcome\":\"{}\"", Outcome::NotAccepted.name()),
+        let ret = match &r {
+            IndicateReturn::Success => Ret { outcome: Some(Outcome::Success), ..Ret::default() },
+            IndicateReturn::NotAccepted(_) => Ret { outcome: Some(Outcome::NotAccepted), ..Ret::default() },
             IndicateReturn::PartiallyAccepted { bytes_consumed, .. } => {
-                format!(",\"outcome\":\"{}\",\"consumed\":{bytes_consumed}", Outcome::PartiallyAccepted.name())
+                Ret { outcome: Some(Outcome::PartiallyAccepted), consumed: Some(*bytes_consumed), ..Ret::default() }
             }
         };
-        self.out.ret(&extra);
+        self.out.ret(ret);
         r
     }
 
     fn event_indicate(&mut self, conn: ConnId, event: TcpOffloadEvent, nested: &mut NestedCalls) {
-        let mut s = self.out.start(TraceEv::Event, Some(conn));
-        let _ = write!(s, ",\"event\":\"{}\"", event_name(event));
-        match event {
-            TcpOffloadEvent::Retrieve(r) => {
-                let _ = write!(s, ",\"reason\":{}", r as u32);
-            }
-            TcpOffloadEvent::SendBacklogChange(b) => {
-                let _ = write!(s, ",\"bytes\":{b}");
-            }
-            _ => {}
-        }
-        s.push('}');
-        self.out.line(s);
+        self.out.call(&Line::Event { t: self.out.t(), conn, event });
         self.host.event_indicate(conn, event, &mut self.scratch);
         self.out.nested(&mut self.scratch, nested);
-        self.out.ret("");
+        self.out.ret(Ret::default());
     }
 }
 
@@ -566,8 +489,8 @@ macro_rules! traced {
         let $r = $call;
         let $o = $self.out.as_mut().expect("checked above");
         $o.sync_timers(&$self.inner);
-        let extra: String = $close;
-        $o.ret(&extra);
+        let ret: Ret<'_> = $close;
+        $o.ret(ret);
         $r
     }};
 }
@@ -598,13 +521,7 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
             self,
             host,
             now,
-            |out| {
-                let mut s = out.start(TraceEv::Return, None);
-                s.push_str(",\"nbls\":");
-                TraceWriter::ids(&mut s, &nbls);
-                s.push('}');
-                out.line(s);
-            },
+            |out| { out.call(&Line::Return { t: out.t(), nbls: TraceWriter::ids(&nbls) }) },
             |h| self.inner.receive_return(now, nbls, h),
             |r, _o| TraceWriter::status(r)
         )
@@ -621,12 +538,7 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
             self,
             host,
             now,
-            |out| {
-                let mut s = out.start(TraceEv::Disconnect, Some(conn));
-                let k = if kind == DisconnectKind::Abortive { "abortive" } else { "graceful" };
-                let _ = write!(s, ",\"kind\":\"{k}\"}}");
-                out.line(s);
-            },
+            |out| { out.call(&Line::Disconnect { t: out.t(), conn, abortive: kind == DisconnectKind::Abortive }) },
             |h| self.inner.disconnect(now, conn, kind, h),
             |r, _o| match &r {
                 Ok(()) => TraceWriter::status(NdisStatus::Success),
@@ -645,24 +557,17 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
             self,
             host,
             now,
-            |out| {
-                let s = out.start(TraceEv::Terminate, Some(conn)) + "}";
-                out.line(s);
-            },
+            |out| { out.call(&Line::Terminate { t: out.t(), conn }) },
             |h| self.inner.terminate_offload(now, conn, h),
             |r, out| match &r {
                 Ok(d) => {
                     out.timers.remove(&conn);
-                    let mut s = TraceWriter::status(NdisStatus::Success);
-                    let _ = write!(s, ",\"rcv_nxt\":{},\"state\":{},\"buffered\":[", d.rcv_nxt, state_str(d.state));
-                    for (i, n) in d.buffered_data.iter().enumerate() {
-                        if i > 0 {
-                            s.push(',');
-                        }
-                        out.data_nbl(&mut s, n);
+                    Ret {
+                        rcv_nxt: Some(d.rcv_nxt),
+                        state: Some(d.state),
+                        buffered: Some(out.data_nbls(&d.buffered_data)),
+                        ..TraceWriter::status(NdisStatus::Success)
                     }
-                    s.push(']');
-                    s
                 }
                 Err(e) => TraceWriter::error(e),
             }
@@ -675,12 +580,11 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
             host,
             now,
             |out| {
-                let s = out.start(TraceEv::Timer, None) + "}";
-                out.lazy = Some(s);
+                out.lazy = Some(TraceWriter::text(&Line::Timer { t: out.t() }));
                 out.all_touched = true;
             },
             |h| self.inner.handle_timeout(now, h),
-            |_r, _o| String::new()
+            |_r, _o| Ret::default()
         )
     }
 
@@ -709,35 +613,23 @@ impl<T: InitiateOffload> InitiateOffload for Tracer<T> {
                 // Followed from now on: a push timer armed during the offload is written
                 // inside it.
                 out.timers.insert(conn, None);
-                let mut s = out.start(TraceEv::Offload, Some(conn));
                 let d = &state.delegated;
-                let _ = write!(
-                    s,
-                    ",\"rcv_nxt\":{},\"state\":{},\"initial_rcv_wnd\":{},\"rcv_indication_size\":{},\"local_port\":{},\"remote_port\":{},\"buffered\":[",
-                    d.rcv_nxt,
-                    state_str(d.state),
-                    state.cached.initial_rcv_wnd,
-                    state.cached.rcv_indication_size,
-                    state.constant.local_port,
-                    state.constant.remote_port
-                );
-                for (i, n) in d.buffered_data.iter().enumerate() {
-                    if i > 0 {
-                        s.push(',');
-                    }
-                    out.data_nbl(&mut s, n);
-                }
-                s.push_str("]}");
-                out.line(s);
+                let line = Line::Offload {
+                    t: out.t(),
+                    conn,
+                    rcv_nxt: d.rcv_nxt,
+                    state: d.state,
+                    initial_rcv_wnd: state.cached.initial_rcv_wnd,
+                    rcv_indication_size: state.cached.rcv_indication_size,
+                    local_port: state.constant.local_port,
+                    remote_port: state.constant.remote_port,
+                    buffered: out.data_nbls(&d.buffered_data),
+                };
+                out.call(&line);
             },
             |h| self.inner.initiate_offload(now, conn, state, h),
             |r, o| match &r {
-                Ok(back) => {
-                    let mut s = TraceWriter::status(NdisStatus::Success);
-                    s.push_str(",\"returned\":");
-                    TraceWriter::ids(&mut s, back);
-                    s
-                }
+                Ok(back) => Ret { returned: Some(TraceWriter::ids(back)), ..TraceWriter::status(NdisStatus::Success) },
                 Err(e) => {
                     o.timers.remove(&conn);
                     TraceWriter::status(e.status)
@@ -748,25 +640,14 @@ impl<T: InitiateOffload> InitiateOffload for Tracer<T> {
 }
 
 impl<T: OffloadTarget + ReceiveInput> Tracer<T> {
-    fn open_input(out: &mut TraceWriter, now: Instant, ev: TraceEv, conn: ConnId, extra: &str) {
+    /// Writes an engine input's line (`data`, `fin`, `rst`, `tcp_event`) at `now`.
+    fn open_input(out: &mut TraceWriter, now: Instant, line: impl FnOnce(u64) -> Line<'static>) {
         out.now = now;
-        let s = out.start(ev, Some(conn)) + extra + "}";
-        out.line(s);
+        out.call(&line(out.t()));
     }
 }
 
-/// The fields of a `data` line: length, PSH, and the bytes when recorded.
-fn data_fields(len: usize, psh: bool, bytes: Option<&[u8]>) -> String {
-    let mut s = format!(",\"len\":{len},\"psh\":{psh}");
-    if let Some(b) = bytes {
-        s.push_str(",\"data\":\"");
-        hex(&mut s, b);
-        s.push('"');
-    }
-    s
-}
-
-fn input_ret(r: &Result<(), ApiMisuse>) -> String {
+fn input_ret(r: &Result<(), ApiMisuse>) -> Ret<'static> {
     match r {
         Ok(()) => TraceWriter::status(NdisStatus::Success),
         Err(e) => TraceWriter::error(e),
@@ -787,8 +668,9 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Tracer<T> {
             host,
             now,
             |out| {
-                let extra = data_fields(data.len(), psh, out.bytes.then_some(data));
-                Self::open_input(out, now, TraceEv::Data, conn, &extra);
+                out.now = now;
+                let bytes = out.bytes.then_some(Cow::Borrowed(data));
+                out.call(&Line::Data { t: out.t(), conn, len: data.len(), psh, data: bytes });
             },
             |h| self.inner.receive_data(now, conn, data, psh, h),
             |r, _o| input_ret(&r)
@@ -813,8 +695,8 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Tracer<T> {
                 if out.bytes {
                     self.inner.placed_bytes(conn, len, &mut |s| v.extend_from_slice(s));
                 }
-                let extra = data_fields(len, psh, out.bytes.then_some(&v[..]));
-                Self::open_input(out, now, TraceEv::Data, conn, &extra);
+                let data = out.bytes.then_some(Cow::Owned(v));
+                Self::open_input(out, now, |t| Line::Data { t, conn, len, psh, data });
             },
             |h| self.inner.receive_placed(now, conn, len, psh, h),
             |r, _o| input_ret(&r)
@@ -832,13 +714,7 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Tracer<T> {
             self,
             host,
             now,
-            |out| {
-                let mut extra = format!(",\"event\":\"{}\"", event_name(event));
-                if let TcpOffloadEvent::Retrieve(r) = event {
-                    let _ = write!(extra, ",\"reason\":{}", r as u32);
-                }
-                Self::open_input(out, now, TraceEv::TcpEvent, conn, &extra);
-            },
+            |out| { Self::open_input(out, now, |t| Line::TcpEvent { t, conn, event }) },
             |h| self.inner.indicate_event(now, conn, event, h),
             |r, _o| input_ret(&r)
         )
@@ -849,7 +725,7 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Tracer<T> {
             self,
             host,
             now,
-            |out| { Self::open_input(out, now, TraceEv::Fin, conn, "") },
+            |out| { Self::open_input(out, now, |t| Line::Fin { t, conn }) },
             |h| self.inner.receive_fin(now, conn, h),
             |r, _o| input_ret(&r)
         )
@@ -860,7 +736,7 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Tracer<T> {
             self,
             host,
             now,
-            |out| { Self::open_input(out, now, TraceEv::Rst, conn, "") },
+            |out| { Self::open_input(out, now, |t| Line::Rst { t, conn }) },
             |h| self.inner.receive_rst(now, conn, h),
             |r, _o| input_ret(&r)
         )
