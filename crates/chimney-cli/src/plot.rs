@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use chimney::contract::trace::{Outcome, TraceEv};
+use chimney::contract::schema::Line;
+use chimney::contract::trace::Outcome;
 use chimney::wire::{self, flags};
 
 /// `chimney plot` flags.
@@ -179,26 +180,30 @@ pub fn add_contract(t: &mut Trace, path: &Path) -> Result<bool, String> {
         }
         let v: serde_json::Value =
             serde_json::from_str(line).map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
-        let ev = v.get("ev").and_then(|e| e.as_str()).and_then(TraceEv::parse);
-        let num = |k: &str| v.get(k).and_then(|x| x.as_u64());
-        let ports = (num("remote_port"), num("local_port"));
-        if ev == Some(TraceEv::Offload) && ports == (Some(u64::from(sender.port())), Some(u64::from(receiver.port()))) {
-            let buffered: u64 =
-                v["buffered"].as_array().map_or(0, |a| a.iter().filter_map(|b| b["length"].as_u64()).sum());
-            let rel = u64::from((num("rcv_nxt").unwrap_or(0) as u32).wrapping_sub(isn.wrapping_add(1)));
-            let t_off = num("t").unwrap_or(0) as f64 / 1e9;
-            cur = Some(Cur { conn: num("conn").unwrap_or(0), t_off, base: rel.saturating_sub(buffered), delivered: 0 });
-            found = true;
-            continue;
+        // The schema's one reader; a line it cannot read marks nothing.
+        let Ok(l) = Line::read(&v) else { continue };
+        if let Line::Offload { t: t_ns, conn, rcv_nxt, local_port, remote_port, buffered, .. } = &l {
+            if (*remote_port, *local_port) == (sender.port(), receiver.port()) {
+                let buffered: u64 = buffered.iter().map(|b| b.length as u64).sum();
+                let rel = u64::from(rcv_nxt.wrapping_sub(isn.wrapping_add(1)));
+                cur = Some(Cur {
+                    conn: u64::from(conn.0),
+                    t_off: *t_ns as f64 / 1e9,
+                    base: rel.saturating_sub(buffered),
+                    delivered: 0,
+                });
+                found = true;
+                continue;
+            }
         }
         let Some(c) = cur.as_mut() else { continue };
-        if ev == Some(TraceEv::Ret) {
-            if let (Some(o), Some(len)) = (v.get("outcome").and_then(|o| o.as_str()), awaiting) {
+        if let Line::Ret(r) = &l {
+            if let (Some(o), Some(len)) = (r.outcome, awaiting) {
                 awaiting = None;
-                c.delivered += match Outcome::parse(o) {
-                    Some(Outcome::Success) => len,
-                    Some(Outcome::PartiallyAccepted) => num("consumed").unwrap_or(0),
-                    _ => 0,
+                c.delivered += match o {
+                    Outcome::Success => len,
+                    Outcome::PartiallyAccepted => r.consumed.unwrap_or(0) as u64,
+                    Outcome::NotAccepted => 0,
                 };
                 if let Some(last) = t.indications.last_mut() {
                     last.1 = c.base + c.delivered;
@@ -206,27 +211,30 @@ pub fn add_contract(t: &mut Trace, path: &Path) -> Result<bool, String> {
             }
             continue;
         }
-        let ours = num("conn") == Some(c.conn);
-        let at = hs + (num("t").map_or(c.t_off, |n| n as f64 / 1e9) - c.t_off);
-        match ev {
-            Some(TraceEv::Complete) if ours => {
-                for n in v["nbls"].as_array().into_iter().flatten() {
-                    let b = n["bytes_transferred"].as_u64().unwrap_or(0);
+        let ours = l.conn().map(|x| u64::from(x.0)) == Some(c.conn);
+        let line_t = match &l {
+            Line::Complete { t, .. } | Line::Indicate { t, .. } => Some(*t).filter(|&t| t > 0),
+            _ => None,
+        };
+        let at = hs + (line_t.map_or(c.t_off, |n| n as f64 / 1e9) - c.t_off);
+        match &l {
+            Line::Complete { nbls, .. } if ours => {
+                for n in nbls {
+                    let b = n.bytes_transferred as u64;
                     if b > 0 {
                         c.delivered += b;
                         t.completions.push((at, c.base + c.delivered));
                     }
                 }
             }
-            Some(TraceEv::Indicate) => {
+            Line::Indicate { nbls, .. } => {
                 awaiting = None;
                 if ours {
-                    awaiting =
-                        Some(v["nbls"].as_array().map_or(0, |a| a.iter().filter_map(|n| n["length"].as_u64()).sum()));
+                    awaiting = Some(nbls.iter().map(|n| n.length as u64).sum());
                     t.indications.push((at, c.base + c.delivered));
                 }
             }
-            Some(TraceEv::Terminate) if ours => cur = None,
+            Line::Terminate { .. } if ours => cur = None,
             _ => {}
         }
     }

@@ -16,14 +16,15 @@ use std::rc::Rc;
 
 use serde_json::Value;
 
-use super::trace::{parse_id, Outcome, TraceEv, TRACE_VERSION};
+use super::schema::{DataNbl, Line, PostedNbl, RetStatus, MAX_BYTES};
+use super::trace::{Outcome, TraceEv, TRACE_VERSION};
 use super::{
     ApiMisuse, ConnId, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls, OffloadTarget, PostRejected,
     ProtocolHost, ReceiveInput, Verifier, VerifierMode, Violation,
 };
 use crate::ndis::{
-    DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, TcpCachedState, TcpConnectionState,
-    TcpConstState, TcpDelegatedState, TcpOffloadEvent, TcpOffloadState, TcpUploadReason,
+    DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, TcpCachedState, TcpConstState,
+    TcpDelegatedState, TcpOffloadEvent, TcpOffloadState, TcpUploadReason,
 };
 use crate::time::Instant;
 
@@ -80,15 +81,9 @@ struct Ev {
 
 type R<T> = Result<T, ReplayError>;
 
-/// Largest buffer one line may describe (the NBLs of one post, completion, indication or
-/// BufferedData list; one data event): a hostile trace must not make the replay allocate
-/// without bound.
-const MAX_BYTES: usize = 64 << 20;
 /// Most bytes the replay holds at once: NBLs posted and not completed, NBLs the host holds,
 /// and stream bytes fed but not delivered.
 const MAX_LIVE: usize = 1 << 30;
-/// Most NBLs one line may list.
-const MAX_NBLS: usize = 4096;
 
 impl Ev {
     fn kind(&self) -> &str {
@@ -104,62 +99,9 @@ impl Ev {
         Err(ReplayError { line: self.line, msg: msg.into() })
     }
 
-    fn field<'a>(&self, obj: &'a Value, k: &str) -> R<&'a Value> {
-        match obj.get(k) {
-            Some(v) => Ok(v),
-            None => self.err(format!("`{}`: field `{k}` missing", self.kind())),
-        }
-    }
-
-    fn num(&self, obj: &Value, k: &str) -> R<u64> {
-        match self.field(obj, k)?.as_u64() {
-            Some(n) => Ok(n),
-            None => self.err(format!("`{}`: `{k}` must be a non-negative integer", self.kind())),
-        }
-    }
-
-    fn size(&self, obj: &Value, k: &str) -> R<usize> {
-        self.num(obj, k).map(|n| n as usize)
-    }
-
-    fn flag(&self, obj: &Value, k: &str) -> R<bool> {
-        match obj.get(k) {
-            None => Ok(false),
-            Some(v) => match v.as_bool() {
-                Some(b) => Ok(b),
-                None => self.err(format!("`{}`: `{k}` must be true or false", self.kind())),
-            },
-        }
-    }
-
-    fn text<'a>(&self, obj: &'a Value, k: &str) -> R<&'a str> {
-        match self.field(obj, k)?.as_str() {
-            Some(s) => Ok(s),
-            None => self.err(format!("`{}`: `{k}` must be a string", self.kind())),
-        }
-    }
-
-    fn conn(&self) -> R<ConnId> {
-        let n = self.num(&self.v, "conn")?;
-        match u32::try_from(n) {
-            Ok(c) => Ok(ConnId(c)),
-            Err(_) => self.err("`conn` out of range"),
-        }
-    }
-
-    fn id(&self, v: &Value) -> R<NblId> {
-        match v.as_str().and_then(parse_id) {
-            Some(id) => Ok(id),
-            None => self.err(format!("bad NBL id {v} (expected \"h<n>\", \"t<n>\" or \"x<n>\")")),
-        }
-    }
-
-    fn list<'a>(&self, obj: &'a Value, k: &str) -> R<&'a Vec<Value>> {
-        match self.field(obj, k)?.as_array() {
-            Some(a) if a.len() <= MAX_NBLS => Ok(a),
-            Some(_) => self.err(format!("`{}`: `{k}` lists more than {MAX_NBLS} entries", self.kind())),
-            None => self.err(format!("`{}`: `{k}` must be an array", self.kind())),
-        }
+    /// The line as its typed record (the schema's one reader).
+    fn read(&self) -> R<Line<'static>> {
+        Line::read(&self.v).map_err(|msg| ReplayError { line: self.line, msg })
     }
 
     /// Adds an NBL's bytes to what this line describes (at most [`MAX_BYTES`] in all).
@@ -171,101 +113,43 @@ impl Ev {
         Ok(())
     }
 
-    /// A field that must fit 32 bits.
-    fn num32(&self, obj: &Value, k: &str) -> R<u32> {
-        match u32::try_from(self.num(obj, k)?) {
-            Ok(n) => Ok(n),
-            Err(_) => self.err(format!("`{}`: `{k}` must fit 32 bits", self.kind())),
-        }
-    }
-
-    /// An optional field that must fit 32 bits when present.
-    fn opt32(&self, obj: &Value, k: &str) -> R<u32> {
-        if obj.get(k).is_none_or(Value::is_null) {
-            return Ok(0);
-        }
-        self.num32(obj, k)
-    }
-
-    /// A TCP state number, or `null`/absent for none.
-    fn state(&self, obj: &Value) -> R<Option<TcpConnectionState>> {
-        match obj.get("state") {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => match v.as_u64().and_then(conn_state) {
-                Some(s) => Ok(Some(s)),
-                None => self.err(format!("unknown TCP state {v}")),
-            },
-        }
-    }
-
-    fn status(&self, obj: &Value) -> R<NdisStatus> {
-        let s = self.text(obj, "status")?;
-        match NdisStatus::ALL.iter().find(|x| x.to_string() == s) {
-            Some(&x) => Ok(x),
-            None => self.err(format!("unknown status {s:?}")),
-        }
-    }
-
-    /// `data` (hex) of `obj`, which must be `len` bytes; zeros when absent.
-    fn bytes(&self, obj: &Value, len: usize) -> R<Vec<u8>> {
-        if len > MAX_BYTES {
-            return self.err(format!("{len} bytes in one event: at most 64 MiB"));
-        }
-        let Some(d) = obj.get("data") else {
-            return Ok(vec![0; len]);
+    /// A host NBL as posted.
+    fn host_nbl(&self, d: &PostedNbl) -> R<NetBufferList> {
+        let mdls = d.mdls.iter().map(|&n| Mdl::zeroed(n)).collect();
+        let Ok(nb) = NetBuffer::with_used_space(mdls, d.offset, d.length) else {
+            return self.err(format!(
+                "{}: used space {}+{} lies outside its MDLs",
+                super::trace::id_str(d.id),
+                d.offset,
+                d.length
+            ));
         };
-        let Some(h) = d.as_str().filter(|h| h.len() % 2 == 0 && h.is_ascii()) else {
-            return self.err("`data` must be a hex string");
-        };
-        let mut out = Vec::with_capacity(h.len() / 2);
-        for i in (0..h.len()).step_by(2) {
-            match u8::from_str_radix(&h[i..i + 2], 16) {
-                Ok(b) => out.push(b),
-                Err(_) => return self.err("`data` must be a hex string"),
-            }
-        }
-        if out.len() != len {
-            return self.err(format!("`data` holds {} bytes, {len} expected", out.len()));
-        }
-        Ok(out)
-    }
-
-    /// A host NBL as posted: `{"id","mdls","offset","length","no_push","prefilled"}`.
-    fn host_nbl(&self, d: &Value) -> R<NetBufferList> {
-        let id = self.id(self.field(d, "id")?)?;
-        let mut mdls = Vec::new();
-        let mut total = 0usize;
-        for m in self.list(d, "mdls")? {
-            match m.as_u64().and_then(|n| usize::try_from(n).ok()) {
-                Some(n) if n <= MAX_BYTES - total => {
-                    total += n;
-                    mdls.push(Mdl::zeroed(n));
-                }
-                _ => return self.err("`mdls` must list byte counts, at most 64 MiB in all"),
-            }
-        }
-        let (off, len) = (self.size(d, "offset")?, self.size(d, "length")?);
-        let Ok(nb) = NetBuffer::with_used_space(mdls, off, len) else {
-            return self.err(format!("{}: used space {off}+{len} lies outside its MDLs", super::trace::id_str(id)));
-        };
-        let mut nbl = NetBufferList::new(id, nb);
-        nbl.set_tcp_receive_no_push(self.flag(d, "no_push")?);
-        nbl.set_tcp_receive_bytes_transferred(d.get("prefilled").and_then(Value::as_u64).unwrap_or(0) as usize);
+        let mut nbl = NetBufferList::new(d.id, nb);
+        nbl.set_tcp_receive_no_push(d.no_push);
+        nbl.set_tcp_receive_bytes_transferred(d.prefilled);
         Ok(nbl)
     }
 
-    /// A target NBL carrying data: `{"id","offset","length","data"?}`.
-    fn target_nbl(&self, d: &Value) -> R<NetBufferList> {
-        let id = self.id(self.field(d, "id")?)?;
-        let off = d.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
-        let len = self.size(d, "length")?;
-        if off.saturating_add(len) > MAX_BYTES {
-            return self.err("offset + length over 64 MiB");
+    /// A target NBL carrying data (zeros where the trace has no bytes).
+    fn target_nbl(d: &DataNbl<'_>) -> NetBufferList {
+        let mut bytes = vec![0; d.offset];
+        match &d.data {
+            Some(b) => bytes.extend_from_slice(b),
+            None => bytes.resize(d.offset + d.length, 0),
         }
-        let mut bytes = vec![0; off];
-        bytes.extend(self.bytes(d, len)?);
-        let nb = NetBuffer::with_used_space(vec![Mdl::from_bytes(bytes)], off, len).expect("sized to fit");
-        Ok(NetBufferList::new(id, nb))
+        let nb = NetBuffer::with_used_space(vec![Mdl::from_bytes(bytes)], d.offset, d.length).expect("sized to fit");
+        NetBufferList::new(d.id, nb)
+    }
+
+    /// Target NBLs of a line, within the line's budget.
+    fn target_chain(&self, nbls: &[DataNbl<'_>]) -> R<NblChain> {
+        let (mut chain, mut used) = (NblChain::new(), 0);
+        for d in nbls {
+            let n = Self::target_nbl(d);
+            self.budget(&mut used, &n)?;
+            chain.push_back(n);
+        }
+        Ok(chain)
     }
 }
 
@@ -386,19 +270,21 @@ impl Script {
     }
 
     fn set_timer(&mut self, ev: &Ev) {
-        let r = ev.conn().map(|c| {
-            let due = ev.v.get("due").and_then(Value::as_u64).map(Instant::from_nanos);
-            self.timers.insert(c, due);
-        });
-        self.ok(r);
+        match ev.read() {
+            Ok(Line::PushTimer { conn, due }) => {
+                self.timers.insert(conn, due.map(Instant::from_nanos));
+            }
+            Ok(_) => {}
+            Err(e) => self.fail(e),
+        }
     }
 
     /// A `post` line's connection and NBLs.
     fn post_chain(&mut self, ev: &Ev) -> Option<(ConnId, NblChain)> {
         let r = (|| {
-            let conn = ev.conn()?;
+            let Line::Post { conn, nbls, .. } = ev.read()? else { return ev.err("not a `post`") };
             let (mut chain, mut used) = (NblChain::new(), 0);
-            for d in ev.list(&ev.v, "nbls")? {
+            for d in &nbls {
                 let n = ev.host_nbl(d)?;
                 ev.budget(&mut used, &n)?;
                 chain.push_back(n);
@@ -411,8 +297,9 @@ impl Script {
     /// The NBLs a `return` line names, from what the host holds (an id it does not hold
     /// becomes an empty stand-in, which the verifier reports).
     fn returned(&mut self, ev: &Ev) -> Option<NblChain> {
-        let ids = match ev.list(&ev.v, "nbls").and_then(|l| l.iter().map(|v| ev.id(v)).collect::<R<Vec<_>>>()) {
-            Ok(ids) => ids,
+        let ids = match ev.read() {
+            Ok(Line::Return { nbls, .. }) => nbls,
+            Ok(_) => return None,
             Err(e) => {
                 self.fail(e);
                 return None;
@@ -433,11 +320,10 @@ impl Script {
     /// them (ids never posted become stand-ins of the described size).
     fn completion(&mut self, ev: &Ev) -> Option<(ConnId, NblChain)> {
         let r = (|| {
-            let conn = ev.conn()?;
+            let Line::Complete { conn, nbls, .. } = ev.read()? else { return ev.err("not a `complete`") };
             let mut chain = NblChain::new();
-            for d in ev.list(&ev.v, "nbls")? {
-                let id = ev.id(ev.field(d, "id")?)?;
-                let (off, len) = (ev.size(d, "offset")?, ev.size(d, "length")?);
+            for d in &nbls {
+                let (id, off, len) = (d.id, d.offset, d.length);
                 let mut nbl = match self.posted_take(id) {
                     Some(n) => n,
                     None if off.saturating_add(len) > MAX_BYTES => {
@@ -449,12 +335,11 @@ impl Script {
                         NetBufferList::new(id, nb.expect("empty used space"))
                     }
                 };
-                if let Some(h) = d.get("data").and_then(Value::as_str) {
+                if let Some(placed) = &d.data {
                     // The bytes placed: they end at the advanced data start.
-                    let placed = ev.bytes(d, h.len() / 2)?;
                     let nb = nbl.net_buffer_mut();
                     if nb.reset_used_space(off.saturating_sub(placed.len()), placed.len()).is_ok() {
-                        nb.write_used(0, &placed);
+                        nb.write_used(0, placed);
                     }
                 }
                 if nbl.net_buffer_mut().reset_used_space(off, len).is_err() {
@@ -463,8 +348,8 @@ impl Script {
                         super::trace::id_str(id)
                     ));
                 }
-                nbl.status = ev.status(d)?;
-                nbl.set_tcp_offload_bytes_transferred(ev.size(d, "bytes_transferred")?);
+                nbl.status = d.status;
+                nbl.set_tcp_offload_bytes_transferred(d.bytes_transferred);
                 chain.push_back(nbl);
             }
             Ok((conn, chain))
@@ -474,33 +359,18 @@ impl Script {
 
     fn indication(&mut self, ev: &Ev) -> Option<(ConnId, NblChain, NdisStatus)> {
         let r = (|| {
-            let conn = ev.conn()?;
-            let (mut chain, mut used) = (NblChain::new(), 0);
-            for d in ev.list(&ev.v, "nbls")? {
-                let n = ev.target_nbl(d)?;
-                ev.budget(&mut used, &n)?;
-                chain.push_back(n);
-            }
-            Ok((conn, chain, ev.status(&ev.v)?))
+            let Line::Indicate { conn, status, nbls, .. } = ev.read()? else { return ev.err("not an `indicate`") };
+            Ok((conn, ev.target_chain(&nbls)?, status))
         })();
         self.ok(r)
     }
 
     fn event(&mut self, ev: &Ev) -> Option<(ConnId, TcpOffloadEvent)> {
-        let r = (|| {
-            let conn = ev.conn()?;
-            let e = match ev.text(&ev.v, "event")? {
-                "DISCONNECT" => TcpOffloadEvent::Disconnect,
-                "ABORT" => TcpOffloadEvent::Abort,
-                "RETRIEVE" => match upload_reason(ev.num(&ev.v, "reason")?) {
-                    Some(r) => TcpOffloadEvent::Retrieve(r),
-                    None => return ev.err("unknown upload reason"),
-                },
-                "SEND_BACKLOG_CHANGE" => TcpOffloadEvent::SendBacklogChange(ev.num32(&ev.v, "bytes")?),
-                other => return ev.err(format!("unknown event {other:?}")),
-            };
-            Ok((conn, e))
-        })();
+        let r = match ev.read() {
+            Ok(Line::Event { conn, event, .. }) => Ok((conn, event)),
+            Ok(_) => ev.err("not an `event`"),
+            Err(e) => Err(e),
+        };
         self.ok(r)
     }
 
@@ -535,32 +405,6 @@ impl Script {
             self.delivered_gone += delivered;
         }
     }
-}
-
-fn upload_reason(n: u64) -> Option<TcpUploadReason> {
-    use TcpUploadReason::*;
-    [
-        LowActivity,
-        HighDropRate,
-        SmallIo,
-        NoBufferPreposting,
-        ReceivedUrgentData,
-        HighFragmentation,
-        HighOutOfOrderPackets,
-        TimeoutExpiration,
-        InvalidState,
-        UploadRequested,
-        HardwareFailure,
-    ]
-    .into_iter()
-    .find(|r| *r as u64 == n)
-}
-
-fn conn_state(n: u64) -> Option<TcpConnectionState> {
-    use TcpConnectionState::*;
-    [Closed, Listen, SynSent, SynRcvd, Established, FinWait1, FinWait2, CloseWait, Closing, LastAck, TimeWait]
-        .into_iter()
-        .find(|s| *s as u64 == n)
 }
 
 type Shared = Rc<RefCell<Script>>;
@@ -624,13 +468,17 @@ impl ReplayTarget {
 
     fn ret_status(&mut self, ret: &Option<Ev>) -> Option<Result<NdisStatus, String>> {
         let ev = ret.as_ref()?;
-        match ev.v.get("status").and_then(Value::as_str) {
-            Some("ERROR") => Some(Err(ev.v.get("error").and_then(Value::as_str).unwrap_or("").to_string())),
-            Some(_) => {
-                let r = ev.status(&ev.v);
-                self.s.borrow_mut().ok(r).map(Ok)
+        match ev.read() {
+            Ok(Line::Ret(r)) => match r.status {
+                Some(RetStatus::Error) => Some(Err(r.error.unwrap_or_default())),
+                Some(RetStatus::Ndis(s)) => Some(Ok(s)),
+                None => Some(Ok(NdisStatus::Success)),
+            },
+            Ok(_) => Some(Ok(NdisStatus::Success)),
+            Err(e) => {
+                self.s.borrow_mut().fail(e);
+                None
             }
-            None => Some(Ok(NdisStatus::Success)),
         }
     }
 }
@@ -702,17 +550,12 @@ impl OffloadTarget for ReplayTarget {
         };
         let ev = ret.expect("status came from it");
         let r = (|| {
-            let (mut buffered, mut used) = (NblChain::new(), 0);
-            if ev.v.get("buffered").is_some() {
-                for d in ev.list(&ev.v, "buffered")? {
-                    let n = ev.target_nbl(d)?;
-                    ev.budget(&mut used, &n)?;
-                    buffered.push_back(n);
-                }
-            }
+            let Line::Ret(r) = ev.read()? else { return ev.err("not a `ret`") };
+            let buffered = ev.target_chain(r.buffered.as_deref().unwrap_or(&[]))?;
+            let Some(rcv_nxt) = r.rcv_nxt else { return ev.err("`ret`: field `rcv_nxt` missing") };
             Ok(TcpDelegatedState {
-                state: ev.state(&ev.v)?,
-                rcv_nxt: ev.num32(&ev.v, "rcv_nxt")?,
+                state: r.state.flatten(),
+                rcv_nxt,
                 buffered_data: buffered,
                 ..TcpDelegatedState::default()
             })
@@ -863,14 +706,22 @@ impl ProtocolHost for ReplayHost {
             return IndicateReturn::NotAccepted(nbl);
         };
         // Both spellings of a refusal count (A2: Outcome::parse).
-        match ret.v.get("outcome").and_then(Value::as_str).and_then(Outcome::parse) {
+        let r = match ret.read() {
+            Ok(Line::Ret(r)) => r,
+            Ok(_) => return IndicateReturn::NotAccepted(nbl),
+            Err(e) => {
+                self.s.borrow_mut().fail(e);
+                return IndicateReturn::NotAccepted(nbl);
+            }
+        };
+        match r.outcome {
             Some(Outcome::Success) => {
                 self.s.borrow_mut().hold(ret.line, nbl);
                 IndicateReturn::Success
             }
             Some(Outcome::PartiallyAccepted) => {
-                let r = ret.size(&ret.v, "consumed");
-                match self.s.borrow_mut().ok(r) {
+                let c = r.consumed.ok_or(ReplayError { line: ret.line, msg: "`ret`: field `consumed` missing".into() });
+                match self.s.borrow_mut().ok(c) {
                     Some(bytes_consumed) => IndicateReturn::PartiallyAccepted { nbl, bytes_consumed },
                     None => IndicateReturn::NotAccepted(nbl),
                 }
@@ -937,125 +788,6 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
         let now = s.borrow().now.unwrap_or(Instant::ZERO);
         calls += 1;
         match ev.ev() {
-            Some(TraceEv::Offload) => {
-                let r = (|| {
-                    let conn = ev.conn()?;
-                    let (mut buffered, mut used) = (NblChain::new(), 0);
-                    if ev.v.get("buffered").is_some() {
-                        for d in ev.list(&ev.v, "buffered")? {
-                            let mut n = ev.target_nbl(d)?;
-                            ev.budget(&mut used, &n)?;
-                            // BufferedData at offload comes from the host.
-                            let id = n.id();
-                            if id.pool() == Some(crate::ndis::PoolTag::Target) {
-                                n = NetBufferList::new(
-                                    NblId::new(crate::ndis::PoolTag::Host, id.0 & 0xFFFF_FFFF_FFFF),
-                                    n.net_buffer().clone(),
-                                );
-                            }
-                            buffered.push_back(n);
-                        }
-                    }
-                    let state = TcpOffloadState {
-                        constant: TcpConstState {
-                            local_port: ev.opt32(&ev.v, "local_port")? as u16,
-                            remote_port: ev.opt32(&ev.v, "remote_port")? as u16,
-                            ..TcpConstState::default()
-                        },
-                        cached: TcpCachedState {
-                            initial_rcv_wnd: ev.num32(&ev.v, "initial_rcv_wnd")?,
-                            rcv_indication_size: ev.opt32(&ev.v, "rcv_indication_size")?,
-                        },
-                        delegated: TcpDelegatedState {
-                            state: ev.state(&ev.v)?,
-                            rcv_nxt: ev.num32(&ev.v, "rcv_nxt")?,
-                            buffered_data: buffered,
-                            ..TcpDelegatedState::default()
-                        },
-                    };
-                    Ok((conn, state))
-                })();
-                let r = s.borrow_mut().ok(r);
-                if let Some((conn, state)) = r {
-                    let held: usize = state.delegated.buffered_data.iter().map(|n| n.net_buffer().data_length()).sum();
-                    let checked = v.core().checked_bytes();
-                    let delivered = v.core().delivered(conn);
-                    // A re-offload under the same id starts a new stream.
-                    s.borrow_mut().gone(conn, delivered);
-                    if s.borrow_mut().feed(ev.line, conn, held, checked).is_some() {
-                        let _ = v.initiate_offload(now, conn, state, &mut host);
-                    }
-                }
-            }
-            Some(TraceEv::Post) => {
-                let posted = s.borrow_mut().post_chain(&ev);
-                if let Some((conn, chain)) = posted {
-                    let _ = v.receive(now, conn, chain, &mut host);
-                }
-            }
-            Some(TraceEv::Return) => {
-                let chain = s.borrow_mut().returned(&ev);
-                if let Some(chain) = chain {
-                    let _ = v.receive_return(now, chain, &mut host);
-                }
-            }
-            Some(TraceEv::Disconnect) => {
-                let r = (|| {
-                    let kind = match ev.text(&ev.v, "kind")? {
-                        "graceful" => DisconnectKind::Graceful,
-                        "abortive" => DisconnectKind::Abortive,
-                        k => return ev.err(format!("disconnect kind {k:?} (graceful or abortive)")),
-                    };
-                    Ok((ev.conn()?, kind))
-                })();
-                let r = s.borrow_mut().ok(r);
-                if let Some((conn, kind)) = r {
-                    let _ = v.disconnect(now, conn, kind, &mut host);
-                }
-            }
-            Some(TraceEv::Terminate) => {
-                let conn = s.borrow_mut().ok(ev.conn());
-                if let Some(conn) = conn {
-                    let delivered = v.core().delivered(conn);
-                    if let Ok(d) = v.terminate_offload(now, conn, &mut host) {
-                        let mut sc = s.borrow_mut();
-                        sc.gone(conn, delivered);
-                        sc.hold(ev.line, d.buffered_data);
-                    }
-                }
-            }
-            Some(TraceEv::Timer) => v.handle_timeout(now, &mut host),
-            Some(TraceEv::TcpEvent) => {
-                let conn = s.borrow_mut().ok(ev.conn());
-                if let Some(conn) = conn {
-                    // The event itself is the upcall recorded inside; the scope names the cause.
-                    let e = TcpOffloadEvent::Retrieve(TcpUploadReason::UploadRequested);
-                    let _ = v.indicate_event(now, conn, e, &mut host);
-                }
-            }
-            Some(TraceEv::Data) => {
-                let r = (|| {
-                    let len = ev.size(&ev.v, "len")?;
-                    Ok((ev.conn()?, ev.bytes(&ev.v, len)?, ev.flag(&ev.v, "psh")?))
-                })();
-                let r = s.borrow_mut().ok(r);
-                if let Some((conn, bytes, psh)) = r {
-                    let checked = v.core().checked_bytes();
-                    if s.borrow_mut().feed(ev.line, conn, bytes.len(), checked).is_some() {
-                        let _ = v.receive_data(now, conn, &bytes, psh, &mut host);
-                    }
-                }
-            }
-            Some(TraceEv::Fin | TraceEv::Rst) => {
-                let conn = s.borrow_mut().ok(ev.conn());
-                if let Some(conn) = conn {
-                    let _ = if ev.ev() == Some(TraceEv::Fin) {
-                        v.receive_fin(now, conn, &mut host)
-                    } else {
-                        v.receive_rst(now, conn, &mut host)
-                    };
-                }
-            }
             Some(TraceEv::PushTimer) => {
                 calls -= 1;
                 s.borrow_mut().set_timer(&ev);
@@ -1070,7 +802,103 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
                     ev.kind()
                 ),
             }),
-            _ => s.borrow_mut().fail(ReplayError { line: ev.line, msg: format!("unknown event {:?}", ev.kind()) }),
+            Some(_) => {
+                let line = s.borrow_mut().ok(ev.read());
+                match line {
+                    Some(Line::Offload {
+                        conn,
+                        rcv_nxt,
+                        state,
+                        initial_rcv_wnd,
+                        rcv_indication_size,
+                        local_port,
+                        remote_port,
+                        buffered,
+                        ..
+                    }) => {
+                        let r = ev.target_chain(&buffered).map(|chain| {
+                            // BufferedData at offload comes from the host.
+                            let mut host_owned = NblChain::new();
+                            for n in chain.iter() {
+                                let id = n.id();
+                                let id = if id.pool() == Some(crate::ndis::PoolTag::Target) {
+                                    NblId::new(crate::ndis::PoolTag::Host, id.0 & 0xFFFF_FFFF_FFFF)
+                                } else {
+                                    id
+                                };
+                                host_owned.push_back(NetBufferList::new(id, n.net_buffer().clone()));
+                            }
+                            TcpOffloadState {
+                                constant: TcpConstState { local_port, remote_port, ..TcpConstState::default() },
+                                cached: TcpCachedState { initial_rcv_wnd, rcv_indication_size },
+                                delegated: TcpDelegatedState {
+                                    state,
+                                    rcv_nxt,
+                                    buffered_data: host_owned,
+                                    ..TcpDelegatedState::default()
+                                },
+                            }
+                        });
+                        let state = s.borrow_mut().ok(r);
+                        if let Some(state) = state {
+                            let held: usize =
+                                state.delegated.buffered_data.iter().map(|n| n.net_buffer().data_length()).sum();
+                            let checked = v.core().checked_bytes();
+                            let delivered = v.core().delivered(conn);
+                            // A re-offload under the same id starts a new stream.
+                            s.borrow_mut().gone(conn, delivered);
+                            if s.borrow_mut().feed(ev.line, conn, held, checked).is_some() {
+                                let _ = v.initiate_offload(now, conn, state, &mut host);
+                            }
+                        }
+                    }
+                    Some(Line::Post { .. }) => {
+                        let posted = s.borrow_mut().post_chain(&ev);
+                        if let Some((conn, chain)) = posted {
+                            let _ = v.receive(now, conn, chain, &mut host);
+                        }
+                    }
+                    Some(Line::Return { .. }) => {
+                        let chain = s.borrow_mut().returned(&ev);
+                        if let Some(chain) = chain {
+                            let _ = v.receive_return(now, chain, &mut host);
+                        }
+                    }
+                    Some(Line::Disconnect { conn, abortive, .. }) => {
+                        let kind = if abortive { DisconnectKind::Abortive } else { DisconnectKind::Graceful };
+                        let _ = v.disconnect(now, conn, kind, &mut host);
+                    }
+                    Some(Line::Terminate { conn, .. }) => {
+                        let delivered = v.core().delivered(conn);
+                        if let Ok(d) = v.terminate_offload(now, conn, &mut host) {
+                            let mut sc = s.borrow_mut();
+                            sc.gone(conn, delivered);
+                            sc.hold(ev.line, d.buffered_data);
+                        }
+                    }
+                    Some(Line::Timer { .. }) => v.handle_timeout(now, &mut host),
+                    Some(Line::TcpEvent { conn, .. }) => {
+                        // The event itself is the upcall recorded inside; the scope names the cause.
+                        let e = TcpOffloadEvent::Retrieve(TcpUploadReason::UploadRequested);
+                        let _ = v.indicate_event(now, conn, e, &mut host);
+                    }
+                    Some(Line::Data { conn, len, psh, data, .. }) => {
+                        let bytes = data.map_or_else(|| vec![0; len], |d| d.into_owned());
+                        let checked = v.core().checked_bytes();
+                        if s.borrow_mut().feed(ev.line, conn, bytes.len(), checked).is_some() {
+                            let _ = v.receive_data(now, conn, &bytes, psh, &mut host);
+                        }
+                    }
+                    Some(Line::Fin { conn, .. }) => {
+                        let _ = v.receive_fin(now, conn, &mut host);
+                    }
+                    Some(Line::Rst { conn, .. }) => {
+                        let _ = v.receive_rst(now, conn, &mut host);
+                    }
+                    _ => {}
+                }
+            }
+            None => s.borrow_mut().fail(ReplayError { line: ev.line, msg: format!("unknown event {:?}", ev.kind()) }),
         }
         let err = s.borrow().err.clone();
         if let Some(e) = err {

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use super::trace::{event_name, id_str, Outcome, TraceEv};
 use super::ConnId;
-use crate::ndis::{NblId, NdisStatus, TcpConnectionState, TcpOffloadEvent};
+use crate::ndis::{NblId, NdisStatus, TcpConnectionState, TcpOffloadEvent, TcpUploadReason};
 
 /// A receive request as posted: its MDL sizes and used space, push mode and pre-fill.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -512,5 +512,306 @@ impl Ret<'_> {
             out.push_str(",\"returned\":");
             ids(out, r);
         }
+    }
+}
+
+/// Most NBLs one line may list.
+pub const MAX_NBLS: usize = 4096;
+/// Largest buffer one line may describe (one NBL's MDLs, one event's bytes).
+pub const MAX_BYTES: usize = 64 << 20;
+
+/// Reads fields of one JSON line, with errors that name the line's kind and the field.
+struct Fields<'v> {
+    kind: &'v str,
+    v: &'v serde_json::Value,
+}
+
+type Read<T> = Result<T, String>;
+
+impl<'v> Fields<'v> {
+    fn field(&self, obj: &'v serde_json::Value, k: &str) -> Read<&'v serde_json::Value> {
+        obj.get(k).ok_or_else(|| format!("`{}`: field `{k}` missing", self.kind))
+    }
+
+    fn num(&self, obj: &serde_json::Value, k: &str) -> Read<u64> {
+        let v = obj.get(k).ok_or_else(|| format!("`{}`: field `{k}` missing", self.kind))?;
+        v.as_u64().ok_or_else(|| format!("`{}`: `{k}` must be a non-negative integer", self.kind))
+    }
+
+    fn size(&self, obj: &serde_json::Value, k: &str) -> Read<usize> {
+        self.num(obj, k).map(|n| n as usize)
+    }
+
+    fn num32(&self, obj: &serde_json::Value, k: &str) -> Read<u32> {
+        u32::try_from(self.num(obj, k)?).map_err(|_| format!("`{}`: `{k}` must fit 32 bits", self.kind))
+    }
+
+    /// An optional 32-bit field (absent or `null`: 0).
+    fn opt32(&self, obj: &serde_json::Value, k: &str) -> Read<u32> {
+        if obj.get(k).is_none_or(serde_json::Value::is_null) {
+            return Ok(0);
+        }
+        self.num32(obj, k)
+    }
+
+    /// An optional flag (absent: false).
+    fn flag(&self, obj: &serde_json::Value, k: &str) -> Read<bool> {
+        match obj.get(k) {
+            None => Ok(false),
+            Some(v) => v.as_bool().ok_or_else(|| format!("`{}`: `{k}` must be true or false", self.kind)),
+        }
+    }
+
+    fn text(&self, obj: &'v serde_json::Value, k: &str) -> Read<&'v str> {
+        self.field(obj, k)?.as_str().ok_or_else(|| format!("`{}`: `{k}` must be a string", self.kind))
+    }
+
+    fn conn(&self) -> Read<ConnId> {
+        let n = self.num(self.v, "conn")?;
+        u32::try_from(n).map(ConnId).map_err(|_| "`conn` out of range".to_string())
+    }
+
+    fn t(&self) -> u64 {
+        self.v.get("t").and_then(serde_json::Value::as_u64).unwrap_or(0)
+    }
+
+    fn id(&self, v: &serde_json::Value) -> Read<NblId> {
+        v.as_str()
+            .and_then(super::trace::parse_id)
+            .ok_or_else(|| format!("bad NBL id {v} (expected \"h<n>\", \"t<n>\" or \"x<n>\")"))
+    }
+
+    fn list(&self, obj: &'v serde_json::Value, k: &str) -> Read<&'v Vec<serde_json::Value>> {
+        match self.field(obj, k)?.as_array() {
+            Some(a) if a.len() <= MAX_NBLS => Ok(a),
+            Some(_) => Err(format!("`{}`: `{k}` lists more than {MAX_NBLS} entries", self.kind)),
+            None => Err(format!("`{}`: `{k}` must be an array", self.kind)),
+        }
+    }
+
+    /// A TCP state number, or `null`/absent for none.
+    fn state(&self, obj: &serde_json::Value) -> Read<Option<TcpConnectionState>> {
+        match obj.get("state") {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => v.as_u64().and_then(conn_state).map(Some).ok_or_else(|| format!("unknown TCP state {v}")),
+        }
+    }
+
+    fn status(&self, obj: &serde_json::Value) -> Read<NdisStatus> {
+        let s = self.text(obj, "status")?;
+        NdisStatus::ALL.iter().find(|x| x.to_string() == s).copied().ok_or_else(|| format!("unknown status {s:?}"))
+    }
+
+    /// `data` (hex) of `obj`, which must be `len` bytes when `len` is given; absent: `None`.
+    fn data(&self, obj: &serde_json::Value, len: Option<usize>) -> Read<Option<Cow<'static, [u8]>>> {
+        if let Some(len) = len.filter(|&l| l > MAX_BYTES) {
+            return Err(format!("{len} bytes in one event: at most 64 MiB"));
+        }
+        let Some(d) = obj.get("data") else { return Ok(None) };
+        let Some(h) = d.as_str().filter(|h| h.len() % 2 == 0 && h.is_ascii()) else {
+            return Err("`data` must be a hex string".into());
+        };
+        let mut out = Vec::with_capacity(h.len() / 2);
+        for i in (0..h.len()).step_by(2) {
+            out.push(u8::from_str_radix(&h[i..i + 2], 16).map_err(|_| "`data` must be a hex string".to_string())?);
+        }
+        if let Some(len) = len.filter(|&l| l != out.len()) {
+            return Err(format!("`data` holds {} bytes, {len} expected", out.len()));
+        }
+        Ok(Some(Cow::Owned(out)))
+    }
+
+    fn posted_nbl(&self, d: &serde_json::Value) -> Read<PostedNbl> {
+        let id = self.id(self.field(d, "id")?)?;
+        let mut mdls = Vec::new();
+        let mut total = 0usize;
+        for m in self.list(d, "mdls")? {
+            match m.as_u64().and_then(|n| usize::try_from(n).ok()) {
+                Some(n) if n <= MAX_BYTES - total => {
+                    total += n;
+                    mdls.push(n);
+                }
+                _ => return Err("`mdls` must list byte counts, at most 64 MiB in all".into()),
+            }
+        }
+        Ok(PostedNbl {
+            id,
+            mdls,
+            offset: self.size(d, "offset")?,
+            length: self.size(d, "length")?,
+            no_push: self.flag(d, "no_push")?,
+            prefilled: d.get("prefilled").and_then(serde_json::Value::as_u64).unwrap_or(0) as usize,
+        })
+    }
+
+    fn data_nbl(&self, d: &serde_json::Value) -> Read<DataNbl<'static>> {
+        let id = self.id(self.field(d, "id")?)?;
+        let offset = d.get("offset").and_then(serde_json::Value::as_u64).unwrap_or(0) as usize;
+        let length = self.size(d, "length")?;
+        if offset.saturating_add(length) > MAX_BYTES {
+            return Err("offset + length over 64 MiB".into());
+        }
+        Ok(DataNbl { id, offset, length, data: self.data(d, Some(length))? })
+    }
+
+    fn data_nbls(&self, k: &str) -> Read<Vec<DataNbl<'static>>> {
+        self.list(self.v, k)?.iter().map(|d| self.data_nbl(d)).collect()
+    }
+
+    fn event(&self) -> Read<TcpOffloadEvent> {
+        Ok(match self.text(self.v, "event")? {
+            "DISCONNECT" => TcpOffloadEvent::Disconnect,
+            "ABORT" => TcpOffloadEvent::Abort,
+            "RETRIEVE" => match upload_reason(self.num(self.v, "reason")?) {
+                Some(r) => TcpOffloadEvent::Retrieve(r),
+                None => return Err("unknown upload reason".into()),
+            },
+            "SEND_BACKLOG_CHANGE" => TcpOffloadEvent::SendBacklogChange(self.num32(self.v, "bytes")?),
+            other => return Err(format!("unknown event {other:?}")),
+        })
+    }
+}
+
+/// The TCP state with NDIS number `n`.
+pub fn conn_state(n: u64) -> Option<TcpConnectionState> {
+    use TcpConnectionState::*;
+    [Closed, Listen, SynSent, SynRcvd, Established, FinWait1, FinWait2, CloseWait, Closing, LastAck, TimeWait]
+        .into_iter()
+        .find(|s| *s as u64 == n)
+}
+
+/// The upload reason with NDIS number `n`.
+pub fn upload_reason(n: u64) -> Option<TcpUploadReason> {
+    use TcpUploadReason::*;
+    [
+        LowActivity,
+        HighDropRate,
+        SmallIo,
+        NoBufferPreposting,
+        ReceivedUrgentData,
+        HighFragmentation,
+        HighOutOfOrderPackets,
+        TimeoutExpiration,
+        InvalidState,
+        UploadRequested,
+        HardwareFailure,
+    ]
+    .into_iter()
+    .find(|r| *r as u64 == n)
+}
+
+impl Line<'static> {
+    /// Reads one trace line (a JSON object) into its record: the one reader of the schema
+    /// (the replay and the plot use it). The header is read by its `chimney_trace` field;
+    /// every other line by its `ev`. Errors name the field that is missing or wrong.
+    pub fn read(v: &serde_json::Value) -> Result<Line<'static>, String> {
+        if let Some(version) = v.get("chimney_trace") {
+            return Ok(Line::Header {
+                version: version.as_u64().unwrap_or(0),
+                generator: Cow::Owned(v.get("generator").and_then(serde_json::Value::as_str).unwrap_or("").into()),
+                bytes: v.get("bytes").and_then(serde_json::Value::as_bool).unwrap_or(false),
+                push_timer: v.get("push_timer").and_then(serde_json::Value::as_bool).unwrap_or(false),
+            });
+        }
+        let kind = v.get("ev").and_then(serde_json::Value::as_str).unwrap_or("");
+        let f = Fields { kind, v };
+        let ev = TraceEv::parse(kind).ok_or_else(|| format!("unknown event {kind:?}"))?;
+        let t = f.t();
+        Ok(match ev {
+            TraceEv::Offload => {
+                let buffered = if v.get("buffered").is_some() { f.data_nbls("buffered")? } else { Vec::new() };
+                Line::Offload {
+                    t,
+                    conn: f.conn()?,
+                    local_port: f.opt32(v, "local_port")? as u16,
+                    remote_port: f.opt32(v, "remote_port")? as u16,
+                    initial_rcv_wnd: f.num32(v, "initial_rcv_wnd")?,
+                    rcv_indication_size: f.opt32(v, "rcv_indication_size")?,
+                    state: f.state(v)?,
+                    rcv_nxt: f.num32(v, "rcv_nxt")?,
+                    buffered,
+                }
+            }
+            TraceEv::Post => {
+                let conn = f.conn()?;
+                let nbls = f.list(v, "nbls")?.iter().map(|d| f.posted_nbl(d)).collect::<Read<_>>()?;
+                Line::Post { t, conn, nbls }
+            }
+            TraceEv::Return => {
+                Line::Return { t, nbls: f.list(v, "nbls")?.iter().map(|x| f.id(x)).collect::<Read<_>>()? }
+            }
+            TraceEv::Disconnect => {
+                let abortive = match f.text(v, "kind")? {
+                    "graceful" => false,
+                    "abortive" => true,
+                    k => return Err(format!("disconnect kind {k:?} (graceful or abortive)")),
+                };
+                Line::Disconnect { t, conn: f.conn()?, abortive }
+            }
+            TraceEv::Terminate => Line::Terminate { t, conn: f.conn()? },
+            TraceEv::Timer => Line::Timer { t },
+            TraceEv::Data => {
+                let len = f.size(v, "len")?;
+                let conn = f.conn()?;
+                let data = f.data(v, Some(len))?;
+                Line::Data { t, conn, len, psh: f.flag(v, "psh")?, data }
+            }
+            TraceEv::Fin => Line::Fin { t, conn: f.conn()? },
+            TraceEv::Rst => Line::Rst { t, conn: f.conn()? },
+            TraceEv::TcpEvent => {
+                // The event itself is the upcall recorded inside; the line names the cause.
+                let event = f.event().unwrap_or(TcpOffloadEvent::Retrieve(TcpUploadReason::UploadRequested));
+                Line::TcpEvent { t, conn: f.conn()?, event }
+            }
+            TraceEv::Complete => {
+                let conn = f.conn()?;
+                let mut nbls = Vec::new();
+                for d in f.list(v, "nbls")? {
+                    let id = f.id(f.field(d, "id")?)?;
+                    let (offset, length) = (f.size(d, "offset")?, f.size(d, "length")?);
+                    let data = f.data(d, None)?;
+                    nbls.push(CompletedNbl {
+                        id,
+                        status: f.status(d)?,
+                        bytes_transferred: f.size(d, "bytes_transferred")?,
+                        offset,
+                        length,
+                        offset_before: d.get("offset_before").and_then(serde_json::Value::as_u64).map(|n| n as usize),
+                        data,
+                    });
+                }
+                Line::Complete { t, conn, nbls }
+            }
+            TraceEv::Indicate => {
+                let conn = f.conn()?;
+                let nbls = f.data_nbls("nbls")?;
+                Line::Indicate { t, conn, status: f.status(v)?, nbls }
+            }
+            TraceEv::Event => Line::Event { t, conn: f.conn()?, event: f.event()? },
+            TraceEv::PushTimer => {
+                Line::PushTimer { conn: f.conn()?, due: v.get("due").and_then(serde_json::Value::as_u64) }
+            }
+            TraceEv::Ret => {
+                let status = match v.get("status").and_then(serde_json::Value::as_str) {
+                    None => None,
+                    Some("ERROR") => Some(RetStatus::Error),
+                    Some(_) => Some(RetStatus::Ndis(f.status(v)?)),
+                };
+                let outcome = v.get("outcome").and_then(serde_json::Value::as_str);
+                Line::Ret(Ret {
+                    status,
+                    error: v.get("error").and_then(serde_json::Value::as_str).map(str::to_string),
+                    outcome: outcome.and_then(Outcome::parse),
+                    consumed: v.get("consumed").map(|_| f.size(v, "consumed")).transpose()?,
+                    rcv_nxt: v.get("rcv_nxt").map(|_| f.num32(v, "rcv_nxt")).transpose()?,
+                    state: v.get("state").map(|_| f.state(v)).transpose()?,
+                    buffered: v.get("buffered").map(|_| f.data_nbls("buffered")).transpose()?,
+                    returned: v
+                        .get("returned")
+                        .map(|_| f.list(v, "returned")?.iter().map(|x| f.id(x)).collect::<Read<Vec<_>>>())
+                        .transpose()?,
+                })
+            }
+        })
     }
 }
