@@ -12,7 +12,8 @@ use chimney::engine::{Engine, EngineConfig, EngineEvent};
 use chimney::ndis::{DisconnectKind, TcpOffloadEvent, TcpUploadReason};
 use chimney::tcp::TcpDrop;
 use chimney::testkit::host::{AppHost, AppPolicy, IndicationPolicy};
-use chimney::wire::{self, flags, Flags, SegmentRepr, SeqNum, TcpOptions, WireError};
+use chimney::testkit::peer::Peer as TestPeer;
+use chimney::wire::{self, flags, Flags, TcpOptions, WireError};
 use chimney::Instant;
 
 /// The canonical stream byte at offset `i` (data the peer sends).
@@ -223,22 +224,17 @@ impl Run {
             })
             .collect();
         let opts = self.opts_in(p.opts.as_deref().unwrap_or(&[]));
-        let repr = SegmentRepr {
-            src: self.remote.ip(),
-            dst: self.local.ip(),
-            src_port: self.remote.port(),
-            dst_port: self.local.port(),
-            seq: SeqNum(self.irs.wrapping_add(p.seq)),
-            ack: SeqNum(p.ack.map_or(0, |a| iss.wrapping_add(a))),
-            flags: p.flags,
-            window: p.win.unwrap_or(65535) as u16,
-            options: opts,
-            payload: &payload,
-            urgent: 0,
-            ip_id: 1,
-        };
-        let mut buf = Vec::new();
-        repr.emit(&mut buf);
+        // chimney's shared test peer builds the segment (the script gives every field).
+        let mut peer = TestPeer::new(self.local, self.remote, self.irs);
+        peer.ip_id = 1;
+        let mut buf = peer.segment_with(
+            self.irs.wrapping_add(p.seq),
+            p.ack.map_or(0, |a| iss.wrapping_add(a)),
+            p.flags,
+            p.win.unwrap_or(65535) as u16,
+            opts,
+            &payload,
+        );
         if std::mem::take(&mut self.corrupt_next) {
             let n = buf.len();
             buf[n - 1] ^= 0x55;

@@ -57,6 +57,20 @@ impl Peer {
         if let Some(ts) = self.tsval {
             options.timestamps = Some((ts, if syn { 0 } else { self.tsecr }));
         }
+        self.segment_with(seq, ack, fl, self.window, options, payload)
+    }
+
+    /// The peer's segment with every field given (a script that sets options and window per
+    /// segment).
+    pub fn segment_with(
+        &self,
+        seq: u32,
+        ack: u32,
+        fl: Flags,
+        window: u16,
+        options: TcpOptions,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let r = SegmentRepr {
             src: self.remote.ip(),
             dst: self.local.ip(),
@@ -65,7 +79,7 @@ impl Peer {
             seq: SeqNum(seq),
             ack: SeqNum(ack),
             flags: fl,
-            window: self.window,
+            window,
             options,
             payload,
             urgent: 0,
