@@ -699,4 +699,6 @@ scripts! {
     s54_reoffload => "54_reoffload.pkt",
     s55_blind_data_old_ack => "55_blind_data_old_ack.pkt",
     s56_ack_on_drain => "56_ack_on_drain.pkt",
+    s57_listen_no_syn_no_ack => "57_listen_no_syn_no_ack.pkt",
+    s58_listen_no_syn_no_ack_v6 => "58_listen_no_syn_no_ack_v6.pkt",
 }

@@ -100,6 +100,8 @@ impl Established {
 /// What the listener did with a segment.
 pub(crate) enum Outcome {
     Handled,
+    /// Dropped without an answer, counted under this reason.
+    Dropped(crate::tcp::TcpDrop),
     /// Not acceptable to the host stack: answer with RST.
     Refuse,
     Established(Box<Established>),
@@ -273,6 +275,11 @@ impl Listener {
             push(&r);
             self.embryos.insert(key, e);
             return Outcome::Handled;
+        }
+        if !seg.has(flags::SYN | flags::ACK | flags::RST) {
+            // LISTEN, RFC 9293 §3.10.7.2: a segment with neither SYN nor ACK (data alone, FIN
+            // alone, FIN+PSH+URG) is dropped without an answer.
+            return Outcome::Dropped(crate::tcp::TcpDrop::ListenNoSynNoAck);
         }
         Outcome::Refuse
     }

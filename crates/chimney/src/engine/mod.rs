@@ -350,6 +350,10 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
         };
         match out {
             listener::Outcome::Handled => {}
+            listener::Outcome::Dropped(d) => {
+                tracing::trace!(remote = %remote, reason = ?d, "segment for the listener dropped");
+                self.stats.count_drop(d);
+            }
             listener::Outcome::Refuse => {
                 if !seg.has(flags::RST) {
                     push(&listener::reset_for(local, remote, seg));

@@ -91,6 +91,13 @@ impl EngineStats {
         }
     }
 
+    /// A segment dropped outside any connection (by the listener).
+    pub(crate) fn count_drop(&mut self, d: TcpDrop) {
+        if let Some(i) = TcpDrop::ALL.iter().position(|&x| x == d) {
+            self.drops[i] += 1;
+        }
+    }
+
     pub(crate) fn add_conn(&mut self, c: &ConnCounters) {
         self.tcp.in_segments += c.in_segments;
         self.tcp.out_segments += c.out_segments;

@@ -124,11 +124,14 @@ pub enum TcpDrop {
     WindowOverrun,
     /// Segment received after an upload was requested (URG, SYN) or after abort.
     Stopped,
+    /// A segment with neither SYN nor ACK (nor RST) for a listening port: dropped silently,
+    /// no RST (RFC 9293 §3.10.7.2, "any other control or text-bearing segment").
+    ListenNoSynNoAck,
 }
 
 impl TcpDrop {
     /// Every reason, for counter tables.
-    pub const ALL: [TcpDrop; 13] = [
+    pub const ALL: [TcpDrop; 14] = [
         TcpDrop::OutOfWindow,
         TcpDrop::Paws,
         TcpDrop::RstInWindow,
@@ -142,6 +145,7 @@ impl TcpDrop {
         TcpDrop::OooDuplicate,
         TcpDrop::WindowOverrun,
         TcpDrop::Stopped,
+        TcpDrop::ListenNoSynNoAck,
     ];
 }
 

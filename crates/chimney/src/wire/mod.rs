@@ -261,6 +261,12 @@ pub fn parse_with(packet: &[u8], checksum: TcpChecksum) -> Result<Segment<'_>, W
         }
         IpSlice::Ipv6(v6) => {
             let h = v6.header();
+            if h.payload_length() == 0 {
+                // Without a Jumbo Payload option (RFC 2675: only for payloads over 65,535
+                // bytes, which no link here carries) a zero payload length is an empty packet,
+                // not "the rest of the frame": a segment behind it must not be processed.
+                return Err(WireError::BadIp);
+            }
             let (s, d) = (h.source(), h.destination());
             (IpAddr::from(s), IpAddr::from(d), PseudoAddrs::V6(s, d), 0)
         }
@@ -468,6 +474,18 @@ mod tests {
             urgent: 0,
             ip_id: 0x8001,
         }
+    }
+
+    #[test]
+    fn ipv6_payload_length_zero_is_not_the_rest_of_the_frame() {
+        let r = repr("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), b"100 bytes of data?");
+        let mut buf = Vec::new();
+        r.emit(&mut buf);
+        assert!(parse(&buf).is_ok());
+        buf[4..6].copy_from_slice(&[0, 0]);
+        assert_eq!(parse(&buf).unwrap_err(), WireError::BadIp);
+        let h = buf.len() - 18;
+        assert!(parse_headers(&buf[..h], buf.len()).is_err());
     }
 
     #[test]
