@@ -140,6 +140,12 @@ pub enum WireError {
     BadTcpOption,
     /// Impossible flag combination (SYN+FIN, SYN+RST, no flags at all).
     BadFlags,
+    /// An IPv6 routing header with segments left (RFC 8200 §4.4): the packet is not at its
+    /// final destination yet (type 0 is deprecated, RFC 5095): not processed.
+    Ipv6Routing,
+    /// An IPv6 hop-by-hop or destination option we do not know whose action bits say
+    /// "discard" (RFC 8200 §4.2).
+    Ipv6OptionDiscard,
     /// A `virtio_net_hdr` that does not describe its packet (unknown flags or GSO type, GSO
     /// without a partial checksum, a checksum offset that is not TCP's, lengths past the end).
     BadVnetHdr,
@@ -147,7 +153,7 @@ pub enum WireError {
 
 impl WireError {
     /// Every reason, for counter tables.
-    pub const ALL: [WireError; 11] = [
+    pub const ALL: [WireError; 13] = [
         WireError::BadIp,
         WireError::BadIpChecksum,
         WireError::NotTcp,
@@ -159,6 +165,8 @@ impl WireError {
         WireError::BadTcpOption,
         WireError::BadFlags,
         WireError::BadVnetHdr,
+        WireError::Ipv6Routing,
+        WireError::Ipv6OptionDiscard,
     ];
 
     /// A short name for reports.
@@ -175,6 +183,8 @@ impl WireError {
             WireError::BadTcpOption => "bad_tcp_option",
             WireError::BadFlags => "bad_flags",
             WireError::BadVnetHdr => "bad_vnet_hdr",
+            WireError::Ipv6Routing => "ipv6_routing",
+            WireError::Ipv6OptionDiscard => "ipv6_option_discard",
         }
     }
 
@@ -274,6 +284,9 @@ pub fn parse_with(packet: &[u8], checksum: TcpChecksum) -> Result<Segment<'_>, W
     if ip.is_fragmenting_payload() {
         return Err(WireError::Fragment);
     }
+    if let IpSlice::Ipv6(_) = &ip {
+        ipv6_extensions(packet)?;
+    }
     let payload = ip.payload();
     if payload.ip_number != IpNumber::TCP {
         return Err(WireError::not_tcp(payload.ip_number));
@@ -290,6 +303,55 @@ pub fn parse_with(packet: &[u8], checksum: TcpChecksum) -> Result<Segment<'_>, W
         }
     }
     segment(src, dst, ip_id, bytes, tcp.options(), tcp.payload())
+}
+
+/// Walks an IPv6 packet's extension-header chain by RFC 8200 whatever the parser below did:
+/// a routing header with segments left means the packet is not at its final destination
+/// (§4.4; so the destination in the fixed header, used in the TCP checksum, is the final one,
+/// §8.1), and an unknown option whose two high bits say "discard" discards the packet (§4.2).
+fn ipv6_extensions(p: &[u8]) -> Result<(), WireError> {
+    const HOP_BY_HOP: u8 = 0;
+    const ROUTING: u8 = 43;
+    const FRAGMENT: u8 = 44;
+    const AUTH: u8 = 51;
+    const DEST_OPTS: u8 = 60;
+    let (mut next, mut at) = (*p.get(6).ok_or(WireError::BadIp)?, 40usize);
+    loop {
+        let h = p.get(at..at + 8).ok_or(WireError::BadIp)?;
+        let len = match next {
+            HOP_BY_HOP | DEST_OPTS | ROUTING => (usize::from(h[1]) + 1) * 8,
+            FRAGMENT => 8,
+            AUTH => (usize::from(h[1]) + 2) * 4,
+            _ => return Ok(()),
+        };
+        let body = p.get(at..at + len).ok_or(WireError::BadIp)?;
+        match next {
+            HOP_BY_HOP | DEST_OPTS => {
+                let mut i = 2;
+                while i < body.len() {
+                    let kind = body[i];
+                    if kind == 0 {
+                        i += 1; // Pad1
+                        continue;
+                    }
+                    let olen = usize::from(*body.get(i + 1).ok_or(WireError::BadIp)?);
+                    // PadN (1) is the only multi-byte option we know; an unknown one is
+                    // skipped when its action bits are 00 and discards the packet otherwise.
+                    if kind != 1 && kind >> 6 != 0 {
+                        return Err(WireError::Ipv6OptionDiscard);
+                    }
+                    i += 2 + olen;
+                }
+                if i > body.len() {
+                    return Err(WireError::BadIp);
+                }
+            }
+            ROUTING if h[3] != 0 => return Err(WireError::Ipv6Routing),
+            _ => {}
+        }
+        next = h[0];
+        at += len;
+    }
 }
 
 /// The TCP part of a [`Segment`], from the header bytes (`tcp`), its options and payload.
@@ -486,6 +548,42 @@ mod tests {
         assert_eq!(parse(&buf).unwrap_err(), WireError::BadIp);
         let h = buf.len() - 18;
         assert!(parse_headers(&buf[..h], buf.len()).is_err());
+    }
+
+    /// `buf` (an IPv6 TCP packet) with extension header `ext` (its first byte, the next
+    /// header, is filled in) inserted after the fixed header.
+    fn with_extension(buf: &[u8], kind: u8, mut ext: Vec<u8>) -> Vec<u8> {
+        ext[0] = buf[6];
+        let mut v = buf[..40].to_vec();
+        v[6] = kind;
+        let plen = u16::from_be_bytes([buf[4], buf[5]]) + ext.len() as u16;
+        v[4..6].copy_from_slice(&plen.to_be_bytes());
+        v.extend_from_slice(&ext);
+        v.extend_from_slice(&buf[40..]);
+        v
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_walked_by_the_rfc() {
+        let r = repr("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), b"payload");
+        let mut buf = Vec::new();
+        r.emit(&mut buf);
+        // Destination options: PadN only, or an unknown option with action 00 (skip): processed.
+        for opts in [[1u8, 4, 0, 0, 0, 0], [0x1E, 4, 1, 2, 3, 4]] {
+            let p = with_extension(&buf, 60, [vec![0, 0], opts.to_vec()].concat());
+            assert_eq!(parse(&p).map(|s| s.payload.to_vec()), Ok(b"payload".to_vec()), "{opts:?}");
+        }
+        // An unknown option whose action bits say discard (01, 10, 11), in destination or
+        // hop-by-hop options: dropped.
+        for (kind, t) in [(60u8, 0x5Eu8), (60, 0x80), (0, 0xC7)] {
+            let p = with_extension(&buf, kind, vec![0, 0, t, 4, 0, 0, 0, 0]);
+            assert_eq!(parse(&p).unwrap_err(), WireError::Ipv6OptionDiscard, "{kind} {t:#x}");
+        }
+        // A type 0 routing header with segments left: not at its final destination, dropped;
+        // with none left (every segment visited) it is ignored and the segment processed.
+        let routing = |left: u8| [vec![0, 2, 0, left, 0, 0, 0, 0], vec![0xFD; 16]].concat();
+        assert_eq!(parse(&with_extension(&buf, 43, routing(1))).unwrap_err(), WireError::Ipv6Routing);
+        assert!(parse(&with_extension(&buf, 43, routing(0))).is_ok());
     }
 
     #[test]
