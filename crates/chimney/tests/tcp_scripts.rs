@@ -701,4 +701,5 @@ scripts! {
     s56_ack_on_drain => "56_ack_on_drain.pkt",
     s57_listen_no_syn_no_ack => "57_listen_no_syn_no_ack.pkt",
     s58_listen_no_syn_no_ack_v6 => "58_listen_no_syn_no_ack_v6.pkt",
+    s59_max_snd_wnd_from_handshake => "59_max_snd_wnd_from_handshake.pkt",
 }

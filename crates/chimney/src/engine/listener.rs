@@ -45,6 +45,9 @@ struct Embryo {
     rto_at: Instant,
     buffered: Vec<u8>,
     forward: Vec<Vec<u8>>,
+    /// The largest window the peer advertised during the handshake (its SYN's is never
+    /// scaled, RFC 7323 §2.2).
+    max_snd_wnd: u32,
 }
 
 /// A connection the handshake completed, ready to offload.
@@ -200,6 +203,9 @@ impl Listener {
                 e.ts_recent = Some(tsval);
             }
             let mut e = self.embryos.remove(&key).expect("present");
+            // The handshake ACK's window is scaled (RFC 7323 §2.2).
+            let scaled = u32::from(seg.window) << e.peer.window_scale.unwrap_or(0).min(14);
+            e.max_snd_wnd = e.max_snd_wnd.max(scaled);
             let in_order = seg.seq == e.rcv_nxt;
             let window = cfg.rcv_wnd.min(0xFFFF);
             let rcv_adv = e.rcv_nxt.plus(window);
@@ -241,6 +247,7 @@ impl Listener {
                 ts_recent: e.ts_recent,
                 ts_offset: e.ts_offset,
                 rcv_adv: rcv_adv.0,
+                max_snd_wnd: e.max_snd_wnd,
             };
             return Outcome::Established(Box::new(Established {
                 negotiated,
@@ -270,6 +277,7 @@ impl Listener {
                 rto_at: now + self.cfg.synack_rto,
                 buffered: Vec::new(),
                 forward: Vec::new(),
+                max_snd_wnd: u32::from(seg.window),
             };
             let r = self.synack(local, remote, &e, now, cfg);
             push(&r);

@@ -290,6 +290,9 @@ pub struct Negotiated {
     pub ts_offset: u32,
     /// The window right edge the host advertised last.
     pub rcv_adv: u32,
+    /// The largest window the peer has advertised so far (scaled): MAX.SND.WND of RFC 5961
+    /// §5, which bounds how old an acceptable ACK may be. From the handshake at offload.
+    pub max_snd_wnd: u32,
 }
 
 /// One offloaded connection.
@@ -375,10 +378,10 @@ impl TcpConn {
             rcv_wscale: n.rcv_wscale.unwrap_or(0),
             snd_una: SeqNum(n.snd_nxt),
             snd_nxt: SeqNum(n.snd_nxt),
-            // Grows with every window the peer advertises: a peer that keeps to the rules
-            // always ACKs within [SND.UNA, SND.NXT] here (we send no data), so starting at
-            // zero refuses nothing legitimate and gives a blind attacker the smallest target.
-            max_snd_wnd: 0,
+            // RFC 5961 §5: the largest window the peer advertised, from its handshake on (a
+            // start at zero refused a legitimate ACK just after the offload); it grows with
+            // every window the peer advertises.
+            max_snd_wnd: n.max_snd_wnd,
             snd_wscale: n.snd_wscale.unwrap_or(0).min(14),
             peer_mss: n.peer_mss,
             sack: n.sack,
@@ -432,6 +435,7 @@ impl TcpConn {
             ts_recent: self.ts.map(|t| t.recent),
             ts_offset: self.ts.map_or(0, |t| t.offset),
             rcv_adv: self.rcv_adv.0,
+            max_snd_wnd: self.max_snd_wnd,
         }
     }
 
