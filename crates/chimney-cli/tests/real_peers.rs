@@ -27,6 +27,14 @@ fn need_root() {
     panic!("this real-peer test needs {why}; `bash scripts/test.sh` as non-root skips these tests and lists them");
 }
 
+/// Runs `script` with `sh` in a network namespace of its own (and a mount namespace too
+/// with `mount`), which the kernel removes with the shell; fails the test without unshare.
+fn in_new_netns(script: &str, mount: bool) -> std::process::Output {
+    need_tool("unshare --version", "unshare (apt-get install util-linux)");
+    let ns: &[&str] = if mount { &["--net", "--mount"] } else { &["--net"] };
+    Command::new("unshare").args(ns).args(["sh", "-c", script]).output().expect("unshare")
+}
+
 /// Fails the test unless `sh -c check` succeeds: the tool is installed.
 fn need_tool(check: &str, what: &str) {
     let ok = Command::new("sh").args(["-c", &format!("{check} >/dev/null 2>&1")]).status().is_ok_and(|s| s.success());
@@ -272,7 +280,6 @@ mod needs_root {
     fn serve_with_a_python_client_and_nc() {
         need_root();
         need_tool("python3 -V", "python3");
-        need_tool("unshare --version", "unshare (apt-get install util-linux)");
         // `chimney serve` in a fresh namespace (unshare), a Python socket client sending 3 MB,
         // and nc sending a file; one JSON line per connection, then a summary.
         let bin = env!("CARGO_BIN_EXE_chimney");
@@ -295,10 +302,7 @@ echo EXIT $?
 cat /tmp/chimney-serve-$$.out; rm -f /tmp/chimney-serve-$$.out
 "#
         );
-        let out = Command::new("unshare")
-            .args(["--net", "sh", "-c", &format!("ip link set lo up; {script}")])
-            .output()
-            .expect("unshare");
+        let out = in_new_netns(&format!("ip link set lo up; {script}"), false);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("EXIT 0"), "serve failed: {text} {}", String::from_utf8_lossy(&out.stderr));
         let py = text.lines().find_map(|l| l.strip_prefix("PY ")).expect("python client ran").to_string();
@@ -320,7 +324,6 @@ cat /tmp/chimney-serve-$$.out; rm -f /tmp/chimney-serve-$$.out
     #[test]
     fn serve_with_iperf2_client() {
         need_root();
-        need_tool("unshare --version", "unshare (apt-get install util-linux)");
         need_tool("iperf -v 2>&1 | grep -q 'iperf version 2'", "iperf version 2 (apt-get install iperf)");
         let bin = env!("CARGO_BIN_EXE_chimney");
         let script = format!(
@@ -334,7 +337,7 @@ echo EXIT $?
 cat /tmp/chimney-iperf-$$.out; rm -f /tmp/chimney-iperf-$$.out
 "#
         );
-        let out = Command::new("unshare").args(["--net", "sh", "-c", &script]).output().expect("unshare");
+        let out = in_new_netns(&script, false);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("EXIT 0"), "serve failed: {text}");
         let conns: Vec<Value> = text
@@ -397,7 +400,6 @@ cat /tmp/chimney-iperf-$$.out; rm -f /tmp/chimney-iperf-$$.out
     fn serve_with_two_queues_writes_every_stream() {
         need_root();
         need_tool("python3 -V", "python3");
-        need_tool("unshare --version", "unshare (apt-get install util-linux)");
         let bin = env!("CARGO_BIN_EXE_chimney");
         let dir = std::env::temp_dir().join(format!("chimney-out-q-{}", std::process::id()));
         let script = format!(
@@ -418,7 +420,7 @@ echo EXIT $?
 "#,
             d = dir.display()
         );
-        let out = Command::new("unshare").args(["--net", "sh", "-c", &script]).output().expect("unshare");
+        let out = in_new_netns(&script, false);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("EXIT 0"), "{text} {}", String::from_utf8_lossy(&out.stderr));
         let mut got: Vec<Vec<u8>> =
@@ -450,7 +452,6 @@ echo EXIT $?
     fn serve_writes_streams_to_out_dir() {
         need_root();
         need_tool("python3 -V", "python3");
-        need_tool("unshare --version", "unshare (apt-get install util-linux)");
         let bin = env!("CARGO_BIN_EXE_chimney");
         let dir = std::env::temp_dir().join(format!("chimney-out-{}", std::process::id()));
         let script = format!(
@@ -472,7 +473,7 @@ echo EXIT $?
 "#,
             d = dir.display()
         );
-        let out = Command::new("unshare").args(["--net", "sh", "-c", &script]).output().expect("unshare");
+        let out = in_new_netns(&script, false);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("EXIT 0"), "{text} {}", String::from_utf8_lossy(&out.stderr));
         // Files are named after the peer (ADDRESS_PORT.bin), the JSON line names the file,
@@ -670,7 +671,6 @@ echo EXIT $?
     fn serve_out_write_failure_is_an_error_naming_the_file() {
         need_root();
         need_tool("python3 -V", "python3");
-        need_tool("unshare --version", "unshare (apt-get install util-linux)");
         let bin = env!("CARGO_BIN_EXE_chimney");
         let script = format!(
             r#"ip link set lo up
@@ -694,7 +694,7 @@ cat "$d.err"
 umount "$d"; rm -rf "$d" "$d.err"
 "#
         );
-        let out = Command::new("unshare").args(["--net", "--mount", "sh", "-c", &script]).output().expect("unshare");
+        let out = in_new_netns(&script, true);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("EXIT 2"), "{text} {}", String::from_utf8_lossy(&out.stderr));
         assert!(text.contains("writing ") && text.contains("198.18.0.2_") && text.contains(".bin"), "{text}");
