@@ -439,30 +439,13 @@ fn simulated(a: &DemoArgs) -> ExitCode {
     let fail = |msg: String| crate::error::CliError::new("demo", msg).exit();
     let temp = std::env::temp_dir().join(format!("chimney-demo-sim-{}.pcap", std::process::id()));
     let capture_path = a.pcap.clone().or_else(|| a.plot.as_ref().map(|_| temp.clone()));
-    let capture = match capture_path.as_deref().map(crate::pcap::open).transpose() {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let writer = match a.trace.open() {
-        Ok(w) => w,
-        Err(e) => return fail(e),
-    };
-    let mut tap = |t, _inbound, p: &[u8]| {
-        if let Some(c) = &capture {
-            c.lock().unwrap_or_else(|e| e.into_inner()).write(t, p)
-        }
-    };
     let t0 = WallClock::now();
-    let (rep, written) = chimney_sim::run_traced(&sc, false, &mut tap, writer);
+    let (rep, mut after) = match crate::sim::run_recorded(&sc, false, capture_path.as_deref(), &a.trace) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
     let wall = t0.elapsed();
-    let mut after: Vec<String> = Vec::new();
-    if let (Some(Err(e)), Some(path)) = (written, &a.trace.trace) {
-        after.push(format!("writing {}: {e}", path.display()));
-    }
-    if let (Some(c), Some(path)) = (&capture, &capture_path) {
-        if let Err(e) = crate::pcap::finish(c) {
-            after.push(format!("writing {}: {e}", path.display()));
-        }
+    if let Some(path) = &capture_path {
         if let Some(svg) = &a.plot {
             if let Err(e) = crate::plot::plot_file(path, svg, None, &a.trace.paths(1)) {
                 after.push(format!("plotting: {e}"));

@@ -117,8 +117,36 @@ fn run_seed(seed: u64, knobs: &Knobs, log: bool) -> (u64, Option<SimReport>) {
     )
 }
 
-/// One seed with every packet the target received and sent written to `path` (a pcap) and
-/// every contract call to the trace file, when asked for.
+/// Runs scenario `sc` with every packet the target received and sent written to `pcap` and
+/// every contract call to the trace file, when asked for (`sim --seed` and `demo --sim`).
+/// A file that cannot be opened is an error; failed writes come back with the report.
+pub fn run_recorded(
+    sc: &Scenario,
+    log: bool,
+    pcap: Option<&std::path::Path>,
+    trace: &crate::args::TraceArgs,
+) -> Result<(SimReport, Vec<String>), String> {
+    let cap = pcap.map(crate::pcap::open).transpose()?;
+    let writer = trace.open()?;
+    let mut tap = |t, _inbound, p: &[u8]| {
+        if let Some(c) = &cap {
+            c.lock().unwrap_or_else(|e| e.into_inner()).write(t, p)
+        }
+    };
+    let (rep, written) = chimney_sim::run_traced(sc, log, &mut tap, writer);
+    let mut errors = Vec::new();
+    if let (Some(Err(e)), Some(p)) = (written, &trace.trace) {
+        errors.push(format!("writing {}: {e}", p.display()));
+    }
+    if let (Some(c), Some(path)) = (&cap, pcap) {
+        if let Err(e) = crate::pcap::finish(c) {
+            errors.push(format!("writing {}: {e}", path.display()));
+        }
+    }
+    Ok((rep, errors))
+}
+
+/// One seed, recorded ([`run_recorded`]); with `log`, prints the scenario and its event log.
 fn captured(
     seed: u64,
     knobs: &Knobs,
@@ -126,28 +154,18 @@ fn captured(
     path: Option<&std::path::Path>,
     trace: &crate::args::TraceArgs,
 ) -> Result<(u64, Option<SimReport>), String> {
-    let cap = path.map(crate::pcap::open).transpose()?;
-    let writer = trace.open()?;
     let sc = Scenario::from_seed(seed, knobs);
-    let mut tap = |t, _inbound, p: &[u8]| {
-        if let Some(c) = &cap {
-            c.lock().unwrap_or_else(|e| e.into_inner()).write(t, p)
-        }
-    };
-    let (rep, written) = chimney_sim::run_traced(&sc, log, &mut tap, writer);
+    let (rep, errors) = run_recorded(&sc, log, path, trace)?;
     if log {
         println!("{sc:#?}");
         for l in &rep.log {
             println!("{l}");
         }
     }
-    if let (Some(c), Some(path)) = (&cap, path) {
-        crate::pcap::finish(c).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok((seed, Some(rep))),
     }
-    if let (Some(Err(e)), Some(p)) = (written, &trace.trace) {
-        return Err(format!("writing {}: {e}", p.display()));
-    }
-    Ok((seed, Some(rep)))
 }
 
 /// Runs every seed of `range` on `jobs` threads (seeds handed out one at a time), results in
