@@ -153,7 +153,8 @@ impl ImpairArgs {
     }
 }
 
-/// The driver configuration `demo` and `serve` share: the engine listening on `listen`, MSS
+/// The driver configuration `demo` and `serve` share: the engine listening on `listen` on the
+/// network `prefix` (whose broadcast addresses it never answers), MSS
 /// from `mtu` and the address family, the application policy and impairments from the flags.
 pub fn driver_config(
     p: &PolicyArgs,
@@ -161,6 +162,7 @@ pub fn driver_config(
     impair: ImpairConfig,
     seed: u64,
     listen: SocketAddr,
+    prefix: chimney::wire::Prefix,
     mtu: u32,
 ) -> DriverConfig {
     let base = DriverConfig::default();
@@ -172,7 +174,7 @@ pub fn driver_config(
         ..base.engine.tcp.clone()
     };
     DriverConfig {
-        engine: EngineConfig { seed, listen: vec![listen], tcp, ..base.engine.clone() },
+        engine: EngineConfig { seed, listen: vec![listen], tcp, prefixes: vec![prefix], ..base.engine.clone() },
         policy: app,
         stall: p.stall(),
         impair_in: impair.clone(),

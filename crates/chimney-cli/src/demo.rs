@@ -203,7 +203,16 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => return fail(e.to_string()),
     };
-    let cfg = crate::args::driver_config(&a.policy, policy, impair, a.seed, target, a.mtu);
+    let cfg = crate::args::driver_config(
+        &a.policy,
+        policy,
+        impair,
+        a.seed,
+        target,
+        // The network `tun_network` built: 198.18.0.0/24 or fd00::/64.
+        chimney::wire::Prefix { addr: target.ip(), len: if a.ipv6 { 64 } else { 24 } },
+        a.mtu,
+    );
     let temp = std::env::temp_dir().join(format!("chimney-demo-{}.pcap", std::process::id()));
     let capture_path = a.pcap.clone().or_else(|| a.plot.as_ref().map(|_| temp.clone()));
     let capture = match capture_path.as_deref().map(crate::pcap::open).transpose() {

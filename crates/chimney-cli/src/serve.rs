@@ -255,7 +255,15 @@ pub fn run(a: &ServeArgs) -> ExitCode {
     if let Err(e) = chimney_linux::configure_tun(&a.tun, &local, a.mtu) {
         return fail(e.to_string());
     }
-    let cfg = crate::args::driver_config(&a.policy, policy, impair, a.seed, a.listen, a.mtu);
+    let cfg = crate::args::driver_config(
+        &a.policy,
+        policy,
+        impair,
+        a.seed,
+        a.listen,
+        chimney::wire::Prefix { addr: a.local.addr, len: a.local.prefix },
+        a.mtu,
+    );
     let capture = match a.pcap.as_deref().map(crate::pcap::open).transpose() {
         Ok(c) => c,
         Err(e) => return fail(e),

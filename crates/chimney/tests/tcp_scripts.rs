@@ -51,6 +51,11 @@ struct Pkt {
     win: Option<u32>,
     opts: Option<Vec<String>>,
     alt: Option<(u32, u32)>,
+    /// Addresses other than the script's pair (`src A`, `sport P`, `dst A`, `dport P`).
+    src: Option<std::net::IpAddr>,
+    sport: Option<u16>,
+    dst: Option<std::net::IpAddr>,
+    dport: Option<u16>,
 }
 
 fn parse_flags(s: &str) -> Flags {
@@ -98,6 +103,22 @@ fn parse_pkt(words: &[&str], rest_opts: Option<&str>) -> Pkt {
                 }
                 i += 1;
             }
+            "src" => {
+                p.src = Some(words[i + 1].parse().expect("src address"));
+                i += 2;
+            }
+            "dst" => {
+                p.dst = Some(words[i + 1].parse().expect("dst address"));
+                i += 2;
+            }
+            "sport" => {
+                p.sport = Some(words[i + 1].parse().expect("sport"));
+                i += 2;
+            }
+            "dport" => {
+                p.dport = Some(words[i + 1].parse().expect("dport"));
+                i += 2;
+            }
             w => panic!("unknown packet word {w}"),
         }
     }
@@ -136,6 +157,7 @@ impl Run {
             ("198.18.0.1:5001".parse().unwrap(), "198.18.0.2:40000".parse().unwrap())
         };
         ecfg.listen = vec![local];
+        ecfg.prefixes = vec![wire::Prefix { addr: local.ip(), len: if v6 { 64 } else { 24 } }];
         let delivery = Verifier::new(Delivery::new(dcfg), VerifierMode::Strict);
         let mut host = AppHost::new();
         host.set_policy(ConnId(0), AppPolicy { keep_posted: 0, repost_in_completion: false, ..AppPolicy::default() });
@@ -225,7 +247,9 @@ impl Run {
             .collect();
         let opts = self.opts_in(p.opts.as_deref().unwrap_or(&[]));
         // chimney's shared test peer builds the segment (the script gives every field).
-        let mut peer = TestPeer::new(self.local, self.remote, self.irs);
+        let local = SocketAddr::new(p.dst.unwrap_or(self.local.ip()), p.dport.unwrap_or(self.local.port()));
+        let remote = SocketAddr::new(p.src.unwrap_or(self.remote.ip()), p.sport.unwrap_or(self.remote.port()));
+        let mut peer = TestPeer::new(local, remote, self.irs);
         peer.ip_id = 1;
         let mut buf = peer.segment_with(
             self.irs.wrapping_add(p.seq),
@@ -702,4 +726,6 @@ scripts! {
     s57_listen_no_syn_no_ack => "57_listen_no_syn_no_ack.pkt",
     s58_listen_no_syn_no_ack_v6 => "58_listen_no_syn_no_ack_v6.pkt",
     s59_max_snd_wnd_from_handshake => "59_max_snd_wnd_from_handshake.pkt",
+    s60_no_reflection => "60_no_reflection.pkt",
+    s61_no_reflection_v6 => "61_no_reflection_v6.pkt",
 }

@@ -42,6 +42,9 @@ pub struct EngineConfig {
     pub listener: ListenerConfig,
     /// Offloaded connections at most.
     pub max_connections: u32,
+    /// The prefixes the target is on: segments to or from their IPv4 directed broadcast
+    /// and network addresses are dropped unanswered, like every other non-unicast address.
+    pub prefixes: Vec<wire::Prefix>,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +55,7 @@ impl Default for EngineConfig {
             tcp: TcpConfig::default(),
             listener: ListenerConfig::default(),
             max_connections: 1 << 16,
+            prefixes: Vec::new(),
         }
     }
 }
@@ -336,6 +340,12 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
     fn host_path(&mut self, now: Instant, seg: &wire::Segment<'_>, raw: &[u8], host: &mut dyn ProtocolHost) {
         let local = SocketAddr::new(seg.dst, seg.dst_port);
         let remote = SocketAddr::new(seg.src, seg.src_port);
+        // Only here: an offloaded connection was made by a handshake that passed this check.
+        if wire::addr::is_martian(seg.src, seg.src_port, seg.dst, seg.dst_port, &self.cfg.prefixes) {
+            tracing::trace!(src = %remote, dst = %local, "martian segment dropped");
+            self.stats.count_wire(WireError::Martian);
+            return;
+        }
         let listening = self
             .cfg
             .listen

@@ -10,11 +10,13 @@
 //! Guarantee: [`parse`] never panics on any input; every rejection is a [`WireError`] that a
 //! drop counter can name.
 
+pub mod addr;
 mod checksum;
 mod options;
 mod seq;
 pub mod vnet;
 
+pub use addr::Prefix;
 pub use checksum::{internet_checksum, pseudo_header_sum, Checksum};
 pub use options::{SackBlocks, TcpOptions};
 pub use seq::SeqNum;
@@ -149,11 +151,15 @@ pub enum WireError {
     /// A `virtio_net_hdr` that does not describe its packet (unknown flags or GSO type, GSO
     /// without a partial checksum, a checksum offset that is not TCP's, lengths past the end).
     BadVnetHdr,
+    /// To or from an address that is not unicast (broadcast, the prefix's directed broadcast,
+    /// multicast, unspecified, loopback, IPv4-mapped) or port 0: dropped without a reply, so
+    /// the target is never a reflector ([`addr::is_martian`]).
+    Martian,
 }
 
 impl WireError {
     /// Every reason, for counter tables.
-    pub const ALL: [WireError; 13] = [
+    pub const ALL: [WireError; 14] = [
         WireError::BadIp,
         WireError::BadIpChecksum,
         WireError::NotTcp,
@@ -167,6 +173,7 @@ impl WireError {
         WireError::BadVnetHdr,
         WireError::Ipv6Routing,
         WireError::Ipv6OptionDiscard,
+        WireError::Martian,
     ];
 
     /// A short name for reports.
@@ -185,6 +192,7 @@ impl WireError {
             WireError::BadVnetHdr => "bad_vnet_hdr",
             WireError::Ipv6Routing => "ipv6_routing",
             WireError::Ipv6OptionDiscard => "ipv6_option_discard",
+            WireError::Martian => "martian",
         }
     }
 
