@@ -148,6 +148,8 @@ impl Run {
                 "challenge_ka_ms" => ecfg.tcp.challenge_keepalive = Duration::from_millis(v.parse().unwrap()),
                 "defer_acks" => ecfg.tcp.defer_acks = v == "1",
                 "v6" => v6 = v == "1",
+                "syn_upload" => ecfg.tcp.syn_at_rcv_nxt_uploads = v == "1",
+                "junk_per_sec" => ecfg.junk_replies_per_sec = v.parse().unwrap(),
                 _ => panic!("{name}: unknown config {k}"),
             }
         }
@@ -483,6 +485,18 @@ impl Run {
                     self.fail(format!("ooo ({bytes}, {ranges}), want {want:?}"));
                 }
             }
+            "suppressed" => {
+                let want: u64 = w[2].parse().unwrap();
+                let s = self.engine.stats();
+                let got = match w[1] {
+                    "conn" => s.replies_suppressed_conn,
+                    "global" => s.replies_suppressed_global,
+                    x => self.fail(format!("bad suppressed kind {x}")),
+                };
+                if got != want {
+                    self.fail(format!("suppressed {} = {got}, want {want}", w[1]));
+                }
+            }
             "state" => {
                 let s = self.engine.conn(self.conn()).map(|c| format!("{:?}", c.state())).unwrap_or("gone".into());
                 if s != w[1] {
@@ -728,4 +742,8 @@ scripts! {
     s59_max_snd_wnd_from_handshake => "59_max_snd_wnd_from_handshake.pkt",
     s60_no_reflection => "60_no_reflection.pkt",
     s61_no_reflection_v6 => "61_no_reflection_v6.pkt",
+    s62_syn_at_rcv_nxt_uploads_option => "62_syn_at_rcv_nxt_uploads_option.pkt",
+    s63_junk_replies_spaced => "63_junk_replies_spaced.pkt",
+    s64_syn_received_new_isn_and_rst => "64_syn_received_new_isn_and_rst.pkt",
+    s65_syn_received_rst_at_rcv_nxt => "65_syn_received_rst_at_rcv_nxt.pkt",
 }

@@ -117,6 +117,8 @@ pub(crate) struct Listener {
     serial: u64,
     /// SYNs dropped because the half-open table was full.
     pub syn_overflow: u64,
+    /// Half-open connections replaced by a SYN with another ISN.
+    pub replaced: u64,
 }
 
 fn ms(now: Instant) -> u32 {
@@ -133,7 +135,7 @@ impl Listener {
         );
         let table =
             ahash::RandomState::with_seeds(seed.rotate_left(3), seed ^ 0xBEEF, seed.rotate_left(50), seed ^ 0xF00D);
-        Listener { cfg, keys, embryos: HashMap::with_hasher(table), serial: 0, syn_overflow: 0 }
+        Listener { cfg, keys, embryos: HashMap::with_hasher(table), serial: 0, syn_overflow: 0, replaced: 0 }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -169,6 +171,25 @@ impl Listener {
         }
     }
 
+    /// The host's ACK in SYN-RECEIVED: SEQ = ISS + 1, acknowledging RCV.NXT.
+    fn ack(local: SocketAddr, remote: SocketAddr, e: &Embryo, tsval: u32, window: u32) -> SegmentRepr<'static> {
+        SegmentRepr {
+            src: local.ip(),
+            dst: remote.ip(),
+            src_port: local.port(),
+            dst_port: remote.port(),
+            seq: e.iss.plus(1),
+            ack: e.rcv_nxt,
+            flags: flags::ACK,
+            window: window.min(0xFFFF) as u16,
+            options: TcpOptions { timestamps: e.ts_recent.map(|r| (tsval, r)), ..TcpOptions::default() },
+            payload: &[],
+            urgent: 0,
+            ip_id: 0,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     pub fn on_segment(
         &mut self,
         now: Instant,
@@ -176,21 +197,45 @@ impl Listener {
         seg: &Segment<'_>,
         raw: &[u8],
         cfg: &TcpConfig,
+        budget: &mut crate::tcp::ReplyBudget,
         push: &mut dyn FnMut(&SegmentRepr<'_>),
     ) -> Outcome {
         let key = (local, remote);
         if let Some(e) = self.embryos.get_mut(&key) {
             if seg.has(flags::RST) {
+                // RFC 5961 §3 in SYN-RECEIVED: at RCV.NXT the half-open is gone; elsewhere in
+                // the window a challenge ACK (within the engine's budget), which a peer that
+                // really reset answers with an RST at RCV.NXT; outside, nothing.
+                let wnd = cfg.rcv_wnd.min(0xFFFF);
                 if seg.seq == e.rcv_nxt {
                     self.embryos.remove(&key);
+                    return Outcome::Dropped(crate::tcp::TcpDrop::EmbryoReset);
                 }
-                return Outcome::Handled;
+                if seg.seq.in_range(e.rcv_nxt, e.rcv_nxt.plus(wnd)) {
+                    if budget.allow(now) {
+                        let tsval = ms(now).wrapping_add(e.ts_offset);
+                        push(&Self::ack(local, remote, e, tsval, wnd));
+                    }
+                    return Outcome::Dropped(crate::tcp::TcpDrop::RstInWindow);
+                }
+                return Outcome::Dropped(crate::tcp::TcpDrop::RstOutOfWindow);
             }
             if seg.has(flags::SYN) {
-                // A retransmitted SYN: answer again.
-                let r = self.synack(local, remote, self.embryos.get(&key).expect("present"), now, cfg);
-                push(&r);
-                return Outcome::Handled;
+                if seg.seq.plus(1) == e.rcv_nxt && !seg.has(flags::ACK) {
+                    // The same SYN again (our SYN-ACK was lost): answer again.
+                    let r = self.synack(local, remote, self.embryos.get(&key).expect("present"), now, cfg);
+                    push(&r);
+                    return Outcome::Handled;
+                }
+                // A SYN with another ISN: the peer started over (RFC 9293 §3.10.7.4: a
+                // passive open returns to LISTEN). The old half-open is dropped and the new
+                // SYN opens a new one, in its own sequence space: two never mix.
+                self.embryos.remove(&key);
+                self.replaced += 1;
+                if seg.has(flags::ACK) {
+                    return Outcome::Refuse;
+                }
+                return self.on_segment(now, key, seg, raw, cfg, budget, push);
             }
             if !seg.has(flags::ACK) {
                 // RFC 9293 §3.10.7.4: no ACK bit in SYN-RECEIVED → drop.

@@ -45,6 +45,10 @@ pub struct EngineConfig {
     /// The prefixes the target is on: segments to or from their IPv4 directed broadcast
     /// and network addresses are dropped unanswered, like every other non-unicast address.
     pub prefixes: Vec<wire::Prefix>,
+    /// Replies to junk (challenge ACKs, ACKs answering unacceptable segments and bad ACKs)
+    /// the whole engine sends per second, on average (RFC 5961 §7; 0: unlimited). Each
+    /// connection also spaces its own ([`TcpConfig::junk_reply_interval`]).
+    pub junk_replies_per_sec: u32,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +60,7 @@ impl Default for EngineConfig {
             listener: ListenerConfig::default(),
             max_connections: 1 << 16,
             prefixes: Vec::new(),
+            junk_replies_per_sec: 1000,
         }
     }
 }
@@ -112,6 +117,8 @@ pub struct Engine<D> {
     spare: Vec<Vec<u8>>,
     events: VecDeque<EngineEvent>,
     window_watch: Vec<ConnId>,
+    /// The engine-wide allowance of replies to junk.
+    budget: crate::tcp::ReplyBudget,
     stats: EngineStats,
 }
 
@@ -129,7 +136,9 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
         let s = cfg.seed;
         let hasher = ahash::RandomState::with_seeds(s, s.rotate_left(17) ^ 0x9E37, s.rotate_left(31) ^ 0x85EB, !s);
         let listener = listener::Listener::new(cfg.listener.clone(), s);
+        let budget = crate::tcp::ReplyBudget::new(cfg.junk_replies_per_sec, s.rotate_left(23) ^ 0x5DEE_CE66);
         Engine {
+            budget,
             cfg,
             delivery,
             table: table::ConnTable::new(hasher),
@@ -161,6 +170,8 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
     /// closed connections.
     pub fn stats(&self) -> EngineStats {
         let mut s = self.stats.clone();
+        s.replies_suppressed_conn = self.budget.suppressed_conn;
+        s.replies_suppressed_global = self.budget.suppressed_global;
         for c in self.conns.iter().flatten() {
             s.add_conn(&c.counters);
         }
@@ -229,7 +240,13 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
         let before = conn.next_deadline();
         let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
         let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
-        let mut cx = ConnContext { delivery: &mut self.delivery, host, tx: &mut push, cfg: &self.cfg.tcp };
+        let mut cx = ConnContext {
+            delivery: &mut self.delivery,
+            host,
+            tx: &mut push,
+            cfg: &self.cfg.tcp,
+            budget: &mut self.budget,
+        };
         let r = f(conn, &mut cx);
         let after = conn.next_deadline();
         if after.is_some() && (before.is_none() || after < before) {
@@ -354,7 +371,7 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
         let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
         let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
         let out = if listening {
-            self.listener.on_segment(now, (local, remote), seg, raw, &self.cfg.tcp, &mut push)
+            self.listener.on_segment(now, (local, remote), seg, raw, &self.cfg.tcp, &mut self.budget, &mut push)
         } else {
             listener::Outcome::Refuse
         };
@@ -599,7 +616,13 @@ impl<D: InitiateOffload + ReceiveInput> OffloadTarget for Engine<D> {
         {
             let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
             let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
-            let mut cx = ConnContext { delivery: &mut self.delivery, host, tx: &mut push, cfg: &self.cfg.tcp };
+            let mut cx = ConnContext {
+                delivery: &mut self.delivery,
+                host,
+                tx: &mut push,
+                cfg: &self.cfg.tcp,
+                budget: &mut self.budget,
+            };
             if c.ack_due() && !c.is_stopped() && c.state != TcpConnectionState::Closed {
                 c.send_ack(now, &mut cx);
             }

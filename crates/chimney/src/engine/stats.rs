@@ -73,6 +73,11 @@ pub struct EngineStats {
     /// Packets whose payload the driver read straight into a posted buffer (direct
     /// placement: no copy by the target).
     pub placed_packets: u64,
+    /// Replies to junk a connection did not send because it had replied to junk less than
+    /// its interval ago (RFC 5961 §7).
+    pub replies_suppressed_conn: u64,
+    /// Replies to junk not sent because the engine's per-second budget was spent.
+    pub replies_suppressed_global: u64,
 }
 
 impl EngineStats {
@@ -146,6 +151,8 @@ impl EngineStats {
         self.keepalive_probes += o.keepalive_probes;
         self.window_update_repeats += o.window_update_repeats;
         self.placed_packets += o.placed_packets;
+        self.replies_suppressed_conn += o.replies_suppressed_conn;
+        self.replies_suppressed_global += o.replies_suppressed_global;
     }
 
     /// Wire drops for `e`.

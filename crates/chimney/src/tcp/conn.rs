@@ -40,6 +40,17 @@ pub struct TcpConfig {
     pub max_retransmits: u32,
     /// Minimum spacing of challenge ACKs for in-window SYNs (R-SYN-1: 3 s).
     pub syn_challenge_interval: Duration,
+    /// Minimum spacing of one connection's other replies to junk: ACKs answering a pure
+    /// (payload-free) out-of-window or PAWS-failing segment, a SYN outside the window, an ACK
+    /// of unsent or too old data (RFC 5961 §7; Linux's `tcp_invalid_ratelimit`, 500 ms).
+    /// Segments carrying data are always answered (a retransmission needs its duplicate ACK),
+    /// within the engine's budget ([`crate::EngineConfig::junk_replies_per_sec`]).
+    pub junk_reply_interval: Duration,
+    /// A SYN exactly at RCV.NXT on a synchronized connection: `false` (default) answers it
+    /// with a challenge ACK like any in-window SYN (RFC 5961 §4: a blind attacker who hit
+    /// RCV.NXT must not end the connection); `true` requests an upload (InvalidState), as the
+    /// chimney contract's R-SYN-1 literally says (spec §6.5 records the choice).
+    pub syn_at_rcv_nxt_uploads: bool,
     /// `KaTimeout` with `TCP_FLAG_KEEP_ALIVE_ENABLED`: idle time before the first keep-alive
     /// probe; `None` = keep-alive off (it still runs after a challenge ACK, R-RST-2).
     pub keepalive: Option<Duration>,
@@ -70,6 +81,8 @@ impl Default for TcpConfig {
             rto: Duration::from_secs(1),
             max_retransmits: 5,
             syn_challenge_interval: Duration::from_secs(3),
+            junk_reply_interval: Duration::from_millis(500),
+            syn_at_rcv_nxt_uploads: false,
             keepalive: None,
             ka_interval: Duration::from_secs(1),
             ka_probe_count: 10,
@@ -127,11 +140,13 @@ pub enum TcpDrop {
     /// A segment with neither SYN nor ACK (nor RST) for a listening port: dropped silently,
     /// no RST (RFC 9293 §3.10.7.2, "any other control or text-bearing segment").
     ListenNoSynNoAck,
+    /// An RST at RCV.NXT for a half-open connection (SYN-RECEIVED): the half-open is gone.
+    EmbryoReset,
 }
 
 impl TcpDrop {
     /// Every reason, for counter tables.
-    pub const ALL: [TcpDrop; 14] = [
+    pub const ALL: [TcpDrop; 15] = [
         TcpDrop::OutOfWindow,
         TcpDrop::Paws,
         TcpDrop::RstInWindow,
@@ -146,6 +161,7 @@ impl TcpDrop {
         TcpDrop::WindowOverrun,
         TcpDrop::Stopped,
         TcpDrop::ListenNoSynNoAck,
+        TcpDrop::EmbryoReset,
     ];
 }
 
@@ -207,6 +223,8 @@ pub(crate) struct ConnContext<'a> {
     pub tx: &'a mut dyn FnMut(&SegmentRepr<'_>),
     /// Engine configuration.
     pub cfg: &'a TcpConfig,
+    /// The engine's allowance of replies to junk (RFC 5961 §7).
+    pub budget: &'a mut super::ReplyBudget,
 }
 
 /// A connection's two addresses in 38 bytes (two `SocketAddr`s take 64): at a million
@@ -325,6 +343,8 @@ pub struct TcpConn {
     delack_at: Option<Instant>,
     rst_challenged: bool,
     last_syn_challenge: Option<Instant>,
+    /// When this connection last replied to junk ([`TcpConfig::junk_reply_interval`]).
+    last_junk_reply: Option<Instant>,
     /// Our FIN and its retransmission, once the host closed (boxed: most connections are
     /// idle or receiving, and an idle connection's size matters at a million of them).
     closing: Option<Box<Closing>>,
@@ -393,6 +413,7 @@ impl TcpConn {
             delack_at: None,
             rst_challenged: false,
             last_syn_challenge: None,
+            last_junk_reply: None,
             closing: None,
             ka_at: cfg.keepalive.map(|idle| now + idle),
             ka_probes: 0,
@@ -608,6 +629,25 @@ impl TcpConn {
         self.emit(now, cx, seq, flags::ACK);
     }
 
+    /// An ACK answering junk (RFC 5961 §7): suppressed, and counted, when this connection
+    /// replied to junk less than `junk_reply_interval` ago (only if `spaced`: segments with
+    /// data are always answered) or when the engine's budget for this second is spent.
+    /// Returns whether it went out.
+    fn reply_to_junk(&mut self, now: Instant, cx: &mut ConnContext<'_>, spaced: bool) -> bool {
+        if spaced && self.last_junk_reply.is_some_and(|t| now < t + cx.cfg.junk_reply_interval) {
+            cx.budget.suppressed_conn += 1;
+            return false;
+        }
+        if !cx.budget.allow(now) {
+            return false;
+        }
+        if spaced {
+            self.last_junk_reply = Some(now);
+        }
+        self.send_ack(now, cx);
+        true
+    }
+
     /// After the host posted or consumed: sends a window update if the window opened enough.
     pub(crate) fn maybe_window_update(&mut self, now: Instant, cx: &mut ConnContext<'_>) {
         if !self.stopped && self.can_receive() && self.update_window(now, cx) {
@@ -708,7 +748,9 @@ impl TcpConn {
                 let _ = cx.delivery.receive_rst(now, self.id, cx.host);
             } else if wnd > 0 && in_window(seq) {
                 self.counters.drop(TcpDrop::RstInWindow);
-                if !self.rst_challenged {
+                // One challenge until an acceptable segment arrives; one the budget
+                // suppressed leaves the next RST its chance.
+                if !self.rst_challenged && cx.budget.allow(now) {
                     self.rst_challenged = true;
                     self.send_ack(now, cx);
                     self.arm_challenge_keepalive(now, cx);
@@ -722,24 +764,28 @@ impl TcpConn {
         if let (Some(ts), Some((tsval, _))) = (self.ts, seg.options.timestamps) {
             if (tsval.wrapping_sub(ts.recent) as i32) < 0 {
                 self.counters.drop(TcpDrop::Paws);
-                self.send_ack(now, cx);
+                self.reply_to_junk(now, cx, payload_len == 0);
                 return false;
             }
         }
-        // RFC 5961 §4 / R-SYN-1.
+        // RFC 5961 §4 / R-SYN-1: a SYN never opens, resets or (by default) uploads a
+        // synchronized connection; in the window (RCV.NXT included) it earns a challenge ACK
+        // at most every 3 s, outside it an ACK within the junk-reply limits.
         if seg.has(flags::SYN) {
             self.counters.drop(TcpDrop::Syn);
-            if seq == self.rcv_nxt {
+            if seq == self.rcv_nxt && cx.cfg.syn_at_rcv_nxt_uploads {
                 self.upload(now, cx, TcpUploadReason::InvalidState);
-            } else if in_window(seq) {
+            } else if seq == self.rcv_nxt || in_window(seq) {
                 let due = self.last_syn_challenge.is_none_or(|t| now >= t + cx.cfg.syn_challenge_interval);
-                if due {
+                if !due {
+                    cx.budget.suppressed_conn += 1;
+                } else if cx.budget.allow(now) {
                     self.last_syn_challenge = Some(now);
                     self.send_ack(now, cx);
                     self.arm_challenge_keepalive(now, cx);
                 }
             } else {
-                self.send_ack(now, cx);
+                self.reply_to_junk(now, cx, true);
             }
             return false;
         }
@@ -753,7 +799,9 @@ impl TcpConn {
         };
         if !acceptable {
             self.counters.drop(TcpDrop::OutOfWindow);
-            self.send_ack(now, cx);
+            // A pure ACK out of the window is spaced (it is how ACK loops and blind floods
+            // look); one with data is a retransmission or a zero-window probe: answered.
+            self.reply_to_junk(now, cx, seg_len == 0);
             return false;
         }
         self.rst_challenged = false;
@@ -767,13 +815,13 @@ impl TcpConn {
         let ack = seg.ack;
         if ack.gt(self.snd_nxt) {
             self.counters.drop(TcpDrop::AckTooHigh);
-            self.send_ack(now, cx);
+            self.reply_to_junk(now, cx, true);
             return false;
         }
         // RFC 5961 §5.2: an ACK below SND.UNA − MAX.SND.WND is a blind injection attempt.
         if ack.lt(SeqNum(self.snd_una.0.wrapping_sub(self.max_snd_wnd))) {
             self.counters.drop(TcpDrop::AckTooOld);
-            self.send_ack(now, cx);
+            self.reply_to_junk(now, cx, true);
             return false;
         }
         self.max_snd_wnd = self.max_snd_wnd.max(u32::from(seg.window) << self.snd_wscale);
@@ -797,7 +845,7 @@ impl TcpConn {
         }
         if !self.can_receive() {
             self.counters.drop(TcpDrop::AfterFin);
-            self.send_ack(now, cx);
+            self.reply_to_junk(now, cx, false);
             return false;
         }
         true
