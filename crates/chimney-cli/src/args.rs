@@ -60,6 +60,38 @@ pub struct PolicyArgs {
     /// into the posted buffer): the target then copies every payload once itself.
     #[arg(long)]
     pub no_direct: bool,
+    /// SYN cookies (RFC 4987): `auto` answers SYNs with a cookie only when the half-open
+    /// table (1,024 entries) is full, `always` for every SYN, `never` drops SYNs beyond it.
+    #[arg(long, value_enum, default_value_t = SynCookiesArg::Auto)]
+    pub syncookies: SynCookiesArg,
+}
+
+/// `--syncookies`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SynCookiesArg {
+    /// Only when the half-open table is full.
+    Auto,
+    /// For every SYN: nothing is kept before the handshake completes.
+    Always,
+    /// Never: SYNs beyond the half-open table are dropped and counted.
+    Never,
+}
+
+impl From<SynCookiesArg> for chimney::engine::SynCookies {
+    fn from(a: SynCookiesArg) -> Self {
+        match a {
+            SynCookiesArg::Auto => chimney::engine::SynCookies::Auto,
+            SynCookiesArg::Always => chimney::engine::SynCookies::Always,
+            SynCookiesArg::Never => chimney::engine::SynCookies::Never,
+        }
+    }
+}
+
+/// 64 bits from the OS's randomness (std seeds its hasher keys from it): the secret of ISNs
+/// and SYN cookies on a real network, where a seed anyone can read must not predict them.
+fn os_secret() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0x005E_C2E7_u64)
 }
 
 impl PolicyArgs {
@@ -173,8 +205,17 @@ pub fn driver_config(
         keepalive: (p.keepalive > 0).then(|| Duration::from_secs(p.keepalive)),
         ..base.engine.tcp.clone()
     };
+    let listener = chimney::engine::ListenerConfig { syncookies: p.syncookies.into(), ..base.engine.listener.clone() };
     DriverConfig {
-        engine: EngineConfig { seed, listen: vec![listen], tcp, prefixes: vec![prefix], ..base.engine.clone() },
+        engine: EngineConfig {
+            seed,
+            secret: os_secret(),
+            listen: vec![listen],
+            tcp,
+            prefixes: vec![prefix],
+            listener,
+            ..base.engine.clone()
+        },
         policy: app,
         stall: p.stall(),
         impair_in: impair.clone(),

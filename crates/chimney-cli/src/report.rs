@@ -77,6 +77,10 @@ pub fn print_tables(s: &EngineStats) {
     if !drops.is_empty() {
         println!("drops: {}", line(drops));
     }
+    let defense = s.defense_table();
+    if !defense.is_empty() {
+        println!("defenses: {}", line(defense));
+    }
     let host = s.host_path_table();
     if !host.is_empty() {
         println!("host path (not for the target, not dropped; icmp_igmp: e.g. the kernel's own IPv6 router solicitation): {}", line(host));
@@ -162,6 +166,7 @@ pub fn print_demo(
             "violations": violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
             "drops": table_json(stats.drop_table()),
             "host_path": table_json(stats.host_path_table()),
+            "defenses": table_json(stats.defense_table()),
             "tx_dropped": driver.tx_dropped,
             "gso_packets": driver.gso_packets,
             "placed_packets": stats.placed_packets,

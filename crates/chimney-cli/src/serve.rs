@@ -352,6 +352,7 @@ pub fn run(a: &ServeArgs) -> ExitCode {
             "violations": all.max(violations), "ends": ends,
             "drops": crate::report::table_json(summary.stats.drop_table()),
             "host_path": crate::report::table_json(summary.stats.host_path_table()),
+            "defenses": crate::report::table_json(summary.stats.defense_table()),
             "tcp_offload_stats": crate::report::tcp_stats_json(&summary.stats),
             "ip_offload_stats": crate::report::ip_stats_json(&summary.stats),
             "per_queue_offloads": summary.per_queue_offloads,

@@ -130,3 +130,12 @@ fn seed_18840_reset_before_offload_needs_no_end() {
 fn seed_21223_stale_zero_window_reannounced() {
     seed_passes(21223);
 }
+
+/// Regression (seed 104990 hung before the fix): a connection re-offloaded with a closed
+/// window (the old delivery layer was full) never announced the room of the new, empty one,
+/// and the host's later posts sent nothing either: it advertised `win 0` to keep-alive
+/// probes for good. The mechanism alone: script 68.
+#[test]
+fn seed_104990_reoffload_reopens_window() {
+    seed_passes(104990);
+}

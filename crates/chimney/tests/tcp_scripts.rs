@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chimney::contract::{ApiMisuse, ConnId, Delivery, DeliveryConfig, OffloadTarget, Verifier, VerifierMode};
-use chimney::engine::{Engine, EngineConfig, EngineEvent};
+use chimney::engine::{Engine, EngineConfig, EngineEvent, SynCookies};
 use chimney::ndis::{DisconnectKind, TcpOffloadEvent, TcpUploadReason};
 use chimney::tcp::TcpDrop;
 use chimney::testkit::host::{AppHost, AppPolicy, IndicationPolicy};
@@ -39,6 +39,8 @@ struct Run {
     events_seen: usize,
     line: usize,
     corrupt_next: bool,
+    /// The TSval of the last packet we expected (`ecr *` on an inbound packet echoes it).
+    last_tsval: u32,
 }
 
 #[derive(Debug, Default)]
@@ -149,6 +151,14 @@ impl Run {
                 "defer_acks" => ecfg.tcp.defer_acks = v == "1",
                 "v6" => v6 = v == "1",
                 "syn_upload" => ecfg.tcp.syn_at_rcv_nxt_uploads = v == "1",
+                "syncookies" => {
+                    ecfg.listener.syncookies = match v.as_str() {
+                        "always" => SynCookies::Always,
+                        "never" => SynCookies::Never,
+                        _ => SynCookies::Auto,
+                    }
+                }
+                "max_embryos" => ecfg.listener.max_embryos = v.parse().unwrap(),
                 "junk_per_sec" => ecfg.junk_replies_per_sec = v.parse().unwrap(),
                 _ => panic!("{name}: unknown config {k}"),
             }
@@ -177,6 +187,7 @@ impl Run {
             events_seen: 0,
             line: 0,
             corrupt_next: false,
+            last_tsval: 0,
         }
     }
 
@@ -223,7 +234,10 @@ impl Run {
                 "wscale" => o.window_scale = Some(w[1].parse().unwrap()),
                 "sackOK" => o.sack_permitted = true,
                 "nop" => {}
-                "TS" => o.timestamps = Some((w[2].parse().unwrap(), w[4].parse().unwrap_or(0))),
+                "TS" => {
+                    let ecr = if w[4] == "*" { self.last_tsval } else { w[4].parse().unwrap_or(0) };
+                    o.timestamps = Some((w[2].parse().unwrap(), ecr));
+                }
                 other => self.fail(format!("unknown inbound option {other}")),
             }
         }
@@ -272,10 +286,16 @@ impl Run {
     fn expect(&mut self, p: &Pkt) {
         let Some(raw) = self.out.pop_front() else { self.fail("expected a packet, none was sent") };
         let s = wire::parse(&raw).unwrap_or_else(|e| self.fail(format!("sent an unparsable packet: {e:?}")));
-        if s.has(flags::SYN) && self.iss.is_none() {
+        // Our ISN is learnt from the SYN-ACK to the script's peer; one to another address or
+        // port (`sport`, `src`) is read relative to its own ISN.
+        let to_main = SocketAddr::new(s.dst, s.dst_port) == self.remote;
+        if s.has(flags::SYN) && self.iss.is_none() && to_main {
             self.iss = Some(s.seq.0);
         }
-        let iss = self.iss.unwrap_or(0);
+        let iss = if s.has(flags::SYN) && !to_main { s.seq.0 } else { self.iss.unwrap_or(0) };
+        if let Some((v, _)) = s.options.timestamps {
+            self.last_tsval = v;
+        }
         let got = describe(&s, self.iss, self.irs);
         let rel_seq = s.seq.0.wrapping_sub(iss);
         let mut bad = Vec::new();
@@ -483,6 +503,14 @@ impl Run {
                 let want: (u64, usize) = (w[1].parse().unwrap(), w[2].parse().unwrap());
                 if (bytes, ranges) != want {
                     self.fail(format!("ooo ({bytes}, {ranges}), want {want:?}"));
+                }
+            }
+            "defense" => {
+                let want: u64 = w[2].parse().unwrap();
+                let t = self.engine.stats().defense_table();
+                let got = t.iter().find(|(k, _)| k == w[1]).map_or(0, |(_, n)| *n);
+                if got != want {
+                    self.fail(format!("defense {} = {got}, want {want} ({t:?})", w[1]));
                 }
             }
             "suppressed" => {
@@ -746,4 +774,7 @@ scripts! {
     s63_junk_replies_spaced => "63_junk_replies_spaced.pkt",
     s64_syn_received_new_isn_and_rst => "64_syn_received_new_isn_and_rst.pkt",
     s65_syn_received_rst_at_rcv_nxt => "65_syn_received_rst_at_rcv_nxt.pkt",
+    s66_syncookies_always => "66_syncookies_always.pkt",
+    s67_syncookies_when_full => "67_syncookies_when_full.pkt",
+    s68_reoffload_reopens_window => "68_reoffload_reopens_window.pkt",
 }

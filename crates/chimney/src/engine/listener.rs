@@ -8,6 +8,7 @@ use core::net::SocketAddr;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::syncookie::{self, CookieKeys, Decoded, SynCookies};
 use super::{synack_options, tuple_hash, FourTuple};
 use crate::ndis::{
     const_flags, Mdl, NblChain, NblId, NetBuffer, NetBufferList, PoolTag, TcpCachedState, TcpConnectionState,
@@ -26,11 +27,18 @@ pub struct ListenerConfig {
     pub synack_retries: u32,
     /// First SYN-ACK retransmission timeout.
     pub synack_rto: Duration,
+    /// When SYNs are answered with a cookie instead of a half-open entry.
+    pub syncookies: SynCookies,
 }
 
 impl Default for ListenerConfig {
     fn default() -> Self {
-        ListenerConfig { max_embryos: 1024, synack_retries: 3, synack_rto: Duration::from_secs(1) }
+        ListenerConfig {
+            max_embryos: 1024,
+            synack_retries: 3,
+            synack_rto: Duration::from_secs(1),
+            syncookies: SynCookies::Auto,
+        }
     }
 }
 
@@ -113,20 +121,40 @@ pub(crate) enum Outcome {
 pub(crate) struct Listener {
     cfg: ListenerConfig,
     keys: ahash::RandomState,
+    cookies: CookieKeys,
     embryos: HashMap<FourTuple, Embryo, ahash::RandomState>,
     serial: u64,
-    /// SYNs dropped because the half-open table was full.
+    /// When the last cookie went out: ACKs for no half-open are checked as cookies only
+    /// within two cookie lifetimes of it (as Linux), so that a random ACK costs no hash.
+    last_cookie: Option<Instant>,
+    /// What the listener counted.
+    pub counts: ListenerCounts,
+}
+
+/// What the listener counted (reported in `EngineStats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenerCounts {
+    /// SYNs dropped because the half-open table was full and cookies are off.
     pub syn_overflow: u64,
+    /// SYN-ACKs sent with a cookie instead of a half-open entry.
+    pub cookies_sent: u64,
+    /// ACKs whose cookie was genuine: connections rebuilt from it.
+    pub cookies_valid: u64,
+    /// ACKs checked as cookies that were not (answered with RST).
+    pub cookies_invalid: u64,
     /// Half-open connections replaced by a SYN with another ISN.
     pub replaced: u64,
 }
+
+/// How long after the last cookie ACKs for no half-open are checked as cookies.
+const COOKIE_WINDOW: Duration = Duration::from_secs(192);
 
 fn ms(now: Instant) -> u32 {
     (now.as_nanos() / 1_000_000) as u32
 }
 
 impl Listener {
-    pub fn new(cfg: ListenerConfig, seed: u64) -> Listener {
+    pub fn new(cfg: ListenerConfig, seed: u64, secret: u64) -> Listener {
         let keys = ahash::RandomState::with_seeds(
             seed ^ 0x1234_5678,
             seed.rotate_left(7),
@@ -135,7 +163,31 @@ impl Listener {
         );
         let table =
             ahash::RandomState::with_seeds(seed.rotate_left(3), seed ^ 0xBEEF, seed.rotate_left(50), seed ^ 0xF00D);
-        Listener { cfg, keys, embryos: HashMap::with_hasher(table), serial: 0, syn_overflow: 0, replaced: 0 }
+        Listener {
+            cfg,
+            keys,
+            cookies: CookieKeys::new(seed, secret),
+            embryos: HashMap::with_hasher(table),
+            serial: 0,
+            last_cookie: None,
+            counts: ListenerCounts::default(),
+        }
+    }
+
+    /// Half-open connections held now.
+    pub fn half_open(&self) -> usize {
+        self.embryos.len()
+    }
+
+    /// Bytes the half-open table holds (entries, control bytes, and what they point to).
+    pub fn memory(&self) -> usize {
+        let slot = core::mem::size_of::<(FourTuple, Embryo)>() + 1;
+        let heap: usize = self
+            .embryos
+            .values()
+            .map(|e| e.buffered.capacity() + e.forward.iter().map(|f| f.capacity() + 24).sum::<usize>())
+            .sum();
+        self.embryos.capacity() * slot + heap
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -231,7 +283,7 @@ impl Listener {
                 // passive open returns to LISTEN). The old half-open is dropped and the new
                 // SYN opens a new one, in its own sequence space: two never mix.
                 self.embryos.remove(&key);
-                self.replaced += 1;
+                self.counts.replaced += 1;
                 if seg.has(flags::ACK) {
                     return Outcome::Refuse;
                 }
@@ -244,68 +296,25 @@ impl Listener {
             if seg.ack != e.iss.plus(1) {
                 return Outcome::Refuse;
             }
-            if let (Some(_), Some((tsval, _))) = (e.ts_recent, seg.options.timestamps) {
-                e.ts_recent = Some(tsval);
+            let e = self.embryos.remove(&key).expect("present");
+            return self.establish(now, key, e, seg, raw, cfg, push);
+        }
+        if seg.has(flags::ACK) && !seg.has(flags::SYN | flags::RST) {
+            if let Some(e) = self.cookie_ack(now, key, seg) {
+                return self.establish(now, key, e, seg, raw, cfg, push);
             }
-            let mut e = self.embryos.remove(&key).expect("present");
-            // The handshake ACK's window is scaled (RFC 7323 §2.2).
-            let scaled = u32::from(seg.window) << e.peer.window_scale.unwrap_or(0).min(14);
-            e.max_snd_wnd = e.max_snd_wnd.max(scaled);
-            let in_order = seg.seq == e.rcv_nxt;
-            let window = cfg.rcv_wnd.min(0xFFFF);
-            let rcv_adv = e.rcv_nxt.plus(window);
-            if in_order && !seg.payload.is_empty() && !seg.has(flags::FIN) && seg.payload.len() <= window as usize {
-                // The host receives and ACKs this data; it becomes BufferedData (R-BUF-1).
-                e.buffered.extend_from_slice(seg.payload);
-                e.rcv_nxt = e.rcv_nxt.plus(seg.payload.len() as u32);
-                let wscale = e.peer.window_scale.map(|_| cfg.window_scale()).unwrap_or(0);
-                let wnd = rcv_adv.diff(e.rcv_nxt).max(0) as u32;
-                let tsval = ms(now).wrapping_add(e.ts_offset);
-                push(&SegmentRepr {
-                    src: local.ip(),
-                    dst: remote.ip(),
-                    src_port: local.port(),
-                    dst_port: remote.port(),
-                    seq: e.iss.plus(1),
-                    ack: e.rcv_nxt,
-                    flags: flags::ACK,
-                    window: wnd.div_ceil(1 << wscale).min(0xFFFF) as u16,
-                    options: TcpOptions { timestamps: e.ts_recent.map(|r| (tsval, r)), ..TcpOptions::default() },
-                    payload: &[],
-                    urgent: 0,
-                    ip_id: 0,
-                });
-            } else if !seg.payload.is_empty() || seg.has(flags::FIN) {
-                // Received but not ACKed by the host: forwarded after the offload (R-BUF-5).
-                e.forward.push(raw.to_vec());
-            }
-            self.serial += 1;
-            let negotiated = Negotiated {
-                local,
-                remote,
-                rcv_nxt: e.rcv_nxt.0,
-                snd_nxt: e.iss.plus(1).0,
-                rcv_wscale: e.peer.window_scale.map(|_| cfg.window_scale()),
-                peer_mss: e.peer.mss.unwrap_or(536),
-                snd_wscale: e.peer.window_scale,
-                sack: e.peer.sack_permitted,
-                ts_recent: e.ts_recent,
-                ts_offset: e.ts_offset,
-                rcv_adv: rcv_adv.0,
-                max_snd_wnd: e.max_snd_wnd,
-            };
-            return Outcome::Established(Box::new(Established {
-                negotiated,
-                peer: e.peer,
-                buffered: e.buffered,
-                forward: e.forward,
-                serial: self.serial,
-            }));
+            return Outcome::Refuse;
         }
         if seg.has(flags::SYN) && !seg.has(flags::ACK) {
-            if self.embryos.len() >= self.cfg.max_embryos {
-                self.syn_overflow += 1;
-                return Outcome::Handled;
+            let full = self.embryos.len() >= self.cfg.max_embryos;
+            match self.cfg.syncookies {
+                SynCookies::Never if full => {
+                    self.counts.syn_overflow += 1;
+                    return Outcome::Handled;
+                }
+                SynCookies::Always => return self.cookie_synack(now, key, seg, cfg, push),
+                SynCookies::Auto if full => return self.cookie_synack(now, key, seg, cfg, push),
+                _ => {}
             }
             let h = tuple_hash(&self.keys, &key);
             // RFC 6528: a keyed hash of the tuple plus a 4 µs clock.
@@ -335,6 +344,166 @@ impl Listener {
             return Outcome::Dropped(crate::tcp::TcpDrop::ListenNoSynNoAck);
         }
         Outcome::Refuse
+    }
+
+    /// The handshake ACK (or a cookie ACK) completes `e`: the connection to offload.
+    #[allow(clippy::too_many_arguments)]
+    fn establish(
+        &mut self,
+        now: Instant,
+        (local, remote): FourTuple,
+        mut e: Embryo,
+        seg: &Segment<'_>,
+        raw: &[u8],
+        cfg: &TcpConfig,
+        push: &mut dyn FnMut(&SegmentRepr<'_>),
+    ) -> Outcome {
+        if let (Some(_), Some((tsval, _))) = (e.ts_recent, seg.options.timestamps) {
+            e.ts_recent = Some(tsval);
+        }
+        // The handshake ACK's window is scaled (RFC 7323 §2.2).
+        let scaled = u32::from(seg.window) << e.peer.window_scale.unwrap_or(0).min(14);
+        e.max_snd_wnd = e.max_snd_wnd.max(scaled);
+        let in_order = seg.seq == e.rcv_nxt;
+        let window = cfg.rcv_wnd.min(0xFFFF);
+        let rcv_adv = e.rcv_nxt.plus(window);
+        if in_order && !seg.payload.is_empty() && !seg.has(flags::FIN) && seg.payload.len() <= window as usize {
+            // The host receives and ACKs this data; it becomes BufferedData (R-BUF-1).
+            e.buffered.extend_from_slice(seg.payload);
+            e.rcv_nxt = e.rcv_nxt.plus(seg.payload.len() as u32);
+            let wscale = e.peer.window_scale.map(|_| cfg.window_scale()).unwrap_or(0);
+            let wnd = rcv_adv.diff(e.rcv_nxt).max(0) as u32;
+            let tsval = ms(now).wrapping_add(e.ts_offset);
+            push(&SegmentRepr {
+                src: local.ip(),
+                dst: remote.ip(),
+                src_port: local.port(),
+                dst_port: remote.port(),
+                seq: e.iss.plus(1),
+                ack: e.rcv_nxt,
+                flags: flags::ACK,
+                window: wnd.div_ceil(1 << wscale).min(0xFFFF) as u16,
+                options: TcpOptions { timestamps: e.ts_recent.map(|r| (tsval, r)), ..TcpOptions::default() },
+                payload: &[],
+                urgent: 0,
+                ip_id: 0,
+            });
+        } else if !seg.payload.is_empty() || seg.has(flags::FIN) {
+            // Received but not ACKed by the host: forwarded after the offload (R-BUF-5).
+            e.forward.push(raw.to_vec());
+        }
+        self.serial += 1;
+        let negotiated = Negotiated {
+            local,
+            remote,
+            rcv_nxt: e.rcv_nxt.0,
+            snd_nxt: e.iss.plus(1).0,
+            rcv_wscale: e.peer.window_scale.map(|_| cfg.window_scale()),
+            peer_mss: e.peer.mss.unwrap_or(536),
+            snd_wscale: e.peer.window_scale,
+            sack: e.peer.sack_permitted,
+            ts_recent: e.ts_recent,
+            ts_offset: e.ts_offset,
+            rcv_adv: rcv_adv.0,
+            max_snd_wnd: e.max_snd_wnd,
+        };
+        Outcome::Established(Box::new(Established {
+            negotiated,
+            peer: e.peer,
+            buffered: e.buffered,
+            forward: e.forward,
+            serial: self.serial,
+        }))
+    }
+
+    /// An ACK for no half-open connection: if it carries a genuine, recent cookie, the
+    /// half-open connection the cookie stands for (RFC 4987 §3.6).
+    fn cookie_ack(&mut self, now: Instant, key: FourTuple, seg: &Segment<'_>) -> Option<Embryo> {
+        let recent = self.last_cookie.is_some_and(|t| now.saturating_duration_since(t) < COOKIE_WINDOW);
+        if self.cfg.syncookies == SynCookies::Never || !(recent || self.cfg.syncookies == SynCookies::Always) {
+            return None;
+        }
+        let isn = SeqNum(seg.seq.0.wrapping_sub(1));
+        let iss = SeqNum(seg.ack.0.wrapping_sub(1));
+        let h = tuple_hash(&self.keys, &key);
+        let ts_offset = (h >> 32) as u32;
+        // TSecr echoes the TSval of our cookie SYN-ACK: not from the future, not older than a
+        // cookie lives (a peer that does not echo it gets no options from it).
+        let ts_fresh = seg.options.timestamps.is_none_or(|(_, ecr)| {
+            ms(now).wrapping_add(ts_offset).wrapping_sub(ecr) <= COOKIE_WINDOW.as_millis() as u32
+        });
+        let decoded = self
+            .cookies
+            .check(now, &key, isn, iss)
+            .filter(|_| ts_fresh)
+            .and_then(|mss| Decoded::new(mss, seg.options.timestamps.map(|(_, ecr)| ecr)));
+        let Some(d) = decoded else {
+            self.counts.cookies_invalid += 1;
+            return None;
+        };
+        self.counts.cookies_valid += 1;
+        let peer = TcpOptions {
+            mss: Some(d.mss),
+            window_scale: d.wscale,
+            sack_permitted: d.sack,
+            sack: None,
+            timestamps: seg.options.timestamps,
+        };
+        Some(Embryo {
+            iss,
+            rcv_nxt: seg.seq,
+            peer,
+            ts_recent: seg.options.timestamps.map(|(v, _)| v),
+            ts_offset,
+            retries: 0,
+            rto_at: now,
+            buffered: Vec::new(),
+            forward: Vec::new(),
+            // The SYN's window is not in the cookie; the ACK's (scaled) is taken below.
+            max_snd_wnd: 0,
+        })
+    }
+
+    /// Answers a SYN with a cookie SYN-ACK, keeping nothing.
+    fn cookie_synack(
+        &mut self,
+        now: Instant,
+        (local, remote): FourTuple,
+        seg: &Segment<'_>,
+        cfg: &TcpConfig,
+        push: &mut dyn FnMut(&SegmentRepr<'_>),
+    ) -> Outcome {
+        let key = (local, remote);
+        let h = tuple_hash(&self.keys, &key);
+        let mut peer = seg.options;
+        peer.window_scale = peer.window_scale.map(|s| s.min(14));
+        let ts_offset = (h >> 32) as u32;
+        let iss = self.cookies.iss(now, &key, seg.seq, peer.mss);
+        let e = Embryo {
+            iss,
+            rcv_nxt: seg.seq.plus(1),
+            peer,
+            ts_recent: seg.options.timestamps.map(|(v, _)| v),
+            ts_offset,
+            retries: 0,
+            rto_at: now,
+            buffered: Vec::new(),
+            forward: Vec::new(),
+            max_snd_wnd: 0,
+        };
+        let mut r = self.synack(local, remote, &e, now, cfg);
+        // Without timestamps there is nowhere to keep window scale and SACK: both off.
+        match r.options.timestamps.as_mut() {
+            Some((tsval, _)) => *tsval = syncookie::encode_ts(*tsval, peer.window_scale, peer.sack_permitted),
+            None => {
+                r.options.window_scale = None;
+                r.options.sack_permitted = false;
+            }
+        }
+        push(&r);
+        self.counts.cookies_sent += 1;
+        self.last_cookie = Some(now);
+        Outcome::Handled
     }
 
     pub fn on_timer(&mut self, now: Instant, cfg: &TcpConfig, push: &mut dyn FnMut(&SegmentRepr<'_>)) {

@@ -11,14 +11,16 @@
 
 mod listener;
 mod stats;
+mod syncookie;
 mod table;
 
 use core::net::SocketAddr;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
-pub use listener::ListenerConfig;
+pub use listener::{ListenerConfig, ListenerCounts};
 pub use stats::{EngineStats, IpOffloadStats, TcpOffloadStats};
+pub use syncookie::SynCookies;
 
 use crate::contract::{ApiMisuse, ConnId, InitiateOffload, OffloadTarget, PostRejected, ProtocolHost, ReceiveInput};
 use crate::ndis::{DisconnectKind, NblChain, NdisStatus, TcpConnectionState, TcpDelegatedState};
@@ -34,6 +36,10 @@ pub type FourTuple = (SocketAddr, SocketAddr);
 pub struct EngineConfig {
     /// Seed of every random choice (ISNs, hash keys, timestamp offsets).
     pub seed: u64,
+    /// A secret mixed into the keys of ISNs and SYN cookies. A driver facing a real network
+    /// draws it from the OS (else anyone who knows the seed could predict ISNs and forge
+    /// cookies); simulations leave it 0 to stay deterministic.
+    pub secret: u64,
     /// Addresses the host stack listens on (an unspecified IP matches any).
     pub listen: Vec<SocketAddr>,
     /// TCP receive parameters.
@@ -55,6 +61,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             seed: 1,
+            secret: 0,
             listen: Vec::new(),
             tcp: TcpConfig::default(),
             listener: ListenerConfig::default(),
@@ -135,7 +142,7 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
     pub fn new(cfg: EngineConfig, delivery: D) -> Engine<D> {
         let s = cfg.seed;
         let hasher = ahash::RandomState::with_seeds(s, s.rotate_left(17) ^ 0x9E37, s.rotate_left(31) ^ 0x85EB, !s);
-        let listener = listener::Listener::new(cfg.listener.clone(), s);
+        let listener = listener::Listener::new(cfg.listener.clone(), s, cfg.secret);
         let budget = crate::tcp::ReplyBudget::new(cfg.junk_replies_per_sec, s.rotate_left(23) ^ 0x5DEE_CE66);
         Engine {
             budget,
@@ -172,6 +179,7 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
         let mut s = self.stats.clone();
         s.replies_suppressed_conn = self.budget.suppressed_conn;
         s.replies_suppressed_global = self.budget.suppressed_global;
+        s.listener = self.listener.counts.clone();
         for c in self.conns.iter().flatten() {
             s.add_conn(&c.counters);
         }
@@ -412,7 +420,13 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
             // No BufferedData, so no host NBL is built from this serial.
             serial: 0,
         };
-        self.offload(now, e, host).ok_or(ApiMisuse::OffloadRefused)
+        let id = self.offload(now, e, host).ok_or(ApiMisuse::OffloadRefused)?;
+        // The delegated RcvWnd may be closed (the old delivery layer was full) while the new
+        // one holds nothing: announce the room now. Through `with_conn`, so that a window
+        // still below half goes on `window_watch`: `offload` alone never put it there, and a
+        // window re-offloaded at 0 stayed 0 whatever the host posted (simulator seed 104990).
+        self.with_conn(id, host, |c, cx| c.maybe_window_update(now, cx));
+        Ok(id)
     }
 
     /// The negotiated state of an offloaded connection, for a host that will terminate and
@@ -557,6 +571,12 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
                 self.window_watch.push(id);
             }
         }
+    }
+
+    /// Half-open connections held now, and the bytes their table takes (bounded by
+    /// [`ListenerConfig::max_embryos`] whatever the SYN rate: beyond it, SYN cookies).
+    pub fn half_open(&self) -> (usize, usize) {
+        (self.listener.half_open(), self.listener.memory())
     }
 
     /// The wire address of an offloaded connection.

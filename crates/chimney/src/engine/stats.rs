@@ -78,6 +78,9 @@ pub struct EngineStats {
     pub replies_suppressed_conn: u64,
     /// Replies to junk not sent because the engine's per-second budget was spent.
     pub replies_suppressed_global: u64,
+    /// The passive open's counters: SYN overflow, SYN cookies sent, valid and invalid,
+    /// half-open connections replaced.
+    pub listener: super::ListenerCounts,
 }
 
 impl EngineStats {
@@ -153,6 +156,31 @@ impl EngineStats {
         self.placed_packets += o.placed_packets;
         self.replies_suppressed_conn += o.replies_suppressed_conn;
         self.replies_suppressed_global += o.replies_suppressed_global;
+        let (l, m) = (&mut self.listener, &o.listener);
+        l.syn_overflow += m.syn_overflow;
+        l.cookies_sent += m.cookies_sent;
+        l.cookies_valid += m.cookies_valid;
+        l.cookies_invalid += m.cookies_invalid;
+        l.replaced += m.replaced;
+    }
+
+    /// The defences' counters by name: SYN overflow, SYN cookies, replaced half-opens, replies
+    /// to junk suppressed (for reports; zero entries left out).
+    pub fn defense_table(&self) -> Vec<(String, u64)> {
+        let l = &self.listener;
+        [
+            ("syn_overflow", l.syn_overflow),
+            ("syncookies_sent", l.cookies_sent),
+            ("syncookies_valid", l.cookies_valid),
+            ("syncookies_invalid", l.cookies_invalid),
+            ("half_open_replaced", l.replaced),
+            ("replies_suppressed_conn", self.replies_suppressed_conn),
+            ("replies_suppressed_global", self.replies_suppressed_global),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| (k.to_string(), n))
+        .collect()
     }
 
     /// Wire drops for `e`.

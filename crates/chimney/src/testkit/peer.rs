@@ -118,6 +118,10 @@ impl Peer {
             if let Ok(s) = wire::parse(&out) {
                 if s.has(flags::SYN) && s.has(flags::ACK) && s.dst_port == self.remote.port() {
                     iss = Some(s.seq.0);
+                    // Echo its TSval, as a real peer does (a cookie SYN-ACK's carries options).
+                    if let Some((v, _)) = s.options.timestamps {
+                        self.tsecr = v;
+                    }
                 }
             }
         }
