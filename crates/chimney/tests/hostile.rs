@@ -182,7 +182,7 @@ fn nothing_is_sent_to_or_from_a_martian() {
     for i in 0..20_000u64 {
         let r = rng.next();
         let pick = |x: u64| -> std::net::IpAddr {
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 specials[(x / 3) as usize % specials.len()].parse().unwrap()
             } else {
                 std::net::Ipv4Addr::from((x >> 16) as u32).into()
@@ -190,8 +190,8 @@ fn nothing_is_sent_to_or_from_a_martian() {
         };
         let src = pick(r);
         let dst = if i % 2 == 0 { "198.18.0.1".parse().unwrap() } else { pick(r.rotate_left(21)) };
-        let sport = if r % 7 == 0 { 0 } else { (r >> 48) as u16 };
-        let dport = if r % 11 == 0 { 0 } else { 5001 };
+        let sport = if r.is_multiple_of(7) { 0 } else { (r >> 48) as u16 };
+        let dport = if r.is_multiple_of(11) { 0 } else { 5001 };
         let fl = [flags::SYN, flags::ACK, flags::ACK | flags::PSH, flags::FIN | flags::ACK][(r >> 5) as usize % 4];
         let p = Peer::new(SocketAddr::new(dst, dport), SocketAddr::new(src, sport), r as u32);
         e.handle_packet(t0, &p.segment_acking(r as u32, (r >> 32) as u32, fl, b"x"), &mut host);
