@@ -6,6 +6,8 @@
 //! * [`engine`]: no I/O, pre-built segment traces through the engine, against memcpy and
 //!   smoltcp.
 //! * [`scale`]: no I/O, bytes per idle connection and ns per segment at 1 … 1 M connections.
+//! * [`flood`]: no I/O, a spoofed SYN flood: SYNs per second absorbed per SYN-cookie mode,
+//!   half-open memory, a legitimate client mid-flood.
 //!
 //! [`common`] holds what they share (medians, a peer's segments); nothing here imports back
 //! from a child.
@@ -15,6 +17,7 @@ use std::process::ExitCode;
 pub mod common;
 pub mod e2e;
 pub mod engine;
+pub mod flood;
 pub mod scale;
 
 /// `chimney bench` flags.
@@ -35,6 +38,9 @@ pub enum BenchCmd {
     /// No I/O: 1, 1 k, 100 k, 1 M offloaded connections: bytes per idle connection and ns
     /// per segment at each size.
     Scale(scale::ScaleArgs),
+    /// No I/O: a spoofed SYN flood on one core: SYNs per second absorbed with SYN cookies
+    /// auto, always and never, half-open memory, and whether a client connects mid-flood.
+    Flood(flood::FloodArgs),
 }
 
 /// `chimney bench …`.
@@ -43,5 +49,6 @@ pub fn run(a: &BenchArgs) -> ExitCode {
         BenchCmd::E2e(e) => e2e::run(e),
         BenchCmd::Engine(e) => engine::run(e),
         BenchCmd::Scale(e) => scale::run(e),
+        BenchCmd::Flood(e) => flood::run(e),
     }
 }
