@@ -39,6 +39,11 @@ pub struct Adversary {
     /// target's SEQ and ACK (RCV.NXT) and window field — an attacker that knows where the
     /// window is, but not an acceptable ACK.
     seen: std::collections::BTreeMap<u16, (u32, u32, u16)>,
+    /// Whether it opened with a SYN of another ISN first (then changed its mind: the target
+    /// must replace that half-open, never mix the two sequence spaces).
+    stale_syn_sent: bool,
+    /// Whether the target acknowledged anything in its sequence space (the connection exists).
+    established: bool,
 }
 
 impl Adversary {
@@ -74,6 +79,8 @@ impl Adversary {
             wscale: 0,
             wnd: 0,
             seen: std::collections::BTreeMap::new(),
+            stale_syn_sent: false,
+            established: false,
         }
     }
 
@@ -105,13 +112,26 @@ impl Adversary {
     pub fn on_packet(&mut self, _now: Instant, p: &[u8]) {
         // Checksums verified: a corrupted ACK must not make it believe more was received.
         let Ok(s) = wire::parse(p) else { return };
+        if s.has(flags::RST) && !self.established && self.iss.is_some_and(|i| s.seq.0 == i.wrapping_add(1)) {
+            // Refused before the connection was made: its abandoned SYN (duplicated or
+            // reordered by the link) replaced the half-open its ACK was for. Start over.
+            self.iss = None;
+            self.step = 0;
+            return;
+        }
         if s.has(flags::SYN) && s.has(flags::ACK) {
+            // The answer to the abandoned SYN is not the connection's.
+            if s.ack.0 != self.isn.wrapping_add(1) {
+                return;
+            }
             self.iss = Some(s.seq.0);
             self.wscale = s.options.window_scale.unwrap_or(0).min(14);
             return;
         }
         if s.has(flags::ACK) {
             self.wnd = u64::from(s.window) << self.wscale;
+            self.established |=
+                s.ack.0 != 0 && s.ack.0.wrapping_sub(self.isn) >= 1 && s.ack.0.wrapping_sub(self.isn) < 1 << 30;
         }
         if s.has(flags::FIN) {
             self.ack_fin = Some(s.seq.0.wrapping_add(1));
@@ -134,6 +154,53 @@ impl Adversary {
             std::net::IpAddr::V4(a) => std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from(a) - 1)),
             std::net::IpAddr::V6(a) => std::net::IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a) - 1)),
         }
+    }
+
+    /// A random unicast source outside the simulated network: 10.0.0.0/8 or fd01::/64.
+    fn spoofed(&self, x: u64) -> std::net::IpAddr {
+        match self.me.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::from(0x0A00_0000 | (x as u32 & 0x00FF_FFFF)).into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::from((0xfd01u128 << 112) | u128::from(x >> 8)).into(),
+        }
+    }
+
+    /// A source and destination of which one is not unicast (or a port is 0).
+    fn martian(&self, x: u64, k: u64) -> ((std::net::IpAddr, u16), SocketAddr) {
+        let v4 = self.me.is_ipv4();
+        let bad: &[&str] = if v4 {
+            &["255.255.255.255", "198.18.0.255", "198.18.0.0", "224.0.0.1", "127.0.0.1", "0.0.0.0"]
+        } else {
+            &["ff02::1", "::1", "::", "::ffff:198.18.0.2", "ff05::2"]
+        };
+        let b: std::net::IpAddr = bad[(x % bad.len() as u64) as usize].parse().expect("address");
+        let good = self.spoofed(x);
+        match k % 4 {
+            0 => ((b, 4000), self.target),
+            1 => ((good, 4000), SocketAddr::new(b, self.target.port())),
+            2 => ((good, 0), self.target),
+            _ => ((good, 4000), SocketAddr::new(self.target.ip(), 0)),
+        }
+    }
+
+    /// A segment from `src:sport` to `dst` with no options.
+    fn raw(&self, src: std::net::IpAddr, sport: u16, dst: SocketAddr, seq: u32, fl: Flags, payload: &[u8]) -> Vec<u8> {
+        let r = SegmentRepr {
+            src,
+            dst: dst.ip(),
+            src_port: sport,
+            dst_port: dst.port(),
+            seq: SeqNum(seq),
+            ack: SeqNum(0),
+            flags: fl,
+            window: 1024,
+            options: TcpOptions { mss: fl.contains(flags::SYN).then_some(1460), ..TcpOptions::default() },
+            payload,
+            urgent: 0,
+            ip_id: 9,
+        };
+        let mut v = Vec::new();
+        r.emit(&mut v);
+        v
     }
 
     fn seg(&mut self, off: u64, len: usize, fl: Flags, alt: bool) -> Vec<u8> {
@@ -189,12 +256,15 @@ impl Adversary {
         self.next = now + Duration::from_millis(1 + self.rng.below(5));
         let mut out = Vec::new();
         if self.iss.is_none() {
+            // First a SYN with an ISN it then abandons (SYN-RECEIVED sees a new ISN next).
+            let isn = if self.stale_syn_sent { self.isn } else { self.isn.wrapping_sub(1_000_000) };
+            self.stale_syn_sent = true;
             let r = SegmentRepr {
                 src: self.me.ip(),
                 dst: self.target.ip(),
                 src_port: self.me.port(),
                 dst_port: self.target.port(),
-                seq: SeqNum(self.isn),
+                seq: SeqNum(isn),
                 ack: SeqNum(0),
                 flags: flags::SYN,
                 window: 65535,
@@ -327,6 +397,29 @@ impl Adversary {
                     out.push(v);
                 }
             }
+            // A spoofed SYN flood from random unicast sources (with a small half-open table the
+            // senders' handshakes then complete through SYN cookies), segments from and to
+            // addresses that must never be answered, and a SYN at RCV.NXT (with and without
+            // payload) against every smoltcp connection: a challenge ACK at most, never an
+            // upload or an end.
+            7 => {
+                for _ in 0..(8 + self.rng.below(120)) {
+                    let x = self.rng.next_u64();
+                    let src = self.spoofed(x);
+                    out.push(self.raw(src, 1024 + (x >> 48) as u16 % 60_000, self.target, x as u32, flags::SYN, &[]));
+                }
+                for k in 0..6u64 {
+                    let x = self.rng.next_u64();
+                    let (src, dst) = self.martian(x, k);
+                    let fl = if k % 2 == 0 { flags::SYN } else { flags::ACK };
+                    out.push(self.raw(src.0, src.1, dst, x as u32, fl, &[]));
+                }
+                let seen: Vec<(u16, u32)> = self.seen.iter().map(|(k, v)| (*k, v.1)).collect();
+                for (port, rcv_nxt) in seen {
+                    let payload: &[u8] = if self.rng.below(2) == 0 { &[] } else { b"syn-data" };
+                    out.push(self.raw(self.peer_ip(), port, self.target, rcv_nxt, flags::SYN, payload));
+                }
+            }
             _ => {}
         }
         // Then progress: the next in-order segment (a real sender's retransmission).
@@ -336,7 +429,7 @@ impl Adversary {
         } else {
             out.push(self.seg(self.len, 0, flags::ACK | flags::FIN, false));
         }
-        self.phase = (self.phase + 1) % 7;
+        self.phase = (self.phase + 1) % 8;
         out
     }
 }

@@ -70,6 +70,11 @@ pub struct Scenario {
     pub mtu: usize,
     /// ACK on queue drain (`TcpConfig::defer_acks`).
     pub defer_acks: bool,
+    /// Half-open table size (small on some seeds, so that the adversary's SYN floods fill it
+    /// and the senders' handshakes complete through SYN cookies).
+    pub max_embryos: usize,
+    /// SYN-cookie mode.
+    pub syncookies: chimney::engine::SynCookies,
 }
 
 /// Flags that constrain scenarios drawn from seeds.
@@ -163,7 +168,16 @@ impl Scenario {
                 *a = HostAction::ReoffloadAt(r2.below(b + 1));
             }
         }
+        // Another stream of its own for the defences' knobs.
+        let mut r3 = SplitMix64::new(seed ^ 0x5EED_C00C);
+        let max_embryos = if r3.below(3) == 0 { 4 + r3.below(12) as usize } else { 1024 };
+        let syncookies = match r3.below(6) {
+            0 => chimney::engine::SynCookies::Always,
+            _ => chimney::engine::SynCookies::Auto,
+        };
         Scenario {
+            max_embryos,
+            syncookies,
             seed,
             bytes,
             resets,
@@ -218,6 +232,8 @@ pub struct SimReport {
     /// Packets handed to the host path by kind (fragments, IPv4 options, ICMP, other
     /// protocols): not drops.
     pub host_path: Vec<(String, u64)>,
+    /// Replies to junk the engine sent in all, and the most in one second.
+    pub junk_replies: (u64, u32),
     /// The event log, when asked for.
     pub log: Vec<String>,
 }
@@ -385,7 +401,18 @@ impl<'a> Sim<'a> {
             ..TcpConfig::default()
         };
         let engine = Engine::new(
-            EngineConfig { seed: sc.seed, listen: vec![target], tcp, ..EngineConfig::default() },
+            EngineConfig {
+                seed: sc.seed,
+                listen: vec![target],
+                tcp,
+                prefixes: vec![Self::prefix(sc)],
+                listener: chimney::engine::ListenerConfig {
+                    max_embryos: sc.max_embryos,
+                    syncookies: sc.syncookies,
+                    ..chimney::engine::ListenerConfig::default()
+                },
+                ..EngineConfig::default()
+            },
             CheckedDelivery::checked(
                 DeliveryConfig { indication_pool: sc.indication_pool, ..DeliveryConfig::default() },
                 VerifierMode::Collect,
@@ -711,10 +738,27 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// The simulated network the target is on: 198.18.0.0/24 or fd00::/64.
+    fn prefix(sc: &Scenario) -> chimney::wire::Prefix {
+        let addr = if sc.ipv6 { "fd00::1".parse() } else { "198.18.0.1".parse() };
+        chimney::wire::Prefix { addr: addr.expect("address"), len: if sc.ipv6 { 64 } else { 24 } }
+    }
+
     /// Everything the engine sends, through the link, to the senders and the adversary.
     fn deliver_to_peers(&mut self, tap: &mut dyn FnMut(Instant, bool, &[u8])) {
         let now = self.now;
+        let prefix = [Self::prefix(self.sc)];
         while self.engine.poll_transmit(&mut self.out) {
+            // Invariant: no reply to a martian. Nothing goes to or from a non-unicast address
+            // or port 0, whatever the adversary sent.
+            if let Ok(s) = chimney::wire::parse_with(&self.out, chimney::wire::TcpChecksum::VouchedByKernel) {
+                if chimney::wire::addr::is_martian(s.src, s.src_port, s.dst, s.dst_port, &prefix) {
+                    self.rep.failures.push(format!(
+                        "{now}: sent to or from a martian: {}:{} -> {}:{}",
+                        s.src, s.src_port, s.dst, s.dst_port
+                    ));
+                }
+            }
             tap(now, false, &self.out);
             fnv(&mut self.rep.trace_hash, &now.as_nanos().to_le_bytes());
             fnv(&mut self.rep.trace_hash, &self.out);
@@ -853,6 +897,14 @@ impl<'a> Sim<'a> {
         let st = self.engine.stats();
         rep.drops = st.drop_table();
         rep.host_path = st.host_path_table();
+        // Invariant: replies to junk within the rate budget (RFC 5961 §7): no second of virtual
+        // time carried more than the largest allowance the budget can draw.
+        let limit = u64::from(self.engine.junk_budget().limit());
+        let peak = self.engine.junk_budget().peak();
+        if limit > 0 && u64::from(peak) > limit * 3 / 2 {
+            rep.failures.push(format!("{peak} replies to junk in one second, over the budget ({limit}/s)"));
+        }
+        rep.junk_replies = (self.engine.junk_budget().sent(), peak);
         let bound_work = self.packets_in.max(1) * (sc.max_ooo_ranges as u64 + 2);
         if st.work > bound_work {
             rep.failures.push(format!("assembler work {} over the bound {bound_work}", st.work));

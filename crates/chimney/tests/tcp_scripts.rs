@@ -777,4 +777,5 @@ scripts! {
     s66_syncookies_always => "66_syncookies_always.pkt",
     s67_syncookies_when_full => "67_syncookies_when_full.pkt",
     s68_reoffload_reopens_window => "68_reoffload_reopens_window.pkt",
+    s69_syncookie_first_segment_lost => "69_syncookie_first_segment_lost.pkt",
 }

@@ -5,7 +5,8 @@
 //! received but did not ACK is forwarded to the offloaded connection (MiniportTcpOffloadForward).
 
 use core::net::SocketAddr;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::Duration;
 
 use super::syncookie::{self, CookieKeys, Decoded, SynCookies};
@@ -123,6 +124,13 @@ pub(crate) struct Listener {
     keys: ahash::RandomState,
     cookies: CookieKeys,
     embryos: HashMap<FourTuple, Embryo, ahash::RandomState>,
+    /// SYN-ACK retransmission deadlines, earliest first; an entry whose embryo is gone or
+    /// has a later deadline is skipped when it comes up (no scan of the table per call: a
+    /// full table is the normal state under a flood).
+    timers: BinaryHeap<Reverse<(Instant, FourTuple)>>,
+    /// Tuples that recently sent data no cookie could account for (their peers believe in a
+    /// connection whose first segment was lost), and when: their bare ACKs get no RST.
+    suspects: HashMap<FourTuple, Instant, ahash::RandomState>,
     serial: u64,
     /// When the last cookie went out: ACKs for no half-open are checked as cookies only
     /// within two cookie lifetimes of it (as Linux), so that a random ACK costs no hash.
@@ -148,6 +156,9 @@ pub struct ListenerCounts {
 
 /// How long after the last cookie ACKs for no half-open are checked as cookies.
 const COOKIE_WINDOW: Duration = Duration::from_secs(192);
+/// How long a tuple that sent unaccountable data is spared RSTs, and how many are kept.
+const SUSPECT_FOR: Duration = Duration::from_secs(64);
+const MAX_SUSPECTS: usize = 4096;
 
 fn ms(now: Instant) -> u32 {
     (now.as_nanos() / 1_000_000) as u32
@@ -168,6 +179,8 @@ impl Listener {
             keys,
             cookies: CookieKeys::new(seed, secret),
             embryos: HashMap::with_hasher(table),
+            timers: BinaryHeap::new(),
+            suspects: HashMap::with_hasher(ahash::RandomState::with_seeds(seed ^ 5, seed ^ 6, seed ^ 7, seed ^ 8)),
             serial: 0,
             last_cookie: None,
             counts: ListenerCounts::default(),
@@ -187,11 +200,13 @@ impl Listener {
             .values()
             .map(|e| e.buffered.capacity() + e.forward.iter().map(|f| f.capacity() + 24).sum::<usize>())
             .sum();
-        self.embryos.capacity() * slot + heap
+        let timers = self.timers.capacity() * core::mem::size_of::<(Instant, FourTuple)>();
+        let suspects = self.suspects.capacity() * (core::mem::size_of::<(FourTuple, Instant)>() + 1);
+        self.embryos.capacity() * slot + heap + timers + suspects
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.embryos.values().map(|e| e.rto_at).min()
+        self.timers.peek().map(|Reverse((t, _))| *t)
     }
 
     fn synack(
@@ -300,8 +315,22 @@ impl Listener {
             return self.establish(now, key, e, seg, raw, cfg, push);
         }
         if seg.has(flags::ACK) && !seg.has(flags::SYN | flags::RST) {
+            let checked = self.cookie_checked(now);
             if let Some(e) = self.cookie_ack(now, key, seg) {
                 return self.establish(now, key, e, seg, raw, cfg, push);
+            }
+            if checked && (!seg.payload.is_empty() || seg.has(flags::FIN)) {
+                // Data whose cookie fails while cookies are in use: most likely a segment
+                // after a lost handshake ACK and a lost first segment, from a peer whose
+                // retransmission from ISN + 1 will pass. An RST here (as Linux sends) kills
+                // that connection; silence lets it recover. The tuple is remembered a while,
+                // so that its bare ACKs (say, answering a SYN-ACK a blind attacker provoked
+                // on its tuple) are not reset either.
+                self.suspect(now, key);
+                return Outcome::Handled;
+            }
+            if checked && self.suspects.get(&key).is_some_and(|&t| now < t + SUSPECT_FOR) {
+                return Outcome::Handled;
             }
             return Outcome::Refuse;
         }
@@ -335,6 +364,7 @@ impl Listener {
             };
             let r = self.synack(local, remote, &e, now, cfg);
             push(&r);
+            self.timers.push(Reverse((e.rto_at, key)));
             self.embryos.insert(key, e);
             return Outcome::Handled;
         }
@@ -416,26 +446,45 @@ impl Listener {
         }))
     }
 
+    /// Remembers that `key` sent data for a connection its cookie could not rebuild (bounded:
+    /// a full table first forgets what expired, then takes nothing new).
+    fn suspect(&mut self, now: Instant, key: FourTuple) {
+        if self.suspects.len() >= MAX_SUSPECTS && !self.suspects.contains_key(&key) {
+            self.suspects.retain(|_, t| now < *t + SUSPECT_FOR);
+            if self.suspects.len() >= MAX_SUSPECTS {
+                return;
+            }
+        }
+        self.suspects.insert(key, now);
+    }
+
+    /// Whether an ACK for no half-open connection is checked as a cookie at `now`.
+    fn cookie_checked(&self, now: Instant) -> bool {
+        let recent = self.last_cookie.is_some_and(|t| now.saturating_duration_since(t) < COOKIE_WINDOW);
+        match self.cfg.syncookies {
+            SynCookies::Never => false,
+            SynCookies::Always => true,
+            SynCookies::Auto => recent,
+        }
+    }
+
     /// An ACK for no half-open connection: if it carries a genuine, recent cookie, the
     /// half-open connection the cookie stands for (RFC 4987 §3.6).
     fn cookie_ack(&mut self, now: Instant, key: FourTuple, seg: &Segment<'_>) -> Option<Embryo> {
-        let recent = self.last_cookie.is_some_and(|t| now.saturating_duration_since(t) < COOKIE_WINDOW);
-        if self.cfg.syncookies == SynCookies::Never || !(recent || self.cfg.syncookies == SynCookies::Always) {
+        if !self.cookie_checked(now) {
             return None;
         }
         let isn = SeqNum(seg.seq.0.wrapping_sub(1));
         let iss = SeqNum(seg.ack.0.wrapping_sub(1));
         let h = tuple_hash(&self.keys, &key);
         let ts_offset = (h >> 32) as u32;
-        // TSecr echoes the TSval of our cookie SYN-ACK: not from the future, not older than a
-        // cookie lives (a peer that does not echo it gets no options from it).
-        let ts_fresh = seg.options.timestamps.is_none_or(|(_, ecr)| {
-            ms(now).wrapping_add(ts_offset).wrapping_sub(ecr) <= COOKIE_WINDOW.as_millis() as u32
-        });
+        // TSecr echoes the TSval of our cookie SYN-ACK, whose low bits are the options. It is
+        // not checked further (as Linux): a peer that echoes something else gets the options
+        // those bits say, and since "no window scale" has its own code (0xF), our own scaling
+        // always matches the SYN-ACK's, so the window we mean is the window the peer reads.
         let decoded = self
             .cookies
             .check(now, &key, isn, iss)
-            .filter(|_| ts_fresh)
             .and_then(|mss| Decoded::new(mss, seg.options.timestamps.map(|(_, ecr)| ecr)));
         let Some(d) = decoded else {
             self.counts.cookies_invalid += 1;
@@ -507,15 +556,22 @@ impl Listener {
     }
 
     pub fn on_timer(&mut self, now: Instant, cfg: &TcpConfig, push: &mut dyn FnMut(&SegmentRepr<'_>)) {
-        let due: Vec<FourTuple> = self.embryos.iter().filter(|(_, e)| e.rto_at <= now).map(|(k, _)| *k).collect();
-        for key in due {
+        while let Some(&Reverse((t, key))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
             let Some(e) = self.embryos.get_mut(&key) else { continue };
+            if e.rto_at != t {
+                continue;
+            }
             if e.retries >= self.cfg.synack_retries {
                 self.embryos.remove(&key);
                 continue;
             }
             e.retries += 1;
             e.rto_at = now + self.cfg.synack_rto * (1 << e.retries.min(6));
+            self.timers.push(Reverse((e.rto_at, key)));
             let r = self.synack(key.0, key.1, self.embryos.get(&key).expect("present"), now, cfg);
             push(&r);
         }

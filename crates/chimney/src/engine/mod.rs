@@ -573,6 +573,11 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
         }
     }
 
+    /// The engine-wide budget of replies to junk, with what it allowed (for invariants).
+    pub fn junk_budget(&self) -> &crate::tcp::ReplyBudget {
+        &self.budget
+    }
+
     /// Half-open connections held now, and the bytes their table takes (bounded by
     /// [`ListenerConfig::max_embryos`] whatever the SYN rate: beyond it, SYN cookies).
     pub fn half_open(&self) -> (usize, usize) {

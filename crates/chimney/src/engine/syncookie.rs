@@ -6,11 +6,15 @@
 //! peer's ACK echoes both (SEG.ACK − 1 and TSecr), and the connection is rebuilt from them.
 //!
 //! ```text
-//! ISS = H1(tuple) + ISN_peer + (count << 24) + ((H2(tuple, count) + mss_index) mod 2^24)
+//! ISS = H1(tuple) + ISN_peer + (count << 24) + ((H2(tuple, count, ISN_peer) + mss_index) mod 2^24)
 //! TSval = (clock & !0x3F) | ecn << 5 | sack << 4 | wscale   (wscale 0xF: none)
 //! ```
 //!
 //! H1 and H2 are SipHash-2-4 under two secret keys drawn from the engine's seed and secret.
+//! Unlike Linux, H2 also covers the peer's ISN: there a segment a few bytes past the first
+//! (its handshake ACK lost) can pass as a cookie for another MSS index and open the
+//! connection at the wrong sequence number, silently dropping the stream's first bytes (the
+//! simulator's 1-byte segments found it); here any other ISN fails the 24-bit check.
 //! A cookie is valid for 2 counter periods (up to about 3 minutes, as Linux's
 //! `MAX_SYNCOOKIE_AGE`); the 24-bit check makes a blind guess succeed once in 2^24 tries.
 
@@ -84,14 +88,15 @@ impl CookieKeys {
         CookieKeys { k1: (next(), next()), k2: (next(), next()) }
     }
 
-    fn h(&self, k: (u64, u64), t: &FourTuple, c: Option<u32>) -> u32 {
+    fn h(&self, k: (u64, u64), t: &FourTuple, c: Option<(u32, SeqNum)>) -> u32 {
         let mut h = SipHasher24::new_with_keys(k.0, k.1);
         t.0.ip().hash(&mut h);
         t.1.ip().hash(&mut h);
         h.write_u16(t.0.port());
         h.write_u16(t.1.port());
-        if let Some(c) = c {
+        if let Some((c, isn)) = c {
             h.write_u32(c);
+            h.write_u32(isn.0);
         }
         h.finish() as u32
     }
@@ -114,7 +119,7 @@ impl CookieKeys {
             .h(self.k1, t, None)
             .wrapping_add(isn.0)
             .wrapping_add(c << 24)
-            .wrapping_add(self.h(self.k2, t, Some(c)).wrapping_add(idx) & 0x00FF_FFFF);
+            .wrapping_add(self.h(self.k2, t, Some((c, isn))).wrapping_add(idx) & 0x00FF_FFFF);
         SeqNum(v)
     }
 
@@ -128,7 +133,7 @@ impl CookieKeys {
         if now_c.wrapping_sub(c) > MAX_AGE {
             return None;
         }
-        let idx = diff.wrapping_sub(self.h(self.k2, t, Some(c))) & 0x00FF_FFFF;
+        let idx = diff.wrapping_sub(self.h(self.k2, t, Some((c, isn)))) & 0x00FF_FFFF;
         Self::table(t).get(idx as usize).copied()
     }
 }
@@ -197,9 +202,14 @@ mod tests {
         let t = tuple(40000);
         let t0 = Instant::ZERO + Duration::from_secs(1000);
         let iss = k.iss(t0, &t, SeqNum(7), Some(1460));
-        // Another tuple, another ISN (beyond the index range), another key: refused.
+        // Another tuple, another ISN (even one apart), another key: refused.
         assert_eq!(k.check(t0, &tuple(40001), SeqNum(7), iss), None);
-        assert_eq!(k.check(t0, &t, SeqNum(7 + 100_000), iss), None);
+        for isn in [6, 8, 9, 10, 7 + 100_000] {
+            assert_eq!(k.check(t0, &t, SeqNum(isn), iss), None, "ISN {isn}");
+        }
+        // The segment two bytes into the stream, its handshake ACK lost: not a cookie.
+        let low = k.iss(t0, &t, SeqNum(7), None);
+        assert!((1..=3).all(|d| k.check(t0, &t, SeqNum(7 + d), low).is_none()));
         assert_eq!(CookieKeys::new(2, 99).check(t0, &t, SeqNum(7), iss), None);
         assert_eq!(CookieKeys::new(1, 98).check(t0, &t, SeqNum(7), iss), None);
         // The MSS index is added in (as Linux's): the next values up to index 3 are cookies

@@ -21,6 +21,10 @@ pub struct ReplyBudget {
     /// Replies still allowed in this window.
     left: u32,
     rng: u64,
+    /// Replies allowed in the current window so far, in all, and the most in any window.
+    in_window: u32,
+    sent: u64,
+    peak: u32,
     /// Replies suppressed because a connection replied to junk less than its interval ago.
     pub suppressed_conn: u64,
     /// Replies suppressed because the engine's budget for this second was spent.
@@ -30,7 +34,17 @@ pub struct ReplyBudget {
 impl ReplyBudget {
     /// A budget of about `limit` replies per second (0: unlimited), its draws seeded.
     pub fn new(limit: u32, seed: u64) -> ReplyBudget {
-        ReplyBudget { limit, window: None, left: 0, rng: seed | 1, suppressed_conn: 0, suppressed_global: 0 }
+        ReplyBudget {
+            limit,
+            window: None,
+            left: 0,
+            rng: seed | 1,
+            in_window: 0,
+            sent: 0,
+            peak: 0,
+            suppressed_conn: 0,
+            suppressed_global: 0,
+        }
     }
 
     fn next(&mut self) -> u64 {
@@ -44,6 +58,7 @@ impl ReplyBudget {
     /// Whether one more reply may go out at `now` (and takes it from the allowance).
     pub fn allow(&mut self, now: Instant) -> bool {
         if self.limit == 0 {
+            self.sent += 1;
             return true;
         }
         let fresh = self.window.is_none_or(|w| now.saturating_duration_since(w).as_secs() >= 1);
@@ -52,13 +67,27 @@ impl ReplyBudget {
             // Uniform in [limit/2, limit*3/2).
             let half = u64::from(self.limit / 2).max(1);
             self.left = (half + self.next() % (2 * half)) as u32;
+            self.in_window = 0;
         }
         if self.left == 0 {
             self.suppressed_global += 1;
             return false;
         }
         self.left -= 1;
+        self.sent += 1;
+        self.in_window += 1;
+        self.peak = self.peak.max(self.in_window);
         true
+    }
+
+    /// Replies to junk sent in all.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// The most replies to junk sent within one budget window (one second).
+    pub fn peak(&self) -> u32 {
+        self.peak
     }
 
     /// The configured mean per second (0: unlimited).
