@@ -64,6 +64,21 @@ pub struct PolicyArgs {
     /// table (1,024 entries) is full, `always` for every SYN, `never` drops SYNs beyond it.
     #[arg(long, value_enum, default_value_t = SynCookiesArg::Auto)]
     pub syncookies: SynCookiesArg,
+    /// The host closes each connection first, gracefully, once the application received N
+    /// bytes: our FIN (FIN-WAIT-1/2, then TIME-WAIT or CLOSING); the peer may still send.
+    /// The connection's `end` is `closed`.
+    #[arg(long, value_name = "N", value_parser = crate::size::u64_bytes)]
+    pub close_after_bytes: Option<u64>,
+    /// The host closes each connection gracefully this many ms after its offload.
+    #[arg(long, value_name = "MS")]
+    pub close_after_ms: Option<u64>,
+    /// The host aborts each connection once the application received N bytes: RST, posted
+    /// requests complete REQUEST_ABORTED. The connection's `end` is `aborted`.
+    #[arg(long, value_name = "N", value_parser = crate::size::u64_bytes, conflicts_with_all = ["close_after_bytes", "close_after_ms"])]
+    pub abort_after_bytes: Option<u64>,
+    /// The host aborts each connection this many ms after its offload.
+    #[arg(long, value_name = "MS", conflicts_with_all = ["close_after_bytes", "close_after_ms"])]
+    pub abort_after_ms: Option<u64>,
 }
 
 /// `--syncookies`.
@@ -95,6 +110,24 @@ fn os_secret() -> u64 {
 }
 
 impl PolicyArgs {
+    /// The host-first close these flags ask for, if any.
+    pub fn host_close(&self) -> Option<chimney_linux::HostClose> {
+        use chimney::ndis::DisconnectKind;
+        let ms = |m: Option<u64>| m.map(Duration::from_millis);
+        if self.abort_after_bytes.is_some() || self.abort_after_ms.is_some() {
+            return Some(chimney_linux::HostClose {
+                kind: DisconnectKind::Abortive,
+                after_bytes: self.abort_after_bytes,
+                after: ms(self.abort_after_ms),
+            });
+        }
+        (self.close_after_bytes.is_some() || self.close_after_ms.is_some()).then(|| chimney_linux::HostClose {
+            kind: DisconnectKind::Graceful,
+            after_bytes: self.close_after_bytes,
+            after: ms(self.close_after_ms),
+        })
+    }
+
     /// The application policy these flags describe.
     pub fn policy(&self) -> Result<AppPolicy, String> {
         if self.mdls == 0 || self.mdls > 64 {
@@ -222,6 +255,7 @@ pub fn driver_config(
         impair_out: impair,
         busy_poll: Duration::from_micros(p.busy_poll_us),
         direct_placement: !p.no_direct,
+        host_close: p.host_close(),
         ..base
     }
 }

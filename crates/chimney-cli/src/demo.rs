@@ -107,7 +107,7 @@ fn client(
     limit_connect: Duration,
     ctl: &ClientCtl,
 ) -> SentView {
-    let mut sent = SentView { local: target, bytes: 0, sha256: [0; 32], reset: false, error: None };
+    let mut sent = SentView { local: target, bytes: 0, sha256: [0; 32], reset: false, error: None, may_have_sent: 0 };
     let mut s = match TcpStream::connect_timeout(&target, limit_connect.min(Duration::from_secs(10))) {
         Ok(s) => s,
         Err(e) => {
@@ -127,6 +127,7 @@ fn client(
         rng.fill(&mut buf[..n]);
         if let Err(e) = s.write_all(&buf[..n]) {
             sent.error = Some(format!("write: {e}"));
+            sent.may_have_sent = sent.bytes + n as u64;
             break;
         }
         h.update(&buf[..n]);
@@ -324,7 +325,7 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         }
     }
     let sent: Vec<SentView> = join_clients(clients, target, timed_out.is_some());
-    let code = crate::report::print_demo(a.json, a.ipv6, &sent, &reports, &summary, wall);
+    let code = crate::report::print_demo(a.json, a.ipv6, &sent, &reports, &summary, wall, a.policy.host_close());
     // Everything that went wrong after the transfer, after the result table.
     let after = crate::error::exit_all("demo", after);
     if let Some(why) = timed_out {
@@ -369,8 +370,14 @@ fn join_clients(
     target: SocketAddr,
     timed_out: bool,
 ) -> Vec<SentView> {
-    let failed =
-        |why: &str| SentView { local: target, bytes: 0, sha256: [0; 32], reset: false, error: Some(why.into()) };
+    let failed = |why: &str| SentView {
+        local: target,
+        bytes: 0,
+        sha256: [0; 32],
+        reset: false,
+        error: Some(why.into()),
+        may_have_sent: 0,
+    };
     let give_up = WallClock::now() + if timed_out { Duration::from_secs(2) } else { Duration::from_secs(3600) };
     clients
         .into_iter()

@@ -50,9 +50,14 @@ pub struct ServeArgs {
     /// (the kernel steers each flow to one queue).
     #[arg(long, default_value_t = 1)]
     pub queues: usize,
-    /// Seed of impairments and ISNs.
+    /// Seed of impairments (ISNs and SYN cookies also mix in a secret from the OS).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// On SIGINT/SIGTERM (or once --connections ended): stop listening (half-open
+    /// connections get an RST), close every connection gracefully, wait this many ms for them
+    /// to finish, then reset the rest. Their `end` is `shutdown`.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub shutdown_drain_ms: u64,
     #[command(flatten)]
     pub trace: crate::args::TraceArgs,
     #[command(flatten)]
@@ -255,7 +260,7 @@ pub fn run(a: &ServeArgs) -> ExitCode {
     if let Err(e) = chimney_linux::configure_tun(&a.tun, &local, a.mtu) {
         return fail(e.to_string());
     }
-    let cfg = crate::args::driver_config(
+    let mut cfg = crate::args::driver_config(
         &a.policy,
         policy,
         impair,
@@ -264,6 +269,7 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         chimney::wire::Prefix { addr: a.local.addr, len: a.local.prefix },
         a.mtu,
     );
+    cfg.shutdown_drain = Duration::from_millis(a.shutdown_drain_ms.max(1));
     let capture = match a.pcap.as_deref().map(crate::pcap::open).transpose() {
         Ok(c) => c,
         Err(e) => return fail(e),

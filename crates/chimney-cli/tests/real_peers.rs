@@ -719,7 +719,7 @@ umount "$d"; rm -rf "$d" "$d.err"
         let pcap = std::env::temp_dir().join(format!("chimney-flood-{}.pcap", std::process::id()));
         let script = format!(
             r#"ip link set lo up
-{bin} serve --tun chf0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 2 --pcap {pcap} &
+{bin} serve --tun chf0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 2 --pcap {pcap} > {pcap}.out &
 pid=$!
 sleep 0.5
 ip link set chf0 txqueuelen 20000
@@ -740,6 +740,7 @@ wait $fpid
 client
 wait $pid
 echo EXIT $?
+cat {pcap}.out; rm -f {pcap}.out
 "#,
             pcap = pcap.display()
         );
@@ -793,5 +794,103 @@ echo EXIT $?
         }
         assert!(ours > 40_000, "{ours} packets of the target's and the client's in the capture");
         assert_eq!(client_syns, 2, "each client connects on its first SYN");
+    }
+
+    /// The host closes first: `--close-after-bytes` / `--close-after-ms` send our FIN mid-
+    /// stream (FIN-WAIT-1/2, then TIME-WAIT); the Linux client, half-closed, still sends its
+    /// whole stream, which arrives exact, and each connection ends `closed` (IPv4 and IPv6).
+    #[test]
+    fn host_closes_first() {
+        need_root();
+        for args in [
+            &["--connections", "2", "--bytes", "8388608", "--close-after-bytes", "1048576"][..],
+            &["--connections", "2", "--bytes", "67108864", "--close-after-ms", "10", "--ipv6"][..],
+        ] {
+            let (code, v) = demo(args);
+            assert_eq!(code, 0, "{args:?}: {v}");
+            for c in v["connections"].as_array().unwrap() {
+                assert_eq!(c["exact"], true, "{c}");
+                assert_eq!(c["end"], "closed", "{args:?}: {c}");
+                assert_eq!(c["violations"].as_u64(), Some(0), "{c}");
+            }
+        }
+    }
+
+    /// The host aborts: `--abort-after-bytes` / `--abort-after-ms` send an RST mid-stream;
+    /// outstanding requests complete REQUEST_ABORTED, the client's write fails, and what
+    /// arrived is at least the threshold and less than the stream (`end` = `aborted`).
+    #[test]
+    fn host_aborts() {
+        need_root();
+        for (args, floor) in [
+            (&["--connections", "2", "--bytes", "67108864", "--abort-after-bytes", "1048576"][..], 1u64 << 20),
+            (&["--connections", "1", "--bytes", "1073741824", "--abort-after-ms", "20", "--ipv6"][..], 1),
+        ] {
+            let (code, v) = demo(args);
+            assert_eq!(code, 0, "{args:?}: {v}");
+            for c in v["connections"].as_array().unwrap() {
+                assert_eq!(c["end"], "aborted", "{args:?}: {c}");
+                let b = c["bytes"].as_u64().unwrap();
+                assert!(b >= floor && b < 1 << 30, "{c}");
+                assert!(c["aborted"].as_u64().unwrap() >= 1, "no request came back REQUEST_ABORTED: {c}");
+                assert_eq!(c["violations"].as_u64(), Some(0), "{c}");
+            }
+            assert!(v["tcp_offload_stats"]["out_resets"].as_u64().unwrap() >= 1, "{v}");
+        }
+    }
+
+    /// SIGTERM: serve stops listening, closes every connection gracefully and resets what is
+    /// left after the drain, so no peer hangs. A client that closes after our FIN ends
+    /// cleanly; one that keeps sending is reset after the drain; both are reported
+    /// `shutdown` and serve exits 0.
+    #[test]
+    fn serve_sigterm_closes_then_resets() {
+        need_root();
+        need_tool("python3 -V", "python3");
+        let bin = env!("CARGO_BIN_EXE_chimney");
+        let script = format!(
+            r#"ip link set lo up
+{bin} serve --tun chq0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --shutdown-drain-ms 1500 > /tmp/chimney-sig-$$.out &
+pid=$!
+sleep 0.5
+python3 -c '
+import socket, time
+a = socket.create_connection(("198.18.0.1", 5001))
+b = socket.create_connection(("198.18.0.1", 5001))
+a.sendall(b"x" * 100000); b.sendall(b"y" * 50000)
+print("READY", flush=True)
+t = time.time()
+print("A", "EOF" if a.recv(10) == b"" else "DATA", flush=True)
+a.close()
+try:
+    while time.time() - t < 20:
+        b.send(b"z" * 1000); time.sleep(0.05)
+    print("B NEVER RESET")
+except OSError as e:
+    print("B RESET", e.errno)
+' &
+cpid=$!
+sleep 1
+kill -TERM $pid
+wait $pid
+echo EXIT $?
+wait $cpid
+cat /tmp/chimney-sig-$$.out; rm -f /tmp/chimney-sig-$$.out
+"#
+        );
+        let out = in_new_netns(&script, false);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("EXIT 0"), "{text} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("A EOF"), "the client never saw our FIN: {text}");
+        assert!(text.contains("B RESET"), "the client that kept sending was not reset: {text}");
+        let lines: Vec<Value> =
+            text.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+        let conns: Vec<&Value> = lines.iter().filter(|v| v.get("peer").is_some()).collect();
+        assert_eq!(conns.len(), 2, "{text}");
+        for c in &conns {
+            assert_eq!(c["end"], "shutdown", "{c}");
+            assert_eq!(c["violations"], 0, "{c}");
+        }
+        assert!(conns.iter().any(|c| c["bytes"] == 100_000), "{text}");
     }
 }

@@ -13,7 +13,7 @@ use chimney::contract::trace::TraceWriter;
 use chimney::contract::{CheckedDelivery, ConnId, DeliveryConfig, OffloadTarget, ReceiveInput, VerifierMode};
 use chimney::engine::PacketOutcome;
 use chimney::engine::{Engine, EngineConfig, EngineEvent, EngineStats};
-use chimney::ndis::{NdisStatus, TcpOffloadEvent};
+use chimney::ndis::{DisconnectKind, NdisStatus, TcpOffloadEvent};
 use chimney::tcp::{TcpConfig, TcpDrop};
 use chimney::testkit::host::{AppHost, AppPolicy, HostEnd, IndicationPolicy};
 use chimney::testkit::impair::{ImpairConfig, Impairment};
@@ -51,6 +51,22 @@ pub struct DriverConfig {
     /// connection's posted buffers (the only copy is the kernel's). Needs the TUN's
     /// `virtio_net_hdr` (local, checksum-vouched packets) and no packet tap.
     pub direct_placement: bool,
+    /// The host closes (or aborts) each connection first, after so many bytes or so long.
+    pub host_close: Option<HostClose>,
+    /// On [`Driver::shutdown`]: how long connections closed gracefully may take to finish
+    /// before they are reset (zero: upload at once, without a word to the peers).
+    pub shutdown_drain: Duration,
+}
+
+/// The host ends a connection before the peer does (`--close-after-*`, `--abort-after-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostClose {
+    /// Graceful (our FIN; the peer may still send) or abortive (RST, requests aborted).
+    pub kind: chimney::ndis::DisconnectKind,
+    /// Once the application received this many bytes.
+    pub after_bytes: Option<u64>,
+    /// Once the connection has been offloaded this long.
+    pub after: Option<Duration>,
 }
 
 /// What `chimney demo` runs with no flags ([`crate::defaults`]): ACK deferral, a 4 MiB window,
@@ -80,6 +96,8 @@ impl Default for DriverConfig {
             hash: true,
             busy_poll: defaults::BUSY_POLL,
             direct_placement: true,
+            host_close: None,
+            shutdown_drain: Duration::ZERO,
         }
     }
 }
@@ -119,18 +137,28 @@ pub enum EndReason {
     Rst,
     /// The peer went silent: keep-alive (or FIN retransmission) gave up (TimeoutExpiration).
     Timeout,
-    /// Anything else (upload for another reason, driver stop).
+    /// Anything else (upload for another reason, driver stop without a drain).
     Error,
+    /// The host closed first (our FIN, acknowledged, then the peer's FIN).
+    Closed,
+    /// The host aborted (RST; outstanding requests REQUEST_ABORTED).
+    Aborted,
+    /// The host shut down (serve's SIGINT/SIGTERM): closed gracefully within the drain, or
+    /// reset after it.
+    Shutdown,
 }
 
 impl EndReason {
-    /// `fin`, `rst`, `timeout` or `error`.
+    /// `fin`, `rst`, `timeout`, `error`, `closed`, `aborted` or `shutdown`.
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::Fin => "fin",
             EndReason::Rst => "rst",
             EndReason::Timeout => "timeout",
             EndReason::Error => "error",
+            EndReason::Closed => "closed",
+            EndReason::Aborted => "aborted",
+            EndReason::Shutdown => "shutdown",
         }
     }
 }
@@ -170,6 +198,9 @@ struct Live {
     peer: SocketAddr,
     started: Instant,
     stalled_since: Option<Option<Instant>>,
+    /// The host began the close (graceful or at shutdown): how the end is reported when the
+    /// connection finishes cleanly.
+    closing: Option<EndReason>,
 }
 
 /// The driver: TUN + impairments + engine (+ verifier) + application.
@@ -354,8 +385,10 @@ impl Driver {
     /// Runs one round: waits at most `max_wait` for work, then does all that is due.
     pub fn step(&mut self, max_wait: Duration) -> Result<(), DriverError> {
         let now = self.now();
-        let deadline =
-            [self.engine.poll_timeout(), self.imp_in.next_due(), self.imp_out.next_due()].into_iter().flatten().min();
+        let deadline = [self.engine.poll_timeout(), self.imp_in.next_due(), self.imp_out.next_due(), self.close_due()]
+            .into_iter()
+            .flatten()
+            .min();
         let wait = deadline.map_or(max_wait, |d| d.saturating_duration_since(now).min(max_wait));
         let spinning = self.last_rx.is_some_and(|t| now.saturating_duration_since(t) < self.cfg.busy_poll);
         if !wait.is_zero() && !spinning {
@@ -536,7 +569,7 @@ impl Driver {
                     self.cfg.policy.clone()
                 };
                 self.host.set_policy(conn, policy);
-                self.live.insert(conn, Live { peer: remote, started: now, stalled_since: stalled });
+                self.live.insert(conn, Live { peer: remote, started: now, stalled_since: stalled, closing: None });
                 let _ = self.host.top_up(now, conn, &mut self.engine);
             }
         }
@@ -576,13 +609,61 @@ impl Driver {
             }
         });
         for (conn, end) in ended {
-            let end = match end {
-                HostEnd::Fin => EndReason::Fin,
-                HostEnd::Rst => EndReason::Rst,
-                HostEnd::Timeout => EndReason::Timeout,
+            let closing = self.live.get(&conn).and_then(|l| l.closing);
+            let end = match (end, closing) {
+                (HostEnd::Fin, Some(why)) => why,
+                (HostEnd::Fin, None) => EndReason::Fin,
+                (HostEnd::Rst, _) => EndReason::Rst,
+                (HostEnd::Timeout, _) => EndReason::Timeout,
                 _ => EndReason::Error,
             };
             self.finish(now, conn, end);
+        }
+        self.host_close(now);
+    }
+
+    /// When the next `--close-after-ms` / `--abort-after-ms` falls due.
+    fn close_due(&self) -> Option<Instant> {
+        let after = self.cfg.host_close.and_then(|h| h.after)?;
+        self.live.values().filter(|l| l.closing.is_none()).map(|l| l.started + after).min()
+    }
+
+    /// The host closes or aborts the connections whose time or byte count has come.
+    fn host_close(&mut self, now: Instant) {
+        let Some(h) = self.cfg.host_close else { return };
+        let due: Vec<ConnId> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.closing.is_none())
+            .filter(|(id, l)| {
+                h.after.is_some_and(|t| now >= l.started + t)
+                    || h.after_bytes.is_some_and(|n| self.host.conn(**id).bytes >= n)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.close(
+                now,
+                id,
+                h.kind,
+                if h.kind == DisconnectKind::Graceful { EndReason::Closed } else { EndReason::Aborted },
+            );
+        }
+    }
+
+    /// The host disconnects `conn` (`why`: how its end is reported). Graceful: our FIN, the
+    /// connection finishes when the peer's FIN comes (a peer that already sent its FIN gets
+    /// the ordinary `fin`). Abortive: RST, and the connection is uploaded at once (no event
+    /// follows an abortive disconnect, R-ABT-1).
+    fn close(&mut self, now: Instant, conn: ConnId, kind: DisconnectKind, why: EndReason) {
+        let Some(l) = self.live.get_mut(&conn) else { return };
+        let first = self.engine.conn(conn).is_some_and(|c| c.state() == chimney::ndis::TcpConnectionState::Established);
+        l.closing = Some(if first || kind == DisconnectKind::Abortive { why } else { EndReason::Fin });
+        tracing::debug!(conn = %conn, ?kind, "host disconnect");
+        let _ = self.engine.disconnect(now, conn, kind, &mut self.host);
+        if kind == DisconnectKind::Abortive {
+            self.host.return_held(now, &mut self.engine);
+            self.finish(now, conn, why);
         }
     }
 
@@ -616,12 +697,38 @@ impl Driver {
         });
     }
 
-    /// Uploads every live connection (driver stop) and reports them with `end = error`.
+    /// Driver stop. With no [`DriverConfig::shutdown_drain`], every live connection is
+    /// uploaded at once and reported with `end = error`. With one, the host stops listening
+    /// (half-open connections get an RST), closes every connection gracefully, keeps running
+    /// until they finish or the drain is over, then aborts (RST) what is left: no peer is left
+    /// hanging, and each is reported with `end = shutdown`.
     pub fn shutdown(&mut self) {
+        let drain = self.cfg.shutdown_drain;
+        if drain.is_zero() {
+            let now = self.now();
+            let ids: Vec<ConnId> = self.live.keys().copied().collect();
+            for id in ids {
+                self.finish(now, id, EndReason::Error);
+            }
+            return;
+        }
+        let start = self.now();
+        self.engine.stop_listening();
+        let ids: Vec<ConnId> = self.live.iter().filter(|(_, l)| l.closing.is_none()).map(|(id, _)| *id).collect();
+        for id in ids {
+            self.close(start, id, DisconnectKind::Graceful, EndReason::Shutdown);
+        }
+        while !self.live.is_empty() && self.now().saturating_duration_since(start) < drain {
+            if self.step(Duration::from_millis(10)).is_err() {
+                break;
+            }
+        }
         let now = self.now();
         let ids: Vec<ConnId> = self.live.keys().copied().collect();
         for id in ids {
-            self.finish(now, id, EndReason::Error);
+            self.close(now, id, DisconnectKind::Abortive, EndReason::Shutdown);
         }
+        // The RSTs go out before the device closes.
+        let _ = self.step(Duration::ZERO);
     }
 }

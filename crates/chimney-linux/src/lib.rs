@@ -20,7 +20,7 @@ pub mod netns;
 pub mod shards;
 pub mod tun;
 
-pub use driver::{ConnReport, Direction, Driver, DriverConfig, DriverSummary, EndReason, OnOffload, Tap};
+pub use driver::{ConnReport, Direction, Driver, DriverConfig, DriverSummary, EndReason, HostClose, OnOffload, Tap};
 pub use netns::{configure_tun, ip, Netns};
 pub use shards::{Configure, ReportHook, ShardTraces, Shards};
 pub use tun::Tun;

@@ -444,6 +444,14 @@ impl Run {
                 }
                 self.drain();
             }
+            "stop_listening" => {
+                let want: usize = w[1].parse().unwrap();
+                let n = self.engine.stop_listening();
+                if n != want {
+                    self.fail(format!("stop_listening reset {n} half-open connections, want {want}"));
+                }
+                self.drain();
+            }
             "flush" => {
                 self.engine.flush_acks(self.now, &mut self.host);
                 self.drain();
@@ -778,4 +786,5 @@ scripts! {
     s67_syncookies_when_full => "67_syncookies_when_full.pkt",
     s68_reoffload_reopens_window => "68_reoffload_reopens_window.pkt",
     s69_syncookie_first_segment_lost => "69_syncookie_first_segment_lost.pkt",
+    s70_stop_listening_resets_half_open => "70_stop_listening_resets_half_open.pkt",
 }

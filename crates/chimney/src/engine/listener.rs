@@ -513,6 +513,34 @@ impl Listener {
         })
     }
 
+    /// Closes every half-open connection with an RST (SEQ = ISS + 1, RFC 9293 §3.10.7.4: the
+    /// host stops listening, e.g. at shutdown): no peer is left waiting in SYN-SENT for a
+    /// handshake nobody will finish. Returns how many.
+    pub fn reset_all(&mut self, push: &mut dyn FnMut(&SegmentRepr<'_>)) -> usize {
+        let n = self.embryos.len();
+        let mut keys: Vec<FourTuple> = self.embryos.keys().copied().collect();
+        keys.sort();
+        for key in keys {
+            let Some(e) = self.embryos.remove(&key) else { continue };
+            push(&SegmentRepr {
+                src: key.0.ip(),
+                dst: key.1.ip(),
+                src_port: key.0.port(),
+                dst_port: key.1.port(),
+                seq: e.iss.plus(1),
+                ack: e.rcv_nxt,
+                flags: flags::RST | flags::ACK,
+                window: 0,
+                options: TcpOptions::default(),
+                payload: &[],
+                urgent: 0,
+                ip_id: 0,
+            });
+        }
+        self.timers.clear();
+        n
+    }
+
     /// Answers a SYN with a cookie SYN-ACK, keeping nothing.
     fn cookie_synack(
         &mut self,

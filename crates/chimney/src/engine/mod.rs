@@ -573,6 +573,20 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
         }
     }
 
+    /// Stops listening: every half-open connection (SYN-RECEIVED) is closed with an RST, and
+    /// from now on a SYN draws an RST as on a closed port; offloaded connections are not
+    /// touched (the host closes them). For a host shutting down. Returns the half-open
+    /// connections reset.
+    pub fn stop_listening(&mut self) -> usize {
+        self.cfg.listen.clear();
+        let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
+        let mut push = |r: &SegmentRepr<'_>| {
+            stats.tcp.out_resets += 1;
+            tx_push(tx, spare, stats, r)
+        };
+        self.listener.reset_all(&mut push)
+    }
+
     /// The engine-wide budget of replies to junk, with what it allowed (for invariants).
     pub fn junk_budget(&self) -> &crate::tcp::ReplyBudget {
         &self.budget

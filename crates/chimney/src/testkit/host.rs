@@ -323,8 +323,9 @@ impl AppHost {
                 TcpOffloadEvent::Retrieve(why) => {
                     let fin = self.conns.get(&conn).is_some_and(|c| c.events.contains(&TcpOffloadEvent::Disconnect));
                     Some(match (fin, why) {
+                        // Our FIN was never acknowledged: not a clean close, whoever began it.
+                        (_, TcpUploadReason::TimeoutExpiration) => HostEnd::Timeout,
                         (true, _) => HostEnd::Fin,
-                        (false, TcpUploadReason::TimeoutExpiration) => HostEnd::Timeout,
                         (false, why) => HostEnd::Upload(why),
                     })
                 }
