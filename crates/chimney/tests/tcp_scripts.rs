@@ -53,6 +53,8 @@ struct Pkt {
     win: Option<u32>,
     opts: Option<Vec<String>>,
     alt: Option<(u32, u32)>,
+    /// Urgent pointer (`urg N`).
+    urg: u16,
     /// Addresses other than the script's pair (`src A`, `sport P`, `dst A`, `dport P`).
     src: Option<std::net::IpAddr>,
     sport: Option<u16>,
@@ -104,6 +106,10 @@ fn parse_pkt(words: &[&str], rest_opts: Option<&str>) -> Pkt {
                     }
                 }
                 i += 1;
+            }
+            "urg" => {
+                p.urg = words[i + 1].parse().expect("urgent pointer");
+                i += 2;
             }
             "src" => {
                 p.src = Some(words[i + 1].parse().expect("src address"));
@@ -267,6 +273,7 @@ impl Run {
         let remote = SocketAddr::new(p.src.unwrap_or(self.remote.ip()), p.sport.unwrap_or(self.remote.port()));
         let mut peer = TestPeer::new(local, remote, self.irs);
         peer.ip_id = 1;
+        peer.urgent = p.urg;
         let mut buf = peer.segment_with(
             self.irs.wrapping_add(p.seq),
             p.ack.map_or(0, |a| iss.wrapping_add(a)),
@@ -787,4 +794,5 @@ scripts! {
     s68_reoffload_reopens_window => "68_reoffload_reopens_window.pkt",
     s69_syncookie_first_segment_lost => "69_syncookie_first_segment_lost.pkt",
     s70_stop_listening_resets_half_open => "70_stop_listening_resets_half_open.pkt",
+    s71_urgent_already_taken => "71_urgent_already_taken.pkt",
 }

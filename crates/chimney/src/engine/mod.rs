@@ -115,6 +115,8 @@ pub struct Engine<D> {
     /// allocator header per connection).
     conns: Vec<Option<TcpConn>>,
     free_ids: Vec<u32>,
+    /// Ids of connections the host uploaded and keeps for a re-offload ([`Engine::hold_id`]).
+    held_ids: Vec<u32>,
     next_id: u32,
     listener: listener::Listener,
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
@@ -151,6 +153,7 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
             table: table::ConnTable::new(hasher),
             conns: Vec::new(),
             free_ids: Vec::new(),
+            held_ids: Vec::new(),
             next_id: 0,
             listener,
             timers: BinaryHeap::new(),
@@ -396,7 +399,7 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
                 }
             }
             listener::Outcome::Established(n) => {
-                let _ = self.offload(now, *n, host);
+                let _ = self.offload(now, *n, None, host);
             }
         }
     }
@@ -420,11 +423,59 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
             // No BufferedData, so no host NBL is built from this serial.
             serial: 0,
         };
-        let id = self.offload(now, e, host).ok_or(ApiMisuse::OffloadRefused)?;
+        let id = self.offload(now, e, None, host).ok_or(ApiMisuse::OffloadRefused)?;
         // The delegated RcvWnd may be closed (the old delivery layer was full) while the new
         // one holds nothing: announce the room now. Through `with_conn`, so that a window
         // still below half goes on `window_watch`: `offload` alone never put it there, and a
         // window re-offloaded at 0 stayed 0 whatever the host posted (simulator seed 104990).
+        self.with_conn(id, host, |c, cx| c.maybe_window_update(now, cx));
+        Ok(id)
+    }
+
+    /// Keeps the id of a connection just terminated for its re-offload ([`Engine::reoffload_as`]):
+    /// no new connection takes it meanwhile, so everything the host keys by it (its
+    /// application record, a file) carries over. False when `id` is not free.
+    pub fn hold_id(&mut self, id: ConnId) -> bool {
+        match self.free_ids.iter().rposition(|&i| i == id.0) {
+            Some(k) => {
+                self.free_ids.remove(k);
+                self.held_ids.push(id.0);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Gives a held id back (the host ended the connection instead of re-offloading it).
+    pub fn release_id(&mut self, id: ConnId) {
+        if let Some(k) = self.held_ids.iter().position(|&i| i == id.0) {
+            self.held_ids.remove(k);
+            self.free_ids.push(id.0);
+        }
+    }
+
+    /// [`Engine::reoffload`] under the id [`Engine::hold_id`] kept. Fails with
+    /// `UnknownConnection` when that id is not held.
+    pub fn reoffload_as(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        n: Negotiated,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<ConnId, ApiMisuse> {
+        if let Some(other) = self.lookup(&(n.local, n.remote)) {
+            return Err(ApiMisuse::ConnectionExists(other));
+        }
+        let k = self.held_ids.iter().position(|&i| i == id.0).ok_or(ApiMisuse::UnknownConnection(id))?;
+        self.held_ids.remove(k);
+        let e = listener::Established {
+            negotiated: n,
+            peer: TcpOptions::default(),
+            buffered: Vec::new(),
+            forward: Vec::new(),
+            serial: 0,
+        };
+        let id = self.offload(now, e, Some(id), host).ok_or(ApiMisuse::OffloadRefused)?;
         self.with_conn(id, host, |c, cx| c.maybe_window_update(now, cx));
         Ok(id)
     }
@@ -435,9 +486,15 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
         self.conn(id).map(TcpConn::negotiated)
     }
 
-    fn offload(&mut self, now: Instant, n: listener::Established, host: &mut dyn ProtocolHost) -> Option<ConnId> {
-        let id = match self.free_ids.pop() {
-            Some(i) => ConnId(i),
+    fn offload(
+        &mut self,
+        now: Instant,
+        n: listener::Established,
+        held: Option<ConnId>,
+        host: &mut dyn ProtocolHost,
+    ) -> Option<ConnId> {
+        let id = match held.or_else(|| self.free_ids.pop().map(ConnId)) {
+            Some(i) => i,
             None if self.next_id < self.cfg.max_connections => {
                 self.next_id += 1;
                 ConnId(self.next_id - 1)

@@ -829,8 +829,11 @@ impl TcpConn {
             self.snd_una = ack;
             self.on_fin_acked(now, cx);
         }
-        // spec §6.6: urgent data means upload; nothing after it is processed here.
-        if seg.has(flags::URG) {
+        // spec §6.6: urgent data means upload; nothing after it is processed here. An urgent
+        // pointer at or before RCV.NXT (BSD and Linux: it points just past the urgent byte)
+        // points at urgent data the host already took, e.g. a segment sent before the peer
+        // saw our ACK of it: nothing urgent is left.
+        if seg.has(flags::URG) && seq.plus(u32::from(seg.urgent)).gt(self.rcv_nxt) {
             self.upload(now, cx, TcpUploadReason::ReceivedUrgentData);
             return false;
         }

@@ -31,6 +31,9 @@ pub struct Peer {
     pub syn_options: TcpOptions,
     /// IP identification of the peer's packets.
     pub ip_id: u16,
+    /// Urgent pointer of its segments with URG (offset from SEG.SEQ, pointing just past the
+    /// urgent byte, as BSD and Linux send it).
+    pub urgent: u16,
 }
 
 impl Peer {
@@ -47,6 +50,7 @@ impl Peer {
             tsecr: 0,
             syn_options: TcpOptions { mss: Some(1460), sack_permitted: true, ..TcpOptions::default() },
             ip_id: 7,
+            urgent: 0,
         }
     }
 
@@ -82,7 +86,7 @@ impl Peer {
             window,
             options,
             payload,
-            urgent: 0,
+            urgent: if fl.contains(flags::URG) { self.urgent } else { 0 },
             ip_id: self.ip_id,
         };
         let mut v = Vec::new();
