@@ -90,6 +90,22 @@ pub fn print_tables(s: &EngineStats) {
     }
 }
 
+/// What the host stack behind the target did, as JSON (`host_stack`).
+pub fn host_stack_json(h: &chimney_linux::hoststack::HostPathCounts) -> serde_json::Value {
+    serde_json::json!({
+        "reassembled": h.reassembled,
+        "fragments_dropped": h.fragments_dropped,
+        "options_stripped": h.options_stripped,
+        "urgent_uploads": h.urgent_uploads,
+        "reoffloads": h.reoffloads,
+    })
+}
+
+/// Bytes as lowercase hex (the out-of-band bytes in JSON).
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 fn gbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 * 8.0 / d.as_secs_f64().max(1e-9) / 1e9
 }
@@ -161,6 +177,8 @@ pub fn print_demo(
                     "completions": r.map_or(0, |r| r.completions),
                     "aborted": r.map_or(0, |r| r.aborted),
                     "indications": r.map_or(0, |r| r.indications),
+                    "oob": r.map_or(String::new(), |r| hex(&r.oob)),
+                    "reoffloads": r.map_or(0, |r| r.reoffloads),
                     "acks": r.map_or(0, |r| r.acks),
                     "drops": r.map_or(0, |r| r.drops),
                     "violations": r.map_or(0, |r| r.violations),
@@ -181,6 +199,7 @@ pub fn print_demo(
             "violations": violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
             "drops": table_json(stats.drop_table()),
             "host_path": table_json(stats.host_path_table()),
+            "host_stack": host_stack_json(&driver.host_path),
             "defenses": table_json(stats.defense_table()),
             "tx_dropped": driver.tx_dropped,
             "gso_packets": driver.gso_packets,

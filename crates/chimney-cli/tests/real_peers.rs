@@ -893,4 +893,84 @@ cat /tmp/chimney-sig-$$.out; rm -f /tmp/chimney-sig-$$.out
         }
         assert!(conns.iter().any(|c| c["bytes"] == 100_000), "{text}");
     }
+
+    /// Runs `serve` for one connection in a fresh namespace with `setup` after it started and
+    /// `client` (Python) as the peer; returns serve's connection line and summary.
+    fn serve_one(tun: &str, setup: &str, client: &str) -> (Value, Value, String) {
+        need_root();
+        need_tool("python3 -V", "python3");
+        let bin = env!("CARGO_BIN_EXE_chimney");
+        let script = format!(
+            r#"ip link set lo up
+{bin} serve --tun {tun} --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 1 > /tmp/chimney-one-$$.out &
+pid=$!
+sleep 0.5
+{setup}
+python3 -c '{client}'
+wait $pid
+echo EXIT $?
+cat /tmp/chimney-one-$$.out; rm -f /tmp/chimney-one-$$.out
+"#
+        );
+        let out = in_new_netns(&script, false);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(text.contains("EXIT 0"), "serve failed: {text} {}", String::from_utf8_lossy(&out.stderr));
+        let lines: Vec<Value> =
+            text.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+        let conn = lines.iter().find(|v| v.get("peer").is_some()).expect("a connection line").clone();
+        let summary = lines.iter().find_map(|v| v.get("summary")).expect("summary").clone();
+        (conn, summary, text)
+    }
+
+    /// Urgent data: a Linux client sends one byte with MSG_OOB mid-stream. The target uploads
+    /// the connection (ReceivedUrgentData), the host continues it in software, takes the urgent
+    /// byte out of band (Linux's default), and offloads it again; the in-band stream arrives
+    /// exact, the urgent byte is reported apart, one upload and one re-offload are counted.
+    #[test]
+    fn urgent_data_mid_stream_is_taken_by_the_host_and_reoffloaded() {
+        let client = r#"
+import socket, hashlib
+s = socket.create_connection(("198.18.0.1", 5001))
+a = bytes((i * 7) % 251 for i in range(500000)); b = bytes((i * 11) % 253 for i in range(500000))
+s.sendall(a); s.send(b"!", socket.MSG_OOB); s.sendall(b)
+s.shutdown(socket.SHUT_WR); s.recv(1); s.close()
+print("PY", hashlib.sha256(a + b).hexdigest())
+"#;
+        let (c, summary, text) = serve_one("chu0", "", client);
+        let py = text.lines().find_map(|l| l.strip_prefix("PY ")).expect("client ran");
+        assert_eq!(c["sha256"], py, "{c}");
+        assert_eq!(c["bytes"], 1_000_000, "{c}");
+        assert_eq!(c["oob"], "21", "the urgent byte '!' out of band: {c}");
+        assert_eq!(c["end"], "fin", "{c}");
+        assert_eq!(c["reoffloads"], 1, "{c}");
+        assert_eq!(c["violations"], 0, "{c}");
+        assert_eq!(summary["host_stack"]["urgent_uploads"], 1, "{summary}");
+        assert_eq!(summary["host_stack"]["reoffloads"], 1, "{summary}");
+    }
+
+    /// IP fragments: the client's path fragments every segment (the device MTU drops to 700
+    /// under a route locked at 1500, the socket does not set DF). Fragments never reach the
+    /// target (spec §6.6): the host path reassembles them and forwards the segments to the
+    /// offloaded connection, which is never uploaded; the stream arrives exact.
+    #[test]
+    fn fragmented_path_reassembled_by_the_host_and_forwarded() {
+        let setup = "ip link set chv0 mtu 700; ip route replace 198.18.0.0/24 dev chv0 mtu lock 1500";
+        let client = r#"
+import socket, hashlib
+s = socket.socket()
+s.setsockopt(socket.IPPROTO_IP, 10, 5)  # IP_MTU_DISCOVER: IP_PMTUDISC_OMIT (no DF, interface MTU)
+s.connect(("198.18.0.1", 5001))
+a = bytes((i * 7) % 251 for i in range(1000000))
+s.sendall(a); s.shutdown(socket.SHUT_WR); s.recv(1); s.close()
+print("PY", hashlib.sha256(a).hexdigest())
+"#;
+        let (c, summary, text) = serve_one("chv0", setup, client);
+        let py = text.lines().find_map(|l| l.strip_prefix("PY ")).expect("client ran");
+        assert_eq!(c["sha256"], py, "{c}");
+        assert_eq!(c["end"], "fin", "{c}");
+        assert_eq!(c["violations"], 0, "{c}");
+        assert!(summary["host_stack"]["reassembled"].as_u64().unwrap() > 500, "{summary}");
+        assert_eq!(summary["host_stack"]["fragments_dropped"], 0, "{summary}");
+        assert!(summary["host_path"]["ip_fragment"].as_u64().unwrap() > 1000, "{summary}");
+    }
 }

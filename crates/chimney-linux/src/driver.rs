@@ -13,11 +13,12 @@ use chimney::contract::trace::TraceWriter;
 use chimney::contract::{CheckedDelivery, ConnId, DeliveryConfig, OffloadTarget, ReceiveInput, VerifierMode};
 use chimney::engine::PacketOutcome;
 use chimney::engine::{Engine, EngineConfig, EngineEvent, EngineStats};
-use chimney::ndis::{DisconnectKind, NdisStatus, TcpOffloadEvent};
+use chimney::ndis::{DisconnectKind, NdisStatus, TcpOffloadEvent, TcpUploadReason};
 use chimney::tcp::{TcpConfig, TcpDrop};
 use chimney::testkit::host::{AppHost, AppPolicy, HostEnd, IndicationPolicy};
 use chimney::testkit::impair::{ImpairConfig, Impairment};
 use chimney::wire::vnet::{VnetHdr, VNET_HDR_LEN};
+use chimney::wire::{TcpChecksum, WireError};
 use chimney::Instant;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -115,6 +116,9 @@ pub struct DriverSummary {
     pub gso_packets: u64,
     /// Connections offloaded by each shard (one entry per TUN queue).
     pub per_queue_offloads: Vec<u64>,
+    /// What the host stack behind the target did (reassembly, options, urgent uploads and
+    /// re-offloads).
+    pub host_path: crate::hoststack::HostPathCounts,
 }
 
 impl DriverSummary {
@@ -125,6 +129,12 @@ impl DriverSummary {
         self.stats.merge(&o.stats);
         self.tx_dropped += o.tx_dropped;
         self.gso_packets += o.gso_packets;
+        let (h, k) = (&mut self.host_path, &o.host_path);
+        h.reassembled += k.reassembled;
+        h.fragments_dropped += k.fragments_dropped;
+        h.options_stripped += k.options_stripped;
+        h.urgent_uploads += k.urgent_uploads;
+        h.reoffloads += k.reoffloads;
     }
 }
 
@@ -192,6 +202,11 @@ pub struct ConnReport {
     pub events: Vec<TcpOffloadEvent>,
     /// From offload to end.
     pub duration: Duration,
+    /// Urgent bytes received out of band (the host took them in software, as Linux does by
+    /// default); not part of `bytes` or `sha256`.
+    pub oob: Vec<u8>,
+    /// Times the host took the connection over (urgent data) and offloaded it again.
+    pub reoffloads: u32,
 }
 
 struct Live {
@@ -201,6 +216,10 @@ struct Live {
     /// The host began the close (graceful or at shutdown): how the end is reported when the
     /// connection finishes cleanly.
     closing: Option<EndReason>,
+    /// Urgent bytes the host took out of band.
+    oob: Vec<u8>,
+    /// Times the host took the connection over and offloaded it again.
+    reoffloads: u32,
 }
 
 /// The driver: TUN + impairments + engine (+ verifier) + application.
@@ -230,6 +249,15 @@ pub struct Driver {
     /// Told of every connection offloaded, with its peer (after the read batch in which it
     /// was offloaded: bytes of that batch may reach the sink first).
     on_offload: Option<OnOffload>,
+    /// The host stack behind the target: fragments and IPv4 options.
+    defrag: crate::hoststack::Defrag,
+    /// Connections the host continues in software after an urgent-data upload, by 4-tuple,
+    /// with their (held) id and record.
+    hosted: HashMap<(SocketAddr, SocketAddr), (ConnId, crate::hoststack::HostConn, Live)>,
+    /// Connections being offloaded again: their record, restored at the `Offloaded` event.
+    reoffloading: HashMap<ConnId, Live>,
+    /// Packets the host stack sends (ACKs of the software path).
+    host_tx: Vec<Vec<u8>>,
 }
 
 /// Called with each newly offloaded connection and its peer (e.g. to open its stream file).
@@ -311,6 +339,10 @@ impl Driver {
             tap: None,
             predict: None,
             on_offload: None,
+            defrag: crate::hoststack::Defrag::default(),
+            hosted: HashMap::new(),
+            reoffloading: HashMap::new(),
+            host_tx: Vec::new(),
         })
     }
 
@@ -374,6 +406,7 @@ impl Driver {
             tx_dropped: self.tx_dropped,
             gso_packets: self.gso_packets,
             per_queue_offloads: vec![self.stats().offloads],
+            host_path: self.defrag.counts.clone(),
         }
     }
 
@@ -396,7 +429,9 @@ impl Driver {
             let ms = wait.as_millis().clamp(1, 1000) as u16;
             let _ = poll(&mut fds, PollTimeout::from(ms));
         }
-        // Inbound.
+        // Inbound. Packets that need the host stack (fragments, IPv4 options, connections
+        // the host owns) are copied out of the read buffer and handled after it.
+        let mut slow: Vec<(Vec<u8>, TcpChecksum, bool)> = Vec::new();
         let direct = self.cfg.direct_placement && self.tun.has_vnet_hdr() && self.tap.is_none();
         for _ in 0..self.cfg.batch.max(1) {
             let read = match self.predict.filter(|_| direct) {
@@ -423,7 +458,15 @@ impl Driver {
                         if let Some(t) = self.tap.as_mut() {
                             t(now, Direction::In, p);
                         }
+                        if !self.hosted.is_empty() {
+                            // A connection of the host's own may be addressed: the slow path.
+                            slow.push((p.to_vec(), verify, false));
+                            continue;
+                        }
                         let out = self.engine.handle_packet_with(now, p, verify, &mut self.host);
+                        if let PacketOutcome::ToHost(WireError::Fragment | WireError::Ipv4Options) = out {
+                            slow.push((p.to_vec(), verify, true));
+                        }
                         // The next packet is predicted to continue this one's stream.
                         let h = chimney::wire::headers_len(p).unwrap_or(0);
                         self.predict = match out {
@@ -439,17 +482,31 @@ impl Driver {
                 if let Some(t) = self.tap.as_mut() {
                     t(now, Direction::In, &self.buf[..n]);
                 }
-                self.engine.handle_packet(now, &self.buf[..n], &mut self.host);
+                if self.hosted.is_empty() {
+                    let out = self.engine.handle_packet(now, &self.buf[..n], &mut self.host);
+                    if let PacketOutcome::ToHost(WireError::Fragment | WireError::Ipv4Options) = out {
+                        slow.push((self.buf[..n].to_vec(), TcpChecksum::Verify, true));
+                    }
+                } else {
+                    slow.push((self.buf[..n].to_vec(), TcpChecksum::Verify, false));
+                }
             } else {
                 self.imp_in.push(now, &self.buf[..n]);
             }
         }
         let now = self.now();
+        for (p, verify, engine_saw) in slow.drain(..) {
+            if engine_saw {
+                self.host_path(now, &p);
+            } else {
+                self.ingest(now, &p, verify);
+            }
+        }
         while let Some(p) = self.imp_in.pop_due(now) {
             if let Some(t) = self.tap.as_mut() {
                 t(now, Direction::In, &p);
             }
-            self.engine.handle_packet(now, &p, &mut self.host);
+            self.ingest(now, &p, TcpChecksum::Verify);
         }
         // The read queue is drained (or the batch is done): one ACK per connection.
         self.engine.flush_acks(now, &mut self.host);
@@ -457,7 +514,15 @@ impl Driver {
             self.engine.handle_timeout(now, &mut self.host);
         }
         self.react(now);
-        // Outbound.
+        // Outbound: the host stack's own packets, then the engine's.
+        for p in std::mem::take(&mut self.host_tx) {
+            if let Some(t) = self.tap.as_mut() {
+                t(now, Direction::Out, &p);
+            }
+            if !self.tun.send(&p).map_err(|e| DriverError::os("writing the TUN device", e))? {
+                self.tx_dropped += 1;
+            }
+        }
         while self.engine.poll_transmit(&mut self.out) {
             if let Some(t) = self.tap.as_mut() {
                 t(now, Direction::Out, &self.out);
@@ -559,6 +624,13 @@ impl Driver {
     fn react(&mut self, now: Instant) {
         while let Some(ev) = self.engine.poll_event() {
             if let EngineEvent::Offloaded { conn, remote, .. } = ev {
+                if let Some(l) = self.reoffloading.remove(&conn) {
+                    // Offloaded again after the host's exception: same id, same record, same
+                    // application policy; it posts again.
+                    self.live.insert(conn, l);
+                    let _ = self.host.top_up(now, conn, &mut self.engine);
+                    continue;
+                }
                 if let Some(f) = self.on_offload.as_mut() {
                     f(conn, remote);
                 }
@@ -569,7 +641,17 @@ impl Driver {
                     self.cfg.policy.clone()
                 };
                 self.host.set_policy(conn, policy);
-                self.live.insert(conn, Live { peer: remote, started: now, stalled_since: stalled, closing: None });
+                self.live.insert(
+                    conn,
+                    Live {
+                        peer: remote,
+                        started: now,
+                        stalled_since: stalled,
+                        closing: None,
+                        oob: Vec::new(),
+                        reoffloads: 0,
+                    },
+                );
                 let _ = self.host.top_up(now, conn, &mut self.engine);
             }
         }
@@ -609,6 +691,9 @@ impl Driver {
             }
         });
         for (conn, end) in ended {
+            if end == HostEnd::Upload(TcpUploadReason::ReceivedUrgentData) && self.take_over(now, conn) {
+                continue;
+            }
             let closing = self.live.get(&conn).and_then(|l| l.closing);
             let end = match (end, closing) {
                 (HostEnd::Fin, Some(why)) => why,
@@ -620,6 +705,107 @@ impl Driver {
             self.finish(now, conn, end);
         }
         self.host_close(now);
+    }
+
+    /// A packet through the host stack: a segment of a connection the host owns goes to it;
+    /// anything else to the engine, and what the engine hands back (a fragment, IPv4
+    /// options) is reassembled or stripped and forwarded to the engine again.
+    fn ingest(&mut self, now: Instant, p: &[u8], verify: TcpChecksum) {
+        if !self.hosted.is_empty() {
+            if let Ok(seg) = chimney::wire::parse_with(p, verify) {
+                let key = (SocketAddr::new(seg.dst, seg.dst_port), SocketAddr::new(seg.src, seg.src_port));
+                if self.hosted.contains_key(&key) {
+                    self.host_segment(now, key, &seg);
+                    return;
+                }
+            }
+        }
+        let out = self.engine.handle_packet_with(now, p, verify, &mut self.host);
+        if let PacketOutcome::ToHost(WireError::Fragment | WireError::Ipv4Options) = out {
+            self.host_path(now, p);
+        }
+    }
+
+    /// A packet the engine handed to the host path: reassembled (or its options stripped)
+    /// and, once whole, fed in again.
+    fn host_path(&mut self, now: Instant, p: &[u8]) {
+        if let Some(whole) = self.defrag.push(now, p) {
+            // A plain datagram now: it cannot come back here.
+            self.ingest(now, &whole, TcpChecksum::Verify);
+        }
+    }
+
+    /// The target uploaded `conn` for urgent data: the host continues it in software
+    /// ([`crate::hoststack::HostConn`]) under the same id until the urgent byte is taken.
+    fn take_over(&mut self, now: Instant, conn: ConnId) -> bool {
+        let Some(n) = self.engine.negotiated(conn) else { return false };
+        let Ok(d) = self.engine.terminate_offload(now, conn, &mut self.host) else { return false };
+        self.host.take_uploaded(conn, d.buffered_data);
+        self.host.return_held(now, &mut self.engine);
+        let held = self.engine.hold_id(conn);
+        let Some(live) = self.live.remove(&conn) else { return false };
+        let hc = crate::hoststack::HostConn::new(n, d.rcv_nxt, d.rcv_wnd, d.ts_recent, self.cfg.engine.tcp.rcv_wnd);
+        tracing::debug!(conn = %conn, rcv_nxt = d.rcv_nxt, "urgent data: the host continues the connection");
+        self.defrag.counts.urgent_uploads += 1;
+        if !held {
+            // Cannot keep its id: end it as before.
+            self.live.insert(conn, live);
+            self.finish(now, conn, EndReason::Error);
+            return true;
+        }
+        self.hosted.insert(hc.tuple(), (conn, hc, live));
+        true
+    }
+
+    /// A segment for a connection the host owns.
+    fn host_segment(&mut self, now: Instant, key: (SocketAddr, SocketAddr), seg: &chimney::wire::Segment<'_>) {
+        use crate::hoststack::HostVerdict;
+        let Some((conn, hc, _)) = self.hosted.get_mut(&key) else { return };
+        let conn = *conn;
+        let (host, tx) = (&mut self.host, &mut self.host_tx);
+        let verdict = hc.on_segment(now, seg, &mut |d| host.receive_host_path(conn, d), &mut |r| {
+            let mut b = Vec::new();
+            r.emit(&mut b);
+            tx.push(b);
+        });
+        if verdict == HostVerdict::Continue {
+            return;
+        }
+        let Some((_, hc, mut live)) = self.hosted.remove(&key) else { return };
+        live.oob.extend_from_slice(&hc.oob);
+        match verdict {
+            HostVerdict::Reoffload => match self.engine.reoffload_as(now, conn, hc.negotiated(), &mut self.host) {
+                Ok(_) => {
+                    live.reoffloads += 1;
+                    self.defrag.counts.reoffloads += 1;
+                    tracing::debug!(conn = %conn, "urgent byte taken: offloaded again");
+                    self.reoffloading.insert(conn, live);
+                }
+                Err(e) => {
+                    tracing::warn!(conn = %conn, %e, "re-offload refused");
+                    self.engine.release_id(conn);
+                    self.live.insert(conn, live);
+                    self.finish(now, conn, EndReason::Error);
+                }
+            },
+            v => {
+                self.engine.release_id(conn);
+                self.live.insert(conn, live);
+                self.finish(now, conn, if v == HostVerdict::Rst { EndReason::Rst } else { EndReason::Fin });
+            }
+        }
+    }
+
+    /// Ends the connections the host owns (driver stop).
+    fn end_hosted(&mut self, now: Instant, why: EndReason) {
+        let keys: Vec<_> = self.hosted.keys().copied().collect();
+        for key in keys {
+            if let Some((conn, _, live)) = self.hosted.remove(&key) {
+                self.engine.release_id(conn);
+                self.live.insert(conn, live);
+                self.finish(now, conn, why);
+            }
+        }
     }
 
     /// When the next `--close-after-ms` / `--abort-after-ms` falls due.
@@ -694,6 +880,8 @@ impl Driver {
             violations,
             events: seen.events,
             duration: now.saturating_duration_since(live.started),
+            oob: live.oob,
+            reoffloads: live.reoffloads,
         });
     }
 
@@ -704,8 +892,9 @@ impl Driver {
     /// hanging, and each is reported with `end = shutdown`.
     pub fn shutdown(&mut self) {
         let drain = self.cfg.shutdown_drain;
+        let now = self.now();
+        self.end_hosted(now, if drain.is_zero() { EndReason::Error } else { EndReason::Shutdown });
         if drain.is_zero() {
-            let now = self.now();
             let ids: Vec<ConnId> = self.live.keys().copied().collect();
             for id in ids {
                 self.finish(now, id, EndReason::Error);

@@ -16,6 +16,7 @@
 
 pub mod defaults;
 pub mod driver;
+pub mod hoststack;
 pub mod netns;
 pub mod shards;
 pub mod tun;

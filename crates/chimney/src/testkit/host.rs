@@ -297,6 +297,24 @@ impl AppHost {
         }
     }
 
+    /// Bytes the host stack received for `conn` itself while the connection was uploaded
+    /// (the software path behind the target): counted, hashed and passed to the sink like
+    /// delivered bytes.
+    pub fn receive_host_path(&mut self, conn: ConnId, bytes: &[u8]) {
+        let (record, hash) = (self.record, self.hash);
+        let c = self.conns.entry(conn).or_default();
+        c.bytes += bytes.len() as u64;
+        if record {
+            c.stream.extend_from_slice(bytes);
+        }
+        if hash {
+            c.sha256.update(bytes);
+        }
+        if let Some(sink) = self.sink.as_mut() {
+            sink(conn, bytes);
+        }
+    }
+
     /// Events indicated since the last call, in order (drivers react to them).
     pub fn take_event(&mut self) -> Option<(ConnId, TcpOffloadEvent)> {
         self.events.pop_front()
