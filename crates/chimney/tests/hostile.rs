@@ -211,3 +211,21 @@ fn nothing_is_sent_to_or_from_a_martian() {
     assert!(sent > 1000, "the unicast part of the flood is still answered ({sent})");
     assert!(e.stats().wire_drops(wire::WireError::Martian) > 5000);
 }
+
+/// SYNs that keep replacing one half-open (same tuple, a new ISN each) leave the half-open
+/// table at one entry and its memory bounded, however many there are.
+#[test]
+fn replacing_syns_keep_memory_bounded() {
+    let mut e = engine(base());
+    let mut host = AppHost::new();
+    let t0 = Instant::ZERO + Duration::from_secs(5);
+    let src: std::net::IpAddr = "198.18.0.2".parse().unwrap();
+    for i in 0..100_000u32 {
+        e.handle_packet(t0, &spoofed_syn(src, 4000, i.wrapping_mul(7919)), &mut host);
+        drain(&mut e);
+    }
+    let (held, bytes) = e.half_open();
+    assert_eq!(held, 1);
+    assert!(bytes < 1 << 20, "{bytes} B for one half-open");
+    assert_eq!(e.stats().listener.replaced, 99_999);
+}

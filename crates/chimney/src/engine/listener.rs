@@ -366,6 +366,11 @@ impl Listener {
             push(&r);
             self.timers.push(Reverse((e.rto_at, key)));
             self.embryos.insert(key, e);
+            // Entries of replaced or completed half-opens wait in the heap until their time;
+            // a stream of SYNs replacing one another must not grow it without bound.
+            if self.timers.len() > 4 * self.cfg.max_embryos.max(16) {
+                self.timers = self.embryos.iter().map(|(k, e)| Reverse((e.rto_at, *k))).collect();
+            }
             return Outcome::Handled;
         }
         if !seg.has(flags::SYN | flags::ACK | flags::RST) {
