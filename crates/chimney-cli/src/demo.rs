@@ -423,6 +423,12 @@ fn sim_can_honour(a: &DemoArgs) -> Result<(), String> {
     if p.busy_poll_us > 0 {
         no.push("--busy-poll-us (no TUN)");
     }
+    if p.host_close().is_some() {
+        no.push("--close-after-*/--abort-after-* (the simulator's host does not close first)");
+    }
+    if p.syncookies != crate::args::SynCookiesArg::Auto {
+        no.push("--syncookies (the simulator draws its own)");
+    }
     if no.is_empty() {
         Ok(())
     } else {

@@ -740,6 +740,8 @@ wait $fpid
 client
 wait $pid
 echo EXIT $?
+# The clients' kernel's own count: SYNs it had to send again (0: each connected on its first).
+awk '/^TcpExt:/ {{ n++; if (n == 1) split($0, h); else for (i = 2; i <= NF; i++) if (h[i] == "TCPSynRetrans") print "SYNRETRANS", $i }}' /proc/net/netstat
 cat {pcap}.out; rm -f {pcap}.out
 "#,
             pcap = pcap.display()
@@ -761,7 +763,12 @@ cat {pcap}.out; rm -f {pcap}.out
         }
         let summary = lines.iter().find_map(|v| v.get("summary")).expect("summary line");
         assert!(summary["defenses"]["syncookies_sent"].as_u64().unwrap_or(0) > 40_000, "{summary}");
-        assert_eq!(summary["defenses"]["syncookies_valid"], 2, "{summary}");
+        // The second client connects after the flood, its table still full: by cookie. The
+        // first may have found room before the table filled.
+        let valid = summary["defenses"]["syncookies_valid"].as_u64().unwrap_or(0);
+        assert!((1..=2).contains(&valid), "{summary}");
+        let retrans = text.lines().find_map(|l| l.strip_prefix("SYNRETRANS ")).expect("TcpExt counters");
+        assert_eq!(retrans.trim(), "0", "a client had to send its SYN again");
         // The kernel's TUN queue may drop a few packets of a burst this fast, never many.
         let martians = summary["drops"]["martian"].as_u64().unwrap_or(0);
         assert!((1800..=2000).contains(&martians), "{summary}");

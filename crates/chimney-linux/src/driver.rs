@@ -22,6 +22,7 @@ use chimney::wire::{TcpChecksum, WireError};
 use chimney::Instant;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::hoststack::HostVerdict;
 use crate::{DriverError, Tun};
 
 /// How the driver runs.
@@ -418,10 +419,12 @@ impl Driver {
     /// Runs one round: waits at most `max_wait` for work, then does all that is due.
     pub fn step(&mut self, max_wait: Duration) -> Result<(), DriverError> {
         let now = self.now();
-        let deadline = [self.engine.poll_timeout(), self.imp_in.next_due(), self.imp_out.next_due(), self.close_due()]
-            .into_iter()
-            .flatten()
-            .min();
+        let hosted = self.hosted.values().map(|(_, hc, _)| hc.deadline()).min();
+        let deadline =
+            [self.engine.poll_timeout(), self.imp_in.next_due(), self.imp_out.next_due(), self.close_due(), hosted]
+                .into_iter()
+                .flatten()
+                .min();
         let wait = deadline.map_or(max_wait, |d| d.saturating_duration_since(now).min(max_wait));
         let spinning = self.last_rx.is_some_and(|t| now.saturating_duration_since(t) < self.cfg.busy_poll);
         if !wait.is_zero() && !spinning {
@@ -514,6 +517,9 @@ impl Driver {
             self.engine.handle_timeout(now, &mut self.host);
         }
         self.react(now);
+        if !self.hosted.is_empty() {
+            self.host_timers(now);
+        }
         // Outbound: the host stack's own packets, then the engine's.
         for p in std::mem::take(&mut self.host_tx) {
             if let Some(t) = self.tap.as_mut() {
@@ -744,7 +750,8 @@ impl Driver {
         self.host.return_held(now, &mut self.engine);
         let held = self.engine.hold_id(conn);
         let Some(live) = self.live.remove(&conn) else { return false };
-        let hc = crate::hoststack::HostConn::new(n, d.rcv_nxt, d.rcv_wnd, d.ts_recent, self.cfg.engine.tcp.rcv_wnd);
+        let hc =
+            crate::hoststack::HostConn::new(now, n, d.rcv_nxt, d.rcv_wnd, d.ts_recent, self.cfg.engine.tcp.rcv_wnd);
         tracing::debug!(conn = %conn, rcv_nxt = d.rcv_nxt, "urgent data: the host continues the connection");
         self.defrag.counts.urgent_uploads += 1;
         if !held {
@@ -759,7 +766,6 @@ impl Driver {
 
     /// A segment for a connection the host owns.
     fn host_segment(&mut self, now: Instant, key: (SocketAddr, SocketAddr), seg: &chimney::wire::Segment<'_>) {
-        use crate::hoststack::HostVerdict;
         let Some((conn, hc, _)) = self.hosted.get_mut(&key) else { return };
         let conn = *conn;
         let (host, tx) = (&mut self.host, &mut self.host_tx);
@@ -768,10 +774,30 @@ impl Driver {
             r.emit(&mut b);
             tx.push(b);
         });
+        self.host_verdict(now, key, verdict);
+    }
+
+    /// The host stack's timers for the connections it owns.
+    fn host_timers(&mut self, now: Instant) {
+        let due: Vec<_> = self.hosted.iter().filter(|(_, (_, hc, _))| hc.deadline() <= now).map(|(k, _)| *k).collect();
+        for key in due {
+            let Some((_, hc, _)) = self.hosted.get_mut(&key) else { continue };
+            let tx = &mut self.host_tx;
+            let verdict = hc.poll(now, &mut |r| {
+                let mut b = Vec::new();
+                r.emit(&mut b);
+                tx.push(b);
+            });
+            self.host_verdict(now, key, verdict);
+        }
+    }
+
+    /// Acts on what a host-owned connection asked for.
+    fn host_verdict(&mut self, now: Instant, key: (SocketAddr, SocketAddr), verdict: crate::hoststack::HostVerdict) {
         if verdict == HostVerdict::Continue {
             return;
         }
-        let Some((_, hc, mut live)) = self.hosted.remove(&key) else { return };
+        let Some((conn, hc, mut live)) = self.hosted.remove(&key) else { return };
         live.oob.extend_from_slice(&hc.oob);
         match verdict {
             HostVerdict::Reoffload => match self.engine.reoffload_as(now, conn, hc.negotiated(), &mut self.host) {
@@ -791,7 +817,12 @@ impl Driver {
             v => {
                 self.engine.release_id(conn);
                 self.live.insert(conn, live);
-                self.finish(now, conn, if v == HostVerdict::Rst { EndReason::Rst } else { EndReason::Fin });
+                let end = match v {
+                    HostVerdict::Rst => EndReason::Rst,
+                    HostVerdict::Timeout => EndReason::Timeout,
+                    _ => EndReason::Fin,
+                };
+                self.finish(now, conn, end);
             }
         }
     }
@@ -800,7 +831,15 @@ impl Driver {
     fn end_hosted(&mut self, now: Instant, why: EndReason) {
         let keys: Vec<_> = self.hosted.keys().copied().collect();
         for key in keys {
-            if let Some((conn, _, live)) = self.hosted.remove(&key) {
+            if let Some((conn, mut hc, mut live)) = self.hosted.remove(&key) {
+                // The peer is told: no connection of ours is left hanging.
+                let tx = &mut self.host_tx;
+                hc.reset(&mut |r| {
+                    let mut b = Vec::new();
+                    r.emit(&mut b);
+                    tx.push(b);
+                });
+                live.oob.extend_from_slice(&hc.oob);
                 self.engine.release_id(conn);
                 self.live.insert(conn, live);
                 self.finish(now, conn, why);
@@ -889,7 +928,8 @@ impl Driver {
     /// uploaded at once and reported with `end = error`. With one, the host stops listening
     /// (half-open connections get an RST), closes every connection gracefully, keeps running
     /// until they finish or the drain is over, then aborts (RST) what is left: no peer is left
-    /// hanging, and each is reported with `end = shutdown`.
+    /// hanging. Each is reported with `end = shutdown`, except one whose peer had already
+    /// closed (CLOSE-WAIT): its close is the peer's, `fin`.
     pub fn shutdown(&mut self) {
         let drain = self.cfg.shutdown_drain;
         let now = self.now();
@@ -913,6 +953,8 @@ impl Driver {
             }
         }
         let now = self.now();
+        // Connections the host took over during the drain (urgent data) end here too.
+        self.end_hosted(now, EndReason::Shutdown);
         let ids: Vec<ConnId> = self.live.keys().copied().collect();
         for id in ids {
             self.close(now, id, DisconnectKind::Abortive, EndReason::Shutdown);

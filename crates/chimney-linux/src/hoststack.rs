@@ -19,7 +19,7 @@ use chimney::tcp::Negotiated;
 use chimney::wire::{flags, Segment, SegmentRepr, SeqNum, TcpOptions};
 use chimney::Instant;
 use etherparse::defrag::IpDefragBuf;
-use etherparse::{IpNumber, IpSlice, Ipv6ExtensionSlice};
+use etherparse::{IpFragOffset, IpNumber, IpSlice, Ipv6ExtensionSlice};
 
 /// Datagrams being reassembled at most (a new one beyond is dropped and counted).
 const MAX_DATAGRAMS: usize = 64;
@@ -81,23 +81,21 @@ impl Defrag {
             }
             IpSlice::Ipv6(v6) => {
                 let h = v6.header();
-                let frag = v6.extensions().clone().into_iter().find_map(|e| match e {
-                    Ipv6ExtensionSlice::Fragment(f) => Some(f.to_header()),
+                // The fragment header's fields read from its bytes (RFC 8200 §4.5: offset in
+                // the top 13 bits of bytes 2-3, then 2 reserved bits and M): etherparse 0.19
+                // reads them in IPv4's order (M first, offset last), so its accessors are wrong.
+                let f = v6.extensions().clone().into_iter().find_map(|e| match e {
+                    Ipv6ExtensionSlice::Fragment(f) => Some(f.slice()),
                     _ => None,
                 })?;
+                let word = u16::from_be_bytes([f[2], f[3]]);
+                let identification = u32::from_be_bytes([f[4], f[5], f[6], f[7]]);
+                let frag_offset = IpFragOffset::try_new(word >> 3).ok()?;
+                let frag_more = word & 1 != 0;
                 let (src, dst) = (IpAddr::from(h.source_addr()), IpAddr::from(h.destination_addr()));
                 let payload = v6.payload();
-                let key = (src, dst, frag.identification, true);
-                (
-                    src,
-                    dst,
-                    key,
-                    frag.fragment_offset,
-                    frag.more_fragments,
-                    payload.payload,
-                    payload.ip_number,
-                    h.hop_limit(),
-                )
+                let key = (src, dst, identification, true);
+                (src, dst, key, frag_offset, frag_more, payload.payload, payload.ip_number, h.hop_limit())
             }
         };
         if !self.partial.contains_key(&key) && self.partial.len() >= MAX_DATAGRAMS {
@@ -179,11 +177,19 @@ pub enum HostVerdict {
     Continue,
     /// The urgent byte is taken: offload it again ([`HostConn::negotiated`]).
     Reoffload,
-    /// The peer closed (FIN, answered with ours).
+    /// The peer closed (FIN, answered with ours, and ours acknowledged).
     Fin,
     /// The peer reset it.
     Rst,
+    /// The peer went silent ([`HOST_IDLE`]), or never acknowledged our FIN: reset.
+    Timeout,
 }
+
+/// How long a connection in the host's hands may stay silent before the host resets it.
+pub const HOST_IDLE: Duration = Duration::from_secs(60);
+/// Our FIN's first retransmission timeout and retransmissions (doubling).
+const FIN_RTO: Duration = Duration::from_secs(1);
+const FIN_RETRIES: u32 = 5;
 
 /// A connection the host continues in software after an urgent-data upload: a minimal
 /// in-order receiver (out-of-order segments are answered with a duplicate ACK and left to
@@ -199,17 +205,80 @@ pub struct HostConn {
     /// Urgent bytes taken out of band, in order.
     pub oob: Vec<u8>,
     window: u32,
+    /// When the peer was last heard from.
+    heard: Instant,
+    /// Our FIN (sent when the peer's arrived): its next retransmission and how many so far.
+    fin: Option<(Instant, u32)>,
+    /// In-order segments taken since the takeover without an urgent byte (a safety valve:
+    /// an upload whose urgent byte never shows is offloaded again after a while).
+    plain: u32,
 }
+
+/// In-order segments without the urgent byte after which the host offloads again anyway.
+const PLAIN_LIMIT: u32 = 256;
 
 impl HostConn {
     /// Takes over a connection the target uploaded: `n` from [`chimney::Engine::negotiated`]
     /// before the terminate, `rcv_nxt`, `rcv_wnd` and `ts_recent` from the delegated state;
     /// `window` is the receive buffer the host advertises meanwhile.
-    pub fn new(n: Negotiated, rcv_nxt: u32, rcv_wnd: u32, ts_recent: u32, window: u32) -> HostConn {
+    pub fn new(now: Instant, n: Negotiated, rcv_nxt: u32, rcv_wnd: u32, ts_recent: u32, window: u32) -> HostConn {
         let mut n = n;
         n.ts_recent = n.ts_recent.map(|_| ts_recent);
         let rcv_nxt = SeqNum(rcv_nxt);
-        HostConn { n, rcv_nxt, edge: rcv_nxt.plus(rcv_wnd), urgent: None, oob: Vec::new(), window }
+        HostConn {
+            n,
+            rcv_nxt,
+            edge: rcv_nxt.plus(rcv_wnd),
+            urgent: None,
+            oob: Vec::new(),
+            window,
+            heard: now,
+            fin: None,
+            plain: 0,
+        }
+    }
+
+    /// When [`HostConn::poll`] is next due.
+    pub fn deadline(&self) -> Instant {
+        match self.fin {
+            Some((at, _)) => at.min(self.heard + HOST_IDLE),
+            None => self.heard + HOST_IDLE,
+        }
+    }
+
+    /// Timers: our FIN's retransmission; the end of a silent or never-acknowledged one (an
+    /// RST goes to the peer).
+    pub fn poll(&mut self, now: Instant, tx: &mut dyn FnMut(&SegmentRepr<'_>)) -> HostVerdict {
+        if now >= self.heard + HOST_IDLE || self.fin.is_some_and(|(at, n)| now >= at && n >= FIN_RETRIES) {
+            self.reset(tx);
+            return HostVerdict::Timeout;
+        }
+        if let Some((at, n)) = self.fin {
+            if now >= at {
+                self.fin = Some((now + FIN_RTO * (2 << n), n + 1));
+                self.n.snd_nxt = self.n.snd_nxt.wrapping_sub(1);
+                self.ack(now, flags::FIN | flags::ACK, tx);
+            }
+        }
+        HostVerdict::Continue
+    }
+
+    /// Sends an RST (the host gives the connection up: shutdown, timeout).
+    pub fn reset(&mut self, tx: &mut dyn FnMut(&SegmentRepr<'_>)) {
+        tx(&SegmentRepr {
+            src: self.n.local.ip(),
+            dst: self.n.remote.ip(),
+            src_port: self.n.local.port(),
+            dst_port: self.n.remote.port(),
+            seq: SeqNum(self.n.snd_nxt),
+            ack: self.rcv_nxt,
+            flags: flags::RST | flags::ACK,
+            window: 0,
+            options: TcpOptions::default(),
+            payload: &[],
+            urgent: 0,
+            ip_id: 0,
+        });
     }
 
     /// Its 4-tuple (local, remote).
@@ -265,6 +334,16 @@ impl HostConn {
         if seg.has(flags::RST) {
             return if seg.seq == self.rcv_nxt { HostVerdict::Rst } else { HostVerdict::Continue };
         }
+        self.heard = now;
+        if self.fin.is_some() {
+            // Both FINs are out: wait for the ACK of ours (answering anything else again).
+            if seg.has(flags::ACK) && seg.ack.0 == self.n.snd_nxt {
+                return HostVerdict::Fin;
+            }
+            self.n.snd_nxt = self.n.snd_nxt.wrapping_sub(1);
+            self.ack(now, flags::FIN | flags::ACK, tx);
+            return HostVerdict::Continue;
+        }
         if seg.has(flags::SYN) || !seg.has(flags::ACK) {
             self.ack(now, flags::ACK, tx);
             return HostVerdict::Continue;
@@ -302,16 +381,23 @@ impl HostConn {
         self.rcv_nxt = start.plus(data.len() as u32);
         if seg.has(flags::FIN) && end == self.rcv_nxt {
             self.rcv_nxt = self.rcv_nxt.plus(1);
-            // The application closes too: our FIN with the ACK of theirs.
+            // The application closes too: our FIN with the ACK of theirs, retransmitted until
+            // acknowledged (a FIN never acknowledged is a timeout, not a clean close).
             self.ack(now, flags::FIN | flags::ACK, tx);
-            return HostVerdict::Fin;
+            self.fin = Some((now + FIN_RTO, 0));
+            return HostVerdict::Continue;
         }
         self.ack(now, flags::ACK, tx);
         // A pointer at or before RCV.NXT with no byte left before it: nothing urgent remains.
         if self.urgent.is_some_and(|u| u.le(self.rcv_nxt)) {
             self.urgent = None;
         }
-        if self.urgent.is_none() {
+        // Offloaded again once the urgent byte is taken. Not before: the segment that made the
+        // target upload may come back without URG (Linux marks a retransmission only when
+        // the urgent point is within 64 KB of it), the pointer is then not known here, and an
+        // early re-offload would upload again at the next marked segment.
+        self.plain += 1;
+        if self.urgent.is_none() && (!self.oob.is_empty() || self.plain >= PLAIN_LIMIT) {
             HostVerdict::Reoffload
         } else {
             HostVerdict::Continue
@@ -382,6 +468,35 @@ mod tests {
         assert_eq!(d.pending(), 1, "the old ones expired");
     }
 
+    /// An IPv6 fragment of `tcp` (the whole TCP segment) at byte `off`.
+    fn ip6(off: usize, more: bool, tcp: &[u8], chunk: &[u8]) -> Vec<u8> {
+        let _ = tcp;
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&((8 + chunk.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[44, 64]);
+        p.extend_from_slice(&"fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        p.extend_from_slice(&"fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        let fo = ((off / 8) as u16) << 3 | u16::from(more);
+        p.extend_from_slice(&[6, 0]);
+        p.extend_from_slice(&fo.to_be_bytes());
+        p.extend_from_slice(&0xABCDu32.to_be_bytes());
+        p.extend_from_slice(chunk);
+        p
+    }
+
+    #[test]
+    fn ipv6_fragments_rebuild_the_segment() {
+        let peer = Peer::new("[fd00::1]:5001".parse().unwrap(), "[fd00::2]:4000".parse().unwrap(), 100);
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 5) as u8).collect();
+        let whole = peer.segment(101, flags::ACK | flags::PSH, &data);
+        let tcp = &whole[40..];
+        let mut d = Defrag::default();
+        assert!(d.push(Instant::ZERO, &ip6(1504, false, tcp, &tcp[1504..])).is_none());
+        let out = d.push(Instant::ZERO, &ip6(0, true, tcp, &tcp[..1504])).expect("complete");
+        assert_eq!(chimney::wire::parse(&out).expect("valid").payload, &data[..]);
+        assert_eq!(d.counts.reassembled, 1);
+    }
+
     #[test]
     fn ipv4_options_are_stripped() {
         let whole = segment();
@@ -416,7 +531,7 @@ mod tests {
 
     #[test]
     fn the_urgent_byte_goes_out_of_band_then_reoffload() {
-        let mut h = HostConn::new(negotiated(), 101, 65536, 0, 65536);
+        let mut h = HostConn::new(Instant::ZERO, negotiated(), 101, 65536, 0, 65536);
         let mut peer = Peer::new("198.18.0.1:5001".parse().unwrap(), "198.18.0.2:4000".parse().unwrap(), 100);
         peer.iss = 9000;
         peer.urgent = 6; // "hello!" with '!' urgent
@@ -433,8 +548,41 @@ mod tests {
     }
 
     #[test]
+    fn our_fin_is_retransmitted_and_one_never_acknowledged_is_a_timeout() {
+        let t0 = Instant::ZERO;
+        let mut h = HostConn::new(t0, negotiated(), 101, 65536, 0, 65536);
+        let mut peer = Peer::new("198.18.0.1:5001".parse().unwrap(), "198.18.0.2:4000".parse().unwrap(), 100);
+        peer.iss = 9000;
+        let mut sent: Vec<(u32, bool)> = Vec::new();
+        let fin = peer.segment(101, flags::ACK | flags::FIN, b"bye");
+        let v = h.on_segment(t0, &chimney::wire::parse(&fin).unwrap(), &mut |_| {}, &mut |r| {
+            sent.push((r.seq.0, r.flags.contains(flags::FIN)))
+        });
+        assert_eq!(v, HostVerdict::Continue, "not over before our FIN is acknowledged");
+        assert_eq!(sent, vec![(9001, true)]);
+        // Unacknowledged: resent at 1, 3, 7, … s with the same sequence number, then given up.
+        let mut verdict = HostVerdict::Continue;
+        for _ in 0..10 {
+            let t = h.deadline();
+            verdict = h.poll(t, &mut |r| sent.push((r.seq.0, r.flags.contains(flags::FIN))));
+            if verdict != HostVerdict::Continue {
+                break;
+            }
+        }
+        assert_eq!(verdict, HostVerdict::Timeout);
+        assert!(sent[1..sent.len() - 1].iter().all(|&(s, f)| s == 9001 && f), "{sent:?}");
+        assert_eq!(sent.len(), 1 + FIN_RETRIES as usize + 1, "retransmissions then an RST: {sent:?}");
+        // Acknowledged in time instead: a clean close.
+        let mut h = HostConn::new(t0, negotiated(), 101, 65536, 0, 65536);
+        h.on_segment(t0, &chimney::wire::parse(&fin).unwrap(), &mut |_| {}, &mut |_| {});
+        peer.iss = 9001;
+        let ack = peer.segment(105, flags::ACK, b"");
+        assert_eq!(h.on_segment(t0, &chimney::wire::parse(&ack).unwrap(), &mut |_| {}, &mut |_| {}), HostVerdict::Fin);
+    }
+
+    #[test]
     fn urgent_pointer_beyond_the_segment_waits_for_its_byte() {
-        let mut h = HostConn::new(negotiated(), 101, 65536, 0, 65536);
+        let mut h = HostConn::new(Instant::ZERO, negotiated(), 101, 65536, 0, 65536);
         let mut peer = Peer::new("198.18.0.1:5001".parse().unwrap(), "198.18.0.2:4000".parse().unwrap(), 100);
         peer.iss = 9000;
         peer.urgent = 20;

@@ -155,7 +155,7 @@ pub struct ListenerCounts {
 }
 
 /// How long after the last cookie ACKs for no half-open are checked as cookies.
-const COOKIE_WINDOW: Duration = Duration::from_secs(192);
+const COOKIE_WINDOW: Duration = Duration::from_secs(128);
 /// How long a tuple that sent unaccountable data is spared RSTs, and how many are kept.
 const SUSPECT_FOR: Duration = Duration::from_secs(64);
 const MAX_SUSPECTS: usize = 4096;
@@ -166,11 +166,13 @@ fn ms(now: Instant) -> u32 {
 
 impl Listener {
     pub fn new(cfg: ListenerConfig, seed: u64, secret: u64) -> Listener {
+        // ISNs and timestamp offsets (RFC 6528) are keyed by the secret too: a seed anyone can
+        // read must not predict them.
         let keys = ahash::RandomState::with_seeds(
-            seed ^ 0x1234_5678,
-            seed.rotate_left(7),
+            seed ^ 0x1234_5678 ^ secret,
+            seed.rotate_left(7) ^ secret.rotate_left(13),
             seed.rotate_left(40),
-            seed ^ 0xDEAD,
+            seed ^ 0xDEAD ^ secret.rotate_left(41),
         );
         let table =
             ahash::RandomState::with_seeds(seed.rotate_left(3), seed ^ 0xBEEF, seed.rotate_left(50), seed ^ 0xF00D);
@@ -281,14 +283,21 @@ impl Listener {
                 if seg.seq.in_range(e.rcv_nxt, e.rcv_nxt.plus(wnd)) {
                     if budget.allow(now) {
                         let tsval = ms(now).wrapping_add(e.ts_offset);
-                        push(&Self::ack(local, remote, e, tsval, wnd));
+                        // Not a SYN: its window is scaled when both offered scaling.
+                        let shift = e.peer.window_scale.map_or(0, |_| cfg.window_scale());
+                        push(&Self::ack(local, remote, e, tsval, wnd.div_ceil(1 << shift)));
                     }
                     return Outcome::Dropped(crate::tcp::TcpDrop::RstInWindow);
                 }
                 return Outcome::Dropped(crate::tcp::TcpDrop::RstOutOfWindow);
             }
+            if seg.has(flags::SYN) && seg.has(flags::ACK) {
+                // A SYN-ACK to our passive open is nonsense from the peer: ignored, and the
+                // half-open is left as it is (a blind SYN-ACK must not end a handshake).
+                return Outcome::Dropped(crate::tcp::TcpDrop::Syn);
+            }
             if seg.has(flags::SYN) {
-                if seg.seq.plus(1) == e.rcv_nxt && !seg.has(flags::ACK) {
+                if seg.seq.plus(1) == e.rcv_nxt {
                     // The same SYN again (our SYN-ACK was lost): answer again.
                     let r = self.synack(local, remote, self.embryos.get(&key).expect("present"), now, cfg);
                     push(&r);
@@ -299,9 +308,6 @@ impl Listener {
                 // SYN opens a new one, in its own sequence space: two never mix.
                 self.embryos.remove(&key);
                 self.counts.replaced += 1;
-                if seg.has(flags::ACK) {
-                    return Outcome::Refuse;
-                }
                 return self.on_segment(now, key, seg, raw, cfg, budget, push);
             }
             if !seg.has(flags::ACK) {

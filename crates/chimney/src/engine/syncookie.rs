@@ -2,12 +2,13 @@
 //! (or always, if configured) the host stack answers a SYN without remembering it; the ISS
 //! of its SYN-ACK carries a keyed hash of the 4-tuple, a 64-second time counter and the
 //! index of the peer's MSS in a small table, and — when the peer offered timestamps — the
-//! low 6 bits of its TSval carry the peer's window scale, SACK-permitted and ECN bits. The
+//! low 6 bits of its TSval carry the peer's window scale and SACK-permitted (Linux's sixth
+//! bit is ECN; our SYN-ACK never agrees to ECN, so it stays 0). The
 //! peer's ACK echoes both (SEG.ACK − 1 and TSecr), and the connection is rebuilt from them.
 //!
 //! ```text
 //! ISS = H1(tuple) + ISN_peer + (count << 24) + ((H2(tuple, count, ISN_peer) + mss_index) mod 2^24)
-//! TSval = (clock & !0x3F) | ecn << 5 | sack << 4 | wscale   (wscale 0xF: none)
+//! TSval = (clock & !0x3F) | sack << 4 | wscale   (wscale 0xF: none; bit 5, ECN, 0)
 //! ```
 //!
 //! H1 and H2 are SipHash-2-4 under two secret keys drawn from the engine's seed and secret.
@@ -15,7 +16,7 @@
 //! (its handshake ACK lost) can pass as a cookie for another MSS index and open the
 //! connection at the wrong sequence number, silently dropping the stream's first bytes (the
 //! simulator's 1-byte segments found it); here any other ISN fails the 24-bit check.
-//! A cookie is valid for 2 counter periods (up to about 3 minutes, as Linux's
+//! A cookie is valid in the tick it was made and the next (64 to 128 s, as Linux's
 //! `MAX_SYNCOOKIE_AGE`); the 24-bit check makes a blind guess succeed once in 2^24 tries.
 
 use core::hash::{Hash, Hasher};
@@ -45,8 +46,9 @@ const MSS_V6: [u16; 4] = [1220, 1420, 1440, 8940];
 
 /// Seconds per counter tick.
 const PERIOD_SECS: u64 = 64;
-/// Ticks a cookie stays valid.
-const MAX_AGE: u32 = 2;
+/// Ticks a cookie stays valid after the one it was made in (Linux's `MAX_SYNCOOKIE_AGE`
+/// counts the same way: the current tick and the one before, 64 to 128 s).
+const MAX_AGE: u32 = 1;
 /// Low TSval bits that carry options.
 pub(crate) const TS_BITS: u32 = 6;
 const TS_MASK: u32 = (1 << TS_BITS) - 1;
@@ -190,9 +192,9 @@ mod tests {
         for (mss, want) in [(None, 536), (Some(1460), 1460), (Some(1400), 1300), (Some(9000), 1460), (Some(100), 536)] {
             let iss = k.iss(t0, &t, SeqNum(12345), mss);
             assert_eq!(k.check(t0, &t, SeqNum(12345), iss), Some(want));
-            // Valid for two periods, not three.
-            assert_eq!(k.check(t0 + Duration::from_secs(120), &t, SeqNum(12345), iss), Some(want));
-            assert_eq!(k.check(t0 + Duration::from_secs(64 * 3 + 60), &t, SeqNum(12345), iss), None);
+            // t0 is 40 s into its tick: valid 80 s later (the next tick), not 130 s later.
+            assert_eq!(k.check(t0 + Duration::from_secs(80), &t, SeqNum(12345), iss), Some(want));
+            assert_eq!(k.check(t0 + Duration::from_secs(130), &t, SeqNum(12345), iss), None);
         }
     }
 
