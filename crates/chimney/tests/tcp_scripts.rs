@@ -795,4 +795,5 @@ scripts! {
     s69_syncookie_first_segment_lost => "69_syncookie_first_segment_lost.pkt",
     s70_stop_listening_resets_half_open => "70_stop_listening_resets_half_open.pkt",
     s71_urgent_already_taken => "71_urgent_already_taken.pkt",
+    s72_syncookies_v6 => "72_syncookies_v6.pkt",
 }
