@@ -44,6 +44,8 @@ pub struct Adversary {
     stale_syn_sent: bool,
     /// Whether the target acknowledged anything in its sequence space (the connection exists).
     established: bool,
+    /// An RST owed to an unacceptable ACK received in SYN-SENT (its sequence number).
+    owed_rst: Option<u32>,
 }
 
 impl Adversary {
@@ -81,6 +83,7 @@ impl Adversary {
             seen: std::collections::BTreeMap::new(),
             stale_syn_sent: false,
             established: false,
+            owed_rst: None,
         }
     }
 
@@ -117,6 +120,15 @@ impl Adversary {
             // reordered by the link) replaced the half-open its ACK was for. Start over.
             self.iss = None;
             self.step = 0;
+            return;
+        }
+        if self.iss.is_none() && s.has(flags::ACK) && !s.has(flags::SYN | flags::RST) {
+            // SYN-SENT, an ACK that does not acknowledge our SYN (the target's challenge of
+            // our second SYN): RFC 9293 answers with an RST at SEG.ACK, which ends the
+            // half-open of the abandoned SYN; our SYN goes again.
+            if s.ack.0 != self.isn.wrapping_add(1) {
+                self.owed_rst = Some(s.ack.0);
+            }
             return;
         }
         if s.has(flags::SYN) && s.has(flags::ACK) {
@@ -255,6 +267,9 @@ impl Adversary {
         }
         self.next = now + Duration::from_millis(1 + self.rng.below(5));
         let mut out = Vec::new();
+        if let Some(seq) = self.owed_rst.take() {
+            out.push(self.raw(self.me.ip(), self.me.port(), self.target, seq, flags::RST, &[]));
+        }
         if self.iss.is_none() {
             // First a SYN with an ISN it then abandons (SYN-RECEIVED sees a new ISN next).
             let isn = if self.stale_syn_sent { self.isn } else { self.isn.wrapping_sub(1_000_000) };

@@ -139,3 +139,20 @@ fn seed_21223_stale_zero_window_reannounced() {
 fn seed_104990_reoffload_reopens_window() {
     seed_passes(104990);
 }
+
+/// Regression (seed 108362 hung before the fix): a blind SYN with another ISN on a tuple in
+/// SYN-RECEIVED replaced the half-open, and the real peer's handshake ACK, for the old one,
+/// then drew an RST. Now it draws a challenge ACK and the half-open stays (script 64).
+#[test]
+fn seed_108362_blind_syn_does_not_replace_a_half_open() {
+    seed_passes(108362);
+}
+
+/// Regression (seed 127642 hung before the fix): with SYN cookies, a peer whose handshake
+/// ACK and data were lost answered a SYN-ACK a blind SYN provoked with a bare ACK, whose
+/// failed cookie drew an RST that killed the connection. A tuple's first failure is now
+/// spared; its retransmission from ISN + 1 rebuilds the connection (script 69).
+#[test]
+fn seed_127642_lost_handshake_ack_spared_under_cookies() {
+    seed_passes(127642);
+}

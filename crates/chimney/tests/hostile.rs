@@ -212,20 +212,30 @@ fn nothing_is_sent_to_or_from_a_martian() {
     assert!(e.stats().wire_drops(wire::WireError::Martian) > 5000);
 }
 
-/// SYNs that keep replacing one half-open (same tuple, a new ISN each) leave the half-open
-/// table at one entry and its memory bounded, however many there are.
+/// SYNs with new ISNs for a tuple in SYN-RECEIVED (a blind attacker who knows the tuple)
+/// never replace the half-open: each draws a challenge ACK within the budget, the table stays
+/// at one entry, and the real handshake still completes.
 #[test]
-fn replacing_syns_keep_memory_bounded() {
+fn new_isn_syns_do_not_replace_a_half_open() {
     let mut e = engine(base());
     let mut host = AppHost::new();
     let t0 = Instant::ZERO + Duration::from_secs(5);
+    let mut p = peer(1);
+    e.handle_packet(t0, &p.segment_acking(p.irs, 0, flags::SYN, &[]), &mut host);
+    let iss = wire::parse(&drain(&mut e)[0]).unwrap().seq.0;
     let src: std::net::IpAddr = "198.18.0.2".parse().unwrap();
+    let mut answered = 0;
     for i in 0..100_000u32 {
-        e.handle_packet(t0, &spoofed_syn(src, 4000, i.wrapping_mul(7919)), &mut host);
-        drain(&mut e);
+        e.handle_packet(t0, &spoofed_syn(src, 10_001, i.wrapping_mul(7919)), &mut host);
+        answered += drain(&mut e).len();
     }
     let (held, bytes) = e.half_open();
     assert_eq!(held, 1);
     assert!(bytes < 1 << 20, "{bytes} B for one half-open");
-    assert_eq!(e.stats().listener.replaced, 99_999);
+    assert_eq!(e.stats().listener.challenged, 100_000);
+    assert!(answered <= 1500, "{answered} challenge ACKs: the budget bounds them");
+    p.iss = iss;
+    e.handle_packet(t0, &p.segment(p.irs.wrapping_add(1), flags::ACK, &[]), &mut host);
+    drain(&mut e);
+    assert!(matches!(e.poll_event(), Some(chimney::engine::EngineEvent::Offloaded { .. })));
 }

@@ -150,13 +150,16 @@ pub struct ListenerCounts {
     pub cookies_valid: u64,
     /// ACKs checked as cookies that were not (answered with RST).
     pub cookies_invalid: u64,
-    /// Half-open connections replaced by a SYN with another ISN.
-    pub replaced: u64,
+    /// SYNs with another ISN for a half-open connection, answered with a challenge ACK.
+    pub challenged: u64,
 }
 
 /// How long after the last cookie ACKs for no half-open are checked as cookies.
 const COOKIE_WINDOW: Duration = Duration::from_secs(128);
-/// How long a tuple that sent unaccountable data is spared RSTs, and how many are kept.
+/// A tuple whose ACK no cookie accounts for is spared RSTs this long (a lost handshake ACK's
+/// peer retransmits from ISN + 1 well within it), then reset; remembered at most
+/// SUSPECT_FOR, at most MAX_SUSPECTS tuples.
+const RECHECK: Duration = Duration::from_secs(3);
 const SUSPECT_FOR: Duration = Duration::from_secs(64);
 const MAX_SUSPECTS: usize = 4096;
 
@@ -303,12 +306,19 @@ impl Listener {
                     push(&r);
                     return Outcome::Handled;
                 }
-                // A SYN with another ISN: the peer started over (RFC 9293 §3.10.7.4: a
-                // passive open returns to LISTEN). The old half-open is dropped and the new
-                // SYN opens a new one, in its own sequence space: two never mix.
-                self.embryos.remove(&key);
-                self.counts.replaced += 1;
-                return self.on_segment(now, key, seg, raw, cfg, budget, push);
+                // A SYN with another ISN (RFC 5961 §4's challenge, applied here too): an ACK of
+                // the old SYN, within the budget. A peer that really started over is in
+                // SYN-SENT, finds that ACK unacceptable and answers with an RST at exactly our
+                // RCV.NXT, which ends the half-open; its next SYN then opens a new one. The
+                // two sequence spaces never mix, and a blind SYN on the tuple cannot end a
+                // handshake in progress (replacing the half-open let it: simulator seed 108362).
+                self.counts.challenged += 1;
+                if budget.allow(now) {
+                    let tsval = ms(now).wrapping_add(e.ts_offset);
+                    let shift = e.peer.window_scale.map_or(0, |_| cfg.window_scale());
+                    push(&Self::ack(local, remote, e, tsval, cfg.rcv_wnd.min(0xFFFF).div_ceil(1 << shift)));
+                }
+                return Outcome::Dropped(crate::tcp::TcpDrop::Syn);
             }
             if !seg.has(flags::ACK) {
                 // RFC 9293 §3.10.7.4: no ACK bit in SYN-RECEIVED → drop.
@@ -325,17 +335,12 @@ impl Listener {
             if let Some(e) = self.cookie_ack(now, key, seg) {
                 return self.establish(now, key, e, seg, raw, cfg, push);
             }
-            if checked && (!seg.payload.is_empty() || seg.has(flags::FIN)) {
-                // Data whose cookie fails while cookies are in use: most likely a segment
-                // after a lost handshake ACK and a lost first segment, from a peer whose
-                // retransmission from ISN + 1 will pass. An RST here (as Linux sends) kills
-                // that connection; silence lets it recover. The tuple is remembered a while,
-                // so that its bare ACKs (say, answering a SYN-ACK a blind attacker provoked
-                // on its tuple) are not reset either.
-                self.suspect(now, key);
-                return Outcome::Handled;
-            }
-            if checked && self.suspects.get(&key).is_some_and(|&t| now < t + SUSPECT_FOR) {
+            if checked && self.spare_once(now, key) {
+                // An ACK whose cookie fails while cookies are in use may come from a peer
+                // whose handshake ACK (and first segment) were lost: its retransmission from
+                // ISN + 1 will pass. An RST now (as Linux sends) would kill that connection, so
+                // the first failure of a tuple is answered with silence; one still failing
+                // after RECHECK (no valid cookie came meanwhile) gets its RST.
                 return Outcome::Handled;
             }
             return Outcome::Refuse;
@@ -457,16 +462,28 @@ impl Listener {
         }))
     }
 
-    /// Remembers that `key` sent data for a connection its cookie could not rebuild (bounded:
-    /// a full table first forgets what expired, then takes nothing new).
-    fn suspect(&mut self, now: Instant, key: FourTuple) {
-        if self.suspects.len() >= MAX_SUSPECTS && !self.suspects.contains_key(&key) {
-            self.suspects.retain(|_, t| now < *t + SUSPECT_FOR);
-            if self.suspects.len() >= MAX_SUSPECTS {
-                return;
+    /// Whether an ACK from `key` that no cookie accounts for is spared its RST: yes the first
+    /// time (the tuple is remembered), and while RECHECK has not passed since; after it the
+    /// RST goes out and the tuple is forgotten. Bounded: a full table first forgets what
+    /// expired, then spares nobody new (the RST goes out, as in Linux).
+    fn spare_once(&mut self, now: Instant, key: FourTuple) -> bool {
+        match self.suspects.get(&key) {
+            Some(&t) if now < t + RECHECK => true,
+            Some(&t) if now < t + SUSPECT_FOR => {
+                self.suspects.remove(&key);
+                false
+            }
+            _ => {
+                if self.suspects.len() >= MAX_SUSPECTS {
+                    self.suspects.retain(|_, t| now < *t + SUSPECT_FOR);
+                    if self.suspects.len() >= MAX_SUSPECTS {
+                        return false;
+                    }
+                }
+                self.suspects.insert(key, now);
+                true
             }
         }
-        self.suspects.insert(key, now);
     }
 
     /// Whether an ACK for no half-open connection is checked as a cookie at `now`.

@@ -79,7 +79,7 @@ pub struct EngineStats {
     /// Replies to junk not sent because the engine's per-second budget was spent.
     pub replies_suppressed_global: u64,
     /// The passive open's counters: SYN overflow, SYN cookies sent, valid and invalid,
-    /// half-open connections replaced.
+    /// SYNs with another ISN challenged in SYN-RECEIVED.
     pub listener: super::ListenerCounts,
 }
 
@@ -161,10 +161,10 @@ impl EngineStats {
         l.cookies_sent += m.cookies_sent;
         l.cookies_valid += m.cookies_valid;
         l.cookies_invalid += m.cookies_invalid;
-        l.replaced += m.replaced;
+        l.challenged += m.challenged;
     }
 
-    /// The defences' counters by name: SYN overflow, SYN cookies, replaced half-opens, replies
+    /// The defences' counters by name: SYN overflow, SYN cookies, challenged SYN-RECEIVED SYNs, replies
     /// to junk suppressed (for reports; zero entries left out).
     pub fn defense_table(&self) -> Vec<(String, u64)> {
         let l = &self.listener;
@@ -173,7 +173,7 @@ impl EngineStats {
             ("syncookies_sent", l.cookies_sent),
             ("syncookies_valid", l.cookies_valid),
             ("syncookies_invalid", l.cookies_invalid),
-            ("half_open_replaced", l.replaced),
+            ("syn_received_challenged", l.challenged),
             ("replies_suppressed_conn", self.replies_suppressed_conn),
             ("replies_suppressed_global", self.replies_suppressed_global),
         ]
