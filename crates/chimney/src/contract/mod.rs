@@ -25,6 +25,7 @@ mod delivery;
 pub mod replay;
 pub mod rules;
 pub mod schema;
+pub mod send;
 pub mod trace;
 mod verifier;
 
