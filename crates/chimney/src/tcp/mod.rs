@@ -3,10 +3,14 @@
 
 mod assembler;
 mod budget;
+mod cc;
 mod conn;
+mod rtt;
 
 pub use crate::wire::SeqNum;
 pub use assembler::{Assembler, Insert};
 pub use budget::ReplyBudget;
+pub use cc::{Congestion, CongestionAlgorithm};
 pub(crate) use conn::ConnContext;
 pub use conn::{ConnCounters, Negotiated, TcpConfig, TcpConn, TcpDrop};
+pub use rtt::RttEstimator;
