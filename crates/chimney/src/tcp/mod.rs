@@ -6,6 +6,7 @@ mod budget;
 mod cc;
 mod conn;
 mod rtt;
+mod scoreboard;
 
 pub use crate::wire::SeqNum;
 pub use assembler::{Assembler, Insert};
@@ -14,3 +15,4 @@ pub use cc::{Congestion, CongestionAlgorithm};
 pub(crate) use conn::ConnContext;
 pub use conn::{ConnCounters, Negotiated, TcpConfig, TcpConn, TcpDrop};
 pub use rtt::RttEstimator;
+pub use scoreboard::{AckChange, Scoreboard, DUP_THRESH};
