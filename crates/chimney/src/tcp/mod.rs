@@ -5,6 +5,7 @@ mod assembler;
 mod budget;
 mod cc;
 mod conn;
+mod rack;
 mod rtt;
 mod scoreboard;
 
@@ -14,5 +15,6 @@ pub use budget::ReplyBudget;
 pub use cc::{Congestion, CongestionAlgorithm};
 pub(crate) use conn::ConnContext;
 pub use conn::{ConnCounters, Negotiated, TcpConfig, TcpConn, TcpDrop};
+pub use rack::Rack;
 pub use rtt::RttEstimator;
 pub use scoreboard::{AckChange, Scoreboard, DUP_THRESH};
