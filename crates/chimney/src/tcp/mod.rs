@@ -8,6 +8,7 @@ mod conn;
 mod rack;
 mod rtt;
 mod scoreboard;
+pub mod sender;
 
 pub use crate::wire::SeqNum;
 pub use assembler::{Assembler, Insert};
