@@ -28,7 +28,7 @@ use crate::ndis::{NblChain, NdisStatus, NetBufferList};
 #[derive(Debug)]
 struct Pending {
     nbl: NetBufferList,
-    /// Its bytes (the NB's data length at posting).
+    /// Its bytes (its NBs' data lengths at posting).
     len: usize,
     /// Its bytes acknowledged so far (only the front NBL has any that is not complete).
     acked: usize,
@@ -55,7 +55,7 @@ impl SendQueue {
     /// Appends the NBLs of a send call, in chain order (MiniportTcpOffloadSend).
     pub fn post(&mut self, chain: NblChain) {
         for nbl in chain {
-            let len = nbl.net_buffer().data_length();
+            let len = nbl.data_length();
             self.posted += len as u64;
             self.pending.push_back(Pending { nbl, len, acked: 0 });
         }
@@ -104,9 +104,18 @@ impl SendQueue {
                 }
                 let lo = (from.max(start) - start) as usize;
                 let hi = (end.min(stop) - start) as usize;
-                let nb = p.nbl.net_buffer();
-                Some(nb.slices(nb.data_offset() + lo, hi - lo))
+                // The NBL's bytes [lo, hi) across its NBs, in order.
+                let mut nb_at = 0usize;
+                Some(p.nbl.net_buffers().filter_map(move |nb| {
+                    let (a, b) = (nb_at, nb_at + nb.data_length());
+                    nb_at = b;
+                    (b > lo && a < hi && b > a).then(|| {
+                        let (x, y) = (lo.max(a) - a, hi.min(b) - a);
+                        nb.slices(nb.data_offset() + x, y - x)
+                    })
+                }))
             })
+            .flatten()
             .flatten()
     }
 
@@ -164,12 +173,18 @@ impl SendQueue {
     }
 }
 
-/// Sets an NBL's completion fields: status, bytes transferred, data start advanced.
+/// Sets an NBL's completion fields: status, bytes transferred, and each NB's data start
+/// advanced by exactly its own acknowledged bytes (the first NBs wholly, then part of one).
 fn finish(p: &mut Pending, acked: usize, status: NdisStatus) {
     p.nbl.status = status;
     p.nbl.set_tcp_offload_bytes_transferred(acked);
-    // Within the NB's data by construction (acked <= len = data length at posting).
-    let _ = p.nbl.net_buffer_mut().advance_data_start(acked);
+    let mut left = acked;
+    for nb in p.nbl.net_buffers_mut() {
+        let n = left.min(nb.data_length());
+        // Within the NB's data by construction (n <= its data length).
+        let _ = nb.advance_data_start(n);
+        left -= n;
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +203,27 @@ mod tests {
         let mut nb = NetBuffer::new(chain);
         nb.advance_data_start(skip).unwrap();
         NetBufferList::new(NblId::new(PoolTag::Host, serial), nb)
+    }
+
+    /// A send NBL of several NBs, one per part.
+    fn multi(serial: u64, parts: &[&[u8]]) -> NetBufferList {
+        let mut nbs: Vec<NetBuffer> = parts.iter().map(|p| NetBuffer::new(vec![Mdl::from_bytes(p.to_vec())])).collect();
+        let first = nbs.remove(0);
+        NetBufferList::with_net_buffers(NblId::new(PoolTag::Host, serial), first, nbs)
+    }
+
+    #[test]
+    fn several_nbs_per_nbl_read_in_order_and_advance_each_by_its_own_bytes() {
+        let mut q = SendQueue::new();
+        q.post(NblChain::single(multi(1, &[b"abc", b"", b"defgh", b"ij"])));
+        assert_eq!(q.posted(), 10);
+        assert_eq!(collect(&q, 2, 5), b"cdefg");
+        assert!(q.acknowledge(6).is_empty());
+        let failed = q.fail_all(NdisStatus::UploadInProgress);
+        let n = failed.front().unwrap();
+        assert_eq!(n.tcp_offload_bytes_transferred(), 6);
+        let left: Vec<usize> = n.net_buffers().map(|nb| nb.data_length()).collect();
+        assert_eq!(left, vec![0, 0, 2, 2], "3 + 0 + 3 of 5 acknowledged");
     }
 
     fn collect(q: &SendQueue, from: u64, len: usize) -> Vec<u8> {
@@ -254,7 +290,13 @@ mod tests {
                 for &(len, mdls, skip) in call {
                     let bytes: Vec<u8> = (0..len).map(|i| (stream.len() + i) as u8 ^ 0x5A).collect();
                     stream.extend_from_slice(&bytes);
-                    chain.push_back(nbl(serial, &bytes, mdls, skip));
+                    // Three "MDLs" here means three NBs of one MDL each instead.
+                    if mdls == 3 {
+                        let (k, j) = (len / 3, 2 * len / 3);
+                        chain.push_back(multi(serial, &[&bytes[..k], &bytes[k..j], &bytes[j..]]));
+                    } else {
+                        chain.push_back(nbl(serial, &bytes, mdls, skip));
+                    }
                     lens.push(len);
                     serial += 1;
                 }

@@ -384,11 +384,14 @@ pub enum NblInfoId {
 /// `MaxNetBufferListInfo` in our model.
 pub const NBL_INFO_SLOTS: usize = 20;
 
-/// A `NET_BUFFER_LIST` with exactly one `NET_BUFFER` (the shape of every chimney receive NBL).
+/// A `NET_BUFFER_LIST`: one `NET_BUFFER` (the shape of every chimney receive NBL), or several
+/// in order (a send request may carry any number: [`NetBufferList::with_net_buffers`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetBufferList {
     id: NblId,
     net_buffer: NetBuffer,
+    /// The NBs after the first (empty, allocating nothing, for a one-NB NBL).
+    more: Vec<NetBuffer>,
     /// `Status`: written by the owner before handing the NBL back.
     pub status: NdisStatus,
     info: [usize; NBL_INFO_SLOTS],
@@ -404,11 +407,39 @@ impl NetBufferList {
         NetBufferList {
             id,
             net_buffer,
+            more: Vec::new(),
             status: NdisStatus::Success,
             info: [0; NBL_INFO_SLOTS],
             miniport_reserved: [0; 2],
             protocol_reserved: [0; 4],
         }
+    }
+
+    /// An NBL over `first` and then `rest`, in order (`FirstNetBuffer` and its `Next` links).
+    pub fn with_net_buffers(id: NblId, first: NetBuffer, rest: Vec<NetBuffer>) -> NetBufferList {
+        let mut nbl = NetBufferList::new(id, first);
+        nbl.more = rest;
+        nbl
+    }
+
+    /// Every NB, in order.
+    pub fn net_buffers(&self) -> impl Iterator<Item = &NetBuffer> + '_ {
+        core::iter::once(&self.net_buffer).chain(self.more.iter())
+    }
+
+    /// Every NB, in order, writable.
+    pub fn net_buffers_mut(&mut self) -> impl Iterator<Item = &mut NetBuffer> + '_ {
+        core::iter::once(&mut self.net_buffer).chain(self.more.iter_mut())
+    }
+
+    /// The NBs' data lengths summed (the bytes a send NBL carries).
+    pub fn data_length(&self) -> usize {
+        self.net_buffers().map(NetBuffer::data_length).sum()
+    }
+
+    /// Number of NBs.
+    pub fn net_buffer_count(&self) -> usize {
+        1 + self.more.len()
     }
 
     /// A receive request of one or more MDLs of the given sizes, whole chain used.
@@ -424,7 +455,7 @@ impl NetBufferList {
         self.id
     }
 
-    /// `FirstNetBuffer` (the only one).
+    /// `FirstNetBuffer` (a receive NBL's only one).
     pub fn net_buffer(&self) -> &NetBuffer {
         &self.net_buffer
     }
