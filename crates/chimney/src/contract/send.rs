@@ -19,6 +19,9 @@
 //! * on failure (reset, abort, upload) every outstanding NBL completes with the status: the
 //!   front one with the bytes acknowledged of it (at most one partial NBL), every later one
 //!   with none.
+//! * at terminate the outstanding NBLs can instead go back uncompleted, in order, starting at
+//!   the first unacknowledged byte ([`SendQueue::hand_back`]); send data the host hands over
+//!   at offload is simply posted first.
 
 use std::collections::VecDeque;
 
@@ -173,6 +176,33 @@ impl SendQueue {
     }
 }
 
+impl SendQueue {
+    /// Terminate, the other way out (R-SND-13): the outstanding NBLs go back to the host
+    /// uncompleted, in their original order, for it to send itself. The front one's NBs are
+    /// advanced past its acknowledged bytes, so the data start of the returned chain is the
+    /// first unacknowledged byte (SND.UNA); nothing else is touched. The queue is empty
+    /// afterwards.
+    pub fn hand_back(&mut self) -> NblChain {
+        let mut out = NblChain::new();
+        let mut first = true;
+        while let Some(mut p) = self.pending.pop_front() {
+            if first {
+                let mut left = p.acked;
+                for nb in p.nbl.net_buffers_mut() {
+                    let n = left.min(nb.data_length());
+                    // Within the NB's data by construction.
+                    let _ = nb.advance_data_start(n);
+                    left -= n;
+                }
+            }
+            first = false;
+            out.push_back(p.nbl);
+        }
+        self.front = self.posted;
+        out
+    }
+}
+
 /// Sets an NBL's completion fields: status, bytes transferred, and each NB's data start
 /// advanced by exactly its own acknowledged bytes (the first NBs wholly, then part of one).
 fn finish(p: &mut Pending, acked: usize, status: NdisStatus) {
@@ -224,6 +254,25 @@ mod tests {
         assert_eq!(n.tcp_offload_bytes_transferred(), 6);
         let left: Vec<usize> = n.net_buffers().map(|nb| nb.data_length()).collect();
         assert_eq!(left, vec![0, 0, 2, 2], "3 + 0 + 3 of 5 acknowledged");
+    }
+
+    #[test]
+    fn hand_back_returns_outstanding_nbls_from_the_first_unacknowledged_byte() {
+        let mut q = SendQueue::new();
+        q.post([nbl(1, b"0123456789", 2, 0), nbl(2, b"abcdef", 1, 0), nbl(3, b"XYZ", 1, 0)].into_iter().collect());
+        assert_eq!(q.acknowledge(13).len(), 1);
+        let back = q.hand_back();
+        assert!(q.is_empty());
+        let rest: Vec<Vec<u8>> = back
+            .iter()
+            .map(|n| {
+                let mut v = Vec::new();
+                n.net_buffer().copy_out(n.net_buffer().data_offset(), n.data_length(), &mut v);
+                v
+            })
+            .collect();
+        assert_eq!(rest, vec![b"def".to_vec(), b"XYZ".to_vec()], "SND.UNA onwards, in order");
+        assert!(back.iter().all(|n| n.tcp_offload_bytes_transferred() == 0), "not completed");
     }
 
     fn collect(q: &SendQueue, from: u64, len: usize) -> Vec<u8> {
