@@ -265,20 +265,8 @@ impl HostConn {
 
     /// Sends an RST (the host gives the connection up: shutdown, timeout).
     pub fn reset(&mut self, tx: &mut dyn FnMut(&SegmentRepr<'_>)) {
-        tx(&SegmentRepr {
-            src: self.n.local.ip(),
-            dst: self.n.remote.ip(),
-            src_port: self.n.local.port(),
-            dst_port: self.n.remote.port(),
-            seq: SeqNum(self.n.snd_nxt),
-            ack: self.rcv_nxt,
-            flags: flags::RST | flags::ACK,
-            window: 0,
-            options: TcpOptions::default(),
-            payload: &[],
-            urgent: 0,
-            ip_id: 0,
-        });
+        let (local, remote) = self.tuple();
+        tx(&SegmentRepr::control(local, remote, SeqNum(self.n.snd_nxt), self.rcv_nxt, flags::RST | flags::ACK, 0));
     }
 
     /// Its 4-tuple (local, remote).
@@ -303,20 +291,10 @@ impl HostConn {
         let wnd = self.edge.diff(self.rcv_nxt).max(0) as u32;
         let tsval = ((now.as_nanos() / 1_000_000) as u32).wrapping_add(self.n.ts_offset);
         let seq = SeqNum(self.n.snd_nxt);
-        tx(&SegmentRepr {
-            src: self.n.local.ip(),
-            dst: self.n.remote.ip(),
-            src_port: self.n.local.port(),
-            dst_port: self.n.remote.port(),
-            seq,
-            ack: self.rcv_nxt,
-            flags: fl,
-            window: wnd.div_ceil(1 << scale).min(0xFFFF) as u16,
-            options: TcpOptions { timestamps: self.n.ts_recent.map(|r| (tsval, r)), ..TcpOptions::default() },
-            payload: &[],
-            urgent: 0,
-            ip_id: 0,
-        });
+        let (local, remote) = self.tuple();
+        let options = TcpOptions { timestamps: self.n.ts_recent.map(|r| (tsval, r)), ..TcpOptions::default() };
+        let window = wnd.div_ceil(1 << scale).min(0xFFFF) as u16;
+        tx(&SegmentRepr { options, ..SegmentRepr::control(local, remote, seq, self.rcv_nxt, fl, window) });
         if fl.contains(flags::FIN) {
             self.n.snd_nxt = seq.plus(1).0;
         }

@@ -59,6 +59,27 @@ struct Embryo {
     max_snd_wnd: u32,
 }
 
+impl Embryo {
+    /// The half-open connection a SYN opens with our ISS `iss`; `h` is the tuple's keyed
+    /// hash (its high half is the timestamp offset). No retransmission scheduled yet.
+    fn from_syn(seg: &Segment<'_>, iss: SeqNum, h: u64, now: Instant) -> Embryo {
+        let mut peer = seg.options;
+        peer.window_scale = peer.window_scale.map(|s| s.min(14));
+        Embryo {
+            iss,
+            rcv_nxt: seg.seq.plus(1),
+            peer,
+            ts_recent: seg.options.timestamps.map(|(v, _)| v),
+            ts_offset: (h >> 32) as u32,
+            retries: 0,
+            rto_at: now,
+            buffered: Vec::new(),
+            forward: Vec::new(),
+            max_snd_wnd: 0,
+        }
+    }
+}
+
 /// A connection the handshake completed, ready to offload.
 #[derive(Debug)]
 pub(crate) struct Established {
@@ -227,38 +248,18 @@ impl Listener {
         if let (Some((_, _)), Some(r)) = (options.timestamps, e.ts_recent) {
             options.timestamps = Some((tsval, r));
         }
+        let window = cfg.rcv_wnd.min(0xFFFF) as u16;
         SegmentRepr {
-            src: local.ip(),
-            dst: remote.ip(),
-            src_port: local.port(),
-            dst_port: remote.port(),
-            seq: e.iss,
-            ack: e.rcv_nxt,
-            flags: flags::SYN | flags::ACK,
-            window: cfg.rcv_wnd.min(0xFFFF) as u16,
             options,
-            payload: &[],
-            urgent: 0,
-            ip_id: 0,
+            ..SegmentRepr::control(local, remote, e.iss, e.rcv_nxt, flags::SYN | flags::ACK, window)
         }
     }
 
     /// The host's ACK in SYN-RECEIVED: SEQ = ISS + 1, acknowledging RCV.NXT.
     fn ack(local: SocketAddr, remote: SocketAddr, e: &Embryo, tsval: u32, window: u32) -> SegmentRepr<'static> {
-        SegmentRepr {
-            src: local.ip(),
-            dst: remote.ip(),
-            src_port: local.port(),
-            dst_port: remote.port(),
-            seq: e.iss.plus(1),
-            ack: e.rcv_nxt,
-            flags: flags::ACK,
-            window: window.min(0xFFFF) as u16,
-            options: TcpOptions { timestamps: e.ts_recent.map(|r| (tsval, r)), ..TcpOptions::default() },
-            payload: &[],
-            urgent: 0,
-            ip_id: 0,
-        }
+        let options = TcpOptions { timestamps: e.ts_recent.map(|r| (tsval, r)), ..TcpOptions::default() };
+        let window = window.min(0xFFFF) as u16;
+        SegmentRepr { options, ..SegmentRepr::control(local, remote, e.iss.plus(1), e.rcv_nxt, flags::ACK, window) }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -359,19 +360,11 @@ impl Listener {
             let h = tuple_hash(&self.keys, &key);
             // RFC 6528: a keyed hash of the tuple plus a 4 µs clock.
             let iss = SeqNum((h as u32).wrapping_add((now.as_nanos() / 4000) as u32));
-            let mut peer = seg.options;
-            peer.window_scale = peer.window_scale.map(|s| s.min(14));
             let e = Embryo {
-                iss,
-                rcv_nxt: seg.seq.plus(1),
-                peer,
-                ts_recent: seg.options.timestamps.map(|(v, _)| v),
-                ts_offset: (h >> 32) as u32,
-                retries: 0,
                 rto_at: now + self.cfg.synack_rto,
-                buffered: Vec::new(),
-                forward: Vec::new(),
+                // The SYN's window is never scaled (RFC 7323 §2.2).
                 max_snd_wnd: u32::from(seg.window),
+                ..Embryo::from_syn(seg, iss, h, now)
             };
             let r = self.synack(local, remote, &e, now, cfg);
             push(&r);
@@ -420,20 +413,7 @@ impl Listener {
             let wscale = e.peer.window_scale.map(|_| cfg.window_scale()).unwrap_or(0);
             let wnd = rcv_adv.diff(e.rcv_nxt).max(0) as u32;
             let tsval = ms(now).wrapping_add(e.ts_offset);
-            push(&SegmentRepr {
-                src: local.ip(),
-                dst: remote.ip(),
-                src_port: local.port(),
-                dst_port: remote.port(),
-                seq: e.iss.plus(1),
-                ack: e.rcv_nxt,
-                flags: flags::ACK,
-                window: wnd.div_ceil(1 << wscale).min(0xFFFF) as u16,
-                options: TcpOptions { timestamps: e.ts_recent.map(|r| (tsval, r)), ..TcpOptions::default() },
-                payload: &[],
-                urgent: 0,
-                ip_id: 0,
-            });
+            push(&Self::ack(local, remote, &e, tsval, wnd.div_ceil(1 << wscale)));
         } else if !seg.payload.is_empty() || seg.has(flags::FIN) {
             // Received but not ACKed by the host: forwarded after the offload (R-BUF-5).
             e.forward.push(raw.to_vec());
@@ -505,7 +485,6 @@ impl Listener {
         let isn = SeqNum(seg.seq.0.wrapping_sub(1));
         let iss = SeqNum(seg.ack.0.wrapping_sub(1));
         let h = tuple_hash(&self.keys, &key);
-        let ts_offset = (h >> 32) as u32;
         // TSecr echoes the TSval of our cookie SYN-ACK, whose low bits are the options. It is
         // not checked further (as Linux): a peer that echoes something else gets the options
         // those bits say, and since "no window scale" has its own code (0xF), our own scaling
@@ -526,19 +505,9 @@ impl Listener {
             sack: None,
             timestamps: seg.options.timestamps,
         };
-        Some(Embryo {
-            iss,
-            rcv_nxt: seg.seq,
-            peer,
-            ts_recent: seg.options.timestamps.map(|(v, _)| v),
-            ts_offset,
-            retries: 0,
-            rto_at: now,
-            buffered: Vec::new(),
-            forward: Vec::new(),
-            // The SYN's window is not in the cookie; the ACK's (scaled) is taken below.
-            max_snd_wnd: 0,
-        })
+        // The ACK stands for the SYN here: its SEQ is ISN + 1. The SYN's window is not in the
+        // cookie; the ACK's (scaled) is taken in `establish`.
+        Some(Embryo { peer, rcv_nxt: seg.seq, ..Embryo::from_syn(seg, iss, h, now) })
     }
 
     /// Closes every half-open connection with an RST (SEQ = ISS + 1, RFC 9293 §3.10.7.4: the
@@ -550,20 +519,7 @@ impl Listener {
         keys.sort();
         for key in keys {
             let Some(e) = self.embryos.remove(&key) else { continue };
-            push(&SegmentRepr {
-                src: key.0.ip(),
-                dst: key.1.ip(),
-                src_port: key.0.port(),
-                dst_port: key.1.port(),
-                seq: e.iss.plus(1),
-                ack: e.rcv_nxt,
-                flags: flags::RST | flags::ACK,
-                window: 0,
-                options: TcpOptions::default(),
-                payload: &[],
-                urgent: 0,
-                ip_id: 0,
-            });
+            push(&SegmentRepr::control(key.0, key.1, e.iss.plus(1), e.rcv_nxt, flags::RST | flags::ACK, 0));
         }
         self.timers.clear();
         n
@@ -580,22 +536,9 @@ impl Listener {
     ) -> Outcome {
         let key = (local, remote);
         let h = tuple_hash(&self.keys, &key);
-        let mut peer = seg.options;
-        peer.window_scale = peer.window_scale.map(|s| s.min(14));
-        let ts_offset = (h >> 32) as u32;
-        let iss = self.cookies.iss(now, &key, seg.seq, peer.mss);
-        let e = Embryo {
-            iss,
-            rcv_nxt: seg.seq.plus(1),
-            peer,
-            ts_recent: seg.options.timestamps.map(|(v, _)| v),
-            ts_offset,
-            retries: 0,
-            rto_at: now,
-            buffered: Vec::new(),
-            forward: Vec::new(),
-            max_snd_wnd: 0,
-        };
+        let iss = self.cookies.iss(now, &key, seg.seq, seg.options.mss);
+        let e = Embryo::from_syn(seg, iss, h, now);
+        let peer = e.peer;
         let mut r = self.synack(local, remote, &e, now, cfg);
         // Without timestamps there is nowhere to keep window scale and SACK: both off.
         match r.options.timestamps.as_mut() {
@@ -641,18 +584,5 @@ pub(crate) fn reset_for(local: SocketAddr, remote: SocketAddr, seg: &Segment<'_>
     } else {
         (SeqNum(0), seg.seq.plus(seg.seq_len()), flags::RST | flags::ACK)
     };
-    SegmentRepr {
-        src: local.ip(),
-        dst: remote.ip(),
-        src_port: local.port(),
-        dst_port: remote.port(),
-        seq,
-        ack,
-        flags: fl,
-        window: 0,
-        options: TcpOptions::default(),
-        payload: &[],
-        urgent: 0,
-        ip_id: 0,
-    }
+    SegmentRepr::control(local, remote, seq, ack, fl, 0)
 }

@@ -545,20 +545,8 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
         tracing::warn!(remote = %n.negotiated.remote, "offload refused (no slot or delivery refused): RST");
         self.stats.offload_failures += 1;
         self.stats.tcp.out_resets += 1;
-        let r = SegmentRepr {
-            src: n.negotiated.local.ip(),
-            dst: n.negotiated.remote.ip(),
-            src_port: n.negotiated.local.port(),
-            dst_port: n.negotiated.remote.port(),
-            seq: wire::SeqNum(n.negotiated.snd_nxt),
-            ack: wire::SeqNum(n.negotiated.rcv_nxt),
-            flags: flags::RST | flags::ACK,
-            window: 0,
-            options: TcpOptions::default(),
-            payload: &[],
-            urgent: 0,
-            ip_id: 0,
-        };
+        let (seq, ack) = (wire::SeqNum(n.negotiated.snd_nxt), wire::SeqNum(n.negotiated.rcv_nxt));
+        let r = SegmentRepr::control(n.negotiated.local, n.negotiated.remote, seq, ack, flags::RST | flags::ACK, 0);
         tx_push(&mut self.tx, &mut self.spare, &mut self.stats, &r);
     }
 

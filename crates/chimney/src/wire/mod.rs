@@ -244,6 +244,35 @@ pub struct Segment<'a> {
 /// The name the emitting side used; the same type as [`Segment`].
 pub type SegmentRepr<'a> = Segment<'a>;
 
+impl Segment<'static> {
+    /// A segment without payload or options from `local` to `remote` (ACK, RST, FIN, SYN-ACK
+    /// before its options): IP ID 0 (the host's), no urgent pointer. Set the other fields on
+    /// the result.
+    pub fn control(
+        local: core::net::SocketAddr,
+        remote: core::net::SocketAddr,
+        seq: SeqNum,
+        ack: SeqNum,
+        flags: Flags,
+        window: u16,
+    ) -> Segment<'static> {
+        Segment {
+            src: local.ip(),
+            dst: remote.ip(),
+            src_port: local.port(),
+            dst_port: remote.port(),
+            seq,
+            ack,
+            flags,
+            window,
+            options: TcpOptions::default(),
+            payload: &[],
+            urgent: 0,
+            ip_id: 0,
+        }
+    }
+}
+
 impl Segment<'_> {
     /// Whether flag `f` is set.
     pub fn has(&self, f: Flags) -> bool {
