@@ -130,12 +130,7 @@ impl DriverSummary {
         self.stats.merge(&o.stats);
         self.tx_dropped += o.tx_dropped;
         self.gso_packets += o.gso_packets;
-        let (h, k) = (&mut self.host_path, &o.host_path);
-        h.reassembled += k.reassembled;
-        h.fragments_dropped += k.fragments_dropped;
-        h.options_stripped += k.options_stripped;
-        h.urgent_uploads += k.urgent_uploads;
-        h.reoffloads += k.reoffloads;
+        self.host_path.merge(&o.host_path);
     }
 }
 

@@ -44,6 +44,17 @@ pub struct HostPathCounts {
     pub reoffloads: u64,
 }
 
+impl HostPathCounts {
+    /// Adds another shard's counts.
+    pub fn merge(&mut self, o: &HostPathCounts) {
+        self.reassembled += o.reassembled;
+        self.fragments_dropped += o.fragments_dropped;
+        self.options_stripped += o.options_stripped;
+        self.urgent_uploads += o.urgent_uploads;
+        self.reoffloads += o.reoffloads;
+    }
+}
+
 struct Partial {
     buf: IpDefragBuf,
     /// The first fragment's IP header fields the rebuilt packet keeps (TTL or hop limit).

@@ -175,6 +175,17 @@ pub struct ListenerCounts {
     pub challenged: u64,
 }
 
+impl ListenerCounts {
+    /// Adds another engine's counts (shards of one device report one total).
+    pub fn merge(&mut self, o: &ListenerCounts) {
+        self.syn_overflow += o.syn_overflow;
+        self.cookies_sent += o.cookies_sent;
+        self.cookies_valid += o.cookies_valid;
+        self.cookies_invalid += o.cookies_invalid;
+        self.challenged += o.challenged;
+    }
+}
+
 /// How long after the last cookie ACKs for no half-open are checked as cookies.
 const COOKIE_WINDOW: Duration = Duration::from_secs(128);
 /// A tuple whose ACK no cookie accounts for is spared RSTs this long (a lost handshake ACK's

@@ -694,23 +694,14 @@ impl<D: InitiateOffload + ReceiveInput> OffloadTarget for Engine<D> {
         conn: ConnId,
         host: &mut dyn ProtocolHost,
     ) -> Result<TcpDelegatedState, ApiMisuse> {
-        let c = self.conns.get_mut(conn.0 as usize).and_then(Option::take).ok_or(ApiMisuse::UnknownConnection(conn))?;
         // R-TRM-2: an ACK that is due goes out before the state leaves.
-        let mut c = c;
-        {
-            let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
-            let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
-            let mut cx = ConnContext {
-                delivery: &mut self.delivery,
-                host,
-                tx: &mut push,
-                cfg: &self.cfg.tcp,
-                budget: &mut self.budget,
-            };
+        self.with_conn(conn, host, |c, cx| {
             if c.ack_due() && !c.is_stopped() && c.state != TcpConnectionState::Closed {
-                c.send_ack(now, &mut cx);
+                c.send_ack(now, cx);
             }
-        }
+        })
+        .ok_or(ApiMisuse::UnknownConnection(conn))?;
+        let c = self.conns.get_mut(conn.0 as usize).and_then(Option::take).ok_or(ApiMisuse::UnknownConnection(conn))?;
         let mut d = match self.delivery.terminate_offload(now, conn, host) {
             Ok(d) => d,
             Err(e) => {

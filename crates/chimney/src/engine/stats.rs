@@ -156,12 +156,7 @@ impl EngineStats {
         self.placed_packets += o.placed_packets;
         self.replies_suppressed_conn += o.replies_suppressed_conn;
         self.replies_suppressed_global += o.replies_suppressed_global;
-        let (l, m) = (&mut self.listener, &o.listener);
-        l.syn_overflow += m.syn_overflow;
-        l.cookies_sent += m.cookies_sent;
-        l.cookies_valid += m.cookies_valid;
-        l.cookies_invalid += m.cookies_invalid;
-        l.challenged += m.challenged;
+        self.listener.merge(&o.listener);
     }
 
     /// The defences' counters by name: SYN overflow, SYN cookies, challenged SYN-RECEIVED SYNs, replies
