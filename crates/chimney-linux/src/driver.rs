@@ -880,7 +880,7 @@ impl Driver {
         let first = self.engine.conn(conn).is_some_and(|c| c.state() == chimney::ndis::TcpConnectionState::Established);
         l.closing = Some(if first || kind == DisconnectKind::Abortive { why } else { EndReason::Fin });
         tracing::debug!(conn = %conn, ?kind, "host disconnect");
-        let _ = self.engine.disconnect(now, conn, kind, &mut self.host);
+        let _ = self.engine.disconnect(now, conn, kind, chimney::ndis::NblChain::new(), &mut self.host);
         if kind == DisconnectKind::Abortive {
             self.host.return_held(now, &mut self.engine);
             self.finish(now, conn, why);

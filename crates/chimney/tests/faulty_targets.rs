@@ -135,9 +135,10 @@ impl OffloadTarget for Faulty {
         now: Instant,
         c: ConnId,
         k: DisconnectKind,
+        nbl: NblChain,
         host: &mut dyn ProtocolHost,
-    ) -> Result<(), ApiMisuse> {
-        self.inner.disconnect(now, c, k, fh!(self, host))
+    ) -> Result<NdisStatus, PostRejected> {
+        self.inner.disconnect(now, c, k, nbl, fh!(self, host))
     }
     fn terminate_offload(
         &mut self,
@@ -766,7 +767,7 @@ fn r_abt_1() -> Vec<&'static str> {
     let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
     r.post(&[100], true);
     r.feed(&data(50, 1), false);
-    r.t.disconnect(T0, C, DisconnectKind::Abortive, &mut r.h).unwrap();
+    r.t.disconnect(T0, C, DisconnectKind::Abortive, NblChain::new(), &mut r.h).unwrap();
     r.broken()
 }
 

@@ -412,7 +412,7 @@ impl Run {
             "disconnect" => {
                 let kind = if w[1] == "abortive" { DisconnectKind::Abortive } else { DisconnectKind::Graceful };
                 let c = self.conn();
-                self.engine.disconnect(self.now, c, kind, &mut self.host).unwrap();
+                self.engine.disconnect(self.now, c, kind, chimney::ndis::NblChain::new(), &mut self.host).unwrap();
                 self.drain();
             }
             "terminate" => {

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant as WallClock};
 
-use chimney::contract::{Delivery, DeliveryConfig, InitiateOffload, ReceiveInput, Verifier, VerifierMode};
+use chimney::contract::{Delivery, DeliveryConfig, InitiateOffload, ReceiveInput, SendInput, Verifier, VerifierMode};
 use chimney::engine::{Engine, EngineConfig};
 use chimney::tcp::TcpConfig;
 use chimney::testkit::host::{AppHost, AppPolicy};
@@ -108,7 +108,7 @@ fn trace(shape: Shape, bytes: u64, iss: u32) -> Vec<Vec<u8>> {
 /// One timed pass: (nanoseconds, payload bytes delivered).
 type Pass = Result<(Duration, u64), String>;
 
-fn chimney_pass<D: InitiateOffload + ReceiveInput>(shape: Shape, bytes: u64, delivery: D) -> Pass {
+fn chimney_pass<D: InitiateOffload + ReceiveInput + SendInput>(shape: Shape, bytes: u64, delivery: D) -> Pass {
     let tcp = TcpConfig { rcv_wnd: 4 << 20, defer_acks: true, max_ack_defer: 64, ..TcpConfig::default() };
     let mut engine =
         Engine::new(EngineConfig { seed: 1, listen: vec![addr(TARGET)], tcp, ..EngineConfig::default() }, delivery);

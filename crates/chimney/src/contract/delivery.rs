@@ -18,9 +18,10 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 use super::ambiguity;
+use super::send::SendQueue;
 use super::{
     ApiMisuse, ConnId, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls, OffloadTarget, PostRejected,
-    ProtocolHost, ReceiveInput,
+    ProtocolHost, ReceiveInput, SendInput, SendStream,
 };
 use crate::ndis::{
     DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag, TcpConnectionState,
@@ -110,6 +111,14 @@ pub struct DeliveryStats {
     pub foreign_returns: u64,
     /// Posts made from inside an upcall for a connection that is not offloaded.
     pub rejected_nested_posts: u64,
+    /// `send_complete` upcalls.
+    pub send_completion_calls: u64,
+    /// Send NBLs completed (any status).
+    pub sends_completed: u64,
+    /// Send bytes completed as acknowledged (`TcpOffloadBytesTransferred` summed).
+    pub send_bytes_completed: u64,
+    /// Disconnects completed.
+    pub disconnects_completed: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +154,61 @@ struct Conn {
     kick: bool,
     busy: bool,
     waiting_pool: bool,
+    /// The send half, allocated on the first send or disconnect (a receive-only connection
+    /// never has one).
+    send: Option<Box<SendSide>>,
+}
+
+/// Where a connection's send half stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendPhase {
+    /// Sends are taken.
+    Open,
+    /// The host disconnected gracefully: no more sends; FIN after the queue.
+    FinQueued,
+    /// FIN acknowledged, disconnect completed.
+    FinAcked,
+    /// Reset, abortive disconnect or terminate: every send failed; nothing more is sent.
+    Closed,
+}
+
+/// One connection's send half: the host's send NBLs as a stream, and its disconnect.
+#[derive(Debug)]
+struct SendSide {
+    queue: SendQueue,
+    phase: SendPhase,
+    /// The graceful disconnect's NBL while its data is queued or its FIN unacknowledged (an
+    /// NBL with data sits in `queue` until acknowledged; this holds its id).
+    disconnect_id: Option<NblId>,
+    /// The graceful disconnect's NBL once its data is acknowledged, waiting for the FIN's.
+    disconnect_nbl: NblChain,
+    /// A graceful disconnect was requested and not completed yet.
+    disconnect_pending: bool,
+    /// The host aborted: the engine owes the peer a RST.
+    host_aborted: bool,
+}
+
+impl SendSide {
+    fn new() -> SendSide {
+        SendSide {
+            queue: SendQueue::new(),
+            phase: SendPhase::Open,
+            disconnect_id: None,
+            disconnect_nbl: NblChain::new(),
+            disconnect_pending: false,
+            host_aborted: false,
+        }
+    }
+
+    /// Moves the disconnect NBL, if `done` holds it (always last: nothing is posted after
+    /// it), from `done` to `disconnect_nbl`.
+    fn split_disconnect(&mut self, done: &mut NblChain) {
+        let Some(id) = self.disconnect_id else { return };
+        if done.back().is_some_and(|n| n.id() == id) {
+            let mut last = done.pop_back_chain();
+            self.disconnect_nbl.append(&mut last);
+        }
+    }
 }
 
 impl Conn {
@@ -179,6 +243,12 @@ pub struct Delivery {
     pool_waiters: VecDeque<ConnId>,
     due_scratch: Vec<(Instant, u32)>,
     rejected: Vec<PostRejected>,
+    /// Connections whose send stream grew or got a disconnect inside an upcall.
+    send_ready: Vec<ConnId>,
+    /// Disconnects the host made inside upcalls, for the engine to perform.
+    nested_disconnects: Vec<(ConnId, DisconnectKind, NblChain)>,
+    /// Sends made inside upcalls that could not be taken.
+    rejected_sends: Vec<PostRejected>,
     stats: DeliveryStats,
 }
 
@@ -196,6 +266,9 @@ impl Delivery {
             pool_waiters: VecDeque::new(),
             due_scratch: Vec::new(),
             rejected: Vec::new(),
+            send_ready: Vec::new(),
+            nested_disconnects: Vec::new(),
+            rejected_sends: Vec::new(),
             stats: DeliveryStats::default(),
         };
         for _ in 0..d.cfg.indication_pool {
@@ -375,11 +448,149 @@ impl Delivery {
                 self.rejected.push(PostRejected { nbls, error: ApiMisuse::UnknownConnection(target) });
             }
         }
+        for (target, nbls) in nested.drain_sends() {
+            let r = if target == me {
+                Self::post_send_into(conn, target, nbls)
+            } else {
+                match self.conn_mut(target) {
+                    Ok(other) => Self::post_send_into(other, target, nbls),
+                    Err(error) => Err(PostRejected { nbls, error }),
+                }
+            };
+            match r {
+                Ok(()) => {
+                    if !self.send_ready.contains(&target) {
+                        self.send_ready.push(target);
+                    }
+                    if target != me {
+                        self.wake.push_back(target);
+                    }
+                }
+                Err(rej) => {
+                    self.stats.rejected_nested_posts += 1;
+                    self.rejected_sends.push(rej);
+                }
+            }
+        }
+        self.nested_disconnects.extend(nested.drain_disconnects());
         let returned = nested.take_returns();
         if !returned.is_empty() {
             self.take_back(now, returned);
         }
     }
+
+    /// Queues send NBLs on `conn` (R-SND-1, R-SND-2): refused after the host's graceful
+    /// disconnect (R-DSC-6); taken, and failed on the next run, after a reset or abort.
+    fn post_send_into(conn: &mut Conn, id: ConnId, nbls: NblChain) -> Result<(), PostRejected> {
+        let side = conn.send.get_or_insert_with(|| Box::new(SendSide::new()));
+        match side.phase {
+            SendPhase::FinQueued | SendPhase::FinAcked => Err(PostRejected { nbls, error: ApiMisuse::SendClosed(id) }),
+            SendPhase::Open | SendPhase::Closed => {
+                side.queue.post(nbls);
+                Ok(())
+            }
+        }
+    }
+
+    fn upcall_send_complete(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        conn: &mut Conn,
+        done: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) {
+        self.stats.send_completion_calls += 1;
+        self.stats.sends_completed += done.len() as u64;
+        self.stats.send_bytes_completed += done.iter().map(|n| n.tcp_offload_bytes_transferred() as u64).sum::<u64>();
+        let mut nested = std::mem::take(&mut self.nested);
+        conn.busy = true;
+        host.send_complete(id, done, &mut nested);
+        conn.busy = false;
+        self.absorb_nested(now, id, conn, &mut nested);
+        self.nested = nested;
+    }
+
+    fn upcall_disconnect_complete(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        conn: &mut Conn,
+        mut nbl: NblChain,
+        status: NdisStatus,
+        host: &mut dyn ProtocolHost,
+    ) {
+        self.stats.disconnects_completed += 1;
+        if let Some(n) = nbl.front_mut() {
+            n.status = status;
+        }
+        let mut nested = std::mem::take(&mut self.nested);
+        conn.busy = true;
+        host.disconnect_complete(id, nbl, status, &mut nested);
+        conn.busy = false;
+        self.absorb_nested(now, id, conn, &mut nested);
+        self.nested = nested;
+    }
+
+    /// The peer acknowledged the send stream up to `upto` (`posted + 1` covers our FIN):
+    /// completes the NBLs that covers (SUCCESS, R-SND-6), then the graceful disconnect once
+    /// its FIN is acknowledged (R-DSC-3). Loops over sends posted from inside the upcalls.
+    fn send_progress(&mut self, now: Instant, id: ConnId, conn: &mut Conn, upto: u64, host: &mut dyn ProtocolHost) {
+        loop {
+            let Some(side) = conn.send.as_mut() else { return };
+            if side.phase == SendPhase::Closed {
+                return;
+            }
+            let mut done = side.queue.acknowledge(upto);
+            side.split_disconnect(&mut done);
+            if !done.is_empty() {
+                self.upcall_send_complete(now, id, conn, done, host);
+                continue;
+            }
+            let fin_acked = side.phase == SendPhase::FinQueued
+                && side.queue.is_empty()
+                && upto > side.queue.posted()
+                && side.disconnect_pending;
+            if fin_acked {
+                side.phase = SendPhase::FinAcked;
+                side.disconnect_pending = false;
+                let nbl = side.disconnect_nbl.take();
+                self.upcall_disconnect_complete(now, id, conn, nbl, NdisStatus::Success, host);
+                continue;
+            }
+            return;
+        }
+    }
+
+    /// Fails every outstanding send with `status` (at most one partial NBL, R-SND-8), then a
+    /// pending graceful disconnect with the same status (A41); the send half is closed.
+    /// Loops over sends posted from inside the upcalls.
+    fn fail_sends(&mut self, now: Instant, id: ConnId, conn: &mut Conn, status: NdisStatus, host: &mut dyn ProtocolHost) {
+        loop {
+            let Some(side) = conn.send.as_mut() else { return };
+            side.phase = SendPhase::Closed;
+            let mut done = side.queue.fail_all(status);
+            side.split_disconnect(&mut done);
+            if !done.is_empty() {
+                self.upcall_send_complete(now, id, conn, done, host);
+                continue;
+            }
+            if side.disconnect_pending {
+                side.disconnect_pending = false;
+                let nbl = side.disconnect_nbl.take();
+                self.upcall_disconnect_complete(now, id, conn, nbl, status, host);
+                continue;
+            }
+            return;
+        }
+    }
+
+    /// Whether the connection's send half holds something to fail.
+    fn sends_to_fail(conn: &Conn) -> bool {
+        conn.send.as_ref().is_some_and(|s| !s.queue.is_empty() || s.disconnect_pending)
+    }
+
+
 
     /// Recycles returned target NBLs into the pool and wakes connections waiting for one.
     fn take_back(&mut self, _now: Instant, nbls: NblChain) {
@@ -546,6 +757,11 @@ impl Delivery {
                         self.upcall_event(now, id, &mut conn, TcpOffloadEvent::Abort, host);
                         continue;
                     }
+                    if Self::sends_to_fail(&conn) {
+                        // R-SND-8/9: after a reset or an abortive disconnect, every send fails.
+                        self.fail_sends(now, id, &mut conn, ambiguity::STATUS_AFTER_ABORT, host);
+                        continue;
+                    }
                     if !closed_round {
                         Self::complete_all(&mut conn, ambiguity::STATUS_AFTER_ABORT, &mut done);
                         closed_round = true;
@@ -687,19 +903,82 @@ impl OffloadTarget for Delivery {
         now: Instant,
         id: ConnId,
         kind: DisconnectKind,
+        nbl: NblChain,
         host: &mut dyn ProtocolHost,
-    ) -> Result<(), ApiMisuse> {
-        if kind == DisconnectKind::Graceful {
-            self.conn_mut(id)?;
-            return Err(ApiMisuse::GracefulDisconnectNeedsTcp(id));
+    ) -> Result<NdisStatus, PostRejected> {
+        let conn = match self.conn_mut(id) {
+            Ok(c) => c,
+            Err(error) => return Err(PostRejected { nbls: nbl, error }),
+        };
+        // R-DSC-1: one NBL with one NB; an abortive disconnect carries no data.
+        let bad = nbl.len() > 1
+            || nbl.front().is_some_and(|n| {
+                n.net_buffer_count() > 1 || (kind == DisconnectKind::Abortive && n.data_length() > 0)
+            });
+        if bad {
+            return Err(PostRejected { nbls: nbl, error: ApiMisuse::BadDisconnectNbl(id) });
         }
-        let conn = self.conn_mut(id)?;
-        // R-ABT-1: stop receiving at once, indicated-but-unconsumed data included.
+        let side = conn.send.get_or_insert_with(|| Box::new(SendSide::new()));
+        if kind == DisconnectKind::Graceful {
+            if matches!(side.phase, SendPhase::FinQueued | SendPhase::FinAcked) {
+                return Err(PostRejected { nbls: nbl, error: ApiMisuse::SendClosed(id) });
+            }
+            if conn.phase == Phase::Aborted || side.phase == SendPhase::Closed {
+                // R-DSC-5: failed only because the connection was reset or aborted.
+                let Some(mut conn) = self.conns.get_mut(id.0 as usize).and_then(Option::take) else {
+                    return Ok(NdisStatus::Pending);
+                };
+                self.upcall_disconnect_complete(now, id, &mut conn, nbl, ambiguity::STATUS_AFTER_ABORT, host);
+                self.conns[id.0 as usize] = Some(conn);
+                self.drive(now, host);
+                return Ok(NdisStatus::Pending);
+            }
+            // R-DSC-2: its data after every earlier send, then FIN. The NBL rides in the
+            // queue (so its bytes are read from its MDLs like any send) and is split out
+            // when acknowledged.
+            side.disconnect_id = nbl.front().map(|n| n.id());
+            side.queue.post(nbl);
+            side.phase = SendPhase::FinQueued;
+            side.disconnect_pending = true;
+            return Ok(NdisStatus::Pending);
+        }
+        // R-ABT-1 / R-DSC-4: stop receiving at once (indicated-but-unconsumed data
+        // included), fail every send, then complete the disconnect: the engine sends the RST.
+        let already = conn.phase == Phase::Aborted;
+        side.host_aborted = true;
         conn.phase = Phase::Aborted;
         conn.buffered.clear();
         self.run(now, id, host, &[], false);
+        if let Some(mut conn) = self.conns.get_mut(id.0 as usize).and_then(Option::take) {
+            // Sends posted inside the upcalls above fail too, before the disconnect completes.
+            self.fail_sends(now, id, &mut conn, ambiguity::STATUS_AFTER_ABORT, host);
+            let status = if already { ambiguity::STATUS_AFTER_ABORT } else { NdisStatus::Success };
+            self.upcall_disconnect_complete(now, id, &mut conn, nbl, status, host);
+            self.conns[id.0 as usize] = Some(conn);
+        }
         self.drive(now, host);
-        Ok(())
+        Ok(NdisStatus::Pending)
+    }
+
+    fn send(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        let conn = match self.conn_mut(id) {
+            Ok(c) => c,
+            Err(error) => return Err(PostRejected { nbls, error }),
+        };
+        let aborted = conn.phase == Phase::Aborted;
+        Self::post_send_into(conn, id, nbls)?;
+        if aborted {
+            // Taken (R-SND-1) and failed at once: the connection was reset.
+            self.run(now, id, host, &[], false);
+            self.drive(now, host);
+        }
+        Ok(NdisStatus::Pending)
     }
 
     fn terminate_offload(
@@ -726,6 +1005,14 @@ impl OffloadTarget for Delivery {
                 Self::complete_head(&mut conn, status, &mut done);
             }
             self.upcall_complete(now, id, &mut conn, done, host);
+            // R-SND-13: every outstanding send completes UPLOAD_IN_PROGRESS before the
+            // terminate does (A43), including sends posted inside these upcalls.
+            if Self::sends_to_fail(&conn) {
+                self.fail_sends(now, id, &mut conn, NdisStatus::UploadInProgress, host);
+            }
+        }
+        if Self::sends_to_fail(&conn) {
+            self.fail_sends(now, id, &mut conn, NdisStatus::UploadInProgress, host);
         }
         // R-TRM-3: undelivered bytes go back as BufferedData ending right before RcvNxt.
         let mut buffered_data = NblChain::new();
@@ -754,6 +1041,9 @@ impl OffloadTarget for Delivery {
             rcv_wnd: u32::try_from(conn.rcv_buffer).unwrap_or(u32::MAX),
             ts_recent: 0,
             buffered_data,
+            snd_una: 0,
+            snd_nxt: 0,
+            send_data: NblChain::new(),
         })
     }
 
@@ -864,12 +1154,19 @@ impl InitiateOffload for Delivery {
             kick: false,
             busy: false,
             waiting_pool: false,
+            send: None,
         };
         let idx = id.0 as usize;
         if self.conns.len() <= idx {
             self.conns.resize_with(idx + 1, || None);
         }
         let mut conn = Box::new(conn);
+        if !state.delegated.send_data.is_empty() {
+            // R-SND-12: the host's send data is the target's now, first in the stream.
+            let mut side = SendSide::new();
+            side.queue.post(state.delegated.send_data.take());
+            conn.send = Some(Box::new(side));
+        }
         if held > 0 || conn.fin {
             // R-IND-11: nothing is indicated before this call returns; the buffered data is
             // offered on the next timer run (`poll_timeout` returns `now`).
@@ -1064,5 +1361,53 @@ impl ReceiveInput for Delivery {
                 (c.rcv_buffer + self.cfg.slack).saturating_sub(c.buffered.len()) + c.posted_free
             }
         })
+    }
+}
+
+impl SendInput for Delivery {
+    fn send_stream(&self, id: ConnId) -> SendStream {
+        self.conn(id).and_then(|c| c.send.as_deref()).map_or(SendStream::default(), |s| SendStream {
+            acked: s.queue.acked(),
+            posted: s.queue.posted(),
+            fin: matches!(s.phase, SendPhase::FinQueued | SendPhase::FinAcked),
+            closed: s.phase == SendPhase::Closed,
+        })
+    }
+
+    fn send_bytes(&self, id: ConnId, from: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+        let Some(s) = self.conn(id).and_then(|c| c.send.as_deref()) else { return 0 };
+        let mut n = 0;
+        for slice in s.queue.slices(from, len) {
+            n += slice.len();
+            f(slice);
+        }
+        n
+    }
+
+    fn send_nbl_end(&self, id: ConnId, start: u64, end: u64) -> Option<u64> {
+        let s = self.conn(id).and_then(|c| c.send.as_deref())?;
+        s.queue.nbl_ends(start).next().filter(|&e| e <= end)
+    }
+
+    fn send_acked(&mut self, now: Instant, id: ConnId, upto: u64, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+        let Some(mut conn) = self.conns.get_mut(id.0 as usize).and_then(Option::take) else {
+            return Err(ApiMisuse::UnknownConnection(id));
+        };
+        self.send_progress(now, id, &mut conn, upto, host);
+        self.conns[id.0 as usize] = Some(conn);
+        self.drive(now, host);
+        Ok(())
+    }
+
+    fn take_send_ready(&mut self, out: &mut Vec<ConnId>) {
+        out.append(&mut self.send_ready);
+    }
+
+    fn take_nested_disconnects(&mut self, out: &mut Vec<(ConnId, DisconnectKind, NblChain)>) {
+        out.append(&mut self.nested_disconnects);
+    }
+
+    fn take_rejected_sends(&mut self) -> Vec<PostRejected> {
+        std::mem::take(&mut self.rejected_sends)
     }
 }

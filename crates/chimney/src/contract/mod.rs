@@ -26,6 +26,7 @@ pub mod replay;
 pub mod rules;
 pub mod schema;
 pub mod send;
+mod send_check;
 pub mod trace;
 mod verifier;
 
@@ -36,6 +37,7 @@ pub use checked::CheckedDelivery;
 pub use delivery::{Delivery, DeliveryConfig, DeliveryStats};
 pub use rules::{Rule, RULES};
 pub use verifier::{Verifier, VerifierCore, VerifierMode, VerifyingHost, Violation};
+
 
 /// A connection as both sides name it: the host's `NdisOffloadHandle` and the target's
 /// `MiniportOffloadContext` collapsed into one small dense id chosen by the host at offload.
@@ -54,6 +56,8 @@ impl core::fmt::Display for ConnId {
 pub struct NestedCalls {
     posts: Vec<(ConnId, NblChain)>,
     returns: NblChain,
+    sends: Vec<(ConnId, NblChain)>,
+    disconnects: Vec<(ConnId, DisconnectKind, NblChain)>,
 }
 
 impl NestedCalls {
@@ -74,9 +78,33 @@ impl NestedCalls {
         self.returns.append(&mut nbls);
     }
 
+    /// MiniportTcpOffloadSend from inside an upcall (R-SND-4: queued, sent after every earlier
+    /// send of the connection, completed later, never from inside this upcall).
+    pub fn post_send(&mut self, conn: ConnId, nbls: NblChain) {
+        if !nbls.is_empty() {
+            self.sends.push((conn, nbls));
+        }
+    }
+
+    /// MiniportTcpOffloadDisconnect from inside an upcall (an echo host closes when the
+    /// peer's FIN is indicated): queued after the sends made before it in this upcall.
+    pub fn disconnect(&mut self, conn: ConnId, kind: DisconnectKind, nbl: NblChain) {
+        self.disconnects.push((conn, kind, nbl));
+    }
+
     /// Whether nothing was queued.
     pub fn is_empty(&self) -> bool {
-        self.posts.is_empty() && self.returns.is_empty()
+        self.posts.is_empty() && self.returns.is_empty() && self.sends.is_empty() && self.disconnects.is_empty()
+    }
+
+    /// Drains the queued sends in the order made.
+    pub fn drain_sends(&mut self) -> std::vec::Drain<'_, (ConnId, NblChain)> {
+        self.sends.drain(..)
+    }
+
+    /// Drains the queued disconnects in the order made.
+    pub fn drain_disconnects(&mut self) -> std::vec::Drain<'_, (ConnId, DisconnectKind, NblChain)> {
+        self.disconnects.drain(..)
     }
 
     /// Drains the queued posts in the order made (keeps the allocation for reuse).
@@ -138,6 +166,22 @@ pub trait ProtocolHost {
 
     /// `NdisTcpOffloadEventHandler`: disconnect, abort, retrieve (upload request), backlog.
     fn event_indicate(&mut self, conn: ConnId, event: TcpOffloadEvent, nested: &mut NestedCalls);
+
+    /// `NdisTcpOffloadSendComplete`: returns send NBLs, FIFO per connection, each with
+    /// `Status`, `TcpOffloadBytesTransferred` (its bytes the peer acknowledged) and every NB's
+    /// data start advanced by its own acknowledged bytes. A host that never posts sends never
+    /// gets one, hence the empty default.
+    fn send_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
+        let _ = (conn, nbls, nested);
+    }
+
+    /// `NdisTcpOffloadDisconnectComplete`: the disconnect NBL (empty when the host gave none)
+    /// and the status: SUCCESS once the FIN (graceful) is acknowledged or the RST (abortive)
+    /// sent; REQUEST_ABORTED or UPLOAD_IN_PROGRESS otherwise. Default: nothing to do, for a
+    /// host that never disconnects.
+    fn disconnect_complete(&mut self, conn: ConnId, nbl: NblChain, status: NdisStatus, nested: &mut NestedCalls) {
+        let _ = (conn, nbl, status, nested);
+    }
 }
 
 /// Host mistakes the target refuses with a clear error (never caused by packet bytes).
@@ -179,6 +223,12 @@ pub enum ApiMisuse {
     OffloadRefused,
     /// Offline replay: the trace records that this call was refused.
     RefusedInTrace,
+    /// This target takes no sends (a receive-only layer).
+    SendUnsupported,
+    /// A send after the host's graceful disconnect, or a second disconnect (R-DSC-6).
+    SendClosed(ConnId),
+    /// A disconnect NBL with more than one NB, or an abortive one carrying data (R-DSC-1).
+    BadDisconnectNbl(ConnId),
 }
 
 impl core::fmt::Display for ApiMisuse {
@@ -203,6 +253,11 @@ impl core::fmt::Display for ApiMisuse {
             ApiMisuse::TcpEventsUnsupported => write!(f, "this target takes no events from the TCP layer"),
             ApiMisuse::OffloadRefused => write!(f, "no connection slot, or the delivery layer refused the offload"),
             ApiMisuse::RefusedInTrace => write!(f, "refused in the trace"),
+            ApiMisuse::SendUnsupported => write!(f, "this target takes no sends"),
+            ApiMisuse::SendClosed(c) => write!(f, "{c}: the host already disconnected gracefully"),
+            ApiMisuse::BadDisconnectNbl(c) => {
+                write!(f, "{c}: a disconnect takes one NBL with one NB, and an abortive one no data")
+            }
         }
     }
 }
@@ -249,14 +304,33 @@ pub trait OffloadTarget {
     /// always `Success` (R-RET-1).
     fn receive_return(&mut self, now: Instant, nbls: NblChain, host: &mut dyn ProtocolHost) -> NdisStatus;
 
-    /// MiniportTcpOffloadDisconnect. The delivery layer handles `Abortive` (R-ABT-1).
+    /// MiniportTcpOffloadDisconnect with its NBL (one NB: a graceful disconnect's final data,
+    /// or nothing; an empty chain when the host gives no NBL). `Ok(Pending)`; completed later
+    /// by `disconnect_complete` (R-DSC-1). A graceful disconnect sends the data, then FIN, and
+    /// closes only the send half; an abortive one sends RST, fails every outstanding send and
+    /// stops receiving (R-ABT-1, R-DSC-4).
     fn disconnect(
         &mut self,
         now: Instant,
         conn: ConnId,
         kind: DisconnectKind,
+        nbl: NblChain,
         host: &mut dyn ProtocolHost,
-    ) -> Result<(), ApiMisuse>;
+    ) -> Result<NdisStatus, PostRejected>;
+
+    /// MiniportTcpOffloadSend: posts send NBLs (any number of NBs and MDLs); `Ok(Pending)` is
+    /// the only correct result (R-SND-1). They are sent FIFO straight from the host's MDLs
+    /// and completed by `send_complete` once the peer acknowledged them.
+    fn send(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        let _ = (now, conn, host);
+        Err(PostRejected { nbls, error: ApiMisuse::SendUnsupported })
+    }
 
     /// MiniportTerminateOffload, completed synchronously: completes every outstanding request
     /// and returns the delegated state with undelivered data as `BufferedData` (R-TRM-2/3).
@@ -360,4 +434,69 @@ pub trait ReceiveInput {
     /// receive window. It shrinks only when in-order data arrives, so a window advertised
     /// from it never has to retract (spec §8 A34).
     fn receive_window(&self, conn: ConnId) -> usize;
+}
+
+/// The send stream of one connection as the TCP send side sees it, in stream offsets (bytes
+/// since the connection's first send byte; u64, no wrap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SendStream {
+    /// Bytes the peer acknowledged (what `send_acked` was last told).
+    pub acked: u64,
+    /// Bytes posted: sends, then a graceful disconnect's data.
+    pub posted: u64,
+    /// A graceful disconnect was requested: FIN goes right after offset `posted`.
+    pub fin: bool,
+    /// The send half is over (reset, abort, terminate): nothing more may be sent.
+    pub closed: bool,
+}
+
+/// What the TCP engine asks of the layer that holds the host's send NBLs (the send half's
+/// counterpart of [`ReceiveInput`]): the stream to segment, its bytes straight from the
+/// host's MDLs, and the peer's acknowledgements, which complete the NBLs.
+pub trait SendInput {
+    /// The connection's send stream now (all zero for a layer without a send side).
+    fn send_stream(&self, conn: ConnId) -> SendStream {
+        let _ = conn;
+        SendStream::default()
+    }
+
+    /// Shows `f` the stream's bytes from offset `from`, at most `len` of them, in order as
+    /// slices of the host's MDLs (R-SND-2, R-SND-3: never copied here, never written).
+    /// Returns the bytes shown (fewer when the stream holds fewer).
+    fn send_bytes(&self, conn: ConnId, from: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+        let _ = (conn, from, len, f);
+        0
+    }
+
+    /// The end offset of the first send NBL that ends in `(start, end]`, if any: where PSH
+    /// goes (R-SND-11: on the last segment of each NBL).
+    fn send_nbl_end(&self, conn: ConnId, start: u64, end: u64) -> Option<u64> {
+        let _ = (conn, start, end);
+        None
+    }
+
+    /// The peer acknowledged the stream up to `upto` (`posted + 1` when it acknowledged our
+    /// FIN too): completes what that covers, in order, through `send_complete` and
+    /// `disconnect_complete`.
+    fn send_acked(&mut self, now: Instant, conn: ConnId, upto: u64, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+        let _ = (now, conn, upto, host);
+        Err(ApiMisuse::SendUnsupported)
+    }
+
+    /// Connections whose send stream grew, or got a disconnect, from inside an upcall since
+    /// the last call (the engine then transmits for them). Appends to `out`.
+    fn take_send_ready(&mut self, out: &mut Vec<ConnId>) {
+        let _ = out;
+    }
+
+    /// Disconnects the host made inside upcalls, in order, for the engine to perform (it
+    /// sends the FIN or RST) through [`OffloadTarget::disconnect`]. Appends to `out`.
+    fn take_nested_disconnects(&mut self, out: &mut Vec<(ConnId, DisconnectKind, NblChain)>) {
+        let _ = out;
+    }
+
+    /// Sends made inside upcalls that could not be taken, handed back with the reason.
+    fn take_rejected_sends(&mut self) -> Vec<PostRejected> {
+        Vec::new()
+    }
 }

@@ -529,12 +529,14 @@ impl OffloadTarget for ReplayTarget {
         _now: Instant,
         _conn: ConnId,
         _kind: DisconnectKind,
+        nbl: NblChain,
         host: &mut dyn ProtocolHost,
-    ) -> Result<(), ApiMisuse> {
+    ) -> Result<NdisStatus, PostRejected> {
         let ret = self.run_scope(host);
         match self.ret_status(&ret) {
-            Some(Ok(NdisStatus::Success)) | None => Ok(()),
-            _ => Err(ApiMisuse::RefusedInTrace),
+            // Version 1 traces write SUCCESS for a disconnect taken.
+            Some(Ok(NdisStatus::Success | NdisStatus::Pending)) | None => Ok(NdisStatus::Pending),
+            _ => Err(PostRejected { nbls: nbl, error: ApiMisuse::RefusedInTrace }),
         }
     }
 
@@ -780,6 +782,8 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
     let push_timer = head.v.get("push_timer").and_then(Value::as_bool).unwrap_or(false);
     let mut v = Verifier::new(ReplayTarget { s: s.clone() }, VerifierMode::Collect);
     v.core().set_push_timer_unknown(!push_timer);
+    // Version 1 traces model no disconnect NBL and no disconnect completion.
+    v.core().set_untracked_disconnects(true);
     let mut host = ReplayHost { s: s.clone() };
     let mut calls = 0u64;
     loop {
@@ -866,7 +870,7 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
                     }
                     Some(Line::Disconnect { conn, abortive, .. }) => {
                         let kind = if abortive { DisconnectKind::Abortive } else { DisconnectKind::Graceful };
-                        let _ = v.disconnect(now, conn, kind, &mut host);
+                        let _ = v.disconnect(now, conn, kind, NblChain::new(), &mut host);
                     }
                     Some(Line::Terminate { conn, .. }) => {
                         let delivered = v.core().delivered(conn);

@@ -21,7 +21,7 @@ use std::io::{self, Write};
 use super::schema::{CompletedNbl, DataNbl, Line, PostedNbl, Ret, RetStatus};
 use super::{
     ApiMisuse, ConnId, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls, OffloadTarget, PostRejected,
-    ProtocolHost, ReceiveInput,
+    ProtocolHost, ReceiveInput, SendInput, SendStream,
 };
 use crate::ndis::{
     DisconnectKind, NblChain, NblId, NdisStatus, NetBufferList, PoolTag, TcpDelegatedState, TcpOffloadEvent,
@@ -437,6 +437,14 @@ impl ProtocolHost for TracingHost<'_> {
         self.out.nested(&mut self.scratch, nested);
         self.out.ret(Ret::default());
     }
+
+    fn send_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
+        self.host.send_complete(conn, nbls, nested);
+    }
+
+    fn disconnect_complete(&mut self, conn: ConnId, nbl: NblChain, status: NdisStatus, nested: &mut NestedCalls) {
+        self.host.disconnect_complete(conn, nbl, status, nested);
+    }
 }
 
 /// A target whose contract calls are written to a trace (when a writer is given; otherwise
@@ -532,19 +540,30 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
         now: Instant,
         conn: ConnId,
         kind: DisconnectKind,
+        nbl: NblChain,
         host: &mut dyn ProtocolHost,
-    ) -> Result<(), ApiMisuse> {
+    ) -> Result<NdisStatus, PostRejected> {
         traced!(
             self,
             host,
             now,
             |out| { out.call(&Line::Disconnect { t: out.t(), conn, abortive: kind == DisconnectKind::Abortive }) },
-            |h| self.inner.disconnect(now, conn, kind, h),
+            |h| self.inner.disconnect(now, conn, kind, nbl, h),
             |r, _o| match &r {
-                Ok(()) => TraceWriter::status(NdisStatus::Success),
-                Err(e) => TraceWriter::error(e),
+                Ok(_) => TraceWriter::status(NdisStatus::Success),
+                Err(rej) => TraceWriter::error(&rej.error),
             }
         )
+    }
+
+    fn send(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        self.inner.send(now, conn, nbls, host)
     }
 
     fn terminate_offload(
@@ -756,5 +775,35 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Tracer<T> {
 
     fn receive_window(&self, conn: ConnId) -> usize {
         self.inner.receive_window(conn)
+    }
+}
+
+impl<T: SendInput> SendInput for Tracer<T> {
+    fn send_stream(&self, conn: ConnId) -> SendStream {
+        self.inner.send_stream(conn)
+    }
+
+    fn send_bytes(&self, conn: ConnId, from: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+        self.inner.send_bytes(conn, from, len, f)
+    }
+
+    fn send_nbl_end(&self, conn: ConnId, start: u64, end: u64) -> Option<u64> {
+        self.inner.send_nbl_end(conn, start, end)
+    }
+
+    fn send_acked(&mut self, now: Instant, conn: ConnId, upto: u64, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+        self.inner.send_acked(now, conn, upto, host)
+    }
+
+    fn take_send_ready(&mut self, out: &mut Vec<ConnId>) {
+        self.inner.take_send_ready(out)
+    }
+
+    fn take_nested_disconnects(&mut self, out: &mut Vec<(ConnId, DisconnectKind, NblChain)>) {
+        self.inner.take_nested_disconnects(out)
+    }
+
+    fn take_rejected_sends(&mut self) -> Vec<PostRejected> {
+        self.inner.take_rejected_sends()
     }
 }

@@ -36,9 +36,10 @@ use std::thread::ThreadId;
 
 use super::ambiguity;
 use super::rules::{self, Rule};
+use super::send_check::{Finding, SendCheck};
 use super::{
     ApiMisuse, ConnId, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls, OffloadTarget, PostRejected,
-    ProtocolHost, ReceiveInput,
+    ProtocolHost, ReceiveInput, SendInput, SendStream,
 };
 use crate::ndis::{
     DisconnectKind, NblChain, NblId, NdisStatus, NetBufferList, PoolTag, TcpDelegatedState, TcpOffloadEvent,
@@ -90,6 +91,8 @@ enum Upcall {
     Complete,
     Indicate,
     Event,
+    SendComplete,
+    DisconnectComplete,
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +126,8 @@ struct ConnCheck {
     disconnect_indicated: bool,
     abort_indicated: bool,
     refused_since_post: bool,
+    /// The send half (R-SND-*, R-DSC-*).
+    send: SendCheck,
 }
 
 #[derive(Debug, Default)]
@@ -137,6 +142,8 @@ struct CoreState {
     /// The target's push timer cannot be asked (an offline trace without timer lines):
     /// R-CMP-9 and the terminate timer check are skipped.
     push_timer_unknown: bool,
+    /// Disconnects complete nothing ([`VerifierCore::set_untracked_disconnects`]).
+    untracked_disconnects: bool,
 }
 
 /// Per-call accumulator of violations, reported when the lock is released.
@@ -213,6 +220,13 @@ impl VerifierCore {
     /// R-TRM-2): for replaying a trace that does not record it.
     pub fn set_push_timer_unknown(&self, unknown: bool) {
         self.lock().push_timer_unknown = unknown;
+    }
+
+    /// Disconnects are not expected to complete (a version 1 trace, which models neither the
+    /// disconnect NBL nor its completion): R-DSC-1/3/4/5 and the disconnect part of R-SND-13
+    /// are skipped.
+    pub fn set_untracked_disconnects(&self, untracked: bool) {
+        self.lock().untracked_disconnects = untracked;
     }
 
     /// Every violation recorded so far.
@@ -306,6 +320,7 @@ impl VerifierCore {
         c.offload_buffered_end = c.fed;
         c.rcv_nxt_offload = state.delegated.rcv_nxt;
         c.fin = matches!(state.delegated.state, Some(crate::ndis::TcpConnectionState::CloseWait));
+        c.send.on_offload_data(&state.delegated.send_data);
         st.conns.insert(conn, c);
     }
 
@@ -485,6 +500,18 @@ impl VerifierCore {
         c.delivered += len as u64;
     }
 
+    /// Runs a send-side check on `conn`'s model and files its findings.
+    fn with_send(&self, conn: ConnId, f: &mut Found, check: impl FnOnce(&mut SendCheck, &mut Vec<Finding>)) {
+        let mut st = self.lock();
+        Self::touch(&mut st, conn);
+        let Some(c) = st.conns.get_mut(&conn) else { return };
+        let mut found = Vec::new();
+        check(&mut c.send, &mut found);
+        for (rule, nbl, why) in found {
+            f.add(rule, Some(conn), nbl, why);
+        }
+    }
+
     // ---- target → host side ---------------------------------------------------------------
 
     fn enter(&self, conn: ConnId, kind: Upcall, f: &mut Found) {
@@ -494,7 +521,12 @@ impl VerifierCore {
         let Some(c) = st.conns.get_mut(&conn) else {
             let why =
                 if terminated { "upcall after terminate completed" } else { "upcall on a connection never offloaded" };
-            let rule = if terminated { &rules::R_TRM_2 } else { &rules::R_IND_11 };
+            let send_side = matches!(kind, Upcall::SendComplete | Upcall::DisconnectComplete);
+            let rule = match (terminated, send_side) {
+                (true, true) => &rules::R_SND_14,
+                (true, false) => &rules::R_TRM_2,
+                (false, _) => &rules::R_IND_11,
+            };
             f.add(rule, Some(conn), None, why);
             return;
         };
@@ -505,6 +537,11 @@ impl VerifierCore {
         if let Some((running, tid)) = c.upcall {
             if tid == me && running == Upcall::Complete && kind == Upcall::Complete {
                 f.add(&rules::R_CMP_6, Some(conn), None, "ReceiveComplete re-entered from inside ReceiveComplete");
+            } else if matches!(kind, Upcall::SendComplete | Upcall::DisconnectComplete)
+                || matches!(running, Upcall::SendComplete | Upcall::DisconnectComplete)
+            {
+                let how = if tid == me { "nested in" } else { "concurrent with" };
+                f.add(&rules::R_SND_10, Some(conn), None, format!("{kind:?} upcall {how} a {running:?} upcall"));
             } else {
                 let how = if tid == me { "nested in" } else { "concurrent with" };
                 f.add(&rules::R_CMP_5, Some(conn), None, format!("{kind:?} upcall {how} a {running:?} upcall"));
@@ -806,7 +843,8 @@ impl VerifierCore {
                 c.disconnect_indicated = true;
             }
             TcpOffloadEvent::Abort => c.abort_indicated = true,
-            TcpOffloadEvent::Retrieve(_) | TcpOffloadEvent::SendBacklogChange(_) => {}
+            TcpOffloadEvent::Retrieve(_) => c.send.uploading = true,
+            TcpOffloadEvent::SendBacklogChange(_) => {}
         }
     }
 
@@ -816,6 +854,23 @@ impl VerifierCore {
         for (conn, mut nbls) in mine.drain_posts() {
             Self::record_posts(&mut st, conn, &mut nbls, true);
             theirs.post_receive(conn, nbls);
+        }
+        for (conn, nbls) in mine.drain_sends() {
+            Self::touch(&mut st, conn);
+            // A nested send after a graceful disconnect is the host's mistake: not recorded,
+            // so a target that takes and completes it is caught (R-SND-5).
+            if let Some(c) = st.conns.get_mut(&conn).filter(|c| !c.send.closed_for_sends()) {
+                let mut found = Vec::new();
+                c.send.on_send(&nbls, &mut found);
+                for (rule, nbl, why) in found {
+                    f.add(rule, Some(conn), nbl, why);
+                }
+            }
+            theirs.post_send(conn, nbls);
+        }
+        for (conn, kind, nbl) in mine.drain_disconnects() {
+            // Recorded when the engine makes the call.
+            theirs.disconnect(conn, kind, nbl);
         }
         let returns = mine.take_returns();
         Self::record_returns(&mut st, &returns, f);
@@ -878,6 +933,30 @@ impl ProtocolHost for VerifyingHost<'_> {
         self.core.check_event(conn, event, &mut f);
         self.core.report(f);
         self.host.event_indicate(conn, event, &mut self.scratch);
+        let mut f = Found(Vec::new());
+        self.core.exit(conn);
+        self.core.forward_nested(&mut self.scratch, nested, &mut f);
+        self.core.report(f);
+    }
+
+    fn send_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
+        let mut f = Found(Vec::new());
+        self.core.enter(conn, Upcall::SendComplete, &mut f);
+        self.core.with_send(conn, &mut f, |s, found| s.on_send_complete(&nbls, found));
+        self.core.report(f);
+        self.host.send_complete(conn, nbls, &mut self.scratch);
+        let mut f = Found(Vec::new());
+        self.core.exit(conn);
+        self.core.forward_nested(&mut self.scratch, nested, &mut f);
+        self.core.report(f);
+    }
+
+    fn disconnect_complete(&mut self, conn: ConnId, nbl: NblChain, status: NdisStatus, nested: &mut NestedCalls) {
+        let mut f = Found(Vec::new());
+        self.core.enter(conn, Upcall::DisconnectComplete, &mut f);
+        self.core.with_send(conn, &mut f, |s, found| s.on_disconnect_complete(&nbl, status, found));
+        self.core.report(f);
+        self.host.disconnect_complete(conn, nbl, status, &mut self.scratch);
         let mut f = Found(Vec::new());
         self.core.exit(conn);
         self.core.forward_nested(&mut self.scratch, nested, &mut f);
@@ -961,19 +1040,65 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
         now: Instant,
         conn: ConnId,
         kind: DisconnectKind,
+        nbl: NblChain,
         host: &mut dyn ProtocolHost,
-    ) -> Result<(), ApiMisuse> {
-        if kind == DisconnectKind::Abortive {
+    ) -> Result<NdisStatus, PostRejected> {
+        let recorded = {
             let mut st = self.core.lock();
             VerifierCore::touch(&mut st, conn);
-            if let Some(c) = st.conns.get_mut(&conn) {
-                // Undelivered bytes stay in `pending`: bytes already placed in the head
-                // request may still be completed (REQUEST_ABORTED with a count); the rest is
-                // discarded and never required.
-                c.abortive = true;
+            let untracked = st.untracked_disconnects;
+            st.conns.get_mut(&conn).map(|c| {
+                if untracked {
+                    c.send.reset |= kind == DisconnectKind::Abortive;
+                    c.abortive |= kind == DisconnectKind::Abortive;
+                    return None;
+                }
+                if kind == DisconnectKind::Abortive {
+                    // Undelivered bytes stay in `pending`: bytes already placed in the head
+                    // request may still be completed (REQUEST_ABORTED with a count); the rest
+                    // is discarded and never required.
+                    c.abortive = true;
+                }
+                Some(c.send.on_disconnect(kind, &nbl))
+            })
+        };
+        let r = self.inner.disconnect(now, conn, kind, nbl, &mut VerifyingHost::new(&self.core, host));
+        if let Some(Some(recorded)) = recorded {
+            let mut f = Found(Vec::new());
+            let result = r.as_ref().map(|s| *s).map_err(|_| ());
+            self.core.with_send(conn, &mut f, |s, found| s.on_disconnect_done(kind, recorded, result, found));
+            self.core.report(f);
+        }
+        self.after();
+        r
+    }
+
+    fn send(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        let mut f = Found(Vec::new());
+        self.core.with_send(conn, &mut f, |s, found| s.on_send(&nbls, found));
+        self.core.report(f);
+        let r = self.inner.send(now, conn, nbls, &mut VerifyingHost::new(&self.core, host));
+        let mut f = Found(Vec::new());
+        match &r {
+            Ok(st) => self.core.with_send(conn, &mut f, |s, found| s.on_send_done(Some(*st), found)),
+            Err(rej) => {
+                let closed = matches!(rej.error, ApiMisuse::SendClosed(_));
+                let known = !matches!(rej.error, ApiMisuse::UnknownConnection(_));
+                self.core.with_send(conn, &mut f, |s, found| {
+                    if known {
+                        s.on_send_refused(&rej.nbls, closed, found);
+                    }
+                    s.on_send_done(None, found);
+                });
             }
         }
-        let r = self.inner.disconnect(now, conn, kind, &mut VerifyingHost::new(&self.core, host));
+        self.core.report(f);
         self.after();
         r
     }
@@ -986,6 +1111,7 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
     ) -> Result<TcpDelegatedState, ApiMisuse> {
         if let Some(c) = self.core.lock().conns.get_mut(&conn) {
             c.terminating = true;
+            c.send.uploading = true;
         }
         let r = self.inner.terminate_offload(now, conn, &mut VerifyingHost::new(&self.core, host));
         let mut f = Found(Vec::new());
@@ -1004,6 +1130,11 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
                 }
                 if c.upcall.is_some() {
                     f.add(&rules::R_TRM_2, id, None, "terminate completed while an upcall is in progress");
+                }
+                let mut found = Vec::new();
+                c.send.on_terminated(&mut found);
+                for (rule, nbl, why) in found {
+                    f.add(rule, id, nbl, why);
                 }
                 if timer.is_some() && !st.push_timer_unknown {
                     f.add(&rules::R_TRM_2, id, None, "push timer still running after terminate");
@@ -1202,6 +1333,7 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Verifier<T> {
             VerifierCore::touch(&mut st, conn);
             if let Some(c) = st.conns.get_mut(&conn) {
                 c.rst = true;
+                c.send.reset = true;
             }
         }
         let r = self.inner.receive_rst(now, conn, &mut VerifyingHost::new(&self.core, host));
@@ -1215,5 +1347,49 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Verifier<T> {
 
     fn receive_window(&self, conn: ConnId) -> usize {
         self.inner.receive_window(conn)
+    }
+}
+
+impl<T: OffloadTarget + SendInput> SendInput for Verifier<T> {
+    fn send_stream(&self, conn: ConnId) -> SendStream {
+        self.inner.send_stream(conn)
+    }
+
+    fn send_bytes(&self, conn: ConnId, from: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+        let mut found = Found(Vec::new());
+        let mut at = from;
+        let n = self.inner.send_bytes(conn, from, len, &mut |b: &[u8]| {
+            let st = at;
+            self.core.with_send(conn, &mut found, |s, v| s.on_read(st, b, v));
+            at += b.len() as u64;
+            f(b)
+        });
+        self.core.report(found);
+        n
+    }
+
+    fn send_nbl_end(&self, conn: ConnId, start: u64, end: u64) -> Option<u64> {
+        self.inner.send_nbl_end(conn, start, end)
+    }
+
+    fn send_acked(&mut self, now: Instant, conn: ConnId, upto: u64, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+        let mut f = Found(Vec::new());
+        self.core.with_send(conn, &mut f, |s, _| s.on_acked(upto));
+        let r = self.inner.send_acked(now, conn, upto, &mut VerifyingHost::new(&self.core, host));
+        self.core.report(f);
+        self.after();
+        r
+    }
+
+    fn take_send_ready(&mut self, out: &mut Vec<ConnId>) {
+        self.inner.take_send_ready(out)
+    }
+
+    fn take_nested_disconnects(&mut self, out: &mut Vec<(ConnId, DisconnectKind, NblChain)>) {
+        self.inner.take_nested_disconnects(out)
+    }
+
+    fn take_rejected_sends(&mut self) -> Vec<PostRejected> {
+        self.inner.take_rejected_sends()
     }
 }

@@ -125,6 +125,9 @@ impl Established {
                 rcv_wnd: n.rcv_adv.wrapping_sub(n.rcv_nxt),
                 ts_recent: n.ts_recent.unwrap_or(0),
                 buffered_data,
+                snd_una: n.snd_nxt,
+                snd_nxt: n.snd_nxt,
+                send_data: NblChain::new(),
             },
         }
     }

@@ -22,7 +22,9 @@ pub use listener::{ListenerConfig, ListenerCounts};
 pub use stats::{EngineStats, IpOffloadStats, TcpOffloadStats};
 pub use syncookie::SynCookies;
 
-use crate::contract::{ApiMisuse, ConnId, InitiateOffload, OffloadTarget, PostRejected, ProtocolHost, ReceiveInput};
+use crate::contract::{
+    ApiMisuse, ConnId, InitiateOffload, OffloadTarget, PostRejected, ProtocolHost, ReceiveInput, SendInput,
+};
 use crate::ndis::{DisconnectKind, NblChain, NdisStatus, TcpConnectionState, TcpDelegatedState};
 use crate::tcp::{ConnContext, Negotiated, TcpConfig, TcpConn};
 use crate::time::Instant;
@@ -128,6 +130,12 @@ pub struct Engine<D> {
     window_watch: Vec<ConnId>,
     /// The engine-wide allowance of replies to junk.
     budget: crate::tcp::ReplyBudget,
+    /// Payload scratch for data segments.
+    scratch: Vec<u8>,
+    /// Connections whose send stream grew inside an upcall (reused list).
+    send_ready: Vec<ConnId>,
+    /// Sends and disconnects made inside upcalls that could not be taken, handed back.
+    rejected: Vec<PostRejected>,
     stats: EngineStats,
 }
 
@@ -139,7 +147,7 @@ fn tx_push(tx: &mut VecDeque<Vec<u8>>, spare: &mut Vec<Vec<u8>>, stats: &mut Eng
     tx.push_back(buf);
 }
 
-impl<D: InitiateOffload + ReceiveInput> Engine<D> {
+impl<D: InitiateOffload + ReceiveInput + SendInput> Engine<D> {
     /// An engine listening on `cfg.listen`, delivering through `delivery`.
     pub fn new(cfg: EngineConfig, delivery: D) -> Engine<D> {
         let s = cfg.seed;
@@ -162,6 +170,9 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
             spare: Vec::new(),
             events: VecDeque::new(),
             window_watch: Vec::new(),
+            scratch: Vec::new(),
+            send_ready: Vec::new(),
+            rejected: Vec::new(),
             stats: EngineStats::default(),
         }
     }
@@ -257,6 +268,7 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
             tx: &mut push,
             cfg: &self.cfg.tcp,
             budget: &mut self.budget,
+            scratch: &mut self.scratch,
         };
         let r = f(conn, &mut cx);
         let after = conn.next_deadline();
@@ -314,6 +326,7 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
         let remote = SocketAddr::new(seg.src, seg.src_port);
         if let Some(id) = self.lookup(&(local, remote)) {
             self.with_conn(id, host, |c, cx| c.on_segment(now, &seg, cx));
+            self.pump(now, host);
             return PacketOutcome::Offloaded(id);
         }
         self.host_path(now, &seg, packet, host);
@@ -573,9 +586,69 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
             self.delivery.handle_timeout(now, host);
             self.window_updates(now, host);
         }
+        self.pump(now, host);
         let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
         let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
         self.listener.on_timer(now, &self.cfg.tcp, &mut push);
+    }
+
+    /// What the host did inside upcalls on the send side: transmits for connections whose
+    /// send stream grew, and performs the disconnects it asked for (after the sends it made
+    /// before them). Runs until nothing new was queued.
+    fn pump(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
+        for _ in 0..64 {
+            let mut ready = std::mem::take(&mut self.send_ready);
+            self.delivery.take_send_ready(&mut ready);
+            let mut discs = Vec::new();
+            self.delivery.take_nested_disconnects(&mut discs);
+            if ready.is_empty() && discs.is_empty() {
+                self.send_ready = ready;
+                return;
+            }
+            for &id in &ready {
+                self.with_conn(id, host, |c, cx| c.transmit(now, cx));
+            }
+            ready.clear();
+            self.send_ready = ready;
+            for (conn, kind, nbl) in discs {
+                if let Err(rej) = self.disconnect_now(now, conn, kind, nbl, host) {
+                    self.rejected.push(rej);
+                }
+            }
+        }
+    }
+
+    /// Sends and disconnects the host made inside upcalls that could not be taken (unknown
+    /// connection, a send after its graceful disconnect), handed back with the reason.
+    pub fn take_rejected(&mut self) -> Vec<PostRejected> {
+        let mut v = std::mem::take(&mut self.rejected);
+        v.extend(self.delivery.take_rejected_sends());
+        v
+    }
+
+    fn disconnect_now(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        kind: DisconnectKind,
+        nbl: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        if self.conn(conn).is_none() {
+            return Err(PostRejected { nbls: nbl, error: ApiMisuse::UnknownConnection(conn) });
+        }
+        let r = self.delivery.disconnect(now, conn, kind, nbl, host)?;
+        match kind {
+            // R-DSC-2: data, then FIN, as the window allows.
+            DisconnectKind::Graceful => self.with_conn(conn, host, |c, cx| c.transmit(now, cx)),
+            // R-DSC-4: the delivery layer failed the sends and stopped receiving; RST now.
+            DisconnectKind::Abortive => self.with_conn(conn, host, |c, cx| {
+                if !c.is_stopped() {
+                    c.abort(now, cx)
+                }
+            }),
+        };
+        Ok(r)
     }
 
     /// Sends the ACKs [`TcpConfig::defer_acks`] held back (one per connection, carrying the
@@ -649,7 +722,7 @@ impl<D: InitiateOffload + ReceiveInput> Engine<D> {
     }
 }
 
-impl<D: InitiateOffload + ReceiveInput> OffloadTarget for Engine<D> {
+impl<D: InitiateOffload + ReceiveInput + SendInput> OffloadTarget for Engine<D> {
     fn receive(
         &mut self,
         now: Instant,
@@ -659,12 +732,14 @@ impl<D: InitiateOffload + ReceiveInput> OffloadTarget for Engine<D> {
     ) -> Result<NdisStatus, PostRejected> {
         let r = self.delivery.receive(now, conn, nbls, host);
         self.window_updates(now, host);
+        self.pump(now, host);
         r
     }
 
     fn receive_return(&mut self, now: Instant, nbls: NblChain, host: &mut dyn ProtocolHost) -> NdisStatus {
         let r = self.delivery.receive_return(now, nbls, host);
         self.window_updates(now, host);
+        self.pump(now, host);
         r
     }
 
@@ -673,19 +748,28 @@ impl<D: InitiateOffload + ReceiveInput> OffloadTarget for Engine<D> {
         now: Instant,
         conn: ConnId,
         kind: DisconnectKind,
+        nbl: NblChain,
         host: &mut dyn ProtocolHost,
-    ) -> Result<(), ApiMisuse> {
-        self.conn(conn).ok_or(ApiMisuse::UnknownConnection(conn))?;
-        match kind {
-            DisconnectKind::Graceful => {
-                self.with_conn(conn, host, |c, cx| c.close(now, cx));
-                Ok(())
-            }
-            DisconnectKind::Abortive => {
-                self.with_conn(conn, host, |c, cx| c.abort(now, cx));
-                self.delivery.disconnect(now, conn, kind, host)
-            }
+    ) -> Result<NdisStatus, PostRejected> {
+        let r = self.disconnect_now(now, conn, kind, nbl, host);
+        self.pump(now, host);
+        r
+    }
+
+    fn send(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        if self.conn(conn).is_none() {
+            return Err(PostRejected { nbls, error: ApiMisuse::UnknownConnection(conn) });
         }
+        let r = self.delivery.send(now, conn, nbls, host)?;
+        self.with_conn(conn, host, |c, cx| c.transmit(now, cx));
+        self.pump(now, host);
+        Ok(r)
     }
 
     fn terminate_offload(

@@ -579,6 +579,19 @@ impl NblChain {
         self.list.front_mut()
     }
 
+    /// The tail NBL.
+    pub fn back(&self) -> Option<&NetBufferList> {
+        self.list.back()
+    }
+
+    /// Unlinks the tail NBL as a stand-alone chain, O(1), without allocating.
+    pub fn pop_back_chain(&mut self) -> NblChain {
+        match self.list.len() {
+            0 => NblChain::new(),
+            n => NblChain { list: self.list.split_off(n - 1) },
+        }
+    }
+
     /// The tail NBL, writable.
     pub fn back_mut(&mut self) -> Option<&mut NetBufferList> {
         self.list.back_mut()

@@ -158,6 +158,16 @@ pub struct TcpDelegatedState {
     /// `BufferedData`: received, ACKed, undelivered bytes, ending right before `rcv_nxt`
     /// (R-BUF-1 at offload, R-TRM-3 at terminate). One NB per NBL.
     pub buffered_data: NblChain,
+    /// `SndUna` (SND.UNA): at offload, the sequence number of the first byte of `send_data`.
+    pub snd_una: u32,
+    /// `SndNxt` (SND.NXT): at offload, where new data goes; the bytes of `send_data` before
+    /// it were sent and not acknowledged yet.
+    pub snd_nxt: u32,
+    /// `SendDataHead`…`SendDataTail`: send NBLs the host hands over at offload (sent but
+    /// unacknowledged, then unsent), owned by the target from then on and completed like any
+    /// send (R-SND-12). Chimney's terminate completes every outstanding send instead of
+    /// returning it here, so it is empty at terminate (spec §8 A43).
+    pub send_data: NblChain,
 }
 
 /// Everything the host hands the target for one TCP connection in MiniportInitiateOffload.

@@ -8,16 +8,22 @@
 use core::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+mod tx;
+
 use super::assembler::{Assembler, Insert};
-use crate::contract::{ConnId, NestedCalls, OffloadTarget, ProtocolHost, ReceiveInput};
+use super::cc::{Congestion, CongestionAlgorithm};
+use super::rtt::RttEstimator;
+use super::scoreboard::Scoreboard;
+use super::sender::Persist;
+use crate::contract::{ConnId, NestedCalls, OffloadTarget, ProtocolHost, ReceiveInput, SendInput};
 use crate::ndis::{TcpConnectionState, TcpOffloadEvent, TcpUploadReason};
 use crate::time::Instant;
 use crate::wire::SeqNum;
 use crate::wire::{flags, Segment, SegmentRepr, TcpOptions};
 
 /// The delivery layer as the engine drives it.
-pub(crate) trait Layer: OffloadTarget + ReceiveInput {}
-impl<T: OffloadTarget + ReceiveInput> Layer for T {}
+pub(crate) trait Layer: OffloadTarget + ReceiveInput + SendInput {}
+impl<T: OffloadTarget + ReceiveInput + SendInput> Layer for T {}
 
 /// Receive-path parameters (NDIS_TCP_CONNECTION_OFFLOAD_PARAMETERS and cached state).
 #[derive(Debug, Clone)]
@@ -67,6 +73,12 @@ pub struct TcpConfig {
     /// With `defer_acks`, full-sized segments after which an ACK goes out without waiting
     /// for the drain (a stretch-ACK bound, as GRO receivers have).
     pub max_ack_defer: u32,
+    /// Nagle's algorithm on the send side (RFC 896; off is TCP_NODELAY).
+    pub nagle: bool,
+    /// Congestion control of the send side.
+    pub congestion: CongestionAlgorithm,
+    /// The smallest retransmission timeout (RFC 6298 says 1 s; Linux and chimney 200 ms).
+    pub rto_min: Duration,
 }
 
 impl Default for TcpConfig {
@@ -89,6 +101,9 @@ impl Default for TcpConfig {
             challenge_keepalive: Duration::from_secs(300),
             defer_acks: false,
             max_ack_defer: 16,
+            nagle: true,
+            congestion: CongestionAlgorithm::Cubic,
+            rto_min: Duration::from_millis(200),
         }
     }
 }
@@ -172,8 +187,12 @@ pub struct ConnCounters {
     pub in_segments: u64,
     /// Segments sent.
     pub out_segments: u64,
-    /// Retransmitted segments (our FIN).
+    /// Retransmitted segments (data and FIN).
     pub retransmitted: u32,
+    /// Payload bytes sent (retransmissions included).
+    pub sent_bytes: u64,
+    /// Zero-window probes sent.
+    pub window_probes: u32,
     /// RSTs sent.
     pub out_resets: u32,
     /// Keep-alive probes sent.
@@ -221,6 +240,8 @@ pub(crate) struct ConnContext<'a> {
     pub host: &'a mut dyn ProtocolHost,
     /// Where packets to send go.
     pub tx: &'a mut dyn FnMut(&SegmentRepr<'_>),
+    /// Scratch for a data segment's payload, gathered from the host's MDLs.
+    pub scratch: &'a mut Vec<u8>,
     /// Engine configuration.
     pub cfg: &'a TcpConfig,
     /// The engine's allowance of replies to junk (RFC 5961 §7).
@@ -267,12 +288,39 @@ impl Endpoints {
     }
 }
 
-/// Our FIN, sent when the host closed, and its retransmission timer.
+/// The send half's state, allocated on the first send or disconnect (a connection that only
+/// receives never has one). Everything is in send-stream offsets (bytes since the first send
+/// byte); [`TxState::base`] maps them to sequence numbers, in one place.
 #[derive(Debug)]
-struct Closing {
-    fin: SeqNum,
+struct TxState {
+    /// Sequence number of stream offset 0.
+    base: SeqNum,
+    /// SND.UNA as an offset (the FIN, once acknowledged, is not counted here).
+    una: u64,
+    /// Next offset to send: SND.NXT (moves back to `una` on a timeout, go-back-N).
+    nxt: u64,
+    /// Highest offset sent + 1: SND.MAX.
+    max: u64,
+    /// Our FIN went out (at offset `posted`), at least once since the last timeout.
+    fin_out: bool,
+    /// Our FIN was ever sent (SND.MAX covers it).
+    fin_sent: bool,
+    /// Our FIN is acknowledged.
+    fin_acked: bool,
+    cc: Congestion,
+    rtt: RttEstimator,
+    sb: Scoreboard,
     rto_at: Option<Instant>,
-    rto: Duration,
+    persist: Persist,
+    persist_at: Option<Instant>,
+    /// Zero-window probes not answered by any ACK.
+    probes_unanswered: u32,
+    dupacks: u32,
+    /// Loss recovery until SND.UNA reaches this offset (RFC 6582 "recover").
+    recover: Option<u64>,
+    /// Karn: the end offset of a segment sent once, and when (RTT without timestamps).
+    rtt_probe: Option<(u64, Instant)>,
+    /// Consecutive retransmission timeouts.
     retries: u32,
 }
 
@@ -345,9 +393,13 @@ pub struct TcpConn {
     last_syn_challenge: Option<Instant>,
     /// When this connection last replied to junk ([`TcpConfig::junk_reply_interval`]).
     last_junk_reply: Option<Instant>,
-    /// Our FIN and its retransmission, once the host closed (boxed: most connections are
-    /// idle or receiving, and an idle connection's size matters at a million of them).
-    closing: Option<Box<Closing>>,
+    /// The send half, once the host sent or disconnected (boxed: most connections are idle
+    /// or receiving, and an idle connection's size matters at a million of them).
+    tx: Option<Box<TxState>>,
+    /// SND.WND (scaled) and the segment that set it (SND.WL1, SND.WL2; RFC 9293 §3.10.7.4).
+    snd_wnd: u32,
+    snd_wl1: SeqNum,
+    snd_wl2: SeqNum,
     /// Keep-alive deadline: the idle timer, a probe, or R-RST-2's 5-minute timer.
     ka_at: Option<Instant>,
     /// Keep-alive probes sent and not answered yet.
@@ -414,7 +466,10 @@ impl TcpConn {
             rst_challenged: false,
             last_syn_challenge: None,
             last_junk_reply: None,
-            closing: None,
+            tx: None,
+            snd_wnd: n.max_snd_wnd,
+            snd_wl1: SeqNum(n.rcv_nxt.wrapping_sub(1)),
+            snd_wl2: SeqNum(n.snd_nxt),
             ka_at: cfg.keepalive.map(|idle| now + idle),
             ka_probes: 0,
             window_update_at: None,
@@ -503,7 +558,8 @@ impl TcpConn {
     pub fn next_deadline(&self) -> Option<Instant> {
         [
             self.delack_at,
-            self.closing.as_ref().and_then(|c| c.rto_at),
+            self.tx.as_ref().and_then(|t| t.rto_at),
+            self.tx.as_ref().and_then(|t| t.persist_at),
             self.ka_at,
             self.window_update_at,
             self.ring_release_at,
@@ -528,6 +584,11 @@ impl TcpConn {
     }
 
     fn emit(&mut self, now: Instant, cx: &mut ConnContext<'_>, seq: SeqNum, fl: crate::wire::Flags) {
+        self.emit_seg(now, cx, seq, fl, &[]);
+    }
+
+    /// Sends one segment with `payload` (the ACK fields, window and options filled in).
+    fn emit_seg(&mut self, now: Instant, cx: &mut ConnContext<'_>, seq: SeqNum, fl: crate::wire::Flags, payload: &[u8]) {
         let mut options = TcpOptions::default();
         if let Some(ts) = self.ts {
             options.timestamps = Some((self.tsval(now), ts.recent));
@@ -556,7 +617,7 @@ impl TcpConn {
             flags: fl,
             window,
             options,
-            payload: &[],
+            payload,
             urgent: 0,
             ip_id: self.ip_id,
         };
@@ -825,9 +886,9 @@ impl TcpConn {
             return false;
         }
         self.max_snd_wnd = self.max_snd_wnd.max(u32::from(seg.window) << self.snd_wscale);
-        if ack.gt(self.snd_una) {
-            self.snd_una = ack;
-            self.on_fin_acked(now, cx);
+        self.on_ack(now, seg, payload_len, cx);
+        if self.stopped {
+            return false;
         }
         // spec §6.6: urgent data means upload; nothing after it is processed here. An urgent
         // pointer at or before RCV.NXT (BSD and Linux: it points just past the urgent byte)
@@ -1038,45 +1099,25 @@ impl TcpConn {
         }
     }
 
-    /// Stops our FIN's retransmission timer.
+    /// Stops the send side's timers (the connection stopped).
     fn stop_rto(&mut self) {
-        if let Some(c) = self.closing.as_mut() {
-            c.rto_at = None;
+        if let Some(t) = self.tx.as_mut() {
+            t.rto_at = None;
+            t.persist_at = None;
         }
     }
 
+    /// Our FIN was acknowledged: the state moves on (RFC 9293 §3.10.7.4).
     fn on_fin_acked(&mut self, now: Instant, cx: &mut ConnContext<'_>) {
-        let Some(fin) = self.closing.as_ref().map(|c| c.fin) else { return };
-        if self.snd_una.gt(fin) {
-            self.stop_rto();
-            self.state = match self.state {
-                TcpConnectionState::FinWait1 => TcpConnectionState::FinWait2,
-                TcpConnectionState::Closing => TcpConnectionState::TimeWait,
-                TcpConnectionState::LastAck => TcpConnectionState::Closed,
-                s => s,
-            };
-            if matches!(self.state, TcpConnectionState::TimeWait | TcpConnectionState::Closed) {
-                self.upload(now, cx, TcpUploadReason::UploadRequested);
-            }
-        }
-    }
-
-    /// Host graceful disconnect: send FIN (retransmitted until ACKed).
-    pub(crate) fn close(&mut self, now: Instant, cx: &mut ConnContext<'_>) {
-        if self.closing.is_some() || self.stopped {
-            return;
-        }
         self.state = match self.state {
-            TcpConnectionState::Established => TcpConnectionState::FinWait1,
-            TcpConnectionState::CloseWait => TcpConnectionState::LastAck,
+            TcpConnectionState::FinWait1 => TcpConnectionState::FinWait2,
+            TcpConnectionState::Closing => TcpConnectionState::TimeWait,
+            TcpConnectionState::LastAck => TcpConnectionState::Closed,
             s => s,
         };
-        let fin = self.snd_nxt;
-        let rto = cx.cfg.rto;
-        self.closing = Some(Box::new(Closing { fin, rto_at: Some(now + rto), rto, retries: 0 }));
-        self.snd_nxt = fin.plus(1);
-        self.update_window(now, cx);
-        self.emit(now, cx, fin, flags::FIN | flags::ACK);
+        if matches!(self.state, TcpConnectionState::TimeWait | TcpConnectionState::Closed) {
+            self.upload(now, cx, TcpUploadReason::UploadRequested);
+        }
     }
 
     /// Host abortive disconnect: send RST and stop (R-ABT-1).
@@ -1155,20 +1196,11 @@ impl TcpConn {
                 return;
             }
         }
-        let due = self.closing.as_ref().filter(|c| c.rto_at.is_some_and(|t| t <= now)).map(|c| (c.fin, c.retries));
-        if let Some((fin, retries)) = due {
-            if retries >= cx.cfg.max_retransmits {
-                self.stop_rto();
-                self.upload(now, cx, TcpUploadReason::TimeoutExpiration);
-                return;
-            }
-            self.counters.retransmitted += 1;
-            self.emit(now, cx, fin, flags::FIN | flags::ACK);
-            if let Some(c) = self.closing.as_mut() {
-                c.retries += 1;
-                c.rto = (c.rto * 2).min(Duration::from_secs(60));
-                c.rto_at = Some(now + c.rto);
-            }
+        if self.tx.as_ref().is_some_and(|t| t.rto_at.is_some_and(|d| d <= now)) {
+            self.on_rto(now, cx);
+        }
+        if self.tx.as_ref().is_some_and(|t| t.persist_at.is_some_and(|d| d <= now)) {
+            self.on_persist(now, cx);
         }
     }
 }

@@ -334,7 +334,7 @@ impl AppHost {
         while let Some((conn, ev)) = self.take_event() {
             let end = match ev {
                 TcpOffloadEvent::Disconnect => {
-                    let _ = target.disconnect(now, conn, DisconnectKind::Graceful, self);
+                    let _ = target.disconnect(now, conn, DisconnectKind::Graceful, NblChain::new(), self);
                     None
                 }
                 TcpOffloadEvent::Abort => Some(HostEnd::Rst),

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use crate::contract::{ConnId, InitiateOffload, ProtocolHost, ReceiveInput};
+use crate::contract::{ConnId, InitiateOffload, ProtocolHost, ReceiveInput, SendInput};
 use crate::engine::{Engine, EngineEvent};
 use crate::time::Instant;
 use crate::wire::{self, flags, Flags, SegmentRepr, SeqNum, TcpOptions};
@@ -109,7 +109,7 @@ impl Peer {
     /// SYN, the engine's SYN-ACK, ACK: returns the id of the offloaded connection. Packets the
     /// engine sends and engine events up to this connection's `Offloaded` are consumed (a
     /// harness that needs other connections' events polls them before the handshake).
-    pub fn handshake<D: InitiateOffload + ReceiveInput>(
+    pub fn handshake<D: InitiateOffload + ReceiveInput + SendInput>(
         &mut self,
         now: Instant,
         engine: &mut Engine<D>,
@@ -147,7 +147,7 @@ impl Peer {
 /// `max_steps` of them), handing every packet it sends to `sent`; returns the time of the
 /// last timer it ran (`now` when none was due).
 /// Bounded, so a timer that keeps rescheduling itself cannot hang a test.
-pub fn drive<D: InitiateOffload + ReceiveInput>(
+pub fn drive<D: InitiateOffload + ReceiveInput + SendInput>(
     engine: &mut Engine<D>,
     host: &mut dyn ProtocolHost,
     now: Instant,
