@@ -639,7 +639,13 @@ impl<'a> Sim<'a> {
             match self.sc.actions[l.sender] {
                 HostAction::TerminateAt(n) if got >= n => finish.push((id, End::Host)),
                 HostAction::AbortAt(n) if got >= n => {
-                    let _ = self.engine.disconnect(now, id, DisconnectKind::Abortive, chimney::ndis::NblChain::new(), &mut self.host);
+                    let _ = self.engine.disconnect(
+                        now,
+                        id,
+                        DisconnectKind::Abortive,
+                        chimney::ndis::NblChain::new(),
+                        &mut self.host,
+                    );
                     finish.push((id, End::Host));
                 }
                 HostAction::ReoffloadAt(n) if got >= n && !l.reoffloaded => {

@@ -423,7 +423,8 @@ fn abortive_disconnect_completes_everything_aborted() {
     r.post();
     r.feed(150, false);
     r.take();
-    r.t.disconnect(r.now, C, chimney::ndis::DisconnectKind::Abortive, chimney::ndis::NblChain::new(), &mut r.h).unwrap();
+    r.t.disconnect(r.now, C, chimney::ndis::DisconnectKind::Abortive, chimney::ndis::NblChain::new(), &mut r.h)
+        .unwrap();
     r.sent.truncate(100);
     r.post_policy(quiet(100, true));
     assert_eq!(r.take(), vec![Up::Complete(vec![(NdisStatus::RequestAborted, 0)])]);

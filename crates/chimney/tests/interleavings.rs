@@ -104,7 +104,14 @@ fn run(ops: &[Op], rcv_indication_size: u32, pool: usize) -> Result<(), TestCase
                 if matches!(op, Op::Rst) {
                     t.receive_rst(now, C, &mut h).unwrap();
                 } else {
-                    t.disconnect(now, C, chimney::ndis::DisconnectKind::Abortive, chimney::ndis::NblChain::new(), &mut h).unwrap();
+                    t.disconnect(
+                        now,
+                        C,
+                        chimney::ndis::DisconnectKind::Abortive,
+                        chimney::ndis::NblChain::new(),
+                        &mut h,
+                    )
+                    .unwrap();
                 }
             }
             Op::Fin | Op::Rst | Op::Abort => {}

@@ -565,7 +565,14 @@ impl Delivery {
     /// Fails every outstanding send with `status` (at most one partial NBL, R-SND-8), then a
     /// pending graceful disconnect with the same status (A41); the send half is closed.
     /// Loops over sends posted from inside the upcalls.
-    fn fail_sends(&mut self, now: Instant, id: ConnId, conn: &mut Conn, status: NdisStatus, host: &mut dyn ProtocolHost) {
+    fn fail_sends(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        conn: &mut Conn,
+        status: NdisStatus,
+        host: &mut dyn ProtocolHost,
+    ) {
         loop {
             let Some(side) = conn.send.as_mut() else { return };
             side.phase = SendPhase::Closed;
@@ -589,8 +596,6 @@ impl Delivery {
     fn sends_to_fail(conn: &Conn) -> bool {
         conn.send.as_ref().is_some_and(|s| !s.queue.is_empty() || s.disconnect_pending)
     }
-
-
 
     /// Recycles returned target NBLs into the pool and wakes connections waiting for one.
     fn take_back(&mut self, _now: Instant, nbls: NblChain) {
@@ -912,9 +917,9 @@ impl OffloadTarget for Delivery {
         };
         // R-DSC-1: one NBL with one NB; an abortive disconnect carries no data.
         let bad = nbl.len() > 1
-            || nbl.front().is_some_and(|n| {
-                n.net_buffer_count() > 1 || (kind == DisconnectKind::Abortive && n.data_length() > 0)
-            });
+            || nbl
+                .front()
+                .is_some_and(|n| n.net_buffer_count() > 1 || (kind == DisconnectKind::Abortive && n.data_length() > 0));
         if bad {
             return Err(PostRejected { nbls: nbl, error: ApiMisuse::BadDisconnectNbl(id) });
         }
@@ -1104,7 +1109,7 @@ impl InitiateOffload for Delivery {
         mut state: TcpOffloadState,
         _host: &mut dyn ProtocolHost,
     ) -> Result<NblChain, InitiateFailed> {
-        let fail = |status, error, state| Err(InitiateFailed { status, error: Some(error), state });
+        let fail = |status, error, state| Err(InitiateFailed { status, error: Some(error), state: Box::new(state) });
         if id.0 > self.cfg.max_conn_id {
             return fail(
                 NdisStatus::Failure,
@@ -1374,7 +1379,7 @@ impl SendInput for Delivery {
         })
     }
 
-    fn send_bytes(&self, id: ConnId, from: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+    fn send_bytes(&mut self, id: ConnId, from: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> usize {
         let Some(s) = self.conn(id).and_then(|c| c.send.as_deref()) else { return 0 };
         let mut n = 0;
         for slice in s.queue.slices(from, len) {
@@ -1389,7 +1394,13 @@ impl SendInput for Delivery {
         s.queue.nbl_ends(start).next().filter(|&e| e <= end)
     }
 
-    fn send_acked(&mut self, now: Instant, id: ConnId, upto: u64, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+    fn send_acked(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        upto: u64,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
         let Some(mut conn) = self.conns.get_mut(id.0 as usize).and_then(Option::take) else {
             return Err(ApiMisuse::UnknownConnection(id));
         };

@@ -38,7 +38,6 @@ pub use delivery::{Delivery, DeliveryConfig, DeliveryStats};
 pub use rules::{Rule, RULES};
 pub use verifier::{Verifier, VerifierCore, VerifierMode, VerifyingHost, Violation};
 
-
 /// A connection as both sides name it: the host's `NdisOffloadHandle` and the target's
 /// `MiniportOffloadContext` collapsed into one small dense id chosen by the host at offload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -282,7 +281,7 @@ pub struct InitiateFailed {
     /// Why, in words.
     pub error: Option<ApiMisuse>,
     /// The state given, returned.
-    pub state: TcpOffloadState,
+    pub state: Box<TcpOffloadState>,
 }
 
 /// The entry points a host calls on offloaded connections (spec §1.2), sans-IO: time is passed
@@ -463,7 +462,7 @@ pub trait SendInput {
     /// Shows `f` the stream's bytes from offset `from`, at most `len` of them, in order as
     /// slices of the host's MDLs (R-SND-2, R-SND-3: never copied here, never written).
     /// Returns the bytes shown (fewer when the stream holds fewer).
-    fn send_bytes(&self, conn: ConnId, from: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+    fn send_bytes(&mut self, conn: ConnId, from: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> usize {
         let _ = (conn, from, len, f);
         0
     }
@@ -478,7 +477,13 @@ pub trait SendInput {
     /// The peer acknowledged the stream up to `upto` (`posted + 1` when it acknowledged our
     /// FIN too): completes what that covers, in order, through `send_complete` and
     /// `disconnect_complete`.
-    fn send_acked(&mut self, now: Instant, conn: ConnId, upto: u64, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+    fn send_acked(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        upto: u64,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
         let _ = (now, conn, upto, host);
         Err(ApiMisuse::SendUnsupported)
     }

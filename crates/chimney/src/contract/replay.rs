@@ -16,11 +16,11 @@ use std::rc::Rc;
 
 use serde_json::Value;
 
-use super::schema::{DataNbl, Line, PostedNbl, RetStatus, MAX_BYTES};
+use super::schema::{DataNbl, Line, PostedNbl, RetStatus, SendNbl, SentNbl, MAX_BYTES};
 use super::trace::{Outcome, TraceEv, TRACE_VERSION};
 use super::{
     ApiMisuse, ConnId, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls, OffloadTarget, PostRejected,
-    ProtocolHost, ReceiveInput, Verifier, VerifierMode, Violation,
+    ProtocolHost, ReceiveInput, SendInput, Verifier, VerifierMode, Violation,
 };
 use crate::ndis::{
     DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, TcpCachedState, TcpConstState,
@@ -130,6 +130,31 @@ impl Ev {
         Ok(nbl)
     }
 
+    /// A host send NBL as posted (zeros where the trace has no bytes).
+    fn send_nbl(&self, d: &SendNbl<'_>) -> R<NetBufferList> {
+        let mut nbs = Vec::new();
+        for nb in &d.nbs {
+            let mdls = nb.mdls.iter().map(|&n| Mdl::zeroed(n)).collect();
+            let Ok(mut b) = NetBuffer::with_used_space(mdls, nb.offset, nb.length) else {
+                return self.err(format!(
+                    "{}: used space {}+{} lies outside its MDLs",
+                    super::trace::id_str(d.id),
+                    nb.offset,
+                    nb.length
+                ));
+            };
+            if let Some(data) = &nb.data {
+                b.write_used(0, data);
+            }
+            nbs.push(b);
+        }
+        if nbs.is_empty() {
+            nbs.push(NetBuffer::with_used_space(vec![Mdl::zeroed(0)], 0, 0).expect("empty"));
+        }
+        let first = nbs.remove(0);
+        Ok(NetBufferList::with_net_buffers(d.id, first, nbs))
+    }
+
     /// A target NBL carrying data (zeros where the trace has no bytes).
     fn target_nbl(d: &DataNbl<'_>) -> NetBufferList {
         let mut bytes = vec![0; d.offset];
@@ -176,6 +201,10 @@ struct Script {
     fed: HashMap<ConnId, u64>,
     fed_live: u64,
     delivered_gone: u64,
+    /// The bytes of the `send_read` line being replayed (None: not recorded).
+    read_data: Option<Vec<u8>>,
+    /// The trace's schema version.
+    version: u64,
 }
 
 impl Script {
@@ -292,6 +321,36 @@ impl Script {
             Ok((conn, chain))
         })();
         self.ok(r)
+    }
+
+    /// A `send` line's connection and NBLs.
+    fn send_chain(&mut self, ev: &Ev) -> Option<(ConnId, NblChain)> {
+        let r = (|| {
+            let Line::Send { conn, nbls, .. } = ev.read()? else { return ev.err("not a `send`") };
+            let (mut chain, mut used) = (NblChain::new(), 0);
+            for d in &nbls {
+                let n = ev.send_nbl(d)?;
+                ev.budget(&mut used, &n)?;
+                chain.push_back(n);
+            }
+            Ok((conn, chain))
+        })();
+        self.ok(r)
+    }
+
+    /// A completed send NBL rebuilt from the one posted (a stand-in if never posted).
+    fn sent_back(&mut self, d: &SentNbl) -> NetBufferList {
+        let mut nbl = self.posted_take(d.id).unwrap_or_else(|| {
+            NetBufferList::new(d.id, NetBuffer::with_used_space(vec![Mdl::zeroed(0)], 0, 0).expect("empty"))
+        });
+        for (nb, &(off, len)) in nbl.net_buffers_mut().zip(&d.nbs) {
+            if nb.reset_used_space(off, len).is_err() {
+                // Outside its MDLs: left as posted; the verifier sees the count disagree.
+            }
+        }
+        nbl.status = d.status;
+        nbl.set_tcp_offload_bytes_transferred(d.bytes_transferred);
+        nbl
     }
 
     /// The NBLs a `return` line names, from what the host holds (an id it does not hold
@@ -440,6 +499,24 @@ impl ReplayTarget {
                     host.event_indicate(conn, e, &mut nested);
                     self.absorb(nested);
                 }
+                Some(TraceEv::SendComplete) => {
+                    let line = ev.read();
+                    let Some(Line::SendComplete { conn, nbls, .. }) = self.s.borrow_mut().ok(line) else { return None };
+                    let chain: NblChain = nbls.iter().map(|d| self.s.borrow_mut().sent_back(d)).collect();
+                    let mut nested = NestedCalls::new();
+                    host.send_complete(conn, chain, &mut nested);
+                    self.absorb(nested);
+                }
+                Some(TraceEv::DisconnectComplete) => {
+                    let line = ev.read();
+                    let Some(Line::DisconnectComplete { conn, status, nbl, .. }) = self.s.borrow_mut().ok(line) else {
+                        return None;
+                    };
+                    let chain: NblChain = nbl.iter().map(|d| self.s.borrow_mut().sent_back(d)).collect();
+                    let mut nested = NestedCalls::new();
+                    host.disconnect_complete(conn, chain, status, &mut nested);
+                    self.absorb(nested);
+                }
                 _ => {
                     let msg = format!(
                         "`{}` inside a call into the target (expected an upcall, push_timer or ret)",
@@ -456,7 +533,9 @@ impl ReplayTarget {
     fn absorb(&mut self, mut nested: NestedCalls) {
         let mut s = self.s.borrow_mut();
         let line = s.line_no;
-        for (_, mut chain) in nested.drain_posts() {
+        let mut posts: Vec<_> = nested.drain_posts().collect();
+        posts.extend(nested.drain_sends());
+        for (_, mut chain) in posts {
             while let Some(n) = chain.pop_front() {
                 if s.post_keep(line, n).is_none() {
                     return;
@@ -532,11 +611,57 @@ impl OffloadTarget for ReplayTarget {
         nbl: NblChain,
         host: &mut dyn ProtocolHost,
     ) -> Result<NdisStatus, PostRejected> {
+        let ids: Vec<NblId> = nbl.iter().map(|n| n.id()).collect();
+        {
+            let mut s = self.s.borrow_mut();
+            let line = s.line_no;
+            for n in nbl {
+                if s.post_keep(line, n).is_none() {
+                    break;
+                }
+            }
+        }
         let ret = self.run_scope(host);
         match self.ret_status(&ret) {
             // Version 1 traces write SUCCESS for a disconnect taken.
-            Some(Ok(NdisStatus::Success | NdisStatus::Pending)) | None => Ok(NdisStatus::Pending),
-            _ => Err(PostRejected { nbls: nbl, error: ApiMisuse::RefusedInTrace }),
+            Some(Ok(NdisStatus::Success)) if self.s.borrow().version == 1 => Ok(NdisStatus::Pending),
+            Some(Ok(st)) => Ok(st),
+            None => Ok(NdisStatus::Pending),
+            _ => {
+                let back = ids.iter().filter_map(|&id| self.s.borrow_mut().posted_take(id)).collect();
+                Err(PostRejected { nbls: back, error: ApiMisuse::RefusedInTrace })
+            }
+        }
+    }
+
+    fn send(
+        &mut self,
+        _now: Instant,
+        conn: ConnId,
+        nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        let ids: Vec<NblId> = nbls.iter().map(|n| n.id()).collect();
+        {
+            let mut s = self.s.borrow_mut();
+            let line = s.line_no;
+            for n in nbls {
+                if s.post_keep(line, n).is_none() {
+                    break;
+                }
+            }
+        }
+        let ret = self.run_scope(host);
+        match self.ret_status(&ret) {
+            Some(Ok(st)) => Ok(st),
+            Some(Err(msg)) => {
+                let back = ids.iter().filter_map(|&id| self.s.borrow_mut().posted_take(id)).collect();
+                // The refusal's words say why (`ApiMisuse`'s text).
+                let closed = msg == ApiMisuse::SendClosed(conn).to_string();
+                let error = if closed { ApiMisuse::SendClosed(conn) } else { ApiMisuse::RefusedInTrace };
+                Err(PostRejected { nbls: back, error })
+            }
+            None => Ok(NdisStatus::Pending),
         }
     }
 
@@ -592,8 +717,8 @@ impl InitiateOffload for ReplayTarget {
                 self.s.borrow_mut().conns.insert(conn);
                 Ok(state.delegated.buffered_data)
             }
-            Some(Ok(status)) => Err(InitiateFailed { status, error: None, state }),
-            _ => Err(InitiateFailed { status: NdisStatus::Failure, error: None, state }),
+            Some(Ok(status)) => Err(InitiateFailed { status, error: None, state: Box::new(state) }),
+            _ => Err(InitiateFailed { status: NdisStatus::Failure, error: None, state: Box::new(state) }),
         }
     }
 }
@@ -670,8 +795,13 @@ impl ReplayHost {
                     nested.receive_return(chain);
                     self.close_nested()?;
                 }
+                Some(TraceEv::Send) => {
+                    let (conn, chain) = self.s.borrow_mut().send_chain(&ev)?;
+                    nested.post_send(conn, chain);
+                    self.close_nested()?;
+                }
                 _ => {
-                    let msg = format!("`{}` inside an upcall (expected post, return or ret)", ev.kind());
+                    let msg = format!("`{}` inside an upcall (expected post, return, send or ret)", ev.kind());
                     self.s.borrow_mut().fail(ReplayError { line: ev.line, msg });
                     return None;
                 }
@@ -740,6 +870,38 @@ impl ProtocolHost for ReplayHost {
     fn event_indicate(&mut self, _conn: ConnId, _event: TcpOffloadEvent, nested: &mut NestedCalls) {
         let _ = self.run_upcall(nested);
     }
+
+    fn send_complete(&mut self, _conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
+        drop(nbls);
+        let _ = self.run_upcall(nested);
+    }
+
+    fn disconnect_complete(&mut self, _conn: ConnId, nbl: NblChain, _status: NdisStatus, nested: &mut NestedCalls) {
+        drop(nbl);
+        let _ = self.run_upcall(nested);
+    }
+}
+
+impl SendInput for ReplayTarget {
+    fn send_bytes(&mut self, _conn: ConnId, _from: u64, _len: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+        match self.s.borrow_mut().read_data.take() {
+            Some(d) => {
+                f(&d);
+                d.len()
+            }
+            None => 0,
+        }
+    }
+
+    fn send_acked(
+        &mut self,
+        _now: Instant,
+        conn: ConnId,
+        _upto: u64,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        self.input_result(conn, host)
+    }
 }
 
 /// Replays the trace in `text` (JSON lines) through the verifier.
@@ -763,8 +925,9 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
     let Some(head) = head else {
         return Err(ReplayError { line: 1, msg: "empty trace".into() });
     };
-    match head.v.get("chimney_trace").and_then(Value::as_u64) {
-        Some(TRACE_VERSION) => {}
+    let version = head.v.get("chimney_trace").and_then(Value::as_u64);
+    match version {
+        Some(1 | TRACE_VERSION) => {}
         Some(v) => {
             return Err(ReplayError {
                 line: head.line,
@@ -778,12 +941,14 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
             })
         }
     }
+    let version = version.unwrap_or(TRACE_VERSION);
+    s.borrow_mut().version = version;
     let content = head.v.get("bytes").and_then(Value::as_bool).unwrap_or(false);
     let push_timer = head.v.get("push_timer").and_then(Value::as_bool).unwrap_or(false);
     let mut v = Verifier::new(ReplayTarget { s: s.clone() }, VerifierMode::Collect);
     v.core().set_push_timer_unknown(!push_timer);
     // Version 1 traces model no disconnect NBL and no disconnect completion.
-    v.core().set_untracked_disconnects(true);
+    v.core().set_untracked_disconnects(version == 1);
     let mut host = ReplayHost { s: s.clone() };
     let mut calls = 0u64;
     loop {
@@ -868,9 +1033,31 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
                             let _ = v.receive_return(now, chain, &mut host);
                         }
                     }
-                    Some(Line::Disconnect { conn, abortive, .. }) => {
+                    Some(Line::Disconnect { conn, abortive, nbl, .. }) => {
                         let kind = if abortive { DisconnectKind::Abortive } else { DisconnectKind::Graceful };
-                        let _ = v.disconnect(now, conn, kind, NblChain::new(), &mut host);
+                        let built = nbl.map(|d| ev.send_nbl(&d)).transpose();
+                        let built = s.borrow_mut().ok(built);
+                        if let Some(one) = built {
+                            let chain: NblChain = one.into_iter().collect();
+                            let _ = v.disconnect(now, conn, kind, chain, &mut host);
+                        }
+                    }
+                    Some(Line::Send { .. }) => {
+                        let sent = s.borrow_mut().send_chain(&ev);
+                        if let Some((conn, chain)) = sent {
+                            let _ = v.send(now, conn, chain, &mut host);
+                        }
+                    }
+                    Some(Line::SendAcked { conn, upto, .. }) => {
+                        let _ = v.send_acked(now, conn, upto, &mut host);
+                    }
+                    Some(Line::SendRead { conn, at, len, data, .. }) => {
+                        calls -= 1;
+                        let has = data.is_some();
+                        s.borrow_mut().read_data = data.map(|d| d.into_owned());
+                        if has {
+                            let _ = v.send_bytes(conn, at, len, &mut |_| {});
+                        }
                     }
                     Some(Line::Terminate { conn, .. }) => {
                         let delivered = v.core().delivered(conn);

@@ -137,37 +137,73 @@ pub const R_BUF_1: Rule = Rule {
 pub const R_BUF_3: Rule = Rule { id: "R-BUF-3", text: "offload-time BufferedData is delivered before any newer data" };
 
 /// R-SND-1: MiniportTcpOffloadSend takes every send on an offloaded connection and returns PENDING.
-pub const R_SND_1: Rule = Rule { id: "R-SND-1", text: "MiniportTcpOffloadSend takes every send on an offloaded connection and returns PENDING" };
+pub const R_SND_1: Rule = Rule {
+    id: "R-SND-1",
+    text: "MiniportTcpOffloadSend takes every send on an offloaded connection and returns PENDING",
+};
 /// R-SND-2: send data is read in FIFO order: NBLs in chain and call order, NBs in order, from each NB's data start.
-pub const R_SND_2: Rule = Rule { id: "R-SND-2", text: "send data is read in FIFO order: NBLs in chain and call order, NBs in order, from each NB's data start" };
+pub const R_SND_2: Rule = Rule {
+    id: "R-SND-2",
+    text: "send data is read in FIFO order: NBLs in chain and call order, NBs in order, from each NB's data start",
+};
 /// R-SND-3: the target reads the host's send MDLs and never changes their bytes.
-pub const R_SND_3: Rule = Rule { id: "R-SND-3", text: "the target reads the host's send MDLs and never changes their bytes" };
+pub const R_SND_3: Rule =
+    Rule { id: "R-SND-3", text: "the target reads the host's send MDLs and never changes their bytes" };
 /// R-SND-5: SendComplete returns only NBLs posted as sends on that connection, each exactly once, in posting order.
-pub const R_SND_5: Rule = Rule { id: "R-SND-5", text: "SendComplete returns only NBLs posted as sends on that connection, each exactly once, in posting order" };
+pub const R_SND_5: Rule = Rule {
+    id: "R-SND-5",
+    text: "SendComplete returns only NBLs posted as sends on that connection, each exactly once, in posting order",
+};
 /// R-SND-6: a send completes SUCCESS only once every one of its bytes is acknowledged by the peer.
-pub const R_SND_6: Rule = Rule { id: "R-SND-6", text: "a send completes SUCCESS only once every one of its bytes is acknowledged by the peer" };
+pub const R_SND_6: Rule = Rule {
+    id: "R-SND-6",
+    text: "a send completes SUCCESS only once every one of its bytes is acknowledged by the peer",
+};
 /// R-SND-7: per completed send NBL, TcpOffloadBytesTransferred and each NB's data-start advance equal its bytes acknowledged.
 pub const R_SND_7: Rule = Rule { id: "R-SND-7", text: "per completed send NBL, TcpOffloadBytesTransferred and each NB's data-start advance equal its bytes acknowledged" };
 /// R-SND-8: a failed completion holds at most one partial NBL, and every later send of the connection fails unsent.
-pub const R_SND_8: Rule = Rule { id: "R-SND-8", text: "a failed completion holds at most one partial NBL, and every later send of the connection fails unsent" };
+pub const R_SND_8: Rule = Rule {
+    id: "R-SND-8",
+    text: "a failed completion holds at most one partial NBL, and every later send of the connection fails unsent",
+};
 /// R-SND-9: REQUEST_ABORTED only after a reset or abortive disconnect; UPLOAD_IN_PROGRESS only while the connection is uploaded.
 pub const R_SND_9: Rule = Rule { id: "R-SND-9", text: "REQUEST_ABORTED only after a reset or abortive disconnect; UPLOAD_IN_PROGRESS only while the connection is uploaded" };
 /// R-SND-10: SendComplete and DisconnectComplete are serialized with the connection's other upcalls, never nested.
-pub const R_SND_10: Rule = Rule { id: "R-SND-10", text: "SendComplete and DisconnectComplete are serialized with the connection's other upcalls, never nested" };
+pub const R_SND_10: Rule = Rule {
+    id: "R-SND-10",
+    text: "SendComplete and DisconnectComplete are serialized with the connection's other upcalls, never nested",
+};
 /// R-SND-12: send data handed over at offload is the target's: not handed back by the offload, completed like any send.
-pub const R_SND_12: Rule = Rule { id: "R-SND-12", text: "send data handed over at offload is the target's: not handed back by the offload, completed like any send" };
+pub const R_SND_12: Rule = Rule {
+    id: "R-SND-12",
+    text: "send data handed over at offload is the target's: not handed back by the offload, completed like any send",
+};
 /// R-SND-13: at terminate completion no send or disconnect is outstanding (each completed UPLOAD_IN_PROGRESS or earlier).
-pub const R_SND_13: Rule = Rule { id: "R-SND-13", text: "at terminate completion no send or disconnect is outstanding (each completed UPLOAD_IN_PROGRESS or earlier)" };
+pub const R_SND_13: Rule = Rule {
+    id: "R-SND-13",
+    text: "at terminate completion no send or disconnect is outstanding (each completed UPLOAD_IN_PROGRESS or earlier)",
+};
 /// R-SND-14: no send or disconnect completes after terminate completed.
 pub const R_SND_14: Rule = Rule { id: "R-SND-14", text: "no send or disconnect completes after terminate completed" };
 /// R-DSC-1: MiniportTcpOffloadDisconnect takes one NBL with one NB (no data when abortive) and returns PENDING.
-pub const R_DSC_1: Rule = Rule { id: "R-DSC-1", text: "MiniportTcpOffloadDisconnect takes one NBL with one NB (no data when abortive) and returns PENDING" };
+pub const R_DSC_1: Rule = Rule {
+    id: "R-DSC-1",
+    text: "MiniportTcpOffloadDisconnect takes one NBL with one NB (no data when abortive) and returns PENDING",
+};
 /// R-DSC-3: a graceful disconnect completes after every earlier send; SUCCESS only once its data and FIN are acknowledged.
-pub const R_DSC_3: Rule = Rule { id: "R-DSC-3", text: "a graceful disconnect completes after every earlier send; SUCCESS only once its data and FIN are acknowledged" };
+pub const R_DSC_3: Rule = Rule {
+    id: "R-DSC-3",
+    text:
+        "a graceful disconnect completes after every earlier send; SUCCESS only once its data and FIN are acknowledged",
+};
 /// R-DSC-4: an abortive disconnect completes SUCCESS after every outstanding send completed REQUEST_ABORTED.
-pub const R_DSC_4: Rule = Rule { id: "R-DSC-4", text: "an abortive disconnect completes SUCCESS after every outstanding send completed REQUEST_ABORTED" };
+pub const R_DSC_4: Rule = Rule {
+    id: "R-DSC-4",
+    text: "an abortive disconnect completes SUCCESS after every outstanding send completed REQUEST_ABORTED",
+};
 /// R-DSC-5: DisconnectComplete returns the disconnect's own NBL, exactly once, never a send NBL.
-pub const R_DSC_5: Rule = Rule { id: "R-DSC-5", text: "DisconnectComplete returns the disconnect's own NBL, exactly once, never a send NBL" };
+pub const R_DSC_5: Rule =
+    Rule { id: "R-DSC-5", text: "DisconnectComplete returns the disconnect's own NBL, exactly once, never a send NBL" };
 /// R-DSC-6: no send is taken after a graceful disconnect.
 pub const R_DSC_6: Rule = Rule { id: "R-DSC-6", text: "no send is taken after a graceful disconnect" };
 
@@ -175,7 +211,9 @@ pub const R_DSC_6: Rule = Rule { id: "R-DSC-6", text: "no send is taken after a 
 pub const RULES: &[Rule] = &[
     R_POST_2, R_POST_3, R_POST_10, R_CMP_1, R_CMP_2, R_CMP_3, R_CMP_4, R_CMP_5, R_CMP_6, R_CMP_7, R_CMP_9, R_ACC_1,
     R_ACC_2, R_ACC_3, R_IND_1, R_IND_3, R_IND_4, R_IND_5, R_IND_6, R_IND_7, R_IND_11, R_RET_1, R_DEL_1, R_DEL_3,
-    R_DEL_5, R_FIN_1, R_FIN_3, R_RST_1, R_ABT_1, R_TRM_2, R_TRM_3, R_BUF_1, R_BUF_3, R_SND_1, R_SND_2, R_SND_3, R_SND_5, R_SND_6, R_SND_7, R_SND_8, R_SND_9, R_SND_10, R_SND_12, R_SND_13, R_SND_14, R_DSC_1, R_DSC_3, R_DSC_4, R_DSC_5, R_DSC_6,
+    R_DEL_5, R_FIN_1, R_FIN_3, R_RST_1, R_ABT_1, R_TRM_2, R_TRM_3, R_BUF_1, R_BUF_3, R_SND_1, R_SND_2, R_SND_3,
+    R_SND_5, R_SND_6, R_SND_7, R_SND_8, R_SND_9, R_SND_10, R_SND_12, R_SND_13, R_SND_14, R_DSC_1, R_DSC_3, R_DSC_4,
+    R_DSC_5, R_DSC_6,
 ];
 
 /// The rule with this id, if the verifier checks it.

@@ -60,6 +60,42 @@ pub struct CompletedNbl<'a> {
     pub data: Option<Cow<'a, [u8]>>,
 }
 
+/// One NB of a send NBL as posted: its MDL sizes, used space and (with bytes) the used
+/// space's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendNb<'a> {
+    /// Byte count of each MDL.
+    pub mdls: Vec<usize>,
+    /// `DataOffset`.
+    pub offset: usize,
+    /// `DataLength`.
+    pub length: usize,
+    /// The bytes to send (with `--trace-bytes`).
+    pub data: Option<Cow<'a, [u8]>>,
+}
+
+/// A send NBL (or a disconnect's NBL) as the host posted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendNbl<'a> {
+    /// The NBL.
+    pub id: NblId,
+    /// Its NBs, in order.
+    pub nbs: Vec<SendNb<'a>>,
+}
+
+/// A completed send NBL: status, count and each NB's used space afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentNbl {
+    /// The NBL.
+    pub id: NblId,
+    /// Its `Status`.
+    pub status: NdisStatus,
+    /// `TcpOffloadBytesTransferred`.
+    pub bytes_transferred: usize,
+    /// Each NB's (`DataOffset`, `DataLength`) after the completion.
+    pub nbs: Vec<(usize, usize)>,
+}
+
 /// The `status` of a `ret` line: an NDIS status, or `ERROR` (an API misuse, with `error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetStatus {
@@ -88,6 +124,34 @@ pub struct Ret<'a> {
     pub buffered: Option<Vec<DataNbl<'a>>>,
     /// An offload's host NBLs handed back.
     pub returned: Option<Vec<NblId>>,
+}
+
+fn send_nbl(out: &mut String, n: &SendNbl<'_>) {
+    let _ = write!(out, "{{\"id\":\"{}\",\"nbs\":", id_str(n.id));
+    list(out, &n.nbs, |o, nb| {
+        o.push_str("{\"mdls\":");
+        list(o, &nb.mdls, |o, m| {
+            let _ = write!(o, "{m}");
+        });
+        let _ = write!(o, ",\"offset\":{},\"length\":{}", nb.offset, nb.length);
+        data_field(o, &nb.data);
+        o.push('}');
+    });
+    out.push('}');
+}
+
+fn sent_nbl(out: &mut String, n: &SentNbl) {
+    let _ = write!(
+        out,
+        "{{\"id\":\"{}\",\"status\":\"{}\",\"bytes_transferred\":{},\"nbs\":",
+        id_str(n.id),
+        n.status,
+        n.bytes_transferred
+    );
+    list(out, &n.nbs, |o, (off, len)| {
+        let _ = write!(o, "[{off},{len}]");
+    });
+    out.push('}');
 }
 
 /// One line of a contract trace.
@@ -150,6 +214,8 @@ pub enum Line<'a> {
         conn: ConnId,
         /// Abortive (else graceful).
         abortive: bool,
+        /// Its NBL (version 2; none in version 1).
+        nbl: Option<SendNbl<'a>>,
     },
     /// MiniportTerminateOffload.
     Terminate {
@@ -227,6 +293,57 @@ pub enum Line<'a> {
         conn: ConnId,
         /// The event.
         event: TcpOffloadEvent,
+    },
+    /// MiniportTcpOffloadSend (version 2).
+    Send {
+        /// Time (ns).
+        t: u64,
+        /// The connection.
+        conn: ConnId,
+        /// The send NBLs, in order.
+        nbls: Vec<SendNbl<'a>>,
+    },
+    /// The TCP layer read send bytes to transmit (version 2).
+    SendRead {
+        /// Time (ns).
+        t: u64,
+        /// The connection.
+        conn: ConnId,
+        /// Stream offset of the first byte.
+        at: u64,
+        /// Bytes read.
+        len: usize,
+        /// The bytes (with `--trace-bytes`).
+        data: Option<Cow<'a, [u8]>>,
+    },
+    /// The TCP layer: the peer acknowledged the send stream up to `upto` (version 2).
+    SendAcked {
+        /// Time (ns).
+        t: u64,
+        /// The connection.
+        conn: ConnId,
+        /// Stream offset acknowledged (one past the data when the FIN is too).
+        upto: u64,
+    },
+    /// NdisTcpOffloadSendComplete (version 2).
+    SendComplete {
+        /// Time (ns).
+        t: u64,
+        /// The connection.
+        conn: ConnId,
+        /// The completed sends, in order.
+        nbls: Vec<SentNbl>,
+    },
+    /// NdisTcpOffloadDisconnectComplete (version 2).
+    DisconnectComplete {
+        /// Time (ns).
+        t: u64,
+        /// The connection.
+        conn: ConnId,
+        /// The status.
+        status: NdisStatus,
+        /// The disconnect's NBL, if it had one, as it came back.
+        nbl: Option<SentNbl>,
     },
     /// A connection's push-timer deadline changed (`None`: stopped).
     PushTimer {
@@ -339,6 +456,11 @@ impl Line<'_> {
             Line::Event { .. } => TraceEv::Event,
             Line::PushTimer { .. } => TraceEv::PushTimer,
             Line::Ret(_) => TraceEv::Ret,
+            Line::Send { .. } => TraceEv::Send,
+            Line::SendRead { .. } => TraceEv::SendRead,
+            Line::SendAcked { .. } => TraceEv::SendAcked,
+            Line::SendComplete { .. } => TraceEv::SendComplete,
+            Line::DisconnectComplete { .. } => TraceEv::DisconnectComplete,
         })
     }
 
@@ -356,6 +478,11 @@ impl Line<'_> {
             | Line::Complete { conn, .. }
             | Line::Indicate { conn, .. }
             | Line::Event { conn, .. }
+            | Line::Send { conn, .. }
+            | Line::SendRead { conn, .. }
+            | Line::SendAcked { conn, .. }
+            | Line::SendComplete { conn, .. }
+            | Line::DisconnectComplete { conn, .. }
             | Line::PushTimer { conn, .. } => Some(*conn),
             _ => None,
         }
@@ -374,7 +501,12 @@ impl Line<'_> {
             | Line::TcpEvent { t, conn, .. }
             | Line::Complete { t, conn, .. }
             | Line::Indicate { t, conn, .. }
-            | Line::Event { t, conn, .. } => (Some(*t), Some(*conn)),
+            | Line::Event { t, conn, .. }
+            | Line::Send { t, conn, .. }
+            | Line::SendRead { t, conn, .. }
+            | Line::SendAcked { t, conn, .. }
+            | Line::SendComplete { t, conn, .. }
+            | Line::DisconnectComplete { t, conn, .. } => (Some(*t), Some(*conn)),
             Line::Return { t, .. } | Line::Timer { t } => (Some(*t), None),
             Line::Header { version, generator, bytes, push_timer } => {
                 let _ = write!(out, "{{\"chimney_trace\":{version},\"generator\":");
@@ -439,8 +571,34 @@ impl Line<'_> {
                 out.push_str(",\"nbls\":");
                 ids(out, nbls);
             }
-            Line::Disconnect { abortive, .. } => {
+            Line::Disconnect { abortive, nbl, .. } => {
                 let _ = write!(out, ",\"kind\":\"{}\"", if *abortive { "abortive" } else { "graceful" });
+                if let Some(n) = nbl {
+                    out.push_str(",\"nbl\":");
+                    send_nbl(out, n);
+                }
+            }
+            Line::Send { nbls, .. } => {
+                out.push_str(",\"nbls\":");
+                list(out, nbls, |o, n| send_nbl(o, n));
+            }
+            Line::SendRead { at, len, data, .. } => {
+                let _ = write!(out, ",\"at\":{at},\"len\":{len}");
+                data_field(out, data);
+            }
+            Line::SendAcked { upto, .. } => {
+                let _ = write!(out, ",\"upto\":{upto}");
+            }
+            Line::SendComplete { nbls, .. } => {
+                out.push_str(",\"nbls\":");
+                list(out, nbls, sent_nbl);
+            }
+            Line::DisconnectComplete { status, nbl, .. } => {
+                let _ = write!(out, ",\"status\":\"{status}\"");
+                if let Some(n) = nbl {
+                    out.push_str(",\"nbl\":");
+                    sent_nbl(out, n);
+                }
             }
             Line::Data { len, psh, data, .. } => {
                 let _ = write!(out, ",\"len\":{len},\"psh\":{psh}");
@@ -644,6 +802,38 @@ impl<'v> Fields<'v> {
         })
     }
 
+    fn send_nbl(&self, d: &serde_json::Value) -> Read<SendNbl<'static>> {
+        let id = self.id(self.field(d, "id")?)?;
+        let mut nbs = Vec::new();
+        let mut total = 0usize;
+        for nb in self.list(d, "nbs")? {
+            let mut mdls = Vec::new();
+            for m in self.list(nb, "mdls")? {
+                match m.as_u64().and_then(|n| usize::try_from(n).ok()) {
+                    Some(n) if n <= MAX_BYTES - total => {
+                        total += n;
+                        mdls.push(n);
+                    }
+                    _ => return Err("`mdls` must list byte counts, at most 64 MiB in all".into()),
+                }
+            }
+            let length = self.size(nb, "length")?;
+            nbs.push(SendNb { mdls, offset: self.size(nb, "offset")?, length, data: self.data(nb, Some(length))? });
+        }
+        Ok(SendNbl { id, nbs })
+    }
+
+    fn sent_nbl(&self, d: &serde_json::Value) -> Read<SentNbl> {
+        let id = self.id(self.field(d, "id")?)?;
+        let mut nbs = Vec::new();
+        for nb in self.list(d, "nbs")? {
+            let pair = nb.as_array().filter(|a| a.len() == 2).and_then(|a| Some((a[0].as_u64()?, a[1].as_u64()?)));
+            let Some((o, l)) = pair else { return Err("`nbs` lists [offset, length] pairs".into()) };
+            nbs.push((o as usize, l as usize));
+        }
+        Ok(SentNbl { id, status: self.status(d)?, bytes_transferred: self.size(d, "bytes_transferred")?, nbs })
+    }
+
     fn data_nbl(&self, d: &serde_json::Value) -> Read<DataNbl<'static>> {
         let id = self.id(self.field(d, "id")?)?;
         let offset = d.get("offset").and_then(serde_json::Value::as_u64).unwrap_or(0) as usize;
@@ -746,7 +936,27 @@ impl Line<'static> {
                     "abortive" => true,
                     k => return Err(format!("disconnect kind {k:?} (graceful or abortive)")),
                 };
-                Line::Disconnect { t, conn: f.conn()?, abortive }
+                let nbl = v.get("nbl").map(|d| f.send_nbl(d)).transpose()?;
+                Line::Disconnect { t, conn: f.conn()?, abortive, nbl }
+            }
+            TraceEv::Send => {
+                let conn = f.conn()?;
+                let nbls = f.list(v, "nbls")?.iter().map(|d| f.send_nbl(d)).collect::<Read<_>>()?;
+                Line::Send { t, conn, nbls }
+            }
+            TraceEv::SendRead => {
+                let len = f.size(v, "len")?;
+                Line::SendRead { t, conn: f.conn()?, at: f.num(v, "at")?, len, data: f.data(v, Some(len))? }
+            }
+            TraceEv::SendAcked => Line::SendAcked { t, conn: f.conn()?, upto: f.num(v, "upto")? },
+            TraceEv::SendComplete => {
+                let conn = f.conn()?;
+                let nbls = f.list(v, "nbls")?.iter().map(|d| f.sent_nbl(d)).collect::<Read<_>>()?;
+                Line::SendComplete { t, conn, nbls }
+            }
+            TraceEv::DisconnectComplete => {
+                let nbl = v.get("nbl").filter(|n| !n.is_null()).map(|d| f.sent_nbl(d)).transpose()?;
+                Line::DisconnectComplete { t, conn: f.conn()?, status: f.status(v)?, nbl }
             }
             TraceEv::Terminate => Line::Terminate { t, conn: f.conn()? },
             TraceEv::Timer => Line::Timer { t },

@@ -144,9 +144,9 @@ impl SendCheck {
     /// Returns whether it was well-formed and recorded.
     pub(crate) fn on_disconnect(&mut self, kind: DisconnectKind, nbl: &NblChain) -> bool {
         let malformed = nbl.len() > 1
-            || nbl.front().is_some_and(|n| {
-                n.net_buffer_count() > 1 || (kind == DisconnectKind::Abortive && n.data_length() > 0)
-            });
+            || nbl
+                .front()
+                .is_some_and(|n| n.net_buffer_count() > 1 || (kind == DisconnectKind::Abortive && n.data_length() > 0));
         let second = self.graceful && kind == DisconnectKind::Graceful;
         if malformed || second {
             return false;
@@ -172,7 +172,9 @@ impl SendCheck {
     ) {
         match (recorded, result) {
             (true, Ok(NdisStatus::Pending)) | (false, Err(())) => {}
-            (true, Ok(other)) => f.push((&rules::R_DSC_1, None, format!("MiniportTcpOffloadDisconnect returned {other}"))),
+            (true, Ok(other)) => {
+                f.push((&rules::R_DSC_1, None, format!("MiniportTcpOffloadDisconnect returned {other}")))
+            }
             (false, Ok(_)) => f.push((&rules::R_DSC_1, None, "a malformed or repeated disconnect was taken".into())),
             (true, Err(())) => {
                 f.push((&rules::R_DSC_1, None, "a well-formed disconnect was refused".into()));
@@ -222,11 +224,7 @@ impl SendCheck {
             }
             let n = (seg.len() - pos).min(rest.len());
             if seg[pos..pos + n] != rest[..n] {
-                f.push((
-                    &rules::R_SND_3,
-                    None,
-                    format!("bytes at offset {at} differ from what the host posted there"),
-                ));
+                f.push((&rules::R_SND_3, None, format!("bytes at offset {at} differ from what the host posted there")));
                 return;
             }
             rest = &rest[n..];
@@ -277,6 +275,7 @@ impl SendCheck {
             }
             if self.failed && count > 0 {
                 f.push((&rules::R_SND_8, id, "bytes counted on a send after the failed one".into()));
+                return;
             }
             self.failed = true;
         }
@@ -320,11 +319,7 @@ impl SendCheck {
                 f.push((&rules::R_DSC_5, Some(nbl.id()), "the disconnect NBL returned by SendComplete".into()));
             }
             if pos != 0 {
-                f.push((
-                    &rules::R_SND_5,
-                    Some(nbl.id()),
-                    format!("completed ahead of {} earlier send(s)", pos),
-                ));
+                f.push((&rules::R_SND_5, Some(nbl.id()), format!("completed ahead of {} earlier send(s)", pos)));
             }
             self.posts.remove(pos);
             self.check_done(&rec, nbl, &mut partial_seen, f);

@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 
-use super::schema::{CompletedNbl, DataNbl, Line, PostedNbl, Ret, RetStatus};
+use super::schema::{CompletedNbl, DataNbl, Line, PostedNbl, Ret, RetStatus, SendNb, SendNbl, SentNbl};
 use super::{
     ApiMisuse, ConnId, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls, OffloadTarget, PostRejected,
     ProtocolHost, ReceiveInput, SendInput, SendStream,
@@ -30,7 +30,7 @@ use crate::ndis::{
 use crate::time::Instant;
 
 /// The schema version this code writes and reads.
-pub const TRACE_VERSION: u64 = 1;
+pub const TRACE_VERSION: u64 = 2;
 
 /// The kinds of trace line (their `ev` field), named in one place: the tracer writes these
 /// names, the replay and the plot read them, and docs/trace-format.md describes each (a test
@@ -68,11 +68,21 @@ pub enum TraceEv {
     PushTimer,
     /// The end of a call's scope, with its result.
     Ret,
+    /// MiniportTcpOffloadSend.
+    Send,
+    /// The TCP layer read send bytes to transmit.
+    SendRead,
+    /// The TCP layer: the peer acknowledged send bytes.
+    SendAcked,
+    /// NdisTcpOffloadSendComplete.
+    SendComplete,
+    /// NdisTcpOffloadDisconnectComplete.
+    DisconnectComplete,
 }
 
 impl TraceEv {
     /// Every kind.
-    pub const ALL: [TraceEv; 15] = [
+    pub const ALL: [TraceEv; 20] = [
         TraceEv::Offload,
         TraceEv::Post,
         TraceEv::Return,
@@ -88,6 +98,11 @@ impl TraceEv {
         TraceEv::Event,
         TraceEv::PushTimer,
         TraceEv::Ret,
+        TraceEv::Send,
+        TraceEv::SendRead,
+        TraceEv::SendAcked,
+        TraceEv::SendComplete,
+        TraceEv::DisconnectComplete,
     ];
 
     /// The `ev` value.
@@ -108,6 +123,11 @@ impl TraceEv {
             TraceEv::Event => "event",
             TraceEv::PushTimer => "push_timer",
             TraceEv::Ret => "ret",
+            TraceEv::Send => "send",
+            TraceEv::SendRead => "send_read",
+            TraceEv::SendAcked => "send_acked",
+            TraceEv::SendComplete => "send_complete",
+            TraceEv::DisconnectComplete => "disconnect_complete",
         }
     }
 
@@ -314,6 +334,42 @@ impl TraceWriter {
         self.call(&Line::Post { t: self.t(), conn, nbls: posted });
     }
 
+    /// A send (or disconnect) NBL as posted, bytes included when recorded.
+    fn send_rec(&self, nbl: &NetBufferList) -> SendNbl<'static> {
+        let nbs = nbl
+            .net_buffers()
+            .map(|nb| {
+                let data = self.bytes.then(|| {
+                    let mut v = Vec::with_capacity(nb.data_length());
+                    nb.copy_out(nb.data_offset(), nb.data_length(), &mut v);
+                    Cow::Owned(v)
+                });
+                SendNb {
+                    mdls: nb.mdl_chain().iter().map(|m| m.byte_count()).collect(),
+                    offset: nb.data_offset(),
+                    length: nb.data_length(),
+                    data,
+                }
+            })
+            .collect();
+        SendNbl { id: nbl.id(), nbs }
+    }
+
+    /// A completed send NBL: status, count, each NB's used space.
+    fn sent_rec(nbl: &NetBufferList) -> SentNbl {
+        SentNbl {
+            id: nbl.id(),
+            status: nbl.status,
+            bytes_transferred: nbl.tcp_offload_bytes_transferred(),
+            nbs: nbl.net_buffers().map(|nb| (nb.data_offset(), nb.data_length())).collect(),
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, nbls: &NblChain) {
+        let recs = nbls.iter().map(|n| self.send_rec(n)).collect();
+        self.call(&Line::Send { t: self.t(), conn, nbls: recs });
+    }
+
     fn ids(nbls: &NblChain) -> Vec<NblId> {
         nbls.iter().map(|n| n.id()).collect()
     }
@@ -367,6 +423,15 @@ impl TraceWriter {
             self.call(&Line::Return { t: self.t(), nbls: Self::ids(&returns) });
             self.ret(Self::status(NdisStatus::Success));
             theirs.receive_return(returns);
+        }
+        for (conn, nbls) in mine.drain_sends() {
+            self.send(conn, &nbls);
+            self.ret(Self::status(NdisStatus::Pending));
+            theirs.post_send(conn, nbls);
+        }
+        // Performed later as an ordinary call (traced then).
+        for (conn, kind, nbl) in mine.drain_disconnects() {
+            theirs.disconnect(conn, kind, nbl);
         }
     }
 }
@@ -439,11 +504,19 @@ impl ProtocolHost for TracingHost<'_> {
     }
 
     fn send_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
-        self.host.send_complete(conn, nbls, nested);
+        let done = nbls.iter().map(TraceWriter::sent_rec).collect();
+        self.out.call(&Line::SendComplete { t: self.out.t(), conn, nbls: done });
+        self.host.send_complete(conn, nbls, &mut self.scratch);
+        self.out.nested(&mut self.scratch, nested);
+        self.out.ret(Ret::default());
     }
 
     fn disconnect_complete(&mut self, conn: ConnId, nbl: NblChain, status: NdisStatus, nested: &mut NestedCalls) {
-        self.host.disconnect_complete(conn, nbl, status, nested);
+        let rec = nbl.front().map(TraceWriter::sent_rec);
+        self.out.call(&Line::DisconnectComplete { t: self.out.t(), conn, status, nbl: rec });
+        self.host.disconnect_complete(conn, nbl, status, &mut self.scratch);
+        self.out.nested(&mut self.scratch, nested);
+        self.out.ret(Ret::default());
     }
 }
 
@@ -547,10 +620,13 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
             self,
             host,
             now,
-            |out| { out.call(&Line::Disconnect { t: out.t(), conn, abortive: kind == DisconnectKind::Abortive }) },
+            |out| {
+                let rec = nbl.front().map(|n| out.send_rec(n));
+                out.call(&Line::Disconnect { t: out.t(), conn, abortive: kind == DisconnectKind::Abortive, nbl: rec })
+            },
             |h| self.inner.disconnect(now, conn, kind, nbl, h),
             |r, _o| match &r {
-                Ok(_) => TraceWriter::status(NdisStatus::Success),
+                Ok(s) => TraceWriter::status(*s),
                 Err(rej) => TraceWriter::error(&rej.error),
             }
         )
@@ -563,7 +639,12 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
         nbls: NblChain,
         host: &mut dyn ProtocolHost,
     ) -> Result<NdisStatus, PostRejected> {
-        self.inner.send(now, conn, nbls, host)
+        traced!(self, host, now, |out| { out.send(conn, &nbls) }, |h| self.inner.send(now, conn, nbls, h), |r, _o| {
+            match &r {
+                Ok(s) => TraceWriter::status(*s),
+                Err(rej) => TraceWriter::error(&rej.error),
+            }
+        })
     }
 
     fn terminate_offload(
@@ -778,21 +859,50 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Tracer<T> {
     }
 }
 
-impl<T: SendInput> SendInput for Tracer<T> {
+impl<T: OffloadTarget + SendInput> SendInput for Tracer<T> {
     fn send_stream(&self, conn: ConnId) -> SendStream {
         self.inner.send_stream(conn)
     }
 
-    fn send_bytes(&self, conn: ConnId, from: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> usize {
-        self.inner.send_bytes(conn, from, len, f)
+    fn send_bytes(&mut self, conn: ConnId, from: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+        let Some(out) = self.out.as_mut() else {
+            return self.inner.send_bytes(conn, from, len, f);
+        };
+        let mut copy = Vec::new();
+        let bytes = out.bytes;
+        let n = self.inner.send_bytes(conn, from, len, &mut |b: &[u8]| {
+            if bytes {
+                copy.extend_from_slice(b);
+            }
+            f(b)
+        });
+        let data = bytes.then_some(Cow::Owned(copy));
+        out.call(&Line::SendRead { t: out.t(), conn, at: from, len: n, data });
+        n
     }
 
     fn send_nbl_end(&self, conn: ConnId, start: u64, end: u64) -> Option<u64> {
         self.inner.send_nbl_end(conn, start, end)
     }
 
-    fn send_acked(&mut self, now: Instant, conn: ConnId, upto: u64, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
-        self.inner.send_acked(now, conn, upto, host)
+    fn send_acked(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        upto: u64,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        traced!(
+            self,
+            host,
+            now,
+            |out| { out.call(&Line::SendAcked { t: out.t(), conn, upto }) },
+            |h| self.inner.send_acked(now, conn, upto, h),
+            |r, _o| match &r {
+                Ok(()) => TraceWriter::status(NdisStatus::Success),
+                Err(e) => TraceWriter::error(e),
+            }
+        )
     }
 
     fn take_send_ready(&mut self, out: &mut Vec<ConnId>) {

@@ -1206,7 +1206,15 @@ impl<T: InitiateOffload> InitiateOffload for Verifier<T> {
         host: &mut dyn ProtocolHost,
     ) -> Result<NblChain, InitiateFailed> {
         self.core.begin_initiate(conn, &state);
+        let send_ids: Vec<NblId> = state.delegated.send_data.iter().map(|n| n.id()).collect();
         let r = self.inner.initiate_offload(now, conn, state, &mut VerifyingHost::new(&self.core, host));
+        if let Ok(back) = &r {
+            let mut f = Found(Vec::new());
+            for n in back.iter().filter(|n| send_ids.contains(&n.id())) {
+                f.add(&rules::R_SND_12, Some(conn), Some(n.id()), "send data handed back by the offload");
+            }
+            self.core.report(f);
+        }
         self.core.end_initiate(conn, r.is_ok());
         self.after();
         r
@@ -1355,7 +1363,7 @@ impl<T: OffloadTarget + SendInput> SendInput for Verifier<T> {
         self.inner.send_stream(conn)
     }
 
-    fn send_bytes(&self, conn: ConnId, from: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+    fn send_bytes(&mut self, conn: ConnId, from: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> usize {
         let mut found = Found(Vec::new());
         let mut at = from;
         let n = self.inner.send_bytes(conn, from, len, &mut |b: &[u8]| {
@@ -1372,7 +1380,13 @@ impl<T: OffloadTarget + SendInput> SendInput for Verifier<T> {
         self.inner.send_nbl_end(conn, start, end)
     }
 
-    fn send_acked(&mut self, now: Instant, conn: ConnId, upto: u64, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+    fn send_acked(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        upto: u64,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
         let mut f = Found(Vec::new());
         self.core.with_send(conn, &mut f, |s, _| s.on_acked(upto));
         let r = self.inner.send_acked(now, conn, upto, &mut VerifyingHost::new(&self.core, host));

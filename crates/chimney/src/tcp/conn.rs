@@ -588,7 +588,14 @@ impl TcpConn {
     }
 
     /// Sends one segment with `payload` (the ACK fields, window and options filled in).
-    fn emit_seg(&mut self, now: Instant, cx: &mut ConnContext<'_>, seq: SeqNum, fl: crate::wire::Flags, payload: &[u8]) {
+    fn emit_seg(
+        &mut self,
+        now: Instant,
+        cx: &mut ConnContext<'_>,
+        seq: SeqNum,
+        fl: crate::wire::Flags,
+        payload: &[u8],
+    ) {
         let mut options = TcpOptions::default();
         if let Some(ts) = self.ts {
             options.timestamps = Some((self.tsval(now), ts.recent));

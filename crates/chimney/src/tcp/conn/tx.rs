@@ -18,8 +18,8 @@ use std::time::Duration;
 use super::{ConnContext, TcpConn, TxState};
 use crate::contract::SendStream;
 use crate::ndis::{TcpConnectionState, TcpUploadReason};
-use crate::tcp::{Congestion, RttEstimator, Scoreboard, SeqNum, DUP_THRESH};
 use crate::tcp::sender::{self, Persist, SendState};
+use crate::tcp::{Congestion, RttEstimator, Scoreboard, SeqNum, DUP_THRESH};
 use crate::time::Instant;
 use crate::wire::{flags, Segment};
 
@@ -165,7 +165,7 @@ impl TcpConn {
             }
         }
         self.arm_timers(now, t);
-        if window_blocked && t.max == t.una && !(t.fin_sent && !t.fin_acked) && t.persist_at.is_none() {
+        if window_blocked && t.max == t.una && (!t.fin_sent || t.fin_acked) && t.persist_at.is_none() {
             t.persist_at = Some(now + t.persist.interval());
         }
     }
@@ -204,10 +204,10 @@ impl TcpConn {
         let psh = end == posted || cx.delivery.send_nbl_end(self.id, off, end).is_some();
         let mut fl = flags::ACK;
         if psh {
-            fl = fl | flags::PSH;
+            fl |= flags::PSH;
         }
         if fin && n as u64 == len {
-            fl = fl | flags::FIN;
+            fl |= flags::FIN;
         }
         let seq = t.seq(off);
         if off < t.max {
@@ -346,7 +346,7 @@ impl TcpConn {
                 if len > 0 {
                     let posted = cx.delivery.send_stream(self.id).posted;
                     let una = t.una;
-                        self.send_data(now, &mut t, una, len, posted, false, cx);
+                    self.send_data(now, &mut t, una, len, posted, false, cx);
                     t.sb.on_retransmit(t.una + len);
                 } else if t.fin_sent {
                     let seq = t.seq(t.max);
