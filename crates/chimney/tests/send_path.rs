@@ -126,7 +126,7 @@ fn transfer(total: usize, nbl_size: usize, drop_every: usize) -> (Vec<u8>, Vec<u
             }
             seen += 1;
             let off = u64::from(s.seq.0.wrapping_sub(base));
-            if drop_every > 0 && seen % drop_every == 0 && off >= next {
+            if drop_every > 0 && seen.is_multiple_of(drop_every) && off >= next {
                 continue;
             }
             if !s.payload.is_empty() {
