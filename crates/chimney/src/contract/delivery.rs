@@ -186,6 +186,8 @@ struct SendSide {
     disconnect_pending: bool,
     /// The host aborted: the engine owes the peer a RST.
     host_aborted: bool,
+    /// The host disconnected gracefully (even if that failed): no more sends (R-DSC-6).
+    graceful: bool,
 }
 
 impl SendSide {
@@ -197,6 +199,7 @@ impl SendSide {
             disconnect_nbl: NblChain::new(),
             disconnect_pending: false,
             host_aborted: false,
+            graceful: false,
         }
     }
 
@@ -484,6 +487,7 @@ impl Delivery {
     fn post_send_into(conn: &mut Conn, id: ConnId, nbls: NblChain) -> Result<(), PostRejected> {
         let side = conn.send.get_or_insert_with(|| Box::new(SendSide::new()));
         match side.phase {
+            _ if side.graceful => Err(PostRejected { nbls, error: ApiMisuse::SendClosed(id) }),
             SendPhase::FinQueued | SendPhase::FinAcked => Err(PostRejected { nbls, error: ApiMisuse::SendClosed(id) }),
             SendPhase::Open | SendPhase::Closed => {
                 side.queue.post(nbls);
@@ -925,9 +929,10 @@ impl OffloadTarget for Delivery {
         }
         let side = conn.send.get_or_insert_with(|| Box::new(SendSide::new()));
         if kind == DisconnectKind::Graceful {
-            if matches!(side.phase, SendPhase::FinQueued | SendPhase::FinAcked) {
+            if side.graceful {
                 return Err(PostRejected { nbls: nbl, error: ApiMisuse::SendClosed(id) });
             }
+            side.graceful = true;
             if conn.phase == Phase::Aborted || side.phase == SendPhase::Closed {
                 // R-DSC-5: failed only because the connection was reset or aborted.
                 let Some(mut conn) = self.conns.get_mut(id.0 as usize).and_then(Option::take) else {
