@@ -115,6 +115,7 @@ fn random_policy(r: &mut SplitMix64) -> AppPolicy {
         post_in_indication: r.below(4) == 0,
         indication,
         return_in_upcall: r.below(3) == 0,
+        ..AppPolicy::default()
     }
 }
 

@@ -197,3 +197,73 @@ fn small_sends_and_empty_ones() {
     assert!(stream == data);
     assert_eq!(host.done.len(), 5_000);
 }
+
+/// An echo application (`SendPolicy::Echo`) on the engine: a scripted peer sends a stream and
+/// its FIN; it must get the same stream back, then our FIN, with the verifier on.
+#[test]
+fn echo_returns_the_stream_then_closes() {
+    use chimney::testkit::host::{AppPolicy, SendPolicy};
+    let target: SocketAddr = TARGET.parse().unwrap();
+    let cfg = EngineConfig { listen: vec![target], ..EngineConfig::default() };
+    let mut e = Engine::new(cfg, Verifier::new(Delivery::new(DeliveryConfig::default()), VerifierMode::Strict));
+    let mut host = AppHost::new();
+    let mut peer = Peer::new(target, SocketAddr::new([198, 18, 0, 2].into(), 40_001), 9_000);
+    let mut now = Instant::ZERO;
+    let conn = peer.handshake(now, &mut e, &mut host).unwrap();
+    let policy = AppPolicy { send: SendPolicy::Echo, send_size: 3000, ..AppPolicy::default() };
+    host.set_policy(conn, policy);
+    host.top_up(now, conn, &mut e).unwrap();
+    let data = pattern(60_000, 5);
+    for (k, c) in data.chunks(1000).enumerate() {
+        let seq = peer.seq_at(k as u64 * 1000);
+        e.handle_packet(now, &peer.segment(seq, flags::ACK | flags::PSH, c), &mut host);
+    }
+    e.handle_packet(now, &peer.segment(peer.seq_at(data.len() as u64), flags::ACK | flags::FIN, &[]), &mut host);
+    let base = peer.iss.wrapping_add(1);
+    let mut echoed = Vec::new();
+    let mut fin = false;
+    let mut out = Vec::new();
+    for _ in 0..100_000 {
+        host.react(now, &mut e, &mut |_, _, _| {});
+        let mut acks = Vec::new();
+        let mut produced = false;
+        while e.poll_transmit(&mut out) {
+            produced = true;
+            let Ok(s) = wire::parse(&out) else { continue };
+            let off = u64::from(s.seq.0.wrapping_sub(base)) as usize;
+            if off == echoed.len() && !s.payload.is_empty() {
+                echoed.extend_from_slice(s.payload);
+            }
+            if s.has(flags::FIN) && off + s.payload.len() == echoed.len() {
+                fin = true;
+            }
+            if !s.payload.is_empty() || s.has(flags::FIN) {
+                let ack = base.wrapping_add(echoed.len() as u32).wrapping_add(u32::from(fin));
+                acks.push(peer.segment_acking(peer.seq_at(data.len() as u64 + 1), ack, flags::ACK, &[]));
+            }
+        }
+        for a in acks {
+            e.handle_packet(now, &a, &mut host);
+        }
+        if fin && host.conn(conn).disconnect_status.is_some() {
+            break;
+        }
+        if !produced {
+            match e.poll_timeout() {
+                Some(t) => {
+                    now = t.max(now + Duration::from_micros(1));
+                    e.handle_timeout(now, &mut host);
+                }
+                None => break,
+            }
+        }
+    }
+    assert_eq!(echoed.len(), data.len());
+    assert!(echoed == data, "the echo is the stream");
+    assert!(fin, "our FIN followed the echo");
+    let c = host.conn(conn);
+    assert_eq!(c.sent, data.len() as u64);
+    assert_eq!(c.disconnect_status, Some(NdisStatus::Success));
+    assert!(c.send_statuses.iter().all(|(st, _)| *st == NdisStatus::Success), "{:?}", c.send_statuses);
+    assert_eq!(c.send_outstanding, 0);
+}

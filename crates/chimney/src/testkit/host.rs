@@ -45,6 +45,28 @@ pub enum IndicationPolicy {
     Refuse,
 }
 
+/// What the application sends on one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SendPolicy {
+    /// Nothing (a receive-only application).
+    #[default]
+    None,
+    /// Every byte received is sent back (an echo server); on the peer's FIN, the rest, then
+    /// a graceful disconnect.
+    Echo,
+    /// This many bytes of [`source_pattern`], then a graceful disconnect.
+    Source(u64),
+}
+
+/// Byte `offset` of the stream `serve --source` sends and `connect --echo-check` expects:
+/// a simple seeded sequence both ends can produce without coordination.
+pub fn source_pattern(offset: u64, out: &mut [u8]) {
+    for (i, b) in out.iter_mut().enumerate() {
+        let x = (offset + i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        *b = (x >> 56) as u8;
+    }
+}
+
 /// How an application posts and consumes on one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppPolicy {
@@ -66,6 +88,13 @@ pub struct AppPolicy {
     pub indication: IndicationPolicy,
     /// Return accepted indication NBLs from inside the next upcall rather than at top level.
     pub return_in_upcall: bool,
+    /// What the application sends.
+    pub send: SendPolicy,
+    /// Bytes per send NBL (split over two MDLs).
+    pub send_size: usize,
+    /// Send bytes posted and not yet completed at most: an echo application stops taking
+    /// data beyond it, so a peer that does not read closes its own window (backpressure).
+    pub send_window: usize,
 }
 
 impl Default for AppPolicy {
@@ -80,6 +109,9 @@ impl Default for AppPolicy {
             post_in_indication: false,
             indication: IndicationPolicy::AcceptAll,
             return_in_upcall: false,
+            send: SendPolicy::None,
+            send_size: 64 * 1024,
+            send_window: 1 << 20,
         }
     }
 }
@@ -105,6 +137,24 @@ pub struct AppConn {
     pub events: Vec<TcpOffloadEvent>,
     /// Requests posted and not yet completed.
     pub outstanding: usize,
+    /// Send bytes the peer acknowledged (TcpOffloadBytesTransferred of completed sends).
+    pub sent: u64,
+    /// SHA-256 of the bytes posted as sends, in order.
+    pub sent_sha256: Sha256,
+    /// Send bytes posted.
+    pub send_posted: u64,
+    /// Send bytes posted and not completed.
+    pub send_outstanding: u64,
+    /// Send NBLs completed, by status.
+    pub send_statuses: Vec<(NdisStatus, u64)>,
+    /// Received bytes waiting to be echoed.
+    pub to_echo: Vec<u8>,
+    /// The application will disconnect once everything it has to send is posted.
+    pub closing: bool,
+    /// A graceful disconnect was posted.
+    pub disconnect_posted: bool,
+    /// How the disconnect completed.
+    pub disconnect_status: Option<NdisStatus>,
 }
 
 impl core::fmt::Debug for AppHost {
@@ -124,6 +174,11 @@ impl AppConn {
     /// Completions seen with status `s`.
     pub fn with_status(&self, s: NdisStatus) -> u64 {
         self.statuses.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n)
+    }
+
+    /// Send completions seen with status `s`.
+    pub fn sends_with_status(&self, s: NdisStatus) -> u64 {
+        self.send_statuses.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n)
     }
 }
 
@@ -280,7 +335,11 @@ impl AppHost {
 
     fn take_bytes(&mut self, conn: ConnId, nb: &NetBuffer, start: usize, len: usize) {
         let (record, hash) = (self.record, self.hash);
+        let echo = self.policies.get(&conn).is_some_and(|p| p.send == SendPolicy::Echo);
         let c = self.conns.entry(conn).or_default();
+        if echo {
+            nb.copy_out(start, len, &mut c.to_echo);
+        }
         c.bytes += len as u64;
         if record {
             nb.copy_out(start, len, &mut c.stream);
@@ -302,7 +361,11 @@ impl AppHost {
     /// delivered bytes.
     pub fn receive_host_path(&mut self, conn: ConnId, bytes: &[u8]) {
         let (record, hash) = (self.record, self.hash);
+        let echo = self.policies.get(&conn).is_some_and(|p| p.send == SendPolicy::Echo);
         let c = self.conns.entry(conn).or_default();
+        if echo {
+            c.to_echo.extend_from_slice(bytes);
+        }
         c.bytes += bytes.len() as u64;
         if record {
             c.stream.extend_from_slice(bytes);
@@ -334,7 +397,13 @@ impl AppHost {
         while let Some((conn, ev)) = self.take_event() {
             let end = match ev {
                 TcpOffloadEvent::Disconnect => {
-                    let _ = target.disconnect(now, conn, DisconnectKind::Graceful, NblChain::new(), self);
+                    if self.policy(conn).send == SendPolicy::None {
+                        let _ = target.disconnect(now, conn, DisconnectKind::Graceful, NblChain::new(), self);
+                    } else {
+                        // The rest of what it sends, then FIN.
+                        self.conns.entry(conn).or_default().closing = true;
+                        self.pump_sends(now, conn, target);
+                    }
                     None
                 }
                 TcpOffloadEvent::Abort => Some(HostEnd::Rst),
@@ -391,7 +460,8 @@ impl ProtocolHost for AppHost {
             c.outstanding = c.outstanding.saturating_sub(1);
             c.count_status(status);
             let live = status == NdisStatus::Success;
-            if policy.repost_in_completion && live && policy.keep_posted > 0 {
+            let room = !Self::send_full(c, &policy);
+            if policy.repost_in_completion && live && policy.keep_posted > 0 && room {
                 Self::arm(nbl, &policy);
                 c.outstanding += 1;
                 repost.append(&mut one);
@@ -403,6 +473,7 @@ impl ProtocolHost for AppHost {
         if policy.return_in_upcall {
             nested.receive_return(self.held.take());
         }
+        self.queue_sends(conn, nested);
     }
 
     fn receive_indicate(
@@ -418,7 +489,10 @@ impl ProtocolHost for AppHost {
         };
         let nb = first.net_buffer();
         let len = nb.data_length();
+        let full = self.conns.get(&conn).is_some_and(|c| Self::send_full(c, &policy));
         let take = match policy.indication {
+            // An echo application with its send window full takes nothing more for now.
+            _ if full => 0,
             IndicationPolicy::AcceptAll => len,
             IndicationPolicy::AcceptUpTo(k) => k.min(len),
             IndicationPolicy::Refuse => 0,
@@ -436,6 +510,7 @@ impl ProtocolHost for AppHost {
         if policy.return_in_upcall {
             nested.receive_return(self.held.take());
         }
+        self.queue_sends(conn, nested);
         if take == len {
             self.held.append(&mut { nbl });
             IndicateReturn::Success
@@ -452,6 +527,126 @@ impl ProtocolHost for AppHost {
         if self.policy(conn).return_in_upcall {
             nested.receive_return(self.held.take());
         }
+    }
+
+    fn send_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
+        let policy = self.policy(conn);
+        let c = self.conns.entry(conn).or_default();
+        let was_full = Self::send_full(c, &policy);
+        for n in nbls.iter() {
+            let acked = n.tcp_offload_bytes_transferred() as u64;
+            let left: u64 = n.net_buffers().map(|nb| nb.data_length() as u64).sum();
+            c.sent += acked;
+            c.send_outstanding = c.send_outstanding.saturating_sub(acked + left);
+            match c.send_statuses.iter_mut().find(|(k, _)| *k == n.status) {
+                Some((_, k)) => *k += 1,
+                None => c.send_statuses.push((n.status, 1)),
+            }
+        }
+        let live = nbls.iter().all(|n| n.status == NdisStatus::Success);
+        drop(nbls);
+        if live && was_full && !Self::send_full(self.conns.entry(conn).or_default(), &policy) {
+            // Room again: take data again (a post also re-enables indications).
+            let chain = self.top_up_chain_min_one(conn, &policy);
+            nested.post_receive(conn, chain);
+        }
+        if live {
+            self.queue_sends(conn, nested);
+        }
+    }
+
+    fn disconnect_complete(&mut self, conn: ConnId, _nbl: NblChain, status: NdisStatus, _nested: &mut NestedCalls) {
+        self.conns.entry(conn).or_default().disconnect_status = Some(status);
+    }
+}
+
+impl AppHost {
+    /// Whether an echo application holds as much unsent and unacknowledged data as it allows.
+    fn send_full(c: &AppConn, policy: &AppPolicy) -> bool {
+        policy.send == SendPolicy::Echo
+            && c.send_outstanding as usize + c.to_echo.len() >= policy.send_window.max(1)
+    }
+
+    /// The send NBLs the application has ready for `conn` now (echoed bytes, or the next part
+    /// of its source stream), within its send window; and whether it should now disconnect.
+    fn next_sends(&mut self, conn: ConnId) -> (NblChain, bool) {
+        let policy = self.policy(conn);
+        let size = policy.send_size.max(1);
+        let mut chain = NblChain::new();
+        loop {
+            let c = self.conns.entry(conn).or_default();
+            if c.disconnect_posted || c.send_outstanding as usize >= policy.send_window.max(size) {
+                break;
+            }
+            let bytes: Vec<u8> = match policy.send {
+                SendPolicy::None => break,
+                SendPolicy::Echo => {
+                    if c.to_echo.is_empty() {
+                        break;
+                    }
+                    let n = c.to_echo.len().min(size);
+                    c.to_echo.drain(..n).collect()
+                }
+                SendPolicy::Source(total) => {
+                    let n = (total - c.send_posted.min(total)).min(size as u64) as usize;
+                    if n == 0 {
+                        c.closing = true;
+                        break;
+                    }
+                    let mut v = vec![0; n];
+                    source_pattern(c.send_posted, &mut v);
+                    v
+                }
+            };
+            c.sent_sha256.update(&bytes);
+            c.send_posted += bytes.len() as u64;
+            c.send_outstanding += bytes.len() as u64;
+            self.serial += 1;
+            let cut = bytes.len() / 2;
+            let nb = NetBuffer::new(vec![Mdl::from_bytes(bytes[..cut].to_vec()), Mdl::from_bytes(bytes[cut..].to_vec())]);
+            chain.push_back(NetBufferList::new(NblId::new(PoolTag::Host, self.serial), nb));
+        }
+        let c = self.conns.entry(conn).or_default();
+        let source_done = matches!(policy.send, SendPolicy::Source(t) if c.send_posted >= t);
+        let echo_done = policy.send == SendPolicy::Echo && c.to_echo.is_empty();
+        let disconnect = c.closing && !c.disconnect_posted && (source_done || echo_done);
+        if disconnect {
+            c.disconnect_posted = true;
+        }
+        (chain, disconnect)
+    }
+
+    /// Posts what is ready to send from inside an upcall (and the disconnect after it).
+    fn queue_sends(&mut self, conn: ConnId, nested: &mut NestedCalls) {
+        let (chain, disconnect) = self.next_sends(conn);
+        nested.post_send(conn, chain);
+        if disconnect {
+            nested.disconnect(conn, DisconnectKind::Graceful, NblChain::new());
+        }
+    }
+
+    /// Posts what is ready to send on `conn` (top level): a source's first data, echoed bytes
+    /// the host path received, the rest and the disconnect after the peer's FIN.
+    pub fn pump_sends(&mut self, now: Instant, conn: ConnId, target: &mut dyn OffloadTarget) {
+        let (chain, disconnect) = self.next_sends(conn);
+        if !chain.is_empty() {
+            if let Err(rej) = target.send(now, conn, chain, self) {
+                let c = self.conns.entry(conn).or_default();
+                let back: u64 = rej.nbls.iter().map(|n| n.data_length() as u64).sum();
+                c.send_outstanding = c.send_outstanding.saturating_sub(back);
+            }
+        }
+        if disconnect {
+            let _ = target.disconnect(now, conn, DisconnectKind::Graceful, NblChain::new(), self);
+        }
+    }
+
+    /// SHA-256 of everything posted as sends on `conn` so far.
+    pub fn sent_sha256(&self, conn: ConnId) -> [u8; 32] {
+        self.conns
+            .get(&conn)
+            .map(|c| c.sent_sha256.clone().finalize().into())
+            .unwrap_or_else(|| Sha256::new().finalize().into())
     }
 }
 
