@@ -58,6 +58,13 @@ pub struct ServeArgs {
     /// to finish, then reset the rest. Their `end` is `shutdown`.
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     pub shutdown_drain_ms: u64,
+    /// Echo: every byte received is sent back through the send path; after the peer's FIN,
+    /// the rest, then our FIN.
+    #[arg(long, conflicts_with = "source")]
+    pub echo: bool,
+    /// Send N bytes (suffixes: K, M, KiB, …) of a seeded pattern to each client, then FIN.
+    #[arg(long, value_name = "N", value_parser = crate::size::u64_bytes)]
+    pub source: Option<u64>,
     #[command(flatten)]
     pub trace: crate::args::TraceArgs,
     #[command(flatten)]
@@ -193,6 +200,10 @@ fn json_line(r: &ConnReport, file: Option<String>) -> serde_json::Value {
         "peer": r.peer.to_string(),
         "bytes": r.bytes,
         "sha256": r.sha256_hex(),
+        "sent": r.sent,
+        "sent_sha256": crate::report::hex(&r.sent_sha256),
+        "send_completions": r.send_completions,
+        "send_aborted": r.send_aborted,
         "end": r.end.as_str(),
         "completions": r.completions,
         "aborted": r.aborted,
@@ -233,10 +244,15 @@ impl Tally {
 
 pub fn run(a: &ServeArgs) -> ExitCode {
     let fail = |msg: String| crate::error::CliError::new("serve", msg).exit();
-    let (policy, impair) = match crate::args::parse_flags(&a.policy, &a.impair) {
+    let (mut policy, impair) = match crate::args::parse_flags(&a.policy, &a.impair) {
         Ok(x) => x,
         Err(e) => return fail(e),
     };
+    if a.echo {
+        policy.send = chimney::testkit::host::SendPolicy::Echo;
+    } else if let Some(n) = a.source {
+        policy.send = chimney::testkit::host::SendPolicy::Source(n);
+    }
     if let Err(e) = a.local.check_listen(a.listen) {
         return fail(e);
     }

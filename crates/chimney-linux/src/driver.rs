@@ -203,6 +203,14 @@ pub struct ConnReport {
     pub oob: Vec<u8>,
     /// Times the host took the connection over (urgent data) and offloaded it again.
     pub reoffloads: u32,
+    /// Send bytes the peer acknowledged (`serve --echo`, `--source`).
+    pub sent: u64,
+    /// SHA-256 of the bytes the application posted as sends.
+    pub sent_sha256: [u8; 32],
+    /// Send NBLs completed.
+    pub send_completions: u64,
+    /// Send NBLs completed REQUEST_ABORTED or UPLOAD_IN_PROGRESS.
+    pub send_aborted: u64,
 }
 
 struct Live {
@@ -654,6 +662,8 @@ impl Driver {
                     },
                 );
                 let _ = self.host.top_up(now, conn, &mut self.engine);
+                // A source starts sending at once.
+                self.host.pump_sends(now, conn, &mut self.engine);
             }
         }
         // Slow consumers resume once the window has been zero (or the peer has finished
@@ -898,6 +908,7 @@ impl Driver {
         }
         self.host.return_held(now, &mut self.engine);
         let sha256 = self.host.sha256(conn);
+        let sent_sha256 = self.host.sent_sha256(conn);
         let seen = self.host.forget(conn);
         let violations = self.violations().iter().filter(|v| v.conn == Some(conn)).count();
         self.reports.push(ConnReport {
@@ -916,6 +927,10 @@ impl Driver {
             duration: now.saturating_duration_since(live.started),
             oob: live.oob,
             reoffloads: live.reoffloads,
+            sent: seen.sent,
+            sent_sha256,
+            send_completions: seen.send_statuses.iter().map(|(_, n)| n).sum(),
+            send_aborted: seen.send_statuses.iter().filter(|(s, _)| *s != NdisStatus::Success).map(|(_, n)| n).sum(),
         });
     }
 

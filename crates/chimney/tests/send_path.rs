@@ -202,6 +202,13 @@ fn small_sends_and_empty_ones() {
 /// its FIN; it must get the same stream back, then our FIN, with the verifier on.
 #[test]
 fn echo_returns_the_stream_then_closes() {
+    // A send window the stream overfills: receiving stops and resumes as sends complete.
+    for window in [1 << 20, 4096] {
+        echo(window);
+    }
+}
+
+fn echo(window: usize) {
     use chimney::testkit::host::{AppPolicy, SendPolicy};
     let target: SocketAddr = TARGET.parse().unwrap();
     let cfg = EngineConfig { listen: vec![target], ..EngineConfig::default() };
@@ -210,7 +217,7 @@ fn echo_returns_the_stream_then_closes() {
     let mut peer = Peer::new(target, SocketAddr::new([198, 18, 0, 2].into(), 40_001), 9_000);
     let mut now = Instant::ZERO;
     let conn = peer.handshake(now, &mut e, &mut host).unwrap();
-    let policy = AppPolicy { send: SendPolicy::Echo, send_size: 3000, ..AppPolicy::default() };
+    let policy = AppPolicy { send: SendPolicy::Echo, send_size: 3000, send_window: window, ..AppPolicy::default() };
     host.set_policy(conn, policy);
     host.top_up(now, conn, &mut e).unwrap();
     let data = pattern(60_000, 5);

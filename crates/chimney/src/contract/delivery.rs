@@ -940,6 +940,8 @@ impl OffloadTarget for Delivery {
                 };
                 self.upcall_disconnect_complete(now, id, &mut conn, nbl, ambiguity::STATUS_AFTER_ABORT, host);
                 self.conns[id.0 as usize] = Some(conn);
+                // Requests posted inside that upcall complete REQUEST_ABORTED.
+                self.run(now, id, host, &[], false);
                 self.drive(now, host);
                 return Ok(NdisStatus::Pending);
             }
@@ -1409,8 +1411,14 @@ impl SendInput for Delivery {
         let Some(mut conn) = self.conns.get_mut(id.0 as usize).and_then(Option::take) else {
             return Err(ApiMisuse::UnknownConnection(id));
         };
+        let posted_before = conn.posted.len();
         self.send_progress(now, id, &mut conn, upto, host);
+        let posted = conn.posted.len() != posted_before;
         self.conns[id.0 as usize] = Some(conn);
+        if posted {
+            // The host posted receive requests inside a send completion: serve them now.
+            self.run(now, id, host, &[], false);
+        }
         self.drive(now, host);
         Ok(())
     }

@@ -563,8 +563,7 @@ impl ProtocolHost for AppHost {
 impl AppHost {
     /// Whether an echo application holds as much unsent and unacknowledged data as it allows.
     fn send_full(c: &AppConn, policy: &AppPolicy) -> bool {
-        policy.send == SendPolicy::Echo
-            && c.send_outstanding as usize + c.to_echo.len() >= policy.send_window.max(1)
+        policy.send == SendPolicy::Echo && c.send_outstanding as usize + c.to_echo.len() >= policy.send_window.max(1)
     }
 
     /// The send NBLs the application has ready for `conn` now (echoed bytes, or the next part
@@ -603,7 +602,8 @@ impl AppHost {
             c.send_outstanding += bytes.len() as u64;
             self.serial += 1;
             let cut = bytes.len() / 2;
-            let nb = NetBuffer::new(vec![Mdl::from_bytes(bytes[..cut].to_vec()), Mdl::from_bytes(bytes[cut..].to_vec())]);
+            let nb =
+                NetBuffer::new(vec![Mdl::from_bytes(bytes[..cut].to_vec()), Mdl::from_bytes(bytes[cut..].to_vec())]);
             chain.push_back(NetBufferList::new(NblId::new(PoolTag::Host, self.serial), nb));
         }
         let c = self.conns.entry(conn).or_default();
