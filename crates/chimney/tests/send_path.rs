@@ -274,3 +274,99 @@ fn echo(window: usize) {
     assert!(c.send_statuses.iter().all(|(st, _)| *st == NdisStatus::Success), "{:?}", c.send_statuses);
     assert_eq!(c.send_outstanding, 0);
 }
+
+/// Active open: the engine connects out (SYN with MSS, window scale, SACK-permitted and
+/// timestamps), a scripted server answers SYN-ACK, the connection is offloaded, and a send
+/// reaches the server. A reset SYN-SENT and an unanswered one are reported as failures.
+#[test]
+fn active_open_offloads_and_sends() {
+    use chimney::engine::EngineEvent;
+    let local: SocketAddr = "198.18.0.1:40000".parse().unwrap();
+    let remote: SocketAddr = "198.18.0.2:9000".parse().unwrap();
+    let mut e = Engine::new(
+        EngineConfig::default(),
+        Verifier::new(Delivery::new(DeliveryConfig::default()), VerifierMode::Strict),
+    );
+    let mut host = Sender::default();
+    let now = Instant::ZERO;
+    e.connect(now, local, remote).unwrap();
+    assert!(e.connect(now, local, remote).is_err(), "a second open of the same tuple is refused");
+    let mut out = Vec::new();
+    assert!(e.poll_transmit(&mut out));
+    let syn = wire::parse(&out).unwrap();
+    assert!(syn.has(flags::SYN) && !syn.has(flags::ACK));
+    assert!(syn.options.mss.is_some() && syn.options.window_scale.is_some() && syn.options.sack_permitted);
+    let (iss, tsval) = (syn.seq.0, syn.options.timestamps.unwrap().0);
+    // The server: `Peer` seen from the other side (its `irs` is our ISS).
+    let mut server = Peer::new(local, remote, 50_000);
+    server.iss = iss;
+    server.tsecr = tsval;
+    server.syn_options = chimney::wire::TcpOptions {
+        mss: Some(1460),
+        window_scale: Some(7),
+        sack_permitted: true,
+        sack: None,
+        timestamps: Some((1000, tsval)),
+    };
+    let synack =
+        server.segment_with(50_000, iss.wrapping_add(1), flags::SYN | flags::ACK, 0xFFFF, server.syn_options, &[]);
+    e.handle_packet(now, &synack, &mut host);
+    assert!(e.poll_transmit(&mut out));
+    let ack = wire::parse(&out).unwrap();
+    assert!(ack.has(flags::ACK) && !ack.has(flags::SYN));
+    assert_eq!(ack.ack.0, 50_001);
+    let conn = loop {
+        match e.poll_event() {
+            Some(EngineEvent::Offloaded { conn, remote: r, .. }) if r == remote => break conn,
+            Some(_) => continue,
+            None => panic!("not offloaded"),
+        }
+    };
+    let data = pattern(5_000, 9);
+    e.send(now, conn, NblChain::single(send_nbl(1, &data, 2)), &mut host).unwrap();
+    let mut got = Vec::new();
+    while e.poll_transmit(&mut out) {
+        let s = wire::parse(&out).unwrap();
+        got.extend_from_slice(s.payload);
+    }
+    assert!(got.len() < data.len(), "Nagle holds the last small segment while data is in flight");
+    let ack = server.segment_acking(50_001, iss.wrapping_add(1 + got.len() as u32), flags::ACK, &[]);
+    e.handle_packet(now, &ack, &mut host);
+    while e.poll_transmit(&mut out) {
+        let s = wire::parse(&out).unwrap();
+        got.extend_from_slice(s.payload);
+    }
+    assert!(got == data, "the data went out after the handshake");
+    // Failures: a RST answering our SYN, and silence.
+    let other: SocketAddr = "198.18.0.2:9001".parse().unwrap();
+    e.connect(now, local, other).unwrap();
+    assert!(e.poll_transmit(&mut out));
+    let syn = wire::parse(&out).unwrap();
+    let rst = Peer::new(local, other, 1).segment_acking(0, syn.seq.0.wrapping_add(1), flags::RST | flags::ACK, &[]);
+    e.handle_packet(now, &rst, &mut host);
+    let silent: SocketAddr = "198.18.0.2:9002".parse().unwrap();
+    e.connect(now, local, silent).unwrap();
+    let mut syns = 0;
+    let mut t = now;
+    while let Some(d) = e.poll_timeout() {
+        if d > now + Duration::from_secs(120) {
+            break;
+        }
+        t = d.max(t);
+        e.handle_timeout(t, &mut host);
+        while e.poll_transmit(&mut out) {
+            let s = wire::parse(&out).unwrap();
+            if s.has(flags::SYN) && s.dst_port == 9002 {
+                syns += 1;
+            }
+        }
+    }
+    assert_eq!(syns, 4, "the SYN, then three retransmissions");
+    let mut failed = Vec::new();
+    while let Some(ev) = e.poll_event() {
+        if let EngineEvent::ConnectFailed { remote, reset, .. } = ev {
+            failed.push((remote, reset));
+        }
+    }
+    assert_eq!(failed, vec![(other, true), (silent, false)]);
+}

@@ -80,6 +80,15 @@ impl Embryo {
     }
 }
 
+/// An active open in SYN-SENT (RFC 9293 §3.10.7.3): our SYN and its retransmission.
+#[derive(Debug)]
+struct Connecting {
+    iss: SeqNum,
+    ts_offset: u32,
+    retries: u32,
+    rto_at: Instant,
+}
+
 /// A connection the handshake completed, ready to offload.
 #[derive(Debug)]
 pub(crate) struct Established {
@@ -141,6 +150,8 @@ pub(crate) enum Outcome {
     /// Not acceptable to the host stack: answer with RST.
     Refuse,
     Established(Box<Established>),
+    /// An active open failed: the peer reset it.
+    ConnectFailed,
 }
 
 pub(crate) struct Listener {
@@ -159,6 +170,10 @@ pub(crate) struct Listener {
     /// When the last cookie went out: ACKs for no half-open are checked as cookies only
     /// within two cookie lifetimes of it (as Linux), so that a random ACK costs no hash.
     last_cookie: Option<Instant>,
+    /// Active opens waiting for their SYN-ACK.
+    connecting: HashMap<FourTuple, Connecting, ahash::RandomState>,
+    /// Active opens that gave up (no answer after the retries), for the engine to report.
+    pub connect_timeouts: Vec<FourTuple>,
     /// What the listener counted.
     pub counts: ListenerCounts,
 }
@@ -223,8 +238,108 @@ impl Listener {
             suspects: HashMap::with_hasher(ahash::RandomState::with_seeds(seed ^ 5, seed ^ 6, seed ^ 7, seed ^ 8)),
             serial: 0,
             last_cookie: None,
+            connecting: HashMap::with_hasher(ahash::RandomState::with_seeds(seed ^ 9, seed ^ 10, seed ^ 11, seed ^ 12)),
+            connect_timeouts: Vec::new(),
             counts: ListenerCounts::default(),
         }
+    }
+
+    /// Whether an active open to this tuple is in progress.
+    pub fn is_connecting(&self, key: &FourTuple) -> bool {
+        self.connecting.contains_key(key)
+    }
+
+    /// The SYN of an active open.
+    fn syn(key: FourTuple, c: &Connecting, now: Instant, cfg: &TcpConfig) -> SegmentRepr<'static> {
+        let options = TcpOptions {
+            mss: Some(cfg.mss),
+            window_scale: Some(cfg.window_scale()),
+            sack_permitted: true,
+            sack: None,
+            timestamps: Some((ms(now).wrapping_add(c.ts_offset), 0)),
+        };
+        let window = cfg.rcv_wnd.min(0xFFFF) as u16;
+        SegmentRepr { options, ..SegmentRepr::control(key.0, key.1, c.iss, SeqNum(0), flags::SYN, window) }
+    }
+
+    /// Starts an active open from `key.0` to `key.1`: SYN now, retransmitted on the SYN-ACK
+    /// timer; the SYN-ACK completes it like a passive open's ACK does.
+    pub fn connect(&mut self, now: Instant, key: FourTuple, cfg: &TcpConfig, push: &mut dyn FnMut(&SegmentRepr<'_>)) {
+        let h = tuple_hash(&self.keys, &key);
+        let iss = SeqNum((h as u32).wrapping_add((now.as_nanos() / 4000) as u32));
+        let c = Connecting { iss, ts_offset: (h >> 32) as u32, retries: 0, rto_at: now + self.cfg.synack_rto };
+        push(&Self::syn(key, &c, now, cfg));
+        self.timers.push(Reverse((c.rto_at, key)));
+        self.connecting.insert(key, c);
+    }
+
+    /// A segment for an active open in SYN-SENT (RFC 9293 §3.10.7.3).
+    fn on_syn_sent(
+        &mut self,
+        now: Instant,
+        key: FourTuple,
+        seg: &Segment<'_>,
+        cfg: &TcpConfig,
+        push: &mut dyn FnMut(&SegmentRepr<'_>),
+    ) -> Outcome {
+        let Some(c) = self.connecting.get(&key) else { return Outcome::Handled };
+        let ack_ok = seg.has(flags::ACK) && seg.ack == c.iss.plus(1);
+        if seg.has(flags::ACK) && !ack_ok {
+            // An ACK of something we never sent: RST (unless it is one).
+            if seg.has(flags::RST) {
+                return Outcome::Dropped(crate::tcp::TcpDrop::RstOutOfWindow);
+            }
+            push(&reset_for(key.0, key.1, seg));
+            return Outcome::Handled;
+        }
+        if seg.has(flags::RST) {
+            if ack_ok {
+                self.connecting.remove(&key);
+                return Outcome::ConnectFailed;
+            }
+            return Outcome::Dropped(crate::tcp::TcpDrop::RstOutOfWindow);
+        }
+        if !seg.has(flags::SYN) || !ack_ok {
+            // A bare SYN (simultaneous open) or a segment without ACK: not handled here.
+            return Outcome::Dropped(crate::tcp::TcpDrop::NoAck);
+        }
+        let c = self.connecting.remove(&key).expect("present");
+        let mut peer = seg.options;
+        peer.window_scale = peer.window_scale.map(|s| s.min(14));
+        let ts_recent = peer.timestamps.map(|(v, _)| v);
+        let rcv_nxt = seg.seq.plus(1);
+        let wscale = peer.window_scale.map(|_| cfg.window_scale());
+        let unit = 1u32 << wscale.unwrap_or(0);
+        let window = cfg.rcv_wnd.min(0xFFFF * unit);
+        let rcv_adv = rcv_nxt.plus(window);
+        // Our ACK completes the handshake (its window is scaled).
+        let tsval = ms(now).wrapping_add(c.ts_offset);
+        let options = TcpOptions { timestamps: ts_recent.map(|r| (tsval, r)), ..TcpOptions::default() };
+        let field = (window / unit).min(0xFFFF) as u16;
+        push(&SegmentRepr { options, ..SegmentRepr::control(key.0, key.1, c.iss.plus(1), rcv_nxt, flags::ACK, field) });
+        self.serial += 1;
+        let negotiated = Negotiated {
+            local: key.0,
+            remote: key.1,
+            rcv_nxt: rcv_nxt.0,
+            snd_nxt: c.iss.plus(1).0,
+            rcv_wscale: wscale,
+            peer_mss: peer.mss.unwrap_or(536),
+            snd_wscale: peer.window_scale,
+            sack: peer.sack_permitted,
+            ts_recent,
+            ts_offset: c.ts_offset,
+            rcv_adv: rcv_adv.0,
+            // The SYN-ACK's window is never scaled (RFC 7323 §2.2).
+            max_snd_wnd: u32::from(seg.window),
+        };
+        Outcome::Established(Box::new(Established {
+            negotiated,
+            peer,
+            buffered: Vec::new(),
+            forward: Vec::new(),
+            serial: self.serial,
+        }))
     }
 
     /// Half-open connections held now.
@@ -288,6 +403,9 @@ impl Listener {
         push: &mut dyn FnMut(&SegmentRepr<'_>),
     ) -> Outcome {
         let key = (local, remote);
+        if self.connecting.contains_key(&key) {
+            return self.on_syn_sent(now, key, seg, cfg, push);
+        }
         if let Some(e) = self.embryos.get_mut(&key) {
             if seg.has(flags::RST) {
                 // RFC 5961 §3 in SYN-RECEIVED: at RCV.NXT the half-open is gone; elsewhere in
@@ -574,6 +692,22 @@ impl Listener {
                 break;
             }
             self.timers.pop();
+            if let Some(c) = self.connecting.get_mut(&key) {
+                if c.rto_at != t {
+                    continue;
+                }
+                if c.retries >= self.cfg.synack_retries {
+                    self.connecting.remove(&key);
+                    self.connect_timeouts.push(key);
+                    continue;
+                }
+                c.retries += 1;
+                c.rto_at = now + self.cfg.synack_rto * (1 << c.retries.min(6));
+                self.timers.push(Reverse((c.rto_at, key)));
+                let r = Self::syn(key, self.connecting.get(&key).expect("present"), now, cfg);
+                push(&r);
+                continue;
+            }
             let Some(e) = self.embryos.get_mut(&key) else { continue };
             if e.rto_at != t {
                 continue;

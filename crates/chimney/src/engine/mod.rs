@@ -92,6 +92,15 @@ pub enum EngineEvent {
         /// Its id.
         conn: ConnId,
     },
+    /// An active open ([`Engine::connect`]) failed.
+    ConnectFailed {
+        /// Our end.
+        local: SocketAddr,
+        /// The peer.
+        remote: SocketAddr,
+        /// The peer reset it (else no SYN-ACK came after the retries).
+        reset: bool,
+    },
 }
 
 /// What became of one packet.
@@ -387,11 +396,12 @@ impl<D: InitiateOffload + ReceiveInput + SendInput> Engine<D> {
             self.stats.count_wire(WireError::Martian);
             return;
         }
-        let listening = self
-            .cfg
-            .listen
-            .iter()
-            .any(|l| l.port() == local.port() && (l.ip().is_unspecified() || l.ip() == local.ip()));
+        let listening = self.listener.is_connecting(&(local, remote))
+            || self
+                .cfg
+                .listen
+                .iter()
+                .any(|l| l.port() == local.port() && (l.ip().is_unspecified() || l.ip() == local.ip()));
         let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
         let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
         let out = if listening {
@@ -414,7 +424,29 @@ impl<D: InitiateOffload + ReceiveInput + SendInput> Engine<D> {
             listener::Outcome::Established(n) => {
                 let _ = self.offload(now, *n, None, host);
             }
+            listener::Outcome::ConnectFailed => {
+                tracing::debug!(remote = %remote, "active open reset by the peer");
+                self.events.push_back(EngineEvent::ConnectFailed { local, remote, reset: true });
+            }
         }
+    }
+
+    /// Active open: the host stack connects from `local` to `remote` (SYN now, retransmitted
+    /// with backoff); once the SYN-ACK arrives the connection is offloaded like a passive
+    /// one (`EngineEvent::Offloaded`), or `EngineEvent::ConnectFailed` says why not.
+    pub fn connect(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr) -> Result<(), ApiMisuse> {
+        let key = (local, remote);
+        let martian = wire::addr::is_martian(local.ip(), local.port(), remote.ip(), remote.port(), &self.cfg.prefixes);
+        if martian || local.is_ipv6() != remote.is_ipv6() {
+            return Err(ApiMisuse::OffloadRefused);
+        }
+        if self.lookup(&key).is_some() || self.listener.is_connecting(&key) {
+            return Err(ApiMisuse::OffloadRefused);
+        }
+        let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
+        let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
+        self.listener.connect(now, key, &self.cfg.tcp, &mut push);
+        Ok(())
     }
 
     /// Offloads an established connection again after the host uploaded it (terminate,
@@ -590,6 +622,9 @@ impl<D: InitiateOffload + ReceiveInput + SendInput> Engine<D> {
         let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
         let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
         self.listener.on_timer(now, &self.cfg.tcp, &mut push);
+        for (local, remote) in std::mem::take(&mut self.listener.connect_timeouts) {
+            self.events.push_back(EngineEvent::ConnectFailed { local, remote, reset: false });
+        }
     }
 
     /// What the host did inside upcalls on the send side: transmits for connections whose
