@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 mod args;
 mod bench;
+mod connect;
 mod demo;
 mod error;
 mod pcap;
@@ -51,8 +52,12 @@ enum Command {
     /// network namespace we create to the offload target; every stream is checked byte for
     /// byte and by the contract verifier.
     Demo(demo::DemoArgs),
-    /// Run the target as a sink server on a TUN device in the current network namespace.
+    /// Run the target as a server on a TUN device in the current network namespace: a sink,
+    /// or with --echo / --source N a sender through the offloaded send path.
     Serve(serve::ServeArgs),
+    /// The client role: connect out from the target on a TUN device (active open), offload
+    /// the connection and send through it (--send N, --echo-check N).
+    Connect(connect::ConnectArgs),
     /// Deterministic simulation: smoltcp senders, an adversary, random host behaviours.
     Sim(sim::SimArgs),
     /// List every rule the contract verifier checks, one per line.
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
         }
         Command::Demo(a) => demo::run(&a),
         Command::Serve(a) => serve::run(&a),
+        Command::Connect(a) => connect::run(&a),
         Command::Sim(a) => sim::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Plot(a) => plot::run(&a),

@@ -229,12 +229,27 @@ struct Tally {
     bytes: u64,
     violations: usize,
     ends: HashMap<&'static str, usize>,
+    /// `connect --echo-check`: the SHA-256 every connection must receive.
+    expect: Option<String>,
+    /// Connections that did not receive it (or did not end with FIN), and, for `connect`,
+    /// ones that never connected.
+    inexact: usize,
+    /// `connect`: a refused or unreachable peer is a failure.
+    client: bool,
 }
 
 impl Tally {
     fn add(&mut self, r: &ConnReport, out: Option<&Mutex<OutDir>>) {
         let file = out.and_then(|o| o.lock().unwrap_or_else(|e| e.into_inner()).names.remove(&r.peer));
-        println!("{}", json_line(r, file));
+        let mut line = json_line(r, file);
+        if let Some(want) = &self.expect {
+            let exact = r.sha256_hex() == *want && r.end.as_str() == "fin";
+            line["exact"] = exact.into();
+            self.inexact += usize::from(!exact);
+        } else if self.client && matches!(r.end.as_str(), "refused" | "unreachable") {
+            self.inexact += 1;
+        }
+        println!("{line}");
         self.ended += 1;
         self.bytes += r.bytes;
         self.violations += r.violations;
@@ -243,7 +258,22 @@ impl Tally {
 }
 
 pub fn run(a: &ServeArgs) -> ExitCode {
-    let fail = |msg: String| crate::error::CliError::new("serve", msg).exit();
+    run_as(a, &Mode::default())
+}
+
+/// What `chimney connect` adds to a serve run.
+#[derive(Default)]
+pub struct Mode {
+    /// Active opens made at the start (our end, the peer); no listening.
+    pub connect: Vec<(SocketAddr, SocketAddr)>,
+    /// The SHA-256 (hex) each connection must receive (`--echo-check`).
+    pub expect: Option<String>,
+}
+
+/// serve's run, or connect's (`mode`).
+pub fn run_as(a: &ServeArgs, mode: &Mode) -> ExitCode {
+    let what = if mode.connect.is_empty() { "serve" } else { "connect" };
+    let fail = |msg: String| crate::error::CliError::new(what, msg).exit();
     let (mut policy, impair) = match crate::args::parse_flags(&a.policy, &a.impair) {
         Ok(x) => x,
         Err(e) => return fail(e),
@@ -253,8 +283,10 @@ pub fn run(a: &ServeArgs) -> ExitCode {
     } else if let Some(n) = a.source {
         policy.send = chimney::testkit::host::SendPolicy::Source(n);
     }
-    if let Err(e) = a.local.check_listen(a.listen) {
-        return fail(e);
+    if mode.connect.is_empty() {
+        if let Err(e) = a.local.check_listen(a.listen) {
+            return fail(e);
+        }
     }
     if let Err(e) = crate::args::check_mtu(a.mtu, a.listen.is_ipv6()) {
         return fail(e);
@@ -288,6 +320,11 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         a.mtu,
     );
     cfg.shutdown_drain = Duration::from_millis(a.shutdown_drain_ms.max(1));
+    if !mode.connect.is_empty() {
+        // Only the active opens: nothing is accepted.
+        cfg.engine.listen.clear();
+        cfg.connect = mode.connect.clone();
+    }
     let capture = match a.pcap.as_deref().map(crate::pcap::open).transpose() {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -321,9 +358,18 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, handler);
         let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGTERM, handler);
     }
-    eprintln!("chimney serve: listening on {} via {} ({local}); Ctrl-C to stop", a.listen, a.tun);
+    if mode.connect.is_empty() {
+        eprintln!("chimney serve: listening on {} via {} ({local}); Ctrl-C to stop", a.listen, a.tun);
+    } else {
+        eprintln!(
+            "chimney connect: {} connection(s) to {} via {} ({local})",
+            mode.connect.len(),
+            mode.connect[0].1,
+            a.tun
+        );
+    }
     let t0 = WallClock::now();
-    let mut tally = Tally::default();
+    let mut tally = Tally { expect: mode.expect.clone(), client: !mode.connect.is_empty(), ..Tally::default() };
     let mut reports = Vec::new();
     let mut failed: Option<String> = None;
     let out_error = || out.as_ref().and_then(|o| o.lock().unwrap_or_else(|e| e.into_inner()).error.clone());
@@ -363,7 +409,7 @@ pub fn run(a: &ServeArgs) -> ExitCode {
         }
     }
     let all = summary.violations.len();
-    let Tally { ended, bytes, violations, ends } = tally;
+    let Tally { ended, bytes, violations, ends, inexact, .. } = tally;
     if let (Some(c), Some(path)) = (&capture, &a.pcap) {
         if let Err(e) = crate::pcap::finish(c) {
             errors.push(format!("writing {}: {e}", path.display()));
@@ -383,9 +429,9 @@ pub fn run(a: &ServeArgs) -> ExitCode {
             "per_queue_offloads": summary.per_queue_offloads,
         }})
     );
-    if let Some(code) = crate::error::exit_all("serve", errors) {
+    if let Some(code) = crate::error::exit_all(what, errors) {
         code
-    } else if all == 0 {
+    } else if all == 0 && inexact == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -967,6 +967,76 @@ cat /tmp/chimney-echo-$$.out; rm -f /tmp/chimney-echo-$$.out
         }
     }
 
+    /// Real applications on the send path, unmodified: `nc` reads `serve --source N` to the
+    /// end; `chimney connect --send N` writes to `nc -l`; `chimney connect --echo-check N`
+    /// gets its stream back from a Linux echo server. Byte-exact, zero violations, FIN ends.
+    #[test]
+    fn send_path_with_nc_and_connect() {
+        need_root();
+        need_tool("nc -h", "nc (netcat-openbsd)");
+        need_tool("python3 -V", "python3");
+        let bin = env!("CARGO_BIN_EXE_chimney");
+        let script = format!(
+            r#"ip link set lo up
+{bin} serve --tun cnc0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 1 --source 16M > /tmp/chimney-src-$$.out &
+pid=$!
+sleep 0.5
+timeout 30 nc 198.18.0.1 5001 < /dev/null | sha256sum | sed "s/^/NC_GOT /"
+wait $pid; echo "SOURCE_EXIT $?"
+cat /tmp/chimney-src-$$.out
+timeout 30 nc -l 9000 | sha256sum | sed "s/^/NCL_GOT /" &
+sleep 0.3
+{bin} connect 198.18.0.2:9000 --tun cnc1 --local 198.18.0.2/24 --send 8M; echo "SEND_EXIT $?"
+wait
+timeout 30 python3 -c '
+import socket
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("", 9001)); l.listen(1)
+c, _ = l.accept()
+while True:
+    b = c.recv(1 << 16)
+    if not b: break
+    c.sendall(b)
+c.close()
+' &
+sleep 0.3
+{bin} connect 198.18.0.2:9001 --tun cnc2 --local 198.18.0.2/24 --echo-check 16M; echo "ECHO_EXIT $?"
+wait
+{bin} connect 198.18.0.2:9009 --tun cnc3 --local 198.18.0.2/24 --send 1K; echo "REFUSED_EXIT $?"
+rm -f /tmp/chimney-src-$$.out
+"#
+        );
+        let out = in_new_netns(&script, false);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        let lines: Vec<Value> =
+            text.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+        let conns: Vec<&Value> = lines.iter().filter(|v| v.get("peer").is_some()).collect();
+        assert_eq!(conns.len(), 4, "{text} {err}");
+        // serve --source 16M into nc.
+        assert!(text.contains("SOURCE_EXIT 0"), "{text} {err}");
+        let got = text.lines().find_map(|l| l.strip_prefix("NC_GOT ")).expect("nc ran");
+        assert_eq!(conns[0]["sent"].as_u64(), Some(16 << 20), "{}", conns[0]);
+        assert_eq!(got.split_whitespace().next(), conns[0]["sent_sha256"].as_str(), "nc received what serve sent");
+        // connect --send 8M into nc -l.
+        assert!(text.contains("SEND_EXIT 0"), "{text} {err}");
+        let got = text.lines().find_map(|l| l.strip_prefix("NCL_GOT ")).expect("nc -l ran");
+        assert_eq!(conns[1]["sent"].as_u64(), Some(8 << 20), "{}", conns[1]);
+        assert_eq!(got.split_whitespace().next(), conns[1]["sent_sha256"].as_str(), "nc -l received what connect sent");
+        // connect --echo-check 16M against an echo server.
+        assert!(text.contains("ECHO_EXIT 0"), "{text} {err}");
+        assert_eq!(conns[2]["exact"], true, "{}", conns[2]);
+        assert_eq!(conns[2]["bytes"].as_u64(), Some(16 << 20), "{}", conns[2]);
+        // Nothing listens on 9009: refused, exit 1.
+        assert!(text.contains("REFUSED_EXIT 1"), "{text} {err}");
+        assert_eq!(conns[3]["end"], "refused", "{}", conns[3]);
+        for c in &conns[..3] {
+            assert_eq!(c["violations"], 0, "{c}");
+            assert_eq!(c["send_aborted"], 0, "{c}");
+            assert_eq!(c["end"], "fin", "{c}");
+        }
+    }
+
     /// Runs `serve` for one connection in a fresh namespace with `setup` after it started and
     /// `client` (Python) as the peer; returns serve's connection line and summary.
     fn serve_one(tun: &str, setup: &str, client: &str) -> (Value, Value, String) {

@@ -58,6 +58,8 @@ pub struct DriverConfig {
     /// On [`Driver::shutdown`]: how long connections closed gracefully may take to finish
     /// before they are reset (zero: upload at once, without a word to the peers).
     pub shutdown_drain: Duration,
+    /// Active opens the driver makes when it starts, (our end, the peer): `chimney connect`.
+    pub connect: Vec<(SocketAddr, SocketAddr)>,
 }
 
 /// The host ends a connection before the peer does (`--close-after-*`, `--abort-after-*`).
@@ -100,6 +102,7 @@ impl Default for DriverConfig {
             direct_placement: true,
             host_close: None,
             shutdown_drain: Duration::ZERO,
+            connect: Vec::new(),
         }
     }
 }
@@ -152,10 +155,15 @@ pub enum EndReason {
     /// The host shut down (serve's SIGINT/SIGTERM): closed gracefully within the drain, or
     /// reset after it.
     Shutdown,
+    /// An active open the peer answered with RST (connection refused).
+    Refused,
+    /// An active open no SYN-ACK answered.
+    Unreachable,
 }
 
 impl EndReason {
-    /// `fin`, `rst`, `timeout`, `error`, `closed`, `aborted` or `shutdown`.
+    /// `fin`, `rst`, `timeout`, `error`, `closed`, `aborted`, `shutdown`, `refused` or
+    /// `unreachable`.
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::Fin => "fin",
@@ -165,6 +173,8 @@ impl EndReason {
             EndReason::Closed => "closed",
             EndReason::Aborted => "aborted",
             EndReason::Shutdown => "shutdown",
+            EndReason::Refused => "refused",
+            EndReason::Unreachable => "unreachable",
         }
     }
 }
@@ -297,6 +307,31 @@ fn hex(d: &[u8; 32]) -> String {
 }
 
 impl ConnReport {
+    /// The report of an active open that never connected.
+    fn failed_open(peer: SocketAddr, reset: bool, empty: [u8; 32]) -> ConnReport {
+        ConnReport {
+            conn: ConnId(u32::MAX),
+            peer,
+            bytes: 0,
+            sha256: empty,
+            end: if reset { EndReason::Refused } else { EndReason::Unreachable },
+            completions: 0,
+            aborted: 0,
+            indications: 0,
+            acks: 0,
+            drops: 0,
+            violations: 0,
+            events: Vec::new(),
+            duration: Duration::ZERO,
+            oob: Vec::new(),
+            reoffloads: 0,
+            sent: 0,
+            sent_sha256: empty,
+            send_completions: 0,
+            send_aborted: 0,
+        }
+    }
+
     /// The SHA-256 as lowercase hex.
     pub fn sha256_hex(&self) -> String {
         hex(&self.sha256)
@@ -316,10 +351,16 @@ impl Driver {
             ));
         }
         let seed = cfg.engine.seed;
-        let engine = Engine::new(
+        let mut engine = Engine::new(
             cfg.engine.clone(),
             CheckedDelivery::checked(cfg.delivery.clone(), VerifierMode::Collect, None),
         );
+        for &(local, remote) in &cfg.connect {
+            // The SYN waits in the engine's queue for the first step.
+            engine
+                .connect(Instant::ZERO, local, remote)
+                .map_err(|e| DriverError::new("connecting", format!("{local} to {remote}: {e}")))?;
+        }
         let mut host = AppHost::new();
         host.record = false;
         host.hash = cfg.hash;
@@ -632,6 +673,12 @@ impl Driver {
 
     fn react(&mut self, now: Instant) {
         while let Some(ev) = self.engine.poll_event() {
+            if let EngineEvent::ConnectFailed { remote, reset, .. } = ev {
+                // The digest of nothing (no connection has this id).
+                let empty = self.host.sha256(ConnId(u32::MAX));
+                self.reports.push(ConnReport::failed_open(remote, reset, empty));
+                continue;
+            }
             if let EngineEvent::Offloaded { conn, remote, .. } = ev {
                 if let Some(l) = self.reoffloading.remove(&conn) {
                     // Offloaded again after the host's exception: same id, same record, same
