@@ -97,7 +97,7 @@ pub fn run(a: &ConnectArgs) -> ExitCode {
     let bytes = a.send.or(a.echo_check);
     let serve = ServeArgs {
         tun: a.tun.clone(),
-        local: a.local.clone(),
+        local: a.local,
         listen: SocketAddr::new(from, 0),
         connections: a.connections,
         out: None,
