@@ -46,6 +46,12 @@ pub struct DemoArgs {
     /// Clients reset the connection (SO_LINGER 0) after this many bytes instead of closing.
     #[arg(long, value_parser = crate::size::u64_bytes)]
     pub reset_after: Option<u64>,
+    /// Which way the data goes: `recv` (clients send, the target receives), `send` (the
+    /// target sends --bytes of a seeded pattern, clients check it), `both` (clients send and
+    /// read back what the target echoes through its send path). Default: both, or recv with
+    /// --close-after-*, --abort-after-* and --reset-after (which end one direction early).
+    #[arg(long, value_enum)]
+    pub direction: Option<Direction>,
     /// Run the old in-memory contract demonstration instead (no TCP, no TUN).
     #[arg(long)]
     pub in_memory: bool,
@@ -68,6 +74,42 @@ pub struct DemoArgs {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub impair: ImpairArgs,
+}
+
+/// `demo --direction`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Clients send; the target receives.
+    Recv,
+    /// The target sends; clients receive.
+    Send,
+    /// Clients send; the target echoes every byte back.
+    Both,
+}
+
+impl DemoArgs {
+    /// The direction asked for, or the default for the other flags.
+    pub fn direction(&self) -> Direction {
+        self.direction.unwrap_or(if self.policy.host_close().is_some() || self.reset_after.is_some() {
+            Direction::Recv
+        } else {
+            Direction::Both
+        })
+    }
+}
+
+/// SHA-256 of the first `n` bytes of the pattern the target sends (`--direction send`).
+pub fn source_sha256(n: u64) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut at = 0;
+    while at < n {
+        let k = (n - at).min(buf.len() as u64) as usize;
+        chimney::testkit::host::source_pattern(at, &mut buf[..k]);
+        h.update(&buf[..k]);
+        at += k as u64;
+    }
+    h.finalize().into()
 }
 
 /// How long a run may take without `--timeout`.
@@ -105,9 +147,19 @@ fn client(
     seed: u64,
     reset_after: Option<u64>,
     limit_connect: Duration,
+    direction: Direction,
     ctl: &ClientCtl,
 ) -> SentView {
-    let mut sent = SentView { local: target, bytes: 0, sha256: [0; 32], reset: false, error: None, may_have_sent: 0 };
+    let mut sent = SentView {
+        local: target,
+        bytes: 0,
+        sha256: [0; 32],
+        reset: false,
+        error: None,
+        may_have_sent: 0,
+        returned: None,
+        expect_returned: None,
+    };
     let mut s = match TcpStream::connect_timeout(&target, limit_connect.min(Duration::from_secs(10))) {
         Ok(s) => s,
         Err(e) => {
@@ -118,10 +170,31 @@ fn client(
     sent.local = s.local_addr().unwrap_or(target);
     *ctl.local.lock().unwrap_or_else(|e| e.into_inner()) = Some(sent.local);
     *ctl.stream.lock().unwrap_or_else(|e| e.into_inner()) = s.try_clone().ok();
+    // What comes back is read on its own thread while this one writes (an echo needs both
+    // at once); in `recv` it is only the wait for the target's FIN.
+    let reader = s.try_clone().map(|mut r| {
+        std::thread::spawn(move || {
+            let _ = r.set_read_timeout(Some(Duration::from_secs(30)));
+            let mut h = Sha256::new();
+            let mut n = 0u64;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match r.read(&mut buf) {
+                    Ok(0) => return Ok((n, h.finalize().into())),
+                    Ok(k) => {
+                        h.update(&buf[..k]);
+                        n += k as u64;
+                    }
+                    Err(e) => return Err(format!("reading what the target sends: {e}")),
+                }
+            }
+        })
+    });
     let mut rng = SplitMix64::new(seed);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
-    let limit = reset_after.unwrap_or(bytes).min(bytes);
+    let to_send = if direction == Direction::Send { 0 } else { bytes };
+    let limit = reset_after.unwrap_or(to_send).min(to_send);
     while sent.bytes < limit {
         let n = ((limit - sent.bytes) as usize).min(buf.len());
         rng.fill(&mut buf[..n]);
@@ -141,20 +214,23 @@ fn client(
         let linger = nix::libc::linger { l_onoff: 1, l_linger: 0 };
         let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Linger, &linger);
         sent.reset = true;
-        // The socket closes (and resets) only once the timeout's copy of it is gone too.
+        // The socket closes (and resets) only once the timeout's and the reader's copies of
+        // it are gone too.
         ctl.release();
+        let _ = s.shutdown(Shutdown::Read);
         return sent;
     }
     let _ = s.shutdown(Shutdown::Write);
-    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut sink = [0u8; 1024];
-    loop {
-        match s.read(&mut sink) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                sent.error = Some(format!("waiting for the target's FIN: {e}"));
-                break;
+    sent.expect_returned = match direction {
+        Direction::Recv => None,
+        Direction::Send => Some((bytes, source_sha256(bytes))),
+        Direction::Both => Some((sent.bytes, sent.sha256)),
+    };
+    match reader.map_err(|e| e.to_string()).and_then(|t| t.join().map_err(|_| "reader failed".to_string())) {
+        Ok(Ok(back)) => sent.returned = Some(back),
+        Ok(Err(e)) | Err(e) => {
+            if sent.error.is_none() {
+                sent.error = Some(e);
             }
         }
     }
@@ -181,9 +257,15 @@ pub fn run(a: &DemoArgs) -> ExitCode {
     if let Err(e) = check(a) {
         return fail(e);
     }
-    let (policy, impair) = match crate::args::parse_flags(&a.policy, &a.impair) {
+    let (mut policy, impair) = match crate::args::parse_flags(&a.policy, &a.impair) {
         Ok(x) => x,
         Err(e) => return fail(e),
+    };
+    let direction = a.direction();
+    policy.send = match direction {
+        Direction::Recv => chimney::testkit::host::SendPolicy::None,
+        Direction::Send => chimney::testkit::host::SendPolicy::Source(a.bytes),
+        Direction::Both => chimney::testkit::host::SendPolicy::Echo,
     };
     if a.sim {
         return simulated(a);
@@ -246,7 +328,7 @@ pub fn run(a: &DemoArgs) -> ExitCode {
         let (bytes, seed, reset, done) = (a.bytes, a.seed ^ ((i as u64 + 1) << 32), a.reset_after, Arc::clone(&done));
         let ctl = Arc::clone(ctl);
         match ns.spawn(move || {
-            let r = client(target, bytes, seed, reset, timeout, &ctl);
+            let r = client(target, bytes, seed, reset, timeout, direction, &ctl);
             ctl.done.store(true, Ordering::SeqCst);
             done.fetch_add(1, Ordering::SeqCst);
             r
@@ -377,6 +459,8 @@ fn join_clients(
         reset: false,
         error: Some(why.into()),
         may_have_sent: 0,
+        returned: None,
+        expect_returned: None,
     };
     let give_up = WallClock::now() + if timed_out { Duration::from_secs(2) } else { Duration::from_secs(3600) };
     clients
@@ -402,6 +486,9 @@ fn join_clients(
 fn sim_can_honour(a: &DemoArgs) -> Result<(), String> {
     let p = &a.policy;
     let mut no = Vec::new();
+    if matches!(a.direction, Some(Direction::Send | Direction::Both)) {
+        no.push("--direction send/both (its peers only send; without the flag it runs recv)");
+    }
     if a.queues > 1 {
         no.push("--queues (one engine)");
     }

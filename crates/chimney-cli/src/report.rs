@@ -22,6 +22,10 @@ pub struct SentView {
     /// Bytes the kernel may have taken: `bytes` plus the chunk whose write failed (part of
     /// it can have been sent before the error).
     pub may_have_sent: u64,
+    /// What the client read from the target (bytes, SHA-256), when it read to the end.
+    pub returned: Option<(u64, [u8; 32])>,
+    /// What it should have read (`--direction send` or `both`).
+    pub expect_returned: Option<(u64, [u8; 32])>,
 }
 
 /// TCP_OFFLOAD_STATS as a JSON object (field names as in the NDIS structure, snake_case).
@@ -144,9 +148,21 @@ pub fn print_demo(
                 // A graceful host close lets the client finish: the whole stream, ended
                 // `closed` (or `fin` when the client's FIN came first).
                 let clean = r.end == EndReason::Fin || (host_close.is_some() && r.end == EndReason::Closed);
-                let same = r.sha256 == s.sha256 && r.bytes == s.bytes && clean;
+                let back = s.expect_returned.is_none_or(|want| s.returned == Some(want));
+                let same = r.sha256 == s.sha256 && r.bytes == s.bytes && clean && back;
                 let why = if same {
                     String::new()
+                } else if !back {
+                    format!(
+                        "read back {} bytes, {} expected ({})",
+                        s.returned.map_or(0, |(n, _)| n),
+                        s.expect_returned.map_or(0, |(n, _)| n),
+                        if s.returned.map(|(_, h)| h) == s.expect_returned.map(|(_, h)| h) {
+                            "same sha256"
+                        } else {
+                            "sha256 differs"
+                        }
+                    )
                 } else {
                     format!(
                         "sent {} bytes, received {} ({}, sha256 {})",
@@ -172,6 +188,8 @@ pub fn print_demo(
                     "peer": s.local.to_string(),
                     "sent": s.bytes,
                     "bytes": r.map_or(0, |r| r.bytes),
+                    "target_sent": r.map_or(0, |r| r.sent),
+                    "returned": s.returned.map_or(0, |(n, _)| n),
                     "seconds": r.map_or(0.0, |r| r.duration.as_secs_f64()),
                     "gbps": r.map_or(0.0, |r| gbps(r.bytes, r.duration)),
                     "completions": r.map_or(0, |r| r.completions),

@@ -72,10 +72,41 @@ mod needs_root {
         for c in conns {
             assert_eq!(c["exact"], true, "{c}");
             assert_eq!(c["bytes"].as_u64(), Some(bytes), "{c}");
+            // The default direction is `both`: the stream came back, echoed.
+            if !args.contains(&"--direction") && !args.iter().any(|a| a.starts_with("--reset") || a.contains("-after-"))
+            {
+                assert_eq!(c["returned"].as_u64(), Some(bytes), "{c}");
+            }
             assert_eq!(c["end"], "fin", "{c}");
             assert_eq!(c["violations"].as_u64(), Some(0), "{c}");
         }
         v
+    }
+
+    /// `demo --direction`: `both` (the default: every client reads back its own stream,
+    /// echoed through the send path), `send` (the target sends the seeded pattern; clients
+    /// check it), `recv` (nothing comes back). v4 and v6.
+    #[test]
+    fn demo_directions() {
+        need_root();
+        for (dir, v6) in [("both", false), ("both", true), ("send", false), ("send", true), ("recv", false)] {
+            let mut args = vec!["--connections", "2", "--bytes", "33554432", "--direction", dir];
+            if v6 {
+                args.push("--ipv6");
+            }
+            let (code, v) = demo(&args);
+            assert_eq!((code, &v["ok"]), (0, &Value::Bool(true)), "{args:?}: {v}");
+            for c in v["connections"].as_array().unwrap() {
+                assert_eq!(c["exact"], true, "{c}");
+                assert_eq!(c["violations"], 0, "{c}");
+                let (sent, back) = (c["sent"].as_u64().unwrap(), c["returned"].as_u64().unwrap());
+                match dir {
+                    "both" => assert!(sent == 32 << 20 && back == 32 << 20 && c["target_sent"] == back, "{c}"),
+                    "send" => assert!(sent == 0 && back == 32 << 20 && c["target_sent"] == back, "{c}"),
+                    _ => assert!(sent == 32 << 20 && back == 0 && c["target_sent"] == 0, "{c}"),
+                }
+            }
+        }
     }
 
     #[test]
@@ -119,7 +150,8 @@ mod needs_root {
     fn direct_placement_into_posted_buffers() {
         need_root();
         for extra in [&["--mdls", "3"][..], &["--ipv6", "--post-size", "20000"][..]] {
-            let mut args = vec!["--connections", "1", "--bytes", "67108864"];
+            // Receive only: an echo's ACK segments would count against the placed share.
+            let mut args = vec!["--connections", "1", "--bytes", "67108864", "--direction", "recv"];
             args.extend_from_slice(extra);
             let v = exact(&args, 1, 64 << 20);
             let (placed, segs) =
@@ -240,7 +272,11 @@ mod needs_root {
     #[test]
     fn application_that_never_posts() {
         need_root();
-        let v = exact(&["--indications-only", "--connections", "2", "--bytes", "16777216"], 2, 16 << 20);
+        let v = exact(
+            &["--indications-only", "--connections", "2", "--bytes", "16777216", "--direction", "recv"],
+            2,
+            16 << 20,
+        );
         for c in v["connections"].as_array().unwrap() {
             assert_eq!(c["completions"].as_u64(), Some(0), "{c}");
             assert!(c["indications"].as_u64().unwrap() > 0, "{c}");

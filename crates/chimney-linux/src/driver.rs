@@ -364,6 +364,12 @@ impl Driver {
         let mut host = AppHost::new();
         host.record = false;
         host.hash = cfg.hash;
+        // Data indicated before the driver sees a connection's offload follows its policy too
+        // (an echo must echo the client's first flight).
+        host.set_default_policy(match cfg.stall {
+            Some(_) => AppPolicy { keep_posted: 0, indication: IndicationPolicy::Refuse, ..cfg.policy.clone() },
+            None => cfg.policy.clone(),
+        });
         Ok(Driver {
             tun,
             engine,

@@ -186,6 +186,9 @@ impl AppConn {
 #[derive(Default)]
 pub struct AppHost {
     policies: HashMap<ConnId, AppPolicy>,
+    /// The policy of a connection that has none set (yet): data indicated before the driver
+    /// saw the offload follows it too.
+    default_policy: AppPolicy,
     conns: HashMap<ConnId, AppConn>,
     /// Whether to keep the received bytes (tests) or only count them.
     pub record: bool,
@@ -211,9 +214,19 @@ impl AppHost {
         self.conns.entry(conn).or_default();
     }
 
-    /// The policy of `conn` (default if unset).
+    /// The policy of `conn` (the default policy if unset).
     pub fn policy(&self, conn: ConnId) -> AppPolicy {
-        self.policies.get(&conn).cloned().unwrap_or_default()
+        self.policy_ref(conn).clone()
+    }
+
+    fn policy_ref(&self, conn: ConnId) -> &AppPolicy {
+        self.policies.get(&conn).unwrap_or(&self.default_policy)
+    }
+
+    /// The policy of every connection without one of its own (e.g. before the driver has
+    /// seen its offload: an indication can come first).
+    pub fn set_default_policy(&mut self, policy: AppPolicy) {
+        self.default_policy = policy;
     }
 
     /// What the application saw on `conn`.
@@ -335,7 +348,7 @@ impl AppHost {
 
     fn take_bytes(&mut self, conn: ConnId, nb: &NetBuffer, start: usize, len: usize) {
         let (record, hash) = (self.record, self.hash);
-        let echo = self.policies.get(&conn).is_some_and(|p| p.send == SendPolicy::Echo);
+        let echo = self.policy_ref(conn).send == SendPolicy::Echo;
         let c = self.conns.entry(conn).or_default();
         if echo {
             nb.copy_out(start, len, &mut c.to_echo);
@@ -361,7 +374,7 @@ impl AppHost {
     /// delivered bytes.
     pub fn receive_host_path(&mut self, conn: ConnId, bytes: &[u8]) {
         let (record, hash) = (self.record, self.hash);
-        let echo = self.policies.get(&conn).is_some_and(|p| p.send == SendPolicy::Echo);
+        let echo = self.policy_ref(conn).send == SendPolicy::Echo;
         let c = self.conns.entry(conn).or_default();
         if echo {
             c.to_echo.extend_from_slice(bytes);
@@ -546,8 +559,17 @@ impl ProtocolHost for AppHost {
         let live = nbls.iter().all(|n| n.status == NdisStatus::Success);
         drop(nbls);
         if live && was_full && !Self::send_full(self.conns.entry(conn).or_default(), &policy) {
-            // Room again: take data again (a post also re-enables indications).
-            let chain = self.top_up_chain_min_one(conn, &policy);
+            // Room again: take data again. A post also re-enables indications; an application
+            // that only takes indications posts a zero-byte request for that (Winsock's "tell
+            // me when there is data").
+            let chain = if policy.keep_posted == 0 {
+                let zero = AppPolicy { post_size: 0, mdls: 1, ..policy.clone() };
+                let nbl = self.new_request(&zero);
+                self.conns.entry(conn).or_default().outstanding += 1;
+                NblChain::single(nbl)
+            } else {
+                self.top_up_chain_min_one(conn, &policy)
+            };
             nested.post_receive(conn, chain);
         }
         if live {
