@@ -1073,6 +1073,51 @@ rm -f /tmp/chimney-src-$$.out
         }
     }
 
+    /// Unmodified iperf 2 on the send path: `iperf -R` (the server sends) against
+    /// `serve --source`, and `iperf --full-duplex` against `serve --echo`. iperf reports the
+    /// bytes it received; serve reports them acknowledged, with no violation.
+    #[test]
+    fn iperf2_reverse_and_full_duplex() {
+        need_root();
+        need_tool("iperf -v 2>&1 | grep -q 'iperf version 2'", "iperf (version 2)");
+        let bin = env!("CARGO_BIN_EXE_chimney");
+        let script = format!(
+            r#"ip link set lo up
+{bin} serve --tun cip0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 1 --source 64M > /tmp/chimney-ipr-$$.out &
+pid=$!
+sleep 0.5
+timeout 30 iperf -c 198.18.0.1 -p 5001 -R -t 30 -f b 2>&1 | sed "s/^/REVERSE /"
+wait $pid; echo "REVERSE_EXIT $?"
+cat /tmp/chimney-ipr-$$.out
+{bin} serve --tun cip1 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 1 --echo > /tmp/chimney-ipr-$$.out &
+pid=$!
+sleep 0.5
+timeout 30 iperf -c 198.18.0.1 -p 5001 --full-duplex -t 1 -f b 2>&1 | sed "s/^/DUPLEX /"
+wait $pid; echo "DUPLEX_EXIT $?"
+cat /tmp/chimney-ipr-$$.out; rm -f /tmp/chimney-ipr-$$.out
+"#
+        );
+        let out = in_new_netns(&script, false);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(text.contains("REVERSE_EXIT 0") && text.contains("DUPLEX_EXIT 0"), "{text}");
+        let lines: Vec<Value> =
+            text.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+        let conns: Vec<&Value> = lines.iter().filter(|v| v.get("peer").is_some()).collect();
+        assert_eq!(conns.len(), 2, "{text}");
+        // -R: iperf read all 64 MiB the source sent (its `Transfer` column, in bytes).
+        let rev = text.lines().filter(|l| l.starts_with("REVERSE") && l.contains("sec")).last().expect("iperf -R ran");
+        assert!(rev.contains(&(64u64 << 20).to_string()), "iperf -R: {rev}");
+        assert_eq!(conns[0]["sent"].as_u64(), Some(64 << 20), "{}", conns[0]);
+        // --full-duplex: what serve received it sent back, all acknowledged.
+        assert!(conns[1]["bytes"].as_u64().unwrap() > 0, "{}", conns[1]);
+        assert_eq!(conns[1]["sent"], conns[1]["bytes"], "{}", conns[1]);
+        assert_eq!(conns[1]["sent_sha256"], conns[1]["sha256"], "{}", conns[1]);
+        for c in &conns {
+            assert_eq!(c["violations"], 0, "{c}");
+            assert_eq!(c["send_aborted"], 0, "{c}");
+        }
+    }
+
     /// Runs `serve` for one connection in a fresh namespace with `setup` after it started and
     /// `client` (Python) as the peer; returns serve's connection line and summary.
     fn serve_one(tun: &str, setup: &str, client: &str) -> (Value, Value, String) {
