@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the real-peer tests need besides Rust, as Debian/Ubuntu packages: iproute2 (ip),
 # util-linux (unshare, setpriv), netcat-openbsd (nc), iperf (version 2), python3, tshark,
+# curl, wrk, apache2-utils (ab),
 # and the /dev/net/tun device node. As root it installs what is missing with apt-get; when
 # it cannot, it prints exactly what to install and exits 1. Used by scripts/test.sh (as root)
 # and .ci/run.
@@ -12,6 +13,9 @@ command -v nc >/dev/null || need+=(netcat-openbsd)
 # iperf -v exits 1 even when it prints its version: read its output, not its status.
 grep -q 'iperf version 2' <<<"$(iperf -v 2>&1 || true)" || need+=(iperf)
 command -v python3 >/dev/null || need+=(python3)
+command -v curl >/dev/null || need+=(curl)
+command -v wrk >/dev/null || need+=(wrk)
+command -v ab >/dev/null || need+=(apache2-utils)
 command -v tshark >/dev/null || need+=(tshark)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -107,6 +107,7 @@ pub fn run(a: &ConnectArgs) -> ExitCode {
         seed: a.seed,
         shutdown_drain_ms: 2000,
         echo: false,
+        http: false,
         source: Some(bytes.unwrap_or(0)),
         trace: a.trace.clone(),
         policy: a.policy.clone(),

@@ -60,8 +60,12 @@ pub struct ServeArgs {
     pub shutdown_drain_ms: u64,
     /// Echo: every byte received is sent back through the send path; after the peer's FIN,
     /// the rest, then our FIN.
-    #[arg(long, conflicts_with = "source")]
+    #[arg(long, conflicts_with_all = ["source", "http"])]
     pub echo: bool,
+    /// A minimal HTTP/1.1 server: `GET /N` answers N bytes of the seeded pattern; keep-alive,
+    /// pipelining; other requests get 400/404/405 and a close.
+    #[arg(long, conflicts_with = "source")]
+    pub http: bool,
     /// Send N bytes (suffixes: K, M, KiB, …) of a seeded pattern to each client, then FIN.
     #[arg(long, value_name = "N", value_parser = crate::size::u64_bytes)]
     pub source: Option<u64>,
@@ -280,6 +284,8 @@ pub fn run_as(a: &ServeArgs, mode: &Mode) -> ExitCode {
     };
     if a.echo {
         policy.send = chimney::testkit::host::SendPolicy::Echo;
+    } else if a.http {
+        policy.send = chimney::testkit::host::SendPolicy::Http;
     } else if let Some(n) = a.source {
         policy.send = chimney::testkit::host::SendPolicy::Source(n);
     }

@@ -56,6 +56,72 @@ pub enum SendPolicy {
     Echo,
     /// This many bytes of [`source_pattern`], then a graceful disconnect.
     Source(u64),
+    /// A minimal HTTP/1.1 server: `GET /N` is answered with N bytes of [`source_pattern`];
+    /// keep-alive (HTTP/1.1's default, HTTP/1.0 on request), pipelined requests answered in
+    /// order, `Connection: close` honoured; anything else gets 400, 404 or 405 and a close.
+    Http,
+}
+
+/// The most bytes of request head the HTTP server keeps (a longer head is answered 431).
+const HTTP_MAX_HEAD: usize = 16 * 1024;
+
+/// What an HTTP connection has to send, in order: response heads, bodies (made lazily from
+/// the pattern), and the close after a response that ends the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HttpOut {
+    Bytes(Vec<u8>),
+    Pattern { at: u64, left: u64 },
+    Close,
+}
+
+/// One parsed request head: what to answer, and whether the connection stays open.
+fn http_answer(head: &[u8]) -> (Vec<HttpOut>, bool) {
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n");
+    let request = lines.next().unwrap_or("");
+    let mut parts = request.split(' ');
+    let (method, target, version) =
+        (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let mut close = version != "HTTP/1.1";
+    for l in lines {
+        let Some((k, v)) = l.split_once(':') else { continue };
+        if k.trim().eq_ignore_ascii_case("connection") {
+            let v = v.trim().to_ascii_lowercase();
+            if v.contains("close") {
+                close = true;
+            } else if v.contains("keep-alive") {
+                close = false;
+            }
+        }
+    }
+    let reply = |code: &str, body: &str| {
+        let head = format!(
+            "HTTP/1.1 {code}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        (vec![HttpOut::Bytes(head.into_bytes()), HttpOut::Close], false)
+    };
+    if !version.starts_with("HTTP/1.") || target.is_empty() || parts.next().is_some() {
+        return reply("400 Bad Request", "bad request\n");
+    }
+    if method != "GET" && method != "HEAD" {
+        return reply("405 Method Not Allowed", "GET /N answers N bytes\n");
+    }
+    let Some(n) = target.strip_prefix('/').and_then(|t| t.parse::<u64>().ok()) else {
+        return reply("404 Not Found", "GET /N answers N bytes\n");
+    };
+    let conn = if close { "close" } else { "keep-alive" };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\nConnection: {conn}\r\n\r\n"
+    );
+    let mut out = vec![HttpOut::Bytes(head.into_bytes())];
+    if method == "GET" && n > 0 {
+        out.push(HttpOut::Pattern { at: 0, left: n });
+    }
+    if close {
+        out.push(HttpOut::Close);
+    }
+    (out, !close)
 }
 
 /// Byte `offset` of the stream `serve --source` sends and `connect --echo-check` expects:
@@ -149,6 +215,14 @@ pub struct AppConn {
     pub send_statuses: Vec<(NdisStatus, u64)>,
     /// Received bytes waiting to be echoed.
     pub to_echo: Vec<u8>,
+    /// HTTP: request bytes not yet parsed.
+    http_in: Vec<u8>,
+    /// HTTP: what is to be sent, in order.
+    http_out: std::collections::VecDeque<HttpOut>,
+    /// HTTP: requests answered.
+    pub http_requests: u64,
+    /// HTTP: no more requests are read (a close was answered, or the head was bad).
+    http_done: bool,
     /// The application will disconnect once everything it has to send is posted.
     pub closing: bool,
     /// A graceful disconnect was posted.
@@ -348,10 +422,15 @@ impl AppHost {
 
     fn take_bytes(&mut self, conn: ConnId, nb: &NetBuffer, start: usize, len: usize) {
         let (record, hash) = (self.record, self.hash);
-        let echo = self.policy_ref(conn).send == SendPolicy::Echo;
+        let send = self.policy_ref(conn).send;
         let c = self.conns.entry(conn).or_default();
-        if echo {
-            nb.copy_out(start, len, &mut c.to_echo);
+        match send {
+            SendPolicy::Echo => nb.copy_out(start, len, &mut c.to_echo),
+            SendPolicy::Http if !c.http_done => {
+                nb.copy_out(start, len, &mut c.http_in);
+                Self::http_parse(c);
+            }
+            _ => {}
         }
         c.bytes += len as u64;
         if record {
@@ -374,10 +453,15 @@ impl AppHost {
     /// delivered bytes.
     pub fn receive_host_path(&mut self, conn: ConnId, bytes: &[u8]) {
         let (record, hash) = (self.record, self.hash);
-        let echo = self.policy_ref(conn).send == SendPolicy::Echo;
+        let send = self.policy_ref(conn).send;
         let c = self.conns.entry(conn).or_default();
-        if echo {
-            c.to_echo.extend_from_slice(bytes);
+        match send {
+            SendPolicy::Echo => c.to_echo.extend_from_slice(bytes),
+            SendPolicy::Http if !c.http_done => {
+                c.http_in.extend_from_slice(bytes);
+                Self::http_parse(c);
+            }
+            _ => {}
         }
         c.bytes += bytes.len() as u64;
         if record {
@@ -583,6 +667,34 @@ impl ProtocolHost for AppHost {
 }
 
 impl AppHost {
+    /// Answers every complete request head in `c.http_in`, in order (pipelining).
+    fn http_parse(c: &mut AppConn) {
+        while !c.http_done {
+            let Some(end) = c.http_in.windows(4).position(|w| w == b"\r\n\r\n") else {
+                if c.http_in.len() > HTTP_MAX_HEAD {
+                    let body = "request head too large\n";
+                    let head = format!(
+                        "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    c.http_out.push_back(HttpOut::Bytes(head.into_bytes()));
+                    c.http_out.push_back(HttpOut::Close);
+                    c.http_done = true;
+                    c.http_in.clear();
+                }
+                return;
+            };
+            let head: Vec<u8> = c.http_in.drain(..end + 4).collect();
+            let (out, keep) = http_answer(&head[..end]);
+            c.http_out.extend(out);
+            c.http_requests += 1;
+            if !keep {
+                c.http_done = true;
+                c.http_in.clear();
+            }
+        }
+    }
+
     /// Whether an echo application holds as much unsent and unacknowledged data as it allows.
     fn send_full(c: &AppConn, policy: &AppPolicy) -> bool {
         policy.send == SendPolicy::Echo && c.send_outstanding as usize + c.to_echo.len() >= policy.send_window.max(1)
@@ -608,6 +720,32 @@ impl AppHost {
                     let n = c.to_echo.len().min(size);
                     c.to_echo.drain(..n).collect()
                 }
+                SendPolicy::Http => {
+                    let Some(front) = c.http_out.front_mut() else { break };
+                    match front {
+                        HttpOut::Bytes(b) => {
+                            let v = std::mem::take(b);
+                            c.http_out.pop_front();
+                            v
+                        }
+                        HttpOut::Pattern { at, left } => {
+                            let n = (*left).min(size as u64) as usize;
+                            let mut v = vec![0; n];
+                            source_pattern(*at, &mut v);
+                            *at += n as u64;
+                            *left -= n as u64;
+                            if *left == 0 {
+                                c.http_out.pop_front();
+                            }
+                            v
+                        }
+                        HttpOut::Close => {
+                            c.http_out.clear();
+                            c.closing = true;
+                            break;
+                        }
+                    }
+                }
                 SendPolicy::Source(total) => {
                     let n = (total - c.send_posted.min(total)).min(size as u64) as usize;
                     if n == 0 {
@@ -631,7 +769,8 @@ impl AppHost {
         let c = self.conns.entry(conn).or_default();
         let source_done = matches!(policy.send, SendPolicy::Source(t) if c.send_posted >= t);
         let echo_done = policy.send == SendPolicy::Echo && c.to_echo.is_empty();
-        let disconnect = c.closing && !c.disconnect_posted && (source_done || echo_done);
+        let http_done = policy.send == SendPolicy::Http && c.http_out.is_empty();
+        let disconnect = c.closing && !c.disconnect_posted && (source_done || echo_done || http_done);
         if disconnect {
             c.disconnect_posted = true;
         }
@@ -688,5 +827,58 @@ impl AppHost {
         let nbl = self.new_request(policy);
         self.conns.entry(conn).or_default().outstanding += 1;
         NblChain::single(nbl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(c: &mut AppConn, bytes: &[u8]) {
+        c.http_in.extend_from_slice(bytes);
+        AppHost::http_parse(c);
+    }
+
+    #[test]
+    fn http_pipelined_requests_are_answered_in_order() {
+        let mut c = AppConn::default();
+        answer(&mut c, b"GET /3 HTTP/1.1\r\nHost: x\r\n\r\nGET /0 HTTP/1.1\r\n\r\nGET /2 HT");
+        assert_eq!(c.http_requests, 2);
+        assert!(
+            matches!(&c.http_out[0], HttpOut::Bytes(h) if h.starts_with(b"HTTP/1.1 200 OK") && h.windows(17).any(|w| w == b"Content-Length: 3"))
+        );
+        assert_eq!(c.http_out[1], HttpOut::Pattern { at: 0, left: 3 });
+        assert!(matches!(&c.http_out[2], HttpOut::Bytes(h) if h.windows(17).any(|w| w == b"Content-Length: 0")));
+        // The third arrives in pieces.
+        answer(&mut c, b"TP/1.1\r\nConnection: close\r\n\r\nGET /9 HTTP/1.1\r\n\r\n");
+        assert_eq!(c.http_requests, 3, "nothing is read after a close");
+        assert_eq!(c.http_out.back(), Some(&HttpOut::Close));
+        assert!(c.http_done);
+    }
+
+    #[test]
+    fn http_errors_close() {
+        for (req, code) in [
+            (&b"GET /x HTTP/1.1\r\n\r\n"[..], &b"404"[..]),
+            (b"POST /1 HTTP/1.1\r\n\r\n", b"405"),
+            (b"hello\r\n\r\n", b"400"),
+        ] {
+            let mut c = AppConn::default();
+            answer(&mut c, req);
+            assert!(matches!(&c.http_out[0], HttpOut::Bytes(h) if h.windows(3).any(|w| w == code)), "{req:?}");
+            assert_eq!(c.http_out.back(), Some(&HttpOut::Close));
+        }
+        // HTTP/1.0 closes unless asked to keep the connection.
+        let mut c = AppConn::default();
+        answer(&mut c, b"GET /1 HTTP/1.0\r\n\r\n");
+        assert_eq!(c.http_out.back(), Some(&HttpOut::Close));
+        let mut c = AppConn::default();
+        answer(&mut c, b"GET /1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert_ne!(c.http_out.back(), Some(&HttpOut::Close));
+        // A head that never ends is refused, not kept.
+        let mut c = AppConn::default();
+        answer(&mut c, &vec![b'a'; HTTP_MAX_HEAD + 1]);
+        assert!(matches!(&c.http_out[0], HttpOut::Bytes(h) if h.windows(3).any(|w| w == b"431")));
+        assert!(c.http_in.is_empty());
     }
 }
