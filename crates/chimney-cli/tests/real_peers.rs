@@ -1105,7 +1105,7 @@ cat /tmp/chimney-ipr-$$.out; rm -f /tmp/chimney-ipr-$$.out
         let conns: Vec<&Value> = lines.iter().filter(|v| v.get("peer").is_some()).collect();
         assert_eq!(conns.len(), 2, "{text}");
         // -R: iperf read all 64 MiB the source sent (its `Transfer` column, in bytes).
-        let rev = text.lines().filter(|l| l.starts_with("REVERSE") && l.contains("sec")).last().expect("iperf -R ran");
+        let rev = text.lines().rfind(|l| l.starts_with("REVERSE") && l.contains("sec")).expect("iperf -R ran");
         assert!(rev.contains(&(64u64 << 20).to_string()), "iperf -R: {rev}");
         assert_eq!(conns[0]["sent"].as_u64(), Some(64 << 20), "{}", conns[0]);
         // --full-duplex: what serve received it sent back, all acknowledged.
