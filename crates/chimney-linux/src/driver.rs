@@ -691,6 +691,8 @@ impl Driver {
                     // application policy; it posts again.
                     self.live.insert(conn, l);
                     let _ = self.host.top_up(now, conn, &mut self.engine);
+                    // What the upload took back from the send path goes out again.
+                    self.host.pump_sends(now, conn, &mut self.engine);
                     continue;
                 }
                 if let Some(f) = self.on_offload.as_mut() {

@@ -507,6 +507,7 @@ mod tests {
             remote: "198.18.0.2:4000".parse().unwrap(),
             rcv_nxt: 101,
             snd_nxt: 9001,
+            snd_max: 9001,
             rcv_wscale: Some(2),
             peer_mss: 1460,
             snd_wscale: Some(2),

@@ -78,6 +78,12 @@ pub struct Sender {
     pub closed: bool,
     /// Abort (RST) after this many bytes instead of closing.
     pub reset_after: Option<u64>,
+    /// The target echoes: what comes back must be this sender's own stream.
+    pub echo: bool,
+    /// Bytes received from the target.
+    pub received: u64,
+    /// The first wrong byte received, described.
+    pub rx_mismatch: Option<String>,
 }
 
 /// The smoltcp side: interface, device, sockets.
@@ -101,7 +107,7 @@ impl Peers {
         seed: u64,
         local: IpAddress,
         target: (IpAddress, u16),
-        specs: &[(u64, Option<u64>, usize)],
+        specs: &[(u64, Option<u64>, usize, bool)],
         mtu: usize,
     ) -> Peers {
         let mut dev = QueueDevice { mtu, ..QueueDevice::default() };
@@ -114,11 +120,17 @@ impl Peers {
         });
         let mut sockets = SocketSet::new(Vec::new());
         let mut senders = Vec::new();
-        for (i, &(total, reset_after, buf)) in specs.iter().enumerate() {
-            let rx = tcp::SocketBuffer::new(vec![0; 4096]);
+        for (i, &(total, reset_after, buf, echo)) in specs.iter().enumerate() {
+            let rx = tcp::SocketBuffer::new(vec![0; if echo { 65536 } else { 4096 }]);
             let tx = tcp::SocketBuffer::new(vec![0; buf]);
             let mut s = tcp::Socket::new(rx, tx);
             s.set_nagle_enabled(false);
+            if echo {
+                // smoltcp's delayed ACK is not among the deadlines `poll_at` reports, so a
+                // receiving peer would sit on its ACK until some other timer woke it (against
+                // our Nagle, for seconds): it ACKs at once instead.
+                s.set_ack_delay(None);
+            }
             let port = 40000 + i as u16;
             let _ = s.connect(iface.context(), target, port);
             let handle = sockets.add(s);
@@ -130,6 +142,9 @@ impl Peers {
                 stream: Stream::new(seed ^ ((i as u64 + 1) << 40)),
                 closed: false,
                 reset_after,
+                echo,
+                received: 0,
+                rx_mismatch: None,
             });
         }
         Peers { dev, iface, sockets, senders }
@@ -141,6 +156,26 @@ impl Peers {
         let mut buf = [0u8; 16384];
         for s in &mut self.senders {
             let sock = self.sockets.get_mut::<tcp::Socket>(s.handle);
+            // What the target sends: an echo of this sender's own stream, or nothing.
+            while sock.can_recv() {
+                let (stream, at, echo) = (s.stream, s.received, s.echo);
+                let mut wrong = None;
+                let got = sock.recv(|buf| {
+                    if !echo {
+                        wrong = Some(format!("{} unexpected bytes from the target at {at}", buf.len()));
+                    } else if !stream.matches(at, buf) {
+                        wrong = Some(format!("echo of {} bytes at {at} differs from the stream", buf.len()));
+                    }
+                    (buf.len(), buf.len())
+                });
+                match got {
+                    Ok(n) if n > 0 => s.received += n as u64,
+                    _ => break,
+                }
+                if s.rx_mismatch.is_none() {
+                    s.rx_mismatch = wrong;
+                }
+            }
             let limit = s.reset_after.unwrap_or(s.total).min(s.total);
             while s.sent < limit && sock.can_send() {
                 let n = ((limit - s.sent) as usize).min(buf.len());

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chimney::contract::trace::TraceWriter;
-use chimney::contract::{CheckedDelivery, ConnId, DeliveryConfig, OffloadTarget, VerifierMode};
+use chimney::contract::{CheckedDelivery, ConnId, DeliveryConfig, OffloadTarget, SendInput, VerifierMode};
 use chimney::engine::{Engine, EngineConfig, EngineEvent};
 use chimney::ndis::{DisconnectKind, TcpConnectionState, TcpOffloadEvent};
 use chimney::tcp::TcpConfig;
@@ -75,6 +75,9 @@ pub struct Scenario {
     pub max_embryos: usize,
     /// SYN-cookie mode.
     pub syncookies: chimney::engine::SynCookies,
+    /// Connections whose application echoes what it receives through the send path (the
+    /// peer checks what comes back).
+    pub echo: Vec<bool>,
 }
 
 /// Flags that constrain scenarios drawn from seeds.
@@ -176,9 +179,25 @@ impl Scenario {
             0 => chimney::engine::SynCookies::Always,
             _ => chimney::engine::SynCookies::Auto,
         };
+        // And one for the send side: half the connections echo, with their own send sizes
+        // and windows (a small window makes the application stop taking data).
+        let mut r4 = SplitMix64::new(seed ^ 0xEC40_5E4D);
+        let mut echo = Vec::new();
+        for p in policies.iter_mut() {
+            let on = !knobs.clean && r4.below(2) == 0;
+            echo.push(on);
+            if on {
+                p.send = chimney::testkit::host::SendPolicy::Echo;
+                // At least 4 KiB in flight: stop-and-wait with tiny sends would only measure
+                // the round trip against the run's liveness bound.
+                p.send_size = [100, 1448, 4096, 65536][r4.below(4) as usize];
+                p.send_window = [4096, 65536, 1 << 20][r4.below(3) as usize];
+            }
+        }
         Scenario {
             max_embryos,
             syncookies,
+            echo,
             seed,
             bytes,
             resets,
@@ -363,7 +382,7 @@ pub struct Sim<'a> {
     bound: Duration,
     live: HashMap<ConnId, Live>,
     /// Connections being re-offloaded, by peer port: their stream check, liveness and policy.
-    back: HashMap<u16, (Check, Live, AppPolicy)>,
+    back: HashMap<u16, (Check, Live, AppPolicy, chimney::testkit::host::AppConn)>,
     reoffload: Vec<ConnId>,
     ends: Vec<Option<(End, u64)>>,
     offloaded: Vec<bool>,
@@ -441,8 +460,13 @@ impl<'a> Sim<'a> {
             IpAddr::V4(v) => IpAddress::Ipv4(v),
             IpAddr::V6(v) => IpAddress::Ipv6(v),
         };
-        let specs: Vec<(u64, Option<u64>, usize)> =
-            sc.bytes.iter().zip(&sc.resets).map(|(&b, &r)| (b, r, 64 * 1024)).collect();
+        let specs: Vec<(u64, Option<u64>, usize, bool)> = sc
+            .bytes
+            .iter()
+            .zip(&sc.resets)
+            .enumerate()
+            .map(|(i, (&b, &r))| (b, r, 64 * 1024, sc.echo.get(i).copied().unwrap_or(false)))
+            .collect();
         let peers = Peers::new(sc.seed, to_ip(peer_ip), (to_ip(target_ip), 5001), &specs, sc.mtu);
         let adversary =
             sc.adversary.then(|| Adversary::new(sc.seed, SocketAddr::new(adv_ip, 6000), target, sc.mtu - ip_hdr));
@@ -557,6 +581,9 @@ impl<'a> Sim<'a> {
                     }
                 }
             }
+            // The application learns of a new connection before its next packet, as a host
+            // stack's accept does (an indication of that packet follows its policy).
+            self.engine_events();
         }
     }
 
@@ -577,8 +604,10 @@ impl<'a> Sim<'a> {
                 }
             } else if let Some(i) = self.peers.senders.iter().position(|s| s.port == remote.port()) {
                 self.host.set_policy(conn, self.sc.policies[i].clone());
-                if let Some((check, l, policy)) = self.back.remove(&remote.port()) {
-                    // A re-offload: the same stream continues on this id.
+                if let Some((check, l, policy, record)) = self.back.remove(&remote.port()) {
+                    // A re-offload: the same stream continues on this id, and what the
+                    // application still has to send (the upload took it back) goes on.
+                    self.host.restore(conn, record);
                     self.host.set_policy(conn, policy);
                     self.live.insert(conn, l);
                     // Bytes delivered before this event was seen continue the stream.
@@ -597,6 +626,7 @@ impl<'a> Sim<'a> {
                 }
             }
             let _ = self.host.top_up(now, conn, &mut self.engine);
+            self.host.pump_sends(now, conn, &mut self.engine);
         }
     }
 
@@ -699,12 +729,15 @@ impl<'a> Sim<'a> {
             n.ts_recent = n.ts_recent.map(|_| d.ts_recent);
             let check = self.checks.lock().unwrap_or_else(|e| e.into_inner()).remove(&id).unwrap_or_default();
             let (Some(l), policy) = (self.live.remove(&id), self.host.policy(id)) else { continue };
-            self.host.forget(id);
-            self.back.insert(n.remote.port(), (check, l, policy));
+            let record = self.host.forget(id);
+            self.back.insert(n.remote.port(), (check, l, policy, record));
             match self.engine.reoffload(now, n, &mut self.host) {
                 Ok(_) => self.rep.reoffloads += 1,
                 Err(e) => self.rep.failures.push(format!("{id}: re-offload refused: {e}")),
             }
+            // The application takes the connection back (its record, its policy) before any
+            // of its data can be indicated.
+            self.engine_events();
         }
     }
 
@@ -817,12 +850,22 @@ impl<'a> Sim<'a> {
         let mut why = String::new();
         for (id, l) in &self.live {
             let tcp = self.engine.conn(*id).map(|c| format!("{:?} wnd={}", c.state(), c.rcv_wnd()));
+            let app = self.host.conn(*id);
+            let sending = self.engine.delivery().send_stream(*id);
             why += &format!(
-                "; sender {} {:?} {:?} | {}",
+                "; sender {} {:?} {:?} | {} | app: echo {} resend {} out {} closing {} disconnect {:?}/{:?} | stream {:?} tx {:?}",
                 l.sender,
                 self.peers.state(l.sender),
                 tcp,
-                self.engine.delivery().describe(*id)
+                self.engine.delivery().describe(*id),
+                app.to_echo.len(),
+                app.send_posted,
+                app.send_outstanding,
+                app.closing,
+                app.disconnect_posted,
+                app.disconnect_status,
+                sending,
+                self.engine.conn(*id).map(|c| c.describe_send()),
             );
         }
         self.rep.failures.push(format!("liveness: not finished after {:?} of virtual time{why}", self.bound));
@@ -849,6 +892,9 @@ impl<'a> Sim<'a> {
             // An application holding indicated NBLs returns them shortly (the pool may be
             // waiting for them).
             self.host.holds_indications().then(|| now + Duration::from_micros(100)),
+            // Packets handed to the peers are read at their next poll: make it soon (a peer
+            // that receives data would otherwise ACK only when some other timer came due).
+            (!self.peers.dev.rx.is_empty()).then(|| now + Duration::from_micros(1)),
         ]
         .into_iter()
         .flatten()
@@ -887,6 +933,17 @@ impl<'a> Sim<'a> {
             }
             if got > s.sent {
                 rep.failures.push(format!("sender {i}: received {got} bytes, only {} sent", s.sent));
+            }
+            // The send direction: an echo returns exactly what arrived (all of it on a normal
+            // end, a prefix otherwise); nothing else ever comes back.
+            if let Some(m) = &s.rx_mismatch {
+                rep.failures.push(format!("sender {i}: {m}"));
+            }
+            if s.received > got {
+                rep.failures.push(format!("sender {i}: {} bytes came back, only {got} arrived", s.received));
+            }
+            if normal && s.echo && s.received != s.total {
+                rep.failures.push(format!("sender {i}: echo returned {} of {} bytes", s.received, s.total));
             }
         }
         for (conn, c) in checks.iter() {

@@ -1150,6 +1150,10 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
                 }
                 let expect: Vec<u8> = c.pending.iter().copied().collect();
                 let aborted = c.rst || c.abortive;
+                if !aborted && returned == expect {
+                    // The undelivered bytes, compared and handed back: accounted for.
+                    st.checked_bytes += returned.len() as u64;
+                }
                 if (!aborted && returned != expect) || (aborted && !returned.is_empty()) {
                     f.add(
                         &rules::R_TRM_3,

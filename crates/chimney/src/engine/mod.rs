@@ -830,6 +830,10 @@ impl<D: InitiateOffload + ReceiveInput + SendInput> OffloadTarget for Engine<D> 
         };
         d.state = Some(c.state);
         d.rcv_nxt = c.rcv_nxt();
+        // Unacknowledged send bytes went back to the host in their NBLs: it sends them again
+        // from SND.UNA (spec §8 A43).
+        d.snd_una = c.snd_una();
+        d.snd_nxt = c.snd_una();
         d.rcv_wnd = c.rcv_wnd();
         d.ts_recent = c.ts_recent().unwrap_or(0);
         self.table.remove(&(c.local(), c.remote()), conn);

@@ -318,6 +318,8 @@ struct TxState {
     dupacks: u32,
     /// Loss recovery until SND.UNA reaches this offset (RFC 6582 "recover").
     recover: Option<u64>,
+    /// The recovery began with a timeout (slow start, go-back-N), not with duplicate ACKs.
+    rto_recovery: bool,
     /// Karn: the end offset of a segment sent once, and when (RTT without timestamps).
     rtt_probe: Option<(u64, Instant)>,
     /// Consecutive retransmission timeouts.
@@ -340,8 +342,12 @@ pub struct Negotiated {
     pub remote: SocketAddr,
     /// RCV.NXT at offload (after any BufferedData).
     pub rcv_nxt: u32,
-    /// Our next sequence number (ISS + 1).
+    /// Our next sequence number (ISS + 1; after an upload, SND.UNA: the host sends the
+    /// unacknowledged bytes again from there).
     pub snd_nxt: u32,
+    /// The highest sequence number sent so far (SND.MAX): ACKs up to it are acceptable even
+    /// before this incarnation has sent that far again (0 or `snd_nxt`: nothing beyond).
+    pub snd_max: u32,
     /// Our window scale, if scaling was negotiated.
     pub rcv_wscale: Option<u8>,
     /// The peer's MSS.
@@ -449,7 +455,8 @@ impl TcpConn {
             rcv_adv: SeqNum(n.rcv_adv),
             rcv_wscale: n.rcv_wscale.unwrap_or(0),
             snd_una: SeqNum(n.snd_nxt),
-            snd_nxt: SeqNum(n.snd_nxt),
+            // SND.MAX: an ACK of what a previous incarnation sent is acceptable.
+            snd_nxt: if SeqNum(n.snd_max).gt(SeqNum(n.snd_nxt)) { SeqNum(n.snd_max) } else { SeqNum(n.snd_nxt) },
             // RFC 5961 §5: the largest window the peer advertised, from its handshake on (a
             // start at zero refused a legitimate ACK just after the offload); it grows with
             // every window the peer advertises.
@@ -495,15 +502,18 @@ impl TcpConn {
     }
 
     /// The connection's negotiated state as it stands now: what a host that uploaded it
-    /// would hand back to offload it again (RCV.NXT, SND.NXT, the advertised right edge,
-    /// TS.Recent and our TSval offset, so nothing the peer saw moves backwards). A window
-    /// scale of 0 reads back as "not negotiated", which receives identically.
+    /// would hand back to offload it again (RCV.NXT, the advertised right edge, TS.Recent
+    /// and our TSval offset, so nothing the peer saw moves backwards). SND.NXT is SND.UNA:
+    /// bytes sent and not acknowledged go back to the host in their NBLs at terminate
+    /// (UPLOAD_IN_PROGRESS, spec §8 A43), and it sends them again. A window scale of 0 reads
+    /// back as "not negotiated", which receives identically.
     pub fn negotiated(&self) -> Negotiated {
         Negotiated {
             local: self.local(),
             remote: self.remote(),
             rcv_nxt: self.rcv_nxt.0,
-            snd_nxt: self.snd_nxt.0,
+            snd_nxt: self.snd_una.0,
+            snd_max: self.snd_nxt.0,
             rcv_wscale: (self.rcv_wscale > 0).then_some(self.rcv_wscale),
             peer_mss: self.peer_mss,
             snd_wscale: Some(self.snd_wscale),
@@ -513,6 +523,11 @@ impl TcpConn {
             rcv_adv: self.rcv_adv.0,
             max_snd_wnd: self.max_snd_wnd,
         }
+    }
+
+    /// SND.UNA.
+    pub fn snd_una(&self) -> u32 {
+        self.snd_una.0
     }
 
     /// RCV.NXT.

@@ -223,6 +223,9 @@ pub struct AppConn {
     pub http_requests: u64,
     /// HTTP: no more requests are read (a close was answered, or the head was bad).
     http_done: bool,
+    /// Bytes of sends completed UPLOAD_IN_PROGRESS that the peer never acknowledged: sent
+    /// again first once the connection is offloaded again.
+    resend: Vec<u8>,
     /// The application will disconnect once everything it has to send is posted.
     pub closing: bool,
     /// A graceful disconnect was posted.
@@ -532,6 +535,12 @@ impl AppHost {
             .unwrap_or_else(|| Sha256::new().finalize().into())
     }
 
+    /// Gives a connection back the record [`AppHost::forget`] returned (a host that offloads
+    /// it again: what it still has to send goes on).
+    pub fn restore(&mut self, conn: ConnId, record: AppConn) {
+        self.conns.insert(conn, record);
+    }
+
     /// Forgets a connection's record (after it ended), returning it.
     pub fn forget(&mut self, conn: ConnId) -> AppConn {
         self.idle.remove(&conn);
@@ -635,6 +644,13 @@ impl ProtocolHost for AppHost {
             let left: u64 = n.net_buffers().map(|nb| nb.data_length() as u64).sum();
             c.sent += acked;
             c.send_outstanding = c.send_outstanding.saturating_sub(acked + left);
+            if n.status == NdisStatus::UploadInProgress {
+                // The connection is being uploaded: the host stack owns what the peer has not
+                // acknowledged and sends it again (after the connection is offloaded again).
+                for nb in n.net_buffers() {
+                    nb.copy_out(nb.data_offset(), nb.data_length(), &mut c.resend);
+                }
+            }
             match c.send_statuses.iter_mut().find(|(k, _)| *k == n.status) {
                 Some((_, k)) => *k += 1,
                 None => c.send_statuses.push((n.status, 1)),
@@ -662,7 +678,12 @@ impl ProtocolHost for AppHost {
     }
 
     fn disconnect_complete(&mut self, conn: ConnId, _nbl: NblChain, status: NdisStatus, _nested: &mut NestedCalls) {
-        self.conns.entry(conn).or_default().disconnect_status = Some(status);
+        let c = self.conns.entry(conn).or_default();
+        c.disconnect_status = Some(status);
+        if status == NdisStatus::UploadInProgress {
+            // The FIN was not acknowledged before the upload: disconnect again once offloaded.
+            c.disconnect_posted = false;
+        }
     }
 }
 
@@ -710,6 +731,16 @@ impl AppHost {
             let c = self.conns.entry(conn).or_default();
             if c.disconnect_posted || c.send_outstanding as usize >= policy.send_window.max(size) {
                 break;
+            }
+            if !c.resend.is_empty() {
+                // Not hashed again: these bytes were counted when first posted.
+                let n = c.resend.len().min(size);
+                let bytes: Vec<u8> = c.resend.drain(..n).collect();
+                c.send_outstanding += bytes.len() as u64;
+                self.serial += 1;
+                let nb = NetBuffer::new(vec![Mdl::from_bytes(bytes)]);
+                chain.push_back(NetBufferList::new(NblId::new(PoolTag::Host, self.serial), nb));
+                continue;
             }
             let bytes: Vec<u8> = match policy.send {
                 SendPolicy::None => break,
@@ -767,9 +798,9 @@ impl AppHost {
             chain.push_back(NetBufferList::new(NblId::new(PoolTag::Host, self.serial), nb));
         }
         let c = self.conns.entry(conn).or_default();
-        let source_done = matches!(policy.send, SendPolicy::Source(t) if c.send_posted >= t);
-        let echo_done = policy.send == SendPolicy::Echo && c.to_echo.is_empty();
-        let http_done = policy.send == SendPolicy::Http && c.http_out.is_empty();
+        let source_done = matches!(policy.send, SendPolicy::Source(t) if c.send_posted >= t) && c.resend.is_empty();
+        let echo_done = policy.send == SendPolicy::Echo && c.to_echo.is_empty() && c.resend.is_empty();
+        let http_done = policy.send == SendPolicy::Http && c.http_out.is_empty() && c.resend.is_empty();
         let disconnect = c.closing && !c.disconnect_posted && (source_done || echo_done || http_done);
         if disconnect {
             c.disconnect_posted = true;

@@ -46,6 +46,7 @@ impl TxState {
             probes_unanswered: 0,
             dupacks: 0,
             recover: None,
+            rto_recovery: false,
             rtt_probe: None,
             retries: 0,
         }
@@ -58,7 +59,11 @@ impl TxState {
     /// Bytes presumed in the network (RFC 6675 pipe when the peer SACKs, else sent minus
     /// acknowledged from where sending resumes).
     fn in_flight(&self, smss: u64) -> u64 {
-        if self.sb.has_sacks() {
+        if self.nxt < self.max {
+            // Resending from SND.UNA after a timeout: what is out is what went out again
+            // (everything sent before the timeout is presumed lost, RFC 5681 §3.1).
+            self.nxt - self.una
+        } else if self.sb.has_sacks() {
             self.sb.pipe(smss)
         } else {
             self.nxt - self.una
@@ -82,6 +87,29 @@ impl TcpConn {
                 let smss = self.send_mss(cx) as u32;
                 Box::new(TxState::new(self.snd_una, smss, cx))
             }
+        }
+    }
+
+    /// The send half in one line (SND.UNA/NXT/MAX as offsets, windows, timers), for
+    /// diagnosing a stuck run.
+    pub fn describe_send(&self) -> String {
+        match self.tx.as_deref() {
+            None => "no send half".into(),
+            Some(t) => format!(
+                "una={} nxt={} max={} fin_out={} fin_acked={} snd_wnd={} cwnd={} rto_at={:?} persist_at={:?} retries={} dupacks={} recover={:?}",
+                t.una,
+                t.nxt,
+                t.max,
+                t.fin_out,
+                t.fin_acked,
+                self.snd_wnd,
+                t.cc.cwnd(),
+                t.rto_at,
+                t.persist_at,
+                t.retries,
+                t.dupacks,
+                t.recover
+            ),
         }
     }
 
@@ -158,6 +186,7 @@ impl TcpConn {
         if s.fin && !t.fin_out && t.nxt == s.posted && t.nxt == t.max {
             if t.una + u64::from(self.snd_wnd) > t.nxt {
                 let seq = t.seq(t.nxt);
+                self.update_window(now, cx);
                 self.emit(now, cx, seq, flags::FIN | flags::ACK);
                 self.fin_went_out(t);
             } else {
@@ -174,7 +203,10 @@ impl TcpConn {
         t.fin_out = true;
         if !t.fin_sent {
             t.fin_sent = true;
-            self.snd_nxt = t.seq(t.max).plus(1);
+            let after_fin = t.seq(t.max).plus(1);
+            if after_fin.gt(self.snd_nxt) {
+                self.snd_nxt = after_fin;
+            }
             self.state = match self.state {
                 TcpConnectionState::Established => TcpConnectionState::FinWait1,
                 TcpConnectionState::CloseWait => TcpConnectionState::LastAck,
@@ -213,10 +245,15 @@ impl TcpConn {
         if off < t.max {
             self.counters.retransmitted += 1;
         }
+        // A data segment carries the ACK and the window too: the window as it stands now (the
+        // ACK it replaces would have moved the right edge).
+        self.update_window(now, cx);
         self.emit_seg(now, cx, seq, fl, &buf);
         self.counters.sent_bytes += n as u64;
         *cx.scratch = buf;
-        if end > t.max {
+        // SND.MAX only moves forward (after a re-offload it may already be past what this
+        // incarnation sent).
+        if end > t.max && t.seq(end).gt(self.snd_nxt) {
             self.snd_nxt = t.seq(end);
         }
         if fl.contains(flags::FIN) {
@@ -261,7 +298,15 @@ impl TcpConn {
         // SND.UNA as an offset; past the data it is our FIN.
         let acked_to = u64::from(ack.diff(t.base).max(0) as u32);
         let fin_acked_now = t.fin_sent && !t.fin_acked && acked_to > t.max;
-        let data_to = acked_to.min(t.max);
+        // After an upload and a re-offload the peer may acknowledge bytes the previous
+        // incarnation sent and this one has not sent again yet (up to SND.MAX, which the ACK
+        // checks allow): they were posted again, and the peer has them.
+        let posted = cx.delivery.send_stream(self.id).posted;
+        let data_to = if t.fin_sent { acked_to.min(t.max) } else { acked_to.min(posted) };
+        if data_to > t.max {
+            t.max = data_to;
+            t.sb.on_send(data_to);
+        }
         let blocks = self.sack_blocks(seg, &t);
         if data_to > t.una || fin_acked_now {
             let newly = data_to - t.una;
@@ -291,7 +336,11 @@ impl TcpConn {
                 Some(r) if t.una >= r => {
                     // Full acknowledgement: recovery ends (RFC 6582 §3.2 step 3).
                     t.recover = None;
+                    t.rto_recovery = false;
                 }
+                // After a timeout the window grows again by slow start while the data is sent
+                // again from SND.UNA (RFC 5681 §3.1).
+                Some(_) if t.rto_recovery => t.cc.on_ack(now, newly as u32, t.rtt.srtt()),
                 Some(_) => {
                     // Partial acknowledgement: the next hole is lost too (NewReno), or the
                     // scoreboard says what to resend (SACK).
@@ -411,6 +460,7 @@ impl TcpConn {
         t.cc.on_timeout(flight);
         t.sb.on_timeout();
         t.recover = Some(t.max);
+        t.rto_recovery = true;
         t.dupacks = 0;
         t.rtt_probe = None;
         t.nxt = t.una;
