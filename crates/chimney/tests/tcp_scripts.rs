@@ -25,6 +25,11 @@ fn alt_byte(i: u64) -> u8 {
     !byte(i)
 }
 
+/// The canonical byte at offset `i` of what the host sends (`send` command).
+fn sbyte(i: u64) -> u8 {
+    (i.wrapping_mul(40503).wrapping_add(17) >> 5) as u8 ^ 0xA5
+}
+
 struct Run {
     name: String,
     engine: Engine<Verifier<Delivery>>,
@@ -41,6 +46,9 @@ struct Run {
     corrupt_next: bool,
     /// The TSval of the last packet we expected (`ecr *` on an inbound packet echoes it).
     last_tsval: u32,
+    /// Bytes the host posted as sends so far (`send`).
+    send_posted: u64,
+    serial: u64,
 }
 
 #[derive(Debug, Default)]
@@ -165,6 +173,15 @@ impl Run {
                     }
                 }
                 "max_embryos" => ecfg.listener.max_embryos = v.parse().unwrap(),
+                "nagle" => ecfg.tcp.nagle = v == "1",
+                "rto_min_ms" => ecfg.tcp.rto_min = Duration::from_millis(v.parse().unwrap()),
+                "max_retrans" => ecfg.tcp.max_retransmits = v.parse().unwrap(),
+                "cc" => {
+                    ecfg.tcp.congestion = match v.as_str() {
+                        "reno" => chimney::tcp::CongestionAlgorithm::NewReno,
+                        _ => chimney::tcp::CongestionAlgorithm::Cubic,
+                    }
+                }
                 "junk_per_sec" => ecfg.junk_replies_per_sec = v.parse().unwrap(),
                 _ => panic!("{name}: unknown config {k}"),
             }
@@ -194,6 +211,8 @@ impl Run {
             line: 0,
             corrupt_next: false,
             last_tsval: 0,
+            send_posted: 0,
+            serial: 0,
         }
     }
 
@@ -243,6 +262,17 @@ impl Run {
                 "TS" => {
                     let ecr = if w[4] == "*" { self.last_tsval } else { w[4].parse().unwrap_or(0) };
                     o.timestamps = Some((w[2].parse().unwrap(), ecr));
+                }
+                "sack" => {
+                    // Blocks relative to our ISS, like outbound sequence numbers.
+                    let iss = self.iss.unwrap_or(0);
+                    let mut blocks = [(0u32, 0u32); 4];
+                    for (k, b) in w[1..].iter().enumerate().take(4) {
+                        let (l, r) = b.split_once(':').unwrap();
+                        let (l, r): (u32, u32) = (l.parse().unwrap(), r.parse().unwrap());
+                        blocks[k] = (iss.wrapping_add(l), iss.wrapping_add(r));
+                    }
+                    o.sack = Some((blocks, (w.len() - 1).min(4) as u8));
                 }
                 other => self.fail(format!("unknown inbound option {other}")),
             }
@@ -311,6 +341,12 @@ impl Run {
         }
         if rel_seq != p.seq || s.payload.len() as u32 != p.len {
             bad.push("seq");
+        }
+        // Data the target sends is the host's send stream, byte for byte.
+        let wrong =
+            s.payload.iter().enumerate().any(|(i, &b)| b != sbyte(u64::from(rel_seq.wrapping_sub(1)) + i as u64));
+        if wrong {
+            bad.push("payload");
         }
         if let Some(a) = p.ack {
             if s.ack.0.wrapping_sub(self.irs) != a {
@@ -393,6 +429,27 @@ impl Run {
                 self.engine.receive(self.now, conn, chain, &mut self.host).unwrap();
                 self.drain();
             }
+            "send" => {
+                // `send N [xK]`: K send NBLs of N bytes of the send stream (two MDLs each).
+                let conn = self.conn();
+                let size: usize = w[1].parse().unwrap();
+                let count: usize = w.get(2).and_then(|x| x.strip_prefix('x')).map_or(1, |k| k.parse().unwrap());
+                let mut chain = chimney::ndis::NblChain::new();
+                for _ in 0..count {
+                    let bytes: Vec<u8> = (0..size as u64).map(|i| sbyte(self.send_posted + i)).collect();
+                    self.send_posted += size as u64;
+                    self.serial += 1;
+                    let cut = bytes.len() / 2;
+                    let nb = chimney::ndis::NetBuffer::new(vec![
+                        chimney::ndis::Mdl::from_bytes(bytes[..cut].to_vec()),
+                        chimney::ndis::Mdl::from_bytes(bytes[cut..].to_vec()),
+                    ]);
+                    let id = chimney::ndis::NblId::new(chimney::ndis::PoolTag::Host, (1 << 40) + self.serial);
+                    chain.push_back(chimney::ndis::NetBufferList::new(id, nb));
+                }
+                self.engine.send(self.now, conn, chain, &mut self.host).unwrap();
+                self.drain();
+            }
             "app" => {
                 let conn = self.conn.unwrap_or(ConnId(0));
                 let mut p = self.host.policy(conn);
@@ -471,6 +528,39 @@ impl Run {
 
     fn expect_cmd(&mut self, w: &[&str]) {
         match w[0] {
+            "sent" => {
+                // Send bytes the peer acknowledged, completed to the host.
+                let want: u64 = w[1].parse().unwrap();
+                let got = self.conn.map_or(0, |c| self.host.conn(c).sent);
+                if got != want {
+                    self.fail(format!("sent (acknowledged, completed) {got} bytes, want {want}"));
+                }
+            }
+            "send_status" => {
+                let want: u64 = w[2].parse().unwrap();
+                let status = match w[1] {
+                    "success" => chimney::ndis::NdisStatus::Success,
+                    "aborted" => chimney::ndis::NdisStatus::RequestAborted,
+                    "upload" => chimney::ndis::NdisStatus::UploadInProgress,
+                    x => self.fail(format!("bad send status {x}")),
+                };
+                let got = self.conn.map_or(0, |c| self.host.conn(c).sends_with_status(status));
+                if got != want {
+                    self.fail(format!("{got} send NBLs completed {}, want {want}", w[1]));
+                }
+            }
+            "disconnect_status" => {
+                let got = self.conn.and_then(|c| self.host.conn(c).disconnect_status);
+                let want = match w[1] {
+                    "success" => Some(chimney::ndis::NdisStatus::Success),
+                    "aborted" => Some(chimney::ndis::NdisStatus::RequestAborted),
+                    "none" => None,
+                    x => self.fail(format!("bad disconnect status {x}")),
+                };
+                if got != want {
+                    self.fail(format!("disconnect completed {got:?}, want {want:?}"));
+                }
+            }
             "delivered" => {
                 let want: u64 = w[1].parse().unwrap();
                 let got = self.conn.map_or(0, |c| self.host.conn(c).bytes);
@@ -796,4 +886,13 @@ scripts! {
     s70_stop_listening_resets_half_open => "70_stop_listening_resets_half_open.pkt",
     s71_urgent_already_taken => "71_urgent_already_taken.pkt",
     s72_syncookies_v6 => "72_syncookies_v6.pkt",
+    s73_send_segments_psh_nagle => "73_send_segments_psh_nagle.pkt",
+    s74_send_nodelay => "74_send_nodelay.pkt",
+    s75_send_rto_backoff_then_upload => "75_send_rto_backoff_then_upload.pkt",
+    s76_send_fast_retransmit_newreno => "76_send_fast_retransmit_newreno.pkt",
+    s77_send_sack_recovery => "77_send_sack_recovery.pkt",
+    s78_send_zero_window_persist => "78_send_zero_window_persist.pkt",
+    s79_send_then_graceful_fin => "79_send_then_graceful_fin.pkt",
+    s80_send_ack_of_unsent_data => "80_send_ack_of_unsent_data.pkt",
+    s81_send_reset_mid_send => "81_send_reset_mid_send.pkt",
 }

@@ -908,6 +908,13 @@ impl TcpConn {
             return false;
         }
         self.max_snd_wnd = self.max_snd_wnd.max(u32::from(seg.window) << self.snd_wscale);
+        // RFC 7323 §4.3: TS.Recent update, before the ACK is processed (what that sends echoes
+        // this segment's TSval).
+        if let (Some(ts), Some((tsval, _))) = (self.ts.as_mut(), seg.options.timestamps) {
+            if seq.le(self.last_ack_sent) {
+                ts.recent = tsval;
+            }
+        }
         self.on_ack(now, seg, payload_len, cx);
         if self.stopped {
             return false;
@@ -920,12 +927,7 @@ impl TcpConn {
             self.upload(now, cx, TcpUploadReason::ReceivedUrgentData);
             return false;
         }
-        // RFC 7323 §4.3: TS.Recent update.
-        if let (Some(ts), Some((tsval, _))) = (self.ts.as_mut(), seg.options.timestamps) {
-            if seq.le(self.last_ack_sent) {
-                ts.recent = tsval;
-            }
-        }
+
         if payload_len == 0 && !seg.has(flags::FIN) {
             return false;
         }
