@@ -221,6 +221,7 @@ pub fn print_demo(
             "defenses": table_json(stats.defense_table()),
             "tx_dropped": driver.tx_dropped,
             "gso_packets": driver.gso_packets,
+            "gso_out": driver.gso_out,
             "placed_packets": stats.placed_packets,
             "per_queue_offloads": driver.per_queue_offloads,
             "tcp_offload_stats": tcp_stats_json(&stats),

@@ -36,6 +36,10 @@ pub struct SimArgs {
     /// Clean links, plain application policies, no adversary: a plain transfer.
     #[arg(long)]
     pub clean: bool,
+    /// No application echoes: data goes one way, as before the send path (the regression
+    /// seeds named in the tests were found that way).
+    #[arg(long)]
+    pub no_echo: bool,
     /// Print the event log of the run (single seed).
     #[arg(long)]
     pub log: bool,
@@ -71,6 +75,7 @@ impl SimArgs {
                 None
             },
             clean: self.clean,
+            echo: if self.no_echo { Some(false) } else { None },
         }
     }
 
@@ -93,6 +98,9 @@ impl SimArgs {
         }
         if self.clean {
             f += " --clean";
+        }
+        if self.no_echo {
+            f += " --no-echo";
         }
         f
     }

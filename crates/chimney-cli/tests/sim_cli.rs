@@ -67,10 +67,10 @@ fn logs_are_off_by_default_and_on_with_v() {
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
     // Seed 1084: the sender's only RST is lost and keep-alive finds the dead peer.
-    let (code, quiet) = run(&["sim", "--seed", "1084"]);
+    let (code, quiet) = run(&["sim", "--seed", "1084", "--no-echo"]);
     assert_eq!(code, Some(0));
     assert!(quiet.is_empty(), "{quiet}");
-    let (code, loud) = run(&["-v", "sim", "--seed", "1084"]);
+    let (code, loud) = run(&["-v", "sim", "--seed", "1084", "--no-echo"]);
     assert_eq!(code, Some(0));
     for what in ["offloaded", "keep-alive probe", "reset by the peer", "terminated"] {
         assert!(loud.contains(what), "{what} missing from:\n{loud}");

@@ -118,6 +118,8 @@ pub struct DriverSummary {
     pub tx_dropped: u64,
     /// Reads that were GSO super-packets.
     pub gso_packets: u64,
+    /// Writes that were GSO super-packets (sends).
+    pub gso_out: u64,
     /// Connections offloaded by each shard (one entry per TUN queue).
     pub per_queue_offloads: Vec<u64>,
     /// What the host stack behind the target did (reassembly, options, urgent uploads and
@@ -133,6 +135,7 @@ impl DriverSummary {
         self.stats.merge(&o.stats);
         self.tx_dropped += o.tx_dropped;
         self.gso_packets += o.gso_packets;
+        self.gso_out += o.gso_out;
         self.host_path.merge(&o.host_path);
     }
 }
@@ -253,6 +256,8 @@ pub struct Driver {
     pub tx_dropped: u64,
     /// Reads that were GSO super-packets (longer than any 1500-byte MTU packet).
     pub gso_packets: u64,
+    /// Writes that were GSO super-packets.
+    pub gso_out: u64,
     /// When a read last found a packet (busy-poll).
     last_rx: Option<Instant>,
     /// Sees every packet the engine receives and sends (captures).
@@ -351,10 +356,13 @@ impl Driver {
             ));
         }
         let seed = cfg.engine.seed;
-        let mut engine = Engine::new(
-            cfg.engine.clone(),
-            CheckedDelivery::checked(cfg.delivery.clone(), VerifierMode::Collect, None),
-        );
+        let mut ecfg = cfg.engine.clone();
+        if tun.has_vnet_hdr() && cfg.impair_out.is_passthrough() && ecfg.tcp.gso_segs == 0 {
+            // Sends go out as super-packets of up to 64 KB the kernel cuts (one write, many
+            // segments); impairments work per packet, so not with them.
+            ecfg.tcp.gso_segs = 44;
+        }
+        let mut engine = Engine::new(ecfg, CheckedDelivery::checked(cfg.delivery.clone(), VerifierMode::Collect, None));
         for &(local, remote) in &cfg.connect {
             // The SYN waits in the engine's queue for the first step.
             engine
@@ -386,6 +394,7 @@ impl Driver {
             out: Vec::new(),
             tx_dropped: 0,
             gso_packets: 0,
+            gso_out: 0,
             last_rx: None,
             tap: None,
             predict: None,
@@ -456,6 +465,7 @@ impl Driver {
             stats: self.stats(),
             tx_dropped: self.tx_dropped,
             gso_packets: self.gso_packets,
+            gso_out: self.gso_out,
             per_queue_offloads: vec![self.stats().offloads],
             host_path: self.defrag.counts.clone(),
         }
@@ -579,11 +589,16 @@ impl Driver {
                 self.tx_dropped += 1;
             }
         }
-        while self.engine.poll_transmit(&mut self.out) {
+        while let Some(gso) = self.engine.poll_transmit_gso(&mut self.out) {
             if let Some(t) = self.tap.as_mut() {
                 t(now, Direction::Out, &self.out);
             }
-            if self.cfg.impair_out.is_passthrough() {
+            if gso > 0 {
+                if !self.tun.send_gso(&self.out, gso).map_err(|e| DriverError::os("writing the TUN device", e))? {
+                    self.tx_dropped += 1;
+                }
+                self.gso_out += 1;
+            } else if self.cfg.impair_out.is_passthrough() {
                 if !self.tun.send(&self.out).map_err(|e| DriverError::os("writing the TUN device", e))? {
                     self.tx_dropped += 1;
                 }

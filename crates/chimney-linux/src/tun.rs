@@ -155,6 +155,21 @@ impl Tun {
         }
     }
 
+    /// Writes a GSO super-packet (see [`chimney::wire::vnet::VnetHdr::for_gso`]): only on a
+    /// device opened with offloads. False when the queue is full (the packet is dropped).
+    pub fn send_gso(&mut self, pkt: &[u8], gso_size: u16) -> io::Result<bool> {
+        if !self.vnet {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "GSO write on a TUN without offloads"));
+        }
+        let hdr = chimney::wire::vnet::VnetHdr::for_gso(pkt, gso_size);
+        let iov = [io::IoSlice::new(&hdr), io::IoSlice::new(pkt)];
+        match nix::sys::uio::writev(&self.file, &iov).map_err(io::Error::from) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The descriptor, for `poll`.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()

@@ -93,6 +93,8 @@ pub struct Knobs {
     pub adversary: Option<bool>,
     /// Only smoltcp senders with plain application policies and a clean link.
     pub clean: bool,
+    /// Force echoing applications off (`Some(false)`): data one way only.
+    pub echo: Option<bool>,
 }
 
 fn random_policy(r: &mut SplitMix64) -> AppPolicy {
@@ -184,7 +186,7 @@ impl Scenario {
         let mut r4 = SplitMix64::new(seed ^ 0xEC40_5E4D);
         let mut echo = Vec::new();
         for p in policies.iter_mut() {
-            let on = !knobs.clean && r4.below(2) == 0;
+            let on = !knobs.clean && knobs.echo != Some(false) && r4.below(2) == 0;
             echo.push(on);
             if on {
                 p.send = chimney::testkit::host::SendPolicy::Echo;

@@ -133,7 +133,8 @@ pub struct Engine<D> {
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
     /// Connections with a deferred ACK (`TcpConfig::defer_acks`).
     ack_list: Vec<ConnId>,
-    tx: VecDeque<Vec<u8>>,
+    /// Packets to send, each with its GSO segment size (0: an ordinary packet).
+    tx: VecDeque<(Vec<u8>, u16)>,
     spare: Vec<Vec<u8>>,
     events: VecDeque<EngineEvent>,
     window_watch: Vec<ConnId>,
@@ -148,12 +149,29 @@ pub struct Engine<D> {
     stats: EngineStats,
 }
 
-fn tx_push(tx: &mut VecDeque<Vec<u8>>, spare: &mut Vec<Vec<u8>>, stats: &mut EngineStats, r: &SegmentRepr<'_>) {
+fn tx_push(tx: &mut VecDeque<(Vec<u8>, u16)>, spare: &mut Vec<Vec<u8>>, stats: &mut EngineStats, r: &SegmentRepr<'_>) {
+    tx_push_gso(tx, spare, stats, r, 0);
+}
+
+/// Queues `r`; with `gso` > 0 as a super-packet of segments of `gso` payload bytes, with a
+/// partial checksum (the driver writes it with a `virtio_net_hdr` and the kernel cuts it).
+fn tx_push_gso(
+    tx: &mut VecDeque<(Vec<u8>, u16)>,
+    spare: &mut Vec<Vec<u8>>,
+    stats: &mut EngineStats,
+    r: &SegmentRepr<'_>,
+    gso: u16,
+) {
     let mut buf = spare.pop().unwrap_or_default();
-    r.emit(&mut buf);
-    stats.ip.out_requests += 1;
+    if gso > 0 {
+        r.emit_partial(&mut buf);
+    } else {
+        r.emit(&mut buf);
+    }
+    let segs = if gso > 0 { r.payload.len().div_ceil(usize::from(gso)).max(1) as u64 } else { 1 };
+    stats.ip.out_requests += segs;
     stats.ip.out_octets += buf.len() as u64;
-    tx.push_back(buf);
+    tx.push_back((buf, gso));
 }
 
 impl<D: InitiateOffload + ReceiveInput + SendInput> Engine<D> {
@@ -223,16 +241,21 @@ impl<D: InitiateOffload + ReceiveInput + SendInput> Engine<D> {
     /// The next packet to send, swapped into `out` (its old buffer is kept for reuse).
     #[must_use]
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
-        match self.tx.pop_front() {
-            Some(mut p) => {
-                std::mem::swap(out, &mut p);
-                if p.capacity() > 0 && self.spare.len() < 256 {
-                    self.spare.push(p);
-                }
-                true
-            }
-            None => false,
+        self.poll_transmit_gso(out).is_some()
+    }
+
+    /// [`Engine::poll_transmit`] that also says how the packet is to be written: `Some(0)`
+    /// as it is, `Some(n)` as a GSO super-packet of `n`-byte segments with a partial TCP
+    /// checksum (only with [`TcpConfig::gso_segs`] above 1: a driver that sets it writes
+    /// these with a `virtio_net_hdr`, see [`crate::wire::vnet::VnetHdr::for_gso`]).
+    #[must_use]
+    pub fn poll_transmit_gso(&mut self, out: &mut Vec<u8>) -> Option<u16> {
+        let (mut p, gso) = self.tx.pop_front()?;
+        std::mem::swap(out, &mut p);
+        if p.capacity() > 0 && self.spare.len() < 256 {
+            self.spare.push(p);
         }
+        Some(gso)
     }
 
     /// The next event for the driver.
@@ -270,7 +293,7 @@ impl<D: InitiateOffload + ReceiveInput + SendInput> Engine<D> {
         let conn = self.conns.get_mut(id.0 as usize)?.as_mut()?;
         let before = conn.next_deadline();
         let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
-        let mut push = |r: &SegmentRepr<'_>| tx_push(tx, spare, stats, r);
+        let mut push = |r: &SegmentRepr<'_>, gso: u16| tx_push_gso(tx, spare, stats, r, gso);
         let mut cx = ConnContext {
             delivery: &mut self.delivery,
             host,

@@ -79,6 +79,10 @@ pub struct TcpConfig {
     pub congestion: CongestionAlgorithm,
     /// The smallest retransmission timeout (RFC 6298 says 1 s; Linux and chimney 200 ms).
     pub rto_min: Duration,
+    /// Full-sized segments one write may carry as a GSO super-packet (at most 64 KB in all;
+    /// 0 or 1: every segment is its own packet). Only for a driver that writes
+    /// [`crate::engine::Engine::poll_transmit_gso`] packets with a `virtio_net_hdr`.
+    pub gso_segs: u16,
 }
 
 impl Default for TcpConfig {
@@ -104,6 +108,7 @@ impl Default for TcpConfig {
             nagle: true,
             congestion: CongestionAlgorithm::Cubic,
             rto_min: Duration::from_millis(200),
+            gso_segs: 0,
         }
     }
 }
@@ -238,8 +243,8 @@ pub(crate) struct ConnContext<'a> {
     pub delivery: &'a mut dyn Layer,
     /// The host stack receiving upcalls.
     pub host: &'a mut dyn ProtocolHost,
-    /// Where packets to send go.
-    pub tx: &'a mut dyn FnMut(&SegmentRepr<'_>),
+    /// Where packets to send go, with their GSO segment size (0: an ordinary packet).
+    pub tx: &'a mut dyn FnMut(&SegmentRepr<'_>, u16),
     /// Scratch for a data segment's payload, gathered from the host's MDLs.
     pub scratch: &'a mut Vec<u8>,
     /// Engine configuration.
@@ -599,10 +604,11 @@ impl TcpConn {
     }
 
     fn emit(&mut self, now: Instant, cx: &mut ConnContext<'_>, seq: SeqNum, fl: crate::wire::Flags) {
-        self.emit_seg(now, cx, seq, fl, &[]);
+        self.emit_seg(now, cx, seq, fl, &[], 0);
     }
 
-    /// Sends one segment with `payload` (the ACK fields, window and options filled in).
+    /// Sends one segment with `payload` (the ACK fields, window and options filled in); with
+    /// `gso` > 0, a super-packet the kernel cuts into segments of `gso` bytes.
     fn emit_seg(
         &mut self,
         now: Instant,
@@ -610,6 +616,7 @@ impl TcpConn {
         seq: SeqNum,
         fl: crate::wire::Flags,
         payload: &[u8],
+        gso: u16,
     ) {
         let mut options = TcpOptions::default();
         if let Some(ts) = self.ts {
@@ -643,9 +650,11 @@ impl TcpConn {
             urgent: 0,
             ip_id: self.ip_id,
         };
-        self.ip_id = 0x8000 | (self.ip_id.wrapping_add(1) & 0x7FFF);
-        (cx.tx)(&repr);
-        self.counters.out_segments += 1;
+        // The kernel numbers a super-packet's segments on from its IP ID.
+        let segs = if gso > 0 { payload.len().div_ceil(usize::from(gso)).max(1) } else { 1 };
+        self.ip_id = 0x8000 | (self.ip_id.wrapping_add(segs as u16) & 0x7FFF);
+        (cx.tx)(&repr, gso);
+        self.counters.out_segments += segs as u64;
         if fl.contains(flags::ACK) {
             self.last_ack_sent = self.rcv_nxt;
             self.unacked = 0;

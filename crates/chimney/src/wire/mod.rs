@@ -561,6 +561,23 @@ impl Segment<'_> {
         let c = Checksum::from_sum(sum).add_bytes(&out[tcp_start..]).finish();
         out[tcp_start + 16..tcp_start + 18].copy_from_slice(&c.to_be_bytes());
     }
+
+    /// Like [`SegmentRepr::emit`], with a *partial* TCP checksum (CHECKSUM_PARTIAL): the
+    /// checksum field holds only the folded pseudo-header sum, for the kernel to complete
+    /// (and, for a GSO super-packet, to redo per segment). Written with a `virtio_net_hdr`
+    /// that says `NEEDS_CSUM`.
+    pub fn emit_partial(&self, out: &mut Vec<u8>) {
+        self.emit(out);
+        let tcp_start = if self.src.is_ipv4() && self.dst.is_ipv4() { 20 } else { 40 };
+        let tcp_len = out.len() - tcp_start;
+        let sum = match (self.src, self.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => pseudo_header_sum(&s.octets(), &d.octets(), tcp_len),
+            (s, d) => pseudo_header_sum(&v6(s), &v6(d), tcp_len),
+        };
+        // `finish` complements the folded sum; the partial field is the folded sum itself.
+        let folded = !Checksum::from_sum(sum).finish();
+        out[tcp_start + 16..tcp_start + 18].copy_from_slice(&folded.to_be_bytes());
+    }
 }
 
 fn v6(a: IpAddr) -> [u8; 16] {

@@ -63,6 +63,23 @@ impl VnetHdr {
     /// The header of a packet with nothing to offload (what we put before packets we send).
     pub const NONE: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 
+    /// The header of a super-packet we send (`packet`: one IP and TCP header, then the
+    /// payload, its TCP checksum partial): the kernel cuts it into segments of `gso_size`
+    /// payload bytes and completes each one's checksum.
+    pub fn for_gso(packet: &[u8], gso_size: u16) -> [u8; VNET_HDR_LEN] {
+        let v4 = packet.first().is_some_and(|b| b >> 4 == 4);
+        let ip_hdr: u16 = if v4 { 20 } else { 40 };
+        let tcp_hdr = packet.get(usize::from(ip_hdr) + 12).map_or(20, |b| u16::from(b >> 4) * 4);
+        let mut h = [0u8; VNET_HDR_LEN];
+        h[0] = F_NEEDS_CSUM;
+        h[1] = if v4 { GSO_TCPV4 } else { GSO_TCPV6 };
+        h[2..4].copy_from_slice(&(ip_hdr + tcp_hdr).to_ne_bytes());
+        h[4..6].copy_from_slice(&gso_size.to_ne_bytes());
+        h[6..8].copy_from_slice(&ip_hdr.to_ne_bytes());
+        h[8..10].copy_from_slice(&16u16.to_ne_bytes());
+        h
+    }
+
     /// Checks the header against `packet` and says whether the TCP checksum still needs
     /// verifying (an ordinary packet) or must not be (partial, or validated by the kernel).
     pub fn check(&self, packet: &[u8]) -> Result<TcpChecksum, WireError> {

@@ -167,6 +167,15 @@ impl TcpConn {
                 window_blocked = t.nxt < s.posted && wnd_room == 0;
                 break;
             }
+            // GSO: more full segments in the same write, as far as the windows and the data go
+            // (whole segments only, so that every one the kernel cuts is full-sized).
+            let len = if len == mss && cx.cfg.gso_segs > 1 {
+                let cap = (u64::from(cx.cfg.gso_segs) * mss).min(60_000 / mss * mss);
+                let avail = if t.nxt < t.max { t.max - t.nxt } else { s.posted - t.nxt };
+                (usable.min(avail).min(cap) / mss * mss).max(len)
+            } else {
+                len
+            };
             let end = t.nxt + len;
             // The FIN rides the segment that carries the last byte, if it fits the window.
             let fin = s.fin && end == s.posted && !t.fin_out && wnd_room > len;
@@ -248,7 +257,9 @@ impl TcpConn {
         // A data segment carries the ACK and the window too: the window as it stands now (the
         // ACK it replaces would have moved the right edge).
         self.update_window(now, cx);
-        self.emit_seg(now, cx, seq, fl, &buf);
+        let mss = self.send_mss(cx);
+        let gso = if buf.len() as u64 > mss { mss as u16 } else { 0 };
+        self.emit_seg(now, cx, seq, fl, &buf, gso);
         self.counters.sent_bytes += n as u64;
         *cx.scratch = buf;
         // SND.MAX only moves forward (after a re-offload it may already be past what this
