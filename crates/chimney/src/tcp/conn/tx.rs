@@ -113,6 +113,12 @@ impl TcpConn {
         }
     }
 
+    /// The congestion window, the peer's window and the bytes in flight (None before the
+    /// first send): what an attacker would try to inflate.
+    pub fn send_windows(&self) -> Option<(u32, u32, u64)> {
+        self.tx.as_deref().map(|t| (t.cc.cwnd(), self.snd_wnd, t.max - t.una))
+    }
+
     /// Bytes of send data not yet acknowledged, and whether the FIN is outstanding.
     pub fn send_outstanding(&self) -> (u64, bool) {
         self.tx.as_ref().map_or((0, false), |t| (t.max - t.una, t.fin_sent && !t.fin_acked))
