@@ -17,7 +17,7 @@ use chimney_linux::{Driver, DriverError, EndReason, Netns, Tun};
 use super::common::median;
 
 /// `chimney bench e2e` flags.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct E2eArgs {
     /// Bytes per connection.
     #[arg(long, default_value_t = 1 << 30, value_parser = crate::size::u64_bytes)]
@@ -40,9 +40,23 @@ pub struct E2eArgs {
     /// alike).
     #[arg(long)]
     pub pin: bool,
+    /// Which way: `recv` (a kernel sender into each receiver) or `send` (the kernel over veth,
+    /// and chimney's send path over TUN, each sending into a kernel receiver; smoltcp is not
+    /// run). Gbit/s is the kernel receiver's, CPU the sending thread's.
+    #[arg(long, value_enum, default_value_t = BenchDirection::Recv)]
+    pub direction: BenchDirection,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `bench e2e --direction`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchDirection {
+    /// Into the receiver under test.
+    Recv,
+    /// Out of the sender under test.
+    Send,
 }
 
 /// One measured transfer.
@@ -192,6 +206,102 @@ fn run_chimney(bytes: u64, mtu: u32, busy_poll_us: u64, pin: bool, direct: bool)
     Ok(sample(r.bytes, r.duration, cpu, ok))
 }
 
+/// A kernel TCP receiver: connects to `target`, reads to the end; (bytes, wall from the first
+/// byte to EOF).
+fn kernel_reader(target: SocketAddr, pin: bool) -> Result<(u64, Duration), String> {
+    pin_to(pin, 1);
+    let mut s = connect_retry(target)?;
+    let _ = s.shutdown(Shutdown::Write);
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut n, mut t0) = (0u64, None);
+    loop {
+        let k = s.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+        if t0.is_none() {
+            t0 = Some(WallClock::now());
+        }
+        if k == 0 {
+            break;
+        }
+        n += k as u64;
+    }
+    Ok((n, t0.map_or(Duration::ZERO, |t| t.elapsed())))
+}
+
+/// `--direction send`, kernel → kernel over veth: the accepted socket sends (its thread's CPU
+/// is measured), a kernel reader in the other namespace receives.
+fn run_kernel_send(bytes: u64, mtu: u32, pin: bool) -> Result<Sample, DriverError> {
+    let a = Netns::create()?;
+    let b = Netns::create()?;
+    let b_path = b.path();
+    a.ip(&["link", "add", "bva", "type", "veth", "peer", "name", "bvb", "netns", &b_path])?;
+    a.ip(&["addr", "add", "198.19.0.1/24", "dev", "bva"])?;
+    a.ip(&["link", "set", "bva", "mtu", &mtu.to_string(), "up"])?;
+    b.ip(&["addr", "add", "198.19.0.2/24", "dev", "bvb"])?;
+    b.ip(&["link", "set", "bvb", "mtu", &mtu.to_string(), "up"])?;
+    let target: SocketAddr = "198.19.0.2:5001".parse().expect("address");
+    let listener = b.run(move || TcpListener::bind(target))?.map_err(|e| DriverError::os("binding the sender", e))?;
+    let tx = b.spawn(move || -> Result<(u64, Duration), String> {
+        pin_to(pin, 0);
+        let (mut c, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        let mut pattern = vec![0u8; 1 << 20];
+        SplitMix64::new(0xBE7C).fill(&mut pattern);
+        let cpu0 = thread_cpu();
+        let mut sent = 0u64;
+        while sent < bytes {
+            let n = ((bytes - sent) as usize).min(pattern.len());
+            c.write_all(&pattern[..n]).map_err(|e| format!("write: {e}"))?;
+            sent += n as u64;
+        }
+        c.shutdown(Shutdown::Write).map_err(|e| format!("shutdown: {e}"))?;
+        let cpu = thread_cpu() - cpu0;
+        let mut sink = [0u8; 64];
+        let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
+        while matches!(c.read(&mut sink), Ok(n) if n > 0) {}
+        Ok((sent, cpu))
+    })?;
+    let rx = a.spawn(move || kernel_reader(target, pin))?;
+    let (n, wall) = join(rx)?;
+    let (sent, cpu) = join(tx)?;
+    Ok(sample(n, wall, cpu, n == sent && n == bytes))
+}
+
+/// `--direction send`, chimney → kernel over TUN: `serve --source` (the shipped defaults,
+/// verifier on, GSO writes) into a kernel reader; the driver thread's CPU is measured.
+fn run_chimney_send(bytes: u64, mtu: u32, busy_poll_us: u64, pin: bool) -> Result<Sample, DriverError> {
+    let ns = Netns::create()?;
+    let (mut tuns, target) = ns.tun_network(false, mtu, true, 1)?;
+    let tun = tuns.pop().ok_or(DriverError::new("creating the TUN device", "no queue"))?;
+    let base = chimney_linux::DriverConfig::default();
+    let tcp = chimney::tcp::TcpConfig { mss: chimney_linux::defaults::mss_for(mtu, false), ..base.engine.tcp.clone() };
+    let policy = chimney::testkit::host::AppPolicy {
+        send: chimney::testkit::host::SendPolicy::Source(bytes),
+        ..base.policy.clone()
+    };
+    let cfg = chimney_linux::DriverConfig {
+        engine: chimney::EngineConfig { seed: 1, listen: vec![target], tcp, ..base.engine.clone() },
+        busy_poll: Duration::from_micros(busy_poll_us),
+        hash: false,
+        policy,
+        ..base
+    };
+    let mut driver = Driver::new(tun, cfg)?;
+    let rx = ns.spawn(move || kernel_reader(target, pin))?;
+    pin_to(pin, 0);
+    let cpu0 = thread_cpu();
+    let deadline = WallClock::now() + Duration::from_secs(600);
+    let mut reports = Vec::new();
+    while reports.is_empty() && WallClock::now() < deadline {
+        driver.step(Duration::from_millis(5))?;
+        reports.extend(driver.take_reports());
+    }
+    let cpu = thread_cpu() - cpu0;
+    let (n, wall) = join(rx)?;
+    let r = reports.first().ok_or(DriverError::new("benchmark", "no connection ended"))?;
+    let ok =
+        r.end == EndReason::Fin && r.sent == bytes && n == bytes && r.violations == 0 && driver.violations().is_empty();
+    Ok(sample(n, wall, cpu, ok))
+}
+
 /// (c) kernel → smoltcp over TUN, busy-polling, 1 MiB socket buffer, the application reading
 /// every byte into its own buffer.
 fn run_smoltcp(bytes: u64, mtu: u32, pin: bool) -> Result<Sample, DriverError> {
@@ -320,6 +430,19 @@ pub fn run(a: &E2eArgs) -> ExitCode {
     if a.rounds == 0 || a.bytes == 0 {
         return fail("--rounds and --bytes must be at least 1".into());
     }
+    if a.direction == BenchDirection::Send && a.only.iter().any(|w| w != "kernel" && w != "chimney") {
+        if a.only == ["kernel", "chimney", "smoltcp"] {
+            // The default receiver list: smoltcp has no send side here.
+        } else {
+            return fail("--direction send runs kernel and chimney only".into());
+        }
+    }
+    let only: Vec<String> = if a.direction == BenchDirection::Send {
+        a.only.iter().filter(|w| *w == "kernel" || *w == "chimney").cloned().collect()
+    } else {
+        a.only.clone()
+    };
+    let a = &E2eArgs { only, ..a.clone() };
     if let Some(m) = a.mtu.iter().find(|&&m| !(576..=65535).contains(&m)) {
         return fail(format!("--mtu {m}: must be 576..=65535"));
     }
@@ -335,7 +458,10 @@ pub fn run(a: &E2eArgs) -> ExitCode {
     for round in 0..a.rounds {
         for &mtu in &a.mtu {
             for w in &a.only {
+                let send = a.direction == BenchDirection::Send;
                 let r = match w.as_str() {
+                    "kernel" if send => run_kernel_send(a.bytes, mtu, a.pin),
+                    "chimney" if send => run_chimney_send(a.bytes, mtu, a.busy_poll_us, a.pin),
                     "kernel" => run_kernel(a.bytes, mtu, a.pin),
                     "chimney" => run_chimney(a.bytes, mtu, a.busy_poll_us, a.pin, true),
                     "chimney-copy" => run_chimney(a.bytes, mtu, a.busy_poll_us, a.pin, false),
@@ -392,10 +518,16 @@ pub fn run(a: &E2eArgs) -> ExitCode {
         rows.push(serde_json::Value::Object(row));
     }
     if a.json {
-        let v = serde_json::json!({ "bytes": a.bytes, "rounds": a.rounds, "ok": all_ok, "results": rows });
+        let dir = if a.direction == BenchDirection::Send { "send" } else { "recv" };
+        let v = serde_json::json!({ "bytes": a.bytes, "rounds": a.rounds, "direction": dir, "ok": all_ok, "results": rows });
         println!("{v}");
     } else {
-        println!("chimney bench e2e: one kernel TCP connection of {} bytes, {} round(s), medians", a.bytes, a.rounds);
+        let what = if a.direction == BenchDirection::Send {
+            "each sender into one kernel TCP receiver (CPU: the sending thread's)"
+        } else {
+            "one kernel TCP connection into each receiver (CPU: the receiving thread's)"
+        };
+        println!("chimney bench e2e: {what}, {} bytes, {} round(s), medians", a.bytes, a.rounds);
         for r in &rows {
             let f = |k: &str| r.get(k).and_then(|v| v.as_f64());
             let mut line = format!("MTU {:>5}:", r["mtu"]);

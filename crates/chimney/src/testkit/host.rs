@@ -127,9 +127,17 @@ fn http_answer(head: &[u8]) -> (Vec<HttpOut>, bool) {
 /// Byte `offset` of the stream `serve --source` sends and `connect --echo-check` expects:
 /// a simple seeded sequence both ends can produce without coordination.
 pub fn source_pattern(offset: u64, out: &mut [u8]) {
-    for (i, b) in out.iter_mut().enumerate() {
-        let x = (offset + i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        *b = (x >> 56) as u8;
+    // Eight bytes per multiply: byte `o` is byte `o % 8` (little-endian) of word `o / 8`.
+    let word = |w: u64| (w.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5DEE_CE66_D1CE_4E5B).to_le_bytes();
+    let mut at = offset;
+    let mut i = 0;
+    while i < out.len() {
+        let w = word(at / 8);
+        let k = (at % 8) as usize;
+        let n = (8 - k).min(out.len() - i);
+        out[i..i + n].copy_from_slice(&w[k..k + n]);
+        i += n;
+        at += n as u64;
     }
 }
 
@@ -156,7 +164,7 @@ pub struct AppPolicy {
     pub return_in_upcall: bool,
     /// What the application sends.
     pub send: SendPolicy,
-    /// Bytes per send NBL (split over two MDLs).
+    /// Bytes per send NBL (below 4 KiB split over two MDLs).
     pub send_size: usize,
     /// Send bytes posted and not yet completed at most: an echo application stops taking
     /// data beyond it, so a peer that does not read closes its own window (backpressure).
@@ -725,6 +733,7 @@ impl AppHost {
     /// of its source stream), within its send window; and whether it should now disconnect.
     fn next_sends(&mut self, conn: ConnId) -> (NblChain, bool) {
         let policy = self.policy(conn);
+        let hash = self.hash;
         let size = policy.send_size.max(1);
         let mut chain = NblChain::new();
         loop {
@@ -788,14 +797,22 @@ impl AppHost {
                     v
                 }
             };
-            c.sent_sha256.update(&bytes);
+            if hash {
+                c.sent_sha256.update(&bytes);
+            }
             c.send_posted += bytes.len() as u64;
             c.send_outstanding += bytes.len() as u64;
             self.serial += 1;
-            let cut = bytes.len() / 2;
-            let nb =
-                NetBuffer::new(vec![Mdl::from_bytes(bytes[..cut].to_vec()), Mdl::from_bytes(bytes[cut..].to_vec())]);
-            chain.push_back(NetBufferList::new(NblId::new(PoolTag::Host, self.serial), nb));
+            // Two MDLs (the second taken off the tail, one copy of half) for small sends, so the
+            // send path always crosses an MDL boundary somewhere; large ones are one MDL, moved.
+            let mdls = if bytes.len() < 4096 {
+                let mut head = bytes;
+                let tail = head.split_off(head.len() / 2);
+                vec![Mdl::from_bytes(head), Mdl::from_bytes(tail)]
+            } else {
+                vec![Mdl::from_bytes(bytes)]
+            };
+            chain.push_back(NetBufferList::new(NblId::new(PoolTag::Host, self.serial), NetBuffer::new(mdls)));
         }
         let c = self.conns.entry(conn).or_default();
         let source_done = matches!(policy.send, SendPolicy::Source(t) if c.send_posted >= t) && c.resend.is_empty();
