@@ -895,4 +895,5 @@ scripts! {
     s79_send_then_graceful_fin => "79_send_then_graceful_fin.pkt",
     s80_send_ack_of_unsent_data => "80_send_ack_of_unsent_data.pkt",
     s81_send_reset_mid_send => "81_send_reset_mid_send.pkt",
+    s82_send_tail_loss_probe => "82_send_tail_loss_probe.pkt",
 }

@@ -194,6 +194,8 @@ pub struct ConnCounters {
     pub out_segments: u64,
     /// Retransmitted segments (data and FIN).
     pub retransmitted: u32,
+    /// Tail loss probes sent.
+    pub tail_probes: u32,
     /// Payload bytes sent (retransmissions included).
     pub sent_bytes: u64,
     /// Zero-window probes sent.
@@ -325,6 +327,11 @@ struct TxState {
     recover: Option<u64>,
     /// The recovery began with a timeout (slow start, go-back-N), not with duplicate ACKs.
     rto_recovery: bool,
+    /// Tail loss probe deadline (RFC 8985 §7): two smoothed RTTs after the last send, so that
+    /// a lost tail is found without waiting for the retransmission timeout.
+    tlp_at: Option<Instant>,
+    /// A probe is out and not answered yet (one per tail).
+    tlp_out: bool,
     /// Karn: the end offset of a segment sent once, and when (RTT without timestamps).
     rtt_probe: Option<(u64, Instant)>,
     /// Consecutive retransmission timeouts.
@@ -580,6 +587,7 @@ impl TcpConn {
             self.delack_at,
             self.tx.as_ref().and_then(|t| t.rto_at),
             self.tx.as_ref().and_then(|t| t.persist_at),
+            self.tx.as_ref().and_then(|t| t.tlp_at),
             self.ka_at,
             self.window_update_at,
             self.ring_release_at,
@@ -1234,6 +1242,9 @@ impl TcpConn {
         }
         if self.tx.as_ref().is_some_and(|t| t.persist_at.is_some_and(|d| d <= now)) {
             self.on_persist(now, cx);
+        }
+        if self.tx.as_ref().is_some_and(|t| t.tlp_at.is_some_and(|d| d <= now)) {
+            self.on_tlp(now, cx);
         }
     }
 }

@@ -47,6 +47,8 @@ impl TxState {
             dupacks: 0,
             recover: None,
             rto_recovery: false,
+            tlp_at: None,
+            tlp_out: false,
             rtt_probe: None,
             retries: 0,
         }
@@ -286,9 +288,59 @@ impl TcpConn {
                 t.rto_at = Some(now + t.rtt.rto());
             }
             t.persist_at = None;
+            // RFC 8985 §7.2: a probe timeout of two smoothed RTTs (plus the peer's delayed
+            // ACK when one segment is out), outside recovery, once an RTT is known, and never
+            // after the retransmission timeout.
+            if let (None, false, Some(srtt)) = (t.recover, t.tlp_out, t.rtt.srtt()) {
+                let mut pto = (srtt * 2).max(Duration::from_millis(10));
+                if t.max - t.una <= self.send_mss_hint(t) {
+                    pto += Duration::from_millis(200);
+                }
+                let at = now + pto;
+                if t.rto_at.is_none_or(|r| at < r) {
+                    t.tlp_at = Some(at);
+                }
+            }
         } else {
             t.rto_at = None;
+            t.tlp_at = None;
         }
+    }
+
+    /// One segment's size for the probe timeout's single-segment case.
+    fn send_mss_hint(&self, _t: &TxState) -> u64 {
+        u64::from(self.peer_mss.saturating_sub(if self.ts.is_some() { 12 } else { 0 }).max(1))
+    }
+
+    /// The tail loss probe (RFC 8985 §7.3): new data if the peer's window allows one segment of
+    /// it, else the last segment sent again; the retransmission timer restarts.
+    pub(super) fn on_tlp(&mut self, now: Instant, cx: &mut ConnContext<'_>) {
+        let Some(mut t) = self.tx.take() else { return };
+        t.tlp_at = None;
+        let s = cx.delivery.send_stream(self.id);
+        if s.closed || t.recover.is_some() || t.max == t.una {
+            self.tx = Some(t);
+            return;
+        }
+        let mss = self.send_mss(cx);
+        let edge = t.una + u64::from(self.snd_wnd);
+        let new = s.posted.saturating_sub(t.max).min(mss).min(edge.saturating_sub(t.max));
+        t.tlp_out = true;
+        t.rtt_probe = None;
+        self.counters.tail_probes += 1;
+        if new > 0 && t.nxt == t.max {
+            let at = t.max;
+            self.send_data(now, &mut t, at, new, s.posted, false, cx);
+            t.nxt = at + new;
+            t.max = t.nxt;
+            t.sb.on_send(t.max);
+        } else {
+            let len = (t.max - t.una).min(mss);
+            let at = t.max - len;
+            self.send_data(now, &mut t, at, len, s.posted, false, cx);
+        }
+        t.rto_at = Some(now + t.rtt.rto());
+        self.tx = Some(t);
     }
 
     /// Acknowledgement processing for an acceptable segment (RFC 9293 §3.10.7.4 fifth check;
@@ -371,6 +423,8 @@ impl TcpConn {
                 None => t.cc.on_ack(now, newly as u32, t.rtt.srtt()),
             }
             t.rto_at = None;
+            t.tlp_at = None;
+            t.tlp_out = false;
             t.persist.reset(t.rtt.rto());
             if fin_acked_now {
                 t.fin_acked = true;
@@ -478,6 +532,7 @@ impl TcpConn {
         t.sb.on_timeout();
         t.recover = Some(t.max);
         t.rto_recovery = true;
+        t.tlp_at = None;
         t.dupacks = 0;
         t.rtt_probe = None;
         t.nxt = t.una;
