@@ -893,7 +893,10 @@ impl TcpConn {
         let seg_len = payload_len as u32 + u32::from(seg.has(flags::SYN)) + u32::from(seg.has(flags::FIN));
         let acceptable = match (seg_len, wnd) {
             (0, 0) => seq == self.rcv_nxt,
-            (0, _) => in_window(seq),
+            // A pure ACK exactly at the right edge is taken, as Linux does (`tcp_sequence`): a
+            // peer that filled our window and lost that data sends its ACKs from there, and
+            // dropping them would leave its ACKs of our data unread for good.
+            (0, _) => in_window(seq) || seq == self.rcv_nxt.plus(wnd),
             (_, 0) => false,
             (n, _) => in_window(seq) || in_window(seq.plus(n - 1)),
         };
@@ -1202,6 +1205,9 @@ impl TcpConn {
         // and, without a persist timer, never ask again: re-announce an open window in an
         // ordinary ACK first. The probe itself (SEG.SEQ = SND.NXT − 1) is unacceptable to the
         // peer, which ignores its window. Found by simulator seed 21223.
+        // The window as it stands now: room may have opened with no segment to carry it (a
+        // sender without a persist timer, smoltcp, would never ask).
+        self.update_window(now, cx);
         if self.can_receive() && self.rcv_wnd() >= u32::from(self.peer_mss) {
             let seq = self.snd_nxt;
             self.emit(now, cx, seq, flags::ACK);
