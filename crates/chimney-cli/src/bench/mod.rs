@@ -6,6 +6,7 @@
 //! * [`engine`]: no I/O, pre-built segment traces through the engine, against memcpy and
 //!   smoltcp.
 //! * [`scale`]: no I/O, bytes per idle connection and ns per segment at 1 … 1 M connections.
+//! * [`http`]: wrk against a kernel HTTP responder (veth) and `serve --http` (TUN).
 //! * [`flood`]: no I/O, a spoofed SYN flood: SYNs per second absorbed per SYN-cookie mode,
 //!   half-open memory, a legitimate client mid-flood.
 //!
@@ -18,6 +19,7 @@ pub mod common;
 pub mod e2e;
 pub mod engine;
 pub mod flood;
+pub mod http;
 pub mod scale;
 
 /// `chimney bench` flags.
@@ -41,6 +43,9 @@ pub enum BenchCmd {
     /// No I/O: a spoofed SYN flood on one core: SYNs per second absorbed with SYN cookies
     /// auto, always and never, half-open memory, and whether a client connects mid-flood.
     Flood(flood::FloodArgs),
+    /// wrk against a kernel HTTP responder over veth and `serve --http` over TUN, side by
+    /// side: requests per second and the ratio.
+    Http(http::HttpArgs),
 }
 
 /// `chimney bench …`.
@@ -50,5 +55,6 @@ pub fn run(a: &BenchArgs) -> ExitCode {
         BenchCmd::Engine(e) => engine::run(e),
         BenchCmd::Scale(e) => scale::run(e),
         BenchCmd::Flood(e) => flood::run(e),
+        BenchCmd::Http(e) => http::run(e),
     }
 }
