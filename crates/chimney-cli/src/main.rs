@@ -72,6 +72,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A reader that goes away (`chimney serve | head`) ends us quietly, as it ends any
+    // filter: the default SIGPIPE action, not a panic on the next write to standard output.
+    // SAFETY: called first thing, before any thread exists; SIG_DFL installs no handler code.
+    unsafe {
+        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {

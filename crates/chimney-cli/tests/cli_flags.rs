@@ -130,3 +130,20 @@ fn simulated_demo_records_what_was_asked() {
     }
     refused(&["demo", "--sim", "--no-direct"], &["simulator", "--no-direct"]);
 }
+
+/// A reader that closes its end early (`chimney rules | head -1`) ends the program quietly,
+/// with SIGPIPE's default action, never a panic message.
+#[test]
+fn a_closed_stdout_pipe_is_no_panic() {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} rules | head -c 1 >/dev/null; {} rules | true",
+            env!("CARGO_BIN_EXE_chimney"),
+            env!("CARGO_BIN_EXE_chimney")
+        ))
+        .output()
+        .expect("sh");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+}
