@@ -83,6 +83,22 @@ mod needs_root {
         v
     }
 
+    /// Echo of 256 MiB, byte-exact both ways, over IPv4 and IPv6, clean and with 2 % loss in
+    /// both directions (the demo's own impairment layer): every client reads back exactly
+    /// what it sent, through the offloaded send path, with zero violations.
+    #[test]
+    fn echo_256mib_clean_and_with_loss_v4_v6() {
+        need_root();
+        for extra in [&["--ipv6"][..], &["--loss", "0.02"][..], &["--loss", "0.02", "--ipv6"][..]] {
+            let mut args = vec!["--connections", "1", "--bytes", "268435456"];
+            args.extend_from_slice(extra);
+            let v = exact(&args, 1, 256 << 20);
+            let c = &v["connections"][0];
+            assert_eq!(c["returned"].as_u64(), Some(256 << 20), "{extra:?}: {c}");
+            assert_eq!(c["target_sent"].as_u64(), Some(256 << 20), "{extra:?}: {c}");
+        }
+    }
+
     /// `demo --direction`: `both` (the default: every client reads back its own stream,
     /// echoed through the send path), `send` (the target sends the seeded pattern; clients
     /// check it), `recv` (nothing comes back). v4 and v6.
