@@ -129,8 +129,9 @@ fn connect_retry(target: SocketAddr) -> Result<TcpStream, String> {
     Err(format!("connect {target}: {last}"))
 }
 
-/// (a) kernel → kernel over a veth pair between two fresh namespaces.
-fn run_kernel(bytes: u64, mtu: u32, pin: bool) -> Result<Sample, DriverError> {
+/// Two fresh namespaces joined by a veth pair at `mtu`: 198.19.0.1 in the first, 198.19.0.2
+/// in the second.
+fn veth_pair(mtu: u32) -> Result<(Netns, Netns), DriverError> {
     let a = Netns::create()?;
     let b = Netns::create()?;
     let b_path = b.path();
@@ -139,6 +140,12 @@ fn run_kernel(bytes: u64, mtu: u32, pin: bool) -> Result<Sample, DriverError> {
     a.ip(&["link", "set", "bva", "mtu", &mtu.to_string(), "up"])?;
     b.ip(&["addr", "add", "198.19.0.2/24", "dev", "bvb"])?;
     b.ip(&["link", "set", "bvb", "mtu", &mtu.to_string(), "up"])?;
+    Ok((a, b))
+}
+
+/// (a) kernel → kernel over a veth pair between two fresh namespaces.
+fn run_kernel(bytes: u64, mtu: u32, pin: bool) -> Result<Sample, DriverError> {
+    let (a, b) = veth_pair(mtu)?;
     let target: SocketAddr = "198.19.0.2:5001".parse().expect("address");
     let listener = b.run(move || TcpListener::bind(target))?.map_err(|e| DriverError::os("binding the receiver", e))?;
     let rx = b.spawn(move || -> Result<(u64, Duration, Duration), String> {
@@ -230,14 +237,7 @@ fn kernel_reader(target: SocketAddr, pin: bool) -> Result<(u64, Duration), Strin
 /// `--direction send`, kernel → kernel over veth: the accepted socket sends (its thread's CPU
 /// is measured), a kernel reader in the other namespace receives.
 fn run_kernel_send(bytes: u64, mtu: u32, pin: bool) -> Result<Sample, DriverError> {
-    let a = Netns::create()?;
-    let b = Netns::create()?;
-    let b_path = b.path();
-    a.ip(&["link", "add", "bva", "type", "veth", "peer", "name", "bvb", "netns", &b_path])?;
-    a.ip(&["addr", "add", "198.19.0.1/24", "dev", "bva"])?;
-    a.ip(&["link", "set", "bva", "mtu", &mtu.to_string(), "up"])?;
-    b.ip(&["addr", "add", "198.19.0.2/24", "dev", "bvb"])?;
-    b.ip(&["link", "set", "bvb", "mtu", &mtu.to_string(), "up"])?;
+    let (a, b) = veth_pair(mtu)?;
     let target: SocketAddr = "198.19.0.2:5001".parse().expect("address");
     let listener = b.run(move || TcpListener::bind(target))?.map_err(|e| DriverError::os("binding the sender", e))?;
     let tx = b.spawn(move || -> Result<(u64, Duration), String> {

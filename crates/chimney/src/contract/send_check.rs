@@ -211,24 +211,8 @@ impl SendCheck {
             f.push((&rules::R_SND_2, None, format!("{} bytes at offset {at}: beyond what was posted", bytes.len())));
             return;
         }
-        let (a, b) = self.bytes.as_slices();
-        let mut pos = rel;
-        let mut rest = bytes;
-        for seg in [a, b] {
-            if rest.is_empty() {
-                break;
-            }
-            if pos >= seg.len() {
-                pos -= seg.len();
-                continue;
-            }
-            let n = (seg.len() - pos).min(rest.len());
-            if seg[pos..pos + n] != rest[..n] {
-                f.push((&rules::R_SND_3, None, format!("bytes at offset {at} differ from what the host posted there")));
-                return;
-            }
-            rest = &rest[n..];
-            pos = 0;
+        if !super::verifier::deque_eq_at(&self.bytes, rel, bytes) {
+            f.push((&rules::R_SND_3, None, format!("bytes at offset {at} differ from what the host posted there")));
         }
     }
 

@@ -162,7 +162,8 @@ pub struct VerifierCore {
     state: Mutex<CoreState>,
 }
 
-fn deque_eq_at(dq: &VecDeque<u8>, at: usize, bytes: &[u8]) -> bool {
+/// Whether `dq` holds `bytes` at position `at` (false when they would run past its end).
+pub(super) fn deque_eq_at(dq: &VecDeque<u8>, at: usize, bytes: &[u8]) -> bool {
     if at + bytes.len() > dq.len() {
         return false;
     }
