@@ -3,8 +3,8 @@
 //! ```text
 //!   smoltcp Interface (N TCP senders, seeded) ◄──► Link ◄──► Engine<Verifier<Delivery>>
 //!        ▲ virtual clock, one seeded RNG          loss/dup/reorder/        │
-//!        └── adversary (raw hostile packets) ──►  corrupt/delay/bandwidth   ▼
-//!                                                              AppHost with random policies
+//!        ├── adversary (raw hostile packets) ──►  corrupt/delay/bandwidth   ▼
+//!        └── hostile receiver (lying ACKs) ◄──►                AppHost with random policies
 //! ```
 //!
 //! Discrete-event, one thread, no wall clock: one seed reproduces one whole run bit for bit
@@ -17,6 +17,7 @@
 pub mod adversary;
 pub mod link;
 pub mod peer;
+pub mod receiver;
 pub mod scenario;
 
 pub use scenario::{run, run_traced, run_with_tap, Scenario, Sim, SimReport, Step};

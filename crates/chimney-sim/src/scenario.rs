@@ -20,6 +20,7 @@ use smoltcp::wire::IpAddress;
 use crate::adversary::Adversary;
 use crate::link::Link;
 use crate::peer::Peers;
+use crate::receiver::HostileReceiver;
 
 /// What the host does to a connection besides consuming.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +79,19 @@ pub struct Scenario {
     /// Connections whose application echoes what it receives through the send path (the
     /// peer checks what comes back).
     pub echo: Vec<bool>,
+    /// The send side's adversary: a hostile receiver the application sends a stream to.
+    pub hostile: Option<HostileSpec>,
+}
+
+/// The hostile receiver's run: how much the application sends it, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostileSpec {
+    /// Bytes of the source stream.
+    pub bytes: u64,
+    /// Bytes per send NBL.
+    pub send_size: usize,
+    /// Bytes the application keeps posted and unacknowledged at most.
+    pub send_window: usize,
 }
 
 /// Flags that constrain scenarios drawn from seeds.
@@ -196,10 +210,23 @@ impl Scenario {
                 p.send_window = [4096, 65536, 1 << 20][r4.below(3) as usize];
             }
         }
+        // The send side's adversary on a third of the seeds (not in the one-way runs that
+        // predate the send path, nor when the adversary is forced off).
+        let mut r5 = SplitMix64::new(seed ^ 0x4057_11E5);
+        let hostile_on = !knobs.clean
+            && knobs.echo != Some(false)
+            && knobs.adversary != Some(false)
+            && (knobs.adversary == Some(true) || r5.below(3) == 0);
+        let hostile = hostile_on.then(|| HostileSpec {
+            bytes: 20_000 + r5.below(300_000),
+            send_size: [100, 1448, 4096, 65536][r5.below(4) as usize],
+            send_window: [4096, 65536, 1 << 20][r5.below(3) as usize],
+        });
         Scenario {
             max_embryos,
             syncookies,
             echo,
+            hostile,
             seed,
             bytes,
             resets,
@@ -391,6 +418,10 @@ pub struct Sim<'a> {
     adv_conn: Option<ConnId>,
     adv_end: Option<End>,
     adv_got: u64,
+    hostile: Option<HostileReceiver>,
+    hostile_ip: IpAddr,
+    hostile_conn: Option<ConnId>,
+    hostile_end: Option<End>,
     now: Instant,
     packets_in: u64,
     out: Vec<u8>,
@@ -402,10 +433,20 @@ impl<'a> Sim<'a> {
     /// contract call).
     pub fn new(sc: &'a Scenario, log: bool, trace: Option<TraceWriter>) -> Sim<'a> {
         let rep = SimReport { seed: sc.seed, trace_hash: 0xcbf2_9ce4_8422_2325, ..SimReport::default() };
-        let (target_ip, peer_ip, adv_ip): (IpAddr, IpAddr, IpAddr) = if sc.ipv6 {
-            ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), "fd00::3".parse().unwrap())
+        let (target_ip, peer_ip, adv_ip, hostile_ip): (IpAddr, IpAddr, IpAddr, IpAddr) = if sc.ipv6 {
+            (
+                "fd00::1".parse().unwrap(),
+                "fd00::2".parse().unwrap(),
+                "fd00::3".parse().unwrap(),
+                "fd00::4".parse().unwrap(),
+            )
         } else {
-            ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap(), "198.18.0.3".parse().unwrap())
+            (
+                "198.18.0.1".parse().unwrap(),
+                "198.18.0.2".parse().unwrap(),
+                "198.18.0.3".parse().unwrap(),
+                "198.18.0.4".parse().unwrap(),
+            )
         };
         let target = SocketAddr::new(target_ip, 5001);
         let ip_hdr = if sc.ipv6 { 60 } else { 40 };
@@ -416,6 +457,11 @@ impl<'a> Sim<'a> {
             mss: (sc.mtu - ip_hdr) as u16,
             // Keep-alive notices a sender whose only RST was lost (10 s idle, 5 probes 1 s apart).
             keepalive: Some(Duration::from_secs(10)),
+            // Eight retransmissions (about 50 s from a 200 ms RTO), not Windows' five (about
+            // 12 s): links here lose up to 5 % each way, and smoltcp answers a retransmission
+            // of data it already has at most once a second (a rate-limited challenge ACK), so
+            // a short streak of lost answers would end the connection (seed 1027).
+            max_retransmits: 8,
             ka_probe_count: 5,
             challenge_keepalive: Duration::from_secs(20),
             // ACK on drain (what the TUN driver runs) on half the seeds, per-segment ACKs on the rest.
@@ -472,7 +518,11 @@ impl<'a> Sim<'a> {
         let peers = Peers::new(sc.seed, to_ip(peer_ip), (to_ip(target_ip), 5001), &specs, sc.mtu);
         let adversary =
             sc.adversary.then(|| Adversary::new(sc.seed, SocketAddr::new(adv_ip, 6000), target, sc.mtu - ip_hdr));
-        let total: u64 = sc.bytes.iter().sum();
+        let hostile = sc.hostile.map(|h| {
+            let mss = (sc.mtu - ip_hdr) as u16;
+            HostileReceiver::new(sc.seed, SocketAddr::new(hostile_ip, 7000), target, mss, h.bytes)
+        });
+        let total: u64 = sc.bytes.iter().sum::<u64>() + sc.hostile.map_or(0, |h| h.bytes);
         // Liveness: at least 64 KB/s of goodput (losses cost smoltcp whole retransmission
         // timeouts), plus 20x the serialisation time, plus 60 s.
         // Above 1 % loss smoltcp (no SACK recovery, its retransmission timeout backing off to
@@ -508,6 +558,10 @@ impl<'a> Sim<'a> {
             adv_conn: None,
             adv_end: None,
             adv_got: 0,
+            hostile,
+            hostile_ip,
+            hostile_conn: None,
+            hostile_end: None,
             now: Instant::ZERO,
             packets_in: 0,
             out: Vec::new(),
@@ -529,6 +583,7 @@ impl<'a> Sim<'a> {
             return Step::Stuck;
         }
         self.deliver_to_target(tap);
+        self.check_cwnd();
         let now = self.now;
         self.engine.flush_acks(now, &mut self.host);
         if self.engine.poll_timeout().is_some_and(|t| t <= now) {
@@ -569,6 +624,12 @@ impl<'a> Sim<'a> {
                 self.up.send(now, &p);
             }
         }
+        if let Some(h) = self.hostile.as_mut() {
+            for p in h.poll(now) {
+                fnv(&mut self.rep.trace_hash, &p);
+                self.up.send(now, &p);
+            }
+        }
         while let Some(p) = self.up.recv(now) {
             self.rep.packets += 1;
             self.packets_in += 1;
@@ -598,7 +659,18 @@ impl<'a> Sim<'a> {
                 self.rep.log.push(format!("{now} engine event {ev:?}"));
             }
             let EngineEvent::Offloaded { conn, remote, .. } = ev else { continue };
-            if remote.ip() == self.adv_ip {
+            if remote.ip() == self.hostile_ip {
+                self.hostile_conn = Some(conn);
+                if let Some(h) = self.sc.hostile {
+                    let policy = AppPolicy {
+                        send: chimney::testkit::host::SendPolicy::Source(h.bytes),
+                        send_size: h.send_size,
+                        send_window: h.send_window,
+                        ..AppPolicy::default()
+                    };
+                    self.host.set_policy(conn, policy);
+                }
+            } else if remote.ip() == self.adv_ip {
                 self.adv_conn = Some(conn);
                 self.host.set_policy(conn, AppPolicy::default());
                 if let Some(key) = self.adversary.as_ref().map(|a| a.stream) {
@@ -636,8 +708,8 @@ impl<'a> Sim<'a> {
     /// which connections ended, and how.
     fn host_reactions(&mut self) -> Vec<(ConnId, End)> {
         let mut finish = Vec::new();
-        let Sim { host, engine, live, rep, log, adv_conn, now, .. } = self;
-        let (now, adv_conn, log) = (*now, *adv_conn, *log);
+        let Sim { host, engine, live, rep, log, adv_conn, hostile_conn, now, .. } = self;
+        let (now, adv_conn, hostile_conn, log) = (*now, *adv_conn, *hostile_conn, *log);
         host.react(now, engine, &mut |conn, ev, end| {
             if log {
                 rep.log.push(format!("{now} host event {conn} {ev:?}"));
@@ -654,7 +726,9 @@ impl<'a> Sim<'a> {
             match end {
                 Some(HostEnd::Rst) => finish.push((conn, End::Rst)),
                 Some(HostEnd::Fin) => finish.push((conn, End::Fin)),
-                Some(_) if fin_before || Some(conn) == adv_conn => finish.push((conn, End::Fin)),
+                Some(_) if fin_before || Some(conn) == adv_conn || Some(conn) == hostile_conn => {
+                    finish.push((conn, End::Fin))
+                }
                 Some(_) => finish.push((conn, End::Host)),
                 None => {}
             }
@@ -711,6 +785,23 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Invariant: ACK division and optimistic ACKs cannot inflate the congestion window
+    /// of the hostile receiver's connection: it never exceeds the initial window plus the
+    /// bytes acknowledged (slow start adds at most what each ACK covers).
+    fn check_cwnd(&mut self) {
+        let Some(id) = self.hostile_conn else { return };
+        let Some((cwnd, _, _)) = self.engine.conn(id).and_then(|c| c.send_windows()) else { return };
+        let acked = self.engine.delivery().send_stream(id).acked;
+        let iw = u64::from(chimney::tcp::Congestion::initial_window(self.sc.mtu as u32));
+        if u64::from(cwnd) > iw + acked {
+            self.rep.failures.push(format!(
+                "{}: hostile receiver's cwnd {cwnd} over the initial window {iw} + {acked} bytes acknowledged",
+                self.now
+            ));
+            self.hostile_conn = None;
+        }
+    }
+
     /// Terminates and offloads again the connections whose action says so.
     fn reoffloads(&mut self) {
         let now = self.now;
@@ -748,6 +839,15 @@ impl<'a> Sim<'a> {
         let now = self.now;
         for (conn, end) in finish {
             let Some(l) = self.live.remove(&conn) else {
+                if Some(conn) == self.hostile_conn && self.hostile_end.is_none() {
+                    self.hostile_end = Some(end);
+                    if let Ok(d) = self.engine.terminate_offload(now, conn, &mut self.host) {
+                        self.host.take_uploaded(conn, d.buffered_data);
+                    }
+                    self.host.return_held(now, &mut self.engine);
+                    self.checks.lock().unwrap_or_else(|e| e.into_inner()).remove(&conn);
+                    self.host.forget(conn);
+                }
                 if Some(conn) == self.adv_conn && self.adv_end.is_none() {
                     self.adv_end = Some(end);
                     if let Ok(d) = self.engine.terminate_offload(now, conn, &mut self.host) {
@@ -775,7 +875,11 @@ impl<'a> Sim<'a> {
                     l.sender, c.detail
                 ));
             }
-            self.ends[l.sender] = Some((end, c.offset));
+            // A sender's port may see several incarnations (a SYN cookie revives it, a blind
+            // SYN on its port after its reset opens another): what arrived is the most any
+            // of them delivered.
+            let before = self.ends[l.sender].map_or(0, |(_, got)| got);
+            self.ends[l.sender] = Some((end, c.offset.max(before)));
             if end == End::Host {
                 // The host took the connection away: what its peer receives from now on
                 // (a connection revived from a SYN cookie echoes from elsewhere in the
@@ -817,9 +921,17 @@ impl<'a> Sim<'a> {
             if self.log {
                 self.rep.log.push(format!("{now} < target {}", describe(&p)));
             }
-            let to_adv = chimney::wire::parse_with(&p, chimney::wire::TcpChecksum::VouchedByKernel)
-                .is_ok_and(|s| s.dst == self.adv_ip);
-            if to_adv {
+            let dst = chimney::wire::parse_with(&p, chimney::wire::TcpChecksum::VouchedByKernel).map(|s| s.dst);
+            let to_adv = dst.is_ok_and(|d| d == self.adv_ip);
+            if dst.is_ok_and(|d| d == self.hostile_ip) {
+                if let Some(h) = self.hostile.as_mut() {
+                    h.on_packet(now, &p);
+                    for q in h.take_out() {
+                        fnv(&mut self.rep.trace_hash, &q);
+                        self.up.send(now, &q);
+                    }
+                }
+            } else if to_adv {
                 if let Some(a) = self.adversary.as_mut() {
                     a.on_packet(now, &p);
                 }
@@ -850,7 +962,8 @@ impl<'a> Sim<'a> {
                     && matches!(sc.actions[i], HostAction::TerminateAt(_) | HostAction::AbortAt(_)))
         });
         let adv_done = self.adversary.as_ref().is_none_or(|a| a.finished() && self.adv_end.is_some());
-        senders_done && adv_done
+        let hostile_done = self.hostile.as_ref().is_none_or(|h| h.finished() && self.hostile_end.is_some());
+        senders_done && adv_done && hostile_done
     }
 
     /// Records why the run did not finish within its bound, per unfinished connection.
@@ -876,6 +989,16 @@ impl<'a> Sim<'a> {
                 self.engine.conn(*id).map(|c| c.describe_send()),
             );
         }
+        if let (Some(h), id) = (self.hostile.as_ref(), self.hostile_conn) {
+            why += &format!(
+                "; hostile receiver: {} of {} bytes, finished {}, end {:?} | tx {:?}",
+                h.received(),
+                h.total(),
+                h.finished(),
+                self.hostile_end,
+                id.and_then(|id| self.engine.conn(id).map(|c| c.describe_send())),
+            );
+        }
         self.rep.failures.push(format!("liveness: not finished after {:?} of virtual time{why}", self.bound));
     }
 
@@ -896,6 +1019,7 @@ impl<'a> Sim<'a> {
             self.up.next_due(),
             self.down.next_due(),
             self.adversary.as_ref().and_then(|a| a.next_due()),
+            self.hostile.as_ref().and_then(|h| h.next_due()),
             self.live.values().filter_map(|l| l.zero_since).map(|t| t + Duration::from_millis(20)).min(),
             // An application holding indicated NBLs returns them shortly (the pool may be
             // waiting for them).
@@ -964,6 +1088,16 @@ impl<'a> Sim<'a> {
                 rep.failures.push(format!("adversary connection did not end cleanly: {:?}", self.adv_end));
             } else if self.adv_got != a.stream_len() {
                 rep.failures.push(format!("adversary stream: {} of {} bytes delivered", self.adv_got, a.stream_len()));
+            }
+        }
+        if let Some(h) = self.hostile.as_ref() {
+            for f in h.failures.iter().take(5) {
+                rep.failures.push(format!("hostile receiver: {f}"));
+            }
+            if self.hostile_end != Some(End::Fin) {
+                rep.failures.push(format!("hostile receiver's connection did not end cleanly: {:?}", self.hostile_end));
+            } else if h.received() != h.total() {
+                rep.failures.push(format!("hostile receiver: {} of {} bytes", h.received(), h.total()));
             }
         }
         let st = self.engine.stats();

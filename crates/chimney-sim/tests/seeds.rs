@@ -160,3 +160,13 @@ fn seed_108362_blind_syn_does_not_replace_a_half_open() {
 fn seed_127642_lost_handshake_ack_spared_under_cookies() {
     seed_passes(127642);
 }
+
+/// Regression (seed 10214306326 hung before the fix): a connection without timestamps under
+/// steady loss never took an RTT sample (every fast retransmit dropped the timed segment),
+/// so its RTO stayed at 1 s and doubled to 16 s, and keep-alive probes fired with data in
+/// flight, at a sequence number the peer need not answer. A SACK block now times the
+/// segment (script 83), and keep-alive waits while data is outstanding.
+#[test]
+fn seed_10214306326_rtt_sampled_under_loss_without_timestamps() {
+    seed_passes(10214306326);
+}

@@ -896,4 +896,7 @@ scripts! {
     s80_send_ack_of_unsent_data => "80_send_ack_of_unsent_data.pkt",
     s81_send_reset_mid_send => "81_send_reset_mid_send.pkt",
     s82_send_tail_loss_probe => "82_send_tail_loss_probe.pkt",
+    s83_send_rtt_from_sack_without_timestamps => "83_send_rtt_from_sack_without_timestamps.pkt",
+    s84_keepalive_waits_while_data_is_in_flight => "84_keepalive_waits_while_data_is_in_flight.pkt",
+    s85_send_rack_lost_retransmission => "85_send_rack_lost_retransmission.pkt",
 }

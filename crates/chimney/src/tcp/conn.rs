@@ -12,6 +12,7 @@ mod tx;
 
 use super::assembler::{Assembler, Insert};
 use super::cc::{Congestion, CongestionAlgorithm};
+use super::rack::Rack;
 use super::rtt::RttEstimator;
 use super::scoreboard::Scoreboard;
 use super::sender::Persist;
@@ -196,6 +197,9 @@ pub struct ConnCounters {
     pub retransmitted: u32,
     /// Tail loss probes sent.
     pub tail_probes: u32,
+    /// Times RACK (RFC 8985) found segments lost by time: lost retransmissions and tails
+    /// that duplicate-ACK counting misses.
+    pub rack_losses: u32,
     /// Payload bytes sent (retransmissions included).
     pub sent_bytes: u64,
     /// Zero-window probes sent.
@@ -332,10 +336,29 @@ struct TxState {
     tlp_at: Option<Instant>,
     /// A probe is out and not answered yet (one per tail).
     tlp_out: bool,
-    /// Karn: the end offset of a segment sent once, and when (RTT without timestamps).
-    rtt_probe: Option<(u64, Instant)>,
+    /// RACK (RFC 8985): what is in flight and when it went out, for time-based loss
+    /// detection (a lost retransmission or a lost tail is found without the RTO).
+    rack: Rack,
+    /// The RACK reordering timer: when a segment not yet judged lost may be.
+    rack_at: Option<Instant>,
+    /// Karn: the one timed segment (RTT without timestamps).
+    rtt_probe: Option<RttProbe>,
     /// Consecutive retransmission timeouts.
     retries: u32,
+}
+
+/// The segment timed for an RTT sample when timestamps are off (RFC 6298 §3, Karn's rule).
+#[derive(Debug, Clone, Copy)]
+struct RttProbe {
+    /// Its stream offsets [start, end).
+    start: u64,
+    end: u64,
+    /// When it went out (once: a retransmission of it ends the probe).
+    sent: Instant,
+    /// Nothing before it was sent again, so the cumulative ACK that covers it answers its own
+    /// arrival. After a retransmission of an earlier hole that ACK may answer the hole's
+    /// repair instead; then only a SACK block covering the segment is a sample.
+    cum_ok: bool,
 }
 
 /// Timestamp state (RFC 7323).
@@ -588,6 +611,7 @@ impl TcpConn {
             self.tx.as_ref().and_then(|t| t.rto_at),
             self.tx.as_ref().and_then(|t| t.persist_at),
             self.tx.as_ref().and_then(|t| t.tlp_at),
+            self.tx.as_ref().and_then(|t| t.rack_at),
             self.ka_at,
             self.window_update_at,
             self.ring_release_at,
@@ -1148,6 +1172,8 @@ impl TcpConn {
         if let Some(t) = self.tx.as_mut() {
             t.rto_at = None;
             t.persist_at = None;
+            t.tlp_at = None;
+            t.rack_at = None;
         }
     }
 
@@ -1238,7 +1264,14 @@ impl TcpConn {
             self.send_ack(now, cx);
         }
         if self.ka_at.is_some_and(|t| t <= now) && !self.stopped {
-            self.on_keepalive(now, cx);
+            if self.send_outstanding() != (0, false) {
+                // Data or our FIN is in flight: the retransmission timer is watching the peer
+                // (and uploads when it gives up); the idle timer starts over (as Linux does).
+                let idle = cx.cfg.keepalive.unwrap_or(cx.cfg.challenge_keepalive);
+                self.ka_at = Some(now + idle);
+            } else {
+                self.on_keepalive(now, cx);
+            }
             if self.stopped {
                 return;
             }
@@ -1251,6 +1284,9 @@ impl TcpConn {
         }
         if self.tx.as_ref().is_some_and(|t| t.tlp_at.is_some_and(|d| d <= now)) {
             self.on_tlp(now, cx);
+        }
+        if self.tx.as_ref().is_some_and(|t| t.rack_at.is_some_and(|d| d <= now)) {
+            self.on_rack_timer(now, cx);
         }
     }
 }

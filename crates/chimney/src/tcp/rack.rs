@@ -43,29 +43,72 @@ impl Rack {
         Rack { reo_mult: 1, ..Rack::default() }
     }
 
-    /// [start, end) was (re)transmitted at `now`.
+    /// [start, end) was (re)transmitted at `now`. What it overlaps of earlier transmissions
+    /// (a retransmitted part of a larger write) is replaced; the rest of those keep their
+    /// send times.
     pub fn on_send(&mut self, now: Instant, start: u64, end: u64, retransmitted: bool) {
+        if start >= end {
+            return;
+        }
+        // The entry starting before `start` that reaches into it: keep its head.
+        if let Some((&s, &seg)) = self.sent.range(..start).next_back() {
+            if seg.end > start {
+                self.sent.insert(s, Sent { end: start, ..seg });
+                if seg.end > end {
+                    self.sent.insert(end, Sent { end: seg.end, ..seg });
+                }
+            }
+        }
+        // Entries starting inside [start, end): drop them, keep a tail that reaches past it.
+        while let Some((&s, &seg)) = self.sent.range(start..end).next() {
+            self.sent.remove(&s);
+            if seg.end > end {
+                self.sent.insert(end, Sent { end: seg.end, ..seg });
+            }
+        }
         self.sent.insert(start, Sent { end, xmit: now, retransmitted });
+    }
+
+    /// Everything below `una` is delivered (the cumulative acknowledgement) at `now`.
+    pub fn on_acked(&mut self, now: Instant, una: u64) {
+        while let Some(entry) = self.sent.first_entry() {
+            let seg = *entry.get();
+            if seg.end > una {
+                break;
+            }
+            entry.remove();
+            self.delivered(now, seg, false);
+        }
     }
 
     /// [start, end) is delivered (cumulatively acknowledged or SACKed) at `now`. Karn: a
     /// retransmitted segment gives no RTT unless `ts_says_latest` (its timestamp echo shows
     /// it answers the latest transmission).
     pub fn on_delivered(&mut self, now: Instant, start: u64, end: u64, ts_says_latest: bool) {
-        let keys: Vec<u64> =
-            self.sent.range(..end).filter(|(s, v)| **s >= start && v.end <= end).map(|(s, _)| *s).collect();
-        for k in keys {
-            let Some(seg) = self.sent.remove(&k) else { continue };
-            if seg.retransmitted && !ts_says_latest {
-                continue;
+        while let Some((&s, &seg)) = self.sent.range(start..end).next() {
+            if seg.end > end {
+                break;
             }
-            let rtt = now.saturating_duration_since(seg.xmit);
-            self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
-            if self.xmit_ts.is_none_or(|t| seg.xmit >= t) {
-                self.xmit_ts = Some(seg.xmit);
-                self.rtt = rtt;
-            }
+            self.sent.remove(&s);
+            self.delivered(now, seg, ts_says_latest);
         }
+    }
+
+    fn delivered(&mut self, now: Instant, seg: Sent, ts_says_latest: bool) {
+        if seg.retransmitted && !ts_says_latest {
+            return;
+        }
+        let rtt = now.saturating_duration_since(seg.xmit);
+        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        if self.xmit_ts.is_none_or(|t| seg.xmit >= t) {
+            self.xmit_ts = Some(seg.xmit);
+            self.rtt = rtt;
+        }
+    }
+
+    /// Forgets every segment in flight (a retransmission timeout: all of it is sent again).
+    pub fn clear_in_flight(&mut self) {
+        self.sent.clear();
     }
 
     /// A D-SACK arrived (a retransmission was spurious): widen the reordering window.
@@ -146,6 +189,32 @@ mod tests {
         assert_eq!(lost, vec![(0, 1000)]);
         // Segments sent after the delivered one are not judged by it.
         assert_eq!(r.in_flight(), 2);
+    }
+
+    #[test]
+    fn a_retransmitted_part_of_a_large_write_keeps_the_rest_of_it() {
+        let mut r = Rack::new();
+        let t0 = Instant::ZERO;
+        r.on_send(t0, 0, 10_000, false);
+        r.on_send(t0 + ms(50), 3000, 4000, true);
+        assert_eq!(r.in_flight(), 3);
+        // The head [0, 3000) and the tail [4000, 10000) keep t0; delivered, they time 100 ms.
+        r.on_delivered(t0 + ms(100), 4000, 10_000, false);
+        assert_eq!(r.in_flight(), 2);
+        assert_eq!(r.reo_wnd(ms(1000)), ms(25));
+        // The retransmission [3000, 4000) was sent after the delivered tail: not judged lost;
+        // the head was sent with it, not before it: not lost either.
+        let (lost, timer) = r.detect_lost(t0 + ms(500), ms(100));
+        assert!(lost.is_empty());
+        assert_eq!(timer, None);
+        // A later write delivered makes both lost; the cumulative ACK removes them.
+        r.on_send(t0 + ms(60), 10_000, 11_000, false);
+        r.on_delivered(t0 + ms(160), 10_000, 11_000, false);
+        let (lost, _) = r.detect_lost(t0 + ms(500), ms(100));
+        assert_eq!(lost, vec![(0, 3000), (3000, 4000)]);
+        r.on_send(t0 + ms(500), 0, 4000, true);
+        r.on_acked(t0 + ms(600), 4000);
+        assert_eq!(r.in_flight(), 0);
     }
 
     #[test]

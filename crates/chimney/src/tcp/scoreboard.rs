@@ -8,6 +8,8 @@
 //!   IsLost(hole): ≥ DupThresh SACKed blocks above it, or > (DupThresh − 1)·SMSS SACKed bytes
 //!   pipe = Σ holes: (not lost ? len : 0) + (retransmitted part ≤ HighRxt)
 //!   NextSeg: the first lost hole above HighRxt, at most SMSS of it
+//!   RACK-lost (RFC 8985): ranges whose latest transmission is lost, even below HighRxt
+//!            (a lost retransmission): sent first, counted 0 in pipe
 //! ```
 
 use std::collections::BTreeMap;
@@ -33,6 +35,8 @@ pub struct Scoreboard {
     sacked: BTreeMap<u64, u64>,
     /// The highest offset retransmitted in this recovery (RFC 6675 HighRxt), exclusive.
     high_rxt: u64,
+    /// Ranges RACK found lost and not sent again yet: start → end, disjoint.
+    rack_lost: BTreeMap<u64, u64>,
 }
 
 impl Scoreboard {
@@ -76,6 +80,7 @@ impl Scoreboard {
                 }
             }
             self.high_rxt = self.high_rxt.max(self.una);
+            remove_range(&mut self.rack_lost, 0, cum);
         }
         for &(s, e) in blocks {
             let (s, e) = (s.max(self.una), e.min(self.nxt));
@@ -154,37 +159,114 @@ impl Scoreboard {
         false
     }
 
-    /// RFC 6675 SetPipe: bytes presumed in the network.
+    /// RFC 6675 SetPipe: bytes presumed in the network. Bytes RACK found lost count
+    /// nothing (neither their first transmission nor a retransmission is out there).
     pub fn pipe(&self, smss: u64) -> u64 {
         self.holes()
             .into_iter()
             .map(|(a, b)| {
                 let lost = self.is_lost(a, smss);
                 let retransmitted = self.high_rxt.clamp(a, b) - a;
-                (if lost { 0 } else { b - a }) + retransmitted
+                let rack = overlap(&self.rack_lost, a, b);
+                let rack_rxt = overlap(&self.rack_lost, a, self.high_rxt.clamp(a, b));
+                (if lost { 0 } else { b - a - rack }) + retransmitted - rack_rxt
             })
             .sum()
     }
 
-    /// RFC 6675 NextSeg rule 1: the first lost, not yet retransmitted bytes (at most `smss`
-    /// of them), if any. (New data, rule 2, is the caller's choice when this is `None`.)
+    /// RFC 6675 NextSeg rule 1: RACK-lost bytes first, then the first lost, not yet
+    /// retransmitted bytes (at most `smss` of them), if any. (New data, rule 2, is the
+    /// caller's choice when this is `None`.)
     pub fn next_lost(&self, smss: u64) -> Option<(u64, u64)> {
-        self.holes().into_iter().find_map(|(a, b)| {
+        let holes = self.holes();
+        for (&la, &lb) in &self.rack_lost {
+            for &(a, b) in &holes {
+                let (x, y) = (a.max(la), b.min(lb));
+                if x < y {
+                    return Some((x, y.min(x + smss)));
+                }
+            }
+        }
+        holes.into_iter().find_map(|(a, b)| {
             let a = a.max(self.high_rxt);
             (a < b && self.is_lost(a, smss)).then(|| (a, b.min(a + smss)))
         })
     }
 
-    /// Records a retransmission of [s, e) (moves HighRxt).
-    pub fn on_retransmit(&mut self, e: u64) {
+    /// RACK (RFC 8985 §6.2) found the latest transmission of [s, e) lost: send it again,
+    /// even if it lies below HighRxt.
+    pub fn mark_lost(&mut self, s: u64, e: u64) {
+        let (s, e) = (s.max(self.una), e.min(self.nxt));
+        if s >= e {
+            return;
+        }
+        remove_range(&mut self.rack_lost, s, e);
+        let (mut s, mut e) = (s, e);
+        if let Some((&a, &b)) = self.rack_lost.range(..s).next_back() {
+            if b == s {
+                self.rack_lost.remove(&a);
+                s = a;
+            }
+        }
+        if let Some(b) = self.rack_lost.remove(&e) {
+            e = b;
+        }
+        self.rack_lost.insert(s, e);
+    }
+
+    /// Whether RACK has lost ranges waiting to be sent again.
+    pub fn has_rack_lost(&self) -> bool {
+        !self.rack_lost.is_empty()
+    }
+
+    /// Records a retransmission of [s, e) (moves HighRxt; no longer RACK-lost).
+    pub fn on_retransmit(&mut self, s: u64, e: u64) {
         self.high_rxt = self.high_rxt.max(e);
+        remove_range(&mut self.rack_lost, s, e);
     }
 
     /// Forgets what the peer SACKed (RFC 6675 §5.1: after a retransmission timeout the
     /// scoreboard may be reneged) and resets HighRxt.
     pub fn on_timeout(&mut self) {
         self.sacked.clear();
+        self.rack_lost.clear();
         self.high_rxt = self.una;
+    }
+}
+
+/// Bytes of the disjoint ranges `m` within [s, e).
+fn overlap(m: &BTreeMap<u64, u64>, s: u64, e: u64) -> u64 {
+    if s >= e {
+        return 0;
+    }
+    let mut n = 0;
+    if let Some((_, &b)) = m.range(..s).next_back() {
+        n += b.min(e).saturating_sub(s);
+    }
+    for (&a, &b) in m.range(s..e) {
+        n += b.min(e) - a;
+    }
+    n
+}
+
+/// Removes [s, e) from the disjoint ranges `m`, splitting a range that straddles an end.
+fn remove_range(m: &mut BTreeMap<u64, u64>, s: u64, e: u64) {
+    if s >= e {
+        return;
+    }
+    if let Some((&a, &b)) = m.range(..s).next_back() {
+        if b > s {
+            m.insert(a, s);
+            if b > e {
+                m.insert(e, b);
+            }
+        }
+    }
+    while let Some((&a, &b)) = m.range(s..e).next() {
+        m.remove(&a);
+        if b > e {
+            m.insert(e, b);
+        }
     }
 }
 
@@ -211,12 +293,37 @@ mod tests {
         assert_eq!(s.next_lost(M), Some((M, 2 * M)));
         // pipe: the lost hole counts 0, the tail hole [5, 10) counts 5.
         assert_eq!(s.pipe(M), 5 * M);
-        s.on_retransmit(2 * M);
+        s.on_retransmit(M, 2 * M);
         assert_eq!(s.next_lost(M), None, "retransmitted once per recovery");
         assert_eq!(s.pipe(M), 6 * M, "the retransmission is in flight");
         // The retransmission arrives: the cumulative ACK jumps over the SACKed bytes.
         assert_eq!(s.on_ack(5 * M, &[]), AckChange { acked: M, sacked: 0 });
         assert!(!s.has_sacks());
+    }
+
+    #[test]
+    fn a_rack_lost_retransmission_is_sent_again_and_leaves_the_pipe() {
+        let mut s = Scoreboard::new();
+        s.on_send(10 * M);
+        s.on_ack(0, &[(M, 5 * M)]);
+        assert_eq!(s.next_lost(M), Some((0, M)));
+        s.on_retransmit(0, M);
+        assert_eq!(s.next_lost(M), None);
+        assert_eq!(s.pipe(M), 6 * M, "the tail [5, 10) and the retransmission");
+        // RACK: the retransmission is lost too, and so is [5, 7).
+        s.mark_lost(0, M);
+        s.mark_lost(5 * M, 7 * M);
+        assert!(s.has_rack_lost());
+        assert_eq!(s.pipe(M), 3 * M);
+        assert_eq!(s.next_lost(M), Some((0, M)), "below HighRxt, sent again");
+        s.on_retransmit(0, M);
+        assert_eq!(s.next_lost(M), Some((5 * M, 6 * M)));
+        s.on_retransmit(5 * M, 6 * M);
+        // The peer SACKs [6, 7) meanwhile: nothing of it is resent.
+        s.on_ack(0, &[(6 * M, 7 * M)]);
+        assert_eq!(s.next_lost(M), None);
+        s.on_ack(10 * M, &[]);
+        assert!(!s.has_rack_lost());
     }
 
     #[test]

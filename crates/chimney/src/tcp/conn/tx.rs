@@ -1,6 +1,7 @@
 //! The send half of [`TcpConn`]: segmentation of the host's send stream, acknowledgement
 //! processing, retransmission (RFC 6298 timer, RFC 5681/6582 fast retransmit and NewReno
-//! recovery, RFC 6675 SACK recovery), congestion control, zero-window persist and our FIN.
+//! recovery, RFC 6675 SACK recovery, RFC 8985 RACK-TLP), congestion control, zero-window
+//! persist and our FIN.
 //!
 //! ```text
 //!   host sends ─► SendInput (the host's NBLs as one stream, offsets from 0)
@@ -8,6 +9,7 @@
 //!                    ▼                                      │
 //!   transmit: window ∧ cwnd ∧ Nagle/SWS ─► segments ─► peer ─► ACK ─► on_ack
 //!   timers:   RTO (go-back-N from SND.UNA, backoff) · persist (zero-window probes)
+//!             TLP (tail probe, 2·SRTT) · RACK reordering window (time-based loss)
 //! ```
 //!
 //! Offsets are u64 and never wrap; `TxState::base` turns them into sequence numbers here
@@ -15,11 +17,11 @@
 
 use std::time::Duration;
 
-use super::{ConnContext, TcpConn, TxState};
+use super::{ConnContext, RttProbe, TcpConn, TxState};
 use crate::contract::SendStream;
 use crate::ndis::{TcpConnectionState, TcpUploadReason};
 use crate::tcp::sender::{self, Persist, SendState};
-use crate::tcp::{Congestion, RttEstimator, Scoreboard, SeqNum, DUP_THRESH};
+use crate::tcp::{Congestion, Rack, RttEstimator, Scoreboard, SeqNum, DUP_THRESH};
 use crate::time::Instant;
 use crate::wire::{flags, Segment};
 
@@ -41,6 +43,8 @@ impl TxState {
             persist: Persist::new(rtt.rto(), MAX_BACKOFF),
             rtt,
             sb: Scoreboard::new(),
+            rack: Rack::new(),
+            rack_at: None,
             rto_at: None,
             persist_at: None,
             probes_unanswered: 0,
@@ -56,6 +60,30 @@ impl TxState {
 
     fn seq(&self, off: u64) -> SeqNum {
         self.base.plus(off as u32)
+    }
+
+    /// Karn's rule for stream bytes [a, b) sent again: a timed segment sent twice gives no
+    /// sample; one behind a resent hole is sampled only by a SACK block (its cumulative ACK
+    /// would time the repair).
+    fn karn_resent(&mut self, a: u64, b: u64) {
+        match self.rtt_probe {
+            Some(p) if a < p.end && b > p.start => self.rtt_probe = None,
+            Some(ref mut p) if a < p.start => p.cum_ok = false,
+            _ => {}
+        }
+    }
+
+    /// The RTT sample without timestamps: the timed segment cumulatively acknowledged (when
+    /// nothing before it was resent), or covered by a SACK block (it arrived; the SACK
+    /// answers its arrival, as Linux samples SACKed segments).
+    fn karn_sample(&mut self, now: Instant, blocks: &[(u64, u64)]) -> Option<Duration> {
+        let p = self.rtt_probe?;
+        let acked = self.una >= p.end && p.cum_ok;
+        let sacked = blocks.iter().any(|&(l, r)| l <= p.start && p.end <= r);
+        if self.una >= p.end || sacked {
+            self.rtt_probe = None;
+        }
+        (acked || sacked).then(|| now.saturating_duration_since(p.sent))
     }
 
     /// Bytes presumed in the network (RFC 6675 pipe when the peer SACKs, else sent minus
@@ -191,8 +219,8 @@ impl TcpConn {
             self.send_data(now, t, at, len, s.posted, fin, cx);
             t.nxt = end;
             if end > t.max {
-                if t.rtt_probe.is_none() {
-                    t.rtt_probe = Some((end, now));
+                if t.rtt_probe.is_none() && self.ts.is_none() {
+                    t.rtt_probe = Some(RttProbe { start: at.max(t.max), end, sent: now, cum_ok: true });
                 }
                 t.max = end;
                 t.sb.on_send(end);
@@ -261,6 +289,7 @@ impl TcpConn {
         let seq = t.seq(off);
         if off < t.max {
             self.counters.retransmitted += 1;
+            t.karn_resent(off, end.min(t.max));
         }
         // A data segment carries the ACK and the window too: the window as it stands now (the
         // ACK it replaces would have moved the right edge).
@@ -268,6 +297,7 @@ impl TcpConn {
         let mss = self.send_mss(cx);
         let gso = if buf.len() as u64 > mss { mss as u16 } else { 0 };
         self.emit_seg(now, cx, seq, fl, &buf, gso);
+        t.rack.on_send(now, off, end, off < t.max);
         self.counters.sent_bytes += n as u64;
         *cx.scratch = buf;
         // SND.MAX only moves forward (after a re-offload it may already be past what this
@@ -326,7 +356,6 @@ impl TcpConn {
         let edge = t.una + u64::from(self.snd_wnd);
         let new = s.posted.saturating_sub(t.max).min(mss).min(edge.saturating_sub(t.max));
         t.tlp_out = true;
-        t.rtt_probe = None;
         self.counters.tail_probes += 1;
         if new > 0 && t.nxt == t.max {
             let at = t.max;
@@ -382,6 +411,10 @@ impl TcpConn {
             t.una = data_to;
             t.nxt = t.nxt.max(t.una);
             t.sb.on_ack(t.una, &blocks);
+            t.rack.on_acked(now, t.una);
+            for &(l, r) in &blocks {
+                t.rack.on_delivered(now, l, r, false);
+            }
             t.retries = 0;
             t.dupacks = 0;
             // RTT: the echoed timestamp (RFC 7323 §4.1), else Karn's single timed segment.
@@ -390,14 +423,8 @@ impl TcpConn {
                     let ms = self.tsval(now).wrapping_sub(ecr);
                     (ms < 60_000).then(|| Duration::from_millis(u64::from(ms.max(1))))
                 }
-                _ => match t.rtt_probe {
-                    Some((end, sent)) if t.una >= end => Some(now.saturating_duration_since(sent)),
-                    _ => None,
-                },
+                _ => t.karn_sample(now, &blocks),
             };
-            if t.rtt_probe.is_some_and(|(end, _)| t.una >= end) {
-                t.rtt_probe = None;
-            }
             if let Some(r) = sample {
                 t.rtt.sample(r);
             }
@@ -439,6 +466,7 @@ impl TcpConn {
                 return;
             }
             let Some(mut t) = self.tx.take() else { return };
+            self.rack_detect(now, &mut t);
             self.recover_sack(now, &mut t, cx);
             let s = cx.delivery.send_stream(self.id);
             if !s.closed {
@@ -448,6 +476,14 @@ impl TcpConn {
             return;
         }
         t.sb.on_ack(t.una, &blocks);
+        for &(l, r) in &blocks {
+            t.rack.on_delivered(now, l, r, false);
+        }
+        if self.ts.is_none() {
+            if let Some(r) = t.karn_sample(now, &blocks) {
+                t.rtt.sample(r);
+            }
+        }
         let dup = payload_len == 0
             && !seg.has(flags::FIN)
             && !window_changed
@@ -461,19 +497,19 @@ impl TcpConn {
                 let flight = (t.max - t.una) as u32;
                 t.cc.on_loss(flight);
                 t.recover = Some(t.max);
-                t.rtt_probe = None;
                 let len = (t.max - t.una).min(mss);
                 if len > 0 {
                     let posted = cx.delivery.send_stream(self.id).posted;
                     let una = t.una;
                     self.send_data(now, &mut t, una, len, posted, false, cx);
-                    t.sb.on_retransmit(t.una + len);
+                    t.sb.on_retransmit(una, una + len);
                 } else if t.fin_sent {
                     let seq = t.seq(t.max);
                     self.emit(now, cx, seq, flags::FIN | flags::ACK);
                 }
             }
         }
+        self.rack_detect(now, &mut t);
         self.recover_sack(now, &mut t, cx);
         let s = cx.delivery.send_stream(self.id);
         if !s.closed {
@@ -499,7 +535,7 @@ impl TcpConn {
 
     /// RFC 6675 §5 step (C): in recovery, resend lost holes while the pipe has room.
     fn recover_sack(&mut self, now: Instant, t: &mut TxState, cx: &mut ConnContext<'_>) {
-        if t.recover.is_none() || !t.sb.has_sacks() {
+        if t.recover.is_none() || !(t.sb.has_sacks() || t.sb.has_rack_lost()) {
             return;
         }
         let mss = self.send_mss(cx);
@@ -508,9 +544,53 @@ impl TcpConn {
         while budget > 0 && t.sb.pipe(mss) < u64::from(t.cc.cwnd()) {
             let Some((a, b)) = t.sb.next_lost(mss) else { break };
             self.send_data(now, t, a, b - a, posted, false, cx);
-            t.sb.on_retransmit(b);
+            t.sb.on_retransmit(a, b);
             budget -= 1;
         }
+    }
+
+    /// RACK loss detection (RFC 8985 §6.2): segments sent before the most recently
+    /// delivered one, and older than its RTT plus the reordering window, are lost; they go
+    /// to the scoreboard (sent again even when they were retransmissions) and start
+    /// recovery if none is under way. Arms the reordering timer for those that may be lost
+    /// later. Runs only while the peer reports holes (SACK) or the timer is set: in-order
+    /// delivery leaves nothing to judge.
+    fn rack_detect(&mut self, now: Instant, t: &mut TxState) {
+        if t.sb.has_sacks() || t.rack_at.is_some() {
+            self.rack_judge(now, t);
+        }
+    }
+
+    fn rack_judge(&mut self, now: Instant, t: &mut TxState) {
+        let srtt = t.rtt.srtt().unwrap_or(t.rtt.rto());
+        let (lost, timer) = t.rack.detect_lost(now, srtt);
+        t.rack_at = timer;
+        if lost.is_empty() {
+            return;
+        }
+        for &(a, b) in &lost {
+            t.sb.mark_lost(a, b);
+        }
+        if t.sb.has_rack_lost() {
+            self.counters.rack_losses += 1;
+            if t.recover.is_none() {
+                // A loss starts recovery as three duplicate ACKs would (RFC 8985 §6.2 step 5,
+                // RFC 6675 §5).
+                t.cc.on_loss((t.max - t.una) as u32);
+                t.recover = Some(t.max);
+            }
+        }
+    }
+
+    /// The RACK reordering timer expired: judge the segments again and resend the lost.
+    pub(super) fn on_rack_timer(&mut self, now: Instant, cx: &mut ConnContext<'_>) {
+        let Some(mut t) = self.tx.take() else { return };
+        t.rack_at = None;
+        if t.max > t.una {
+            self.rack_judge(now, &mut t);
+            self.recover_sack(now, &mut t, cx);
+        }
+        self.tx = Some(t);
     }
 
     /// The retransmission timer expired (RFC 6298 §5.4–5.7): back off, collapse the window,
@@ -530,6 +610,8 @@ impl TcpConn {
         let flight = (t.max - t.una) as u32;
         t.cc.on_timeout(flight);
         t.sb.on_timeout();
+        t.rack.clear_in_flight();
+        t.rack_at = None;
         t.recover = Some(t.max);
         t.rto_recovery = true;
         t.tlp_at = None;
@@ -537,7 +619,7 @@ impl TcpConn {
         t.rtt_probe = None;
         t.nxt = t.una;
         t.fin_out = false;
-        tracing::debug!(conn = %self.id, retries = t.retries, una = t.una, max = t.max, "retransmission timeout");
+        tracing::debug!(conn = %self.id, retries = t.retries, una = t.una, max = t.max, rto = ?t.rtt.rto(), srtt = ?t.rtt.srtt(), cwnd = t.cc.cwnd(), "retransmission timeout");
         let s = cx.delivery.send_stream(self.id);
         if s.closed {
             self.tx = Some(t);
