@@ -90,6 +90,8 @@ pub struct HostileSpec {
     pub bytes: u64,
     /// Bytes per send NBL.
     pub send_size: usize,
+    /// MDLs per send NBL (0: the application's default).
+    pub send_mdls: usize,
     /// Bytes the application keeps posted and unacknowledged at most.
     pub send_window: usize,
 }
@@ -199,7 +201,7 @@ impl Scenario {
         // and windows (a small window makes the application stop taking data).
         let mut r4 = SplitMix64::new(seed ^ 0xEC40_5E4D);
         let mut echo = Vec::new();
-        for p in policies.iter_mut() {
+        for (i, p) in policies.iter_mut().enumerate() {
             let on = !knobs.clean && knobs.echo != Some(false) && r4.below(2) == 0;
             echo.push(on);
             if on {
@@ -208,6 +210,14 @@ impl Scenario {
                 // the round trip against the run's liveness bound.
                 p.send_size = [100, 1448, 4096, 65536][r4.below(4) as usize];
                 p.send_window = [4096, 65536, 1 << 20][r4.below(3) as usize];
+                // Sends of many MDLs; tiny sends (7 bytes: thousands of NBLs, Nagle joining
+                // them) on the smaller streams; huge ones (1 MiB NBLs).
+                p.send_mdls = [0, 0, 1, 3, 8][r4.below(5) as usize];
+                match r4.below(8) {
+                    0 if bytes[i] <= 256 * 1024 => p.send_size = 7,
+                    1 => p.send_size = 1 << 20,
+                    _ => {}
+                }
             }
         }
         // The send side's adversary on a third of the seeds (not in the one-way runs that
@@ -219,7 +229,8 @@ impl Scenario {
             && (knobs.adversary == Some(true) || r5.below(3) == 0);
         let hostile = hostile_on.then(|| HostileSpec {
             bytes: 20_000 + r5.below(300_000),
-            send_size: [100, 1448, 4096, 65536][r5.below(4) as usize],
+            send_size: [7, 100, 1448, 4096, 65536, 1 << 20][r5.below(6) as usize],
+            send_mdls: [0, 1, 3, 8][r5.below(4) as usize],
             send_window: [4096, 65536, 1 << 20][r5.below(3) as usize],
         });
         Scenario {
@@ -665,6 +676,7 @@ impl<'a> Sim<'a> {
                     let policy = AppPolicy {
                         send: chimney::testkit::host::SendPolicy::Source(h.bytes),
                         send_size: h.send_size,
+                        send_mdls: h.send_mdls,
                         send_window: h.send_window,
                         ..AppPolicy::default()
                     };

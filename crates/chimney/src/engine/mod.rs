@@ -140,8 +140,6 @@ pub struct Engine<D> {
     window_watch: Vec<ConnId>,
     /// The engine-wide allowance of replies to junk.
     budget: crate::tcp::ReplyBudget,
-    /// Payload scratch for data segments.
-    scratch: Vec<u8>,
     /// Connections whose send stream grew inside an upcall (reused list).
     send_ready: Vec<ConnId>,
     /// Sends and disconnects made inside upcalls that could not be taken, handed back.
@@ -150,25 +148,33 @@ pub struct Engine<D> {
 }
 
 fn tx_push(tx: &mut VecDeque<(Vec<u8>, u16)>, spare: &mut Vec<Vec<u8>>, stats: &mut EngineStats, r: &SegmentRepr<'_>) {
-    tx_push_gso(tx, spare, stats, r, 0);
+    tx_push_gso(tx, spare, stats, r, 0, None);
 }
 
-/// Queues `r`; with `gso` > 0 as a super-packet of segments of `gso` payload bytes, with a
-/// partial checksum (the driver writes it with a `virtio_net_hdr` and the kernel cuts it).
+/// Queues `r` (its payload gathered by `gather` when given); with `gso` > 0 as a super-packet
+/// of segments of `gso` payload bytes, with a partial checksum (the driver writes it with a
+/// `virtio_net_hdr` and the kernel cuts it).
 fn tx_push_gso(
     tx: &mut VecDeque<(Vec<u8>, u16)>,
     spare: &mut Vec<Vec<u8>>,
     stats: &mut EngineStats,
     r: &SegmentRepr<'_>,
     gso: u16,
+    gather: Option<crate::tcp::Gather<'_>>,
 ) {
     let mut buf = spare.pop().unwrap_or_default();
-    if gso > 0 {
-        r.emit_partial(&mut buf);
-    } else {
-        r.emit(&mut buf);
-    }
-    let segs = if gso > 0 { r.payload.len().div_ceil(usize::from(gso)).max(1) as u64 } else { 1 };
+    let payload = match gather {
+        Some(g) => r.emit_gather(&mut buf, g.len, gso > 0, g.fill),
+        None if gso > 0 => {
+            r.emit_partial(&mut buf);
+            r.payload.len()
+        }
+        None => {
+            r.emit(&mut buf);
+            r.payload.len()
+        }
+    };
+    let segs = if gso > 0 { payload.div_ceil(usize::from(gso)).max(1) as u64 } else { 1 };
     stats.ip.out_requests += segs;
     stats.ip.out_octets += buf.len() as u64;
     tx.push_back((buf, gso));
@@ -197,7 +203,6 @@ impl<D: InitiateOffload + ReceiveInput + SendInput> Engine<D> {
             spare: Vec::new(),
             events: VecDeque::new(),
             window_watch: Vec::new(),
-            scratch: Vec::new(),
             send_ready: Vec::new(),
             rejected: Vec::new(),
             stats: EngineStats::default(),
@@ -293,14 +298,14 @@ impl<D: InitiateOffload + ReceiveInput + SendInput> Engine<D> {
         let conn = self.conns.get_mut(id.0 as usize)?.as_mut()?;
         let before = conn.next_deadline();
         let (tx, spare, stats) = (&mut self.tx, &mut self.spare, &mut self.stats);
-        let mut push = |r: &SegmentRepr<'_>, gso: u16| tx_push_gso(tx, spare, stats, r, gso);
+        let mut push =
+            |r: &SegmentRepr<'_>, gso: u16, g: Option<crate::tcp::Gather<'_>>| tx_push_gso(tx, spare, stats, r, gso, g);
         let mut cx = ConnContext {
             delivery: &mut self.delivery,
             host,
             tx: &mut push,
             cfg: &self.cfg.tcp,
             budget: &mut self.budget,
-            scratch: &mut self.scratch,
         };
         let r = f(conn, &mut cx);
         let after = conn.next_deadline();

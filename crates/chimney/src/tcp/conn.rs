@@ -243,16 +243,24 @@ impl ConnCounters {
     }
 }
 
+/// A data segment's payload, read from the host's send stream straight into the packet
+/// being written (no staging copy): `len` bytes, which `fill` appends and counts.
+pub(crate) struct Gather<'b> {
+    /// Payload bytes.
+    pub len: usize,
+    /// Appends them to the packet; returns how many it appended.
+    pub fill: &'b mut dyn FnMut(&mut Vec<u8>) -> usize,
+}
+
 /// What the connection needs from its surroundings while it handles an input.
 pub(crate) struct ConnContext<'a> {
     /// The delivery layer (possibly wrapped by the verifier).
     pub delivery: &'a mut dyn Layer,
     /// The host stack receiving upcalls.
     pub host: &'a mut dyn ProtocolHost,
-    /// Where packets to send go, with their GSO segment size (0: an ordinary packet).
-    pub tx: &'a mut dyn FnMut(&SegmentRepr<'_>, u16),
-    /// Scratch for a data segment's payload, gathered from the host's MDLs.
-    pub scratch: &'a mut Vec<u8>,
+    /// Where packets to send go, with their GSO segment size (0: an ordinary packet) and,
+    /// for a data segment, the payload gathered straight from the host's MDLs.
+    pub tx: &'a mut dyn FnMut(&SegmentRepr<'_>, u16, Option<Gather<'_>>),
     /// Engine configuration.
     pub cfg: &'a TcpConfig,
     /// The engine's allowance of replies to junk (RFC 5961 §7).
@@ -636,20 +644,22 @@ impl TcpConn {
     }
 
     fn emit(&mut self, now: Instant, cx: &mut ConnContext<'_>, seq: SeqNum, fl: crate::wire::Flags) {
-        self.emit_seg(now, cx, seq, fl, &[], 0);
+        self.emit_seg(now, cx, seq, fl, None, 0);
     }
 
-    /// Sends one segment with `payload` (the ACK fields, window and options filled in); with
-    /// `gso` > 0, a super-packet the kernel cuts into segments of `gso` bytes.
+    /// Sends one segment (the ACK fields, window and options filled in) whose payload, if
+    /// any, is the send stream's bytes [off, off + len), read from the host's MDLs into the
+    /// packet; with `gso` > 0, a super-packet the kernel cuts into segments of `gso` bytes.
+    /// Returns the payload bytes written.
     fn emit_seg(
         &mut self,
         now: Instant,
         cx: &mut ConnContext<'_>,
         seq: SeqNum,
         fl: crate::wire::Flags,
-        payload: &[u8],
+        stream: Option<(u64, usize)>,
         gso: u16,
-    ) {
+    ) -> usize {
         let mut options = TcpOptions::default();
         if let Some(ts) = self.ts {
             options.timestamps = Some((self.tsval(now), ts.recent));
@@ -678,14 +688,29 @@ impl TcpConn {
             flags: fl,
             window,
             options,
-            payload,
+            payload: &[],
             urgent: 0,
             ip_id: self.ip_id,
         };
+        let len = stream.map_or(0, |(_, len)| len);
         // The kernel numbers a super-packet's segments on from its IP ID.
-        let segs = if gso > 0 { payload.len().div_ceil(usize::from(gso)).max(1) } else { 1 };
+        let segs = if gso > 0 { len.div_ceil(usize::from(gso)).max(1) } else { 1 };
         self.ip_id = 0x8000 | (self.ip_id.wrapping_add(segs as u16) & 0x7FFF);
-        (cx.tx)(&repr, gso);
+        let mut written = 0;
+        match stream {
+            Some((off, len)) => {
+                let (id, delivery) = (self.id, &mut *cx.delivery);
+                let mut fill =
+                    |out: &mut Vec<u8>| delivery.send_bytes(id, off, len, &mut |b: &[u8]| out.extend_from_slice(b));
+                let mut counted = |out: &mut Vec<u8>| {
+                    let n = fill(out);
+                    written = n;
+                    n
+                };
+                (cx.tx)(&repr, gso, Some(Gather { len, fill: &mut counted }));
+            }
+            None => (cx.tx)(&repr, gso, None),
+        }
         self.counters.out_segments += segs as u64;
         if fl.contains(flags::ACK) {
             self.last_ack_sent = self.rcv_nxt;
@@ -693,6 +718,7 @@ impl TcpConn {
             self.delack_at = None;
             self.ack_pending = false;
         }
+        written
     }
 
     /// The window field for the next segment: the distance to the right edge rounded *up* to

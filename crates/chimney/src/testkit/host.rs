@@ -141,6 +141,29 @@ pub fn source_pattern(offset: u64, out: &mut [u8]) {
     }
 }
 
+/// `bytes` as `n` MDLs of uneven sizes (each cut off the tail: one copy of what is cut), or
+/// with `n == 0` as two below 4 KiB and one above. No MDL is empty.
+fn split_mdls(mut bytes: Vec<u8>, n: usize) -> Vec<Mdl> {
+    let n = match n {
+        0 if bytes.len() < 4096 => 2,
+        0 => 1,
+        n => n,
+    }
+    .min(bytes.len().max(1));
+    let mut tails = Vec::with_capacity(n);
+    for k in (1..n).rev() {
+        // Cut points at the squares of k/n: short MDLs at the head, long ones at the tail.
+        let at = (bytes.len() * k * k / (n * n)).max(k).min(bytes.len() - 1);
+        if at == 0 || at >= bytes.len() {
+            continue;
+        }
+        tails.push(Mdl::from_bytes(bytes.split_off(at)));
+    }
+    let mut mdls = vec![Mdl::from_bytes(bytes)];
+    mdls.extend(tails.into_iter().rev());
+    mdls
+}
+
 /// How an application posts and consumes on one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppPolicy {
@@ -164,8 +187,11 @@ pub struct AppPolicy {
     pub return_in_upcall: bool,
     /// What the application sends.
     pub send: SendPolicy,
-    /// Bytes per send NBL (below 4 KiB split over two MDLs).
+    /// Bytes per send NBL.
     pub send_size: usize,
+    /// MDLs per send NBL (0: two below 4 KiB, so the send path always crosses an MDL
+    /// boundary somewhere, and one above); the bytes are split unevenly across them.
+    pub send_mdls: usize,
     /// Send bytes posted and not yet completed at most: an echo application stops taking
     /// data beyond it, so a peer that does not read closes its own window (backpressure).
     pub send_window: usize,
@@ -185,6 +211,7 @@ impl Default for AppPolicy {
             return_in_upcall: false,
             send: SendPolicy::None,
             send_size: 64 * 1024,
+            send_mdls: 0,
             send_window: 1 << 20,
         }
     }
@@ -803,15 +830,7 @@ impl AppHost {
             c.send_posted += bytes.len() as u64;
             c.send_outstanding += bytes.len() as u64;
             self.serial += 1;
-            // Two MDLs (the second taken off the tail, one copy of half) for small sends, so the
-            // send path always crosses an MDL boundary somewhere; large ones are one MDL, moved.
-            let mdls = if bytes.len() < 4096 {
-                let mut head = bytes;
-                let tail = head.split_off(head.len() / 2);
-                vec![Mdl::from_bytes(head), Mdl::from_bytes(tail)]
-            } else {
-                vec![Mdl::from_bytes(bytes)]
-            };
+            let mdls = split_mdls(bytes, policy.send_mdls);
             chain.push_back(NetBufferList::new(NblId::new(PoolTag::Host, self.serial), NetBuffer::new(mdls)));
         }
         let c = self.conns.entry(conn).or_default();
@@ -881,6 +900,23 @@ impl AppHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn send_mdls_split_unevenly_and_keep_every_byte() {
+        for (len, n) in [(1usize, 0usize), (100, 0), (5000, 0), (10, 8), (7, 8), (100_000, 5), (3, 3)] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mdls = split_mdls(bytes.clone(), n);
+            let want = match n {
+                0 if len < 4096 => 2.min(len),
+                0 => 1,
+                n => n.min(len),
+            };
+            assert_eq!(mdls.len(), want, "{len} bytes, {n} MDLs");
+            assert!(mdls.iter().all(|m| m.byte_count() > 0));
+            let joined: Vec<u8> = mdls.iter().flat_map(|m| m.bytes().to_vec()).collect();
+            assert_eq!(joined, bytes);
+        }
+    }
 
     fn answer(c: &mut AppConn, bytes: &[u8]) {
         c.http_in.extend_from_slice(bytes);

@@ -516,9 +516,59 @@ impl Segment<'_> {
     /// Writes the packet (IP header, TCP header with options, payload) into `out`, replacing
     /// its contents. Mixed address families are written as IPv6 with IPv4-mapped addresses.
     pub fn emit(&self, out: &mut Vec<u8>) {
+        let tcp_start = self.emit_headers(out, self.payload.len());
+        out.extend_from_slice(self.payload);
+        self.finish_checksum(out, tcp_start, false);
+    }
+
+    /// Like [`SegmentRepr::emit`], with a *partial* TCP checksum (CHECKSUM_PARTIAL): the
+    /// checksum field holds only the folded pseudo-header sum, for the kernel to complete
+    /// (and, for a GSO super-packet, to redo per segment). Written with a `virtio_net_hdr`
+    /// that says `NEEDS_CSUM`. The payload is not read for a checksum: a super-packet costs
+    /// one pass over its bytes (the copy), not two.
+    pub fn emit_partial(&self, out: &mut Vec<u8>) {
+        let tcp_start = self.emit_headers(out, self.payload.len());
+        out.extend_from_slice(self.payload);
+        self.finish_checksum(out, tcp_start, true);
+    }
+
+    /// Writes the packet with a payload of `payload_len` bytes that `fill` appends to `out`
+    /// (gathered straight from where they live, with no staging copy; `self.payload` is
+    /// ignored), then its checksum: full, or partial as in [`SegmentRepr::emit_partial`].
+    /// `fill` returns how many bytes it appended; the headers are corrected if that is fewer.
+    pub fn emit_gather(
+        &self,
+        out: &mut Vec<u8>,
+        payload_len: usize,
+        partial: bool,
+        fill: &mut dyn FnMut(&mut Vec<u8>) -> usize,
+    ) -> usize {
+        let tcp_start = self.emit_headers(out, payload_len);
+        out.reserve(payload_len);
+        let n = fill(out);
+        if n != payload_len {
+            // A short read (the stream held less than it said): write the lengths it has.
+            out.truncate(tcp_start + 20 + self.options.encoded_len() + n);
+            let tcp_len = out.len() - tcp_start;
+            if tcp_start == 20 {
+                out[2..4].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
+                out[10..12].copy_from_slice(&[0, 0]);
+                let c = internet_checksum(&out[..20]);
+                out[10..12].copy_from_slice(&c.to_be_bytes());
+            } else {
+                out[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
+            }
+        }
+        self.finish_checksum(out, tcp_start, partial);
+        n
+    }
+
+    /// The IP and TCP headers (checksum field zero) for a payload of `payload_len` bytes;
+    /// returns where the TCP header starts.
+    fn emit_headers(&self, out: &mut Vec<u8>, payload_len: usize) -> usize {
         out.clear();
         let opt_len = self.options.encoded_len();
-        let tcp_len = 20 + opt_len + self.payload.len();
+        let tcp_len = 20 + opt_len + payload_len;
         let tcp_start = match (self.src, self.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 let total = (20 + tcp_len) as u16;
@@ -549,34 +599,28 @@ impl Segment<'_> {
         out.push((((20 + opt_len) / 4) as u8) << 4);
         out.push(self.flags.bits());
         out.extend_from_slice(&self.window.to_be_bytes());
-        // Checksum (filled in below), then the urgent pointer.
+        // Checksum (filled in later), then the urgent pointer.
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&self.urgent.to_be_bytes());
         self.options.emit(out);
-        out.extend_from_slice(self.payload);
-        let sum = match (self.src, self.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => pseudo_header_sum(&s.octets(), &d.octets(), tcp_len),
-            (s, d) => pseudo_header_sum(&v6(s), &v6(d), tcp_len),
-        };
-        let c = Checksum::from_sum(sum).add_bytes(&out[tcp_start..]).finish();
-        out[tcp_start + 16..tcp_start + 18].copy_from_slice(&c.to_be_bytes());
+        tcp_start
     }
 
-    /// Like [`SegmentRepr::emit`], with a *partial* TCP checksum (CHECKSUM_PARTIAL): the
-    /// checksum field holds only the folded pseudo-header sum, for the kernel to complete
-    /// (and, for a GSO super-packet, to redo per segment). Written with a `virtio_net_hdr`
-    /// that says `NEEDS_CSUM`.
-    pub fn emit_partial(&self, out: &mut Vec<u8>) {
-        self.emit(out);
-        let tcp_start = if self.src.is_ipv4() && self.dst.is_ipv4() { 20 } else { 40 };
+    /// The TCP checksum of the segment at `out[tcp_start..]`: over all of it, or (`partial`)
+    /// only the folded pseudo-header sum, which the kernel completes.
+    fn finish_checksum(&self, out: &mut [u8], tcp_start: usize, partial: bool) {
         let tcp_len = out.len() - tcp_start;
         let sum = match (self.src, self.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => pseudo_header_sum(&s.octets(), &d.octets(), tcp_len),
             (s, d) => pseudo_header_sum(&v6(s), &v6(d), tcp_len),
         };
-        // `finish` complements the folded sum; the partial field is the folded sum itself.
-        let folded = !Checksum::from_sum(sum).finish();
-        out[tcp_start + 16..tcp_start + 18].copy_from_slice(&folded.to_be_bytes());
+        let c = if partial {
+            // `finish` complements the folded sum; the partial field is the folded sum itself.
+            !Checksum::from_sum(sum).finish()
+        } else {
+            Checksum::from_sum(sum).add_bytes(&out[tcp_start..]).finish()
+        };
+        out[tcp_start + 16..tcp_start + 18].copy_from_slice(&c.to_be_bytes());
     }
 }
 
@@ -605,6 +649,37 @@ mod tests {
             payload,
             urgent: 0,
             ip_id: 0x8001,
+        }
+    }
+
+    #[test]
+    fn a_gathered_payload_writes_the_same_packet() {
+        let payload: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+        for (src, dst) in [("198.18.0.1", "198.18.0.2"), ("fd00::1", "fd00::2")] {
+            let r = repr(src.parse().unwrap(), dst.parse().unwrap(), &payload);
+            let gathered = |partial: bool, give: usize| {
+                let mut out = Vec::new();
+                let empty = SegmentRepr { payload: &[], ..r.clone() };
+                let n = empty.emit_gather(&mut out, payload.len(), partial, &mut |o: &mut Vec<u8>| {
+                    // In three pieces, as from three MDLs.
+                    for part in payload[..give].chunks(1100) {
+                        o.extend_from_slice(part);
+                    }
+                    give
+                });
+                assert_eq!(n, give);
+                out
+            };
+            let (mut full, mut partial) = (Vec::new(), Vec::new());
+            r.emit(&mut full);
+            r.emit_partial(&mut partial);
+            assert_eq!(gathered(false, payload.len()), full);
+            assert_eq!(gathered(true, payload.len()), partial);
+            assert!(parse(&full).is_ok());
+            // A short read writes a shorter, still valid packet.
+            let short = gathered(false, 1000);
+            let s = parse(&short).expect("valid");
+            assert_eq!(s.payload, &payload[..1000]);
         }
     }
 

@@ -273,17 +273,13 @@ impl TcpConn {
         fin: bool,
         cx: &mut ConnContext<'_>,
     ) {
-        let mut buf = std::mem::take(cx.scratch);
-        buf.clear();
-        let n = cx.delivery.send_bytes(self.id, off, len as usize, &mut |b| buf.extend_from_slice(b));
-        debug_assert_eq!(n as u64, len, "the send stream holds what it says");
-        let end = off + n as u64;
+        let end = off + len;
         let psh = end == posted || cx.delivery.send_nbl_end(self.id, off, end).is_some();
         let mut fl = flags::ACK;
         if psh {
             fl |= flags::PSH;
         }
-        if fin && n as u64 == len {
+        if fin {
             fl |= flags::FIN;
         }
         let seq = t.seq(off);
@@ -295,11 +291,11 @@ impl TcpConn {
         // ACK it replaces would have moved the right edge).
         self.update_window(now, cx);
         let mss = self.send_mss(cx);
-        let gso = if buf.len() as u64 > mss { mss as u16 } else { 0 };
-        self.emit_seg(now, cx, seq, fl, &buf, gso);
+        let gso = if len > mss { mss as u16 } else { 0 };
+        let n = self.emit_seg(now, cx, seq, fl, Some((off, len as usize)), gso);
+        debug_assert_eq!(n as u64, len, "the send stream holds what it says");
         t.rack.on_send(now, off, end, off < t.max);
         self.counters.sent_bytes += n as u64;
-        *cx.scratch = buf;
         // SND.MAX only moves forward (after a re-offload it may already be past what this
         // incarnation sent).
         if end > t.max && t.seq(end).gt(self.snd_nxt) {
