@@ -29,6 +29,9 @@ use crate::ndis::{
 };
 use crate::time::Instant;
 
+/// Send NBLs completed in one `NdisTcpOffloadSendComplete` at most (a trace line lists at
+/// most `schema::MAX_NBLS`; hosts process batches of this size comfortably).
+pub const MAX_SEND_COMPLETION_BATCH: usize = 1024;
 /// `MiniportReserved` slot: payload bytes the target placed into a posted request so far.
 const PLACED: usize = 0;
 /// `MiniportReserved` slot: `TcpReceiveBytesTransferred` read at post time (spec §8 A7).
@@ -501,18 +504,24 @@ impl Delivery {
         now: Instant,
         id: ConnId,
         conn: &mut Conn,
-        done: NblChain,
+        mut done: NblChain,
         host: &mut dyn ProtocolHost,
     ) {
-        self.stats.send_completion_calls += 1;
-        self.stats.sends_completed += done.len() as u64;
-        self.stats.send_bytes_completed += done.iter().map(|n| n.tcp_offload_bytes_transferred() as u64).sum::<u64>();
-        let mut nested = std::mem::take(&mut self.nested);
-        conn.busy = true;
-        host.send_complete(id, done, &mut nested);
-        conn.busy = false;
-        self.absorb_nested(now, id, conn, &mut nested);
-        self.nested = nested;
+        // Batched, but at most `MAX_SEND_COMPLETION_BATCH` NBLs per upcall: one ACK of many
+        // tiny sends would otherwise hand the host tens of thousands at once.
+        while !done.is_empty() {
+            let batch = done.split_front(MAX_SEND_COMPLETION_BATCH);
+            self.stats.send_completion_calls += 1;
+            self.stats.sends_completed += batch.len() as u64;
+            self.stats.send_bytes_completed +=
+                batch.iter().map(|n| n.tcp_offload_bytes_transferred() as u64).sum::<u64>();
+            let mut nested = std::mem::take(&mut self.nested);
+            conn.busy = true;
+            host.send_complete(id, batch, &mut nested);
+            conn.busy = false;
+            self.absorb_nested(now, id, conn, &mut nested);
+            self.nested = nested;
+        }
     }
 
     fn upcall_disconnect_complete(

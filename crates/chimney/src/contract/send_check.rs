@@ -1,6 +1,11 @@
-//! The verifier's model of one connection's send half: what the host posted (with a copy of
-//! its bytes), what the peer acknowledged, and every disconnect, against which each send and
-//! disconnect call is checked (rules R-SND-* and R-DSC-*, docs/spec.md §7.3–§7.4).
+//! The verifier's model of one connection's send half: what the host posted (with a handle
+//! on its bytes), what the peer acknowledged, and every disconnect, against which each send
+//! and disconnect call is checked (rules R-SND-* and R-DSC-*, docs/spec.md §7.3–§7.4).
+//!
+//! The posted bytes are not copied: the verifier keeps a clone of each MDL (the same memory,
+//! copied on write, so it always holds the bytes as posted) and compares what the target
+//! reads against it. A read straight from the right place of the right MDL is proved equal
+//! by address; anything else is compared byte for byte.
 //!
 //! Pure bookkeeping without locks: [`super::Verifier`] owns one per connection and turns
 //! what this returns into violations.
@@ -8,7 +13,7 @@
 use std::collections::VecDeque;
 
 use super::rules::{self, Rule};
-use crate::ndis::{DisconnectKind, NblChain, NblId, NdisStatus};
+use crate::ndis::{DisconnectKind, Mdl, NblChain, NblId, NdisStatus};
 
 /// A finding: the rule, the NBL if one is to blame, and what happened.
 pub(crate) type Finding = (&'static Rule, Option<NblId>, String);
@@ -27,6 +32,76 @@ struct SendRec {
     disconnect: bool,
 }
 
+/// A contiguous run of posted bytes held as pieces of the host's MDLs (shared, not copied).
+#[derive(Debug, Default)]
+struct Pieces {
+    /// (absolute start, MDL, offset in it, length), in stream order; absolute offsets count
+    /// every byte ever pushed, so a piece is found by binary search.
+    pieces: VecDeque<(u64, Mdl, usize, usize)>,
+    /// Absolute offset of the first held byte, and of one past the last.
+    head: u64,
+    tail: u64,
+}
+
+impl Pieces {
+    fn len(&self) -> usize {
+        (self.tail - self.head) as usize
+    }
+
+    fn push(&mut self, mdl: &Mdl, at: usize, n: usize) {
+        if n > 0 {
+            self.pieces.push_back((self.tail, mdl.clone(), at, n));
+            self.tail += n as u64;
+        }
+    }
+
+    /// Drops the first `n` bytes.
+    fn drop_front(&mut self, n: usize) {
+        self.head = (self.head + n as u64).min(self.tail);
+        while self.pieces.front().is_some_and(|p| p.0 + p.3 as u64 <= self.head) {
+            self.pieces.pop_front();
+        }
+    }
+
+    /// Keeps the first `keep` bytes.
+    fn truncate(&mut self, keep: usize) {
+        self.tail = (self.head + keep as u64).min(self.tail);
+        while let Some(back) = self.pieces.back_mut() {
+            if back.0 >= self.tail {
+                self.pieces.pop_back();
+            } else {
+                back.3 = back.3.min((self.tail - back.0) as usize);
+                break;
+            }
+        }
+    }
+
+    /// Whether `bytes` equal the held bytes at `at` (from the first held byte): by address
+    /// when they are the very bytes of the MDL (a read from the right place), else by
+    /// content.
+    fn eq_at(&self, at: usize, bytes: &[u8]) -> bool {
+        if at + bytes.len() > self.len() {
+            return false;
+        }
+        let mut abs = self.head + at as u64;
+        let mut rest = bytes;
+        let mut i = self.pieces.partition_point(|p| p.0 + p.3 as u64 <= abs);
+        while !rest.is_empty() {
+            let Some((start, mdl, off, n)) = self.pieces.get(i) else { return false };
+            let pos = (abs - start) as usize;
+            let k = (n - pos).min(rest.len());
+            let held = &mdl.bytes()[off + pos..off + pos + k];
+            if !(std::ptr::eq(held.as_ptr(), rest.as_ptr()) || held == &rest[..k]) {
+                return false;
+            }
+            rest = &rest[k..];
+            abs += k as u64;
+            i += 1;
+        }
+        true
+    }
+}
+
 /// The disconnect the host asked for and whether it has completed.
 #[derive(Debug, Clone)]
 struct DiscRec {
@@ -42,8 +117,8 @@ struct DiscRec {
 #[derive(Debug, Default)]
 pub(crate) struct SendCheck {
     posts: VecDeque<SendRec>,
-    /// Copy of the posted bytes from stream offset `base` (R-SND-2/3).
-    bytes: VecDeque<u8>,
+    /// The posted bytes from stream offset `base` (R-SND-2/3), as pieces of the host's MDLs.
+    bytes: Pieces,
     base: u64,
     posted: u64,
     /// What the engine said the peer acknowledged (`posted + 1` covers the FIN).
@@ -83,8 +158,8 @@ impl SendCheck {
             for nb in nbl.net_buffers() {
                 nbs.push((nb.data_offset(), nb.data_length()));
                 len += nb.data_length() as u64;
-                for s in nb.slices(nb.data_offset(), nb.data_length()) {
-                    self.bytes.extend(s);
+                for (mdl, at, n) in nb.mdl_pieces(nb.data_offset(), nb.data_length()) {
+                    self.bytes.push(mdl, at, n);
                 }
             }
             self.posts.push_back(SendRec { id: nbl.id(), start: self.posted, len, nbs, disconnect });
@@ -211,7 +286,7 @@ impl SendCheck {
             f.push((&rules::R_SND_2, None, format!("{} bytes at offset {at}: beyond what was posted", bytes.len())));
             return;
         }
-        if !super::verifier::deque_eq_at(&self.bytes, rel, bytes) {
+        if !self.bytes.eq_at(rel, bytes) {
             f.push((&rules::R_SND_3, None, format!("bytes at offset {at} differ from what the host posted there")));
         }
     }
@@ -220,7 +295,7 @@ impl SendCheck {
     fn release(&mut self, upto: u64) {
         if upto > self.base {
             let n = ((upto - self.base) as usize).min(self.bytes.len());
-            self.bytes.drain(..n);
+            self.bytes.drop_front(n);
             self.base += n as u64;
         }
     }
@@ -362,5 +437,41 @@ impl SendCheck {
         if self.discs.iter().any(|d| !d.completed) {
             f.push((&rules::R_SND_13, None, "a disconnect outstanding at terminate".into()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_compare_by_address_or_content_and_release_in_order() {
+        let a = Mdl::from_bytes(b"hello world".to_vec());
+        let b = Mdl::from_bytes(b"0123456789".to_vec());
+        let mut p = Pieces::default();
+        p.push(&a, 6, 5); // "world"
+        p.push(&b, 0, 10);
+        assert_eq!(p.len(), 15);
+        // The very bytes (by address), equal bytes elsewhere, and across the piece boundary.
+        assert!(p.eq_at(0, &a.bytes()[6..11]));
+        assert!(p.eq_at(0, b"world"));
+        assert!(p.eq_at(3, b"ld0123"));
+        assert!(!p.eq_at(3, b"ld0124"));
+        assert!(!p.eq_at(14, b"9x"), "beyond what is held");
+        // A host that writes into its buffer afterwards gets its own copy: the verifier's
+        // view keeps the bytes as posted.
+        let mut a2 = a.clone();
+        a2.bytes_mut()[6] = b'W';
+        assert!(p.eq_at(0, b"world"));
+        assert!(!a2.same_memory(&a));
+        p.drop_front(7);
+        assert_eq!(p.len(), 8);
+        assert!(p.eq_at(0, b"23456789"));
+        p.truncate(3);
+        assert!(p.eq_at(0, b"234"));
+        assert!(!p.eq_at(0, b"2345"));
+        p.drop_front(3);
+        assert_eq!(p.len(), 0);
+        assert!(p.pieces.is_empty());
     }
 }

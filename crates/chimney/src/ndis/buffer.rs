@@ -11,6 +11,7 @@
 //! allocation-free (the target's posted FIFO and completion batches never allocate).
 
 use std::collections::LinkedList;
+use std::sync::Arc;
 
 use super::status::NdisStatus;
 
@@ -102,20 +103,25 @@ impl core::fmt::Display for BufferError {
 impl std::error::Error for BufferError {}
 
 /// A memory descriptor: one segment of resident memory (`ByteCount` = its length).
+///
+/// The memory is reference-counted and copied on write: a clone is another descriptor of
+/// the same bytes (what the verifier keeps of a posted send, so that it can check what the
+/// target reads without copying the host's data), and writing through either one first
+/// gives it its own copy, so a clone always holds the bytes as they were when it was made.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Mdl {
-    bytes: Box<[u8]>,
+    bytes: Arc<Box<[u8]>>,
 }
 
 impl Mdl {
     /// A zero-filled segment of `byte_count` bytes.
     pub fn zeroed(byte_count: usize) -> Mdl {
-        Mdl { bytes: vec![0; byte_count].into_boxed_slice() }
+        Mdl { bytes: Arc::new(vec![0; byte_count].into_boxed_slice()) }
     }
 
-    /// A segment holding `bytes`.
+    /// A segment holding `bytes` (moved in, not copied).
     pub fn from_bytes(bytes: impl Into<Box<[u8]>>) -> Mdl {
-        Mdl { bytes: bytes.into() }
+        Mdl { bytes: Arc::new(bytes.into()) }
     }
 
     /// `ByteCount`: the bytes this MDL describes.
@@ -128,9 +134,15 @@ impl Mdl {
         &self.bytes
     }
 
-    /// The described memory, writable.
+    /// The described memory, writable (copied first if another descriptor shares it).
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.bytes
+        let b: &mut Box<[u8]> = Arc::make_mut(&mut self.bytes);
+        b
+    }
+
+    /// Whether `other` describes the very same memory (not merely equal bytes).
+    pub fn same_memory(&self, other: &Mdl) -> bool {
+        Arc::ptr_eq(&self.bytes, &other.bytes)
     }
 }
 
@@ -317,22 +329,28 @@ impl NetBuffer {
     /// The bytes of the data space `[start, start + len)` (offsets from the chain's first byte),
     /// as the MDL segments that hold them.
     pub fn slices(&self, start: usize, len: usize) -> impl Iterator<Item = &[u8]> + '_ {
+        self.mdl_pieces(start, len).map(|(mdl, at, n)| &mdl.bytes()[at..at + n])
+    }
+
+    /// The chain's bytes `[start, start + len)` (offsets from the chain's beginning, like
+    /// [`NetBuffer::slices`]) as (MDL, offset in it, length) pieces, in order.
+    pub fn mdl_pieces(&self, start: usize, len: usize) -> impl Iterator<Item = (&Mdl, usize, usize)> + '_ {
         let mut skip = start;
         let mut left = len;
         self.mdl_chain.iter().filter_map(move |mdl| {
-            let b = mdl.bytes();
+            let total = mdl.byte_count();
             if left == 0 {
                 return None;
             }
-            if skip >= b.len() {
-                skip -= b.len();
+            if skip >= total {
+                skip -= total;
                 return None;
             }
-            let n = (b.len() - skip).min(left);
-            let s = &b[skip..skip + n];
+            let n = (total - skip).min(left);
+            let piece = (mdl, skip, n);
             skip = 0;
             left -= n;
-            Some(s)
+            Some(piece)
         })
     }
 

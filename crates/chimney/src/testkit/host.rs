@@ -129,16 +129,22 @@ fn http_answer(head: &[u8]) -> (Vec<HttpOut>, bool) {
 pub fn source_pattern(offset: u64, out: &mut [u8]) {
     // Eight bytes per multiply: byte `o` is byte `o % 8` (little-endian) of word `o / 8`.
     let word = |w: u64| (w.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5DEE_CE66_D1CE_4E5B).to_le_bytes();
-    let mut at = offset;
-    let mut i = 0;
-    while i < out.len() {
-        let w = word(at / 8);
-        let k = (at % 8) as usize;
-        let n = (8 - k).min(out.len() - i);
-        out[i..i + n].copy_from_slice(&w[k..k + n]);
-        i += n;
-        at += n as u64;
+    // The head up to a word boundary, then whole words (the compiler vectorises this loop:
+    // the pattern costs about what a copy does), then the tail.
+    let k = (offset % 8) as usize;
+    let head = if k == 0 { 0 } else { (8 - k).min(out.len()) };
+    if head > 0 {
+        out[..head].copy_from_slice(&word(offset / 8)[k..k + head]);
     }
+    let mut w = (offset + head as u64) / 8;
+    let mut words = out[head..].chunks_exact_mut(8);
+    for c in &mut words {
+        c.copy_from_slice(&word(w));
+        w += 1;
+    }
+    let tail = words.into_remainder();
+    let n = tail.len();
+    tail.copy_from_slice(&word(w)[..n]);
 }
 
 /// `bytes` as `n` MDLs of uneven sizes (each cut off the tail: one copy of what is cut), or
@@ -163,6 +169,10 @@ fn split_mdls(mut bytes: Vec<u8>, n: usize) -> Vec<Mdl> {
     mdls.extend(tails.into_iter().rev());
     mdls
 }
+
+/// Send NBLs an application posts in one call at most (well inside what a trace line may
+/// list, `contract::schema::MAX_NBLS`).
+const MAX_SENDS_PER_CALL: usize = 1024;
 
 /// How an application posts and consumes on one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,9 +268,13 @@ pub struct AppConn {
     pub http_requests: u64,
     /// HTTP: no more requests are read (a close was answered, or the head was bad).
     http_done: bool,
-    /// Bytes of sends completed UPLOAD_IN_PROGRESS that the peer never acknowledged: sent
-    /// again first once the connection is offloaded again.
-    resend: Vec<u8>,
+    /// Bytes of sends completed UPLOAD_IN_PROGRESS that the peer never acknowledged, by their
+    /// offset in what the application sends: sent again first, lowest offset first, once the
+    /// connection is offloaded again (a resent NBL may itself come back: its bytes go back
+    /// in their place, not behind newer ones).
+    resend: std::collections::BTreeMap<u64, Vec<u8>>,
+    /// Where each outstanding send NBL's bytes start in what the application sends.
+    send_at: std::collections::HashMap<NblId, u64>,
     /// The application will disconnect once everything it has to send is posted.
     pub closing: bool,
     /// A graceful disconnect was posted.
@@ -679,11 +693,16 @@ impl ProtocolHost for AppHost {
             let left: u64 = n.net_buffers().map(|nb| nb.data_length() as u64).sum();
             c.sent += acked;
             c.send_outstanding = c.send_outstanding.saturating_sub(acked + left);
+            let at = c.send_at.remove(&n.id());
             if n.status == NdisStatus::UploadInProgress {
                 // The connection is being uploaded: the host stack owns what the peer has not
                 // acknowledged and sends it again (after the connection is offloaded again).
+                let mut back = Vec::new();
                 for nb in n.net_buffers() {
-                    nb.copy_out(nb.data_offset(), nb.data_length(), &mut c.resend);
+                    nb.copy_out(nb.data_offset(), nb.data_length(), &mut back);
+                }
+                if let (Some(at), false) = (at, back.is_empty()) {
+                    c.resend.insert(at + acked, back);
                 }
             }
             match c.send_statuses.iter_mut().find(|(k, _)| *k == n.status) {
@@ -768,14 +787,29 @@ impl AppHost {
             if c.disconnect_posted || c.send_outstanding as usize >= policy.send_window.max(size) {
                 break;
             }
-            if !c.resend.is_empty() {
+            if chain.len() >= MAX_SENDS_PER_CALL {
+                // The rest goes with a later call (a completion makes room): tiny sends in a
+                // large window would otherwise make one call of a hundred thousand NBLs.
+                break;
+            }
+            if let Some(mut first) = c.resend.first_entry() {
                 // Not hashed again: these bytes were counted when first posted.
-                let n = c.resend.len().min(size);
-                let bytes: Vec<u8> = c.resend.drain(..n).collect();
+                let at = *first.key();
+                let bytes = if first.get().len() > size {
+                    let rest = first.get_mut().split_off(size);
+                    let head = std::mem::replace(first.get_mut(), rest);
+                    let rest = first.remove();
+                    c.resend.insert(at + size as u64, rest);
+                    head
+                } else {
+                    first.remove()
+                };
                 c.send_outstanding += bytes.len() as u64;
                 self.serial += 1;
+                let id = NblId::new(PoolTag::Host, self.serial);
+                c.send_at.insert(id, at);
                 let nb = NetBuffer::new(vec![Mdl::from_bytes(bytes)]);
-                chain.push_back(NetBufferList::new(NblId::new(PoolTag::Host, self.serial), nb));
+                chain.push_back(NetBufferList::new(id, nb));
                 continue;
             }
             let bytes: Vec<u8> = match policy.send {
@@ -827,11 +861,14 @@ impl AppHost {
             if hash {
                 c.sent_sha256.update(&bytes);
             }
+            let at = c.send_posted;
             c.send_posted += bytes.len() as u64;
             c.send_outstanding += bytes.len() as u64;
             self.serial += 1;
             let mdls = split_mdls(bytes, policy.send_mdls);
-            chain.push_back(NetBufferList::new(NblId::new(PoolTag::Host, self.serial), NetBuffer::new(mdls)));
+            let id = NblId::new(PoolTag::Host, self.serial);
+            c.send_at.insert(id, at);
+            chain.push_back(NetBufferList::new(id, NetBuffer::new(mdls)));
         }
         let c = self.conns.entry(conn).or_default();
         let source_done = matches!(policy.send, SendPolicy::Source(t) if c.send_posted >= t) && c.resend.is_empty();
@@ -859,9 +896,19 @@ impl AppHost {
         let (chain, disconnect) = self.next_sends(conn);
         if !chain.is_empty() {
             if let Err(rej) = target.send(now, conn, chain, self) {
+                // Refused (the connection is going away): the bytes are still to be sent,
+                // in their place.
                 let c = self.conns.entry(conn).or_default();
-                let back: u64 = rej.nbls.iter().map(|n| n.data_length() as u64).sum();
-                c.send_outstanding = c.send_outstanding.saturating_sub(back);
+                for n in rej.nbls.iter() {
+                    let mut back = Vec::new();
+                    for nb in n.net_buffers() {
+                        nb.copy_out(nb.data_offset(), nb.data_length(), &mut back);
+                    }
+                    c.send_outstanding = c.send_outstanding.saturating_sub(back.len() as u64);
+                    if let (Some(at), false) = (c.send_at.remove(&n.id()), back.is_empty()) {
+                        c.resend.insert(at, back);
+                    }
+                }
             }
         }
         if disconnect {
@@ -900,6 +947,20 @@ impl AppHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_source_pattern_is_the_same_at_any_offset_and_length() {
+        let byte =
+            |o: u64| (((o / 8).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5DEE_CE66_D1CE_4E5B) >> (8 * (o % 8))) as u8;
+        for start in [0u64, 1, 7, 8, 13, 1 << 40] {
+            for len in [0usize, 1, 5, 8, 9, 100, 4099] {
+                let mut v = vec![0u8; len];
+                source_pattern(start, &mut v);
+                let want: Vec<u8> = (0..len as u64).map(|i| byte(start + i)).collect();
+                assert_eq!(v, want, "offset {start}, {len} bytes");
+            }
+        }
+    }
 
     #[test]
     fn send_mdls_split_unevenly_and_keep_every_byte() {
