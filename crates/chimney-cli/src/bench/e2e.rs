@@ -65,6 +65,21 @@ struct Sample {
     gbps: f64,
     cpu_per_gib: f64,
     ok: bool,
+    /// Busy CPU seconds of the whole machine (every core: sender, receiver, softirq) per
+    /// GiB, over the run (set-up included: a few milliseconds).
+    machine_per_gib: f64,
+}
+
+/// Busy CPU time of the whole machine so far, from `/proc/stat` (user, nice, system, irq,
+/// softirq and steal ticks of all cores; idle and iowait left out).
+fn machine_busy() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return Duration::ZERO };
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return Duration::ZERO };
+    let t: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: u64 = [0usize, 1, 2, 5, 6, 7].iter().filter_map(|&i| t.get(i)).sum();
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1) as u64;
+    Duration::from_nanos(busy * 1_000_000_000 / hz)
 }
 
 /// Pins the calling thread to `cpu` (modulo the CPUs there are), when `pin` is on: the
@@ -93,6 +108,7 @@ fn sample(bytes: u64, wall: Duration, cpu: Duration, ok: bool) -> Sample {
         gbps: bytes as f64 * 8.0 / secs / 1e9,
         cpu_per_gib: cpu.as_secs_f64() / (bytes.max(1) as f64 / (1u64 << 30) as f64),
         ok,
+        machine_per_gib: 0.0,
     }
 }
 
@@ -459,6 +475,7 @@ pub fn run(a: &E2eArgs) -> ExitCode {
         for &mtu in &a.mtu {
             for w in &a.only {
                 let send = a.direction == BenchDirection::Send;
+                let busy0 = machine_busy();
                 let r = match w.as_str() {
                     "kernel" if send => run_kernel_send(a.bytes, mtu, a.pin),
                     "chimney" if send => run_chimney_send(a.bytes, mtu, a.busy_poll_us, a.pin),
@@ -467,16 +484,19 @@ pub fn run(a: &E2eArgs) -> ExitCode {
                     "chimney-copy" => run_chimney(a.bytes, mtu, a.busy_poll_us, a.pin, false),
                     _ => run_smoltcp(a.bytes, mtu, a.pin),
                 };
-                let s = match r {
+                let mut s = match r {
                     Ok(s) => s,
                     Err(e) => return fail(format!("{w} at MTU {mtu}: {e}")),
                 };
+                s.machine_per_gib =
+                    (machine_busy() - busy0).as_secs_f64() / (a.bytes.max(1) as f64 / (1u64 << 30) as f64);
                 if !a.json {
                     eprintln!(
-                        "round {} MTU {mtu:>5} {w:<8} {:>7.2} Gbit/s {:>6.3} CPU s/GiB{}",
+                        "round {} MTU {mtu:>5} {w:<8} {:>7.2} Gbit/s {:>6.3} CPU s/GiB {:>6.3} machine CPU s/GiB{}",
                         round + 1,
                         s.gbps,
                         s.cpu_per_gib,
+                        s.machine_per_gib,
                         if s.ok { "" } else { "  TRANSFER NOT VERIFIED" }
                     );
                 }
@@ -486,11 +506,12 @@ pub fn run(a: &E2eArgs) -> ExitCode {
             }
         }
     }
-    let med = |mtu: u32, w: &str| -> Option<(f64, f64)> {
+    let med = |mtu: u32, w: &str| -> Option<(f64, f64, f64)> {
         results.iter().find(|(m, n, _)| *m == mtu && n == w).map(|(_, _, v)| {
             (
                 median(&v.iter().map(|s| s.gbps).collect::<Vec<_>>()),
                 median(&v.iter().map(|s| s.cpu_per_gib).collect::<Vec<_>>()),
+                median(&v.iter().map(|s| s.machine_per_gib).collect::<Vec<_>>()),
             )
         })
     };
@@ -500,9 +521,10 @@ pub fn run(a: &E2eArgs) -> ExitCode {
         let mut row = serde_json::Map::new();
         row.insert("mtu".into(), mtu.into());
         for w in &a.only {
-            if let Some((g, c)) = med(mtu, w) {
+            if let Some((g, c, m)) = med(mtu, w) {
                 row.insert(format!("{w}_gbps"), g.into());
                 row.insert(format!("{w}_cpu_s_per_gib"), c.into());
+                row.insert(format!("{w}_machine_cpu_s_per_gib"), m.into());
             }
         }
         let c = med(mtu, "chimney").map(|x| x.0);
@@ -533,7 +555,8 @@ pub fn run(a: &E2eArgs) -> ExitCode {
             let mut line = format!("MTU {:>5}:", r["mtu"]);
             for w in &a.only {
                 if let (Some(g), Some(c)) = (f(&format!("{w}_gbps")), f(&format!("{w}_cpu_s_per_gib"))) {
-                    line += &format!("  {w} {g:.2} Gbit/s ({c:.2} CPU s/GiB)");
+                    let m = f(&format!("{w}_machine_cpu_s_per_gib")).unwrap_or(0.0);
+                    line += &format!("  {w} {g:.2} Gbit/s ({c:.2} CPU s/GiB, machine {m:.2})");
                 }
             }
             if let Some(x) = f("chimney_over_kernel") {
