@@ -6,7 +6,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 
-use sha2::{Digest, Sha256};
 
 use crate::args::{ImpairArgs, PolicyArgs};
 use crate::serve::{Mode, ServeArgs};
@@ -66,20 +65,6 @@ fn default_from(local: &crate::args::Cidr) -> Option<IpAddr> {
     }
 }
 
-/// SHA-256 (hex) of the first `n` bytes of the seeded pattern.
-fn pattern_sha256(n: u64) -> String {
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut at = 0;
-    while at < n {
-        let k = (n - at).min(buf.len() as u64) as usize;
-        chimney::testkit::host::source_pattern(at, &mut buf[..k]);
-        h.update(&buf[..k]);
-        at += k as u64;
-    }
-    crate::report::hex(&h.finalize())
-}
-
 pub fn run(a: &ConnectArgs) -> ExitCode {
     let fail = |msg: String| crate::error::CliError::new("connect", msg).exit();
     let Some(from) = a.from.or_else(|| default_from(&a.local)) else {
@@ -114,6 +99,6 @@ pub fn run(a: &ConnectArgs) -> ExitCode {
         impair: a.impair.clone(),
     };
     let connect = (0..a.connections).map(|i| (SocketAddr::new(from, 40_000 + i as u16), a.peer)).collect();
-    let expect = a.echo_check.map(pattern_sha256);
+    let expect = a.echo_check.map(|n| crate::report::hex(&crate::demo::source_sha256(n)));
     crate::serve::run_as(&serve, &Mode { connect, expect })
 }

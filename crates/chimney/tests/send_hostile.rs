@@ -6,13 +6,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chimney::contract::{
-    ConnId, Delivery, DeliveryConfig, NestedCalls, OffloadTarget, ProtocolHost, Verifier, VerifierMode,
-};
+use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, Verifier, VerifierMode};
 use chimney::engine::{Engine, EngineConfig};
 use chimney::ndis::{Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag};
 use chimney::tcp::TcpDrop;
-use chimney::testkit::host::AppHost;
+use chimney::testkit::host::SendRecorder;
 use chimney::testkit::peer::Peer;
 use chimney::testkit::rng::SplitMix64;
 use chimney::wire::{self, flags};
@@ -21,34 +19,7 @@ use chimney::Instant;
 const TARGET: &str = "198.18.0.1:5001";
 
 /// Records every send completion.
-#[derive(Default)]
-struct Host {
-    app: AppHost,
-    done: Vec<(NblId, NdisStatus, usize)>,
-}
-
-impl ProtocolHost for Host {
-    fn receive_complete(&mut self, c: ConnId, n: NblChain, nested: &mut NestedCalls) {
-        self.app.receive_complete(c, n, nested)
-    }
-    fn receive_indicate(
-        &mut self,
-        c: ConnId,
-        n: NblChain,
-        s: NdisStatus,
-        nested: &mut NestedCalls,
-    ) -> chimney::contract::IndicateReturn {
-        self.app.receive_indicate(c, n, s, nested)
-    }
-    fn event_indicate(&mut self, c: ConnId, e: chimney::ndis::TcpOffloadEvent, nested: &mut NestedCalls) {
-        self.app.event_indicate(c, e, nested)
-    }
-    fn send_complete(&mut self, _c: ConnId, nbls: NblChain, _nested: &mut NestedCalls) {
-        for n in nbls.iter() {
-            self.done.push((n.id(), n.status, n.tcp_offload_bytes_transferred()));
-        }
-    }
-}
+type Host = SendRecorder;
 
 struct Rig {
     e: Engine<Verifier<Delivery>>,

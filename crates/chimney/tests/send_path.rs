@@ -7,12 +7,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chimney::contract::{
-    ConnId, Delivery, DeliveryConfig, NestedCalls, OffloadTarget, ProtocolHost, Verifier, VerifierMode,
-};
+use chimney::contract::{Delivery, DeliveryConfig, OffloadTarget, Verifier, VerifierMode};
 use chimney::engine::{Engine, EngineConfig};
 use chimney::ndis::{DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag};
-use chimney::testkit::host::AppHost;
+use chimney::testkit::host::{AppHost, SendRecorder};
 use chimney::testkit::peer::Peer;
 use chimney::wire::{self, flags};
 use chimney::Instant;
@@ -20,38 +18,7 @@ use chimney::Instant;
 const TARGET: &str = "198.18.0.1:5001";
 
 /// The application: receives nothing, records send and disconnect completions.
-#[derive(Default)]
-struct Sender {
-    app: AppHost,
-    done: Vec<(NblId, NdisStatus, usize)>,
-    disconnected: Option<NdisStatus>,
-}
-
-impl ProtocolHost for Sender {
-    fn receive_complete(&mut self, c: ConnId, n: NblChain, nested: &mut NestedCalls) {
-        self.app.receive_complete(c, n, nested)
-    }
-    fn receive_indicate(
-        &mut self,
-        c: ConnId,
-        n: NblChain,
-        s: NdisStatus,
-        nested: &mut NestedCalls,
-    ) -> chimney::contract::IndicateReturn {
-        self.app.receive_indicate(c, n, s, nested)
-    }
-    fn event_indicate(&mut self, c: ConnId, e: chimney::ndis::TcpOffloadEvent, nested: &mut NestedCalls) {
-        self.app.event_indicate(c, e, nested)
-    }
-    fn send_complete(&mut self, _c: ConnId, nbls: NblChain, _nested: &mut NestedCalls) {
-        for n in nbls.iter() {
-            self.done.push((n.id(), n.status, n.tcp_offload_bytes_transferred()));
-        }
-    }
-    fn disconnect_complete(&mut self, _c: ConnId, _nbl: NblChain, status: NdisStatus, _nested: &mut NestedCalls) {
-        self.disconnected = Some(status);
-    }
-}
+type Sender = SendRecorder;
 
 fn pattern(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -167,19 +167,8 @@ fn run_kernel(bytes: u64, mtu: u32, pin: bool) -> Result<Sample, DriverError> {
     let rx = b.spawn(move || -> Result<(u64, Duration, Duration), String> {
         pin_to(pin, 0);
         let (mut c, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
-        let mut buf = vec![0u8; 1 << 20];
-        let (mut n, mut t0, cpu0) = (0u64, None, thread_cpu());
-        loop {
-            let k = c.read(&mut buf).map_err(|e| format!("read: {e}"))?;
-            if t0.is_none() {
-                t0 = Some(WallClock::now());
-            }
-            if k == 0 {
-                break;
-            }
-            n += k as u64;
-        }
-        let wall = t0.map_or(Duration::ZERO, |t| t.elapsed());
+        let cpu0 = thread_cpu();
+        let (n, wall) = read_to_eof(&mut c)?;
         let cpu = thread_cpu() - cpu0;
         drop(c);
         Ok((n, wall, cpu))
@@ -235,6 +224,11 @@ fn kernel_reader(target: SocketAddr, pin: bool) -> Result<(u64, Duration), Strin
     pin_to(pin, 1);
     let mut s = connect_retry(target)?;
     let _ = s.shutdown(Shutdown::Write);
+    read_to_eof(&mut s)
+}
+
+/// Reads `s` to its end: the bytes, and the wall time from the first read's return to EOF.
+fn read_to_eof(s: &mut impl Read) -> Result<(u64, Duration), String> {
     let mut buf = vec![0u8; 1 << 20];
     let (mut n, mut t0) = (0u64, None);
     loop {
@@ -247,7 +241,7 @@ fn kernel_reader(target: SocketAddr, pin: bool) -> Result<(u64, Duration), Strin
         }
         n += k as u64;
     }
-    Ok((n, t0.map_or(Duration::ZERO, |t| t.elapsed())))
+    Ok((n, t0.map_or(Duration::ZERO, |t: WallClock| t.elapsed())))
 }
 
 /// `--direction send`, kernel → kernel over veth: the accepted socket sends (its thread's CPU

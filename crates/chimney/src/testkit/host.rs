@@ -598,6 +598,39 @@ impl AppHost {
     }
 }
 
+/// An application ([`AppHost`] for everything received) that records every send completion
+/// (id, status, bytes transferred) and the disconnect's status instead of acting on them:
+/// what tests of the send path assert on.
+#[derive(Default)]
+pub struct SendRecorder {
+    /// The receiving application.
+    pub app: AppHost,
+    /// Every send NBL completed, in completion order.
+    pub done: Vec<(NblId, NdisStatus, usize)>,
+    /// How the disconnect completed, once it did.
+    pub disconnected: Option<NdisStatus>,
+}
+
+impl ProtocolHost for SendRecorder {
+    fn receive_complete(&mut self, c: ConnId, n: NblChain, nested: &mut NestedCalls) {
+        self.app.receive_complete(c, n, nested)
+    }
+    fn receive_indicate(&mut self, c: ConnId, n: NblChain, s: NdisStatus, nested: &mut NestedCalls) -> IndicateReturn {
+        self.app.receive_indicate(c, n, s, nested)
+    }
+    fn event_indicate(&mut self, c: ConnId, e: crate::ndis::TcpOffloadEvent, nested: &mut NestedCalls) {
+        self.app.event_indicate(c, e, nested)
+    }
+    fn send_complete(&mut self, _c: ConnId, nbls: NblChain, _nested: &mut NestedCalls) {
+        for n in nbls.iter() {
+            self.done.push((n.id(), n.status, n.tcp_offload_bytes_transferred()));
+        }
+    }
+    fn disconnect_complete(&mut self, _c: ConnId, _nbl: NblChain, status: NdisStatus, _nested: &mut NestedCalls) {
+        self.disconnected = Some(status);
+    }
+}
+
 impl ProtocolHost for AppHost {
     fn receive_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
         let policy = self.policy(conn);
