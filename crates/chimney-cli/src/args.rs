@@ -7,6 +7,7 @@ use chimney::engine::EngineConfig;
 use chimney::tcp::TcpConfig;
 use chimney_linux::{defaults, DriverConfig};
 
+use chimney::testkit::digest::HashKind;
 use chimney::testkit::host::{AppPolicy, IndicationPolicy};
 use chimney::testkit::impair::ImpairConfig;
 
@@ -64,6 +65,12 @@ pub struct PolicyArgs {
     /// table (1,024 entries) is full, `always` for every SYN, `never` drops SYNs beyond it.
     #[arg(long, value_enum, default_value_t = SynCookiesArg::Auto)]
     pub syncookies: SynCookiesArg,
+    /// The digest of each connection's received and sent streams in its JSON line (`hash`,
+    /// `digest`, `sent_digest`; with sha256 also `sha256`, `sent_sha256`): xxh3 (XXH3-128,
+    /// `xxhsum -H2`; keeps up with the wire, not cryptographic), blake3 (`b3sum`), sha256
+    /// (`sha256sum`; the slowest) or none.
+    #[arg(long, default_value = "xxh3", value_parser = parse_hash)]
+    pub hash: HashKind,
     /// The host closes each connection first, gracefully, once the application received N
     /// bytes: our FIN (FIN-WAIT-1/2, then TIME-WAIT or CLOSING); the peer may still send.
     /// The connection's `end` is `closed`.
@@ -256,8 +263,17 @@ pub fn driver_config(
         busy_poll: Duration::from_micros(p.busy_poll_us),
         direct_placement: !p.no_direct,
         host_close: p.host_close(),
+        hash: p.hash,
         ..base
     }
+}
+
+/// `--hash`: one of the digest names.
+fn parse_hash(s: &str) -> Result<HashKind, String> {
+    HashKind::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = HashKind::ALL.iter().map(|k| k.name()).collect();
+        format!("unknown digest {s:?} (one of: {})", names.join(", "))
+    })
 }
 
 /// Validates the application-policy and impairment flags together (`demo`, `serve`).

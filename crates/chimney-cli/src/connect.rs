@@ -6,7 +6,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 
-
 use crate::args::{ImpairArgs, PolicyArgs};
 use crate::serve::{Mode, ServeArgs};
 
@@ -99,6 +98,9 @@ pub fn run(a: &ConnectArgs) -> ExitCode {
         impair: a.impair.clone(),
     };
     let connect = (0..a.connections).map(|i| (SocketAddr::new(from, 40_000 + i as u16), a.peer)).collect();
-    let expect = a.echo_check.map(|n| crate::report::hex(&crate::demo::source_sha256(n)));
+    if a.echo_check.is_some() && a.policy.hash == chimney::testkit::digest::HashKind::None {
+        return fail("--echo-check compares digests: it needs a --hash other than none".into());
+    }
+    let expect = a.echo_check.map(|n| crate::report::hex(&crate::demo::source_digest(a.policy.hash, n)));
     crate::serve::run_as(&serve, &Mode { connect, expect })
 }

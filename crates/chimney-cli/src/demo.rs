@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant as WallClock};
 
+use chimney::testkit::digest::{HashKind, StreamDigest};
 use chimney::testkit::rng::SplitMix64;
 use chimney_linux::{ConnReport, Netns, ShardTraces, Shards};
-use sha2::{Digest, Sha256};
 
 use crate::args::{ImpairArgs, PolicyArgs};
 use crate::report::SentView;
@@ -98,18 +98,19 @@ impl DemoArgs {
     }
 }
 
-/// SHA-256 of the first `n` bytes of the pattern the target sends (`--direction send`).
-pub fn source_sha256(n: u64) -> [u8; 32] {
-    let mut h = Sha256::new();
+/// The digest (`kind`) of the first `n` bytes of the pattern the target sends
+/// (`--direction send`, `serve --source`).
+pub fn source_digest(kind: HashKind, n: u64) -> Vec<u8> {
+    let mut h = StreamDigest::default();
     let mut buf = vec![0u8; 1 << 16];
     let mut at = 0;
     while at < n {
         let k = (n - at).min(buf.len() as u64) as usize;
         chimney::testkit::host::source_pattern(at, &mut buf[..k]);
-        h.update(&buf[..k]);
+        h.update(kind, &buf[..k]);
         at += k as u64;
     }
-    h.finalize().into()
+    h.finish(kind)
 }
 
 /// How long a run may take without `--timeout`.
@@ -141,6 +142,7 @@ impl ClientCtl {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn client(
     target: SocketAddr,
     bytes: u64,
@@ -148,12 +150,13 @@ fn client(
     reset_after: Option<u64>,
     limit_connect: Duration,
     direction: Direction,
+    hash: HashKind,
     ctl: &ClientCtl,
 ) -> SentView {
     let mut sent = SentView {
         local: target,
         bytes: 0,
-        sha256: [0; 32],
+        digest: Vec::new(),
         reset: false,
         error: None,
         may_have_sent: 0,
@@ -175,14 +178,14 @@ fn client(
     let reader = s.try_clone().map(|mut r| {
         std::thread::spawn(move || {
             let _ = r.set_read_timeout(Some(Duration::from_secs(30)));
-            let mut h = Sha256::new();
+            let mut h = StreamDigest::default();
             let mut n = 0u64;
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 match r.read(&mut buf) {
-                    Ok(0) => return Ok((n, h.finalize().into())),
+                    Ok(0) => return Ok((n, h.finish(hash))),
                     Ok(k) => {
-                        h.update(&buf[..k]);
+                        h.update(hash, &buf[..k]);
                         n += k as u64;
                     }
                     Err(e) => return Err(format!("reading what the target sends: {e}")),
@@ -191,7 +194,7 @@ fn client(
         })
     });
     let mut rng = SplitMix64::new(seed);
-    let mut h = Sha256::new();
+    let mut h = StreamDigest::default();
     let mut buf = vec![0u8; 64 * 1024];
     let to_send = if direction == Direction::Send { 0 } else { bytes };
     let limit = reset_after.unwrap_or(to_send).min(to_send);
@@ -203,11 +206,11 @@ fn client(
             sent.may_have_sent = sent.bytes + n as u64;
             break;
         }
-        h.update(&buf[..n]);
+        h.update(hash, &buf[..n]);
         sent.bytes += n as u64;
         ctl.sent.store(sent.bytes, Ordering::Relaxed);
     }
-    sent.sha256 = h.finalize().into();
+    sent.digest = h.finish(hash);
     ctl.sent_all.store(true, Ordering::SeqCst);
     if reset_after.is_some() {
         // SO_LINGER 0: close sends RST.
@@ -223,8 +226,8 @@ fn client(
     let _ = s.shutdown(Shutdown::Write);
     sent.expect_returned = match direction {
         Direction::Recv => None,
-        Direction::Send => Some((bytes, source_sha256(bytes))),
-        Direction::Both => Some((sent.bytes, sent.sha256)),
+        Direction::Send => Some((bytes, source_digest(hash, bytes))),
+        Direction::Both => Some((sent.bytes, sent.digest.clone())),
     };
     match reader.map_err(|e| e.to_string()).and_then(|t| t.join().map_err(|_| "reader failed".to_string())) {
         Ok(Ok(back)) => sent.returned = Some(back),
@@ -326,9 +329,9 @@ pub fn run(a: &DemoArgs) -> ExitCode {
     let ctls: Vec<Arc<ClientCtl>> = (0..a.connections).map(|_| Arc::default()).collect();
     for (i, ctl) in ctls.iter().enumerate() {
         let (bytes, seed, reset, done) = (a.bytes, a.seed ^ ((i as u64 + 1) << 32), a.reset_after, Arc::clone(&done));
-        let ctl = Arc::clone(ctl);
+        let (ctl, hash) = (Arc::clone(ctl), a.policy.hash);
         match ns.spawn(move || {
-            let r = client(target, bytes, seed, reset, timeout, direction, &ctl);
+            let r = client(target, bytes, seed, reset, timeout, direction, hash, &ctl);
             ctl.done.store(true, Ordering::SeqCst);
             done.fetch_add(1, Ordering::SeqCst);
             r
@@ -455,7 +458,7 @@ fn join_clients(
     let failed = |why: &str| SentView {
         local: target,
         bytes: 0,
-        sha256: [0; 32],
+        digest: Vec::new(),
         reset: false,
         error: Some(why.into()),
         may_have_sent: 0,

@@ -1,5 +1,6 @@
 //! Printing `demo` results: the table, JSON, and the exit status.
 
+use chimney::testkit::digest::HashKind;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,8 +14,8 @@ pub struct SentView {
     pub local: SocketAddr,
     /// Bytes written.
     pub bytes: u64,
-    /// SHA-256 of them.
-    pub sha256: [u8; 32],
+    /// Their digest (the run's `--hash`).
+    pub digest: Vec<u8>,
     /// Whether it reset instead of closing.
     pub reset: bool,
     /// A client-side error.
@@ -22,10 +23,10 @@ pub struct SentView {
     /// Bytes the kernel may have taken: `bytes` plus the chunk whose write failed (part of
     /// it can have been sent before the error).
     pub may_have_sent: u64,
-    /// What the client read from the target (bytes, SHA-256), when it read to the end.
-    pub returned: Option<(u64, [u8; 32])>,
+    /// What the client read from the target (bytes, digest), when it read to the end.
+    pub returned: Option<(u64, Vec<u8>)>,
     /// What it should have read (`--direction send` or `both`).
-    pub expect_returned: Option<(u64, [u8; 32])>,
+    pub expect_returned: Option<(u64, Vec<u8>)>,
 }
 
 /// TCP_OFFLOAD_STATS as a JSON object (field names as in the NDIS structure, snake_case).
@@ -148,28 +149,28 @@ pub fn print_demo(
                 // A graceful host close lets the client finish: the whole stream, ended
                 // `closed` (or `fin` when the client's FIN came first).
                 let clean = r.end == EndReason::Fin || (host_close.is_some() && r.end == EndReason::Closed);
-                let back = s.expect_returned.is_none_or(|want| s.returned == Some(want));
-                let same = r.sha256 == s.sha256 && r.bytes == s.bytes && clean && back;
+                let back = s.expect_returned.as_ref().is_none_or(|want| s.returned.as_ref() == Some(want));
+                let same = r.digest == s.digest && r.bytes == s.bytes && clean && back;
                 let why = if same {
                     String::new()
                 } else if !back {
                     format!(
                         "read back {} bytes, {} expected ({})",
-                        s.returned.map_or(0, |(n, _)| n),
-                        s.expect_returned.map_or(0, |(n, _)| n),
-                        if s.returned.map(|(_, h)| h) == s.expect_returned.map(|(_, h)| h) {
-                            "same sha256"
+                        s.returned.as_ref().map_or(0, |(n, _)| *n),
+                        s.expect_returned.as_ref().map_or(0, |(n, _)| *n),
+                        if s.returned.as_ref().map(|(_, h)| h) == s.expect_returned.as_ref().map(|(_, h)| h) {
+                            "same digest"
                         } else {
-                            "sha256 differs"
+                            "digest differs"
                         }
                     )
                 } else {
                     format!(
-                        "sent {} bytes, received {} ({}, sha256 {})",
+                        "sent {} bytes, received {} ({}, digest {})",
                         s.bytes,
                         r.bytes,
                         r.end.as_str(),
-                        if r.sha256 == s.sha256 { "same" } else { "differs" }
+                        if r.digest == s.digest { "same" } else { "differs" }
                     )
                 };
                 (same, why)
@@ -189,7 +190,7 @@ pub fn print_demo(
                     "sent": s.bytes,
                     "bytes": r.map_or(0, |r| r.bytes),
                     "target_sent": r.map_or(0, |r| r.sent),
-                    "returned": s.returned.map_or(0, |(n, _)| n),
+                    "returned": s.returned.as_ref().map_or(0, |(n, _)| *n),
                     "seconds": r.map_or(0.0, |r| r.duration.as_secs_f64()),
                     "gbps": r.map_or(0.0, |r| gbps(r.bytes, r.duration)),
                     "completions": r.map_or(0, |r| r.completions),
@@ -201,7 +202,9 @@ pub fn print_demo(
                     "drops": r.map_or(0, |r| r.drops),
                     "violations": r.map_or(0, |r| r.violations),
                     "end": r.map_or("error", |r| r.end.as_str()),
-                    "sha256": r.map_or(String::new(), |r| r.sha256_hex()),
+                    "hash": r.map_or("", |r| r.hash.name()),
+                    "digest": r.map_or(String::new(), |r| r.digest_hex()),
+                    "sha256": r.filter(|r| r.hash == HashKind::Sha256).map_or(String::new(), |r| r.digest_hex()),
                     "exact": exact,
                     "error": why,
                 })

@@ -2,6 +2,7 @@
 //! namespace (start it under `ip netns exec`). One JSON line per connection that ends, a
 //! `{"summary": …}` line at exit.
 
+use chimney::testkit::digest::HashKind;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
@@ -203,9 +204,10 @@ fn json_line(r: &ConnReport, file: Option<String>) -> serde_json::Value {
     let mut v = serde_json::json!({
         "peer": r.peer.to_string(),
         "bytes": r.bytes,
-        "sha256": r.sha256_hex(),
+        "hash": r.hash.name(),
+        "digest": r.digest_hex(),
         "sent": r.sent,
-        "sent_sha256": crate::report::hex(&r.sent_sha256),
+        "sent_digest": r.sent_digest_hex(),
         "send_completions": r.send_completions,
         "send_aborted": r.send_aborted,
         "end": r.end.as_str(),
@@ -220,6 +222,11 @@ fn json_line(r: &ConnReport, file: Option<String>) -> serde_json::Value {
         "seconds": r.duration.as_secs_f64(),
         "gbps": r.bytes as f64 * 8.0 / r.duration.as_secs_f64().max(1e-9) / 1e9,
     });
+    if r.hash == HashKind::Sha256 {
+        // The field names from before `--hash`, for scripts that read them.
+        v["sha256"] = r.digest_hex().into();
+        v["sent_sha256"] = r.sent_digest_hex().into();
+    }
     if let Some(f) = file {
         v["file"] = f.into();
     }
@@ -233,7 +240,7 @@ struct Tally {
     bytes: u64,
     violations: usize,
     ends: HashMap<&'static str, usize>,
-    /// `connect --echo-check`: the SHA-256 every connection must receive.
+    /// `connect --echo-check`: the digest of what every connection must receive.
     expect: Option<String>,
     /// Connections that did not receive it (or did not end with FIN), and, for `connect`,
     /// ones that never connected.
@@ -247,7 +254,7 @@ impl Tally {
         let file = out.and_then(|o| o.lock().unwrap_or_else(|e| e.into_inner()).names.remove(&r.peer));
         let mut line = json_line(r, file);
         if let Some(want) = &self.expect {
-            let exact = r.sha256_hex() == *want && r.end.as_str() == "fin";
+            let exact = r.digest_hex() == *want && r.end.as_str() == "fin";
             line["exact"] = exact.into();
             self.inexact += usize::from(!exact);
         } else if self.client && matches!(r.end.as_str(), "refused" | "unreachable") {

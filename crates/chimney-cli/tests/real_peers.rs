@@ -338,7 +338,7 @@ mod needs_root {
         need_tool("command -v nc", "nc (apt-get install netcat-openbsd)");
         let n = 2;
         let script = format!(
-            r#"{bin} serve --tun chs0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections {n} > /tmp/chimney-serve-$$.out &
+            r#"{bin} serve --tun chs0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections {n} --hash sha256 > /tmp/chimney-serve-$$.out &
 pid=$!
 sleep 0.5
 python3 -c '
@@ -771,7 +771,7 @@ umount "$d"; rm -rf "$d" "$d.err"
         let pcap = std::env::temp_dir().join(format!("chimney-flood-{}.pcap", std::process::id()));
         let script = format!(
             r#"ip link set lo up
-{bin} serve --tun chf0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 2 --pcap {pcap} > {pcap}.out &
+{bin} serve --tun chf0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 2 --pcap {pcap} --hash sha256 > {pcap}.out &
 pid=$!
 sleep 0.5
 ip link set chf0 txqueuelen 20000
@@ -969,7 +969,7 @@ cat /tmp/chimney-sig-$$.out; rm -f /tmp/chimney-sig-$$.out
         ] {
             let script = format!(
                 r#"ip link set lo up
-{bin} serve --tun cec0 --local {local} --listen {listen} --connections 1 --echo {extra} > /tmp/chimney-echo-$$.out &
+{bin} serve --tun cec0 --local {local} --listen {listen} --connections 1 --echo --hash sha256 {extra} > /tmp/chimney-echo-$$.out &
 pid=$!
 sleep 0.5
 python3 -c '
@@ -1030,7 +1030,7 @@ cat /tmp/chimney-echo-$$.out; rm -f /tmp/chimney-echo-$$.out
         let bin = env!("CARGO_BIN_EXE_chimney");
         let script = format!(
             r#"ip link set lo up
-{bin} serve --tun cnc0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 1 --source 16M > /tmp/chimney-src-$$.out &
+{bin} serve --tun cnc0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 1 --source 16M --hash sha256 > /tmp/chimney-src-$$.out &
 pid=$!
 sleep 0.5
 timeout 30 nc 198.18.0.1 5001 < /dev/null | sha256sum | sed "s/^/NC_GOT /"
@@ -1038,7 +1038,7 @@ wait $pid; echo "SOURCE_EXIT $?"
 cat /tmp/chimney-src-$$.out
 timeout 30 nc -l 9000 | sha256sum | sed "s/^/NCL_GOT /" &
 sleep 0.3
-{bin} connect 198.18.0.2:9000 --tun cnc1 --local 198.18.0.2/24 --send 8M; echo "SEND_EXIT $?"
+{bin} connect 198.18.0.2:9000 --tun cnc1 --local 198.18.0.2/24 --send 8M --hash sha256; echo "SEND_EXIT $?"
 wait
 timeout 30 python3 -c '
 import socket
@@ -1127,7 +1127,9 @@ cat /tmp/chimney-ipr-$$.out; rm -f /tmp/chimney-ipr-$$.out
         // --full-duplex: what serve received it sent back, all acknowledged.
         assert!(conns[1]["bytes"].as_u64().unwrap() > 0, "{}", conns[1]);
         assert_eq!(conns[1]["sent"], conns[1]["bytes"], "{}", conns[1]);
-        assert_eq!(conns[1]["sent_sha256"], conns[1]["sha256"], "{}", conns[1]);
+        // The default digest (XXH3-128): what came back is what was sent.
+        assert_eq!(conns[1]["hash"], "xxh3", "{}", conns[1]);
+        assert_eq!(conns[1]["sent_digest"], conns[1]["digest"], "{}", conns[1]);
         for c in &conns {
             assert_eq!(c["violations"], 0, "{c}");
             assert_eq!(c["send_aborted"], 0, "{c}");
@@ -1201,7 +1203,7 @@ cat /tmp/chimney-http-$$.out; rm -f /tmp/chimney-http-$$.out
         let bin = env!("CARGO_BIN_EXE_chimney");
         let script = format!(
             r#"ip link set lo up
-{bin} serve --tun {tun} --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 1 > /tmp/chimney-one-$$.out &
+{bin} serve --tun {tun} --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 1 --hash sha256 > /tmp/chimney-one-$$.out &
 pid=$!
 sleep 0.5
 {setup}

@@ -15,6 +15,7 @@ use chimney::engine::PacketOutcome;
 use chimney::engine::{Engine, EngineConfig, EngineEvent, EngineStats};
 use chimney::ndis::{DisconnectKind, NdisStatus, TcpOffloadEvent, TcpUploadReason};
 use chimney::tcp::{TcpConfig, TcpDrop};
+use chimney::testkit::digest::HashKind;
 use chimney::testkit::host::{AppHost, AppPolicy, HostEnd, IndicationPolicy};
 use chimney::testkit::impair::{ImpairConfig, Impairment};
 use chimney::wire::vnet::{VnetHdr, VNET_HDR_LEN};
@@ -43,8 +44,9 @@ pub struct DriverConfig {
     pub impair_out: ImpairConfig,
     /// Packets read per wake-up at most.
     pub batch: usize,
-    /// SHA-256 every received byte per connection (reports carry it); benchmarks turn it off.
-    pub hash: bool,
+    /// The digest kept of every stream received and sent (reports carry it): XXH3-128 by
+    /// default, which keeps up with the wire; benchmarks turn it off.
+    pub hash: HashKind,
     /// Busy-poll: after a read that found packets, keep reading without sleeping in `poll`
     /// for this long (zero = always sleep when idle). Trades a core for wake-up latency.
     pub busy_poll: Duration,
@@ -97,7 +99,7 @@ impl Default for DriverConfig {
             impair_in: ImpairConfig::default(),
             impair_out: ImpairConfig::default(),
             batch: defaults::READ_BATCH,
-            hash: true,
+            hash: HashKind::default(),
             busy_poll: defaults::BUSY_POLL,
             direct_placement: true,
             host_close: None,
@@ -191,8 +193,10 @@ pub struct ConnReport {
     pub peer: SocketAddr,
     /// Bytes the application received (completions, indications, BufferedData at upload).
     pub bytes: u64,
-    /// SHA-256 of those bytes.
-    pub sha256: [u8; 32],
+    /// The digest kept ([`DriverConfig::hash`]).
+    pub hash: HashKind,
+    /// The digest of those bytes (empty with [`HashKind::None`]).
+    pub digest: Vec<u8>,
     /// How it ended.
     pub end: EndReason,
     /// Receive requests completed with data or SUCCESS.
@@ -212,14 +216,14 @@ pub struct ConnReport {
     /// From offload to end.
     pub duration: Duration,
     /// Urgent bytes received out of band (the host took them in software, as Linux does by
-    /// default); not part of `bytes` or `sha256`.
+    /// default); not part of `bytes` or `digest`.
     pub oob: Vec<u8>,
     /// Times the host took the connection over (urgent data) and offloaded it again.
     pub reoffloads: u32,
     /// Send bytes the peer acknowledged (`serve --echo`, `--source`).
     pub sent: u64,
-    /// SHA-256 of the bytes the application posted as sends.
-    pub sent_sha256: [u8; 32],
+    /// The digest of the bytes the application posted as sends.
+    pub sent_digest: Vec<u8>,
     /// Send NBLs completed.
     pub send_completions: u64,
     /// Send NBLs completed REQUEST_ABORTED or UPLOAD_IN_PROGRESS.
@@ -307,18 +311,19 @@ pub enum Direction {
 /// A packet observer: `(time since the driver started, direction, IP packet)`.
 pub type Tap = Box<dyn FnMut(Instant, Direction, &[u8]) + Send>;
 
-fn hex(d: &[u8; 32]) -> String {
+fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl ConnReport {
     /// The report of an active open that never connected.
-    fn failed_open(peer: SocketAddr, reset: bool, empty: [u8; 32]) -> ConnReport {
+    fn failed_open(peer: SocketAddr, reset: bool, hash: HashKind) -> ConnReport {
         ConnReport {
             conn: ConnId(u32::MAX),
             peer,
             bytes: 0,
-            sha256: empty,
+            hash,
+            digest: hash.of(&[]),
             end: if reset { EndReason::Refused } else { EndReason::Unreachable },
             completions: 0,
             aborted: 0,
@@ -331,15 +336,20 @@ impl ConnReport {
             oob: Vec::new(),
             reoffloads: 0,
             sent: 0,
-            sent_sha256: empty,
+            sent_digest: hash.of(&[]),
             send_completions: 0,
             send_aborted: 0,
         }
     }
 
-    /// The SHA-256 as lowercase hex.
-    pub fn sha256_hex(&self) -> String {
-        hex(&self.sha256)
+    /// The digest of what was received, lowercase hex.
+    pub fn digest_hex(&self) -> String {
+        hex(&self.digest)
+    }
+
+    /// The digest of what was sent, lowercase hex.
+    pub fn sent_digest_hex(&self) -> String {
+        hex(&self.sent_digest)
     }
 }
 
@@ -695,9 +705,7 @@ impl Driver {
     fn react(&mut self, now: Instant) {
         while let Some(ev) = self.engine.poll_event() {
             if let EngineEvent::ConnectFailed { remote, reset, .. } = ev {
-                // The digest of nothing (no connection has this id).
-                let empty = self.host.sha256(ConnId(u32::MAX));
-                self.reports.push(ConnReport::failed_open(remote, reset, empty));
+                self.reports.push(ConnReport::failed_open(remote, reset, self.host.hash));
                 continue;
             }
             if let EngineEvent::Offloaded { conn, remote, .. } = ev {
@@ -977,15 +985,15 @@ impl Driver {
             self.host.take_uploaded(conn, d.buffered_data);
         }
         self.host.return_held(now, &mut self.engine);
-        let sha256 = self.host.sha256(conn);
-        let sent_sha256 = self.host.sent_sha256(conn);
+        let (hash, digest, sent_digest) = (self.host.hash, self.host.digest(conn), self.host.sent_digest(conn));
         let seen = self.host.forget(conn);
         let violations = self.violations().iter().filter(|v| v.conn == Some(conn)).count();
         self.reports.push(ConnReport {
             conn,
             peer: live.peer,
             bytes: seen.bytes,
-            sha256,
+            hash,
+            digest,
             end,
             completions: seen.completions - seen.with_status(NdisStatus::RequestAborted),
             aborted: seen.with_status(NdisStatus::RequestAborted),
@@ -998,7 +1006,7 @@ impl Driver {
             oob: live.oob,
             reoffloads: live.reoffloads,
             sent: seen.sent,
-            sent_sha256,
+            sent_digest,
             send_completions: seen.send_statuses.iter().map(|(_, n)| n).sum(),
             send_aborted: seen.send_statuses.iter().filter(|(s, _)| *s != NdisStatus::Success).map(|(_, n)| n).sum(),
         });

@@ -198,7 +198,7 @@ fn run_chimney(bytes: u64, mtu: u32, busy_poll_us: u64, pin: bool, direct: bool)
         engine: chimney::EngineConfig { seed: 1, listen: vec![target], tcp, ..base.engine.clone() },
         busy_poll: Duration::from_micros(busy_poll_us),
         direct_placement: direct,
-        hash: false,
+        hash: chimney::testkit::digest::HashKind::None,
         ..base
     };
     let mut driver = Driver::new(tun, cfg)?;
@@ -290,7 +290,7 @@ fn run_chimney_send(bytes: u64, mtu: u32, busy_poll_us: u64, pin: bool) -> Resul
     let cfg = chimney_linux::DriverConfig {
         engine: chimney::EngineConfig { seed: 1, listen: vec![target], tcp, ..base.engine.clone() },
         busy_poll: Duration::from_micros(busy_poll_us),
-        hash: false,
+        hash: chimney::testkit::digest::HashKind::None,
         policy,
         ..base
     };

@@ -122,7 +122,7 @@ fn run_chimney(a: &HttpArgs) -> Result<(f64, bool), DriverError> {
         chimney::testkit::host::AppPolicy { send: chimney::testkit::host::SendPolicy::Http, ..base.policy.clone() };
     let cfg = chimney_linux::DriverConfig {
         engine: chimney::EngineConfig { seed: 1, listen: vec![target], ..base.engine.clone() },
-        hash: false,
+        hash: chimney::testkit::digest::HashKind::None,
         policy,
         ..base
     };

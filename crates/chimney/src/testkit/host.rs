@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use sha2::{Digest, Sha256};
+use super::digest::{HashKind, StreamDigest};
 
 use crate::contract::{ConnId, IndicateReturn, NestedCalls, OffloadTarget, ProtocolHost};
 use crate::ndis::{
@@ -230,8 +230,8 @@ impl Default for AppPolicy {
 /// What the application saw on one connection.
 #[derive(Debug, Clone, Default)]
 pub struct AppConn {
-    /// SHA-256 state of the received stream (when hashing).
-    pub sha256: Sha256,
+    /// Digest of the received stream (in the host's [`AppHost::hash`]).
+    pub digest: StreamDigest,
     /// The received stream, in order (when recording).
     pub stream: Vec<u8>,
     /// Bytes received (completions + consumed indications).
@@ -250,8 +250,8 @@ pub struct AppConn {
     pub outstanding: usize,
     /// Send bytes the peer acknowledged (TcpOffloadBytesTransferred of completed sends).
     pub sent: u64,
-    /// SHA-256 of the bytes posted as sends, in order.
-    pub sent_sha256: Sha256,
+    /// Digest of the bytes posted as sends, in order.
+    pub sent_digest: StreamDigest,
     /// Send bytes posted.
     pub send_posted: u64,
     /// Send bytes posted and not completed.
@@ -318,8 +318,8 @@ pub struct AppHost {
     conns: HashMap<ConnId, AppConn>,
     /// Whether to keep the received bytes (tests) or only count them.
     pub record: bool,
-    /// Whether to hash the received stream (SHA-256).
-    pub hash: bool,
+    /// The digest kept of each stream received and sent ([`HashKind::None`]: none).
+    pub hash: HashKind,
     /// Called with every chunk of received bytes, in stream order (e.g. to write a file).
     pub sink: Option<Sink>,
     serial: u64,
@@ -329,9 +329,9 @@ pub struct AppHost {
 }
 
 impl AppHost {
-    /// A host that records received streams.
+    /// A host that records received streams (and keeps no digest).
     pub fn new() -> AppHost {
-        AppHost { record: true, ..AppHost::default() }
+        AppHost { record: true, hash: HashKind::None, ..AppHost::default() }
     }
 
     /// Sets the policy of `conn`.
@@ -488,11 +488,9 @@ impl AppHost {
         if record {
             nb.copy_out(start, len, &mut c.stream);
         }
-        if hash || self.sink.is_some() {
+        if hash != HashKind::None || self.sink.is_some() {
             for s in nb.slices(start, len) {
-                if hash {
-                    c.sha256.update(s);
-                }
+                c.digest.update(hash, s);
                 if let Some(sink) = self.sink.as_mut() {
                     sink(conn, s);
                 }
@@ -519,9 +517,7 @@ impl AppHost {
         if record {
             c.stream.extend_from_slice(bytes);
         }
-        if hash {
-            c.sha256.update(bytes);
-        }
+        c.digest.update(hash, bytes);
         if let Some(sink) = self.sink.as_mut() {
             sink(conn, bytes);
         }
@@ -576,12 +572,9 @@ impl AppHost {
         !self.held.is_empty()
     }
 
-    /// SHA-256 of everything received on `conn` so far (when hashing).
-    pub fn sha256(&self, conn: ConnId) -> [u8; 32] {
-        self.conns
-            .get(&conn)
-            .map(|c| c.sha256.clone().finalize().into())
-            .unwrap_or_else(|| Sha256::new().finalize().into())
+    /// The digest ([`AppHost::hash`]) of everything received on `conn` so far.
+    pub fn digest(&self, conn: ConnId) -> Vec<u8> {
+        self.conns.get(&conn).map_or_else(|| self.hash.of(&[]), |c| c.digest.finish(self.hash))
     }
 
     /// Gives a connection back the record [`AppHost::forget`] returned (a host that offloads
@@ -891,9 +884,7 @@ impl AppHost {
                     v
                 }
             };
-            if hash {
-                c.sent_sha256.update(&bytes);
-            }
+            c.sent_digest.update(hash, &bytes);
             let at = c.send_posted;
             c.send_posted += bytes.len() as u64;
             c.send_outstanding += bytes.len() as u64;
@@ -949,12 +940,9 @@ impl AppHost {
         }
     }
 
-    /// SHA-256 of everything posted as sends on `conn` so far.
-    pub fn sent_sha256(&self, conn: ConnId) -> [u8; 32] {
-        self.conns
-            .get(&conn)
-            .map(|c| c.sent_sha256.clone().finalize().into())
-            .unwrap_or_else(|| Sha256::new().finalize().into())
+    /// The digest ([`AppHost::hash`]) of everything posted as sends on `conn` so far.
+    pub fn sent_digest(&self, conn: ConnId) -> Vec<u8> {
+        self.conns.get(&conn).map_or_else(|| self.hash.of(&[]), |c| c.sent_digest.finish(self.hash))
     }
 }
 

@@ -2,7 +2,8 @@
 //! tests need around the core, and an embedder does not.
 //!
 //! - [`host`]: [`host::AppHost`], a configurable host application (posting and indication
-//!   policies) that records or hashes (SHA-256) the stream it receives;
+//!   policies) that records or digests the stream it receives and sends;
+//! - [`digest`]: those digests (SHA-256, BLAKE3, XXH3) and their names;
 //! - [`impair`]: seeded loss, duplication, reordering, corruption and delay between a link
 //!   and the engine;
 //! - [`rng`]: the small deterministic generators (`SplitMix64`) behind seeds;
@@ -11,6 +12,7 @@
 //!   timers, for every in-memory harness.
 
 pub mod demo;
+pub mod digest;
 pub mod host;
 pub mod impair;
 pub mod peer;
