@@ -552,8 +552,20 @@ echo EXIT $?
     #[test]
     fn e2e_bench_smoke() {
         need_root();
+        let v = bench_e2e_json(&["--bytes", "8388608", "--rounds", "1"]);
+        for r in v["results"].as_array().unwrap() {
+            for k in ["kernel_gbps", "chimney_gbps", "smoltcp_gbps", "chimney_over_kernel", "chimney_over_smoltcp"] {
+                assert!(r[k].as_f64().is_some_and(|x| x > 0.0), "{k} in {r}");
+            }
+        }
+    }
+
+    /// `chimney bench e2e ARGS --json`, which must succeed with every transfer verified.
+    fn bench_e2e_json(args: &[&str]) -> Value {
         let out = Command::new(env!("CARGO_BIN_EXE_chimney"))
-            .args(["bench", "e2e", "--bytes", "8388608", "--rounds", "1", "--json"])
+            .args(["bench", "e2e"])
+            .args(args)
+            .arg("--json")
             .output()
             .expect("run chimney");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -561,10 +573,26 @@ echo EXIT $?
             .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)));
         assert_eq!(v["ok"], true, "{v}");
         assert_eq!(out.status.code(), Some(0));
-        for r in v["results"].as_array().unwrap() {
-            for k in ["kernel_gbps", "chimney_gbps", "smoltcp_gbps", "chimney_over_kernel", "chimney_over_smoltcp"] {
-                assert!(r[k].as_f64().is_some_and(|x| x > 0.0), "{k} in {r}");
-            }
+        v
+    }
+
+    /// `bench e2e --only kernel-iperf,serve`: an iperf 2 client into a kernel `iperf -s` and
+    /// into chimney as `serve` runs it (digest on); both rates, both machine CPU figures and
+    /// their ratio come out, and every transfer is verified.
+    #[test]
+    fn e2e_bench_serve_against_kernel_iperf() {
+        need_root();
+        need_tool("iperf -v 2>&1 | grep -q 'iperf version 2'", "iperf version 2 (apt-get install iperf)");
+        let v = bench_e2e_json(&["--bytes", "16M", "--rounds", "1", "--mtu", "1500", "--only", "kernel-iperf,serve"]);
+        let r = &v["results"][0];
+        for k in [
+            "kernel-iperf_gbps",
+            "serve_gbps",
+            "serve_over_kernel_iperf",
+            "kernel-iperf_machine_cpu_s_per_gib",
+            "serve_machine_cpu_s_per_gib",
+        ] {
+            assert!(r[k].as_f64().is_some_and(|x| x > 0.0), "{k} in {r}");
         }
     }
 

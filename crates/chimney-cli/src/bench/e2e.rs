@@ -29,7 +29,10 @@ pub struct E2eArgs {
     #[arg(long, value_delimiter = ',', default_values_t = vec![1500u32, 65535])]
     pub mtu: Vec<u32>,
     /// Receivers to run, comma-separated: kernel, chimney, smoltcp, and chimney-copy
-    /// (chimney without direct placement: the target copies each payload itself).
+    /// (chimney without direct placement: the target copies each payload itself); and the
+    /// path users run, with an `iperf` 2 client as the sender: kernel-iperf (a kernel
+    /// `iperf -s` over veth) and serve (chimney as `serve` runs it, defaults and stream
+    /// digest included). Gbit/s is then iperf's own report.
     #[arg(long, value_delimiter = ',', default_values_t = vec!["kernel".to_string(), "chimney".to_string(), "smoltcp".to_string()])]
     pub only: Vec<String>,
     /// chimney's busy-poll window, µs (smoltcp always busy-polls; 0 = chimney sleeps in poll
@@ -133,6 +136,96 @@ fn kernel_sender(target: SocketAddr, bytes: u64, pin: bool) -> Result<u64, Strin
     Ok(sent)
 }
 
+/// An `iperf` 2 client sending `bytes` to `target` from the calling thread's namespace;
+/// returns the bits per second it reports (its CSV line's last field).
+fn iperf_client(target: SocketAddr, bytes: u64) -> Result<f64, String> {
+    let mut last = String::new();
+    // The server may not be listening yet: a refused connect prints nothing; try again.
+    for _ in 0..50 {
+        let out = std::process::Command::new("iperf")
+            .args(["-c", &target.ip().to_string(), "-p", &target.port().to_string(), "-n", &bytes.to_string()])
+            .args(["-y", "C"])
+            .output()
+            .map_err(|e| format!("running iperf (apt-get install iperf): {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(bps) = text.lines().rev().find_map(|l| l.rsplit(',').next()?.trim().parse::<f64>().ok()) {
+            return Ok(bps);
+        }
+        last = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("iperf reported no rate: {}", last.trim()))
+}
+
+/// CPU time of process `pid` so far (user + system, from `/proc/PID/stat`).
+fn process_cpu(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Duration::ZERO };
+    // The fields after the command name (which may hold spaces) start at its closing ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // After ')': state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
+    let ticks = f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0);
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1) as u64;
+    Duration::from_nanos(ticks * 1_000_000_000 / hz)
+}
+
+/// `kernel-iperf`: an `iperf` 2 client into a kernel `iperf -s` over veth (the kernel's side
+/// of what a user runs). Gbit/s is the client's report; CPU the server process's.
+fn run_kernel_iperf(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
+    let (a, b) = veth_pair(mtu)?;
+    let target: SocketAddr = "198.19.0.2:5001".parse().expect("address");
+    let mut server = b
+        .run(|| {
+            std::process::Command::new("iperf")
+                .args(["-s", "-p", "5001"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+        })?
+        .map_err(|e| DriverError::os("starting iperf -s (apt-get install iperf)", e))?;
+    let r = a.run(move || iperf_client(target, bytes));
+    let cpu = process_cpu(server.id());
+    // Ours to end: the server we started, by its PID.
+    let _ = server.kill();
+    let _ = server.wait();
+    let bps = r?.map_err(|e| DriverError::new("benchmark transfer", e))?;
+    let secs = bytes as f64 * 8.0 / bps.max(1.0);
+    Ok(sample(bytes, Duration::from_secs_f64(secs), cpu, true))
+}
+
+/// chimney on a TUN in a fresh namespace: the shipped driver defaults for a link of `mtu`,
+/// listening on the namespace's target address, changed by `tweak`.
+fn chimney_driver(
+    mtu: u32,
+    tweak: impl FnOnce(chimney_linux::DriverConfig) -> chimney_linux::DriverConfig,
+) -> Result<(Netns, Driver, SocketAddr), DriverError> {
+    let ns = Netns::create()?;
+    let (mut tuns, target) = ns.tun_network(false, mtu, true, 1)?;
+    let tun = tuns.pop().ok_or(DriverError::new("creating the TUN device", "no queue"))?;
+    let base = chimney_linux::DriverConfig::default();
+    let tcp = chimney::tcp::TcpConfig { mss: chimney_linux::defaults::mss_for(mtu, false), ..base.engine.tcp.clone() };
+    let cfg = chimney_linux::DriverConfig {
+        engine: chimney::EngineConfig { seed: 1, listen: vec![target], tcp, ..base.engine.clone() },
+        ..base
+    };
+    let driver = Driver::new(tun, tweak(cfg))?;
+    Ok((ns, driver, target))
+}
+
+/// `serve`: the same `iperf` 2 client into chimney as `serve` runs it, with its defaults (the
+/// stream digest included). Gbit/s is the client's report; CPU the driver thread's.
+fn run_serve(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
+    let (ns, mut driver, target) = chimney_driver(mtu, |c| c)?;
+    let tx = ns.spawn(move || iperf_client(target, bytes))?;
+    let (reports, cpu) = drive_to_first_report(&mut driver)?;
+    let bps = join(tx)?;
+    let r = reports.first().ok_or(DriverError::new("benchmark", "no connection ended"))?;
+    // iperf 2 sends a small header before its payload.
+    let ok = r.end == EndReason::Fin && r.bytes >= bytes && r.violations == 0 && driver.violations().is_empty();
+    let secs = bytes as f64 * 8.0 / bps.max(1.0);
+    Ok(sample(bytes, Duration::from_secs_f64(secs), cpu, ok))
+}
+
 fn connect_retry(target: SocketAddr) -> Result<TcpStream, String> {
     let mut last = String::new();
     for _ in 0..100 {
@@ -188,22 +281,25 @@ fn join<T>(h: std::thread::JoinHandle<Result<Result<T, String>, DriverError>>) -
 /// (b) kernel → chimney over TUN: the demo's driver with default policy (posted buffers),
 /// verifier on, hashing off.
 fn run_chimney(bytes: u64, mtu: u32, busy_poll_us: u64, pin: bool, direct: bool) -> Result<Sample, DriverError> {
-    let ns = Netns::create()?;
-    let (mut tuns, target) = ns.tun_network(false, mtu, true, 1)?;
-    let tun = tuns.pop().ok_or(DriverError::new("creating the TUN device", "no queue"))?;
     // The shipped defaults (what `demo` runs), for this link, hashing off.
-    let base = chimney_linux::DriverConfig::default();
-    let tcp = chimney::tcp::TcpConfig { mss: chimney_linux::defaults::mss_for(mtu, false), ..base.engine.tcp.clone() };
-    let cfg = chimney_linux::DriverConfig {
-        engine: chimney::EngineConfig { seed: 1, listen: vec![target], tcp, ..base.engine.clone() },
+    let (ns, mut driver, target) = chimney_driver(mtu, |c| chimney_linux::DriverConfig {
         busy_poll: Duration::from_micros(busy_poll_us),
         direct_placement: direct,
         hash: chimney::testkit::digest::HashKind::None,
-        ..base
-    };
-    let mut driver = Driver::new(tun, cfg)?;
+        ..c
+    })?;
     let tx = ns.spawn(move || kernel_sender(target, bytes, pin))?;
     pin_to(pin, 0);
+    let (reports, cpu) = drive_to_first_report(&mut driver)?;
+    let sent = join(tx)?;
+    let r = reports.first().ok_or(DriverError::new("benchmark", "no connection ended"))?;
+    let ok = r.end == EndReason::Fin && r.bytes == sent && r.violations == 0 && driver.violations().is_empty();
+    Ok(sample(r.bytes, r.duration, cpu, ok))
+}
+
+/// Runs the driver until a connection ends (10 minutes at most): the reports, and the CPU
+/// this thread spent.
+fn drive_to_first_report(driver: &mut Driver) -> Result<(Vec<chimney_linux::ConnReport>, Duration), DriverError> {
     let cpu0 = thread_cpu();
     let deadline = WallClock::now() + Duration::from_secs(600);
     let mut reports = Vec::new();
@@ -211,11 +307,7 @@ fn run_chimney(bytes: u64, mtu: u32, busy_poll_us: u64, pin: bool, direct: bool)
         driver.step(Duration::from_millis(5))?;
         reports.extend(driver.take_reports());
     }
-    let cpu = thread_cpu() - cpu0;
-    let sent = join(tx)?;
-    let r = reports.first().ok_or(DriverError::new("benchmark", "no connection ended"))?;
-    let ok = r.end == EndReason::Fin && r.bytes == sent && r.violations == 0 && driver.violations().is_empty();
-    Ok(sample(r.bytes, r.duration, cpu, ok))
+    Ok((reports, thread_cpu() - cpu0))
 }
 
 /// A kernel TCP receiver: connects to `target`, reads to the end; (bytes, wall from the first
@@ -278,33 +370,21 @@ fn run_kernel_send(bytes: u64, mtu: u32, pin: bool) -> Result<Sample, DriverErro
 /// `--direction send`, chimney → kernel over TUN: `serve --source` (the shipped defaults,
 /// verifier on, GSO writes) into a kernel reader; the driver thread's CPU is measured.
 fn run_chimney_send(bytes: u64, mtu: u32, busy_poll_us: u64, pin: bool) -> Result<Sample, DriverError> {
-    let ns = Netns::create()?;
-    let (mut tuns, target) = ns.tun_network(false, mtu, true, 1)?;
-    let tun = tuns.pop().ok_or(DriverError::new("creating the TUN device", "no queue"))?;
-    let base = chimney_linux::DriverConfig::default();
-    let tcp = chimney::tcp::TcpConfig { mss: chimney_linux::defaults::mss_for(mtu, false), ..base.engine.tcp.clone() };
-    let policy = chimney::testkit::host::AppPolicy {
-        send: chimney::testkit::host::SendPolicy::Source(bytes),
-        ..base.policy.clone()
-    };
-    let cfg = chimney_linux::DriverConfig {
-        engine: chimney::EngineConfig { seed: 1, listen: vec![target], tcp, ..base.engine.clone() },
-        busy_poll: Duration::from_micros(busy_poll_us),
-        hash: chimney::testkit::digest::HashKind::None,
-        policy,
-        ..base
-    };
-    let mut driver = Driver::new(tun, cfg)?;
+    let (ns, mut driver, target) = chimney_driver(mtu, |c| {
+        let policy = chimney::testkit::host::AppPolicy {
+            send: chimney::testkit::host::SendPolicy::Source(bytes),
+            ..c.policy.clone()
+        };
+        chimney_linux::DriverConfig {
+            busy_poll: Duration::from_micros(busy_poll_us),
+            hash: chimney::testkit::digest::HashKind::None,
+            policy,
+            ..c
+        }
+    })?;
     let rx = ns.spawn(move || kernel_reader(target, pin))?;
     pin_to(pin, 0);
-    let cpu0 = thread_cpu();
-    let deadline = WallClock::now() + Duration::from_secs(600);
-    let mut reports = Vec::new();
-    while reports.is_empty() && WallClock::now() < deadline {
-        driver.step(Duration::from_millis(5))?;
-        reports.extend(driver.take_reports());
-    }
-    let cpu = thread_cpu() - cpu0;
+    let (reports, cpu) = drive_to_first_report(&mut driver)?;
     let (n, wall) = join(rx)?;
     let r = reports.first().ok_or(DriverError::new("benchmark", "no connection ended"))?;
     let ok =
@@ -433,8 +513,10 @@ impl smoltcp::phy::Device for TunDevice {
 pub fn run(a: &E2eArgs) -> ExitCode {
     let fail = |msg: String| crate::error::CliError::new("bench e2e", msg).exit();
     for w in &a.only {
-        if !["kernel", "chimney", "chimney-copy", "smoltcp"].contains(&w.as_str()) {
-            return fail(format!("--only: unknown receiver {w:?} (kernel, chimney, chimney-copy, smoltcp)"));
+        if !["kernel", "chimney", "chimney-copy", "smoltcp", "kernel-iperf", "serve"].contains(&w.as_str()) {
+            return fail(format!(
+                "--only: unknown receiver {w:?} (kernel, chimney, chimney-copy, smoltcp, kernel-iperf, serve)"
+            ));
         }
     }
     if a.rounds == 0 || a.bytes == 0 {
@@ -476,6 +558,8 @@ pub fn run(a: &E2eArgs) -> ExitCode {
                     "kernel" => run_kernel(a.bytes, mtu, a.pin),
                     "chimney" => run_chimney(a.bytes, mtu, a.busy_poll_us, a.pin, true),
                     "chimney-copy" => run_chimney(a.bytes, mtu, a.busy_poll_us, a.pin, false),
+                    "kernel-iperf" => run_kernel_iperf(a.bytes, mtu),
+                    "serve" => run_serve(a.bytes, mtu),
                     _ => run_smoltcp(a.bytes, mtu, a.pin),
                 };
                 let mut s = match r {
@@ -531,6 +615,9 @@ pub fn run(a: &E2eArgs) -> ExitCode {
         if let (Some(c), Some(s)) = (c, med(mtu, "chimney-copy").map(|x| x.0)) {
             row.insert("direct_over_copy".into(), (c / s).into());
         }
+        if let (Some(c), Some(k)) = (med(mtu, "serve").map(|x| x.0), med(mtu, "kernel-iperf").map(|x| x.0)) {
+            row.insert("serve_over_kernel_iperf".into(), (c / k).into());
+        }
         rows.push(serde_json::Value::Object(row));
     }
     if a.json {
@@ -561,6 +648,9 @@ pub fn run(a: &E2eArgs) -> ExitCode {
             }
             if let Some(x) = f("direct_over_copy") {
                 line += &format!("  direct/copy {x:.2}x");
+            }
+            if let Some(x) = f("serve_over_kernel_iperf") {
+                line += &format!("  serve/kernel-iperf {x:.2}x");
             }
             println!("{line}");
         }
