@@ -576,6 +576,32 @@ echo EXIT $?
         v
     }
 
+    /// `bench e2e --connections 4 --queues 2`: four kernel flows at once into the kernel over
+    /// veth and into chimney on a two-queue TUN (one engine shard per queue); aggregate rates
+    /// and machine CPU come out, every flow verified.
+    #[test]
+    fn e2e_bench_many_flows() {
+        need_root();
+        let v = bench_e2e_json(&[
+            "--bytes",
+            "32M",
+            "--rounds",
+            "1",
+            "--mtu",
+            "1500",
+            "--connections",
+            "4",
+            "--queues",
+            "2",
+        ]);
+        assert_eq!(v["connections"], 4, "{v}");
+        let r = &v["results"][0];
+        for k in ["kernel_gbps", "chimney_gbps", "chimney_over_kernel", "chimney_machine_cpu_s_per_gib"] {
+            assert!(r[k].as_f64().is_some_and(|x| x > 0.0), "{k} in {r}");
+        }
+        assert!(r.get("smoltcp_gbps").is_none(), "{r}");
+    }
+
     /// `bench e2e --only kernel-iperf,serve`: an iperf 2 client into a kernel `iperf -s` and
     /// into chimney as `serve` runs it (digest on); both rates, both machine CPU figures and
     /// their ratio come out, and every transfer is verified.

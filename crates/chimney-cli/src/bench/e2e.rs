@@ -48,6 +48,15 @@ pub struct E2eArgs {
     /// run). Gbit/s is the kernel receiver's, CPU the sending thread's.
     #[arg(long, value_enum, default_value_t = BenchDirection::Recv)]
     pub direction: BenchDirection,
+    /// Concurrent flows (kernel and chimney receivers only): `--bytes` is split across them;
+    /// Gbit/s is the aggregate, from the senders' start to the last receiver's end; CPU is
+    /// the machine's only.
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
+    /// TUN queues for chimney with `--connections`: a multi-queue device with one engine
+    /// shard per queue on its own thread, as `serve --queues` runs it.
+    #[arg(long, default_value_t = 1)]
+    pub queues: usize,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -224,6 +233,76 @@ fn run_serve(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
     let ok = r.end == EndReason::Fin && r.bytes >= bytes && r.violations == 0 && driver.violations().is_empty();
     let secs = bytes as f64 * 8.0 / bps.max(1.0);
     Ok(sample(bytes, Duration::from_secs_f64(secs), cpu, ok))
+}
+
+/// `n` kernel senders at once into `target`, `bytes` in all: the total they wrote, and the wall
+/// time from their start to the last one's end (its receiver's FIN).
+fn kernel_senders(target: SocketAddr, bytes: u64, n: usize) -> Result<(u64, Duration), String> {
+    let t0 = WallClock::now();
+    let each = bytes / n as u64;
+    let senders: Vec<_> = (0..n).map(|_| std::thread::spawn(move || kernel_sender(target, each, false))).collect();
+    let mut sent = 0;
+    for h in senders {
+        sent += h.join().map_err(|_| "a sender panicked".to_string())??;
+    }
+    Ok((sent, t0.elapsed()))
+}
+
+/// `--connections N`, kernel → kernel over veth: N senders, a reader thread per accepted
+/// connection.
+fn run_kernel_flows(bytes: u64, mtu: u32, n: usize) -> Result<Sample, DriverError> {
+    let (a, b) = veth_pair(mtu)?;
+    let target: SocketAddr = "198.19.0.2:5001".parse().expect("address");
+    let listener = b.run(move || TcpListener::bind(target))?.map_err(|e| DriverError::os("binding the receiver", e))?;
+    let rx = b.spawn(move || -> Result<u64, String> {
+        let mut readers = Vec::new();
+        for _ in 0..n {
+            let (mut c, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+            readers.push(std::thread::spawn(move || read_to_eof(&mut c).map(|(got, _)| got)));
+        }
+        let mut got = 0;
+        for r in readers {
+            got += r.join().map_err(|_| "a reader panicked".to_string())??;
+        }
+        Ok(got)
+    })?;
+    let tx = a.spawn(move || kernel_senders(target, bytes, n))?;
+    let (sent, wall) = join(tx)?;
+    let got = join(rx)?;
+    Ok(sample(got, wall, Duration::ZERO, got == sent && sent == bytes / n as u64 * n as u64))
+}
+
+/// `--connections N --queues Q`, kernel → chimney over a Q-queue TUN, one engine shard per
+/// queue (the shipped defaults, hashing off).
+fn run_chimney_flows(bytes: u64, mtu: u32, n: usize, queues: usize) -> Result<Sample, DriverError> {
+    let ns = Netns::create()?;
+    let (tuns, target) = ns.tun_network(false, mtu, true, queues)?;
+    let base = chimney_linux::DriverConfig::default();
+    let tcp = chimney::tcp::TcpConfig { mss: chimney_linux::defaults::mss_for(mtu, false), ..base.engine.tcp.clone() };
+    let cfg = chimney_linux::DriverConfig {
+        engine: chimney::EngineConfig { seed: 1, listen: vec![target], tcp, ..base.engine.clone() },
+        hash: chimney::testkit::digest::HashKind::None,
+        ..base
+    };
+    let configure: chimney_linux::Configure = std::sync::Arc::new(|_, _| Box::new(|_| {}));
+    let mut shards = chimney_linux::Shards::start(tuns, &cfg, configure)?;
+    let tx = ns.spawn(move || kernel_senders(target, bytes, n))?;
+    let deadline = WallClock::now() + Duration::from_secs(600);
+    let mut reports = Vec::new();
+    while reports.len() < n && WallClock::now() < deadline {
+        shards.step(Duration::from_millis(5), &mut reports)?;
+    }
+    let (sent, wall) = join(tx)?;
+    let (_, err) = shards.finish(&mut reports);
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let got: u64 = reports.iter().map(|r| r.bytes).sum();
+    let ok = reports.len() == n
+        && reports.iter().all(|r| r.end == EndReason::Fin && r.violations == 0)
+        && got == sent
+        && sent == bytes / n as u64 * n as u64;
+    Ok(sample(got, wall, Duration::ZERO, ok))
 }
 
 fn connect_retry(target: SocketAddr) -> Result<TcpStream, String> {
@@ -522,6 +601,17 @@ pub fn run(a: &E2eArgs) -> ExitCode {
     if a.rounds == 0 || a.bytes == 0 {
         return fail("--rounds and --bytes must be at least 1".into());
     }
+    if a.connections == 0 || a.connections > 1024 || a.queues == 0 || a.queues > 64 {
+        return fail("--connections must be 1..=1024 and --queues 1..=64".into());
+    }
+    let flows = a.connections > 1 || a.queues > 1;
+    let default_only = a.only == ["kernel", "chimney", "smoltcp"];
+    if flows
+        && (a.direction == BenchDirection::Send
+            || (!default_only && a.only.iter().any(|w| w != "kernel" && w != "chimney")))
+    {
+        return fail("--connections and --queues run the receive direction with kernel and chimney only".into());
+    }
     if a.direction == BenchDirection::Send && a.only.iter().any(|w| w != "kernel" && w != "chimney") {
         if a.only == ["kernel", "chimney", "smoltcp"] {
             // The default receiver list: smoltcp has no send side here.
@@ -529,7 +619,7 @@ pub fn run(a: &E2eArgs) -> ExitCode {
             return fail("--direction send runs kernel and chimney only".into());
         }
     }
-    let only: Vec<String> = if a.direction == BenchDirection::Send {
+    let only: Vec<String> = if a.direction == BenchDirection::Send || flows {
         a.only.iter().filter(|w| *w == "kernel" || *w == "chimney").cloned().collect()
     } else {
         a.only.clone()
@@ -553,6 +643,8 @@ pub fn run(a: &E2eArgs) -> ExitCode {
                 let send = a.direction == BenchDirection::Send;
                 let busy0 = machine_busy();
                 let r = match w.as_str() {
+                    "kernel" if flows => run_kernel_flows(a.bytes, mtu, a.connections),
+                    "chimney" if flows => run_chimney_flows(a.bytes, mtu, a.connections, a.queues),
                     "kernel" if send => run_kernel_send(a.bytes, mtu, a.pin),
                     "chimney" if send => run_chimney_send(a.bytes, mtu, a.busy_poll_us, a.pin),
                     "kernel" => run_kernel(a.bytes, mtu, a.pin),
@@ -622,13 +714,26 @@ pub fn run(a: &E2eArgs) -> ExitCode {
     }
     if a.json {
         let dir = if a.direction == BenchDirection::Send { "send" } else { "recv" };
-        let v = serde_json::json!({ "bytes": a.bytes, "rounds": a.rounds, "direction": dir, "ok": all_ok, "results": rows });
+        let v = serde_json::json!({
+            "bytes": a.bytes,
+            "rounds": a.rounds,
+            "direction": dir,
+            "connections": a.connections,
+            "queues": a.queues,
+            "ok": all_ok,
+            "results": rows,
+        });
         println!("{v}");
     } else {
         let what = if a.direction == BenchDirection::Send {
-            "each sender into one kernel TCP receiver (CPU: the sending thread's)"
+            "each sender into one kernel TCP receiver (CPU: the sending thread's)".to_string()
+        } else if flows {
+            format!(
+                "{} kernel TCP connections at once into each receiver, chimney on {} queue(s) (aggregate; CPU: the machine's)",
+                a.connections, a.queues
+            )
         } else {
-            "one kernel TCP connection into each receiver (CPU: the receiving thread's)"
+            "one kernel TCP connection into each receiver (CPU: the receiving thread's)".to_string()
         };
         println!("chimney bench e2e: {what}, {} bytes, {} round(s), medians", a.bytes, a.rounds);
         for r in &rows {
