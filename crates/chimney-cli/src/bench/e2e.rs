@@ -130,8 +130,15 @@ fn sample(bytes: u64, wall: Duration, cpu: Duration, ok: bool) -> Sample {
 fn kernel_sender(target: SocketAddr, bytes: u64, pin: bool) -> Result<u64, String> {
     pin_to(pin, 1);
     let mut s = connect_retry(target)?;
+    write_pattern(&mut s, bytes).map(|(sent, _)| sent)
+}
+
+/// Writes `bytes` of one seeded 1 MiB pattern, over and over, then FIN, then waits (30 s at
+/// most) for the receiver's FIN: the bytes written and this thread's CPU for the writing.
+fn write_pattern(s: &mut TcpStream, bytes: u64) -> Result<(u64, Duration), String> {
     let mut pattern = vec![0u8; 1 << 20];
     SplitMix64::new(0xBE7C).fill(&mut pattern);
+    let cpu0 = thread_cpu();
     let mut sent = 0u64;
     while sent < bytes {
         let n = ((bytes - sent) as usize).min(pattern.len());
@@ -139,10 +146,11 @@ fn kernel_sender(target: SocketAddr, bytes: u64, pin: bool) -> Result<u64, Strin
         sent += n as u64;
     }
     s.shutdown(Shutdown::Write).map_err(|e| format!("shutdown: {e}"))?;
+    let cpu = thread_cpu() - cpu0;
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
     let mut sink = [0u8; 64];
     while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
-    Ok(sent)
+    Ok((sent, cpu))
 }
 
 /// An `iperf` 2 client sending `bytes` to `target` from the calling thread's namespace;
@@ -424,21 +432,7 @@ fn run_kernel_send(bytes: u64, mtu: u32, pin: bool) -> Result<Sample, DriverErro
     let tx = b.spawn(move || -> Result<(u64, Duration), String> {
         pin_to(pin, 0);
         let (mut c, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
-        let mut pattern = vec![0u8; 1 << 20];
-        SplitMix64::new(0xBE7C).fill(&mut pattern);
-        let cpu0 = thread_cpu();
-        let mut sent = 0u64;
-        while sent < bytes {
-            let n = ((bytes - sent) as usize).min(pattern.len());
-            c.write_all(&pattern[..n]).map_err(|e| format!("write: {e}"))?;
-            sent += n as u64;
-        }
-        c.shutdown(Shutdown::Write).map_err(|e| format!("shutdown: {e}"))?;
-        let cpu = thread_cpu() - cpu0;
-        let mut sink = [0u8; 64];
-        let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
-        while matches!(c.read(&mut sink), Ok(n) if n > 0) {}
-        Ok((sent, cpu))
+        write_pattern(&mut c, bytes)
     })?;
     let rx = a.spawn(move || kernel_reader(target, pin))?;
     let (n, wall) = join(rx)?;

@@ -515,13 +515,21 @@ impl Delivery {
             self.stats.sends_completed += batch.len() as u64;
             self.stats.send_bytes_completed +=
                 batch.iter().map(|n| n.tcp_offload_bytes_transferred() as u64).sum::<u64>();
-            let mut nested = std::mem::take(&mut self.nested);
-            conn.busy = true;
-            host.send_complete(id, batch, &mut nested);
-            conn.busy = false;
-            self.absorb_nested(now, id, conn, &mut nested);
-            self.nested = nested;
+            self.upcall(now, id, conn, |nested| host.send_complete(id, batch, nested));
         }
+    }
+
+    /// One upcall into the host for `conn`, marked busy while it runs (posts and sends made
+    /// inside are queued in `NestedCalls`, never re-entered), then what the host did inside
+    /// it is carried out. Returns the upcall's own result.
+    fn upcall<R>(&mut self, now: Instant, id: ConnId, conn: &mut Conn, f: impl FnOnce(&mut NestedCalls) -> R) -> R {
+        let mut nested = std::mem::take(&mut self.nested);
+        conn.busy = true;
+        let r = f(&mut nested);
+        conn.busy = false;
+        self.absorb_nested(now, id, conn, &mut nested);
+        self.nested = nested;
+        r
     }
 
     fn upcall_disconnect_complete(
@@ -537,12 +545,7 @@ impl Delivery {
         if let Some(n) = nbl.front_mut() {
             n.status = status;
         }
-        let mut nested = std::mem::take(&mut self.nested);
-        conn.busy = true;
-        host.disconnect_complete(id, nbl, status, &mut nested);
-        conn.busy = false;
-        self.absorb_nested(now, id, conn, &mut nested);
-        self.nested = nested;
+        self.upcall(now, id, conn, |nested| host.disconnect_complete(id, nbl, status, nested));
     }
 
     /// The peer acknowledged the send stream up to `upto` (`posted + 1` covers our FIN):
@@ -651,12 +654,7 @@ impl Delivery {
         self.stats.completion_calls += 1;
         self.stats.completed_nbls += done.len() as u64;
         self.stats.completed_bytes += done.iter().map(|n| n.tcp_offload_bytes_transferred() as u64).sum::<u64>();
-        let mut nested = std::mem::take(&mut self.nested);
-        conn.busy = true;
-        host.receive_complete(id, done, &mut nested);
-        conn.busy = false;
-        self.absorb_nested(now, id, conn, &mut nested);
-        self.nested = nested;
+        self.upcall(now, id, conn, |nested| host.receive_complete(id, done, nested));
     }
 
     fn upcall_event(
@@ -668,12 +666,7 @@ impl Delivery {
         host: &mut dyn ProtocolHost,
     ) {
         self.stats.events += 1;
-        let mut nested = std::mem::take(&mut self.nested);
-        conn.busy = true;
-        host.event_indicate(id, event, &mut nested);
-        conn.busy = false;
-        self.absorb_nested(now, id, conn, &mut nested);
-        self.nested = nested;
+        self.upcall(now, id, conn, |nested| host.event_indicate(id, event, nested));
     }
 
     /// Connector B (INDICATE), one indication of the buffered bytes followed by `extra` (new
