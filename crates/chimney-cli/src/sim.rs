@@ -40,6 +40,10 @@ pub struct SimArgs {
     /// seeds named in the tests were found that way).
     #[arg(long)]
     pub no_echo: bool,
+    /// The senders' smoltcp release, `0.14` or `0.12` (default: 0.14 with `--clean`, 0.12
+    /// otherwise: 0.14's loss recovery stalls when segments are dropped).
+    #[arg(long, value_name = "RELEASE")]
+    pub smoltcp: Option<chimney_sim::peer::Release>,
     /// Print the event log of the run (single seed).
     #[arg(long)]
     pub log: bool,
@@ -76,6 +80,7 @@ impl SimArgs {
             },
             clean: self.clean,
             echo: if self.no_echo { Some(false) } else { None },
+            smoltcp: self.smoltcp,
         }
     }
 
@@ -101,6 +106,9 @@ impl SimArgs {
         }
         if self.no_echo {
             f += " --no-echo";
+        }
+        if let Some(r) = self.smoltcp {
+            f += &format!(" --smoltcp {r}");
         }
         f
     }

@@ -1,5 +1,6 @@
 //! Seed sweeps: every invariant on every run, and determinism (same seed, same trace).
 
+use chimney_sim::peer::Release;
 use chimney_sim::scenario::{Knobs, Scenario};
 
 fn sweep(range: std::ops::Range<u64>, knobs: &Knobs) {
@@ -16,9 +17,19 @@ fn sweep(range: std::ops::Range<u64>, knobs: &Knobs) {
     assert!(failed.is_empty(), "{} failing seeds:\n{}", failed.len(), failed.join("\n"));
 }
 
+/// Clean runs, on the current smoltcp (0.14).
 #[test]
 fn clean_transfers() {
-    sweep(0..20, &Knobs { clean: true, ..Knobs::default() });
+    let knobs = Knobs { clean: true, ..Knobs::default() };
+    assert_eq!(Scenario::from_seed(0, &knobs).smoltcp, Release::V0_14);
+    assert_eq!(Scenario::from_seed(0, &Knobs::default()).smoltcp, Release::V0_12);
+    sweep(0..20, &knobs);
+}
+
+/// The same clean runs with smoltcp 0.12 senders, the release the hostile sweeps use.
+#[test]
+fn clean_transfers_smoltcp_0_12() {
+    sweep(0..20, &Knobs { clean: true, smoltcp: Some(Release::V0_12), ..Knobs::default() });
 }
 
 /// Random links (loss ≤ 5 %, duplication, reordering, corruption), random host behaviours,

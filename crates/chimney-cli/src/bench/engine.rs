@@ -237,7 +237,8 @@ fn smoltcp_pass(shape: Shape, bytes: u64) -> Pass {
         let _ = a.push(IpCidr::new(IpAddress::v4(198, 18, 0, 1), 24));
     });
     let mut sockets = SocketSet::new(Vec::new());
-    let mut sock = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 1 << 20]), tcp::SocketBuffer::new(vec![0; 4096]));
+    // The same 4 MiB receive window as the engine gets (`rcv_wnd` above).
+    let mut sock = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 4 << 20]), tcp::SocketBuffer::new(vec![0; 4096]));
     sock.listen(5001).map_err(|e| format!("listen: {e:?}"))?;
     let h = sockets.add(sock);
     iface.poll(SInstant::ZERO, &mut dev, &mut sockets);
