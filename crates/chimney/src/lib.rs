@@ -84,7 +84,7 @@
 //! `poll_transmit` for the ACKs and `poll_timeout` / `handle_timeout` for its timers.
 
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod contract;
 pub mod engine;

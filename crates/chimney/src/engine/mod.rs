@@ -26,7 +26,7 @@ use crate::contract::{
     ApiMisuse, ConnId, InitiateOffload, OffloadTarget, PostRejected, ProtocolHost, ReceiveInput, SendInput,
 };
 use crate::ndis::{DisconnectKind, NblChain, NdisStatus, TcpConnectionState, TcpDelegatedState};
-use crate::tcp::{ConnContext, Negotiated, TcpConfig, TcpConn};
+use crate::tcp::{ConnContext, Endpoints, Negotiated, TcpConfig, TcpConn};
 use crate::time::Instant;
 use crate::wire::{self, flags, SegmentRepr, TcpOptions, WireError};
 
@@ -324,13 +324,23 @@ impl<D: InitiateOffload + ReceiveInput + SendInput> Engine<D> {
         Some(r)
     }
 
-    fn tuple_in(conns: &[Option<TcpConn>], id: u32) -> Option<FourTuple> {
-        conns.get(id as usize).and_then(|c| c.as_ref()).map(|c| (c.local(), c.remote()))
+    fn tuple_in(conns: &[Option<TcpConn>], id: u32) -> Option<&Endpoints> {
+        conns.get(id as usize).and_then(|c| c.as_ref()).map(|c| c.endpoints())
     }
 
     /// The connection offloaded under a 4-tuple.
     fn lookup(&self, key: &FourTuple) -> Option<ConnId> {
+        self.lookup_ends(&Endpoints::new(key.0, key.1))
+    }
+
+    /// The connection offloaded under `key`.
+    fn lookup_ends(&self, key: &Endpoints) -> Option<ConnId> {
         self.table.get(key, |i| Self::tuple_in(&self.conns, i))
+    }
+
+    /// The key of a received segment's connection (ours is its destination).
+    fn segment_key(seg: &wire::Segment<'_>) -> Endpoints {
+        Endpoints::from_parts(seg.dst, seg.dst_port, seg.src, seg.src_port)
     }
 
     /// Feeds one received IP packet.
@@ -359,9 +369,7 @@ impl<D: InitiateOffload + ReceiveInput + SendInput> Engine<D> {
             }
         };
         self.stats.ip.in_delivers += 1;
-        let local = SocketAddr::new(seg.dst, seg.dst_port);
-        let remote = SocketAddr::new(seg.src, seg.src_port);
-        if let Some(id) = self.lookup(&(local, remote)) {
+        if let Some(id) = self.lookup_ends(&Self::segment_key(&seg)) {
             self.with_conn(id, host, |c, cx| c.on_segment(now, &seg, cx));
             self.pump(now, host);
             return PacketOutcome::Offloaded(id);
@@ -391,8 +399,7 @@ impl<D: InitiateOffload + ReceiveInput + SendInput> Engine<D> {
         packet_len: usize,
         host: &mut dyn ProtocolHost,
     ) -> bool {
-        let key = (SocketAddr::new(seg.dst, seg.dst_port), SocketAddr::new(seg.src, seg.src_port));
-        if self.lookup(&key) != Some(conn) {
+        if self.lookup_ends(&Self::segment_key(seg)) != Some(conn) {
             return false;
         }
         // `on_placed` checks the prediction itself and changes nothing when it fails.
@@ -595,7 +602,7 @@ impl<D: InitiateOffload + ReceiveInput + SendInput> Engine<D> {
         Self::schedule(&mut self.timers, &conn);
         self.conns[idx] = Some(conn);
         let conns = &self.conns;
-        self.table.insert(&(n.negotiated.local, n.negotiated.remote), id, |i| Self::tuple_in(conns, i));
+        self.table.insert(&Endpoints::new(n.negotiated.local, n.negotiated.remote), id, |i| Self::tuple_in(conns, i));
         self.stats.offloads += 1;
         tracing::debug!(conn = %id, local = %n.negotiated.local, remote = %n.negotiated.remote, "offloaded");
         self.events.push_back(EngineEvent::Offloaded {
@@ -864,7 +871,7 @@ impl<D: InitiateOffload + ReceiveInput + SendInput> OffloadTarget for Engine<D> 
         d.snd_nxt = c.snd_una();
         d.rcv_wnd = c.rcv_wnd();
         d.ts_recent = c.ts_recent().unwrap_or(0);
-        self.table.remove(&(c.local(), c.remote()), conn);
+        self.table.remove(c.endpoints(), conn);
         self.stats.add_conn(&c.counters);
         self.free_ids.push(conn.0);
         self.window_watch.retain(|&w| w != conn);

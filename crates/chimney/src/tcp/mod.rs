@@ -14,7 +14,7 @@ pub use crate::wire::SeqNum;
 pub use assembler::{Assembler, Insert};
 pub use budget::ReplyBudget;
 pub use cc::{Congestion, CongestionAlgorithm};
-pub(crate) use conn::{ConnContext, Gather};
+pub(crate) use conn::{ConnContext, Endpoints, Gather};
 pub use conn::{ConnCounters, Negotiated, TcpConfig, TcpConn, TcpDrop};
 pub use rack::Rack;
 pub use rtt::RttEstimator;

@@ -15,33 +15,32 @@ impl Checksum {
 
     /// Adds bytes (big-endian 16-bit words; an odd trailing byte is padded).
     ///
-    /// The bulk is summed as native-endian 64-bit words into two 128-bit accumulators and
-    /// folded once: a one's-complement sum does not depend on byte order except for a final
-    /// byte swap (RFC 1071 §2(B)), so no per-word swapping is needed (~2.5x faster than
-    /// 32-bit big-endian words on 1448-byte segments).
+    /// The bulk (whole 32-byte blocks) is summed as native-endian 32-bit words by `simd`,
+    /// the rest as 64-bit words into 128-bit accumulators, and folded once: a one's-complement
+    /// sum does not depend on byte order except for a final byte swap (RFC 1071 §2(B)), so
+    /// no per-word swapping is needed.
     pub fn add_bytes(mut self, mut bytes: &[u8]) -> Checksum {
         if self.odd && !bytes.is_empty() {
             self.sum += u64::from(bytes[0]);
             bytes = &bytes[1..];
             self.odd = false;
         }
-        let mut chunks = bytes.chunks_exact(16);
+        let split = bytes.len() & !31;
+        let mut native = u128::from(simd::sum_words(&bytes[..split]));
+        let mut chunks = bytes[split..].chunks_exact(16);
         let (mut a, mut b) = (0u128, 0u128);
         for c in &mut chunks {
             let (x, y) = c.split_at(8);
             a += u128::from(u64::from_ne_bytes(x.try_into().unwrap_or([0; 8])));
             b += u128::from(u64::from_ne_bytes(y.try_into().unwrap_or([0; 8])));
         }
-        let mut native = a + b;
+        native += a + b;
         let rest = chunks.remainder();
         let mut pairs = rest.chunks_exact(2);
         for c in &mut pairs {
             native += u128::from(u16::from_ne_bytes([c[0], c[1]]));
         }
-        while native >> 16 != 0 {
-            native = (native & 0xFFFF) + (native >> 16);
-        }
-        self.sum += u64::from((native as u16).to_be());
+        self.sum += u64::from(fold16(native).to_be());
         if let [last] = pairs.remainder() {
             self.sum += u64::from(*last) << 8;
             self.odd = true;
@@ -59,6 +58,87 @@ impl Checksum {
     }
 }
 
+/// The bulk of a checksum: AVX2 where the CPU has it (chosen at run time), plain 128-bit
+/// adds elsewhere. The only `unsafe` in the core: on 1448-byte segments the AVX2 sum saved
+/// ~45 ns a segment (`bench engine`, `mss1448_psh64k`, no verifier: 383–391 against
+/// 427–437 ns in alternating runs), a tenth of the engine's time per segment.
+#[allow(unsafe_code)]
+mod simd {
+    /// The one's-complement sum of `bytes`' native-endian 32-bit words, folded to 32 bits
+    /// (`bytes.len()` a multiple of 32).
+    pub(super) fn sum_words(bytes: &[u8]) -> u64 {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { sum_words_avx2(bytes) };
+        }
+        sum_words_scalar(bytes)
+    }
+
+    /// [`sum_words`] without SIMD.
+    pub(super) fn sum_words_scalar(bytes: &[u8]) -> u64 {
+        let mut chunks = bytes.chunks_exact(16);
+        let (mut a, mut b) = (0u128, 0u128);
+        for c in &mut chunks {
+            let (x, y) = c.split_at(8);
+            a += u128::from(u64::from_ne_bytes(x.try_into().unwrap_or([0; 8])));
+            b += u128::from(u64::from_ne_bytes(y.try_into().unwrap_or([0; 8])));
+        }
+        let mut s = a + b;
+        while s >> 64 != 0 {
+            s = (s & u128::from(u64::MAX)) + (s >> 64);
+        }
+        // Folding 64 → 32 bits keeps the one's-complement sum of the 32-bit words.
+        let mut s = s as u64;
+        while s >> 32 != 0 {
+            s = (s & 0xFFFF_FFFF) + (s >> 32);
+        }
+        s
+    }
+
+    /// [`sum_words`] in AVX2: each 32-byte load's eight 32-bit words are widened into two
+    /// registers of four 64-bit lanes and added (no carries to fold until the end).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn sum_words_avx2(bytes: &[u8]) -> u64 {
+        use std::arch::x86_64::*;
+        let zero = _mm256_setzero_si256();
+        let (mut lo, mut hi) = (zero, zero);
+        for c in bytes.chunks_exact(32) {
+            // SAFETY: `c` is 32 readable bytes; `loadu` has no alignment requirement.
+            let v = unsafe { _mm256_loadu_si256(c.as_ptr().cast()) };
+            lo = _mm256_add_epi64(lo, _mm256_unpacklo_epi32(v, zero));
+            hi = _mm256_add_epi64(hi, _mm256_unpackhi_epi32(v, zero));
+        }
+        let mut lanes = [0u64; 4];
+        // SAFETY: `lanes` is 32 writable bytes; `storeu` has no alignment requirement.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), _mm256_add_epi64(lo, hi)) };
+        let mut s = lanes.iter().map(|&l| u128::from(l)).sum::<u128>();
+        while s >> 64 != 0 {
+            s = (s & u128::from(u64::MAX)) + (s >> 64);
+        }
+        let mut s = s as u64;
+        while s >> 32 != 0 {
+            s = (s & 0xFFFF_FFFF) + (s >> 32);
+        }
+        s
+    }
+}
+
+/// Folds a one's-complement sum to 16 bits in a fixed number of steps (each halving adds
+/// the carry back in; a loop of 16-bit folds took up to seven rounds from 128 bits).
+fn fold16(x: u128) -> u16 {
+    let (s, c) = (x as u64).overflowing_add((x >> 64) as u64);
+    let s = s + u64::from(c);
+    let (s, c) = (s as u32).overflowing_add((s >> 32) as u32);
+    let s = s + u32::from(c);
+    let (s, c) = (s as u16).overflowing_add((s >> 16) as u16);
+    s + u16::from(c)
+}
+
 /// Checksum of `bytes` alone.
 pub fn internet_checksum(bytes: &[u8]) -> u16 {
     Checksum::default().add_bytes(bytes).finish()
@@ -66,11 +146,19 @@ pub fn internet_checksum(bytes: &[u8]) -> u16 {
 
 /// Sum of the TCP pseudo-header for addresses of 4 or 16 bytes.
 pub fn pseudo_header_sum(src: &[u8], dst: &[u8], tcp_len: usize) -> u64 {
-    let c = Checksum::default().add_bytes(src).add_bytes(dst);
-    c.sum + 6 + (tcp_len as u64 & 0xFFFF) + ((tcp_len as u64) >> 16)
+    // Addresses are 4 or 16 bytes: their big-endian words summed directly (the general
+    // `add_bytes` cost ~100 instructions a segment here).
+    let words = |a: &[u8]| a.chunks_exact(2).map(|w| u64::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u64>();
+    let odd = |a: &[u8]| a.len() % 2 == 1;
+    if odd(src) || odd(dst) {
+        let c = Checksum::default().add_bytes(src).add_bytes(dst);
+        return c.sum + 6 + (tcp_len as u64 & 0xFFFF) + ((tcp_len as u64) >> 16);
+    }
+    words(src) + words(dst) + 6 + (tcp_len as u64 & 0xFFFF) + ((tcp_len as u64) >> 16)
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)]
 mod tests {
     use super::*;
 
@@ -84,6 +172,34 @@ mod tests {
             s = (s & 0xFFFF) + (s >> 16);
         }
         !(s as u16)
+    }
+
+    /// The AVX2 bulk sum against the plain one, on random bytes of every multiple of 32 up
+    /// to 64 KiB (all-ones words too, where lanes carry most).
+    #[test]
+    fn simd_bulk_sum_equals_the_scalar_one() {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            let buf: Vec<u8> = (0..65536)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let ones = vec![0xFFu8; 65536];
+            for len in (0..=65536).step_by(32) {
+                for b in [&buf[..len], &ones[..len]] {
+                    // SAFETY: AVX2 is present (checked above).
+                    let fast = unsafe { simd::sum_words_avx2(b) };
+                    assert_eq!(fast, simd::sum_words_scalar(b), "len {len}");
+                }
+            }
+            return;
+        }
+        eprintln!("SKIPPED simd_bulk_sum_equals_the_scalar_one: this CPU has no AVX2");
     }
 
     #[test]
