@@ -620,6 +620,20 @@ echo EXIT $?
         ] {
             assert!(r[k].as_f64().is_some_and(|x| x > 0.0), "{k} in {r}");
         }
+        // The same with the client's window scaling off (a 64 KB window): still verified.
+        let v = bench_e2e_json(&[
+            "--bytes",
+            "16M",
+            "--rounds",
+            "1",
+            "--mtu",
+            "1500",
+            "--only",
+            "kernel-iperf,serve",
+            "--no-wscale",
+        ]);
+        assert_eq!(v["no_wscale"], true, "{v}");
+        assert!(v["results"][0]["serve_over_kernel_iperf"].as_f64().is_some_and(|x| x > 0.0), "{v}");
     }
 
     /// `tshark` over a capture: its expert summary, and the window scale factors it computed.

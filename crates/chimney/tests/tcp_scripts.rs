@@ -899,4 +899,5 @@ scripts! {
     s83_send_rtt_from_sack_without_timestamps => "83_send_rtt_from_sack_without_timestamps.pkt",
     s84_keepalive_waits_while_data_is_in_flight => "84_keepalive_waits_while_data_is_in_flight.pkt",
     s85_send_rack_lost_retransmission => "85_send_rack_lost_retransmission.pkt",
+    s86_ack_on_drain_quarter_window => "86_ack_on_drain_quarter_window.pkt",
 }

@@ -57,6 +57,11 @@ pub struct E2eArgs {
     /// shard per queue on its own thread, as `serve --queues` runs it.
     #[arg(long, default_value_t = 1)]
     pub queues: usize,
+    /// The `iperf` client (kernel-iperf and serve) without TCP window scaling
+    /// (`net.ipv4.tcp_window_scaling=0` in its own namespace): a 64 KB window, where every
+    /// microsecond an ACK waits is throughput lost.
+    #[arg(long)]
+    pub no_wscale: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -155,7 +160,12 @@ fn write_pattern(s: &mut TcpStream, bytes: u64) -> Result<(u64, Duration), Strin
 
 /// An `iperf` 2 client sending `bytes` to `target` from the calling thread's namespace;
 /// returns the bits per second it reports (its CSV line's last field).
-fn iperf_client(target: SocketAddr, bytes: u64) -> Result<f64, String> {
+fn iperf_client(target: SocketAddr, bytes: u64, no_wscale: bool) -> Result<f64, String> {
+    if no_wscale {
+        // Per namespace: the calling thread is in the client's own.
+        std::fs::write("/proc/sys/net/ipv4/tcp_window_scaling", "0")
+            .map_err(|e| format!("turning window scaling off in the client's namespace: {e}"))?;
+    }
     let mut last = String::new();
     // The server may not be listening yet: a refused connect prints nothing; try again.
     for _ in 0..50 {
@@ -188,7 +198,7 @@ fn process_cpu(pid: u32) -> Duration {
 
 /// `kernel-iperf`: an `iperf` 2 client into a kernel `iperf -s` over veth (the kernel's side
 /// of what a user runs). Gbit/s is the client's report; CPU the server process's.
-fn run_kernel_iperf(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
+fn run_kernel_iperf(bytes: u64, mtu: u32, no_wscale: bool) -> Result<Sample, DriverError> {
     let (a, b) = veth_pair(mtu)?;
     let target: SocketAddr = "198.19.0.2:5001".parse().expect("address");
     let mut server = b
@@ -200,7 +210,7 @@ fn run_kernel_iperf(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
                 .spawn()
         })?
         .map_err(|e| DriverError::os("starting iperf -s (apt-get install iperf)", e))?;
-    let r = a.run(move || iperf_client(target, bytes));
+    let r = a.run(move || iperf_client(target, bytes, no_wscale));
     let cpu = process_cpu(server.id());
     // Ours to end: the server we started, by its PID.
     let _ = server.kill();
@@ -231,9 +241,9 @@ fn chimney_driver(
 
 /// `serve`: the same `iperf` 2 client into chimney as `serve` runs it, with its defaults (the
 /// stream digest included). Gbit/s is the client's report; CPU the driver thread's.
-fn run_serve(bytes: u64, mtu: u32) -> Result<Sample, DriverError> {
+fn run_serve(bytes: u64, mtu: u32, no_wscale: bool) -> Result<Sample, DriverError> {
     let (ns, mut driver, target) = chimney_driver(mtu, |c| c)?;
-    let tx = ns.spawn(move || iperf_client(target, bytes))?;
+    let tx = ns.spawn(move || iperf_client(target, bytes, no_wscale))?;
     let (reports, cpu) = drive_to_first_report(&mut driver)?;
     let bps = join(tx)?;
     let r = reports.first().ok_or(DriverError::new("benchmark", "no connection ended"))?;
@@ -595,6 +605,9 @@ pub fn run(a: &E2eArgs) -> ExitCode {
     if a.rounds == 0 || a.bytes == 0 {
         return fail("--rounds and --bytes must be at least 1".into());
     }
+    if a.no_wscale && a.only.iter().any(|w| w != "kernel-iperf" && w != "serve") {
+        return fail("--no-wscale applies to the iperf receivers: use --only kernel-iperf,serve".into());
+    }
     if a.connections == 0 || a.connections > 1024 || a.queues == 0 || a.queues > 64 {
         return fail("--connections must be 1..=1024 and --queues 1..=64".into());
     }
@@ -644,8 +657,8 @@ pub fn run(a: &E2eArgs) -> ExitCode {
                     "kernel" => run_kernel(a.bytes, mtu, a.pin),
                     "chimney" => run_chimney(a.bytes, mtu, a.busy_poll_us, a.pin, true),
                     "chimney-copy" => run_chimney(a.bytes, mtu, a.busy_poll_us, a.pin, false),
-                    "kernel-iperf" => run_kernel_iperf(a.bytes, mtu),
-                    "serve" => run_serve(a.bytes, mtu),
+                    "kernel-iperf" => run_kernel_iperf(a.bytes, mtu, a.no_wscale),
+                    "serve" => run_serve(a.bytes, mtu, a.no_wscale),
                     _ => run_smoltcp(a.bytes, mtu, a.pin),
                 };
                 let mut s = match r {
@@ -714,6 +727,7 @@ pub fn run(a: &E2eArgs) -> ExitCode {
             "direction": dir,
             "connections": a.connections,
             "queues": a.queues,
+            "no_wscale": a.no_wscale,
             "ok": all_ok,
             "results": rows,
         });

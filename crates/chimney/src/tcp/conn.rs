@@ -71,8 +71,9 @@ pub struct TcpConfig {
     /// [`Engine::flush_acks`](crate::engine::Engine::flush_acks) (the driver calls it when
     /// its read queue is empty), so a burst of segments costs one ACK, not one per two.
     pub defer_acks: bool,
-    /// With `defer_acks`, full-sized segments after which an ACK goes out without waiting
-    /// for the drain (a stretch-ACK bound, as GRO receivers have).
+    /// With `defer_acks`, an ACK goes out without waiting for the drain after a quarter of
+    /// the window in full-sized segments; when that quarter is below this many segments (a
+    /// small window, e.g. 64 KB from a peer without window scaling), after an eighth instead.
     pub max_ack_defer: u32,
     /// Nagle's algorithm on the send side (RFC 896; off is TCP_NODELAY).
     pub nagle: bool,
@@ -1107,12 +1108,14 @@ impl TcpConn {
         let full = usize::from(cx.cfg.mss.saturating_sub(40).max(1));
         self.unacked += (len / full).max(1) as u32;
         if self.unacked >= cx.cfg.ack_frequency {
-            // Deferred up to `max_ack_defer` segments or a quarter of the window, whichever is
-            // more: every ACK written costs the reader's core the sender's ACK processing, and
+            // Deferred up to a quarter of the window: every ACK written costs the reader's core the sender's ACK processing, and
             // a read batch of super-packets would otherwise write one ACK per 64 KB that the
-            // next one supersedes.
-            let quarter = self.max_window(cx.cfg) / u32::from(cx.cfg.mss.max(1)) / 4;
-            if cx.cfg.defer_acks && self.unacked < cx.cfg.max_ack_defer.max(quarter) {
+            // next one supersedes. A window too small for that (a peer without window
+            // scaling: 64 KB) is ACKed every eighth of it instead, for the sender stops once
+            // it has sent the window, and every microsecond its ACK waits is throughput lost.
+            let segs = self.max_window(cx.cfg) / u32::from(cx.cfg.mss.max(1));
+            let limit = if segs / 4 >= cx.cfg.max_ack_defer { segs / 4 } else { (segs / 8).max(cx.cfg.ack_frequency) };
+            if cx.cfg.defer_acks && self.unacked < limit {
                 self.ack_pending = true;
                 // A driver that never flushes still ACKs within the delayed-ACK time.
                 if self.delack_at.is_none() {
