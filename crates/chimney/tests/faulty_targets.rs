@@ -1321,3 +1321,41 @@ fn strip_data(v: &mut serde_json::Value) {
         _ => {}
     }
 }
+
+/// Offload in CLOSE_WAIT: the FIN arrived before the offload and the delegated RcvNxt already
+/// counts it; terminate returns that RcvNxt plus the bytes fed since (none here: the peer
+/// sends nothing after its FIN).
+fn legal_offload_in_close_wait() -> Vec<&'static str> {
+    let mut state = TcpOffloadState::default();
+    state.delegated.rcv_nxt = 5001;
+    state.delegated.state = Some(chimney::ndis::TcpConnectionState::CloseWait);
+    let mut bd = NetBufferList::new(NblId::new(PoolTag::Host, 9), NetBuffer::new(vec![Mdl::from_bytes(data(100, 9))]));
+    bd.status = NdisStatus::Success;
+    state.delegated.buffered_data = NblChain::single(bd);
+    let mut r = Rig::with_config(Faults::default(), quiet(), DeliveryConfig::default(), state);
+    r.post(&[100], false);
+    r.t.terminate_offload(T0, C, &mut r.h).unwrap();
+    r.broken()
+}
+
+/// Legal behaviours the verifier once flagged: each must report nothing, live and replayed.
+fn legal_table() -> Vec<(&'static str, Scenario)> {
+    vec![("offload in CLOSE_WAIT, then terminate", legal_offload_in_close_wait)]
+}
+
+#[test]
+fn legal_behaviours_break_no_rule() {
+    let mut failures = Vec::new();
+    for (what, scenario) in legal_table() {
+        REPLAYED.with(|c| *c.borrow_mut() = None);
+        let live = scenario();
+        if !live.is_empty() {
+            failures.push(format!("{what}: live verifier reported {live:?}"));
+        }
+        match REPLAYED.with(|c| c.borrow_mut().take()) {
+            Some(Ok(offline)) if offline.is_empty() => {}
+            other => failures.push(format!("{what}: replay gave {other:?}")),
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}

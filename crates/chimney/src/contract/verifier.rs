@@ -120,6 +120,9 @@ struct ConnCheck {
     refused_end: u64,
     rcv_nxt_offload: u32,
     fin: bool,
+    /// Offloaded in CLOSE_WAIT: the FIN came before the offload, and the delegated RcvNxt
+    /// already counts it.
+    fin_at_offload: bool,
     rst: bool,
     abortive: bool,
     terminating: bool,
@@ -321,6 +324,7 @@ impl VerifierCore {
         c.offload_buffered_end = c.fed;
         c.rcv_nxt_offload = state.delegated.rcv_nxt;
         c.fin = matches!(state.delegated.state, Some(crate::ndis::TcpConnectionState::CloseWait));
+        c.fin_at_offload = c.fin;
         c.send.on_offload_data(&state.delegated.send_data);
         st.conns.insert(conn, c);
     }
@@ -1168,7 +1172,8 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
                     );
                 }
                 let after_offload = c.fed - c.offload_buffered_end;
-                let want = c.rcv_nxt_offload.wrapping_add(after_offload as u32).wrapping_add(u32::from(c.fin));
+                let fin_after = c.fin && !c.fin_at_offload;
+                let want = c.rcv_nxt_offload.wrapping_add(after_offload as u32).wrapping_add(u32::from(fin_after));
                 if !c.rst && !c.abortive && d.rcv_nxt != want {
                     f.add(&rules::R_BUF_1, id, None, format!("RcvNxt {} returned, {want} expected", d.rcv_nxt));
                 }
