@@ -31,6 +31,8 @@ fn example_traces_report_exactly_their_rules() {
         ("good-demo.jsonl", None),
         ("faulty-fifo.jsonl", Some("R-CMP-1")),
         ("faulty-byte-count.jsonl", Some("R-ACC-1")),
+        ("faulty-advance-past-end.jsonl", Some("R-ACC-1")),
+        ("faulty-nested-completion.jsonl", Some("R-CMP-5")),
         ("faulty-content.jsonl", Some("R-ACC-3")),
         ("faulty-indicate-while-posted.jsonl", Some("R-IND-1")),
         ("faulty-no-disconnect.jsonl", Some("R-FIN-1")),
@@ -74,6 +76,19 @@ fn example_traces_report_exactly_their_rules() {
     let (code, out, _) = chimney(&["verify", examples().join("faulty-fifo.jsonl").to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(out.contains("R-CMP-1") && out.contains("FIFO"), "{out}");
+}
+
+/// A version 2 trace keeps version 2's shape: the nested completion that version 3 reports
+/// as R-CMP-5 is an unreadable line there (exit 2, naming the line).
+#[test]
+fn nested_upcalls_are_version_3_only() {
+    let text = std::fs::read_to_string(examples().join("faulty-nested-completion.jsonl")).unwrap();
+    let path = std::env::temp_dir().join(format!("chimney-nested-v2-{}.jsonl", std::process::id()));
+    std::fs::write(&path, text.replacen("\"chimney_trace\":3", "\"chimney_trace\":2", 1)).unwrap();
+    let (code, _, err) = chimney(&["verify", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("line 9") && err.contains("inside a call made from an upcall"), "{err}");
 }
 
 #[test]

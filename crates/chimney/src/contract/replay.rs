@@ -13,6 +13,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -205,12 +206,23 @@ struct Script {
     read_data: Option<Vec<u8>>,
     /// The trace's schema version.
     version: u64,
+    /// Faults seen while reading a line that the verifier cannot see in the NBLs it is
+    /// handed (a field no `NetBuffer` can hold), reported after the line.
+    flagged: Vec<super::Violation>,
+    /// A line read ahead and put back (the next `next` returns it).
+    peeked: Option<Ev>,
+    /// The verifier's core: upcalls nested inside a host call made from an upcall (version 3)
+    /// go through it again, so that it sees the nesting.
+    core: Option<Arc<super::VerifierCore>>,
 }
 
 impl Script {
     fn next(&mut self) -> Option<Ev> {
         if self.err.is_some() {
             return None;
+        }
+        if let Some(ev) = self.peeked.take() {
+            return Some(ev);
         }
         loop {
             let line = match self.src.as_mut()?.next() {
@@ -394,14 +406,32 @@ impl Script {
                         NetBufferList::new(id, nb.expect("empty used space"))
                     }
                 };
+                // A data start (or a length) past the end of the request's MDLs is a fault of
+                // the target's, not an unreadable trace: the NBL goes on clamped to its MDLs
+                // (the recorded bytes ending at the clamped data start) and the fault is
+                // reported under R-ACC-1, as its fields cannot describe the advance it claims.
+                let cap = nbl.net_buffer().chain_len();
+                let (off_c, len_c) = (off.min(cap), len.min(cap - off.min(cap)));
+                if (off_c, len_c) != (off, len) {
+                    self.flagged.push(super::Violation {
+                        rule: &super::rules::R_ACC_1,
+                        conn: Some(conn),
+                        nbl: Some(id),
+                        detail: format!(
+                            "completed with DataOffset {off} and DataLength {len}: past the end of its {cap} bytes of MDLs (line {})",
+                            ev.line
+                        ),
+                    });
+                }
                 if let Some(placed) = &d.data {
                     // The bytes placed: they end at the advanced data start.
                     let nb = nbl.net_buffer_mut();
-                    if nb.reset_used_space(off.saturating_sub(placed.len()), placed.len()).is_ok() {
-                        nb.write_used(0, placed);
+                    let n = placed.len().min(off_c);
+                    if nb.reset_used_space(off_c - n, n).is_ok() {
+                        nb.write_used(0, &placed[placed.len() - n..]);
                     }
                 }
-                if nbl.net_buffer_mut().reset_used_space(off, len).is_err() {
+                if nbl.net_buffer_mut().reset_used_space(off_c, len_c).is_err() {
                     return ev.err(format!(
                         "completion of {}: used space {off}+{len} lies outside its MDLs",
                         super::trace::id_str(id)
@@ -809,11 +839,35 @@ impl ReplayHost {
         }
     }
 
-    /// The `ret` of a call made from inside an upcall (nothing may happen inside it).
+    /// The `ret` of a call made from inside an upcall. From version 3 the target's upcalls
+    /// may sit inside it (a target that completes synchronously inside the host's nested
+    /// post): they are replayed through the verifier again, which sees them nested in the
+    /// upcall in progress (R-CMP-5, R-CMP-6). Before, nothing may happen inside it.
     fn close_nested(&mut self) -> Option<()> {
         let ev = self.s.borrow_mut().next_inside()?;
         if ev.ev() == Some(TraceEv::Ret) {
             return Some(());
+        }
+        let upcall = matches!(
+            ev.ev(),
+            Some(
+                TraceEv::Complete
+                    | TraceEv::Indicate
+                    | TraceEv::Event
+                    | TraceEv::SendComplete
+                    | TraceEv::DisconnectComplete
+                    | TraceEv::PushTimer
+            )
+        );
+        let (core, v3) = {
+            let s = self.s.borrow();
+            (s.core.clone(), s.version >= 3)
+        };
+        if let (true, true, Some(core)) = (upcall, v3, core) {
+            self.s.borrow_mut().peeked = Some(ev);
+            let mut host = ReplayHost { s: self.s.clone() };
+            let mut target = ReplayTarget { s: self.s.clone() };
+            return target.run_scope(&mut super::VerifyingHost::new(&core, &mut host)).map(|_| ());
         }
         let msg = format!("`{}` inside a call made from an upcall (expected its ret)", ev.kind());
         self.s.borrow_mut().fail(ReplayError { line: ev.line, msg });
@@ -927,11 +981,11 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
     };
     let version = head.v.get("chimney_trace").and_then(Value::as_u64);
     match version {
-        Some(1 | TRACE_VERSION) => {}
+        Some(1..=TRACE_VERSION) => {}
         Some(v) => {
             return Err(ReplayError {
                 line: head.line,
-                msg: format!("trace version {v}; this chimney reads version {TRACE_VERSION}"),
+                msg: format!("trace version {v}; this chimney reads versions 1 to {TRACE_VERSION}"),
             })
         }
         None => {
@@ -946,6 +1000,7 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
     let content = head.v.get("bytes").and_then(Value::as_bool).unwrap_or(false);
     let push_timer = head.v.get("push_timer").and_then(Value::as_bool).unwrap_or(false);
     let mut v = Verifier::new(ReplayTarget { s: s.clone() }, VerifierMode::Collect);
+    s.borrow_mut().core = Some(Arc::clone(v.core()));
     v.core().set_push_timer_unknown(!push_timer);
     // Version 1 traces model no disconnect NBL and no disconnect completion.
     v.core().set_untracked_disconnects(version == 1);
@@ -1094,6 +1149,10 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
         let err = s.borrow().err.clone();
         if let Some(e) = err {
             return Err(e);
+        }
+        let flagged = std::mem::take(&mut s.borrow_mut().flagged);
+        for f in flagged {
+            v.core().report_external(f);
         }
     }
     if let Some(e) = s.borrow().err.clone() {

@@ -30,7 +30,7 @@ use crate::ndis::{
 use crate::time::Instant;
 
 /// The schema version this code writes and reads.
-pub const TRACE_VERSION: u64 = 2;
+pub const TRACE_VERSION: u64 = 3;
 
 /// The kinds of trace line (their `ev` field), named in one place: the tracer writes these
 /// names, the replay and the plot read them, and docs/trace-format.md describes each (a test

@@ -220,6 +220,12 @@ impl VerifierCore {
         self.lock().violations.extend(found.0);
     }
 
+    /// Reports a violation found outside the calls the verifier sees (a trace's replay
+    /// reading a field no `NetBuffer` can hold).
+    pub fn report_external(&self, v: Violation) {
+        self.report(Found(vec![v]));
+    }
+
     /// Skips the checks that need the target's push-timer state (R-CMP-9, the timer part of
     /// R-TRM-2): for replaying a trace that does not record it.
     pub fn set_push_timer_unknown(&self, unknown: bool) {
