@@ -71,6 +71,8 @@ struct Faults {
     ack_extra: u64,
     /// Hands the offload's send data back.
     return_send_data: bool,
+    /// Takes data the real target refused because the stream had ended (FIN, RST, abort).
+    accept_after_end: bool,
 }
 
 struct FaultHost<'a> {
@@ -284,7 +286,10 @@ impl ReceiveInput for Faulty {
         host: &mut dyn ProtocolHost,
     ) -> Result<(), ApiMisuse> {
         self.s.stream.extend_from_slice(d);
-        self.inner.receive_data(now, c, d, psh, fh!(self, host))
+        match self.inner.receive_data(now, c, d, psh, fh!(self, host)) {
+            Err(ApiMisuse::NotReceiving(_)) if self.f.accept_after_end => Ok(()),
+            r => r,
+        }
     }
     fn receive_fin(&mut self, now: Instant, c: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
         if self.f.disconnect_before_fin {
@@ -949,6 +954,68 @@ fn r_buf_3() -> Vec<&'static str> {
     r.broken()
 }
 
+/// Data taken after the FIN: the stream had ended (R-ACC-3).
+fn r_acc_3_after_fin() -> Vec<&'static str> {
+    let mut r = Rig::new(Faults { accept_after_end: true, ..Faults::default() }, quiet());
+    r.post(&[100], false);
+    r.feed(&data(50, 1), true);
+    r.t.receive_fin(T0, C, &mut r.h).unwrap();
+    r.feed(&data(10, 2), false);
+    r.broken()
+}
+
+/// Data taken after the RST (R-RST-1: nothing is processed after it).
+fn r_rst_1_data_after() -> Vec<&'static str> {
+    let mut r = Rig::new(Faults { accept_after_end: true, ..Faults::default() }, quiet());
+    r.post(&[100], false);
+    r.feed(&data(50, 1), false);
+    r.t.receive_rst(T0, C, &mut r.h).unwrap();
+    r.feed(&data(10, 2), false);
+    r.broken()
+}
+
+/// After the RST, a request posted later completes carrying the data an indication had left
+/// unconsumed (R-RST-1: nothing else is delivered).
+fn r_rst_1_buffered_after() -> Vec<&'static str> {
+    let f = complete_with(|s, nbls| {
+        if let Some(n) = nbls.front_mut() {
+            if n.status == NdisStatus::RequestAborted && n.tcp_offload_bytes_transferred() == 0 {
+                let b = s.stream[..40].to_vec();
+                n.net_buffer_mut().write_used(0, &b);
+                n.net_buffer_mut().advance_data_start(40).unwrap();
+                n.set_tcp_offload_bytes_transferred(40);
+            }
+        }
+    });
+    let policy = AppPolicy { indication: IndicationPolicy::Refuse, ..quiet() };
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, policy);
+    r.feed(&data(40, 1), false);
+    r.t.receive_rst(T0, C, &mut r.h).unwrap();
+    r.post(&[100], false);
+    r.broken()
+}
+
+/// After the host's abortive disconnect, data the indication left unconsumed is delivered
+/// into a request posted later (R-ABT-1).
+fn r_abt_1_buffered_after() -> Vec<&'static str> {
+    let f = complete_with(|s, nbls| {
+        if let Some(n) = nbls.front_mut() {
+            if n.tcp_offload_bytes_transferred() == 0 && n.net_buffer().data_length() >= 40 {
+                let b = s.stream[..40].to_vec();
+                n.net_buffer_mut().write_used(0, &b);
+                n.net_buffer_mut().advance_data_start(40).unwrap();
+                n.set_tcp_offload_bytes_transferred(40);
+            }
+        }
+    });
+    let policy = AppPolicy { indication: IndicationPolicy::Refuse, ..quiet() };
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, policy);
+    r.feed(&data(40, 1), false);
+    r.t.disconnect(T0, C, DisconnectKind::Abortive, NblChain::new(), &mut r.h).unwrap();
+    r.post(&[100], false);
+    r.broken()
+}
+
 /// Every checked rule, the scenario that breaks it.
 fn table() -> Vec<(&'static str, Scenario)> {
     vec![
@@ -985,6 +1052,10 @@ fn table() -> Vec<(&'static str, Scenario)> {
         ("R-TRM-2", r_trm_2),
         ("R-TRM-3", r_trm_3),
         ("R-BUF-1", r_buf_1),
+        ("R-ACC-3", r_acc_3_after_fin),
+        ("R-RST-1", r_rst_1_data_after),
+        ("R-RST-1", r_rst_1_buffered_after),
+        ("R-ABT-1", r_abt_1_buffered_after),
         ("R-BUF-3", r_buf_3),
         ("R-SND-1", r_snd_1),
         ("R-SND-2", r_snd_2),
@@ -1338,9 +1409,25 @@ fn legal_offload_in_close_wait() -> Vec<&'static str> {
     r.broken()
 }
 
-/// Legal behaviours the verifier once flagged: each must report nothing, live and replayed.
+/// After the RST, the bytes already placed in the outstanding request complete with it
+/// (REQUEST_ABORTED, their count), then nothing more.
+fn legal_placed_bytes_complete_after_rst() -> Vec<&'static str> {
+    let mut r = Rig::new(Faults::default(), quiet());
+    r.post(&[100], true);
+    r.feed(&data(50, 1), false);
+    r.t.receive_rst(T0, C, &mut r.h).unwrap();
+    r.post(&[100], false);
+    r.t.terminate_offload(T0, C, &mut r.h).unwrap();
+    r.broken()
+}
+
+/// Legal behaviours the verifier once flagged, or could: each must report nothing, live and
+/// replayed.
 fn legal_table() -> Vec<(&'static str, Scenario)> {
-    vec![("offload in CLOSE_WAIT, then terminate", legal_offload_in_close_wait)]
+    vec![
+        ("offload in CLOSE_WAIT, then terminate", legal_offload_in_close_wait),
+        ("bytes placed before a RST complete with it", legal_placed_bytes_complete_after_rst),
+    ]
 }
 
 #[test]

@@ -123,6 +123,10 @@ struct ConnCheck {
     /// Offloaded in CLOSE_WAIT: the FIN came before the offload, and the delegated RcvNxt
     /// already counts it.
     fin_at_offload: bool,
+    /// After an acceptable RST or an abortive disconnect: the bytes that may still be
+    /// delivered, those the outstanding requests could hold when it came (placed before it;
+    /// nothing else is delivered: R-RST-1, R-ABT-1).
+    end_allowance: Option<u64>,
     rst: bool,
     abortive: bool,
     terminating: bool,
@@ -195,6 +199,16 @@ fn nbl_bytes(nbl: &NetBufferList, start: usize, len: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(len);
     nbl.net_buffer().copy_out(start, len, &mut v);
     v
+}
+
+impl ConnCheck {
+    /// Starts the after-the-end budget (RST or abortive disconnect): the undelivered bytes
+    /// the outstanding requests could hold.
+    fn end_stream(&mut self) {
+        let room: u64 = self.outstanding.iter().map(|r| r.cap as u64).sum();
+        let can = room.min(self.pending.len() as u64);
+        self.end_allowance = Some(self.end_allowance.map_or(can, |a| a.min(can)));
+    }
 }
 
 impl VerifierCore {
@@ -453,6 +467,19 @@ impl VerifierCore {
             return;
         }
         st.checked_bytes += len as u64;
+        if let Some(a) = c.end_allowance {
+            if len as u64 > a {
+                let (rule, what) =
+                    if c.rst { (&rules::R_RST_1, "the RST") } else { (&rules::R_ABT_1, "the abortive disconnect") };
+                f.add(
+                    rule,
+                    Some(conn),
+                    Some(nbl),
+                    format!("{len} bytes delivered after {what}; the requests outstanding then could hold {a}"),
+                );
+            }
+            c.end_allowance = Some(a.saturating_sub(len as u64));
+        }
         if len > c.pending.len() {
             f.add(
                 &rules::R_ACC_2,
@@ -1069,6 +1096,7 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
                     // request may still be completed (REQUEST_ABORTED with a count); the rest
                     // is discarded and never required.
                     c.abortive = true;
+                    c.end_stream();
                 }
                 Some(c.send.on_disconnect(kind, &nbl))
             })
@@ -1277,6 +1305,31 @@ impl<T: OffloadTarget + ReceiveInput> Verifier<T> {
                 (c.fed, c.psh_mark, c.last_chunk_start) = (fed, psh_mark, lcs);
                 c.pending.truncate(plen);
             }
+        } else if let Some((fed, ..)) = saved {
+            // Bytes taken after the stream ended: after the FIN there is no stream to take
+            // them into; after a RST or an abortive disconnect nothing is processed.
+            let mut f = Found(Vec::new());
+            if let Some(c) = self.core.lock().conns.get(&conn).filter(|c| c.fed > fed) {
+                let n = c.fed - fed;
+                if c.rst {
+                    f.add(&rules::R_RST_1, Some(conn), None, format!("{n} bytes of data accepted after the RST"));
+                } else if c.abortive {
+                    f.add(
+                        &rules::R_ABT_1,
+                        Some(conn),
+                        None,
+                        format!("{n} bytes of data accepted after the abortive disconnect"),
+                    );
+                } else if c.fin {
+                    f.add(
+                        &rules::R_ACC_3,
+                        Some(conn),
+                        None,
+                        format!("{n} bytes of data accepted after the FIN: the stream had ended"),
+                    );
+                }
+            }
+            self.core.report(f);
         }
         self.after();
     }
@@ -1358,6 +1411,7 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Verifier<T> {
             if let Some(c) = st.conns.get_mut(&conn) {
                 c.rst = true;
                 c.send.reset = true;
+                c.end_stream();
             }
         }
         let r = self.inner.receive_rst(now, conn, &mut VerifyingHost::new(&self.core, host));
