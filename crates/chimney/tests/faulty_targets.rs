@@ -73,6 +73,10 @@ struct Faults {
     return_send_data: bool,
     /// Takes data the real target refused because the stream had ended (FIN, RST, abort).
     accept_after_end: bool,
+    /// Refuses every post as if the connection were unknown.
+    refuse_posts: bool,
+    /// Hands the data to the real target (which delivers it), then reports it refused.
+    refuse_after_delivery: bool,
 }
 
 struct FaultHost<'a> {
@@ -140,6 +144,9 @@ impl OffloadTarget for Faulty {
         mut nbls: NblChain,
         host: &mut dyn ProtocolHost,
     ) -> Result<NdisStatus, PostRejected> {
+        if self.f.refuse_posts {
+            return Err(PostRejected { nbls, error: ApiMisuse::UnknownConnection(conn) });
+        }
         if self.f.steal_last_post {
             let keep = nbls.len() - 1;
             let mut tail = nbls.split_front(keep);
@@ -288,6 +295,10 @@ impl ReceiveInput for Faulty {
         self.s.stream.extend_from_slice(d);
         match self.inner.receive_data(now, c, d, psh, fh!(self, host)) {
             Err(ApiMisuse::NotReceiving(_)) if self.f.accept_after_end => Ok(()),
+            Ok(()) if self.f.refuse_after_delivery => {
+                self.f.refuse_after_delivery = false;
+                Err(ApiMisuse::WindowExceeded { conn: c, offered: d.len(), space: 0 })
+            }
             r => r,
         }
     }
@@ -1016,6 +1027,24 @@ fn r_abt_1_buffered_after() -> Vec<&'static str> {
     r.broken()
 }
 
+/// A legal post on an offloaded connection refused: the host's buffers would never come back.
+fn r_post_2_refused() -> Vec<&'static str> {
+    let mut r = Rig::new(Faults { refuse_posts: true, ..Faults::default() }, quiet());
+    let _ = r.t.receive(T0, C, NblChain::single(req(100, false)), &mut r.h);
+    r.broken()
+}
+
+/// A data batch delivered, then reported refused; the TCP layer retransmits it, and the same
+/// bytes are delivered again (R-ACC-2).
+fn r_acc_2_refused_delivered() -> Vec<&'static str> {
+    let mut r = Rig::new(Faults { refuse_after_delivery: true, ..Faults::default() }, quiet());
+    r.post(&[50, 50], false);
+    let d = data(50, 1);
+    assert!(r.t.receive_data(T0, C, &d, true, &mut r.h).is_err());
+    r.feed(&d, true);
+    r.broken()
+}
+
 /// Every checked rule, the scenario that breaks it.
 fn table() -> Vec<(&'static str, Scenario)> {
     vec![
@@ -1053,6 +1082,8 @@ fn table() -> Vec<(&'static str, Scenario)> {
         ("R-TRM-3", r_trm_3),
         ("R-BUF-1", r_buf_1),
         ("R-ACC-3", r_acc_3_after_fin),
+        ("R-POST-2", r_post_2_refused),
+        ("R-ACC-2", r_acc_2_refused_delivered),
         ("R-RST-1", r_rst_1_data_after),
         ("R-RST-1", r_rst_1_buffered_after),
         ("R-ABT-1", r_abt_1_buffered_after),

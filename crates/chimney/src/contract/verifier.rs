@@ -1046,7 +1046,7 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
         mut nbls: NblChain,
         host: &mut dyn ProtocolHost,
     ) -> Result<NdisStatus, PostRejected> {
-        Self::record(&self.core, conn, &mut nbls);
+        let legal = Self::record(&self.core, conn, &mut nbls);
         let r = self.inner.receive(now, conn, nbls, &mut VerifyingHost::new(&self.core, host));
         match &r {
             Ok(NdisStatus::Pending) => {}
@@ -1055,7 +1055,20 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
                 f.add(&rules::R_POST_2, Some(conn), None, format!("MiniportTcpOffloadReceive returned {other}"));
                 self.core.report(f);
             }
-            Err(rej) => self.core.unrecord_posts(conn, &rej.nbls),
+            Err(rej) => {
+                self.core.unrecord_posts(conn, &rej.nbls);
+                if legal {
+                    // A legal post refused would never be completed: the host's buffers lost.
+                    let mut f = Found(Vec::new());
+                    f.add(
+                        &rules::R_POST_2,
+                        Some(conn),
+                        rej.nbls.front().map(|n| n.id()),
+                        format!("a legal post on an offloaded connection refused ({})", rej.error),
+                    );
+                    self.core.report(f);
+                }
+            }
         }
         self.after();
         r
@@ -1266,9 +1279,21 @@ impl<T: InitiateOffload> InitiateOffload for Verifier<T> {
 }
 
 impl<T> Verifier<T> {
-    fn record(core: &VerifierCore, conn: ConnId, nbls: &mut NblChain) {
+    /// Records a top-level post; returns whether the host's post was legal (the connection
+    /// offloaded and not terminated, every NBL new to the target), so that refusing it is
+    /// the target's fault.
+    fn record(core: &VerifierCore, conn: ConnId, nbls: &mut NblChain) -> bool {
         let mut st = core.lock();
+        let terminated = st.terminated.contains(&conn);
+        let legal = !terminated
+            && st
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.offloaded && nbls.iter().all(|n| c.outstanding.iter().all(|r| r.id != n.id())))
+            && nbls.iter().map(|n| n.id()).collect::<HashSet<_>>().len() == nbls.len()
+            && !nbls.is_empty();
         VerifierCore::record_posts(&mut st, conn, nbls, false);
+        legal
     }
 
     fn record_returns(core: &VerifierCore, nbls: &NblChain, f: &mut Found) {
@@ -1301,10 +1326,31 @@ impl<T: OffloadTarget + ReceiveInput> Verifier<T> {
     /// Undoes `note_data` when the target refused the bytes, then checks what happened.
     fn undo_data_on_error(&mut self, conn: ConnId, saved: SavedFeed, failed: bool) {
         if failed {
+            let mut f = Found(Vec::new());
             if let (Some((fed, psh_mark, lcs, plen)), Some(c)) = (saved, self.core.lock().conns.get_mut(&conn)) {
-                (c.fed, c.psh_mark, c.last_chunk_start) = (fed, psh_mark, lcs);
-                c.pending.truncate(plen);
+                // What the call delivered came off the front of `pending`: the older bytes
+                // first, then (a fault) bytes of the batch the target refused.
+                let before = fed - plen as u64;
+                let refused_delivered = c.delivered.saturating_sub(fed);
+                if refused_delivered > 0 {
+                    f.add(
+                        &rules::R_ACC_2,
+                        Some(conn),
+                        None,
+                        format!(
+                            "{refused_delivered} bytes of a batch the target refused were delivered (a retransmission would deliver them again)"
+                        ),
+                    );
+                    // They were delivered: they stay fed, so a second delivery is caught.
+                    c.fed = c.delivered;
+                    c.pending.clear();
+                } else {
+                    (c.fed, c.psh_mark, c.last_chunk_start) = (fed, psh_mark, lcs);
+                    let keep = (fed - c.delivered.max(before)) as usize;
+                    c.pending.truncate(keep);
+                }
             }
+            self.core.report(f);
         } else if let Some((fed, ..)) = saved {
             // Bytes taken after the stream ended: after the FIN there is no stream to take
             // them into; after a RST or an abortive disconnect nothing is processed.
