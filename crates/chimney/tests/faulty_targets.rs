@@ -1045,6 +1045,80 @@ fn r_acc_2_refused_delivered() -> Vec<&'static str> {
     r.broken()
 }
 
+/// An indication shows wrong bytes and the host refuses it: the bytes are still compared
+/// (R-ACC-3).
+fn r_acc_3_refused_indication() -> Vec<&'static str> {
+    let f: Option<IndicateFn> = Some(Box::new(|_, conn, mut nbl, st, host, nested| {
+        if let Some(n) = nbl.front_mut() {
+            let nb = n.net_buffer_mut();
+            let mut first = Vec::new();
+            nb.copy_out(nb.data_offset(), 1, &mut first);
+            let at = nb.data_offset();
+            nb.retreat_data_start(0).unwrap();
+            nb.write_used(at - nb.data_offset(), &[first[0] ^ 0xFF]);
+        }
+        host.receive_indicate(conn, nbl, st, nested)
+    }));
+    let policy = AppPolicy { indication: IndicationPolicy::Refuse, ..quiet() };
+    let mut r = Rig::new(Faults { indicate: f, ..Faults::default() }, policy);
+    r.feed(&data(50, 1), false);
+    r.broken()
+}
+
+thread_local! {
+    /// The NBL the faulty target last indicated (for a terminate that hands it back).
+    static LAST_INDICATED: std::cell::Cell<Option<NblId>> = const { std::cell::Cell::new(None) };
+}
+
+/// Terminate hands back, as BufferedData, the NBL the host accepted in an indication and
+/// still holds (R-TRM-3).
+fn r_trm_3_host_owned() -> Vec<&'static str> {
+    let f: Option<IndicateFn> = Some(Box::new(|_, conn, nbl, st, host, nested| {
+        LAST_INDICATED.with(|c| c.set(nbl.front().map(|n| n.id())));
+        host.receive_indicate(conn, nbl, st, nested)
+    }));
+    let t: TerminateFn = Box::new(|d: &mut TcpDelegatedState| {
+        if let Some(id) = LAST_INDICATED.with(|c| c.get()) {
+            let mut n = NetBufferList::new(id, NetBuffer::new(vec![Mdl::from_bytes(Vec::new())]));
+            n.status = NdisStatus::Success;
+            d.buffered_data.push_back(n);
+        }
+    });
+    let policy = AppPolicy { return_in_upcall: false, ..quiet() };
+    let mut r = Rig::new(Faults { indicate: f, terminate: Some(t), ..Faults::default() }, policy);
+    r.feed(&data(50, 1), false);
+    r.t.terminate_offload(T0, C, &mut r.h).unwrap();
+    r.broken()
+}
+
+/// After the peer's FIN, terminate writes ESTABLISHED into the delegated state (R-TRM-2).
+fn r_trm_2_state_after_fin() -> Vec<&'static str> {
+    let t: TerminateFn =
+        Box::new(|d: &mut TcpDelegatedState| d.state = Some(chimney::ndis::TcpConnectionState::Established));
+    let mut r = Rig::new(Faults { terminate: Some(t), ..Faults::default() }, quiet());
+    r.post(&[100], false);
+    r.feed(&data(50, 1), true);
+    r.t.receive_fin(T0, C, &mut r.h).unwrap();
+    r.t.terminate_offload(T0, C, &mut r.h).unwrap();
+    r.broken()
+}
+
+/// A push completes a partially filled request with only part of the bytes waiting for it
+/// (R-CMP-3: a partial completion takes every byte it can).
+fn r_cmp_3_partial_leaves_data() -> Vec<&'static str> {
+    let f = complete_with(|_, nbls| {
+        if let Some(n) = nbls.front_mut() {
+            let b = n.tcp_offload_bytes_transferred();
+            n.net_buffer_mut().retreat_data_start(40).unwrap();
+            n.set_tcp_offload_bytes_transferred(b - 40);
+        }
+    });
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
+    r.post(&[150], false);
+    r.feed(&data(100, 1), true);
+    r.broken()
+}
+
 /// Every checked rule, the scenario that breaks it.
 fn table() -> Vec<(&'static str, Scenario)> {
     vec![
@@ -1083,6 +1157,10 @@ fn table() -> Vec<(&'static str, Scenario)> {
         ("R-BUF-1", r_buf_1),
         ("R-ACC-3", r_acc_3_after_fin),
         ("R-POST-2", r_post_2_refused),
+        ("R-ACC-3", r_acc_3_refused_indication),
+        ("R-TRM-3", r_trm_3_host_owned),
+        ("R-TRM-2", r_trm_2_state_after_fin),
+        ("R-CMP-3", r_cmp_3_partial_leaves_data),
         ("R-ACC-2", r_acc_2_refused_delivered),
         ("R-RST-1", r_rst_1_data_after),
         ("R-RST-1", r_rst_1_buffered_after),

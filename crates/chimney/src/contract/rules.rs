@@ -23,10 +23,10 @@ pub const R_CMP_1: Rule = Rule {
 /// R-CMP-2: a completion carries a non-empty chain of NBLs posted on that same connection.
 pub const R_CMP_2: Rule =
     Rule { id: "R-CMP-2", text: "a completion carries a non-empty chain of NBLs posted on that same connection" };
-/// R-CMP-3: filled requests are completed at once; a completion holds at most one partially filled request, the last.
+/// R-CMP-3: filled requests are completed at once; a completion holds at most one partially filled request, the last, holding every received byte it had room for.
 pub const R_CMP_3: Rule = Rule {
     id: "R-CMP-3",
-    text: "filled requests are completed at once; a completion holds at most one partially filled request, the last",
+    text: "filled requests are completed at once; a completion holds at most one partially filled request, the last, holding every received byte it had room for",
 };
 /// R-CMP-4: a request with free room completes SUCCESS only by push (PSH or push timer), FIN or terminate.
 pub const R_CMP_4: Rule = Rule {
@@ -120,14 +120,16 @@ pub const R_ABT_1: Rule = Rule {
     id: "R-ABT-1",
     text: "after a host abortive disconnect: no indications, every request completes REQUEST_ABORTED",
 };
-/// R-TRM-2: at terminate completion: no request outstanding, no upcall in progress, push timer stopped, statuses legal.
+/// R-TRM-2: at terminate completion: no request outstanding, no upcall in progress, push timer stopped, statuses legal, the delegated TCP state agreeing with the FIN.
 pub const R_TRM_2: Rule = Rule {
     id: "R-TRM-2",
-    text: "at terminate completion: no request outstanding, no upcall in progress, push timer stopped, statuses legal",
+    text: "at terminate completion: no request outstanding, no upcall in progress, push timer stopped, statuses legal, the delegated TCP state agreeing with the FIN",
 };
-/// R-TRM-3: terminate returns exactly the undelivered bytes as target-pool BufferedData.
-pub const R_TRM_3: Rule =
-    Rule { id: "R-TRM-3", text: "terminate returns exactly the undelivered bytes as target-pool BufferedData" };
+/// R-TRM-3: terminate returns exactly the undelivered bytes as target-pool BufferedData the host does not already own.
+pub const R_TRM_3: Rule = Rule {
+    id: "R-TRM-3",
+    text: "terminate returns exactly the undelivered bytes as target-pool BufferedData the host does not already own",
+};
 /// R-BUF-1: BufferedData ends right before RcvNxt: RcvNxt advances only by bytes received after the offload.
 pub const R_BUF_1: Rule = Rule {
     id: "R-BUF-1",

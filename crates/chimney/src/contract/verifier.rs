@@ -127,6 +127,9 @@ struct ConnCheck {
     /// delivered, those the outstanding requests could hold when it came (placed before it;
     /// nothing else is delivered: R-RST-1, R-ABT-1).
     end_allowance: Option<u64>,
+    /// A stream mismatch was reported: the refused-indication comparison stands down, since
+    /// what it would find is this fault again.
+    stream_broken: bool,
     rst: bool,
     abortive: bool,
     terminating: bool,
@@ -500,7 +503,9 @@ impl VerifierCore {
             c.delivered += len as u64;
             return;
         }
-        // A mismatch: did the target skip older data it should have delivered first?
+        // A mismatch: did the target skip older data it should have delivered first? Either
+        // way the stream is known broken: later comparisons would only echo this one.
+        c.stream_broken = true;
         let candidates = [
             (c.offload_buffered_end, &rules::R_BUF_3, "skipped offload BufferedData"),
             (c.refused_end, &rules::R_IND_6, "skipped data refused by an indication"),
@@ -602,6 +607,9 @@ impl VerifierCore {
             return;
         }
         let in_timeout = st.in_timeout;
+        // Out of FIFO order (R-CMP-1): the bytes still waiting belong to older requests, so
+        // the partial-completion check below stands down.
+        let mut fifo_broken = false;
         // First pass: match every NBL with its post and work out the bytes it carries.
         let mut items: Vec<(Option<PostRec>, usize, &NetBufferList)> = Vec::with_capacity(nbls.len());
         for nbl in nbls.iter() {
@@ -619,6 +627,7 @@ impl VerifierCore {
                             Some(nid),
                             format!("completed while {p} older request(s) are outstanding"),
                         );
+                        fifo_broken = true;
                         c.outstanding.remove(p)
                     }
                     None => None,
@@ -744,6 +753,20 @@ impl VerifierCore {
                         "partially filled push request completed without PSH or push timer",
                     );
                 }
+                if i + 1 == n && c.pending.len() > b && !fifo_broken {
+                    // Received, undelivered bytes it had room for: a partial completion takes
+                    // every byte it can.
+                    f.add(
+                        &rules::R_CMP_3,
+                        id,
+                        Some(nid),
+                        format!(
+                            "completed with {b} of {} bytes while {} more received bytes were waiting",
+                            rec.cap,
+                            c.pending.len() - b
+                        ),
+                    );
+                }
             }
             if c.disconnect_indicated && b > 0 {
                 f.add(&rules::R_FIN_1, id, Some(nid), "data completed after TcpIndicateDisconnect");
@@ -848,6 +871,25 @@ impl VerifierCore {
                 }
             }
             IndicateReturn::Success => {}
+        }
+        // The bytes the host did not take are compared too: an indication shows the next
+        // undelivered bytes, whatever the host does with them.
+        if consumed < len {
+            if let Some(c) = st.conns.get(&conn).filter(|c| !c.stream_broken) {
+                let head_ok = deque_eq_at(&c.pending, 0, &data[..consumed]);
+                if head_ok && !deque_eq_at(&c.pending, 0, data) {
+                    f.add(
+                        &rules::R_ACC_3,
+                        Some(conn),
+                        Some(nid),
+                        format!(
+                            "the {} indicated bytes the host did not take differ from the stream at offset {}",
+                            len - consumed,
+                            c.delivered + consumed as u64
+                        ),
+                    );
+                }
+            }
         }
         Self::deliver(&mut st, conn, nid, &data[..consumed], f);
         if consumed < len {
@@ -1196,7 +1238,14 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
                     if nbl.id().pool() != Some(PoolTag::Target) {
                         f.add(&rules::R_TRM_3, id, Some(nbl.id()), "BufferedData NBL not from the target's pool");
                     }
-                    st.host_owned.insert(nbl.id());
+                    if !st.host_owned.insert(nbl.id()) {
+                        f.add(
+                            &rules::R_TRM_3,
+                            id,
+                            Some(nbl.id()),
+                            "BufferedData NBL is one the host still owns (indicated and not returned)",
+                        );
+                    }
                     let nb = nbl.net_buffer();
                     nb.copy_out(nb.data_offset(), nb.data_length(), &mut returned);
                 }
@@ -1223,6 +1272,18 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
                 let want = c.rcv_nxt_offload.wrapping_add(after_offload as u32).wrapping_add(u32::from(fin_after));
                 if !c.rst && !c.abortive && d.rcv_nxt != want {
                     f.add(&rules::R_BUF_1, id, None, format!("RcvNxt {} returned, {want} expected", d.rcv_nxt));
+                }
+                // The delegated TCP state agrees with the FIN: received (CLOSE_WAIT and what
+                // follows it) or not (no state that has one).
+                if let (false, Some(s)) = (c.rst || c.abortive, d.state) {
+                    use crate::ndis::TcpConnectionState as S;
+                    let fin_state = matches!(s, S::CloseWait | S::LastAck | S::Closing | S::TimeWait);
+                    let open_state = matches!(s, S::Established | S::FinWait1 | S::FinWait2);
+                    if c.fin && open_state {
+                        f.add(&rules::R_TRM_2, id, None, format!("delegated state {s:?} after the peer's FIN"));
+                    } else if !c.fin && fin_state {
+                        f.add(&rules::R_TRM_2, id, None, format!("delegated state {s:?} with no FIN received"));
+                    }
                 }
                 st.terminated.insert(conn);
             }
