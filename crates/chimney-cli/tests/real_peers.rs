@@ -1105,7 +1105,7 @@ timeout 30 nc 198.18.0.1 5001 < /dev/null | sha256sum | sed "s/^/NC_GOT /"
 wait $pid; echo "SOURCE_EXIT $?"
 cat /tmp/chimney-src-$$.out
 timeout 30 nc -l 9000 | sha256sum | sed "s/^/NCL_GOT /" &
-sleep 0.3
+for i in $(seq 100); do ss -ltn | grep -q ':9000 ' && break; sleep 0.05; done
 {bin} connect 198.18.0.2:9000 --tun cnc1 --local 198.18.0.2/24 --send 8M --hash sha256; echo "SEND_EXIT $?"
 wait
 timeout 30 python3 -c '
@@ -1119,7 +1119,7 @@ while True:
     c.sendall(b)
 c.close()
 ' &
-sleep 0.3
+for i in $(seq 100); do ss -ltn | grep -q ':9001 ' && break; sleep 0.05; done
 {bin} connect 198.18.0.2:9001 --tun cnc2 --local 198.18.0.2/24 --echo-check 16M; echo "ECHO_EXIT $?"
 wait
 {bin} connect 198.18.0.2:9009 --tun cnc3 --local 198.18.0.2/24 --send 1K; echo "REFUSED_EXIT $?"

@@ -311,6 +311,15 @@ impl ReceiveInput for Faulty {
     fn receive_rst(&mut self, now: Instant, c: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
         self.inner.receive_rst(now, c, fh!(self, host))
     }
+    fn indicate_event(
+        &mut self,
+        now: Instant,
+        c: ConnId,
+        event: TcpOffloadEvent,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        self.inner.indicate_event(now, c, event, fh!(self, host))
+    }
     fn receive_space(&self, c: ConnId) -> usize {
         self.inner.receive_space(c)
     }
@@ -1119,6 +1128,44 @@ fn r_cmp_3_partial_leaves_data() -> Vec<&'static str> {
     r.broken()
 }
 
+use chimney::ndis::TcpUploadReason;
+
+/// An upload requested in CLOSE_WAIT (R-FIN-4).
+fn r_fin_4() -> Vec<&'static str> {
+    let mut r = Rig::new(Faults::default(), quiet());
+    r.post(&[100], false);
+    r.feed(&data(50, 1), true);
+    r.t.receive_fin(T0, C, &mut r.h).unwrap();
+    r.t.indicate_event(T0, C, TcpOffloadEvent::Retrieve(TcpUploadReason::UploadRequested), &mut r.h).unwrap();
+    r.broken()
+}
+
+/// After the target asked for an upload, a request posted later is filled and completed
+/// SUCCESS (R-TRM-7: UPLOAD_IN_PROGRESS, no data).
+fn r_trm_7() -> Vec<&'static str> {
+    let mut r = Rig::new(Faults::default(), quiet());
+    r.t.indicate_event(T0, C, TcpOffloadEvent::Retrieve(TcpUploadReason::UploadRequested), &mut r.h).unwrap();
+    r.post(&[100], false);
+    r.feed(&data(50, 1), true);
+    r.broken()
+}
+
+/// TcpIndicateAbort with no RST and no hardware failure (R-TRM-8).
+fn r_trm_8() -> Vec<&'static str> {
+    let mut r = Rig::new(Faults::default(), quiet());
+    r.t.indicate_event(T0, C, TcpOffloadEvent::Abort, &mut r.h).unwrap();
+    r.broken()
+}
+
+/// Data taken and delivered after the upload request for urgent data (R-URG-1).
+fn r_urg_1() -> Vec<&'static str> {
+    let mut r = Rig::new(Faults::default(), quiet());
+    r.post(&[100], false);
+    r.t.indicate_event(T0, C, TcpOffloadEvent::Retrieve(TcpUploadReason::ReceivedUrgentData), &mut r.h).unwrap();
+    r.feed(&data(50, 1), true);
+    r.broken()
+}
+
 /// Every checked rule, the scenario that breaks it.
 fn table() -> Vec<(&'static str, Scenario)> {
     vec![
@@ -1157,6 +1204,10 @@ fn table() -> Vec<(&'static str, Scenario)> {
         ("R-BUF-1", r_buf_1),
         ("R-ACC-3", r_acc_3_after_fin),
         ("R-POST-2", r_post_2_refused),
+        ("R-FIN-4", r_fin_4),
+        ("R-TRM-7", r_trm_7),
+        ("R-TRM-8", r_trm_8),
+        ("R-URG-1", r_urg_1),
         ("R-ACC-3", r_acc_3_refused_indication),
         ("R-TRM-3", r_trm_3_host_owned),
         ("R-TRM-2", r_trm_2_state_after_fin),
@@ -1530,10 +1581,61 @@ fn legal_placed_bytes_complete_after_rst() -> Vec<&'static str> {
     r.broken()
 }
 
+/// A request posted after the target asked for an upload completes UPLOAD_IN_PROGRESS (here
+/// at terminate), as prescribed.
+fn legal_upload_in_progress_after_upload_request() -> Vec<&'static str> {
+    let mut r = Rig::new(Faults::default(), quiet());
+    r.t.indicate_event(T0, C, TcpOffloadEvent::Retrieve(TcpUploadReason::UploadRequested), &mut r.h).unwrap();
+    r.post(&[100], false);
+    r.t.terminate_offload(T0, C, &mut r.h).unwrap();
+    r.broken()
+}
+
+/// The hardware-failure path: TcpIndicateRetrieve(HardwareFailure), TcpIndicateAbort, and at
+/// terminate the outstanding request completes REQUEST_ABORTED.
+fn legal_hardware_failure_path() -> Vec<&'static str> {
+    let f = complete_with(|_, nbls| {
+        for n in nbls.iter_mut() {
+            if n.status == NdisStatus::UploadInProgress {
+                n.status = NdisStatus::RequestAborted;
+            }
+        }
+    });
+    let ev: Option<EventFn> = Some(Box::new(|_, conn, ev, host, nested| {
+        // A target that lost its state says so, then aborts; nothing else.
+        if ev == TcpOffloadEvent::Abort {
+            host.event_indicate(conn, TcpOffloadEvent::Retrieve(TcpUploadReason::HardwareFailure), nested);
+        }
+        host.event_indicate(conn, ev, nested)
+    }));
+    let mut r = Rig::new(Faults { complete: f, event: ev, ..Faults::default() }, quiet());
+    r.t.indicate_event(T0, C, TcpOffloadEvent::Abort, &mut r.h).unwrap();
+    r.post(&[100], false);
+    r.t.terminate_offload(T0, C, &mut r.h).unwrap();
+    r.broken()
+}
+
+/// REQUEST_ABORTED for an error while processing receive data (which the calls do not show):
+/// the request completes with the bytes it holds.
+fn legal_request_aborted_on_processing_error() -> Vec<&'static str> {
+    let f = complete_with(|_, nbls| {
+        for n in nbls.iter_mut() {
+            n.status = NdisStatus::RequestAborted;
+        }
+    });
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
+    r.post(&[100], false);
+    r.feed(&data(100, 1), false);
+    r.broken()
+}
+
 /// Legal behaviours the verifier once flagged, or could: each must report nothing, live and
 /// replayed.
 fn legal_table() -> Vec<(&'static str, Scenario)> {
     vec![
+        ("UPLOAD_IN_PROGRESS for a post after an upload request", legal_upload_in_progress_after_upload_request),
+        ("the hardware-failure path", legal_hardware_failure_path),
+        ("REQUEST_ABORTED on a processing error", legal_request_aborted_on_processing_error),
         ("offload in CLOSE_WAIT, then terminate", legal_offload_in_close_wait),
         ("bytes placed before a RST complete with it", legal_placed_bytes_complete_after_rst),
     ]

@@ -209,13 +209,35 @@ pub const R_DSC_5: Rule =
 /// R-DSC-6: no send is taken after a graceful disconnect.
 pub const R_DSC_6: Rule = Rule { id: "R-DSC-6", text: "no send is taken after a graceful disconnect" };
 
+/// R-FIN-4: no upload request while half-closed (FIN_WAIT_1/2, CLOSE_WAIT) but for a timeout, invalid state or hardware failure.
+pub const R_FIN_4: Rule = Rule {
+    id: "R-FIN-4",
+    text: "no upload request while half-closed (FIN_WAIT_1/2, CLOSE_WAIT) but for a timeout, invalid state or hardware failure",
+};
+/// R-TRM-7: once the target requested an upload, requests posted until the terminate complete UPLOAD_IN_PROGRESS with no data.
+pub const R_TRM_7: Rule = Rule {
+    id: "R-TRM-7",
+    text: "once the target requested an upload, requests posted until the terminate complete UPLOAD_IN_PROGRESS with no data",
+};
+/// R-TRM-8: TcpIndicateAbort only after an acceptable RST or a hardware failure (TcpIndicateRetrieve(HardwareFailure)).
+pub const R_TRM_8: Rule = Rule {
+    id: "R-TRM-8",
+    text: "TcpIndicateAbort only after an acceptable RST or a hardware failure (TcpIndicateRetrieve(HardwareFailure))",
+};
+/// R-URG-1: after requesting an upload for urgent data the target takes no data and delivers only what was placed before.
+pub const R_URG_1: Rule = Rule {
+    id: "R-URG-1",
+    text:
+        "after requesting an upload for urgent data the target takes no data and delivers only what was placed before",
+};
+
 /// Every rule the verifier checks, in the order of docs/spec.md (`chimney rules` prints this).
 pub const RULES: &[Rule] = &[
     R_POST_2, R_POST_3, R_POST_10, R_CMP_1, R_CMP_2, R_CMP_3, R_CMP_4, R_CMP_5, R_CMP_6, R_CMP_7, R_CMP_9, R_ACC_1,
     R_ACC_2, R_ACC_3, R_IND_1, R_IND_3, R_IND_4, R_IND_5, R_IND_6, R_IND_7, R_IND_11, R_RET_1, R_DEL_1, R_DEL_3,
-    R_DEL_5, R_FIN_1, R_FIN_3, R_RST_1, R_ABT_1, R_TRM_2, R_TRM_3, R_BUF_1, R_BUF_3, R_SND_1, R_SND_2, R_SND_3,
-    R_SND_5, R_SND_6, R_SND_7, R_SND_8, R_SND_9, R_SND_10, R_SND_12, R_SND_13, R_SND_14, R_DSC_1, R_DSC_3, R_DSC_4,
-    R_DSC_5, R_DSC_6,
+    R_DEL_5, R_FIN_1, R_FIN_3, R_FIN_4, R_RST_1, R_ABT_1, R_URG_1, R_TRM_2, R_TRM_3, R_TRM_7, R_TRM_8, R_BUF_1,
+    R_BUF_3, R_SND_1, R_SND_2, R_SND_3, R_SND_5, R_SND_6, R_SND_7, R_SND_8, R_SND_9, R_SND_10, R_SND_12, R_SND_13,
+    R_SND_14, R_DSC_1, R_DSC_3, R_DSC_4, R_DSC_5, R_DSC_6,
 ];
 
 /// The rule with this id, if the verifier checks it.

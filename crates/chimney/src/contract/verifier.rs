@@ -97,6 +97,8 @@ enum Upcall {
 
 #[derive(Debug, Clone)]
 struct PostRec {
+    /// Posted after the target requested an upload (R-TRM-7).
+    after_upload: bool,
     id: NblId,
     cap: usize,
     offset0: usize,
@@ -127,6 +129,8 @@ struct ConnCheck {
     /// delivered, those the outstanding requests could hold when it came (placed before it;
     /// nothing else is delivered: R-RST-1, R-ABT-1).
     end_allowance: Option<u64>,
+    /// The target requested an upload (TcpIndicateRetrieve), and why.
+    upload_requested: Option<crate::ndis::TcpUploadReason>,
     /// A stream mismatch was reported: the refused-indication comparison stands down, since
     /// what it would find is this fault again.
     stream_broken: bool,
@@ -301,6 +305,9 @@ impl VerifierCore {
         for nbl in nbls.iter_mut() {
             let nb = nbl.net_buffer();
             c.outstanding.push_back(PostRec {
+                // Only a mandatory upload stops the connection: after an optional one the host
+                // may decline and the target carries on.
+                after_upload: c.upload_requested.is_some_and(|r| r.is_mandatory()),
                 id: nbl.id(),
                 cap: nb.data_length(),
                 offset0: nb.data_offset(),
@@ -472,8 +479,13 @@ impl VerifierCore {
         st.checked_bytes += len as u64;
         if let Some(a) = c.end_allowance {
             if len as u64 > a {
-                let (rule, what) =
-                    if c.rst { (&rules::R_RST_1, "the RST") } else { (&rules::R_ABT_1, "the abortive disconnect") };
+                let (rule, what) = if c.rst {
+                    (&rules::R_RST_1, "the RST")
+                } else if c.abortive {
+                    (&rules::R_ABT_1, "the abortive disconnect")
+                } else {
+                    (&rules::R_URG_1, "the upload request for urgent data")
+                };
                 f.add(
                     rule,
                     Some(conn),
@@ -690,17 +702,24 @@ impl VerifierCore {
                 status_ok = false;
             };
             let aborted = c.rst || c.abortive;
+            let hw_failure = c.upload_requested == Some(crate::ndis::TcpUploadReason::HardwareFailure);
             if c.rst && status != ambiguity::STATUS_AFTER_ABORT {
                 bad(&rules::R_RST_1, format!("{status} after RST"));
             } else if c.abortive && status != ambiguity::STATUS_AFTER_ABORT {
                 bad(&rules::R_ABT_1, format!("{status} after abortive disconnect"));
             } else if aborted {
                 // REQUEST_ABORTED after RST or abort: legal whatever happened before.
+            } else if rec.after_upload
+                && !((status == NdisStatus::UploadInProgress || status == NdisStatus::RequestAborted && hw_failure)
+                    && b == 0)
+            {
+                bad(&rules::R_TRM_7, format!("posted after the upload request, completed {status} with {b} bytes"));
             } else if rec.after_disconnect && (status != ambiguity::STATUS_AFTER_DISCONNECT || b != 0) {
                 bad(&rules::R_FIN_3, format!("posted after TcpIndicateDisconnect, completed {status} with {b} bytes"));
             } else if c.terminating
                 && !(status == ambiguity::STATUS_AT_TERMINATE_EMPTY && b == 0
-                    || status == ambiguity::STATUS_AT_TERMINATE_WITH_DATA && (b > 0 || rec.cap == 0))
+                    || status == ambiguity::STATUS_AT_TERMINATE_WITH_DATA && (b > 0 || rec.cap == 0)
+                    || status == NdisStatus::RequestAborted && hw_failure)
             {
                 bad(&rules::R_TRM_2, format!("{status} with {b} bytes during terminate"));
             } else {
@@ -712,12 +731,11 @@ impl VerifierCore {
                     NdisStatus::InvalidState if !c.disconnect_indicated => {
                         bad(&rules::R_CMP_7, "INVALID_STATE without TcpIndicateDisconnect".into())
                     }
-                    NdisStatus::UploadInProgress if !c.terminating => {
+                    NdisStatus::UploadInProgress if !c.terminating && c.upload_requested.is_none() => {
                         bad(&rules::R_CMP_7, "UPLOAD_IN_PROGRESS while no upload is in progress".into())
                     }
-                    NdisStatus::RequestAborted if !(c.rst || c.abortive) => {
-                        bad(&rules::R_CMP_7, "REQUEST_ABORTED without RST or abortive disconnect".into())
-                    }
+                    // REQUEST_ABORTED without a RST or an abort: the contract's status for an
+                    // error while processing receive data, which the calls do not show (A47).
                     NdisStatus::InvalidState | NdisStatus::UploadInProgress | NdisStatus::RequestAborted => {}
                     other => bad(&rules::R_CMP_7, format!("{other} is not a receive completion status")),
                 }
@@ -922,8 +940,38 @@ impl VerifierCore {
                 }
                 c.disconnect_indicated = true;
             }
-            TcpOffloadEvent::Abort => c.abort_indicated = true,
-            TcpOffloadEvent::Retrieve(_) => c.send.uploading = true,
+            TcpOffloadEvent::Abort => {
+                let hw = c.upload_requested == Some(crate::ndis::TcpUploadReason::HardwareFailure);
+                if !c.rst && !hw {
+                    f.add(
+                        &rules::R_TRM_8,
+                        Some(conn),
+                        None,
+                        "TcpIndicateAbort with no acceptable RST and no hardware failure indicated",
+                    );
+                }
+                c.abort_indicated = true;
+            }
+            TcpOffloadEvent::Retrieve(reason) => {
+                use crate::ndis::TcpUploadReason as U;
+                // Half-closed: the peer's FIN taken (CLOSE_WAIT) or ours sent (FIN_WAIT_1/2),
+                // not both, and no reset.
+                let half_closed = (c.fin != c.send.closed_for_sends()) && !c.rst && !c.abortive;
+                let allowed = matches!(reason, U::TimeoutExpiration | U::InvalidState | U::HardwareFailure);
+                if half_closed && !allowed {
+                    f.add(
+                        &rules::R_FIN_4,
+                        Some(conn),
+                        None,
+                        format!("upload requested ({reason:?}) while half-closed"),
+                    );
+                }
+                if reason == U::ReceivedUrgentData {
+                    c.end_stream();
+                }
+                c.upload_requested = Some(reason);
+                c.send.uploading = true;
+            }
             TcpOffloadEvent::SendBacklogChange(_) => {}
         }
     }
@@ -1426,6 +1474,13 @@ impl<T: OffloadTarget + ReceiveInput> Verifier<T> {
                         Some(conn),
                         None,
                         format!("{n} bytes of data accepted after the abortive disconnect"),
+                    );
+                } else if c.upload_requested == Some(crate::ndis::TcpUploadReason::ReceivedUrgentData) {
+                    f.add(
+                        &rules::R_URG_1,
+                        Some(conn),
+                        None,
+                        format!("{n} bytes of data accepted after the upload request for urgent data"),
                     );
                 } else if c.fin {
                     f.add(
