@@ -75,6 +75,8 @@ struct Faults {
     accept_after_end: bool,
     /// Refuses every post as if the connection were unknown.
     refuse_posts: bool,
+    /// Runs its timers this much ahead of the clock (a push timer that fires early).
+    timers_ahead: Option<std::time::Duration>,
     /// Hands the data to the real target (which delivers it), then reports it refused.
     refuse_after_delivery: bool,
 }
@@ -210,6 +212,7 @@ impl OffloadTarget for Faulty {
         r
     }
     fn handle_timeout(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
+        let now = self.f.timers_ahead.map_or(now, |d| now + d);
         self.inner.handle_timeout(now, fh!(self, host))
     }
     fn poll_timeout(&self) -> Option<Instant> {
@@ -1166,6 +1169,17 @@ fn r_urg_1() -> Vec<&'static str> {
     r.broken()
 }
 
+/// The push timer completes a partially filled request 100 ms after the data, when its push
+/// time is 500 ms (R-CMP-4).
+fn r_cmp_4_push_timer_early() -> Vec<&'static str> {
+    let mut r =
+        Rig::new(Faults { timers_ahead: Some(std::time::Duration::from_millis(400)), ..Faults::default() }, quiet());
+    r.post(&[100], false);
+    r.feed(&data(50, 1), false);
+    r.t.handle_timeout(T0 + std::time::Duration::from_millis(100), &mut r.h);
+    r.broken()
+}
+
 /// Every checked rule, the scenario that breaks it.
 fn table() -> Vec<(&'static str, Scenario)> {
     vec![
@@ -1204,6 +1218,7 @@ fn table() -> Vec<(&'static str, Scenario)> {
         ("R-BUF-1", r_buf_1),
         ("R-ACC-3", r_acc_3_after_fin),
         ("R-POST-2", r_post_2_refused),
+        ("R-CMP-4", r_cmp_4_push_timer_early),
         ("R-FIN-4", r_fin_4),
         ("R-TRM-7", r_trm_7),
         ("R-TRM-8", r_trm_8),
@@ -1629,10 +1644,24 @@ fn legal_request_aborted_on_processing_error() -> Vec<&'static str> {
     r.broken()
 }
 
+/// The push timer restarted by new data fires its push time after the last data, not the
+/// first.
+fn legal_push_timer_restarted_by_data() -> Vec<&'static str> {
+    let ms = std::time::Duration::from_millis;
+    let mut r = Rig::new(Faults::default(), quiet());
+    r.post(&[100], false);
+    r.feed(&data(20, 1), false);
+    r.t.receive_data(T0 + ms(300), C, &data(20, 2), false, &mut r.h).unwrap();
+    r.t.handle_timeout(T0 + ms(500), &mut r.h);
+    r.t.handle_timeout(T0 + ms(800), &mut r.h);
+    r.broken()
+}
+
 /// Legal behaviours the verifier once flagged, or could: each must report nothing, live and
 /// replayed.
 fn legal_table() -> Vec<(&'static str, Scenario)> {
     vec![
+        ("the push timer restarted by data", legal_push_timer_restarted_by_data),
         ("UPLOAD_IN_PROGRESS for a post after an upload request", legal_upload_in_progress_after_upload_request),
         ("the hardware-failure path", legal_hardware_failure_path),
         ("REQUEST_ABORTED on a processing error", legal_request_aborted_on_processing_error),

@@ -193,7 +193,9 @@ impl Run {
         };
         ecfg.listen = vec![local];
         ecfg.prefixes = vec![wire::Prefix { addr: local.ip(), len: if v6 { 64 } else { 24 } }];
+        let push = dcfg.push_timeout;
         let delivery = Verifier::new(Delivery::new(dcfg), VerifierMode::Strict);
+        delivery.core().set_push_timeout(Some(push));
         let mut host = AppHost::new();
         host.set_policy(ConnId(0), AppPolicy { keep_posted: 0, repost_in_completion: false, ..AppPolicy::default() });
         Run {

@@ -1002,6 +1002,12 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
     let mut v = Verifier::new(ReplayTarget { s: s.clone() }, VerifierMode::Collect);
     s.borrow_mut().core = Some(Arc::clone(v.core()));
     v.core().set_push_timer_unknown(!push_timer);
+    // The target's push time (TcpPushTicks), when not the default 500 ms; null: unknown.
+    match head.v.get("push_ms") {
+        Some(Value::Null) => v.core().set_push_timeout(None),
+        Some(ms) => v.core().set_push_timeout(ms.as_u64().map(std::time::Duration::from_millis)),
+        None => {}
+    }
     // Version 1 traces model no disconnect NBL and no disconnect completion.
     v.core().set_untracked_disconnects(version == 1);
     let mut host = ReplayHost { s: s.clone() };

@@ -129,6 +129,10 @@ struct ConnCheck {
     /// delivered, those the outstanding requests could hold when it came (placed before it;
     /// nothing else is delivered: R-RST-1, R-ABT-1).
     end_allowance: Option<u64>,
+    /// When the push timer was last started or restarted, as the contract has it: by data
+    /// received, by a post that starts it, by a completion leaving data for the next
+    /// request (None: nothing for it to time).
+    push_ref: Option<Instant>,
     /// The target requested an upload (TcpIndicateRetrieve), and why.
     upload_requested: Option<crate::ndis::TcpUploadReason>,
     /// A stream mismatch was reported: the refused-indication comparison stands down, since
@@ -158,7 +162,15 @@ struct CoreState {
     push_timer_unknown: bool,
     /// Disconnects complete nothing ([`VerifierCore::set_untracked_disconnects`]).
     untracked_disconnects: bool,
+    /// The time of the call in progress (the last `now` a call brought).
+    now: Instant,
+    /// The target's push time (TcpPushTicks; 500 ms unless set): the push timer may not
+    /// complete a request earlier than this after it was started or restarted.
+    push_timeout: Option<std::time::Duration>,
 }
+
+/// How much earlier than its push time a push timer may fire (timer granularity: one tick).
+pub const PUSH_EARLY_TOLERANCE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Per-call accumulator of violations, reported when the lock is released.
 struct Found(Vec<Violation>);
@@ -221,7 +233,8 @@ impl ConnCheck {
 impl VerifierCore {
     /// A verifier core in `mode`.
     pub fn new(mode: VerifierMode) -> VerifierCore {
-        VerifierCore { mode, state: Mutex::new(CoreState::default()) }
+        let state = CoreState { push_timeout: Some(std::time::Duration::from_millis(500)), ..CoreState::default() };
+        VerifierCore { mode, state: Mutex::new(state) }
     }
 
     fn lock(&self) -> MutexGuard<'_, CoreState> {
@@ -239,6 +252,12 @@ impl VerifierCore {
             panic!("contract violation: {first}");
         }
         self.lock().violations.extend(found.0);
+    }
+
+    /// The target's push time, when not the default 500 ms (TcpPushTicks); `None` turns the
+    /// push-time check off.
+    pub fn set_push_timeout(&self, push: Option<std::time::Duration>) {
+        self.lock().push_timeout = push;
     }
 
     /// Reports a violation found outside the calls the verifier sees (a trace's replay
@@ -299,9 +318,17 @@ impl VerifierCore {
     /// Records posted NBLs and poisons Status / slot 0 so unwritten fields are visible.
     fn record_posts(st: &mut CoreState, conn: ConnId, nbls: &mut NblChain, nested: bool) {
         Self::touch(st, conn);
+        let now = st.now;
         let Some(c) = st.conns.get_mut(&conn) else {
             return;
         };
+        // A post starts the push timer when none runs (its bytes, waiting or prefilled, go
+        // into it now); it does not restart a running one.
+        let running = c.outstanding.front().is_some_and(|h| !h.no_push && h.cap > 0)
+            && (!c.pending.is_empty() || c.outstanding.front().is_some_and(|h| h.prefilled > 0));
+        if !running {
+            c.push_ref = Some(now);
+        }
         for nbl in nbls.iter_mut() {
             let nb = nbl.net_buffer();
             c.outstanding.push_back(PostRec {
@@ -619,6 +646,7 @@ impl VerifierCore {
             return;
         }
         let in_timeout = st.in_timeout;
+        let (now, push_timeout) = (st.now, st.push_timeout);
         // Out of FIFO order (R-CMP-1): the bytes still waiting belong to older requests, so
         // the partial-completion check below stands down.
         let mut fifo_broken = false;
@@ -770,6 +798,21 @@ impl VerifierCore {
                         Some(nid),
                         "partially filled push request completed without PSH or push timer",
                     );
+                } else if let (true, Some(r), Some(push)) = (c.psh_mark <= c.delivered, c.push_ref, push_timeout) {
+                    // By the push timer: not before its push time since it last started.
+                    let due = r + push;
+                    if now + PUSH_EARLY_TOLERANCE < due {
+                        f.add(
+                            &rules::R_CMP_4,
+                            id,
+                            Some(nid),
+                            format!(
+                                "completed by the push timer {} ms after it (re)started, before its {} ms",
+                                now.saturating_duration_since(r).as_millis(),
+                                push.as_millis()
+                            ),
+                        );
+                    }
                 }
                 if i + 1 == n && c.pending.len() > b && !fifo_broken {
                     // Received, undelivered bytes it had room for: a partial completion takes
@@ -795,6 +838,11 @@ impl VerifierCore {
                 (Some(one), None) if one.len() == b => Self::deliver(&mut st, conn, nid, one, f),
                 _ => Self::deliver(&mut st, conn, nid, &nbl_bytes(nbl, rec.offset0, b), f),
             }
+        }
+        // A completion stops the push timer; the bytes still waiting go into the next
+        // request now, which starts it again.
+        if let Some(c) = st.conns.get_mut(&conn) {
+            c.push_ref = (!c.pending.is_empty()).then_some(now);
         }
     }
 
@@ -1136,6 +1184,7 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
         mut nbls: NblChain,
         host: &mut dyn ProtocolHost,
     ) -> Result<NdisStatus, PostRejected> {
+        self.core.lock().now = now;
         let legal = Self::record(&self.core, conn, &mut nbls);
         let r = self.inner.receive(now, conn, nbls, &mut VerifyingHost::new(&self.core, host));
         match &r {
@@ -1342,7 +1391,11 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
     }
 
     fn handle_timeout(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
-        self.core.lock().in_timeout = true;
+        {
+            let mut st = self.core.lock();
+            st.in_timeout = true;
+            st.now = now;
+        }
         self.inner.handle_timeout(now, &mut VerifyingHost::new(&self.core, host));
         let mut st = self.core.lock();
         st.in_timeout = false;
@@ -1412,19 +1465,31 @@ impl<T> Verifier<T> {
 }
 
 /// What `note_data` changed, to undo when the target refuses the bytes.
-type SavedFeed = Option<(u64, u64, u64, usize)>;
+type SavedFeed = Option<(u64, u64, u64, usize, Option<Instant>)>;
 
 impl<T: OffloadTarget + ReceiveInput> Verifier<T> {
     /// Records `len` in-sequence bytes (appended to the expected stream by `bytes`) before
     /// the target sees them.
-    fn note_data(&self, conn: ConnId, len: usize, psh: bool, bytes: &mut dyn FnMut(&mut VecDeque<u8>)) -> SavedFeed {
+    fn note_data(
+        &self,
+        now: Instant,
+        conn: ConnId,
+        len: usize,
+        psh: bool,
+        bytes: &mut dyn FnMut(&mut VecDeque<u8>),
+    ) -> SavedFeed {
         let mut st = self.core.lock();
+        st.now = now;
         VerifierCore::touch(&mut st, conn);
         st.conns.get_mut(&conn).map(|c| {
-            let saved = (c.fed, c.psh_mark, c.last_chunk_start, c.pending.len());
+            let saved = (c.fed, c.psh_mark, c.last_chunk_start, c.pending.len(), c.push_ref);
             c.last_chunk_start = c.fed;
             bytes(&mut c.pending);
             c.fed += len as u64;
+            if len > 0 {
+                // Data received starts the push timer, or restarts it if it runs.
+                c.push_ref = Some(now);
+            }
             if psh {
                 c.psh_mark = c.fed;
             }
@@ -1436,7 +1501,10 @@ impl<T: OffloadTarget + ReceiveInput> Verifier<T> {
     fn undo_data_on_error(&mut self, conn: ConnId, saved: SavedFeed, failed: bool) {
         if failed {
             let mut f = Found(Vec::new());
-            if let (Some((fed, psh_mark, lcs, plen)), Some(c)) = (saved, self.core.lock().conns.get_mut(&conn)) {
+            if let (Some((fed, psh_mark, lcs, plen, push_ref)), Some(c)) =
+                (saved, self.core.lock().conns.get_mut(&conn))
+            {
+                c.push_ref = push_ref;
                 // What the call delivered came off the front of `pending`: the older bytes
                 // first, then (a fault) bytes of the batch the target refused.
                 let before = fed - plen as u64;
@@ -1506,7 +1574,7 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Verifier<T> {
         psh: bool,
         host: &mut dyn ProtocolHost,
     ) -> Result<(), ApiMisuse> {
-        let saved = self.note_data(conn, data.len(), psh, &mut |p| p.extend(data));
+        let saved = self.note_data(now, conn, data.len(), psh, &mut |p| p.extend(data));
         let r = self.inner.receive_data(now, conn, data, psh, &mut VerifyingHost::new(&self.core, host));
         self.undo_data_on_error(conn, saved, r.is_err());
         r
@@ -1544,7 +1612,7 @@ impl<T: OffloadTarget + ReceiveInput> ReceiveInput for Verifier<T> {
         // The stream is what the driver put into the room; the completions must then show
         // exactly those bytes, in the requests and order the rules demand.
         let inner = &self.inner;
-        let saved = self.note_data(conn, len, psh, &mut |p| inner.placed_bytes(conn, len, &mut |s| p.extend(s)));
+        let saved = self.note_data(now, conn, len, psh, &mut |p| inner.placed_bytes(conn, len, &mut |s| p.extend(s)));
         let r = self.inner.receive_placed(now, conn, len, psh, &mut VerifyingHost::new(&self.core, host));
         self.undo_data_on_error(conn, saved, r.is_err());
         r
