@@ -77,6 +77,8 @@ struct Faults {
     refuse_posts: bool,
     /// Runs its timers this much ahead of the clock (a push timer that fires early).
     timers_ahead: Option<std::time::Duration>,
+    /// Never runs its timers (a push timer that never fires).
+    timers_dead: bool,
     /// Hands the data to the real target (which delivers it), then reports it refused.
     refuse_after_delivery: bool,
 }
@@ -212,6 +214,9 @@ impl OffloadTarget for Faulty {
         r
     }
     fn handle_timeout(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
+        if self.f.timers_dead {
+            return;
+        }
         let now = self.f.timers_ahead.map_or(now, |d| now + d);
         self.inner.handle_timeout(now, fh!(self, host))
     }
@@ -1180,6 +1185,16 @@ fn r_cmp_4_push_timer_early() -> Vec<&'static str> {
     r.broken()
 }
 
+/// The push timer never fires: the partially filled request is still outstanding 1.6 s after
+/// the data (R-CMP-4: overdue past the 500 ms push time and the 1 s tolerance).
+fn r_cmp_4_push_timer_overdue() -> Vec<&'static str> {
+    let mut r = Rig::new(Faults { timers_dead: true, ..Faults::default() }, quiet());
+    r.post(&[100], false);
+    r.feed(&data(50, 1), false);
+    r.t.handle_timeout(T0 + std::time::Duration::from_millis(1600), &mut r.h);
+    r.broken()
+}
+
 /// Every checked rule, the scenario that breaks it.
 fn table() -> Vec<(&'static str, Scenario)> {
     vec![
@@ -1219,6 +1234,7 @@ fn table() -> Vec<(&'static str, Scenario)> {
         ("R-ACC-3", r_acc_3_after_fin),
         ("R-POST-2", r_post_2_refused),
         ("R-CMP-4", r_cmp_4_push_timer_early),
+        ("R-CMP-4", r_cmp_4_push_timer_overdue),
         ("R-FIN-4", r_fin_4),
         ("R-TRM-7", r_trm_7),
         ("R-TRM-8", r_trm_8),
@@ -1654,6 +1670,10 @@ fn legal_push_timer_restarted_by_data() -> Vec<&'static str> {
     r.t.receive_data(T0 + ms(300), C, &data(20, 2), false, &mut r.h).unwrap();
     r.t.handle_timeout(T0 + ms(500), &mut r.h);
     r.t.handle_timeout(T0 + ms(800), &mut r.h);
+    // A later request's timer fired late, within the tolerance.
+    r.post(&[100], false);
+    r.t.receive_data(T0 + ms(900), C, &data(20, 3), false, &mut r.h).unwrap();
+    r.t.handle_timeout(T0 + ms(2300), &mut r.h);
     r.broken()
 }
 

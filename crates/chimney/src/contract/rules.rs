@@ -209,10 +209,10 @@ pub const R_DSC_5: Rule =
 /// R-DSC-6: no send is taken after a graceful disconnect.
 pub const R_DSC_6: Rule = Rule { id: "R-DSC-6", text: "no send is taken after a graceful disconnect" };
 
-/// R-FIN-4: no upload request while half-closed (FIN_WAIT_1/2, CLOSE_WAIT) but for a timeout, invalid state or hardware failure.
+/// R-FIN-4: no upload request while half-closed (FIN_WAIT_1/2, CLOSE_WAIT) but for urgent data, a timeout, an invalid state or a hardware failure.
 pub const R_FIN_4: Rule = Rule {
     id: "R-FIN-4",
-    text: "no upload request while half-closed (FIN_WAIT_1/2, CLOSE_WAIT) but for a timeout, invalid state or hardware failure",
+    text: "no upload request while half-closed (FIN_WAIT_1/2, CLOSE_WAIT) but for urgent data, a timeout, an invalid state or a hardware failure",
 };
 /// R-TRM-7: once the target requested an upload, requests posted until the terminate complete UPLOAD_IN_PROGRESS with no data.
 pub const R_TRM_7: Rule = Rule {

@@ -217,7 +217,8 @@ pub struct TraceWriter {
     posted_at: HashMap<NblId, usize>,
     /// Time of the call in progress (upcalls carry it).
     now: Instant,
-    /// A `timer` scope opened but not written yet: written only if something happens in it.
+    /// A `timer` scope opened but not written yet: written only if something happens in it
+    /// (or at once while a push timer runs).
     lazy: Option<String>,
     lines: u64,
     /// Connections named since the last timer sync (their push timers may have changed);
@@ -680,7 +681,14 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
             host,
             now,
             |out| {
-                out.lazy = Some(TraceWriter::text(&Line::Timer { t: out.t() }));
+                // Written only if something happens in it, or while a push timer runs: the
+                // replay then sees the time of a timer call that should have fired it.
+                let text = TraceWriter::text(&Line::Timer { t: out.t() });
+                if out.timers.values().any(Option::is_some) {
+                    out.line(text);
+                } else {
+                    out.lazy = Some(text);
+                }
                 out.all_touched = true;
             },
             |h| self.inner.handle_timeout(now, h),

@@ -133,6 +133,8 @@ struct ConnCheck {
     /// received, by a post that starts it, by a completion leaving data for the next
     /// request (None: nothing for it to time).
     push_ref: Option<Instant>,
+    /// The push timer start an overdue report was made for (one report per start).
+    push_overdue_for: Option<Instant>,
     /// The target requested an upload (TcpIndicateRetrieve), and why.
     upload_requested: Option<crate::ndis::TcpUploadReason>,
     /// A stream mismatch was reported: the refused-indication comparison stands down, since
@@ -171,6 +173,10 @@ struct CoreState {
 
 /// How much earlier than its push time a push timer may fire (timer granularity: one tick).
 pub const PUSH_EARLY_TOLERANCE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// How much later than its push time a push timer may fire: a target completes from a worker
+/// or a timer wheel, and a driver's timer call comes when its thread gets the CPU.
+pub const PUSH_LATE_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Per-call accumulator of violations, reported when the lock is released.
 struct Found(Vec<Violation>);
@@ -252,6 +258,42 @@ impl VerifierCore {
             panic!("contract violation: {first}");
         }
         self.lock().violations.extend(found.0);
+    }
+
+    /// After a timer call: a partially filled push-mode request still outstanding more than its
+    /// push time plus [`PUSH_LATE_TOLERANCE`] after the timer last started is overdue (R-CMP-4),
+    /// reported once per start.
+    fn check_push_overdue(&self, now: Instant) {
+        let mut f = Found(Vec::new());
+        {
+            let mut st = self.lock();
+            let Some(push) = st.push_timeout else { return };
+            for (&conn, c) in st.conns.iter_mut() {
+                let head_partial_push = c.outstanding.front().is_some_and(|h| {
+                    !h.no_push && h.cap > 0 && (!c.pending.is_empty() || h.prefilled > 0) && (c.pending.len() < h.cap)
+                });
+                let Some(r) = c.push_ref.filter(|_| head_partial_push && c.offloaded && !c.terminating) else {
+                    continue;
+                };
+                if c.rst || c.abortive || c.fin || c.push_overdue_for == Some(r) {
+                    continue;
+                }
+                if now > r + push + PUSH_LATE_TOLERANCE {
+                    c.push_overdue_for = Some(r);
+                    f.add(
+                        &rules::R_CMP_4,
+                        Some(conn),
+                        c.outstanding.front().map(|h| h.id),
+                        format!(
+                            "push timer overdue: a partially filled push request outstanding {} ms after the timer started ({} ms push time)",
+                            now.saturating_duration_since(r).as_millis(),
+                            push.as_millis()
+                        ),
+                    );
+                }
+            }
+        }
+        self.report(f);
     }
 
     /// The target's push time, when not the default 500 ms (TcpPushTicks); `None` turns the
@@ -738,7 +780,9 @@ impl VerifierCore {
             } else if aborted {
                 // REQUEST_ABORTED after RST or abort: legal whatever happened before.
             } else if rec.after_upload
-                && !((status == NdisStatus::UploadInProgress || status == NdisStatus::RequestAborted && hw_failure)
+                && !((status == NdisStatus::UploadInProgress
+                    || status == NdisStatus::RequestAborted && hw_failure
+                    || status == ambiguity::STATUS_AFTER_DISCONNECT && c.disconnect_indicated)
                     && b == 0)
             {
                 bad(&rules::R_TRM_7, format!("posted after the upload request, completed {status} with {b} bytes"));
@@ -1005,7 +1049,12 @@ impl VerifierCore {
                 // Half-closed: the peer's FIN taken (CLOSE_WAIT) or ours sent (FIN_WAIT_1/2),
                 // not both, and no reset.
                 let half_closed = (c.fin != c.send.closed_for_sends()) && !c.rst && !c.abortive;
-                let allowed = matches!(reason, U::TimeoutExpiration | U::InvalidState | U::HardwareFailure);
+                // Urgent data, a timeout, an invalid state or a hardware failure force an
+                // upload whatever the state (§6.6, R-TRM-8); the rest may not come half-closed.
+                let allowed = matches!(
+                    reason,
+                    U::ReceivedUrgentData | U::TimeoutExpiration | U::InvalidState | U::HardwareFailure
+                );
                 if half_closed && !allowed {
                     f.add(
                         &rules::R_FIN_4,
@@ -1397,6 +1446,9 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
             st.now = now;
         }
         self.inner.handle_timeout(now, &mut VerifyingHost::new(&self.core, host));
+        // What the timer call left outstanding (a call that comes late is the driver's
+        // doing, and the target fires then).
+        self.core.check_push_overdue(now);
         let mut st = self.core.lock();
         st.in_timeout = false;
         let all: Vec<ConnId> = st.conns.keys().copied().collect();
