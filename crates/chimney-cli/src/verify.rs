@@ -81,6 +81,12 @@ fn to_json(r: &ReplayReport) -> serde_json::Value {
             "nbl": v.nbl.map(chimney::contract::trace::id_str),
             "detail": v.detail,
         })).collect::<Vec<_>>(),
+        "notes": r.notes.iter().map(|v| serde_json::json!({
+            "rule": v.rule.id,
+            "conn": v.conn.map(|c| c.0),
+            "nbl": v.nbl.map(chimney::contract::trace::id_str),
+            "detail": v.detail,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -100,6 +106,15 @@ fn print_report(a: &VerifyArgs, r: &ReplayReport) {
     }
     if !r.push_timer {
         println!("  (the trace has no push-timer lines: R-CMP-9 is not checked)");
+    }
+    if !r.notes.is_empty() {
+        println!(
+            "verifier: {} note(s): chimney's own choices on points the contract leaves open, not violations",
+            r.notes.len()
+        );
+        for v in r.notes.iter().take(a.max_listed) {
+            println!("  note {v}");
+        }
     }
     if r.violations.is_empty() {
         println!("verifier: 0 violations ({} rules)", chimney::contract::RULES.len());

@@ -1706,3 +1706,27 @@ fn legal_behaviours_break_no_rule() {
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
+
+/// Where the contract leaves a point open, a target that departs from chimney's own choice
+/// gets a note, not a violation: a push timer started at offload with nothing posted (the
+/// contract states it without condition), and PSH on data that was buffered left unhonoured
+/// (A22).
+#[test]
+fn chimney_choices_are_notes_not_violations() {
+    // A push timer running since the offload.
+    let mut r = Rig::new(Faults { timer_lies: true, ..Faults::default() }, quiet());
+    r.t.handle_timeout(T0, &mut r.h);
+    assert_eq!(r.broken(), Vec::<&str>::new());
+    let notes: Vec<&str> = r.t.inner().core().notes().iter().map(|v| v.rule.id).collect();
+    assert!(notes.contains(&"R-CMP-9"), "{notes:?}");
+
+    // PSH on refused, buffered data: the request filled from the buffer is held.
+    let f = complete_with(|s, nbls| s.stash.append(nbls));
+    let policy = AppPolicy { indication: IndicationPolicy::Refuse, ..quiet() };
+    let mut r = Rig::new(Faults { complete: f, timer_lies: true, ..Faults::default() }, policy);
+    r.feed(&data(50, 1), true);
+    r.post(&[100], false);
+    assert_eq!(r.broken(), Vec::<&str>::new());
+    let notes: Vec<&str> = r.t.inner().core().notes().iter().map(|v| v.rule.id).collect();
+    assert!(notes.contains(&"R-DEL-5"), "{notes:?}");
+}

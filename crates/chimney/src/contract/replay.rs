@@ -63,6 +63,9 @@ pub struct ReplayReport {
     pub push_timer: bool,
     /// Every violation, in order.
     pub violations: Vec<Violation>,
+    /// Notes: where the target departs from chimney's own choice on a point the contract
+    /// leaves open (not violations).
+    pub notes: Vec<Violation>,
 }
 
 impl ReplayReport {
@@ -1173,5 +1176,6 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
         content,
         push_timer,
         violations: v.core().violations(),
+        notes: v.core().notes(),
     })
 }

@@ -129,6 +129,8 @@ struct ConnCheck {
     /// delivered, those the outstanding requests could hold when it came (placed before it;
     /// nothing else is delivered: R-RST-1, R-ABT-1).
     end_allowance: Option<u64>,
+    /// Something was posted since the offload.
+    posted_since_offload: bool,
     /// When the push timer was last started or restarted, as the contract has it: by data
     /// received, by a post that starts it, by a completion leaving data for the next
     /// request (None: nothing for it to time).
@@ -158,6 +160,7 @@ struct CoreState {
     touched: Vec<ConnId>,
     in_timeout: bool,
     violations: Vec<Violation>,
+    notes: Vec<Violation>,
     checked_bytes: u64,
     /// The target's push timer cannot be asked (an offline trace without timer lines):
     /// R-CMP-9 and the terminate timer check are skipped.
@@ -178,12 +181,23 @@ pub const PUSH_EARLY_TOLERANCE: std::time::Duration = std::time::Duration::from_
 /// or a timer wheel, and a driver's timer call comes when its thread gets the CPU.
 pub const PUSH_LATE_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Per-call accumulator of violations, reported when the lock is released.
-struct Found(Vec<Violation>);
+/// Per-call accumulator of violations (and of notes: departures from chimney's own choices
+/// where the contract leaves the point open), reported when the lock is released.
+#[derive(Default)]
+struct Found {
+    v: Vec<Violation>,
+    notes: Vec<Violation>,
+}
 
 impl Found {
     fn add(&mut self, rule: &'static Rule, conn: Option<ConnId>, nbl: Option<NblId>, detail: impl Into<String>) {
-        self.0.push(Violation { rule, conn, nbl, detail: detail.into() });
+        self.v.push(Violation { rule, conn, nbl, detail: detail.into() });
+    }
+
+    /// A note, not a violation: the target departs from chimney's own choice on a point the
+    /// contract leaves open or states without condition.
+    fn note(&mut self, rule: &'static Rule, conn: Option<ConnId>, nbl: Option<NblId>, detail: impl Into<String>) {
+        self.notes.push(Violation { rule, conn, nbl, detail: detail.into() });
     }
 }
 
@@ -249,22 +263,25 @@ impl VerifierCore {
     }
 
     fn report(&self, found: Found) {
-        if found.0.is_empty() {
+        if !found.notes.is_empty() {
+            self.lock().notes.extend(found.notes);
+        }
+        if found.v.is_empty() {
             return;
         }
         if self.mode == VerifierMode::Strict {
-            let first = &found.0[0];
-            self.lock().violations.extend(found.0.iter().cloned());
+            let first = &found.v[0];
+            self.lock().violations.extend(found.v.iter().cloned());
             panic!("contract violation: {first}");
         }
-        self.lock().violations.extend(found.0);
+        self.lock().violations.extend(found.v);
     }
 
     /// After a timer call: a partially filled push-mode request still outstanding more than its
     /// push time plus [`PUSH_LATE_TOLERANCE`] after the timer last started is overdue (R-CMP-4),
     /// reported once per start.
     fn check_push_overdue(&self, now: Instant) {
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         {
             let mut st = self.lock();
             let Some(push) = st.push_timeout else { return };
@@ -305,7 +322,7 @@ impl VerifierCore {
     /// Reports a violation found outside the calls the verifier sees (a trace's replay
     /// reading a field no `NetBuffer` can hold).
     pub fn report_external(&self, v: Violation) {
-        self.report(Found(vec![v]));
+        self.report(Found { v: vec![v], notes: Vec::new() });
     }
 
     /// Skips the checks that need the target's push-timer state (R-CMP-9, the timer part of
@@ -324,6 +341,12 @@ impl VerifierCore {
     /// Every violation recorded so far.
     pub fn violations(&self) -> Vec<Violation> {
         self.lock().violations.clone()
+    }
+
+    /// Every note so far: where the target departs from chimney's own choice on a point the
+    /// contract leaves open (docs/spec.md §9), reported but not a violation.
+    pub fn notes(&self) -> Vec<Violation> {
+        self.lock().notes.clone()
     }
 
     /// The distinct rule ids broken so far, sorted.
@@ -366,6 +389,7 @@ impl VerifierCore {
         };
         // A post starts the push timer when none runs (its bytes, waiting or prefilled, go
         // into it now); it does not restart a running one.
+        c.posted_since_offload = true;
         let running = c.outstanding.front().is_some_and(|h| !h.no_push && h.cap > 0)
             && (!c.pending.is_empty() || c.outstanding.front().is_some_and(|h| h.prefilled > 0));
         if !running {
@@ -442,7 +466,7 @@ impl VerifierCore {
     /// Checks every connection touched by the call that just returned, now that the target
     /// is quiescent: what must have happened by now has happened.
     fn quiescent(&self, push_timer: &dyn Fn(ConnId) -> Option<Instant>) {
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         {
             let mut st = self.lock();
             // Reuse the list's allocation: this runs after every call into the target.
@@ -503,8 +527,24 @@ impl VerifierCore {
                 return;
             }
             if h.cap > 0 && pending > 0 && !h.no_push && c.psh_mark > c.delivered {
-                f.add(&rules::R_DEL_5, id, Some(h.id), "partially filled push-mode request not completed after PSH");
-                return;
+                // PSH on data that was buffered (handed over at offload, or refused by an
+                // indication) is chimney's choice to honour (A22): a note, not a violation.
+                if c.psh_mark <= c.refused_end.max(c.offload_buffered_end) {
+                    f.note(
+                        &rules::R_DEL_5,
+                        id,
+                        Some(h.id),
+                        "PSH on buffered data not honoured (A22: chimney's choice)",
+                    );
+                } else {
+                    f.add(
+                        &rules::R_DEL_5,
+                        id,
+                        Some(h.id),
+                        "partially filled push-mode request not completed after PSH",
+                    );
+                    return;
+                }
             }
             if h.cap > 0 && pending > 0 && c.fin {
                 f.add(&rules::R_FIN_1, id, Some(h.id), "partially filled request held after FIN: data never consumed");
@@ -518,6 +558,15 @@ impl VerifierCore {
         let expect_timer = open && head.is_some_and(|h| h.cap > 0 && !h.no_push && (pending > 0 || h.prefilled > 0));
         let Some(timer) = timer else { return };
         match (expect_timer, timer) {
+            // The contract says the target starts its push timer after the offload, without a
+            // condition; chimney starts it only for a partially filled push request: a timer
+            // running before anything was posted is a note.
+            (false, Some(t)) if !c.posted_since_offload => f.note(
+                &rules::R_CMP_9,
+                id,
+                None,
+                format!("push timer running (due {t}) since the offload, before any post (chimney's choice: none)"),
+            ),
             (false, Some(t)) => f.add(
                 &rules::R_CMP_9,
                 id,
@@ -1119,12 +1168,12 @@ impl<'a> VerifyingHost<'a> {
 
 impl ProtocolHost for VerifyingHost<'_> {
     fn receive_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         self.core.enter(conn, Upcall::Complete, &mut f);
         self.core.check_completion(conn, &nbls, &mut f);
         self.core.report(f);
         self.host.receive_complete(conn, nbls, &mut self.scratch);
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         self.core.exit(conn);
         self.core.forward_nested(&mut self.scratch, nested, &mut f);
         self.core.report(f);
@@ -1137,12 +1186,12 @@ impl ProtocolHost for VerifyingHost<'_> {
         status: NdisStatus,
         nested: &mut NestedCalls,
     ) -> IndicateReturn {
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         self.core.enter(conn, Upcall::Indicate, &mut f);
         let seen = self.core.check_indication(conn, &nbl, status, &mut f);
         self.core.report(f);
         let outcome = self.host.receive_indicate(conn, nbl, status, &mut self.scratch);
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         self.core.exit(conn);
         if let Some((nid, data)) = seen {
             self.core.apply_indication(conn, nid, &data, &outcome, &mut f);
@@ -1153,36 +1202,36 @@ impl ProtocolHost for VerifyingHost<'_> {
     }
 
     fn event_indicate(&mut self, conn: ConnId, event: TcpOffloadEvent, nested: &mut NestedCalls) {
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         self.core.enter(conn, Upcall::Event, &mut f);
         self.core.check_event(conn, event, &mut f);
         self.core.report(f);
         self.host.event_indicate(conn, event, &mut self.scratch);
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         self.core.exit(conn);
         self.core.forward_nested(&mut self.scratch, nested, &mut f);
         self.core.report(f);
     }
 
     fn send_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         self.core.enter(conn, Upcall::SendComplete, &mut f);
         self.core.with_send(conn, &mut f, |s, found| s.on_send_complete(&nbls, found));
         self.core.report(f);
         self.host.send_complete(conn, nbls, &mut self.scratch);
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         self.core.exit(conn);
         self.core.forward_nested(&mut self.scratch, nested, &mut f);
         self.core.report(f);
     }
 
     fn disconnect_complete(&mut self, conn: ConnId, nbl: NblChain, status: NdisStatus, nested: &mut NestedCalls) {
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         self.core.enter(conn, Upcall::DisconnectComplete, &mut f);
         self.core.with_send(conn, &mut f, |s, found| s.on_disconnect_complete(&nbl, status, found));
         self.core.report(f);
         self.host.disconnect_complete(conn, nbl, status, &mut self.scratch);
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         self.core.exit(conn);
         self.core.forward_nested(&mut self.scratch, nested, &mut f);
         self.core.report(f);
@@ -1239,7 +1288,7 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
         match &r {
             Ok(NdisStatus::Pending) => {}
             Ok(other) => {
-                let mut f = Found(Vec::new());
+                let mut f = Found::default();
                 f.add(&rules::R_POST_2, Some(conn), None, format!("MiniportTcpOffloadReceive returned {other}"));
                 self.core.report(f);
             }
@@ -1247,7 +1296,7 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
                 self.core.unrecord_posts(conn, &rej.nbls);
                 if legal {
                     // A legal post refused would never be completed: the host's buffers lost.
-                    let mut f = Found(Vec::new());
+                    let mut f = Found::default();
                     f.add(
                         &rules::R_POST_2,
                         Some(conn),
@@ -1263,7 +1312,7 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
     }
 
     fn receive_return(&mut self, now: Instant, nbls: NblChain, host: &mut dyn ProtocolHost) -> NdisStatus {
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         Self::record_returns(&self.core, &nbls, &mut f);
         let s = self.inner.receive_return(now, nbls, &mut VerifyingHost::new(&self.core, host));
         if s != NdisStatus::Success {
@@ -1304,7 +1353,7 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
         };
         let r = self.inner.disconnect(now, conn, kind, nbl, &mut VerifyingHost::new(&self.core, host));
         if let Some(Some(recorded)) = recorded {
-            let mut f = Found(Vec::new());
+            let mut f = Found::default();
             let result = r.as_ref().map(|s| *s).map_err(|_| ());
             self.core.with_send(conn, &mut f, |s, found| s.on_disconnect_done(kind, recorded, result, found));
             self.core.report(f);
@@ -1320,11 +1369,11 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
         nbls: NblChain,
         host: &mut dyn ProtocolHost,
     ) -> Result<NdisStatus, PostRejected> {
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         self.core.with_send(conn, &mut f, |s, found| s.on_send(&nbls, found));
         self.core.report(f);
         let r = self.inner.send(now, conn, nbls, &mut VerifyingHost::new(&self.core, host));
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         match &r {
             Ok(st) => self.core.with_send(conn, &mut f, |s, found| s.on_send_done(Some(*st), found)),
             Err(rej) => {
@@ -1354,7 +1403,7 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
             c.send.uploading = true;
         }
         let r = self.inner.terminate_offload(now, conn, &mut VerifyingHost::new(&self.core, host));
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         if let Ok(d) = &r {
             let timer = self.inner.push_timer(conn);
             let mut st = self.core.lock();
@@ -1480,7 +1529,7 @@ impl<T: InitiateOffload> InitiateOffload for Verifier<T> {
         let send_ids: Vec<NblId> = state.delegated.send_data.iter().map(|n| n.id()).collect();
         let r = self.inner.initiate_offload(now, conn, state, &mut VerifyingHost::new(&self.core, host));
         if let Ok(back) = &r {
-            let mut f = Found(Vec::new());
+            let mut f = Found::default();
             for n in back.iter().filter(|n| send_ids.contains(&n.id())) {
                 f.add(&rules::R_SND_12, Some(conn), Some(n.id()), "send data handed back by the offload");
             }
@@ -1552,7 +1601,7 @@ impl<T: OffloadTarget + ReceiveInput> Verifier<T> {
     /// Undoes `note_data` when the target refused the bytes, then checks what happened.
     fn undo_data_on_error(&mut self, conn: ConnId, saved: SavedFeed, failed: bool) {
         if failed {
-            let mut f = Found(Vec::new());
+            let mut f = Found::default();
             if let (Some((fed, psh_mark, lcs, plen, push_ref)), Some(c)) =
                 (saved, self.core.lock().conns.get_mut(&conn))
             {
@@ -1583,7 +1632,7 @@ impl<T: OffloadTarget + ReceiveInput> Verifier<T> {
         } else if let Some((fed, ..)) = saved {
             // Bytes taken after the stream ended: after the FIN there is no stream to take
             // them into; after a RST or an abortive disconnect nothing is processed.
-            let mut f = Found(Vec::new());
+            let mut f = Found::default();
             if let Some(c) = self.core.lock().conns.get(&conn).filter(|c| c.fed > fed) {
                 let n = c.fed - fed;
                 if c.rst {
@@ -1716,7 +1765,7 @@ impl<T: OffloadTarget + SendInput> SendInput for Verifier<T> {
     }
 
     fn send_bytes(&mut self, conn: ConnId, from: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> usize {
-        let mut found = Found(Vec::new());
+        let mut found = Found::default();
         let mut at = from;
         let n = self.inner.send_bytes(conn, from, len, &mut |b: &[u8]| {
             let st = at;
@@ -1739,7 +1788,7 @@ impl<T: OffloadTarget + SendInput> SendInput for Verifier<T> {
         upto: u64,
         host: &mut dyn ProtocolHost,
     ) -> Result<(), ApiMisuse> {
-        let mut f = Found(Vec::new());
+        let mut f = Found::default();
         self.core.with_send(conn, &mut f, |s, _| s.on_acked(upto));
         let r = self.inner.send_acked(now, conn, upto, &mut VerifyingHost::new(&self.core, host));
         self.core.report(f);
