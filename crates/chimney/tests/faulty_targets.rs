@@ -79,6 +79,8 @@ struct Faults {
     timers_ahead: Option<std::time::Duration>,
     /// Never runs its timers (a push timer that never fires).
     timers_dead: bool,
+    /// Completes a zero-byte request at once, when it is posted.
+    zero_at_post: bool,
     /// Hands the data to the real target (which delivers it), then reports it refused.
     refuse_after_delivery: bool,
 }
@@ -150,6 +152,14 @@ impl OffloadTarget for Faulty {
     ) -> Result<NdisStatus, PostRejected> {
         if self.f.refuse_posts {
             return Err(PostRejected { nbls, error: ApiMisuse::UnknownConnection(conn) });
+        }
+        if self.f.zero_at_post && nbls.iter().all(|n| n.net_buffer().data_length() == 0) {
+            for n in nbls.iter_mut() {
+                n.status = NdisStatus::Success;
+                n.set_tcp_offload_bytes_transferred(0);
+            }
+            host.receive_complete(conn, nbls, &mut NestedCalls::new());
+            return Ok(NdisStatus::Pending);
         }
         if self.f.steal_last_post {
             let keep = nbls.len() - 1;
@@ -1195,6 +1205,13 @@ fn r_cmp_4_push_timer_overdue() -> Vec<&'static str> {
     r.broken()
 }
 
+/// A zero-byte request completed when it is posted, with no data available (R-POST-10).
+fn r_post_10_too_early() -> Vec<&'static str> {
+    let mut r = Rig::new(Faults { zero_at_post: true, ..Faults::default() }, quiet());
+    r.post(&[0], false);
+    r.broken()
+}
+
 /// Every checked rule, the scenario that breaks it.
 fn table() -> Vec<(&'static str, Scenario)> {
     vec![
@@ -1234,6 +1251,7 @@ fn table() -> Vec<(&'static str, Scenario)> {
         ("R-ACC-3", r_acc_3_after_fin),
         ("R-POST-2", r_post_2_refused),
         ("R-CMP-4", r_cmp_4_push_timer_early),
+        ("R-POST-10", r_post_10_too_early),
         ("R-CMP-4", r_cmp_4_push_timer_overdue),
         ("R-FIN-4", r_fin_4),
         ("R-TRM-7", r_trm_7),

@@ -99,6 +99,10 @@ enum Upcall {
 struct PostRec {
     /// Posted after the target requested an upload (R-TRM-7).
     after_upload: bool,
+    /// Bytes fed when it was posted, and whether some were waiting (a zero-byte request
+    /// completes only once data was available, R-POST-10).
+    fed_at_post: u64,
+    waiting_at_post: bool,
     id: NblId,
     cap: usize,
     offset0: usize,
@@ -397,7 +401,10 @@ impl VerifierCore {
         }
         for nbl in nbls.iter_mut() {
             let nb = nbl.net_buffer();
+            let (fed_at_post, waiting_at_post) = (c.fed, !c.pending.is_empty());
             c.outstanding.push_back(PostRec {
+                fed_at_post,
+                waiting_at_post,
                 // Only a mandatory upload stops the connection: after an optional one the host
                 // may decline and the target carries on.
                 after_upload: c.upload_requested.is_some_and(|r| r.is_mandatory()),
@@ -924,6 +931,15 @@ impl VerifierCore {
             }
             if c.disconnect_indicated && b > 0 {
                 f.add(&rules::R_FIN_1, id, Some(nid), "data completed after TcpIndicateDisconnect");
+            }
+            // Data was available to it if some waited when it was posted or came after.
+            let data_seen = rec.waiting_at_post || c.fed > rec.fed_at_post;
+            if rec.cap == 0
+                && status == NdisStatus::Success
+                && !data_seen
+                && !(c.fin || aborted || c.terminating || c.disconnect_indicated || c.upload_requested.is_some())
+            {
+                f.add(&rules::R_POST_10, id, Some(nid), "zero-byte request completed with no data available");
             }
             // Bytes placed in one MDL (the usual case) are compared where they lie.
             let mut parts = nbl.net_buffer().slices(rec.offset0, b);
