@@ -75,18 +75,18 @@ fn to_json(r: &ReplayReport) -> serde_json::Value {
         "content_checked": r.content,
         "push_timer_checked": r.push_timer,
         "rules": per_rule(r),
-        "violations": r.violations.iter().map(|v| serde_json::json!({
-            "rule": v.rule.id,
-            "conn": v.conn.map(|c| c.0),
-            "nbl": v.nbl.map(chimney::contract::trace::id_str),
-            "detail": v.detail,
-        })).collect::<Vec<_>>(),
-        "notes": r.notes.iter().map(|v| serde_json::json!({
-            "rule": v.rule.id,
-            "conn": v.conn.map(|c| c.0),
-            "nbl": v.nbl.map(chimney::contract::trace::id_str),
-            "detail": v.detail,
-        })).collect::<Vec<_>>(),
+        "violations": r.violations.iter().map(violation_json).collect::<Vec<_>>(),
+        "notes": r.notes.iter().map(violation_json).collect::<Vec<_>>(),
+    })
+}
+
+/// One violation (or note) as JSON: rule id, connection, NBL, what was seen.
+fn violation_json(v: &chimney::contract::Violation) -> serde_json::Value {
+    serde_json::json!({
+        "rule": v.rule.id,
+        "conn": v.conn.map(|c| c.0),
+        "nbl": v.nbl.map(chimney::contract::trace::id_str),
+        "detail": v.detail,
     })
 }
 

@@ -500,6 +500,22 @@ fn redistribute(chain: &mut NblChain, counts: &[usize]) {
     }
 }
 
+/// Makes an empty completed NBL carry `bytes` (placed at its data start, which advances).
+fn fill(nbl: &mut NetBufferList, bytes: &[u8]) {
+    nbl.net_buffer_mut().write_used(0, bytes);
+    nbl.net_buffer_mut().advance_data_start(bytes.len()).unwrap();
+    nbl.set_tcp_offload_bytes_transferred(bytes.len());
+}
+
+/// Completes every NBL with `status` instead of the one the real target wrote.
+fn complete_with_status(status: NdisStatus) -> Option<CompleteFn> {
+    complete_with(move |_, nbls| {
+        for n in nbls.iter_mut() {
+            n.status = status;
+        }
+    })
+}
+
 fn complete_with(f: impl FnMut(&mut Shared, &mut NblChain) + 'static) -> Option<CompleteFn> {
     let mut f = f;
     Some(Box::new(move |s, conn, mut nbls, host, nested| {
@@ -691,12 +707,7 @@ fn r_cmp_6() -> Vec<&'static str> {
 }
 
 fn r_cmp_7() -> Vec<&'static str> {
-    let f = complete_with(|_, nbls| {
-        for n in nbls.iter_mut() {
-            n.status = NdisStatus::Pending;
-        }
-    });
-    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
+    let mut r = Rig::new(Faults { complete: complete_with_status(NdisStatus::Pending), ..Faults::default() }, quiet());
     r.post(&[100], false);
     r.feed(&data(100, 1), false);
     r.broken()
@@ -1018,10 +1029,7 @@ fn r_rst_1_buffered_after() -> Vec<&'static str> {
     let f = complete_with(|s, nbls| {
         if let Some(n) = nbls.front_mut() {
             if n.status == NdisStatus::RequestAborted && n.tcp_offload_bytes_transferred() == 0 {
-                let b = s.stream[..40].to_vec();
-                n.net_buffer_mut().write_used(0, &b);
-                n.net_buffer_mut().advance_data_start(40).unwrap();
-                n.set_tcp_offload_bytes_transferred(40);
+                fill(n, &s.stream[..40]);
             }
         }
     });
@@ -1039,10 +1047,7 @@ fn r_abt_1_buffered_after() -> Vec<&'static str> {
     let f = complete_with(|s, nbls| {
         if let Some(n) = nbls.front_mut() {
             if n.tcp_offload_bytes_transferred() == 0 && n.net_buffer().data_length() >= 40 {
-                let b = s.stream[..40].to_vec();
-                n.net_buffer_mut().write_used(0, &b);
-                n.net_buffer_mut().advance_data_start(40).unwrap();
-                n.set_tcp_offload_bytes_transferred(40);
+                fill(n, &s.stream[..40]);
             }
         }
     });
@@ -1667,11 +1672,7 @@ fn legal_hardware_failure_path() -> Vec<&'static str> {
 /// REQUEST_ABORTED for an error while processing receive data (which the calls do not show):
 /// the request completes with the bytes it holds.
 fn legal_request_aborted_on_processing_error() -> Vec<&'static str> {
-    let f = complete_with(|_, nbls| {
-        for n in nbls.iter_mut() {
-            n.status = NdisStatus::RequestAborted;
-        }
-    });
+    let f = complete_with_status(NdisStatus::RequestAborted);
     let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, quiet());
     r.post(&[100], false);
     r.feed(&data(100, 1), false);
