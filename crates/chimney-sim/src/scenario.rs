@@ -1057,6 +1057,7 @@ impl<'a> Sim<'a> {
     pub fn invariants(&mut self) {
         let sc = self.sc;
         let rep = &mut self.rep;
+        self.engine.delivery().finish_checks();
         let violations = self.engine.delivery().violations();
         rep.violations = violations.len();
         for v in violations.iter().take(5) {

@@ -23,6 +23,10 @@ use chimney::Instant;
 const C: ConnId = ConnId(1);
 const T0: Instant = Instant::ZERO;
 
+fn ms(n: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(n)
+}
+
 /// State the fault layer keeps: the fed stream (to fabricate wrong-but-plausible bytes), posts
 /// it stole from the real target, completions it withheld.
 #[derive(Default)]
@@ -83,6 +87,9 @@ struct Faults {
     zero_at_post: bool,
     /// Hands the data to the real target (which delivers it), then reports it refused.
     refuse_after_delivery: bool,
+    /// Hands the stashed completions to the host from the first timer call at or after this
+    /// time: a target completing from its own context, later.
+    release_stash_at: Option<Instant>,
 }
 
 struct FaultHost<'a> {
@@ -228,6 +235,10 @@ impl OffloadTarget for Faulty {
             return;
         }
         let now = self.f.timers_ahead.map_or(now, |d| now + d);
+        if self.f.release_stash_at.is_some_and(|t| now >= t) && !self.s.stash.is_empty() {
+            let mut nested = NestedCalls::new();
+            host.receive_complete(C, self.s.stash.take(), &mut nested);
+        }
         self.inner.handle_timeout(now, fh!(self, host))
     }
     fn poll_timeout(&self) -> Option<Instant> {
@@ -422,6 +433,8 @@ impl Rig {
     /// The rules the live verifier reported; the offline replay of the trace is stored for
     /// `traces_replay_to_the_same_rules`.
     fn broken(&self) -> Vec<&'static str> {
+        // The run ends here: what the target still owes is reported (live and replayed).
+        self.t.inner().finish();
         let text = String::from_utf8(self.trace.0.lock().unwrap().clone()).unwrap();
         let replayed = replay::replay(&text).map(|r| r.broken_rules()).map_err(|e| e.to_string());
         REPLAYED.with(|c| *c.borrow_mut() = Some(replayed));
@@ -1137,6 +1150,39 @@ fn r_trm_2_state_after_fin() -> Vec<&'static str> {
 
 /// A push completes a partially filled request with only part of the bytes waiting for it
 /// (R-CMP-3: a partial completion takes every byte it can).
+/// A filled request completed from the target's own context, but later than a worker would:
+/// still owed at a timer call 400 ms on (R-CMP-3), paid at one a second on.
+fn r_cmp_3_deferred_too_long() -> Vec<&'static str> {
+    let f = complete_with(|s, nbls| s.stash.append(nbls));
+    let release = Some(T0 + ms(1000));
+    let mut r = Rig::new(Faults { complete: f, release_stash_at: release, ..Faults::default() }, quiet());
+    r.post(&[100], true);
+    r.feed(&data(100, 1), false);
+    r.t.handle_timeout(T0 + ms(400), &mut r.h);
+    r.t.handle_timeout(T0 + ms(1000), &mut r.h);
+    r.broken()
+}
+
+/// Data arrives with nothing posted and the target never indicates it: it tells itself the
+/// host refused (R-DEL-2, judged when the run ends).
+fn r_del_2() -> Vec<&'static str> {
+    let f: Option<IndicateFn> = Some(Box::new(|_, _, nbl, _, _, _| IndicateReturn::NotAccepted(nbl)));
+    let mut r = Rig::new(Faults { indicate: f, ..Faults::default() }, quiet());
+    r.feed(&data(50, 1), false);
+    r.broken()
+}
+
+/// A zero-byte request kept although data arrived (the host refuses the indication that
+/// follows, so the bytes wait): never completed (R-POST-10).
+fn r_post_10_never_completed() -> Vec<&'static str> {
+    let f = complete_with(|s, nbls| s.stash.append(nbls));
+    let policy = AppPolicy { indication: IndicationPolicy::Refuse, ..quiet() };
+    let mut r = Rig::new(Faults { complete: f, ..Faults::default() }, policy);
+    r.post(&[0], false);
+    r.feed(&data(50, 1), false);
+    r.broken()
+}
+
 fn r_cmp_3_partial_leaves_data() -> Vec<&'static str> {
     let f = complete_with(|_, nbls| {
         if let Some(n) = nbls.front_mut() {
@@ -1266,6 +1312,9 @@ fn table() -> Vec<(&'static str, Scenario)> {
         ("R-TRM-3", r_trm_3_host_owned),
         ("R-TRM-2", r_trm_2_state_after_fin),
         ("R-CMP-3", r_cmp_3_partial_leaves_data),
+        ("R-CMP-3", r_cmp_3_deferred_too_long),
+        ("R-DEL-2", r_del_2),
+        ("R-POST-10", r_post_10_never_completed),
         ("R-ACC-2", r_acc_2_refused_delivered),
         ("R-RST-1", r_rst_1_data_after),
         ("R-RST-1", r_rst_1_buffered_after),
@@ -1682,7 +1731,6 @@ fn legal_request_aborted_on_processing_error() -> Vec<&'static str> {
 /// The push timer restarted by new data fires its push time after the last data, not the
 /// first.
 fn legal_push_timer_restarted_by_data() -> Vec<&'static str> {
-    let ms = std::time::Duration::from_millis;
     let mut r = Rig::new(Faults::default(), quiet());
     r.post(&[100], false);
     r.feed(&data(20, 1), false);
@@ -1698,6 +1746,21 @@ fn legal_push_timer_restarted_by_data() -> Vec<&'static str> {
 
 /// Legal behaviours the verifier once flagged, or could: each must report nothing, live and
 /// replayed.
+/// A filled request completed from the target's own context 100 ms later (a worker, here its
+/// timer call), as the contract advises: nothing owed too long.
+fn legal_completion_deferred_to_a_worker() -> Vec<&'static str> {
+    let f = complete_with(|s, nbls| s.stash.append(nbls));
+    let release = Some(T0 + ms(100));
+    let mut r = Rig::new(Faults { complete: f, release_stash_at: release, ..Faults::default() }, quiet());
+    r.post(&[100, 100], true);
+    r.feed(&data(150, 1), false);
+    r.t.handle_timeout(T0 + ms(100), &mut r.h);
+    r.feed(&data(50, 2), false);
+    r.t.handle_timeout(T0 + ms(200), &mut r.h);
+    r.t.terminate_offload(T0 + ms(300), C, &mut r.h).unwrap();
+    r.broken()
+}
+
 fn legal_table() -> Vec<(&'static str, Scenario)> {
     vec![
         ("the push timer restarted by data", legal_push_timer_restarted_by_data),
@@ -1705,6 +1768,7 @@ fn legal_table() -> Vec<(&'static str, Scenario)> {
         ("the hardware-failure path", legal_hardware_failure_path),
         ("REQUEST_ABORTED on a processing error", legal_request_aborted_on_processing_error),
         ("offload in CLOSE_WAIT, then terminate", legal_offload_in_close_wait),
+        ("completion deferred to a worker", legal_completion_deferred_to_a_worker),
         ("bytes placed before a RST complete with it", legal_placed_bytes_complete_after_rst),
     ]
 }

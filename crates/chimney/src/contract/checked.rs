@@ -24,6 +24,12 @@ impl Tracer<Verifier<Delivery>> {
         self.inner().core().violations()
     }
 
+    /// The run is over: reports what any connection still owes the host (a completion, an
+    /// indication, an event) as a violation.
+    pub fn finish_checks(&self) {
+        self.inner().finish();
+    }
+
     /// Bytes `conn` holds that no request or indication has taken yet.
     pub fn receive_backlog(&self, conn: ConnId) -> usize {
         self.layer().receive_backlog(conn)

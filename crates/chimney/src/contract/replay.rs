@@ -1167,6 +1167,8 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
     if let Some(e) = s.borrow().err.clone() {
         return Err(e);
     }
+    // The trace ended: what a connection still owes, it never paid.
+    v.finish();
     let (connections, lines) = (s.borrow().conns.len(), s.borrow().line_no);
     Ok(ReplayReport {
         lines,

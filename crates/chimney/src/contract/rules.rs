@@ -92,6 +92,11 @@ pub const R_RET_1: Rule = Rule {
 /// R-DEL-1: requests posted during an upcall are filled before any further indication.
 pub const R_DEL_1: Rule =
     Rule { id: "R-DEL-1", text: "requests posted during an upcall are filled before any further indication" };
+/// R-DEL-2: work deferred while an upcall ran is done afterwards: data waiting with nothing posted is indicated unless a refusal blocks it.
+pub const R_DEL_2: Rule = Rule {
+    id: "R-DEL-2",
+    text: "work deferred while an upcall ran is done afterwards: data waiting with nothing posted is indicated unless a refusal blocks it",
+};
 /// R-DEL-3: buffered data is delivered before newer data.
 pub const R_DEL_3: Rule = Rule { id: "R-DEL-3", text: "buffered data is delivered before newer data" };
 /// R-DEL-5: PSH completes a partially filled push-mode request at once; non-push requests ignore PSH.
@@ -234,10 +239,10 @@ pub const R_URG_1: Rule = Rule {
 /// Every rule the verifier checks, in the order of docs/spec.md (`chimney rules` prints this).
 pub const RULES: &[Rule] = &[
     R_POST_2, R_POST_3, R_POST_10, R_CMP_1, R_CMP_2, R_CMP_3, R_CMP_4, R_CMP_5, R_CMP_6, R_CMP_7, R_CMP_9, R_ACC_1,
-    R_ACC_2, R_ACC_3, R_IND_1, R_IND_3, R_IND_4, R_IND_5, R_IND_6, R_IND_7, R_IND_11, R_RET_1, R_DEL_1, R_DEL_3,
-    R_DEL_5, R_FIN_1, R_FIN_3, R_FIN_4, R_RST_1, R_ABT_1, R_URG_1, R_TRM_2, R_TRM_3, R_TRM_7, R_TRM_8, R_BUF_1,
-    R_BUF_3, R_SND_1, R_SND_2, R_SND_3, R_SND_5, R_SND_6, R_SND_7, R_SND_8, R_SND_9, R_SND_10, R_SND_12, R_SND_13,
-    R_SND_14, R_DSC_1, R_DSC_3, R_DSC_4, R_DSC_5, R_DSC_6,
+    R_ACC_2, R_ACC_3, R_IND_1, R_IND_3, R_IND_4, R_IND_5, R_IND_6, R_IND_7, R_IND_11, R_RET_1, R_DEL_1, R_DEL_2,
+    R_DEL_3, R_DEL_5, R_FIN_1, R_FIN_3, R_FIN_4, R_RST_1, R_ABT_1, R_URG_1, R_TRM_2, R_TRM_3, R_TRM_7, R_TRM_8,
+    R_BUF_1, R_BUF_3, R_SND_1, R_SND_2, R_SND_3, R_SND_5, R_SND_6, R_SND_7, R_SND_8, R_SND_9, R_SND_10, R_SND_12,
+    R_SND_13, R_SND_14, R_DSC_1, R_DSC_3, R_DSC_4, R_DSC_5, R_DSC_6,
 ];
 
 /// The rule with this id, if the verifier checks it.

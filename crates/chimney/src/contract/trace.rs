@@ -225,7 +225,16 @@ pub struct TraceWriter {
     /// `all_touched` after a timer call, which may touch any.
     touched: Vec<ConnId>,
     all_touched: bool,
+    /// When the last timer call with nothing in it was written anyway (see
+    /// [`IDLE_TIMER_LINE`]).
+    last_idle_timer: Option<Instant>,
 }
+
+/// A timer call in which nothing happens is still written if this long has passed since the
+/// last such line: the replay then judges what a target owes at about the times the live
+/// verifier did (obligations fall due after [`super::verifier::DEFER_TOLERANCE`]), for at most
+/// ten lines a second.
+pub const IDLE_TIMER_LINE: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl TraceWriter {
     /// A writer to `w`; `bytes` also records payload bytes (hex), making the trace as large
@@ -242,6 +251,7 @@ impl TraceWriter {
             lines: 0,
             touched: Vec::new(),
             all_touched: false,
+            last_idle_timer: None,
         };
         let header = Line::Header { version: TRACE_VERSION, generator: generator.into(), bytes, push_timer: true };
         t.line(Self::text(&header));
@@ -684,7 +694,11 @@ impl<T: OffloadTarget> OffloadTarget for Tracer<T> {
                 // Written only if something happens in it, or while a push timer runs: the
                 // replay then sees the time of a timer call that should have fired it.
                 let text = TraceWriter::text(&Line::Timer { t: out.t() });
+                let idle_due = out.last_idle_timer.is_none_or(|l| now.saturating_duration_since(l) >= IDLE_TIMER_LINE);
                 if out.timers.values().any(Option::is_some) {
+                    out.line(text);
+                } else if idle_due {
+                    out.last_idle_timer = Some(now);
                     out.line(text);
                 } else {
                     out.lazy = Some(text);

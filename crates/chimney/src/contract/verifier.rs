@@ -97,6 +97,9 @@ enum Upcall {
 
 #[derive(Debug, Clone)]
 struct PostRec {
+    /// This post's number on its connection: an NBL posted again is a new request, with
+    /// new obligations.
+    seq: u64,
     /// Posted after the target requested an upload (R-TRM-7).
     after_upload: bool,
     /// Bytes fed when it was posted, and whether some were waiting (a zero-byte request
@@ -154,6 +157,43 @@ struct ConnCheck {
     refused_since_post: bool,
     /// The send half (R-SND-*, R-DSC-*).
     send: SendCheck,
+    /// What the target owes the host on this connection, since when (obligations that a
+    /// target may meet from a worker after the call returns).
+    owed: Vec<Owed>,
+    /// Requests posted so far (numbers them, [`PostRec::seq`]).
+    posts: u64,
+    /// The offload's RcvIndicationSize was non-zero: a target may keep the rest of a capped
+    /// indication for the host's post (R-IND-10).
+    capped_indications: bool,
+}
+
+/// Something the target owes after a call returned: a completion, an indication, an event.
+/// The contract advises deferring upcalls to a worker, so an obligation is a violation only
+/// once it has stood [`DEFER_TOLERANCE`] at a timer call, or at terminate, or when the run
+/// ends.
+#[derive(Debug, Clone)]
+struct Owed {
+    rule: &'static Rule,
+    nbl: Option<NblId>,
+    /// Which obligation: the request it concerns ([`PostRec::seq`]), or for one that concerns
+    /// no request the bytes delivered when it arose (progress makes it a new one).
+    key: u64,
+    detail: String,
+    /// When it was first seen owed.
+    since: Instant,
+    /// Reported already (once per obligation).
+    reported: bool,
+    /// A departure from chimney's own choice where the contract leaves the point open: a note.
+    note: bool,
+}
+
+/// When obligations are judged: at a call's end (recorded only), after a timer call or at
+/// terminate (those older than [`DEFER_TOLERANCE`]), or at the end of the run (all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Judge {
+    Record,
+    Due,
+    End,
 }
 
 #[derive(Debug, Default)]
@@ -184,6 +224,12 @@ pub const PUSH_EARLY_TOLERANCE: std::time::Duration = std::time::Duration::from_
 /// How much later than its push time a push timer may fire: a target completes from a worker
 /// or a timer wheel, and a driver's timer call comes when its thread gets the CPU.
 pub const PUSH_LATE_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a target may owe an upcall after the call that made it due returned: the contract
+/// advises completing from a worker (a DPC) rather than inside the host's call, and a worker
+/// runs within milliseconds; a quarter second leaves room for a loaded machine and stays
+/// below the push time, the contract's own measure of holding data too long.
+pub const DEFER_TOLERANCE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Per-call accumulator of violations (and of notes: departures from chimney's own choices
 /// where the contract leaves the point open), reported when the lock is released.
@@ -402,7 +448,9 @@ impl VerifierCore {
         for nbl in nbls.iter_mut() {
             let nb = nbl.net_buffer();
             let (fed_at_post, waiting_at_post) = (c.fed, !c.pending.is_empty());
+            c.posts += 1;
             c.outstanding.push_back(PostRec {
+                seq: c.posts,
                 fed_at_post,
                 waiting_at_post,
                 // Only a mandatory upload stops the connection: after an optional one the host
@@ -455,6 +503,7 @@ impl VerifierCore {
         c.rcv_nxt_offload = state.delegated.rcv_nxt;
         c.fin = matches!(state.delegated.state, Some(crate::ndis::TcpConnectionState::CloseWait));
         c.fin_at_offload = c.fin;
+        c.capped_indications = state.cached.rcv_indication_size != 0;
         c.send.on_offload_data(&state.delegated.send_data);
         st.conns.insert(conn, c);
     }
@@ -471,23 +520,25 @@ impl VerifierCore {
     }
 
     /// Checks every connection touched by the call that just returned, now that the target
-    /// is quiescent: what must have happened by now has happened.
-    fn quiescent(&self, push_timer: &dyn Fn(ConnId) -> Option<Instant>) {
+    /// is quiescent: records what it owes now (a target may pay from a worker), and after a
+    /// timer call (`judge` [`Judge::Due`]) reports what has been owed too long.
+    fn quiescent(&self, push_timer: &dyn Fn(ConnId) -> Option<Instant>, judge: Judge) {
         let mut f = Found::default();
         {
             let mut st = self.lock();
             // Reuse the list's allocation: this runs after every call into the target.
             let mut touched = std::mem::take(&mut st.touched);
             let timer_known = !st.push_timer_unknown;
+            let (now, any_host_owned) = (st.now, !st.host_owned.is_empty());
             for &conn in &touched {
-                let Some(c) = st.conns.get(&conn) else {
+                let Some(c) = st.conns.get_mut(&conn) else {
                     continue;
                 };
                 if !c.offloaded {
                     continue;
                 }
                 let timer = if timer_known { Some(push_timer(conn)) } else { None };
-                Self::check_quiescent(conn, c, timer, &mut f);
+                Self::settle(conn, c, timer, now, any_host_owned, judge, &mut f);
             }
             touched.clear();
             if st.touched.is_empty() {
@@ -497,19 +548,106 @@ impl VerifierCore {
         self.report(f);
     }
 
+    /// Judges what `conn` owes at `now`: before its terminate ([`Judge::Due`]) or when the run
+    /// ends ([`Judge::End`]).
+    fn judge_conn(&self, conn: ConnId, timer: Option<Instant>, judge: Judge) {
+        let mut f = Found::default();
+        {
+            let mut st = self.lock();
+            let (now, any_host_owned) = (st.now, !st.host_owned.is_empty());
+            let timer = if st.push_timer_unknown { None } else { Some(timer) };
+            if let Some(c) = st.conns.get_mut(&conn).filter(|c| c.offloaded) {
+                Self::settle(conn, c, timer, now, any_host_owned, judge, &mut f);
+            }
+        }
+        self.report(f);
+    }
+
+    /// The run is over: whatever a connection still owes (a completion, an indication, an
+    /// event) it will never pay, and is reported whatever its age.
+    pub fn finish(&self, push_timer: &dyn Fn(ConnId) -> Option<Instant>) {
+        let conns: Vec<ConnId> = {
+            let mut v: Vec<ConnId> = self.lock().conns.keys().copied().collect();
+            v.sort_unstable();
+            v
+        };
+        for conn in conns {
+            self.judge_conn(conn, push_timer(conn), Judge::End);
+        }
+    }
+
+    /// Updates `c.owed` with what the state owes now (an obligation keeps the time it was
+    /// first seen; one no longer owed is paid) and reports those `judge` finds overdue.
+    fn settle(
+        conn: ConnId,
+        c: &mut ConnCheck,
+        timer: Option<Option<Instant>>,
+        now: Instant,
+        any_host_owned: bool,
+        judge: Judge,
+        f: &mut Found,
+    ) {
+        if c.upcall.is_some() {
+            // An upcall runs on another thread: the state is moving; judge it later.
+            return;
+        }
+        let mut owed = Vec::new();
+        Self::owed_now(c, timer, any_host_owned, &mut owed);
+        // An obligation is the same one while it concerns the same request; one about no
+        // request (an indication, an event) is the same while nothing more was delivered.
+        let delivered = c.delivered;
+        let owed: Vec<_> = owed
+            .into_iter()
+            .map(|(rule, rec, what, note)| (rule, rec.map(|r| r.id), rec.map_or(delivered, |r| r.seq), what, note))
+            .collect();
+        let old = std::mem::take(&mut c.owed);
+        for (rule, nbl, key, detail, note) in owed {
+            let prev = old.iter().find(|o| std::ptr::eq(o.rule, rule) && o.key == key && o.note == note);
+            let (since, reported) = prev.map_or((now, false), |o| (o.since, o.reported));
+            c.owed.push(Owed { rule, nbl, key, detail, since, reported, note });
+        }
+        let due = |o: &Owed| match judge {
+            Judge::Record => false,
+            Judge::Due => now.saturating_duration_since(o.since) > DEFER_TOLERANCE,
+            Judge::End => true,
+        };
+        for o in c.owed.iter_mut().filter(|o| !o.reported) {
+            if !due(o) {
+                continue;
+            }
+            o.reported = true;
+            let age = now.saturating_duration_since(o.since).as_millis();
+            let detail = match judge {
+                Judge::End => format!("{}; still owed when the run ended ({age} ms)", o.detail),
+                _ => format!("{}; owed for {age} ms", o.detail),
+            };
+            if o.note {
+                f.note(o.rule, Some(conn), o.nbl, detail);
+            } else {
+                f.add(o.rule, Some(conn), o.nbl, detail);
+            }
+        }
+    }
+
+    /// What the target owes on `c` now that no call is running: `(rule, nbl, what, note)`.
     /// `timer`: the push-timer deadline, `None` when it cannot be known.
-    fn check_quiescent(conn: ConnId, c: &ConnCheck, timer: Option<Option<Instant>>, f: &mut Found) {
-        let id = Some(conn);
+    fn owed_now<'c>(
+        c: &'c ConnCheck,
+        timer: Option<Option<Instant>>,
+        any_host_owned: bool,
+        out: &mut Vec<(&'static Rule, Option<&'c PostRec>, String, bool)>,
+    ) {
+        let mut add = |rule: &'static Rule, rec: Option<&'c PostRec>, what: String| out.push((rule, rec, what, false));
         let pending = c.pending.len();
         let head = c.outstanding.front();
         if c.rst && (!c.abort_indicated || head.is_some()) {
             let what = if c.abort_indicated { "a request is still outstanding" } else { "no TcpIndicateAbort" };
-            f.add(&rules::R_RST_1, id, head.map(|h| h.id), format!("after RST: {what}"));
+            add(&rules::R_RST_1, head, format!("after RST: {what}"));
             return;
         }
         if c.abortive {
             if let Some(h) = head {
-                f.add(&rules::R_ABT_1, id, Some(h.id), "request still outstanding after abortive disconnect");
+                add(&rules::R_ABT_1, Some(h), "request still outstanding after abortive disconnect".into());
             }
             return;
         }
@@ -518,17 +656,26 @@ impl VerifierCore {
         }
         if c.disconnect_indicated {
             if let Some(h) = head {
-                f.add(&rules::R_FIN_3, id, Some(h.id), "request outstanding after TcpIndicateDisconnect");
+                add(&rules::R_FIN_3, Some(h), "request outstanding after TcpIndicateDisconnect".into());
             }
             return;
         }
         let open = !c.terminating;
+        // A mandatory upload request stops the connection: what it would owe, it hands back.
+        let stopped = c.upload_requested.is_some_and(|r| r.is_mandatory());
         if let (Some(h), true) = (head, open) {
+            if h.cap == 0 && pending > 0 && !stopped {
+                add(
+                    &rules::R_POST_10,
+                    Some(h),
+                    format!("zero-byte request left outstanding while {pending} bytes are available"),
+                );
+                return;
+            }
             if h.cap > 0 && pending >= h.cap {
-                f.add(
+                add(
                     &rules::R_CMP_3,
-                    id,
-                    Some(h.id),
+                    Some(h),
                     format!("{pending} bytes available for a {}-byte request left outstanding", h.cap),
                 );
                 return;
@@ -537,29 +684,61 @@ impl VerifierCore {
                 // PSH on data that was buffered (handed over at offload, or refused by an
                 // indication) is chimney's choice to honour (A22): a note, not a violation.
                 if c.psh_mark <= c.refused_end.max(c.offload_buffered_end) {
-                    f.note(
+                    out.push((
                         &rules::R_DEL_5,
-                        id,
-                        Some(h.id),
-                        "PSH on buffered data not honoured (A22: chimney's choice)",
-                    );
+                        Some(h),
+                        "PSH on buffered data not honoured (A22: chimney's choice)".into(),
+                        true,
+                    ));
                 } else {
-                    f.add(
+                    out.push((
                         &rules::R_DEL_5,
-                        id,
-                        Some(h.id),
-                        "partially filled push-mode request not completed after PSH",
-                    );
+                        Some(h),
+                        "partially filled push-mode request not completed after PSH".into(),
+                        false,
+                    ));
                     return;
                 }
             }
             if h.cap > 0 && pending > 0 && c.fin {
-                f.add(&rules::R_FIN_1, id, Some(h.id), "partially filled request held after FIN: data never consumed");
+                out.push((
+                    &rules::R_FIN_1,
+                    Some(h),
+                    "partially filled request held after FIN: data never consumed".into(),
+                    false,
+                ));
                 return;
             }
         }
         if open && c.fin && pending == 0 {
-            f.add(&rules::R_FIN_1, id, None, "FIN received and all data consumed, but no TcpIndicateDisconnect");
+            out.push((
+                &rules::R_FIN_1,
+                None,
+                "FIN received and all data consumed, but no TcpIndicateDisconnect".into(),
+                false,
+            ));
+            return;
+        }
+        // Data waiting with nothing posted is indicated, unless a refusal blocks indications
+        // (R-IND-7), an upload is under way, or the host holds indicated NBLs (the target's
+        // pool may be empty until it returns them).
+        if open
+            && head.is_none()
+            && pending > 0
+            && !c.refused_since_post
+            && c.upload_requested.is_none()
+            && !c.stream_broken
+        {
+            if !any_host_owned {
+                // With RcvIndicationSize set, a target may keep the rest of a capped
+                // indication for the host's post (R-IND-10); chimney indicates on.
+                out.push((
+                    &rules::R_DEL_2,
+                    None,
+                    format!("{pending} bytes waiting with nothing posted, never indicated"),
+                    c.capped_indications,
+                ));
+            }
             return;
         }
         let expect_timer = open && head.is_some_and(|h| h.cap > 0 && !h.no_push && (pending > 0 || h.prefilled > 0));
@@ -568,24 +747,24 @@ impl VerifierCore {
             // The contract says the target starts its push timer after the offload, without a
             // condition; chimney starts it only for a partially filled push request: a timer
             // running before anything was posted is a note.
-            (false, Some(t)) if !c.posted_since_offload => f.note(
+            (false, Some(t)) if !c.posted_since_offload => out.push((
                 &rules::R_CMP_9,
-                id,
                 None,
                 format!("push timer running (due {t}) since the offload, before any post (chimney's choice: none)"),
-            ),
-            (false, Some(t)) => f.add(
+                true,
+            )),
+            (false, Some(t)) => out.push((
                 &rules::R_CMP_9,
-                id,
                 None,
                 format!("push timer running (due {t}) with no partially filled push request"),
-            ),
-            (true, None) => f.add(
+                false,
+            )),
+            (true, None) => out.push((
                 &rules::R_CMP_9,
-                id,
-                head.map(|h| h.id),
-                "partially filled push-mode request without a push timer",
-            ),
+                head,
+                "partially filled push-mode request without a push timer".into(),
+                false,
+            )),
             _ => {}
         }
     }
@@ -819,6 +998,7 @@ impl VerifierCore {
                 continue;
             };
             let (b, nid) = (*b, nbl.id());
+            let mut leaves_data = false;
             let Some(c) = st.conns.get(&conn) else { return };
             let status = nbl.status;
             let has_room = b < rec.cap;
@@ -927,6 +1107,8 @@ impl VerifierCore {
                             c.pending.len() - b
                         ),
                     );
+                    // The target thinks those bytes delivered: what it owes next is this fault.
+                    leaves_data = true;
                 }
             }
             if c.disconnect_indicated && b > 0 {
@@ -940,6 +1122,11 @@ impl VerifierCore {
                 && !(c.fin || aborted || c.terminating || c.disconnect_indicated || c.upload_requested.is_some())
             {
                 f.add(&rules::R_POST_10, id, Some(nid), "zero-byte request completed with no data available");
+            }
+            if leaves_data {
+                if let Some(c) = st.conns.get_mut(&conn) {
+                    c.stream_broken = true;
+                }
             }
             // Bytes placed in one MDL (the usual case) are compared where they lie.
             let mut parts = nbl.net_buffer().slices(rec.offset0, b);
@@ -1286,7 +1473,13 @@ impl<T> Verifier<T> {
 impl<T: OffloadTarget> Verifier<T> {
     fn after(&self) {
         let inner = &self.inner;
-        self.core.quiescent(&|c| inner.push_timer(c));
+        self.core.quiescent(&|c| inner.push_timer(c), Judge::Record);
+    }
+
+    /// The run is over: reports what any connection still owes ([`VerifierCore::finish`]).
+    pub fn finish(&self) {
+        let inner = &self.inner;
+        self.core.finish(&|c| inner.push_timer(c));
     }
 }
 
@@ -1414,6 +1607,9 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
         conn: ConnId,
         host: &mut dyn ProtocolHost,
     ) -> Result<TcpDelegatedState, ApiMisuse> {
+        // What the connection has owed too long is due before the terminate supersedes it.
+        self.core.lock().now = now;
+        self.core.judge_conn(conn, self.inner.push_timer(conn), Judge::Due);
         if let Some(c) = self.core.lock().conns.get_mut(&conn) {
             c.terminating = true;
             c.send.uploading = true;
@@ -1521,7 +1717,9 @@ impl<T: OffloadTarget> OffloadTarget for Verifier<T> {
             VerifierCore::touch(&mut st, c);
         }
         drop(st);
-        self.after();
+        // The target had its timer call: what it has owed too long is now a violation.
+        let inner = &self.inner;
+        self.core.quiescent(&|c| inner.push_timer(c), Judge::Due);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
