@@ -228,6 +228,9 @@ pub enum ApiMisuse {
     SendClosed(ConnId),
     /// A disconnect NBL with more than one NB, or an abortive one carrying data (R-DSC-1).
     BadDisconnectNbl(ConnId),
+    /// A foreign target (through the C ABI) answered with this status code instead of
+    /// taking the call.
+    TargetRefused(u32),
 }
 
 impl core::fmt::Display for ApiMisuse {
@@ -257,6 +260,7 @@ impl core::fmt::Display for ApiMisuse {
             ApiMisuse::BadDisconnectNbl(c) => {
                 write!(f, "{c}: a disconnect takes one NBL with one NB, and an abortive one no data")
             }
+            ApiMisuse::TargetRefused(code) => write!(f, "the target answered status {code:#010x}"),
         }
     }
 }

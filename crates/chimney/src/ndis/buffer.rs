@@ -229,6 +229,12 @@ impl NetBuffer {
         &self.mdl_chain
     }
 
+    /// The MDL chain, writable: the bytes, not the geometry (a C view of a posted request
+    /// points into this memory, `chimney-ffi`).
+    pub fn mdl_chain_mut(&mut self) -> &mut [Mdl] {
+        &mut self.mdl_chain
+    }
+
     /// Total bytes described by the MDL chain.
     pub fn chain_len(&self) -> usize {
         self.mdl_chain.iter().map(Mdl::byte_count).sum()

@@ -8,9 +8,11 @@
 //!   and the engine;
 //! - [`rng`]: the small deterministic generators (`SplitMix64`) behind seeds;
 //! - [`demo`]: the in-memory contract demonstration (host ⇄ delivery layer, no TCP);
+//! - [`conformance`]: the suite `chimney check` runs against any target behind the verifier;
 //! - [`peer`]: a TCP peer that builds segments, handshakes with an engine and drives its
 //!   timers, for every in-memory harness.
 
+pub mod conformance;
 pub mod demo;
 pub mod digest;
 pub mod host;

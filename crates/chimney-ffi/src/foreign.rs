@@ -1,0 +1,915 @@
+//! [`ForeignTarget`]: a target written in C (or anything with a C ABI) behind chimney's Rust
+//! contract traits, so that the verifier, the simulator and the drivers run it exactly as
+//! they run chimney's own `Delivery`.
+//!
+//! ```text
+//!   chimney host ──Rust calls──► Verifier ──► ForeignTarget ──C entry points──► target (.so)
+//!   chimney host ◄─────────────  Verifier ◄── trampolines  ◄──C upcalls─────────  target
+//! ```
+//!
+//! Posted requests are handed to C as views ([`ChimneyNetBufferList`] and friends) that
+//! chimney allocates and whose MDLs point into the Rust NBL's own memory, so the target places
+//! bytes straight into the host's buffer. When the target completes a view, the trampoline
+//! finds it by address in its table (it never reads through a pointer it did not hand out),
+//! copies status, info slots and geometry back into the Rust NBL and passes that on. Anything
+//! that is not a live view (a NULL, an NBL the target never got, one completed twice) is
+//! reported to the verifier as a violation and dropped.
+//!
+//! Indicated NBLs are the target's memory: the trampoline reads them (the target vouches for
+//! its own pointers), copies the bytes into a Rust NBL whose id stands for the address, and
+//! hands the same address back through `receive_return`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::{c_void, CStr};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::ptr::{self, NonNull};
+use std::sync::{Arc, Mutex};
+
+use chimney::contract::rules::{self, Rule};
+use chimney::contract::{
+    ApiMisuse, ConnId, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls, OffloadTarget, PostRejected,
+    ProtocolHost, ReceiveInput, SendInput, VerifierCore, Violation,
+};
+use chimney::ndis::{
+    DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag, TcpConnectionState,
+    TcpDelegatedState, TcpOffloadEvent, TcpOffloadState, TcpUploadReason,
+};
+use chimney::Instant;
+
+use crate::abi::*;
+
+/// Longest MDL or NBL chain the trampolines walk in a target's memory (a cycle stops here).
+const MAX_CHAIN: usize = 1 << 16;
+
+/// Why a foreign target could not be used: exit status 2 of `chimney check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError(pub String);
+
+impl core::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A loaded target library: its entry points, kept loaded while any target made from it lives.
+#[derive(Clone)]
+pub struct TargetLibrary {
+    ops: ChimneyTargetOps,
+    name: String,
+    _lib: Option<Arc<libloading::Library>>,
+}
+
+impl core::fmt::Debug for TargetLibrary {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "TargetLibrary({})", self.name)
+    }
+}
+
+impl TargetLibrary {
+    /// Loads the shared library at `path` and reads its `chimney_target_ops` table.
+    pub fn load(path: &Path) -> Result<TargetLibrary, LoadError> {
+        // SAFETY: loading a library runs its initialisers; the user asked for this one to be
+        // checked, which is running its code.
+        let lib = unsafe { libloading::Library::new(path) }
+            .map_err(|e| LoadError(format!("cannot load {}: {e}", path.display())))?;
+        // SAFETY: the symbol is declared by the ABI with this signature (include/chimney.h).
+        let entry: libloading::Symbol<'_, ChimneyTargetEntry> = unsafe { lib.get(CHIMNEY_TARGET_SYMBOL) }
+            .map_err(|e| LoadError(format!("{}: no `chimney_target_ops` symbol ({e})", path.display())))?;
+        // SAFETY: calling the entry point the ABI defines; it returns a pointer to a static table.
+        let ops = unsafe { entry() };
+        // SAFETY: `from_table` checks for NULL and reads the table the target exports.
+        let mut t = unsafe { Self::from_table(ops) }?;
+        t._lib = Some(Arc::new(lib));
+        Ok(t)
+    }
+
+    /// Entry points linked into this program (a target compiled in, a test).
+    ///
+    /// # Safety
+    /// `ops` is NULL or points to a valid, immutable table whose function pointers stay
+    /// callable for the life of the program.
+    pub unsafe fn from_table(ops: *const ChimneyTargetOps) -> Result<TargetLibrary, LoadError> {
+        if ops.is_null() {
+            return Err(LoadError("chimney_target_ops() returned NULL".into()));
+        }
+        // SAFETY: non-NULL, and valid by this function's contract.
+        let ops = unsafe { ptr::read(ops) };
+        if ops.abi_version != CHIMNEY_ABI_VERSION {
+            return Err(LoadError(format!(
+                "the target speaks ABI version {}; this chimney speaks {CHIMNEY_ABI_VERSION}",
+                ops.abi_version
+            )));
+        }
+        let name = if ops.name.is_null() {
+            "unnamed target".to_string()
+        } else {
+            // SAFETY: a NUL-terminated string the target keeps alive (ABI contract).
+            unsafe { CStr::from_ptr(ops.name) }.to_string_lossy().into_owned()
+        };
+        Ok(TargetLibrary { ops, name, _lib: None })
+    }
+
+    /// The target's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A fresh target instance with push time `push_ms`.
+    pub fn instance(&self, push_ms: u32) -> Result<ForeignTarget, LoadError> {
+        ForeignTarget::new(self.clone(), push_ms)
+    }
+}
+
+/// A posted request handed to C: the Rust NBL (whose MDL memory the view points into) and the
+/// view itself, at a stable heap address.
+struct Posted {
+    conn: ConnId,
+    nbl: NetBufferList,
+    view: Box<View>,
+}
+
+/// The C structs of one NBL: the NBL, its NB and its MDLs.
+struct View {
+    nbl: ChimneyNetBufferList,
+    nb: ChimneyNetBuffer,
+    mdls: Vec<ChimneyMdl>,
+}
+
+impl View {
+    /// A view of `nbl` whose MDLs point into `nbl`'s memory (which must then stay put and
+    /// untouched until the view is dropped).
+    fn of(nbl: &mut NetBufferList) -> Box<View> {
+        let mut v = Box::new(View {
+            nbl: ChimneyNetBufferList {
+                next: ptr::null_mut(),
+                first_net_buffer: ptr::null_mut(),
+                status: nbl.status.code(),
+                info: [0; CHIMNEY_INFO_SLOTS],
+                miniport_reserved: nbl.miniport_reserved,
+                protocol_reserved: nbl.protocol_reserved,
+            },
+            nb: ChimneyNetBuffer {
+                next: ptr::null_mut(),
+                mdl_chain: ptr::null_mut(),
+                current_mdl: ptr::null_mut(),
+                current_mdl_offset: 0,
+                data_offset: 0,
+                data_length: 0,
+            },
+            mdls: Vec::new(),
+        });
+        v.nbl.info[CHIMNEY_INFO_BYTES_TRANSFERRED] = nbl.tcp_offload_bytes_transferred();
+        v.nbl.info[CHIMNEY_INFO_RECEIVE_NO_PUSH] = usize::from(nbl.tcp_receive_no_push());
+        v.nbl.info[CHIMNEY_INFO_RECEIVE_BYTES_TRANSFERRED] = nbl.tcp_receive_bytes_transferred();
+        let nb = nbl.net_buffer_mut();
+        let (off, len, cur, cur_off) = (nb.data_offset(), nb.data_length(), nb.current_mdl(), nb.current_mdl_offset());
+        v.mdls = nb
+            .mdl_chain_mut()
+            .iter_mut()
+            .map(|m| ChimneyMdl {
+                next: ptr::null_mut(),
+                byte_count: m.byte_count() as u32,
+                mapped_system_va: m.bytes_mut().as_mut_ptr(),
+            })
+            .collect();
+        let base = v.mdls.as_mut_ptr();
+        let n = v.mdls.len();
+        for i in 0..n.saturating_sub(1) {
+            // SAFETY: i + 1 < n: within the vector, which is not resized after this.
+            v.mdls[i].next = unsafe { base.add(i + 1) };
+        }
+        v.nb.mdl_chain = if n == 0 { ptr::null_mut() } else { base };
+        // SAFETY: `cur` < n whenever the chain is not empty (NetBuffer's invariant).
+        v.nb.current_mdl = if cur < n { unsafe { base.add(cur) } } else { ptr::null_mut() };
+        v.nb.current_mdl_offset = cur_off as u32;
+        v.nb.data_offset = off as u32;
+        v.nb.data_length = len as u32;
+        v.nbl.first_net_buffer = &mut v.nb;
+        v
+    }
+}
+
+/// The trampolines' state, at a stable address handed to C as the host context.
+struct Ctx {
+    lib: TargetLibrary,
+    target: Cell<*mut c_void>,
+    /// The host of the entry point in progress; `None` between calls. Lifetime-erased: only
+    /// read while that call's frame (which holds the `&mut`) is live.
+    host: Cell<Option<NonNull<dyn ProtocolHost>>>,
+    now: Cell<u64>,
+    t: RefCell<Tables>,
+    /// A panic caught in a trampoline (it may not unwind through C), re-raised when the entry
+    /// point returns.
+    panic: RefCell<Option<Box<dyn std::any::Any + Send>>>,
+}
+
+#[derive(Default)]
+struct Tables {
+    posted: HashMap<usize, Posted>,
+    /// Target NBL address → its id, and back, for NBLs the host holds.
+    target_ids: HashMap<usize, NblId>,
+    target_addr: HashMap<NblId, usize>,
+    serial: u64,
+    aborted: std::collections::HashSet<ConnId>,
+    reporter: Option<Arc<VerifierCore>>,
+    /// Violations found with no verifier to report them to.
+    unreported: Vec<Violation>,
+    /// Misbehaviour at the ABI itself (an upcall outside any call, an unknown event).
+    abi_errors: Vec<String>,
+}
+
+/// The host contexts alive now: a trampoline checks its `ctx` argument against this list
+/// before using it.
+static LIVE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// A foreign target as a Rust [`OffloadTarget`], [`InitiateOffload`] and [`ReceiveInput`].
+pub struct ForeignTarget {
+    ctx: Box<Ctx>,
+    host_ops: Box<ChimneyHostOps>,
+}
+
+impl core::fmt::Debug for ForeignTarget {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "ForeignTarget({})", self.ctx.lib.name)
+    }
+}
+
+impl ForeignTarget {
+    fn new(lib: TargetLibrary, push_ms: u32) -> Result<ForeignTarget, LoadError> {
+        let ctx = Box::new(Ctx {
+            lib,
+            target: Cell::new(ptr::null_mut()),
+            host: Cell::new(None),
+            now: Cell::new(0),
+            t: RefCell::new(Tables::default()),
+            panic: RefCell::new(None),
+        });
+        let ctx_ptr = &*ctx as *const Ctx as *mut c_void;
+        let host_ops = Box::new(ChimneyHostOps {
+            abi_version: CHIMNEY_ABI_VERSION,
+            ctx: ctx_ptr,
+            receive_complete: tramp_receive_complete,
+            receive_indicate: tramp_receive_indicate,
+            event_indicate: tramp_event_indicate,
+        });
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(ctx_ptr as usize);
+        let target = (ctx.lib.ops.create)(&*host_ops, push_ms);
+        let me = ForeignTarget { ctx, host_ops };
+        if target.is_null() {
+            return Err(LoadError(format!("{}: create() returned NULL", me.ctx.lib.name)));
+        }
+        me.ctx.target.set(target);
+        Ok(me)
+    }
+
+    /// Reports what the trampolines find (an NBL completed twice, one never posted) to
+    /// `core`, the verifier wrapped around this target.
+    pub fn set_reporter(&mut self, core: Arc<VerifierCore>) {
+        let mut t = self.ctx.t.borrow_mut();
+        for v in t.unreported.drain(..) {
+            core.report_external(v);
+        }
+        t.reporter = Some(core);
+    }
+
+    /// Misbehaviour at the ABI so far (an upcall made outside any entry point, an unknown
+    /// event code): the target cannot be judged by the contract while these happen.
+    pub fn abi_errors(&self) -> Vec<String> {
+        self.ctx.t.borrow().abi_errors.clone()
+    }
+
+    /// Violations found with no reporter set.
+    pub fn unreported(&self) -> Vec<Violation> {
+        self.ctx.t.borrow().unreported.clone()
+    }
+
+    /// The target's name.
+    pub fn name(&self) -> &str {
+        &self.ctx.lib.name
+    }
+
+    fn ops(&self) -> &ChimneyTargetOps {
+        &self.ctx.lib.ops
+    }
+
+    /// Runs `f` (a call into C) with `host` as the host of the upcalls it makes.
+    fn with_host<R>(&self, now: Instant, host: &mut dyn ProtocolHost, f: impl FnOnce(*mut c_void) -> R) -> R {
+        let r = self.ctx.enter(now.as_nanos(), host, || f(self.ctx.target.get()));
+        self.ctx.rethrow();
+        r
+    }
+}
+
+impl Drop for ForeignTarget {
+    fn drop(&mut self) {
+        let target = self.ctx.target.replace(ptr::null_mut());
+        if !target.is_null() {
+            (self.ops().destroy)(target);
+        }
+        let me = &*self.ctx as *const Ctx as usize;
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).retain(|&c| c != me);
+        let _ = &self.host_ops;
+    }
+}
+
+impl Ctx {
+    /// Posts `nbls` to C (also used for posts the host makes inside an upcall).
+    fn post(&self, conn: ConnId, nbls: NblChain) -> Result<NdisStatus, PostRejected> {
+        let (head, ids) = self.hand_out(conn, nbls);
+        let r = (self.lib.ops.receive)(self.target.get(), self.now.get(), conn.0, head);
+        match r {
+            CHIMNEY_STATUS_PENDING => Ok(NdisStatus::Pending),
+            other => {
+                // The requests still in the table were not taken: they go back to the host.
+                let back = self.take_back(&ids);
+                match NdisStatus::from_code(other) {
+                    Some(s) if back.is_empty() => Ok(s),
+                    _ => Err(PostRejected { nbls: back, error: ApiMisuse::TargetRefused(other) }),
+                }
+            }
+        }
+    }
+
+    fn enter<R>(&self, now: u64, host: &mut dyn ProtocolHost, f: impl FnOnce() -> R) -> R {
+        // SAFETY: the erased pointer is only dereferenced by trampolines running inside `f`,
+        // while this frame holds the `&mut` borrow; it is cleared before returning.
+        let erased: NonNull<dyn ProtocolHost> = unsafe {
+            std::mem::transmute::<NonNull<dyn ProtocolHost + '_>, NonNull<dyn ProtocolHost + 'static>>(NonNull::from(
+                host,
+            ))
+        };
+        let prev = self.host.replace(Some(erased));
+        self.now.set(now.max(self.now.get()));
+        let r = f();
+        self.host.set(prev);
+        r
+    }
+
+    fn rethrow(&self) {
+        if let Some(p) = self.panic.borrow_mut().take() {
+            resume_unwind(p);
+        }
+    }
+
+    fn report(&self, rule: &'static Rule, conn: Option<ConnId>, nbl: Option<NblId>, detail: String) {
+        let v = Violation { rule, conn, nbl, detail };
+        let reporter = self.t.borrow().reporter.clone();
+        match reporter {
+            Some(core) => core.report_external(v),
+            None => self.t.borrow_mut().unreported.push(v),
+        }
+    }
+
+    fn abi_error(&self, what: String) {
+        self.t.borrow_mut().abi_errors.push(what);
+    }
+
+    /// Makes views of `nbls`, linked in order, records them; returns the head and their
+    /// addresses.
+    fn hand_out(&self, conn: ConnId, nbls: NblChain) -> (*mut ChimneyNetBufferList, Vec<usize>) {
+        let mut t = self.t.borrow_mut();
+        let mut addrs = Vec::with_capacity(nbls.len());
+        let mut chain = nbls;
+        let mut prev: *mut ChimneyNetBufferList = ptr::null_mut();
+        let mut head: *mut ChimneyNetBufferList = ptr::null_mut();
+        while let Some(mut nbl) = chain.pop_front() {
+            let mut view = View::of(&mut nbl);
+            let p: *mut ChimneyNetBufferList = &mut view.nbl;
+            if prev.is_null() {
+                head = p;
+            } else {
+                // SAFETY: `prev` is the NBL of a view just stored in the table (boxed: stable).
+                unsafe { (*prev).next = p };
+            }
+            prev = p;
+            addrs.push(p as usize);
+            t.posted.insert(p as usize, Posted { conn, nbl, view });
+        }
+        (head, addrs)
+    }
+
+    /// Takes the views at `addrs` still in the table back into a Rust chain (a post refused).
+    fn take_back(&self, addrs: &[usize]) -> NblChain {
+        let mut t = self.t.borrow_mut();
+        let mut out = NblChain::new();
+        for a in addrs {
+            if let Some(p) = t.posted.remove(a) {
+                out.push_back(p.nbl);
+            }
+        }
+        out
+    }
+
+    /// The Rust NBL behind a completed view, with what the target wrote copied in.
+    fn settle(&self, conn: ConnId, p: Posted) -> NetBufferList {
+        let Posted { conn: posted_on, mut nbl, view } = p;
+        let id = nbl.id();
+        let v = &view.nbl;
+        match NdisStatus::from_code(v.status) {
+            Some(s) => nbl.status = s,
+            None => {
+                self.report(&rules::R_CMP_7, Some(conn), Some(id), format!("unknown status code {:#010x}", v.status));
+                nbl.status = NdisStatus::Failure;
+            }
+        }
+        nbl.set_tcp_offload_bytes_transferred(v.info[CHIMNEY_INFO_BYTES_TRANSFERRED]);
+        nbl.miniport_reserved = v.miniport_reserved;
+        nbl.protocol_reserved = v.protocol_reserved;
+        if !ptr::eq(v.first_net_buffer, &view.nb) {
+            self.report(&rules::R_ACC_1, Some(conn), Some(id), "FirstNetBuffer was replaced".into());
+        }
+        // The geometry: CurrentMdl / CurrentMdlOffset must agree with DataOffset.
+        let nb = &view.nb;
+        let mut before = 0usize;
+        let mut found = false;
+        for m in &view.mdls {
+            if ptr::eq(m, nb.current_mdl) {
+                found = before + nb.current_mdl_offset as usize == nb.data_offset as usize;
+                break;
+            }
+            before += m.byte_count as usize;
+        }
+        let at_end = nb.current_mdl.is_null() && nb.data_length == 0;
+        if !found && !at_end {
+            self.report(
+                &rules::R_ACC_1,
+                Some(conn),
+                Some(id),
+                format!(
+                    "CurrentMdl/CurrentMdlOffset ({}) disagree with DataOffset {}",
+                    nb.current_mdl_offset, nb.data_offset
+                ),
+            );
+        }
+        if let Err(e) = nbl.net_buffer_mut().reset_used_space(nb.data_offset as usize, nb.data_length as usize) {
+            self.report(&rules::R_ACC_1, Some(conn), Some(id), format!("data space outside the MDLs ({e})"));
+        }
+        let _ = posted_on;
+        nbl
+    }
+
+    /// Reads a target NBL (its own memory) into a Rust NBL of the target pool with a stable
+    /// id for its address, or reports why it cannot.
+    fn read_target_nbl(
+        &self,
+        conn: Option<ConnId>,
+        p: *mut ChimneyNetBufferList,
+        rule: &'static Rule,
+    ) -> Option<NetBufferList> {
+        if p.is_null() {
+            self.report(rule, conn, None, "a NULL NBL".into());
+            return None;
+        }
+        if self.t.borrow().posted.contains_key(&(p as usize)) {
+            self.report(rule, conn, None, "a posted request used as the target's own NBL".into());
+            return None;
+        }
+        // SAFETY: a non-NULL NBL pointer from the target, which vouches for its own memory
+        // (ABI contract); chimney's own views were excluded above.
+        let nbl = unsafe { &*p };
+        if nbl.first_net_buffer.is_null() {
+            self.report(rule, conn, None, "an NBL without a NET_BUFFER".into());
+            return None;
+        }
+        // SAFETY: as above, the target's NET_BUFFER.
+        let nb = unsafe { &*nbl.first_net_buffer };
+        let (off, len) = (nb.data_offset as usize, nb.data_length as usize);
+        let mut bytes = Vec::with_capacity(len);
+        let mut skip = off;
+        let mut m = nb.mdl_chain;
+        let mut steps = 0;
+        while !m.is_null() && bytes.len() < len && steps < MAX_CHAIN {
+            // SAFETY: an MDL of the target's chain.
+            let mdl = unsafe { &*m };
+            let n = mdl.byte_count as usize;
+            if skip >= n {
+                skip -= n;
+            } else if !mdl.mapped_system_va.is_null() {
+                let take = (n - skip).min(len - bytes.len());
+                // SAFETY: the MDL describes `byte_count` readable bytes at `mapped_system_va`.
+                let s = unsafe { std::slice::from_raw_parts(mdl.mapped_system_va.add(skip), take) };
+                bytes.extend_from_slice(s);
+                skip = 0;
+            }
+            m = mdl.next;
+            steps += 1;
+        }
+        if bytes.len() < len {
+            self.report(rule, conn, None, format!("DataOffset {off} + DataLength {len} run past the MDL chain"));
+            return None;
+        }
+        let mut t = self.t.borrow_mut();
+        let id = match t.target_ids.get(&(p as usize)) {
+            Some(&id) => id,
+            None => {
+                t.serial += 1;
+                let id = NblId::new(PoolTag::Target, t.serial);
+                t.target_ids.insert(p as usize, id);
+                id
+            }
+        };
+        let mut out = NetBufferList::new(id, NetBuffer::new(vec![Mdl::from_bytes(bytes)]));
+        out.status = NdisStatus::from_code(nbl.status).unwrap_or(NdisStatus::Failure);
+        Some(out)
+    }
+
+    /// Serves the host calls made inside an upcall: they re-enter the target now, before the
+    /// upcall returns to it (as NDIS does), in the order made.
+    fn serve_nested(&self, nested: &mut NestedCalls) {
+        let posts: Vec<(ConnId, NblChain)> = nested.drain_posts().collect();
+        for (conn, nbls) in posts {
+            if let Err(rej) = self.post(conn, nbls) {
+                self.report(
+                    &rules::R_POST_2,
+                    Some(conn),
+                    rej.nbls.front().map(|n| n.id()),
+                    format!("a post made inside an upcall refused ({})", rej.error),
+                );
+            }
+        }
+        let returns = nested.take_returns();
+        if !returns.is_empty() {
+            self.return_to_target(returns);
+        }
+        let sends = nested.drain_sends().count();
+        let disconnects: Vec<_> = nested.drain_disconnects().collect();
+        if sends > 0 {
+            self.abi_error("the host sent inside an upcall; this ABI carries the receive half only".into());
+        }
+        for (conn, kind, nbl) in disconnects {
+            if kind == DisconnectKind::Abortive {
+                (self.lib.ops.abortive_disconnect)(self.target.get(), self.now.get(), conn.0);
+                self.t.borrow_mut().aborted.insert(conn);
+            }
+            drop(nbl);
+        }
+    }
+
+    /// Hands host-held target NBLs back through `receive_return`.
+    fn return_to_target(&self, nbls: NblChain) -> u32 {
+        let mut addrs = Vec::new();
+        {
+            let mut t = self.t.borrow_mut();
+            for n in nbls.iter() {
+                if let Some(a) = t.target_addr.remove(&n.id()) {
+                    addrs.push(a);
+                }
+            }
+        }
+        if addrs.is_empty() {
+            return CHIMNEY_STATUS_SUCCESS;
+        }
+        for w in addrs.windows(2) {
+            // SAFETY: target NBLs the host owns until this call: the host links them (NDIS).
+            unsafe { (*(w[0] as *mut ChimneyNetBufferList)).next = w[1] as *mut ChimneyNetBufferList };
+        }
+        let last = *addrs.last().unwrap_or(&0);
+        // SAFETY: as above.
+        unsafe { (*(last as *mut ChimneyNetBufferList)).next = ptr::null_mut() };
+        (self.lib.ops.receive_return)(self.target.get(), self.now.get(), addrs[0] as *mut ChimneyNetBufferList)
+    }
+}
+
+/// The context of a trampoline call, if `ctx` is a live one and a call is in progress.
+fn live_ctx<'a>(ctx: *mut c_void) -> Option<&'a Ctx> {
+    let ok = LIVE.lock().unwrap_or_else(|e| e.into_inner()).contains(&(ctx as usize));
+    // SAFETY: `ctx` is the address of a `Ctx` that is still alive (registered until its
+    // target is dropped, and only dropped after `destroy`).
+    ok.then(|| unsafe { &*(ctx as *const Ctx) })
+}
+
+/// Runs `f` with the call's host, catching a panic (it may not unwind into C).
+fn upcall<R>(ctx: &Ctx, what: &str, fallback: R, f: impl FnOnce(&mut dyn ProtocolHost) -> R) -> R {
+    let Some(mut host) = ctx.host.get() else {
+        ctx.abi_error(format!("{what} made outside any entry point (upcalls are made from inside a call)"));
+        return fallback;
+    };
+    // Nested upcalls (a completion inside an indication) reuse the same host pointer; the
+    // verifier behind it reports the nesting (R-CMP-5).
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: set by `Ctx::enter` from a `&mut` held by a live frame below us.
+        f(unsafe { host.as_mut() })
+    }));
+    match r {
+        Ok(v) => v,
+        Err(p) => {
+            *ctx.panic.borrow_mut() = Some(p);
+            fallback
+        }
+    }
+}
+
+extern "C" fn tramp_receive_complete(ctx: *mut c_void, conn: u32, nbls: *mut ChimneyNetBufferList) {
+    let Some(ctx) = live_ctx(ctx) else { return };
+    let conn = ConnId(conn);
+    let mut chain = NblChain::new();
+    let mut p = nbls;
+    let mut steps = 0;
+    while !p.is_null() && steps < MAX_CHAIN {
+        let entry = ctx.t.borrow_mut().posted.remove(&(p as usize));
+        let Some(entry) = entry else {
+            let known = ctx.t.borrow().target_ids.contains_key(&(p as usize));
+            let what = if known {
+                "an NBL of the target's own pool completed as a request".to_string()
+            } else {
+                "an NBL chimney never posted, or one already completed".to_string()
+            };
+            ctx.report(&rules::R_CMP_2, Some(conn), None, format!("{what} (at {p:p})"));
+            break;
+        };
+        let next = entry.view.nbl.next;
+        chain.push_back(ctx.settle(conn, entry));
+        p = next;
+        steps += 1;
+    }
+    if chain.is_empty() && nbls.is_null() {
+        ctx.report(&rules::R_CMP_2, Some(conn), None, "NdisTcpOffloadReceiveComplete with a NULL chain".into());
+        return;
+    }
+    if chain.is_empty() {
+        return;
+    }
+    let mut nested = NestedCalls::new();
+    upcall(ctx, "NdisTcpOffloadReceiveComplete", (), |h| h.receive_complete(conn, chain, &mut nested));
+    ctx.serve_nested(&mut nested);
+}
+
+extern "C" fn tramp_receive_indicate(
+    ctx: *mut c_void,
+    conn: u32,
+    nbl: *mut ChimneyNetBufferList,
+    status: u32,
+    bytes_consumed: *mut u32,
+) -> u32 {
+    let Some(ctx) = live_ctx(ctx) else { return CHIMNEY_STATUS_DATA_NOT_ACCEPTED };
+    let conn = ConnId(conn);
+    let Some(rust) = ctx.read_target_nbl(Some(conn), nbl, &rules::R_IND_3) else {
+        return CHIMNEY_STATUS_DATA_NOT_ACCEPTED;
+    };
+    // SAFETY: `nbl` was read above: a valid target NBL.
+    if !unsafe { (*nbl).next }.is_null() {
+        ctx.report(&rules::R_IND_3, Some(conn), Some(rust.id()), "an indication's Next is not NULL".into());
+    }
+    if bytes_consumed.is_null() {
+        ctx.report(&rules::R_IND_5, Some(conn), Some(rust.id()), "BytesConsumed is NULL".into());
+        return CHIMNEY_STATUS_DATA_NOT_ACCEPTED;
+    }
+    let (id, len) = (rust.id(), rust.net_buffer().data_length());
+    let st = NdisStatus::from_code(status).unwrap_or(NdisStatus::Failure);
+    let mut nested = NestedCalls::new();
+    let r = upcall(ctx, "NdisTcpOffloadReceiveHandler", None, |h| {
+        Some(h.receive_indicate(conn, NblChain::single(rust), st, &mut nested))
+    });
+    let (code, consumed) = match r {
+        Some(IndicateReturn::Success) => {
+            let mut t = ctx.t.borrow_mut();
+            t.target_addr.insert(id, nbl as usize);
+            (CHIMNEY_STATUS_SUCCESS, len)
+        }
+        Some(IndicateReturn::PartiallyAccepted { bytes_consumed: k, .. }) => {
+            (CHIMNEY_STATUS_DATA_PARTIALLY_ACCEPTED, k)
+        }
+        Some(IndicateReturn::NotAccepted(_)) | None => (CHIMNEY_STATUS_DATA_NOT_ACCEPTED, 0),
+    };
+    // SAFETY: the target's non-NULL out pointer.
+    unsafe { *bytes_consumed = consumed as u32 };
+    ctx.serve_nested(&mut nested);
+    code
+}
+
+extern "C" fn tramp_event_indicate(ctx: *mut c_void, conn: u32, event: u32, specific: u32) {
+    let Some(ctx) = live_ctx(ctx) else { return };
+    let conn = ConnId(conn);
+    let ev = match event {
+        1 => TcpOffloadEvent::SendBacklogChange(specific),
+        CHIMNEY_EVENT_DISCONNECT => TcpOffloadEvent::Disconnect,
+        CHIMNEY_EVENT_ABORT => TcpOffloadEvent::Abort,
+        CHIMNEY_EVENT_RETRIEVE => match upload_reason(specific) {
+            Some(r) => TcpOffloadEvent::Retrieve(r),
+            None => {
+                ctx.abi_error(format!("{conn}: TcpIndicateRetrieve with unknown reason {specific}"));
+                return;
+            }
+        },
+        other => {
+            ctx.abi_error(format!("{conn}: unknown event {other}"));
+            return;
+        }
+    };
+    let mut nested = NestedCalls::new();
+    upcall(ctx, "NdisTcpOffloadEventHandler", (), |h| h.event_indicate(conn, ev, &mut nested));
+    ctx.serve_nested(&mut nested);
+}
+
+fn upload_reason(v: u32) -> Option<TcpUploadReason> {
+    use TcpUploadReason::*;
+    [
+        LowActivity,
+        HighDropRate,
+        SmallIo,
+        NoBufferPreposting,
+        ReceivedUrgentData,
+        HighFragmentation,
+        HighOutOfOrderPackets,
+        TimeoutExpiration,
+        InvalidState,
+        UploadRequested,
+        HardwareFailure,
+    ]
+    .into_iter()
+    .find(|r| *r as u32 == v)
+}
+
+fn tcp_state(v: u32) -> Option<TcpConnectionState> {
+    use TcpConnectionState::*;
+    [Closed, Listen, SynSent, SynRcvd, Established, FinWait1, FinWait2, CloseWait, Closing, LastAck, TimeWait]
+        .into_iter()
+        .find(|s| *s as u32 == v)
+}
+
+fn deadline(v: u64) -> Option<Instant> {
+    (v != CHIMNEY_NO_DEADLINE).then(|| Instant::from_nanos(v))
+}
+
+fn status_result(conn: ConnId, code: u32) -> Result<(), ApiMisuse> {
+    match code {
+        CHIMNEY_STATUS_SUCCESS => Ok(()),
+        CHIMNEY_STATUS_INVALID_STATE => Err(ApiMisuse::NotReceiving(conn)),
+        other => Err(ApiMisuse::TargetRefused(other)),
+    }
+}
+
+impl OffloadTarget for ForeignTarget {
+    fn receive(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        self.with_host(now, host, |_| self.ctx.post(conn, nbls))
+    }
+
+    fn receive_return(&mut self, now: Instant, nbls: NblChain, host: &mut dyn ProtocolHost) -> NdisStatus {
+        let code = self.with_host(now, host, |_| self.ctx.return_to_target(nbls));
+        NdisStatus::from_code(code).unwrap_or(NdisStatus::Failure)
+    }
+
+    fn disconnect(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        kind: DisconnectKind,
+        nbl: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        if kind == DisconnectKind::Graceful {
+            return Err(PostRejected { nbls: nbl, error: ApiMisuse::GracefulDisconnectNeedsTcp(conn) });
+        }
+        let already = self.ctx.t.borrow().aborted.contains(&conn);
+        let ops = *self.ops();
+        let code = self.with_host(now, host, |t| (ops.abortive_disconnect)(t, now.as_nanos(), conn.0));
+        if let Err(error) = status_result(conn, code) {
+            return Err(PostRejected { nbls: nbl, error });
+        }
+        self.ctx.t.borrow_mut().aborted.insert(conn);
+        // The RST is the TCP engine's: the disconnect completes once the target stopped.
+        let status = if already { NdisStatus::RequestAborted } else { NdisStatus::Success };
+        let mut nested = NestedCalls::new();
+        host.disconnect_complete(conn, nbl, status, &mut nested);
+        self.with_host(now, host, |_| self.ctx.serve_nested(&mut nested));
+        Ok(NdisStatus::Pending)
+    }
+
+    fn terminate_offload(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<TcpDelegatedState, ApiMisuse> {
+        let mut out = ChimneyDelegatedState { state: 0, rcv_nxt: 0, buffered_data: ptr::null_mut() };
+        let ops = *self.ops();
+        let code = self.with_host(now, host, |t| (ops.terminate_offload)(t, now.as_nanos(), conn.0, &mut out));
+        status_result(conn, code)?;
+        let mut buffered = NblChain::new();
+        let mut p = out.buffered_data;
+        let mut steps = 0;
+        while !p.is_null() && steps < MAX_CHAIN {
+            let Some(n) = self.ctx.read_target_nbl(Some(conn), p, &rules::R_TRM_3) else { break };
+            self.ctx.t.borrow_mut().target_addr.insert(n.id(), p as usize);
+            buffered.push_back(n);
+            // SAFETY: read above: a valid target NBL.
+            p = unsafe { (*p).next };
+            steps += 1;
+        }
+        self.ctx.t.borrow_mut().aborted.remove(&conn);
+        Ok(TcpDelegatedState {
+            state: tcp_state(out.state),
+            rcv_nxt: out.rcv_nxt,
+            buffered_data: buffered,
+            ..TcpDelegatedState::default()
+        })
+    }
+
+    fn handle_timeout(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
+        let ops = *self.ops();
+        self.with_host(now, host, |t| (ops.handle_timeout)(t, now.as_nanos()));
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        deadline((self.ops().poll_timeout)(self.ctx.target.get()))
+    }
+
+    fn push_timer(&self, conn: ConnId) -> Option<Instant> {
+        deadline((self.ops().push_timer)(self.ctx.target.get(), conn.0))
+    }
+}
+
+impl InitiateOffload for ForeignTarget {
+    fn initiate_offload(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        mut state: TcpOffloadState,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NblChain, InitiateFailed> {
+        // BufferedData is the host's: viewed for the call, taken back after it.
+        let buffered = state.delegated.buffered_data.take();
+        let (head, addrs) = self.ctx.hand_out(conn, buffered);
+        let c = ChimneyOffloadState {
+            local_port: state.constant.local_port,
+            remote_port: state.constant.remote_port,
+            initial_rcv_wnd: state.cached.initial_rcv_wnd,
+            rcv_indication_size: state.cached.rcv_indication_size,
+            state: state.delegated.state.map_or(CHIMNEY_TCP_ESTABLISHED, |s| s as u32),
+            rcv_nxt: state.delegated.rcv_nxt,
+            buffered_data: head,
+        };
+        let ops = *self.ops();
+        let code = self.with_host(now, host, |t| (ops.initiate_offload)(t, now.as_nanos(), conn.0, &c));
+        let back = self.ctx.take_back(&addrs);
+        if code == CHIMNEY_STATUS_SUCCESS {
+            self.ctx.t.borrow_mut().aborted.remove(&conn);
+            return Ok(back);
+        }
+        state.delegated.buffered_data = back;
+        Err(InitiateFailed {
+            status: NdisStatus::from_code(code).unwrap_or(NdisStatus::Failure),
+            error: Some(ApiMisuse::TargetRefused(code)),
+            state: Box::new(state),
+        })
+    }
+}
+
+impl ReceiveInput for ForeignTarget {
+    fn receive_data(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        data: &[u8],
+        psh: bool,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        let ops = *self.ops();
+        let code = self
+            .with_host(now, host, |t| (ops.receive_data)(t, now.as_nanos(), conn.0, data.as_ptr(), data.len(), psh));
+        status_result(conn, code)
+    }
+
+    fn receive_fin(&mut self, now: Instant, conn: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+        let ops = *self.ops();
+        let code = self.with_host(now, host, |t| (ops.receive_fin)(t, now.as_nanos(), conn.0));
+        status_result(conn, code)
+    }
+
+    fn receive_rst(&mut self, now: Instant, conn: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+        let ops = *self.ops();
+        let code = self.with_host(now, host, |t| (ops.receive_rst)(t, now.as_nanos(), conn.0));
+        self.ctx.t.borrow_mut().aborted.insert(conn);
+        status_result(conn, code)
+    }
+
+    fn receive_space(&self, conn: ConnId) -> usize {
+        (self.ops().receive_space)(self.ctx.target.get(), conn.0)
+    }
+
+    fn receive_window(&self, conn: ConnId) -> usize {
+        self.receive_space(conn)
+    }
+}
+
+impl SendInput for ForeignTarget {}
+
+impl chimney::testkit::conformance::Candidate for ForeignTarget {
+    fn attach(&mut self, core: &Arc<VerifierCore>) {
+        self.set_reporter(Arc::clone(core));
+    }
+
+    fn abi_errors(&self) -> Vec<String> {
+        ForeignTarget::abi_errors(self)
+    }
+}

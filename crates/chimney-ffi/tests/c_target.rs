@@ -1,0 +1,63 @@
+//! The example C target (`examples/c-target/target.c`), compiled with the system's C compiler
+//! and loaded through the ABI, passes the conformance suite; each deliberately faulty build
+//! fails with its rule.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chimney::testkit::conformance::{run_interleaving, run_scenarios, Outcome};
+use chimney_ffi::TargetLibrary;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Builds `examples/c-target/target.c` with `defines` into a shared library; fails the test
+/// if no C compiler is installed (CI installs one).
+fn build(name: &str, defines: &[&str]) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("chimney-ffi-test-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let so = out.join(format!("lib{name}.so"));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let mut cmd = Command::new(&cc);
+    cmd.args(["-shared", "-fPIC", "-O1", "-g", "-Wall", "-Wextra", "-Werror"])
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(root().join("examples/c-target/target.c"))
+        .arg("-o")
+        .arg(&so);
+    for d in defines {
+        cmd.arg(format!("-D{d}"));
+    }
+    let st = cmd.status().unwrap_or_else(|e| panic!("no C compiler `{cc}` ({e}): install one (apt install gcc)"));
+    assert!(st.success(), "{cc} failed on target.c {defines:?}");
+    so
+}
+
+fn load(so: &Path) -> TargetLibrary {
+    TargetLibrary::load(so).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn report(outcomes: &[Outcome]) -> String {
+    let mut s = String::new();
+    for o in outcomes.iter().filter(|o| !o.ok()) {
+        s += &format!("{}:\n", o.name);
+        for v in &o.violations {
+            s += &format!("  {v}\n");
+        }
+        for f in o.failures.iter().chain(&o.abi_errors) {
+            s += &format!("  {f}\n");
+        }
+    }
+    s
+}
+
+#[test]
+fn the_c_target_passes_the_suite() {
+    let lib = load(&build("target", &[]));
+    let make = || lib.instance(500).map_err(|e| e.to_string());
+    let mut all = run_scenarios(&make, &|_| None);
+    all.extend((1..=200).map(|s| run_interleaving(s, &make, None)));
+    let bad = report(&all);
+    assert!(bad.is_empty(), "{bad}");
+}
