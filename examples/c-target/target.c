@@ -52,6 +52,7 @@ struct conn {
     int fin;             /* the peer's FIN arrived */
     int abort_event;     /* TcpIndicateAbort still to indicate (RST) */
     int busy;            /* an upcall is running: only queue */
+    int in_complete;     /* that upcall is a completion */
     int blocked;         /* an indication was refused: no more until a post */
     uint64_t posts;      /* posts taken so far (a post during an indication lifts a refusal) */
     int pool_wait;       /* an indication waits for the host to return pool NBLs */
@@ -74,6 +75,10 @@ struct target {
     uint64_t now;
     struct conn conns[MAX_CONNS];
     struct tnbl *pool[POOL_NBLS];
+#ifdef FAULT_COMPLETE_AFTER_TERMINATE
+    ChimneyNetBufferList *late;
+    uint32_t late_conn;
+#endif
 };
 
 /* ---- NBL helpers ---------------------------------------------------------------------- */
@@ -166,9 +171,20 @@ static void append(ChimneyNetBufferList **h, ChimneyNetBufferList **t, ChimneyNe
 
 static void complete(struct target *t, uint32_t id, ChimneyNetBufferList *chain) {
     struct conn *c = &t->conns[id];
+#ifdef FAULT_FIFO
+    /* Fault: the second request of a batch goes back before the first. */
+    if (chain && chain->next) {
+        ChimneyNetBufferList *second = chain->next;
+        chain->next = second->next;
+        second->next = chain;
+        chain = second;
+    }
+#endif
     c->busy = 1;
+    c->in_complete = 1;
     c->push_deadline = CHIMNEY_NO_DEADLINE;
     t->host->receive_complete(t->host->ctx, id, chain);
+    c->in_complete = 0;
     c->busy = 0;
 }
 
@@ -374,6 +390,9 @@ static uint32_t receive(void *tp, uint64_t now, uint32_t id, ChimneyNetBufferLis
     }
     c->blocked = 0;
     c->posts++;
+#ifdef FAULT_REENTRANT
+    if (c->in_complete) c->busy = 0; /* Fault: serves a post made inside a completion at once. */
+#endif
     run(t, id); /* does nothing while an upcall runs: the loop below it picks the posts up */
     return CHIMNEY_STATUS_PENDING;
 }
@@ -408,6 +427,10 @@ static uint32_t terminate_offload(void *tp, uint64_t now, uint32_t id, ChimneyDe
             uint32_t st = c->placed ? CHIMNEY_STATUS_SUCCESS : CHIMNEY_STATUS_UPLOAD_IN_PROGRESS;
             append(&dh, &dt, take_head(c, st));
         }
+#ifdef FAULT_COMPLETE_AFTER_TERMINATE
+        t->late = dh; /* Fault: remembers a request it returns now, to complete it again later. */
+        t->late_conn = id;
+#endif
         complete(t, id, dh); /* posts made inside it are completed by the next round */
     }
     ChimneyNetBufferList *bh = NULL, *bt = NULL;
@@ -442,6 +465,9 @@ static uint32_t receive_data(void *tp, uint64_t now, uint32_t id, const uint8_t 
     c->received += len;
     c->rcv_nxt += (uint32_t)len;
     if (psh) c->psh_mark = c->received;
+#ifdef FAULT_INDICATE_WHILE_POSTED
+    if (c->head && capacity(c->head) && !c->placed) indicate(t, id); /* Fault: indicates although a request waits. */
+#endif
     /* New data restarts a running push timer. */
     if (c->push_deadline != CHIMNEY_NO_DEADLINE) c->push_deadline = t->now + t->push_ns;
     run(t, id);
@@ -491,6 +517,13 @@ static size_t receive_space(void *tp, uint32_t id) {
 static void handle_timeout(void *tp, uint64_t now) {
     struct target *t = tp;
     if (now > t->now) t->now = now;
+#ifdef FAULT_COMPLETE_AFTER_TERMINATE
+    if (t->late) {
+        ChimneyNetBufferList *n = t->late;
+        t->late = NULL;
+        t->host->receive_complete(t->host->ctx, t->late_conn, n);
+    }
+#endif
     for (uint32_t id = 0; id < MAX_CONNS; id++) {
         struct conn *c = &t->conns[id];
         if (!c->used) continue;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 mod args;
 mod bench;
+mod check;
 mod connect;
 mod demo;
 mod error;
@@ -69,6 +70,9 @@ enum Command {
     /// Replay a contract trace (ours from `--trace`, or any target's in the documented format)
     /// through the verifier; report every violation by rule id.
     Verify(verify::VerifyArgs),
+    /// Run the conformance suite against a target behind the verifier: a foreign one from a
+    /// shared library (--target PATH.so, the C ABI of include/chimney.h) or chimney's own.
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,5 +98,6 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(&a),
         Command::Plot(a) => plot::run(&a),
         Command::Verify(a) => verify::run(&a),
+        Command::Check(a) => check::run(&a),
     }
 }

@@ -210,7 +210,7 @@ fn sweep(range: std::ops::Range<u64>, knobs: &Knobs, jobs: usize) -> Vec<(u64, O
     all
 }
 
-fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
+pub(crate) fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
     let (a, b) = s.split_once("..").ok_or_else(|| format!("--seeds wants A..B, got {s:?}"))?;
     let a: u64 = a.trim().parse().map_err(|_| format!("--seeds: bad start {a:?}"))?;
     let b: u64 = b.trim().parse().map_err(|_| format!("--seeds: bad end {b:?}"))?;

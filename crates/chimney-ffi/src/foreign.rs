@@ -40,6 +40,9 @@ use chimney::Instant;
 
 use crate::abi::*;
 
+/// BufferedData a terminate may hand back, at most (far above any receive window).
+const MAX_BUFFERED_DATA: usize = 1 << 28;
+
 /// Longest MDL or NBL chain the trampolines walk in a target's memory (a cycle stops here).
 const MAX_CHAIN: usize = 1 << 16;
 
@@ -205,7 +208,66 @@ struct Ctx {
     /// A panic caught in a trampoline (it may not unwind through C), re-raised when the entry
     /// point returns.
     panic: RefCell<Option<Box<dyn std::any::Any + Send>>>,
+    /// Upcalls in progress, one inside the other (a target that completes from inside the
+    /// post it got inside a completion nests them).
+    depth: Cell<usize>,
+    /// Host calls made inside upcalls nested deeper than [`MAX_NESTING`], served when the
+    /// outermost upcall returns instead of at once.
+    deferred: RefCell<Vec<NestedCalls>>,
+    /// Connections with an upcall in progress from the target's point of view (until the
+    /// trampoline returns to it, host calls made inside included), and which kind.
+    in_upcall: RefCell<Vec<(ConnId, &'static str)>>,
+    /// Upcalls made within the entry point in progress.
+    upcalls: Cell<u64>,
+    /// The target ran away (see [`MAX_UPCALLS_PER_CALL`]): upcalls are no longer passed on.
+    runaway: Cell<bool>,
 }
+
+/// Marks an upcall in progress on a connection for as long as the trampoline runs; a second
+/// upcall on the same connection meanwhile is nested (R-CMP-5), and when the first is a
+/// completion whose host re-posted, re-entered (R-CMP-6).
+struct UpcallGuard<'a> {
+    ctx: &'a Ctx,
+}
+
+impl<'a> UpcallGuard<'a> {
+    fn enter(ctx: &'a Ctx, conn: ConnId, kind: &'static str) -> UpcallGuard<'a> {
+        let outer = ctx.in_upcall.borrow().iter().find(|(c, _)| *c == conn).map(|(_, k)| *k);
+        if let Some(outer) = outer {
+            let rule = if outer == "NdisTcpOffloadReceiveComplete" { &rules::R_CMP_6 } else { &rules::R_CMP_5 };
+            ctx.report(
+                rule,
+                Some(conn),
+                None,
+                format!("{kind} made while the target's {outer} on this connection had not returned (from inside a call the host made within it)"),
+            );
+        }
+        ctx.in_upcall.borrow_mut().push((conn, kind));
+        ctx.depth.set(ctx.depth.get() + 1);
+        UpcallGuard { ctx }
+    }
+}
+
+impl Drop for UpcallGuard<'_> {
+    fn drop(&mut self) {
+        self.ctx.in_upcall.borrow_mut().pop();
+        self.ctx.depth.set(self.ctx.depth.get() - 1);
+    }
+}
+
+/// Upcalls nested deeper than this no longer re-enter the target at once: a target that
+/// completes from inside every post would otherwise recurse until the stack overflows (the
+/// verifier has reported the nesting by then, R-CMP-5/R-CMP-6).
+const MAX_NESTING: usize = 8;
+
+/// Upcalls one entry point may make (every call the host makes inside them included) before
+/// the target is judged runaway: a target that answers each re-post with another completion
+/// never returns. Far above what one call of the suite needs (a few hundred), and low enough
+/// that a runaway's copies of the stream stay within memory.
+const MAX_UPCALLS_PER_CALL: u64 = 10_000;
+
+/// Host calls waiting for the outermost upcall to return, at most.
+const MAX_DEFERRED: usize = 10_000;
 
 #[derive(Default)]
 struct Tables {
@@ -220,6 +282,19 @@ struct Tables {
     unreported: Vec<Violation>,
     /// Misbehaviour at the ABI itself (an upcall outside any call, an unknown event).
     abi_errors: Vec<String>,
+    /// Views of the latest completed requests, kept allocated: a target that touches one
+    /// after completing it writes into chimney's quarantine, not into reused memory, and a
+    /// second completion of one is named as such.
+    quarantine: std::collections::VecDeque<Box<View>>,
+}
+
+/// Completed views kept in quarantine.
+const QUARANTINE: usize = 4096;
+
+impl Tables {
+    fn quarantined(&self, addr: usize) -> bool {
+        self.quarantine.iter().any(|v| std::ptr::eq(&v.nbl, addr as *const ChimneyNetBufferList))
+    }
 }
 
 /// The host contexts alive now: a trampoline checks its `ctx` argument against this list
@@ -247,6 +322,11 @@ impl ForeignTarget {
             now: Cell::new(0),
             t: RefCell::new(Tables::default()),
             panic: RefCell::new(None),
+            depth: Cell::new(0),
+            deferred: RefCell::new(Vec::new()),
+            in_upcall: RefCell::new(Vec::new()),
+            upcalls: Cell::new(0),
+            runaway: Cell::new(false),
         });
         let ctx_ptr = &*ctx as *const Ctx as *mut c_void;
         let host_ops = Box::new(ChimneyHostOps {
@@ -343,6 +423,9 @@ impl Ctx {
             ))
         };
         let prev = self.host.replace(Some(erased));
+        if prev.is_none() {
+            self.upcalls.set(0);
+        }
         self.now.set(now.max(self.now.get()));
         let r = f();
         self.host.set(prev);
@@ -366,6 +449,24 @@ impl Ctx {
 
     fn abi_error(&self, what: String) {
         self.t.borrow_mut().abi_errors.push(what);
+    }
+
+    /// The target is judged runaway: said once, and nothing more is passed to the host.
+    fn run_away(&self, why: String) {
+        if !self.runaway.replace(true) {
+            self.abi_error(format!("runaway target: {why}"));
+            self.deferred.borrow_mut().clear();
+        }
+    }
+
+    /// Counts an upcall; false once the target has run away.
+    fn may_upcall(&self) -> bool {
+        let n = self.upcalls.get() + 1;
+        self.upcalls.set(n);
+        if n > MAX_UPCALLS_PER_CALL {
+            self.run_away(format!("more than {MAX_UPCALLS_PER_CALL} upcalls within one call"));
+        }
+        !self.runaway.get()
     }
 
     /// Makes views of `nbls`, linked in order, records them; returns the head and their
@@ -404,8 +505,19 @@ impl Ctx {
         out
     }
 
-    /// The Rust NBL behind a completed view, with what the target wrote copied in.
+    /// The Rust NBL behind a completed view, with what the target wrote copied in; the view
+    /// goes to quarantine.
     fn settle(&self, conn: ConnId, p: Posted) -> NetBufferList {
+        let (nbl, view) = self.settle_view(conn, p);
+        let mut t = self.t.borrow_mut();
+        if t.quarantine.len() == QUARANTINE {
+            t.quarantine.pop_front();
+        }
+        t.quarantine.push_back(view);
+        nbl
+    }
+
+    fn settle_view(&self, conn: ConnId, p: Posted) -> (NetBufferList, Box<View>) {
         let Posted { conn: posted_on, mut nbl, view } = p;
         let id = nbl.id();
         let v = &view.nbl;
@@ -449,7 +561,7 @@ impl Ctx {
             self.report(&rules::R_ACC_1, Some(conn), Some(id), format!("data space outside the MDLs ({e})"));
         }
         let _ = posted_on;
-        nbl
+        (nbl, view)
     }
 
     /// Reads a target NBL (its own memory) into a Rust NBL of the target pool with a stable
@@ -520,6 +632,36 @@ impl Ctx {
     /// Serves the host calls made inside an upcall: they re-enter the target now, before the
     /// upcall returns to it (as NDIS does), in the order made.
     fn serve_nested(&self, nested: &mut NestedCalls) {
+        if self.runaway.get() {
+            return;
+        }
+        if self.depth.get() > MAX_NESTING {
+            let mut d = self.deferred.borrow_mut();
+            if d.len() >= MAX_DEFERRED {
+                drop(d);
+                self.run_away(format!(
+                    "more than {MAX_DEFERRED} host calls wait behind upcalls nested {MAX_NESTING} deep"
+                ));
+                return;
+            }
+            d.push(std::mem::take(nested));
+            return;
+        }
+        self.serve_nested_now(nested);
+        if self.depth.get() <= 1 {
+            loop {
+                let more = std::mem::take(&mut *self.deferred.borrow_mut());
+                if more.is_empty() {
+                    break;
+                }
+                for mut n in more {
+                    self.serve_nested_now(&mut n);
+                }
+            }
+        }
+    }
+
+    fn serve_nested_now(&self, nested: &mut NestedCalls) {
         let posts: Vec<(ConnId, NblChain)> = nested.drain_posts().collect();
         for (conn, nbls) in posts {
             if let Err(rej) = self.post(conn, nbls) {
@@ -584,6 +726,9 @@ fn live_ctx<'a>(ctx: *mut c_void) -> Option<&'a Ctx> {
 
 /// Runs `f` with the call's host, catching a panic (it may not unwind into C).
 fn upcall<R>(ctx: &Ctx, what: &str, fallback: R, f: impl FnOnce(&mut dyn ProtocolHost) -> R) -> R {
+    if !ctx.may_upcall() {
+        return fallback;
+    }
     let Some(mut host) = ctx.host.get() else {
         ctx.abi_error(format!("{what} made outside any entry point (upcalls are made from inside a call)"));
         return fallback;
@@ -606,17 +751,23 @@ fn upcall<R>(ctx: &Ctx, what: &str, fallback: R, f: impl FnOnce(&mut dyn Protoco
 extern "C" fn tramp_receive_complete(ctx: *mut c_void, conn: u32, nbls: *mut ChimneyNetBufferList) {
     let Some(ctx) = live_ctx(ctx) else { return };
     let conn = ConnId(conn);
+    let _g = UpcallGuard::enter(ctx, conn, "NdisTcpOffloadReceiveComplete");
     let mut chain = NblChain::new();
     let mut p = nbls;
     let mut steps = 0;
     while !p.is_null() && steps < MAX_CHAIN {
         let entry = ctx.t.borrow_mut().posted.remove(&(p as usize));
         let Some(entry) = entry else {
-            let known = ctx.t.borrow().target_ids.contains_key(&(p as usize));
-            let what = if known {
-                "an NBL of the target's own pool completed as a request".to_string()
+            let (own, done) = {
+                let t = ctx.t.borrow();
+                (t.target_ids.contains_key(&(p as usize)), t.quarantined(p as usize))
+            };
+            let what = if own {
+                "an NBL of the target's own pool completed as a request"
+            } else if done {
+                "a request completed a second time"
             } else {
-                "an NBL chimney never posted, or one already completed".to_string()
+                "an NBL chimney never posted"
             };
             ctx.report(&rules::R_CMP_2, Some(conn), None, format!("{what} (at {p:p})"));
             break;
@@ -647,6 +798,7 @@ extern "C" fn tramp_receive_indicate(
 ) -> u32 {
     let Some(ctx) = live_ctx(ctx) else { return CHIMNEY_STATUS_DATA_NOT_ACCEPTED };
     let conn = ConnId(conn);
+    let _g = UpcallGuard::enter(ctx, conn, "NdisTcpOffloadReceiveHandler");
     let Some(rust) = ctx.read_target_nbl(Some(conn), nbl, &rules::R_IND_3) else {
         return CHIMNEY_STATUS_DATA_NOT_ACCEPTED;
     };
@@ -684,6 +836,7 @@ extern "C" fn tramp_receive_indicate(
 extern "C" fn tramp_event_indicate(ctx: *mut c_void, conn: u32, event: u32, specific: u32) {
     let Some(ctx) = live_ctx(ctx) else { return };
     let conn = ConnId(conn);
+    let _g = UpcallGuard::enter(ctx, conn, "NdisTcpOffloadEventHandler");
     let ev = match event {
         1 => TcpOffloadEvent::SendBacklogChange(specific),
         CHIMNEY_EVENT_DISCONNECT => TcpOffloadEvent::Disconnect,
@@ -797,14 +950,24 @@ impl OffloadTarget for ForeignTarget {
         status_result(conn, code)?;
         let mut buffered = NblChain::new();
         let mut p = out.buffered_data;
-        let mut steps = 0;
-        while !p.is_null() && steps < MAX_CHAIN {
+        let mut seen = std::collections::HashSet::new();
+        let mut bytes = 0usize;
+        while !p.is_null() {
+            if !seen.insert(p as usize) || bytes > MAX_BUFFERED_DATA {
+                self.ctx.report(
+                    &rules::R_TRM_3,
+                    Some(conn),
+                    None,
+                    format!("BufferedData loops or runs past {MAX_BUFFERED_DATA} bytes"),
+                );
+                break;
+            }
             let Some(n) = self.ctx.read_target_nbl(Some(conn), p, &rules::R_TRM_3) else { break };
+            bytes += n.net_buffer().data_length();
             self.ctx.t.borrow_mut().target_addr.insert(n.id(), p as usize);
             buffered.push_back(n);
             // SAFETY: read above: a valid target NBL.
             p = unsafe { (*p).next };
-            steps += 1;
         }
         self.ctx.t.borrow_mut().aborted.remove(&conn);
         Ok(TcpDelegatedState {

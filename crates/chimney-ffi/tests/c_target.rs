@@ -61,3 +61,40 @@ fn the_c_target_passes_the_suite() {
     let bad = report(&all);
     assert!(bad.is_empty(), "{bad}");
 }
+
+/// Each deliberately faulty build (`-DFAULT_…` in target.c) fails the suite, and in every run
+/// that fails, the first violation is its rule: what follows it is consequence.
+#[test]
+fn each_faulty_c_target_fails_with_its_rule() {
+    // An indication while a request waits is R-IND-1, or R-DEL-1 when that request was
+    // posted during an upcall: one family.
+    let faults: [(&str, &[&str]); 6] = [
+        ("FAULT_FIFO", &["R-CMP-1"]),
+        ("FAULT_BYTE_COUNT", &["R-ACC-1"]),
+        ("FAULT_REENTRANT", &["R-CMP-6"]),
+        ("FAULT_INDICATE_WHILE_POSTED", &["R-IND-1", "R-DEL-1"]),
+        ("FAULT_COMPLETE_AFTER_TERMINATE", &["R-CMP-2"]),
+        ("FAULT_IGNORE_PSH", &["R-DEL-5"]),
+    ];
+    let mut wrong = Vec::new();
+    for (define, rule) in faults {
+        let lib = load(&build(&define.to_lowercase(), &[define]));
+        let make = || lib.instance(500).map_err(|e| e.to_string());
+        let mut all = run_scenarios(&make, &|_| None);
+        all.extend((1..=200).map(|s| run_interleaving(s, &make, None)));
+        let failed: Vec<&Outcome> = all.iter().filter(|o| !o.ok()).collect();
+        if failed.is_empty() {
+            wrong.push(format!("{define}: the suite passed"));
+        }
+        for o in failed {
+            let first = o.violations.first().map(|v| v.rule.id);
+            if !first.is_some_and(|f| rule.contains(&f)) || !o.abi_errors.is_empty() {
+                wrong.push(format!(
+                    "{define} in {}: first violation {first:?}, expected {rule:?}; {:?}",
+                    o.name, o.abi_errors
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -199,6 +199,9 @@ impl<T: Candidate> Rig<T> {
                 self.failures.push(format!("terminate refused: {e}"));
             }
         }
+        // The connection is gone: a timer call must not bring an upcall for it.
+        self.now = self.now + Duration::from_millis(1);
+        self.t.handle_timeout(self.now, &mut self.h);
         self.return_held();
         let exact = if self.may_truncate { self.sent.starts_with(&got) } else { got == self.sent };
         if !exact {

@@ -1,0 +1,264 @@
+//! `chimney check`: runs the conformance suite against a target behind the verifier: a
+//! foreign one from a shared library (`--target PATH.so`, the C ABI of include/chimney.h),
+//! or chimney's own delivery layer. Every flowchart scenario, then seeded random
+//! interleavings; each failure is listed by rule id with the command that replays it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant as WallClock;
+
+use chimney::contract::trace::TraceWriter;
+use chimney::contract::{Delivery, DeliveryConfig};
+use chimney::testkit::conformance::{self, Candidate, Outcome};
+use chimney_ffi::TargetLibrary;
+
+/// `chimney check` flags.
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// The target: a shared library exporting `chimney_target_ops` (include/chimney.h).
+    /// Without it, chimney's own delivery layer is checked.
+    #[arg(long)]
+    pub target: Option<PathBuf>,
+    /// Seeds of the random interleavings, A..B (B excluded).
+    #[arg(long, default_value = "1..201")]
+    pub seeds: String,
+    /// Run only this seed (and no scenario): to replay a failure.
+    #[arg(long, conflicts_with = "scenario")]
+    pub seed: Option<u64>,
+    /// Run only the scenario with this name (and no seed).
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// Write the contract trace of every failure (with --seed or --scenario: of that run)
+    /// into this directory, one file per run, for `chimney verify`.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    pub json: bool,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+}
+
+/// What to run.
+enum Plan {
+    Scenarios(Vec<String>),
+    Seeds(std::ops::Range<u64>),
+}
+
+/// Exit status: 0 conformant, 1 violations or failures, 2 the target could not be loaded or
+/// misbehaved at the ABI.
+pub fn run(a: &CheckArgs) -> ExitCode {
+    if a.list {
+        for n in conformance::scenario_names() {
+            println!("{n}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let seeds = match crate::sim::parse_range(&a.seeds) {
+        Ok(r) => r,
+        Err(e) => return crate::error::CliError::new("check", e).exit(),
+    };
+    let mut plans = Vec::new();
+    match (&a.scenario, a.seed) {
+        (Some(name), _) => {
+            if !conformance::scenario_names().contains(&name.as_str()) {
+                return crate::error::CliError::new(
+                    "check",
+                    format!("no scenario {name:?} (chimney check --list names them)"),
+                )
+                .exit();
+            }
+            plans.push(Plan::Scenarios(vec![name.clone()]));
+        }
+        (None, Some(s)) => plans.push(Plan::Seeds(s..s + 1)),
+        (None, None) => {
+            plans.push(Plan::Scenarios(conformance::scenario_names().into_iter().map(String::from).collect()));
+            plans.push(Plan::Seeds(seeds));
+        }
+    }
+    if let Some(dir) = &a.trace {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return crate::error::CliError::new("check", format!("creating {}: {e}", dir.display())).exit();
+        }
+    }
+    let single = a.seed.is_some() || a.scenario.is_some();
+    match &a.target {
+        Some(path) => {
+            let lib = match TargetLibrary::load(path) {
+                Ok(l) => l,
+                Err(e) => return crate::error::CliError::new("check", e).exit(),
+            };
+            let name = format!("{} ({})", lib.name(), path.display());
+            let make = move || lib.instance(500).map_err(|e| e.to_string());
+            suite(a, &name, &plans, single, &make)
+        }
+        None => {
+            let make = || Ok(Delivery::new(DeliveryConfig::default()));
+            suite(a, "chimney's delivery layer (built in)", &plans, single, &make)
+        }
+    }
+}
+
+fn trace_to(dir: &Path, run: &str) -> Option<(PathBuf, TraceWriter)> {
+    let file = dir.join(format!("{}.jsonl", run.replace(|c: char| !c.is_ascii_alphanumeric(), "-")));
+    let f = std::fs::File::create(&file).ok()?;
+    let w = TraceWriter::new(Box::new(std::io::BufWriter::new(f)), true, "chimney check");
+    Some((file, w))
+}
+
+fn suite<T: Candidate + 'static>(
+    a: &CheckArgs,
+    target: &str,
+    plans: &[Plan],
+    single: bool,
+    make: &dyn Fn() -> Result<T, String>,
+) -> ExitCode {
+    let start = WallClock::now();
+    let mut outcomes: Vec<(Outcome, String)> = Vec::new();
+    let (mut scenarios, mut seeds) = (0usize, 0usize);
+    let target_flag = a.target.as_ref().map(|p| format!(" --target {}", p.display())).unwrap_or_default();
+    // A run, traced when asked: everything with --seed/--scenario, else failures again.
+    let run_one = |what: &Replay| -> (Outcome, Option<PathBuf>) {
+        let traced = |dir: &Path| trace_to(dir, &what.file_stem());
+        let go = |w: Option<TraceWriter>| match what {
+            Replay::Scenario(n) => conformance::run_scenario(n, make, w).unwrap_or_default(),
+            Replay::Seed(s) => conformance::run_interleaving(*s, make, w),
+        };
+        match (&a.trace, single) {
+            (Some(dir), true) => {
+                let (file, w) = traced(dir).map_or((None, None), |(f, w)| (Some(f), Some(w)));
+                (go(w), file)
+            }
+            (Some(dir), false) => {
+                let o = go(None);
+                if o.ok() {
+                    return (o, None);
+                }
+                let (file, w) = traced(dir).map_or((None, None), |(f, w)| (Some(f), Some(w)));
+                let _ = go(w);
+                (o, file)
+            }
+            (None, _) => (go(None), None),
+        }
+    };
+    for p in plans {
+        let runs: Vec<Replay> = match p {
+            Plan::Scenarios(names) => names.iter().map(|n| Replay::Scenario(n.clone())).collect(),
+            Plan::Seeds(r) => r.clone().map(Replay::Seed).collect(),
+        };
+        for what in runs {
+            match what {
+                Replay::Scenario(_) => scenarios += 1,
+                Replay::Seed(_) => seeds += 1,
+            }
+            let (o, file) = run_one(&what);
+            let mut replay = format!("chimney check{target_flag} {}", what.flag());
+            if let Some(f) = file {
+                replay = format!(
+                    "{replay} --trace {}; chimney verify {}",
+                    f.parent().map_or(f.clone(), |d| d.to_path_buf()).display(),
+                    f.display()
+                );
+            }
+            outcomes.push((o, replay));
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let failed: Vec<&(Outcome, String)> = outcomes.iter().filter(|(o, _)| !o.ok()).collect();
+    let abi = failed.iter().any(|(o, _)| !o.abi_errors.is_empty());
+    let mut by_rule: BTreeMap<&str, usize> = BTreeMap::new();
+    for (o, _) in &failed {
+        for v in &o.violations {
+            *by_rule.entry(v.rule.id).or_insert(0) += 1;
+        }
+    }
+    if a.json {
+        let list: Vec<serde_json::Value> = failed
+            .iter()
+            .map(|(o, replay)| {
+                serde_json::json!({
+                    "run": o.name,
+                    "rules": o.violations.iter().map(|v| v.rule.id).collect::<std::collections::BTreeSet<_>>(),
+                    "violations": o.violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+                    "failures": o.failures,
+                    "abi_errors": o.abi_errors,
+                    "replay": replay,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": failed.is_empty(),
+                "target": target,
+                "scenarios": scenarios,
+                "seeds": seeds,
+                "failed": failed.len(),
+                "rules": by_rule,
+                "failures": list,
+                "seconds": secs,
+            })
+        );
+    } else {
+        println!("chimney check: {target}");
+        println!("  {scenarios} scenario(s), {seeds} interleaving seed(s) in {secs:.1} s");
+        for (o, replay) in failed.iter().take(20) {
+            println!("FAILED {}", o.name);
+            for v in o.violations.iter().take(5) {
+                println!("  {v}");
+            }
+            if o.violations.len() > 5 {
+                println!("  … {} more violation(s)", o.violations.len() - 5);
+            }
+            for f in o.failures.iter().take(3) {
+                println!("  {f}");
+            }
+            for e in &o.abi_errors {
+                println!("  ABI: {e}");
+            }
+            println!("  replay: {replay}");
+        }
+        if failed.len() > 20 {
+            println!("… {} more failed run(s)", failed.len() - 20);
+        }
+        for (rule, n) in &by_rule {
+            println!("  {rule:<10} ×{n}");
+        }
+        if failed.is_empty() {
+            println!("conformant: no violation, every stream exact, every request back");
+        } else {
+            println!("{} of {} run(s) failed", failed.len(), outcomes.len());
+        }
+    }
+    if abi {
+        ExitCode::from(2)
+    } else if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// One run, as `chimney check` flags name it.
+enum Replay {
+    Scenario(String),
+    Seed(u64),
+}
+
+impl Replay {
+    fn flag(&self) -> String {
+        match self {
+            Replay::Scenario(n) => format!("--scenario {n:?}"),
+            Replay::Seed(s) => format!("--seed {s}"),
+        }
+    }
+
+    fn file_stem(&self) -> String {
+        match self {
+            Replay::Scenario(n) => format!("scenario-{n}"),
+            Replay::Seed(s) => format!("seed-{s}"),
+        }
+    }
+}
