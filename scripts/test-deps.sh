@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the real-peer tests need besides Rust, as Debian/Ubuntu packages: iproute2 (ip),
 # util-linux (unshare, setpriv), netcat-openbsd (nc), iperf (version 2), python3, tshark,
-# curl, wrk, apache2-utils (ab),
+# curl, wrk, apache2-utils (ab), gcc and valgrind (the C ABI tests),
 # and the /dev/net/tun device node. As root it installs what is missing with apt-get; when
 # it cannot, it prints exactly what to install and exits 1. Used by scripts/test.sh (as root)
 # and .ci/run.
@@ -17,6 +17,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v wrk >/dev/null || need+=(wrk)
 command -v ab >/dev/null || need+=(apache2-utils)
 command -v tshark >/dev/null || need+=(tshark)
+command -v cc >/dev/null || need+=(gcc)            # builds the example C target (chimney check)
+command -v valgrind >/dev/null || need+=(valgrind) # ABI misuse tests run chimney under it
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "test-deps: installing ${need[*]} (apt-get)"

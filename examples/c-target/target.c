@@ -75,7 +75,7 @@ struct target {
     uint64_t now;
     struct conn conns[MAX_CONNS];
     struct tnbl *pool[POOL_NBLS];
-#ifdef FAULT_COMPLETE_AFTER_TERMINATE
+#if defined(FAULT_COMPLETE_AFTER_TERMINATE) || defined(MISUSE)
     ChimneyNetBufferList *late;
     uint32_t late_conn;
 #endif
@@ -184,6 +184,10 @@ static void complete(struct target *t, uint32_t id, ChimneyNetBufferList *chain)
     c->in_complete = 1;
     c->push_deadline = CHIMNEY_NO_DEADLINE;
     t->host->receive_complete(t->host->ctx, id, chain);
+#ifdef MISUSE
+    /* Misuse: the same request completed a second time. */
+    t->host->receive_complete(t->host->ctx, id, chain);
+#endif
     c->in_complete = 0;
     c->busy = 0;
 }
@@ -380,6 +384,13 @@ static uint32_t receive(void *tp, uint64_t now, uint32_t id, ChimneyNetBufferLis
     struct conn *c = conn_of(t, id);
     if (!c) return CHIMNEY_STATUS_INVALID_STATE;
     if (now > t->now) t->now = now;
+#ifdef MISUSE
+    /* Misuse: a NULL chain, and an NBL that is not chimney's, completed as requests. */
+    t->host->receive_complete(t->host->ctx, id, NULL);
+    ChimneyNetBufferList fake;
+    memset(&fake, 0, sizeof(fake));
+    t->host->receive_complete(t->host->ctx, id, &fake);
+#endif
     while (nbls) {
         ChimneyNetBufferList *n = nbls;
         nbls = n->next;
@@ -427,7 +438,7 @@ static uint32_t terminate_offload(void *tp, uint64_t now, uint32_t id, ChimneyDe
             uint32_t st = c->placed ? CHIMNEY_STATUS_SUCCESS : CHIMNEY_STATUS_UPLOAD_IN_PROGRESS;
             append(&dh, &dt, take_head(c, st));
         }
-#ifdef FAULT_COMPLETE_AFTER_TERMINATE
+#if defined(FAULT_COMPLETE_AFTER_TERMINATE) || defined(MISUSE)
         t->late = dh; /* Fault: remembers a request it returns now, to complete it again later. */
         t->late_conn = id;
 #endif
@@ -517,7 +528,7 @@ static size_t receive_space(void *tp, uint32_t id) {
 static void handle_timeout(void *tp, uint64_t now) {
     struct target *t = tp;
     if (now > t->now) t->now = now;
-#ifdef FAULT_COMPLETE_AFTER_TERMINATE
+#if defined(FAULT_COMPLETE_AFTER_TERMINATE) || defined(MISUSE)
     if (t->late) {
         ChimneyNetBufferList *n = t->late;
         t->late = NULL;

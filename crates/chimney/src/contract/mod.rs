@@ -36,7 +36,10 @@ use crate::time::Instant;
 pub use checked::CheckedDelivery;
 pub use delivery::{Delivery, DeliveryConfig, DeliveryStats};
 pub use rules::{Rule, RULES};
-pub use verifier::{Verifier, VerifierCore, VerifierMode, VerifyingHost, Violation};
+pub use verifier::{
+    Verifier, VerifierCore, VerifierMode, VerifyingHost, Violation, DEFER_TOLERANCE, PUSH_EARLY_TOLERANCE,
+    PUSH_LATE_TOLERANCE,
+};
 
 /// A connection as both sides name it: the host's `NdisOffloadHandle` and the target's
 /// `MiniportOffloadContext` collapsed into one small dense id chosen by the host at offload.

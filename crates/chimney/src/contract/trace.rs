@@ -232,7 +232,7 @@ pub struct TraceWriter {
 
 /// A timer call in which nothing happens is still written if this long has passed since the
 /// last such line: the replay then judges what a target owes at about the times the live
-/// verifier did (obligations fall due after [`super::verifier::DEFER_TOLERANCE`]), for at most
+/// verifier did (obligations fall due after [`super::DEFER_TOLERANCE`]), for at most
 /// ten lines a second.
 pub const IDLE_TIMER_LINE: std::time::Duration = std::time::Duration::from_millis(100);
 

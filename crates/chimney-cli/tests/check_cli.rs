@@ -1,0 +1,97 @@
+//! `chimney check` from the outside: the example C target (built here with the system's C
+//! compiler) is conformant (exit 0), a faulty build fails with its rule (exit 1), a library
+//! that is not a target is refused (exit 2), and ABI misuse from C (a NULL chain, an NBL that
+//! is not chimney's, a request completed twice, a completion after terminate) is reported
+//! with no memory error in chimney's own code (under Valgrind).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn build(name: &str, source: &Path, defines: &[&str]) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("chimney-check-test-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let so = out.join(format!("lib{name}.so"));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let st = Command::new(&cc)
+        .args(["-shared", "-fPIC", "-O1", "-g", "-Wall", "-Werror", "-I"])
+        .arg(root().join("include"))
+        .arg(source)
+        .arg("-o")
+        .arg(&so)
+        .args(defines.iter().map(|d| format!("-D{d}")))
+        .status()
+        .unwrap_or_else(|e| panic!("no C compiler `{cc}` ({e}): install one (apt install gcc)"));
+    assert!(st.success(), "{cc} failed");
+    so
+}
+
+fn target_c() -> PathBuf {
+    root().join("examples/c-target/target.c")
+}
+
+fn check(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_chimney")).arg("check").args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn the_example_target_is_conformant() {
+    let so = build("good", &target_c(), &[]);
+    let (code, out) = check(&["--target", so.to_str().unwrap(), "--seeds", "1..101", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["seeds"], 100);
+    assert!(v["scenarios"].as_u64().unwrap() >= 20);
+}
+
+#[test]
+fn a_faulty_target_fails_with_its_rule_and_a_replay_command() {
+    let so = build("fifo", &target_c(), &["FAULT_FIFO"]);
+    let (code, out) = check(&["--target", so.to_str().unwrap(), "--seeds", "1..51", "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["rules"]["R-CMP-1"].as_u64().unwrap() > 0, "{out}");
+    let replay = v["failures"][0]["replay"].as_str().unwrap();
+    assert!(replay.starts_with("chimney check --target "), "{replay}");
+}
+
+#[test]
+fn what_is_not_a_target_is_refused_with_exit_2() {
+    let (code, _) = check(&["--target", "/nonexistent/libnothing.so"]);
+    assert_eq!(code, 2);
+    let dir = std::env::temp_dir().join(format!("chimney-check-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("empty.c");
+    std::fs::write(&src, "int not_a_target(void) { return 0; }\n").unwrap();
+    let so = build("empty", &src, &[]);
+    let (code, _) = check(&["--target", so.to_str().unwrap()]);
+    assert_eq!(code, 2, "a library without chimney_target_ops");
+}
+
+#[test]
+fn abi_misuse_is_reported_without_a_memory_error() {
+    let so = build("misuse", &target_c(), &["MISUSE"]);
+    let valgrind = Command::new("valgrind").arg("--version").output();
+    assert!(valgrind.is_ok(), "valgrind is needed for this test (apt install valgrind)");
+    for scenario in ["fill completes every filled request", "terminate completes outstanding and hands data back"] {
+        let out = Command::new("valgrind")
+            .args(["-q", "--error-exitcode=99"])
+            .arg(env!("CARGO_BIN_EXE_chimney"))
+            .args(["check", "--target", so.to_str().unwrap(), "--scenario", scenario, "--json"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{scenario}: {stdout}\n{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let listed = v["failures"][0]["violations"].to_string();
+        for what in ["NULL chain", "never posted", "completed a second time"] {
+            assert!(listed.contains(what), "{scenario}: {what} not reported: {listed}");
+        }
+    }
+}
