@@ -127,12 +127,43 @@ impl TargetLibrary {
     }
 }
 
+/// A heap value at a fixed address that C holds pointers into. Unlike a `Box`, moving the
+/// handle asserts nothing about the pointee, so those pointers stay valid; every access goes
+/// through the one raw pointer.
+struct Pinned<T>(NonNull<T>);
+
+impl<T> Pinned<T> {
+    fn new(v: T) -> Pinned<T> {
+        Pinned(NonNull::from(Box::leak(Box::new(v))))
+    }
+
+    fn as_ptr(&self) -> *mut T {
+        self.0.as_ptr()
+    }
+}
+
+impl<T> std::ops::Deref for Pinned<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: allocated by `new` and freed only in `drop`; C writes into it only inside
+        // the calls that hand it the pointer, never while this reference is in use.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl<T> Drop for Pinned<T> {
+    fn drop(&mut self) {
+        // SAFETY: allocated by `Box` in `new`, dropped once.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
 /// A posted request handed to C: the Rust NBL (whose MDL memory the view points into) and the
 /// view itself, at a stable heap address.
 struct Posted {
     conn: ConnId,
     nbl: NetBufferList,
-    view: Box<View>,
+    view: Pinned<View>,
 }
 
 /// The C structs of one NBL: the NBL, its NB and its MDLs.
@@ -145,32 +176,16 @@ struct View {
 impl View {
     /// A view of `nbl` whose MDLs point into `nbl`'s memory (which must then stay put and
     /// untouched until the view is dropped).
-    fn of(nbl: &mut NetBufferList) -> Box<View> {
-        let mut v = Box::new(View {
-            nbl: ChimneyNetBufferList {
-                next: ptr::null_mut(),
-                first_net_buffer: ptr::null_mut(),
-                status: nbl.status.code(),
-                info: [0; CHIMNEY_INFO_SLOTS],
-                miniport_reserved: nbl.miniport_reserved,
-                protocol_reserved: nbl.protocol_reserved,
-            },
-            nb: ChimneyNetBuffer {
-                next: ptr::null_mut(),
-                mdl_chain: ptr::null_mut(),
-                current_mdl: ptr::null_mut(),
-                current_mdl_offset: 0,
-                data_offset: 0,
-                data_length: 0,
-            },
-            mdls: Vec::new(),
-        });
-        v.nbl.info[CHIMNEY_INFO_BYTES_TRANSFERRED] = nbl.tcp_offload_bytes_transferred();
-        v.nbl.info[CHIMNEY_INFO_RECEIVE_NO_PUSH] = usize::from(nbl.tcp_receive_no_push());
-        v.nbl.info[CHIMNEY_INFO_RECEIVE_BYTES_TRANSFERRED] = nbl.tcp_receive_bytes_transferred();
+    fn of(nbl: &mut NetBufferList) -> Pinned<View> {
+        let mut info = [0; CHIMNEY_INFO_SLOTS];
+        info[CHIMNEY_INFO_BYTES_TRANSFERRED] = nbl.tcp_offload_bytes_transferred();
+        info[CHIMNEY_INFO_RECEIVE_NO_PUSH] = usize::from(nbl.tcp_receive_no_push());
+        info[CHIMNEY_INFO_RECEIVE_BYTES_TRANSFERRED] = nbl.tcp_receive_bytes_transferred();
+        let (status, miniport_reserved, protocol_reserved) =
+            (nbl.status.code(), nbl.miniport_reserved, nbl.protocol_reserved);
         let nb = nbl.net_buffer_mut();
         let (off, len, cur, cur_off) = (nb.data_offset(), nb.data_length(), nb.current_mdl(), nb.current_mdl_offset());
-        v.mdls = nb
+        let mut mdls: Vec<ChimneyMdl> = nb
             .mdl_chain_mut()
             .iter_mut()
             .map(|m| ChimneyMdl {
@@ -179,20 +194,43 @@ impl View {
                 mapped_system_va: m.bytes_mut().as_mut_ptr(),
             })
             .collect();
-        let base = v.mdls.as_mut_ptr();
-        let n = v.mdls.len();
+        // Links through raw pointers only: the vector's buffer does not move after this.
+        let n = mdls.len();
+        let base = mdls.as_mut_ptr();
         for i in 0..n.saturating_sub(1) {
-            // SAFETY: i + 1 < n: within the vector, which is not resized after this.
-            v.mdls[i].next = unsafe { base.add(i + 1) };
+            // SAFETY: i + 1 < n: both within the vector's buffer.
+            unsafe { (*base.add(i)).next = base.add(i + 1) };
         }
-        v.nb.mdl_chain = if n == 0 { ptr::null_mut() } else { base };
-        // SAFETY: `cur` < n whenever the chain is not empty (NetBuffer's invariant).
-        v.nb.current_mdl = if cur < n { unsafe { base.add(cur) } } else { ptr::null_mut() };
-        v.nb.current_mdl_offset = cur_off as u32;
-        v.nb.data_offset = off as u32;
-        v.nb.data_length = len as u32;
-        v.nbl.first_net_buffer = &mut v.nb;
+        let v = Pinned::new(View {
+            nbl: ChimneyNetBufferList {
+                next: ptr::null_mut(),
+                first_net_buffer: ptr::null_mut(),
+                status,
+                info,
+                miniport_reserved,
+                protocol_reserved,
+            },
+            nb: ChimneyNetBuffer {
+                next: ptr::null_mut(),
+                mdl_chain: if n == 0 { ptr::null_mut() } else { base },
+                // SAFETY: `cur` < n whenever the chain is not empty (NetBuffer's invariant).
+                current_mdl: if cur < n { unsafe { base.add(cur) } } else { ptr::null_mut() },
+                current_mdl_offset: cur_off as u32,
+                data_offset: off as u32,
+                data_length: len as u32,
+            },
+            mdls,
+        });
+        let p = v.as_ptr();
+        // SAFETY: `p` is the view just allocated; its NB is a field of it.
+        unsafe { (*p).nbl.first_net_buffer = ptr::addr_of_mut!((*p).nb) };
         v
+    }
+
+    /// The C NBL of a pinned view.
+    fn nbl_ptr(v: &Pinned<View>) -> *mut ChimneyNetBufferList {
+        // SAFETY: a field address of a live allocation.
+        unsafe { ptr::addr_of_mut!((*v.as_ptr()).nbl) }
     }
 }
 
@@ -285,7 +323,7 @@ struct Tables {
     /// Views of the latest completed requests, kept allocated: a target that touches one
     /// after completing it writes into chimney's quarantine, not into reused memory, and a
     /// second completion of one is named as such.
-    quarantine: std::collections::VecDeque<Box<View>>,
+    quarantine: std::collections::VecDeque<Pinned<View>>,
 }
 
 /// Completed views kept in quarantine.
@@ -293,7 +331,7 @@ const QUARANTINE: usize = 4096;
 
 impl Tables {
     fn quarantined(&self, addr: usize) -> bool {
-        self.quarantine.iter().any(|v| std::ptr::eq(&v.nbl, addr as *const ChimneyNetBufferList))
+        self.quarantine.iter().any(|v| View::nbl_ptr(v) as usize == addr)
     }
 }
 
@@ -303,8 +341,10 @@ static LIVE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
 /// A foreign target as a Rust [`OffloadTarget`], [`InitiateOffload`] and [`ReceiveInput`].
 pub struct ForeignTarget {
-    ctx: Box<Ctx>,
-    host_ops: Box<ChimneyHostOps>,
+    ctx: Pinned<Ctx>,
+    /// The upcall table the target was created with: it must outlive the target (freed
+    /// after `destroy`).
+    _host_ops: Pinned<ChimneyHostOps>,
 }
 
 impl core::fmt::Debug for ForeignTarget {
@@ -315,7 +355,7 @@ impl core::fmt::Debug for ForeignTarget {
 
 impl ForeignTarget {
     fn new(lib: TargetLibrary, push_ms: u32) -> Result<ForeignTarget, LoadError> {
-        let ctx = Box::new(Ctx {
+        let ctx = Pinned::new(Ctx {
             lib,
             target: Cell::new(ptr::null_mut()),
             host: Cell::new(None),
@@ -328,8 +368,8 @@ impl ForeignTarget {
             upcalls: Cell::new(0),
             runaway: Cell::new(false),
         });
-        let ctx_ptr = &*ctx as *const Ctx as *mut c_void;
-        let host_ops = Box::new(ChimneyHostOps {
+        let ctx_ptr = ctx.as_ptr() as *mut c_void;
+        let host_ops = Pinned::new(ChimneyHostOps {
             abi_version: CHIMNEY_ABI_VERSION,
             ctx: ctx_ptr,
             receive_complete: tramp_receive_complete,
@@ -337,8 +377,8 @@ impl ForeignTarget {
             event_indicate: tramp_event_indicate,
         });
         LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(ctx_ptr as usize);
-        let target = (ctx.lib.ops.create)(&*host_ops, push_ms);
-        let me = ForeignTarget { ctx, host_ops };
+        let target = (ctx.lib.ops.create)(host_ops.as_ptr(), push_ms);
+        let me = ForeignTarget { ctx, _host_ops: host_ops };
         if target.is_null() {
             return Err(LoadError(format!("{}: create() returned NULL", me.ctx.lib.name)));
         }
@@ -390,9 +430,8 @@ impl Drop for ForeignTarget {
         if !target.is_null() {
             (self.ops().destroy)(target);
         }
-        let me = &*self.ctx as *const Ctx as usize;
+        let me = self.ctx.as_ptr() as usize;
         LIVE.lock().unwrap_or_else(|e| e.into_inner()).retain(|&c| c != me);
-        let _ = &self.host_ops;
     }
 }
 
@@ -478,8 +517,8 @@ impl Ctx {
         let mut prev: *mut ChimneyNetBufferList = ptr::null_mut();
         let mut head: *mut ChimneyNetBufferList = ptr::null_mut();
         while let Some(mut nbl) = chain.pop_front() {
-            let mut view = View::of(&mut nbl);
-            let p: *mut ChimneyNetBufferList = &mut view.nbl;
+            let view = View::of(&mut nbl);
+            let p = View::nbl_ptr(&view);
             if prev.is_null() {
                 head = p;
             } else {
@@ -517,7 +556,7 @@ impl Ctx {
         nbl
     }
 
-    fn settle_view(&self, conn: ConnId, p: Posted) -> (NetBufferList, Box<View>) {
+    fn settle_view(&self, conn: ConnId, p: Posted) -> (NetBufferList, Pinned<View>) {
         let Posted { conn: posted_on, mut nbl, view } = p;
         let id = nbl.id();
         let v = &view.nbl;
@@ -531,7 +570,7 @@ impl Ctx {
         nbl.set_tcp_offload_bytes_transferred(v.info[CHIMNEY_INFO_BYTES_TRANSFERRED]);
         nbl.miniport_reserved = v.miniport_reserved;
         nbl.protocol_reserved = v.protocol_reserved;
-        if !ptr::eq(v.first_net_buffer, &view.nb) {
+        if !ptr::eq(v.first_net_buffer, ptr::addr_of!(view.nb)) {
             self.report(&rules::R_ACC_1, Some(conn), Some(id), "FirstNetBuffer was replaced".into());
         }
         // The geometry: CurrentMdl / CurrentMdlOffset must agree with DataOffset.
@@ -841,7 +880,7 @@ extern "C" fn tramp_event_indicate(ctx: *mut c_void, conn: u32, event: u32, spec
         1 => TcpOffloadEvent::SendBacklogChange(specific),
         CHIMNEY_EVENT_DISCONNECT => TcpOffloadEvent::Disconnect,
         CHIMNEY_EVENT_ABORT => TcpOffloadEvent::Abort,
-        CHIMNEY_EVENT_RETRIEVE => match upload_reason(specific) {
+        CHIMNEY_EVENT_RETRIEVE => match TcpUploadReason::from_code(u64::from(specific)) {
             Some(r) => TcpOffloadEvent::Retrieve(r),
             None => {
                 ctx.abi_error(format!("{conn}: TcpIndicateRetrieve with unknown reason {specific}"));
@@ -856,32 +895,6 @@ extern "C" fn tramp_event_indicate(ctx: *mut c_void, conn: u32, event: u32, spec
     let mut nested = NestedCalls::new();
     upcall(ctx, "NdisTcpOffloadEventHandler", (), |h| h.event_indicate(conn, ev, &mut nested));
     ctx.serve_nested(&mut nested);
-}
-
-fn upload_reason(v: u32) -> Option<TcpUploadReason> {
-    use TcpUploadReason::*;
-    [
-        LowActivity,
-        HighDropRate,
-        SmallIo,
-        NoBufferPreposting,
-        ReceivedUrgentData,
-        HighFragmentation,
-        HighOutOfOrderPackets,
-        TimeoutExpiration,
-        InvalidState,
-        UploadRequested,
-        HardwareFailure,
-    ]
-    .into_iter()
-    .find(|r| *r as u32 == v)
-}
-
-fn tcp_state(v: u32) -> Option<TcpConnectionState> {
-    use TcpConnectionState::*;
-    [Closed, Listen, SynSent, SynRcvd, Established, FinWait1, FinWait2, CloseWait, Closing, LastAck, TimeWait]
-        .into_iter()
-        .find(|s| *s as u32 == v)
 }
 
 fn deadline(v: u64) -> Option<Instant> {
@@ -971,7 +984,7 @@ impl OffloadTarget for ForeignTarget {
         }
         self.ctx.t.borrow_mut().aborted.remove(&conn);
         Ok(TcpDelegatedState {
-            state: tcp_state(out.state),
+            state: TcpConnectionState::from_code(u64::from(out.state)),
             rcv_nxt: out.rcv_nxt,
             buffered_data: buffered,
             ..TcpDelegatedState::default()

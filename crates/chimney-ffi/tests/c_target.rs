@@ -39,17 +39,7 @@ fn load(so: &Path) -> TargetLibrary {
 }
 
 fn report(outcomes: &[Outcome]) -> String {
-    let mut s = String::new();
-    for o in outcomes.iter().filter(|o| !o.ok()) {
-        s += &format!("{}:\n", o.name);
-        for v in &o.violations {
-            s += &format!("  {v}\n");
-        }
-        for f in o.failures.iter().chain(&o.abi_errors) {
-            s += &format!("  {f}\n");
-        }
-    }
-    s
+    outcomes.iter().filter(|o| !o.ok()).map(Outcome::describe).collect::<Vec<_>>().join("\n")
 }
 
 #[test]

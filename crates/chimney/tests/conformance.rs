@@ -9,26 +9,15 @@ fn make() -> Result<Delivery, String> {
     Ok(Delivery::new(DeliveryConfig::default()))
 }
 
-fn describe(o: &Outcome) -> String {
-    let mut s = format!("{}:", o.name);
-    for v in &o.violations {
-        s += &format!("\n  {v}");
-    }
-    for f in o.failures.iter().chain(&o.abi_errors) {
-        s += &format!("\n  {f}");
-    }
-    s
-}
-
 #[test]
 fn delivery_passes_every_scenario() {
-    let bad: Vec<String> = run_scenarios(&make, &|_| None).iter().filter(|o| !o.ok()).map(describe).collect();
+    let bad: Vec<String> = run_scenarios(&make, &|_| None).iter().filter(|o| !o.ok()).map(Outcome::describe).collect();
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
 #[test]
 fn delivery_passes_the_interleavings() {
     let bad: Vec<String> =
-        (1..=300).map(|s| run_interleaving(s, &make, None)).filter(|o| !o.ok()).map(|o| describe(&o)).collect();
+        (1..=300).map(|s| run_interleaving(s, &make, None)).filter(|o| !o.ok()).map(|o| o.describe()).collect();
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }

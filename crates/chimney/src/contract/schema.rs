@@ -751,7 +751,11 @@ impl<'v> Fields<'v> {
     fn state(&self, obj: &serde_json::Value) -> Read<Option<TcpConnectionState>> {
         match obj.get("state") {
             None | Some(serde_json::Value::Null) => Ok(None),
-            Some(v) => v.as_u64().and_then(conn_state).map(Some).ok_or_else(|| format!("unknown TCP state {v}")),
+            Some(v) => v
+                .as_u64()
+                .and_then(TcpConnectionState::from_code)
+                .map(Some)
+                .ok_or_else(|| format!("unknown TCP state {v}")),
         }
     }
 
@@ -852,7 +856,7 @@ impl<'v> Fields<'v> {
         Ok(match self.text(self.v, "event")? {
             "DISCONNECT" => TcpOffloadEvent::Disconnect,
             "ABORT" => TcpOffloadEvent::Abort,
-            "RETRIEVE" => match upload_reason(self.num(self.v, "reason")?) {
+            "RETRIEVE" => match TcpUploadReason::from_code(self.num(self.v, "reason")?) {
                 Some(r) => TcpOffloadEvent::Retrieve(r),
                 None => return Err("unknown upload reason".into()),
             },
@@ -860,34 +864,6 @@ impl<'v> Fields<'v> {
             other => return Err(format!("unknown event {other:?}")),
         })
     }
-}
-
-/// The TCP state with NDIS number `n`.
-pub fn conn_state(n: u64) -> Option<TcpConnectionState> {
-    use TcpConnectionState::*;
-    [Closed, Listen, SynSent, SynRcvd, Established, FinWait1, FinWait2, CloseWait, Closing, LastAck, TimeWait]
-        .into_iter()
-        .find(|s| *s as u64 == n)
-}
-
-/// The upload reason with NDIS number `n`.
-pub fn upload_reason(n: u64) -> Option<TcpUploadReason> {
-    use TcpUploadReason::*;
-    [
-        LowActivity,
-        HighDropRate,
-        SmallIo,
-        NoBufferPreposting,
-        ReceivedUrgentData,
-        HighFragmentation,
-        HighOutOfOrderPackets,
-        TimeoutExpiration,
-        InvalidState,
-        UploadRequested,
-        HardwareFailure,
-    ]
-    .into_iter()
-    .find(|r| *r as u64 == n)
 }
 
 impl Line<'static> {

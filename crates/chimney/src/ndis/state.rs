@@ -30,6 +30,16 @@ pub enum TcpConnectionState {
     TimeWait = 10,
 }
 
+impl TcpConnectionState {
+    /// The state with NDIS number `n` (trace files and the C ABI carry the number).
+    pub fn from_code(n: u64) -> Option<TcpConnectionState> {
+        use TcpConnectionState::*;
+        [Closed, Listen, SynSent, SynRcvd, Established, FinWait1, FinWait2, CloseWait, Closing, LastAck, TimeWait]
+            .into_iter()
+            .find(|s| *s as u64 == n)
+    }
+}
+
 /// `TCP_UPLOAD_REASON`: why the target asks the host to terminate (upload) a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
@@ -59,6 +69,26 @@ pub enum TcpUploadReason {
 }
 
 impl TcpUploadReason {
+    /// The reason with NDIS number `n`.
+    pub fn from_code(n: u64) -> Option<TcpUploadReason> {
+        use TcpUploadReason::*;
+        [
+            LowActivity,
+            HighDropRate,
+            SmallIo,
+            NoBufferPreposting,
+            ReceivedUrgentData,
+            HighFragmentation,
+            HighOutOfOrderPackets,
+            TimeoutExpiration,
+            InvalidState,
+            UploadRequested,
+            HardwareFailure,
+        ]
+        .into_iter()
+        .find(|r| *r as u64 == n)
+    }
+
     /// Whether the host always uploads for this reason (spec §6.7).
     pub fn is_mandatory(self) -> bool {
         matches!(

@@ -61,6 +61,18 @@ impl Outcome {
     pub fn ok(&self) -> bool {
         self.violations.is_empty() && self.failures.is_empty() && self.abi_errors.is_empty()
     }
+
+    /// The run's name and, one per line, what went wrong.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{}:", self.name);
+        for v in &self.violations {
+            s += &format!("\n  {v}");
+        }
+        for f in self.failures.iter().chain(&self.abi_errors) {
+            s += &format!("\n  {f}");
+        }
+        s
+    }
 }
 
 const C: ConnId = ConnId(7);
