@@ -1,0 +1,78 @@
+//! What the delivery layer reports about itself (backlog, connections, its one-line state) and
+//! its bound on zero-byte completions per run, under the strict verifier.
+
+use chimney::contract::{
+    ConnId, Delivery, DeliveryConfig, IndicateReturn, InitiateOffload, NestedCalls, OffloadTarget, ProtocolHost,
+    ReceiveInput, Verifier, VerifierMode,
+};
+use chimney::ndis::{NblChain, NdisStatus, TcpOffloadEvent, TcpOffloadState};
+use chimney::testkit::host::{AppHost, AppPolicy, IndicationPolicy};
+use chimney::Instant;
+
+const C: ConnId = ConnId(3);
+const T0: Instant = Instant::ZERO;
+
+/// The application, and the size of every completion batch it got.
+struct Counting {
+    app: AppHost,
+    batches: Vec<usize>,
+}
+
+impl ProtocolHost for Counting {
+    fn receive_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
+        self.batches.push(nbls.len());
+        self.app.receive_complete(conn, nbls, nested)
+    }
+    fn receive_indicate(&mut self, conn: ConnId, nbl: NblChain, s: NdisStatus, n: &mut NestedCalls) -> IndicateReturn {
+        self.app.receive_indicate(conn, nbl, s, n)
+    }
+    fn event_indicate(&mut self, conn: ConnId, e: TcpOffloadEvent, n: &mut NestedCalls) {
+        self.app.event_indicate(conn, e, n)
+    }
+}
+
+fn offloaded(policy: AppPolicy) -> (Verifier<Delivery>, Counting) {
+    let mut t = Verifier::new(Delivery::new(DeliveryConfig::default()), VerifierMode::Strict);
+    let mut h = Counting { app: AppHost::new(), batches: Vec::new() };
+    h.app.set_policy(C, policy);
+    t.initiate_offload(T0, C, TcpOffloadState::default(), &mut h).unwrap();
+    (t, h)
+}
+
+#[test]
+fn the_layer_reports_its_backlog_connections_and_state() {
+    let refuse = AppPolicy { keep_posted: 0, indication: IndicationPolicy::Refuse, ..AppPolicy::default() };
+    let (mut t, mut h) = offloaded(refuse);
+    assert_eq!(t.inner().connections(), 1);
+    assert_eq!(t.inner().receive_backlog(C), 0);
+    t.receive_data(T0, C, &[7; 70], false, &mut h).unwrap();
+    assert_eq!(t.inner().receive_backlog(C), 70, "refused bytes stay with the target");
+    let line = t.inner().describe(C);
+    assert!(line.contains("buffered=70") && line.contains("blocked=true"), "{line}");
+    assert!(t.inner().describe(ConnId(9)).contains("not offloaded"));
+    assert!(Delivery::conn_size() > 64, "a connection's state is more than a few words");
+    let d = t.terminate_offload(T0, C, &mut h).unwrap();
+    assert_eq!(d.buffered_data.iter().map(|n| n.net_buffer().data_length()).sum::<usize>(), 70);
+    h.app.hold(d.buffered_data);
+    h.app.return_held(T0, &mut t);
+    assert_eq!(t.inner().connections(), 0);
+    assert_eq!(t.inner().receive_backlog(C), 0);
+}
+
+#[test]
+fn zero_byte_completions_per_run_are_bounded() {
+    // 100 zero-byte requests wait; data arrives: one run completes 64 of them (then indicates
+    // the data, since zero-byte requests hold no room); the next data completes the rest.
+    let p = AppPolicy { keep_posted: 100, post_size: 0, ..AppPolicy::default() };
+    let (mut t, mut h) = offloaded(p);
+    h.app.top_up(T0, C, &mut t).unwrap();
+    assert_eq!(t.core().outstanding(C), 100);
+    h.app.set_policy(C, AppPolicy { keep_posted: 0, ..AppPolicy::default() });
+    t.receive_data(T0, C, &[1; 10], false, &mut h).unwrap();
+    assert_eq!(h.batches, vec![64], "one run completes at most 64 zero-byte requests");
+    assert_eq!(h.app.conn(C).bytes, 10, "and the data is indicated in the same run");
+    h.app.return_held(T0, &mut t);
+    t.receive_data(T0, C, &[2; 10], false, &mut h).unwrap();
+    assert_eq!(h.batches, vec![64, 36]);
+    assert_eq!(t.core().outstanding(C), 0);
+}
