@@ -226,6 +226,12 @@ typedef struct ChimneyTargetOps {
   uint64_t (*poll_timeout)(void *target);
   // The connection's push-timer deadline, or `CHIMNEY_NO_DEADLINE` when it is not running.
   uint64_t (*push_timer)(void *target, uint32_t conn);
+  // An event the TCP layer raises (`CHIMNEY_EVENT_RETRIEVE` with its upload reason: urgent
+  // data, a timeout): the target indicates it through `event_indicate`, serialized with its
+  // other upcalls, and from then on follows the upload rules (posts made after a mandatory
+  // request complete UPLOAD_IN_PROGRESS with no data; after one for urgent data nothing new
+  // is delivered). May be NULL: chimney then indicates the event itself, unchecked.
+  uint32_t (*tcp_event)(void *target, uint64_t now, uint32_t conn, uint32_t event, uint32_t specific);
 } ChimneyTargetOps;
 
 #endif  /* CHIMNEY_H */

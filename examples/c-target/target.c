@@ -55,6 +55,9 @@ struct conn {
     int in_complete;     /* that upcall is a completion */
     int blocked;         /* an indication was refused: no more until a post */
     uint64_t posts;      /* posts taken so far (a post during an indication lifts a refusal) */
+    int upload;          /* a mandatory upload was requested */
+    uint64_t upload_at;  /* posts taken by then: later ones complete UPLOAD_IN_PROGRESS */
+    int urgent;          /* that request was for urgent data: nothing more is delivered */
     int pool_wait;       /* an indication waits for the host to return pool NBLs */
     uint64_t received;   /* stream bytes taken in */
     uint64_t delivered;  /* stream bytes completed or consumed by indications */
@@ -259,6 +262,29 @@ static void run(struct target *t, uint32_t id) {
             }
             break;
         }
+        if (c->upload) {
+            /* A mandatory upload was requested: posts made since complete UPLOAD_IN_PROGRESS
+             * with no data; earlier ones wait for the terminate (nothing new is delivered
+             * after a request for urgent data). */
+            ChimneyNetBufferList *prev = NULL, *n = c->head;
+            while (n) {
+                ChimneyNetBufferList *next = next_posted(n);
+                if (n->miniport_reserved[1] > c->upload_at && !(n == c->head && c->placed)) {
+                    if (prev) prev->miniport_reserved[0] = (uintptr_t)next; else c->head = next;
+                    if (c->tail == n) c->tail = prev;
+                    n->miniport_reserved[0] = 0;
+                    n->next = NULL;
+                    n->status = CHIMNEY_STATUS_UPLOAD_IN_PROGRESS;
+                    n->info[CHIMNEY_INFO_BYTES_TRANSFERRED] = 0;
+                    append(&dh, &dt, n);
+                } else {
+                    prev = n;
+                }
+                n = next;
+            }
+            if (dh) { complete(t, id, dh); continue; }
+            if (c->urgent) break;
+        }
         /* FILL: buffered bytes into the posted requests, oldest first. */
         while (c->head) {
             uint32_t cap = capacity(c->head);
@@ -391,16 +417,17 @@ static uint32_t receive(void *tp, uint64_t now, uint32_t id, ChimneyNetBufferLis
     memset(&fake, 0, sizeof(fake));
     t->host->receive_complete(t->host->ctx, id, &fake);
 #endif
+    c->posts++;
     while (nbls) {
         ChimneyNetBufferList *n = nbls;
         nbls = n->next;
         n->next = NULL;
         n->miniport_reserved[0] = 0;
+        n->miniport_reserved[1] = c->posts;
         if (c->tail) c->tail->miniport_reserved[0] = (uintptr_t)n; else c->head = n;
         c->tail = n;
     }
     c->blocked = 0;
-    c->posts++;
 #ifdef FAULT_REENTRANT
     if (c->in_complete) c->busy = 0; /* Fault: serves a post made inside a completion at once. */
 #endif
@@ -567,6 +594,28 @@ static uint64_t push_timer(void *tp, uint32_t id) {
     return c ? c->push_deadline : CHIMNEY_NO_DEADLINE;
 }
 
+static uint32_t tcp_event(void *tp, uint64_t now, uint32_t id, uint32_t ev, uint32_t specific) {
+    struct target *t = tp;
+    struct conn *c = conn_of(t, id);
+    if (!c) return CHIMNEY_STATUS_INVALID_STATE;
+    if (now > t->now) t->now = now;
+    if (ev == CHIMNEY_EVENT_RETRIEVE) {
+        /* Mandatory reasons: urgent data 5, timeout 8, invalid state 9, upload requested 10,
+         * hardware failure 11. */
+        int mandatory = specific == 5 || (specific >= 8 && specific <= 11);
+        if (mandatory && !c->upload) {
+            c->upload = 1;
+            c->upload_at = c->posts;
+        }
+        if (specific == 5) c->urgent = 1;
+    }
+    c->busy = 1;
+    t->host->event_indicate(t->host->ctx, id, ev, specific);
+    c->busy = 0;
+    run(t, id); /* posts made inside the event */
+    return CHIMNEY_STATUS_SUCCESS;
+}
+
 static const ChimneyTargetOps OPS = {
     .abi_version = CHIMNEY_ABI_VERSION,
     .name = "c-target",
@@ -584,6 +633,7 @@ static const ChimneyTargetOps OPS = {
     .handle_timeout = handle_timeout,
     .poll_timeout = poll_timeout,
     .push_timer = push_timer,
+    .tcp_event = tcp_event,
 };
 
 const ChimneyTargetOps *chimney_target_ops(void) { return &OPS; }

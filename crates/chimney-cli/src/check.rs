@@ -23,9 +23,17 @@ pub struct CheckArgs {
     /// Seeds of the random interleavings, A..B (B excluded).
     #[arg(long, default_value = "1..201")]
     pub seeds: String,
-    /// Run only this seed (and no scenario): to replay a failure.
+    /// Seeds of the simulator sweep, A..B: smoltcp senders through chimney's TCP engine into
+    /// the target, an adversary, random host behaviours, impaired links (data one way: the
+    /// ABI carries the receive half).
+    #[arg(long, default_value = "1..101")]
+    pub sim_seeds: String,
+    /// Run only this interleaving seed (and no scenario): to replay a failure.
     #[arg(long, conflicts_with = "scenario")]
     pub seed: Option<u64>,
+    /// Run only this simulator seed: to replay a failure.
+    #[arg(long, conflicts_with_all = ["scenario", "seed"])]
+    pub sim_seed: Option<u64>,
     /// Run only the scenario with this name (and no seed).
     #[arg(long)]
     pub scenario: Option<String>,
@@ -45,6 +53,7 @@ pub struct CheckArgs {
 enum Plan {
     Scenarios(Vec<String>),
     Seeds(std::ops::Range<u64>),
+    Sim(std::ops::Range<u64>),
 }
 
 /// Exit status: 0 conformant, 1 violations or failures, 2 the target could not be loaded or
@@ -56,26 +65,31 @@ pub fn run(a: &CheckArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let seeds = match crate::sim::parse_range(&a.seeds) {
-        Ok(r) => r,
-        Err(e) => return crate::error::CliError::new("check", e).exit(),
+    let (seeds, sim_seeds) = match (crate::sim::parse_range(&a.seeds), crate::sim::parse_range(&a.sim_seeds)) {
+        (Ok(r), Ok(s)) => (r, s),
+        (Err(e), _) | (_, Err(e)) => return crate::error::CliError::new("check", e).exit(),
     };
     let mut plans = Vec::new();
-    match (&a.scenario, a.seed) {
-        (Some(name), _) => {
-            if !conformance::scenario_names().contains(&name.as_str()) {
-                return crate::error::CliError::new(
-                    "check",
-                    format!("no scenario {name:?} (chimney check --list names them)"),
-                )
-                .exit();
+    if let Some(s) = a.sim_seed {
+        plans.push(Plan::Sim(s..s + 1));
+    } else {
+        match (&a.scenario, a.seed) {
+            (Some(name), _) => {
+                if !conformance::scenario_names().contains(&name.as_str()) {
+                    return crate::error::CliError::new(
+                        "check",
+                        format!("no scenario {name:?} (chimney check --list names them)"),
+                    )
+                    .exit();
+                }
+                plans.push(Plan::Scenarios(vec![name.clone()]));
             }
-            plans.push(Plan::Scenarios(vec![name.clone()]));
-        }
-        (None, Some(s)) => plans.push(Plan::Seeds(s..s + 1)),
-        (None, None) => {
-            plans.push(Plan::Scenarios(conformance::scenario_names().into_iter().map(String::from).collect()));
-            plans.push(Plan::Seeds(seeds));
+            (None, Some(s)) => plans.push(Plan::Seeds(s..s + 1)),
+            (None, None) => {
+                plans.push(Plan::Scenarios(conformance::scenario_names().into_iter().map(String::from).collect()));
+                plans.push(Plan::Seeds(seeds));
+                plans.push(Plan::Sim(sim_seeds));
+            }
         }
     }
     if let Some(dir) = &a.trace {
@@ -83,7 +97,7 @@ pub fn run(a: &CheckArgs) -> ExitCode {
             return crate::error::CliError::new("check", format!("creating {}: {e}", dir.display())).exit();
         }
     }
-    let single = a.seed.is_some() || a.scenario.is_some();
+    let single = a.seed.is_some() || a.scenario.is_some() || a.sim_seed.is_some();
     match &a.target {
         Some(path) => {
             let lib = match TargetLibrary::load(path) {
@@ -117,7 +131,7 @@ fn suite<T: Candidate + 'static>(
 ) -> ExitCode {
     let start = WallClock::now();
     let mut outcomes: Vec<(Outcome, String)> = Vec::new();
-    let (mut scenarios, mut seeds) = (0usize, 0usize);
+    let (mut scenarios, mut seeds, mut sims) = (0usize, 0usize, 0usize);
     let target_flag = a.target.as_ref().map(|p| format!(" --target {}", p.display())).unwrap_or_default();
     // A run, traced when asked: everything with --seed/--scenario, else failures again.
     let run_one = |what: &Replay| -> (Outcome, Option<PathBuf>) {
@@ -125,6 +139,7 @@ fn suite<T: Candidate + 'static>(
         let go = |w: Option<TraceWriter>| match what {
             Replay::Scenario(n) => conformance::run_scenario(n, make, w).unwrap_or_default(),
             Replay::Seed(s) => conformance::run_interleaving(*s, make, w),
+            Replay::Sim(s) => sim_run(*s, make, w),
         };
         match (&a.trace, single) {
             (Some(dir), true) => {
@@ -147,11 +162,13 @@ fn suite<T: Candidate + 'static>(
         let runs: Vec<Replay> = match p {
             Plan::Scenarios(names) => names.iter().map(|n| Replay::Scenario(n.clone())).collect(),
             Plan::Seeds(r) => r.clone().map(Replay::Seed).collect(),
+            Plan::Sim(r) => r.clone().map(Replay::Sim).collect(),
         };
         for what in runs {
             match what {
                 Replay::Scenario(_) => scenarios += 1,
                 Replay::Seed(_) => seeds += 1,
+                Replay::Sim(_) => sims += 1,
             }
             let (o, file) = run_one(&what);
             let mut replay = format!("chimney check{target_flag} {}", what.flag());
@@ -195,6 +212,7 @@ fn suite<T: Candidate + 'static>(
                 "target": target,
                 "scenarios": scenarios,
                 "seeds": seeds,
+                "sim_seeds": sims,
                 "failed": failed.len(),
                 "rules": by_rule,
                 "failures": list,
@@ -203,7 +221,7 @@ fn suite<T: Candidate + 'static>(
         );
     } else {
         println!("chimney check: {target}");
-        println!("  {scenarios} scenario(s), {seeds} interleaving seed(s) in {secs:.1} s");
+        println!("  {scenarios} scenario(s), {seeds} interleaving seed(s), {sims} simulator seed(s) in {secs:.1} s");
         for (o, replay) in failed.iter().take(20) {
             println!("FAILED {}", o.name);
             for v in o.violations.iter().take(5) {
@@ -241,10 +259,31 @@ fn suite<T: Candidate + 'static>(
     }
 }
 
+/// One simulator seed with a fresh target from `make`, data one way (echo and the send-side
+/// adversary need the send half, which the ABI does not carry).
+fn sim_run<T: Candidate + 'static>(
+    seed: u64,
+    make: &dyn Fn() -> Result<T, String>,
+    trace: Option<TraceWriter>,
+) -> Outcome {
+    let name = format!("sim seed {seed}");
+    let target = match make() {
+        Ok(t) => t,
+        Err(e) => return Outcome { name, abi_errors: vec![e], ..Outcome::default() },
+    };
+    let knobs = chimney_sim::scenario::Knobs { echo: Some(false), ..Default::default() };
+    let sc = chimney_sim::Scenario::from_seed(seed, &knobs);
+    let rep = chimney_sim::scenario::run_target(&sc, conformance::Boxed::new(target), trace);
+    let (abi, failures): (Vec<String>, Vec<String>) =
+        rep.failures.into_iter().filter(|f| !f.starts_with("contract: ")).partition(|f| f.starts_with("ABI: "));
+    Outcome { name, violations: rep.contract, failures, abi_errors: abi }
+}
+
 /// One run, as `chimney check` flags name it.
 enum Replay {
     Scenario(String),
     Seed(u64),
+    Sim(u64),
 }
 
 impl Replay {
@@ -252,6 +291,7 @@ impl Replay {
         match self {
             Replay::Scenario(n) => format!("--scenario {n:?}"),
             Replay::Seed(s) => format!("--seed {s}"),
+            Replay::Sim(s) => format!("--sim-seed {s}"),
         }
     }
 
@@ -259,6 +299,7 @@ impl Replay {
         match self {
             Replay::Scenario(n) => format!("scenario-{n}"),
             Replay::Seed(s) => format!("seed-{s}"),
+            Replay::Sim(s) => format!("sim-seed-{s}"),
         }
     }
 }

@@ -41,18 +41,19 @@ fn check(args: &[&str]) -> (i32, String) {
 #[test]
 fn the_example_target_is_conformant() {
     let so = build("good", &target_c(), &[]);
-    let (code, out) = check(&["--target", so.to_str().unwrap(), "--seeds", "1..101", "--json"]);
+    let (code, out) = check(&["--target", so.to_str().unwrap(), "--seeds", "1..101", "--sim-seeds", "1..21", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(code, 0, "{out}");
     assert_eq!(v["ok"], true);
     assert_eq!(v["seeds"], 100);
+    assert_eq!(v["sim_seeds"], 20, "the simulator ran the C target behind chimney's TCP engine");
     assert!(v["scenarios"].as_u64().unwrap() >= 20);
 }
 
 #[test]
 fn a_faulty_target_fails_with_its_rule_and_a_replay_command() {
     let so = build("fifo", &target_c(), &["FAULT_FIFO"]);
-    let (code, out) = check(&["--target", so.to_str().unwrap(), "--seeds", "1..51", "--json"]);
+    let (code, out) = check(&["--target", so.to_str().unwrap(), "--seeds", "1..51", "--sim-seeds", "1..3", "--json"]);
     assert_eq!(code, 1, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v["rules"]["R-CMP-1"].as_u64().unwrap() > 0, "{out}");

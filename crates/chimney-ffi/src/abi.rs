@@ -231,6 +231,12 @@ pub struct ChimneyTargetOps {
     pub poll_timeout: extern "C" fn(target: *mut c_void) -> u64,
     /// The connection's push-timer deadline, or `CHIMNEY_NO_DEADLINE` when it is not running.
     pub push_timer: extern "C" fn(target: *mut c_void, conn: u32) -> u64,
+    /// An event the TCP layer raises (`CHIMNEY_EVENT_RETRIEVE` with its upload reason: urgent
+    /// data, a timeout): the target indicates it through `event_indicate`, serialized with its
+    /// other upcalls, and from then on follows the upload rules (posts made after a mandatory
+    /// request complete UPLOAD_IN_PROGRESS with no data; after one for urgent data nothing new
+    /// is delivered). May be NULL: chimney then indicates the event itself, unchecked.
+    pub tcp_event: Option<extern "C" fn(target: *mut c_void, now: u64, conn: u32, event: u32, specific: u32) -> u32>,
 }
 
 /// The symbol a target library exports: returns its entry points (static, never freed).

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use chimney::contract::rules::{self, Rule};
 use chimney::contract::{
     ApiMisuse, ConnId, IndicateReturn, InitiateFailed, InitiateOffload, NestedCalls, OffloadTarget, PostRejected,
-    ProtocolHost, ReceiveInput, SendInput, VerifierCore, Violation,
+    ProtocolHost, ReceiveInput, SendInput, SendStream, VerifierCore, Violation,
 };
 use chimney::ndis::{
     DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag, TcpConnectionState,
@@ -315,6 +315,15 @@ struct Tables {
     target_addr: HashMap<NblId, usize>,
     serial: u64,
     aborted: std::collections::HashSet<ConnId>,
+    /// The send half chimney plays for a receive-only target: a graceful disconnect is a bare
+    /// FIN the TCP engine sends; its NBL completes when the FIN is acknowledged.
+    fins: HashMap<ConnId, Fin>,
+    /// Connections whose FIN was just asked for (the engine transmits it).
+    send_ready: Vec<ConnId>,
+    /// Disconnects the host made inside upcalls, for the engine to perform.
+    nested_disconnects: Vec<(ConnId, DisconnectKind, NblChain)>,
+    /// Sends the host made inside upcalls: ABI version 1 carries no send half.
+    rejected_sends: Vec<PostRejected>,
     reporter: Option<Arc<VerifierCore>>,
     /// Violations found with no verifier to report them to.
     unreported: Vec<Violation>,
@@ -324,6 +333,14 @@ struct Tables {
     /// after completing it writes into chimney's quarantine, not into reused memory, and a
     /// second completion of one is named as such.
     quarantine: std::collections::VecDeque<Pinned<View>>,
+}
+
+/// A graceful disconnect in progress.
+struct Fin {
+    /// The disconnect's NBL until it is completed (the entry stays: the FIN stays sent).
+    nbl: Option<NblChain>,
+    /// What the peer acknowledged (1 once it acknowledged the FIN).
+    acked: u64,
 }
 
 /// Completed views kept in quarantine.
@@ -716,17 +733,23 @@ impl Ctx {
         if !returns.is_empty() {
             self.return_to_target(returns);
         }
-        let sends = nested.drain_sends().count();
-        let disconnects: Vec<_> = nested.drain_disconnects().collect();
-        if sends > 0 {
-            self.abi_error("the host sent inside an upcall; this ABI carries the receive half only".into());
+        let mut t = self.t.borrow_mut();
+        for (_, nbls) in nested.drain_sends() {
+            t.rejected_sends.push(PostRejected { nbls, error: ApiMisuse::SendUnsupported });
         }
-        for (conn, kind, nbl) in disconnects {
-            if kind == DisconnectKind::Abortive {
-                (self.lib.ops.abortive_disconnect)(self.target.get(), self.now.get(), conn.0);
-                self.t.borrow_mut().aborted.insert(conn);
-            }
-            drop(nbl);
+        t.nested_disconnects.extend(nested.drain_disconnects());
+    }
+
+    /// Completes `conn`'s graceful disconnect, if one is pending, with `status`.
+    /// Made inside an entry point (the host is the call's).
+    fn end_fin(&self, conn: ConnId, status: NdisStatus) {
+        let nbl = self.t.borrow_mut().fins.get_mut(&conn).and_then(|f| f.nbl.take());
+        if let Some(nbl) = nbl {
+            let mut nested = NestedCalls::new();
+            upcall(self, "NdisTcpOffloadDisconnectComplete", (), |h| {
+                h.disconnect_complete(conn, nbl, status, &mut nested)
+            });
+            self.serve_nested(&mut nested);
         }
     }
 
@@ -934,7 +957,23 @@ impl OffloadTarget for ForeignTarget {
         host: &mut dyn ProtocolHost,
     ) -> Result<NdisStatus, PostRejected> {
         if kind == DisconnectKind::Graceful {
-            return Err(PostRejected { nbls: nbl, error: ApiMisuse::GracefulDisconnectNeedsTcp(conn) });
+            // No data: this ABI has no send half. A bare FIN is the TCP engine's to send.
+            if nbl.iter().any(|n| n.data_length() > 0) {
+                return Err(PostRejected { nbls: nbl, error: ApiMisuse::SendUnsupported });
+            }
+            if self.ctx.t.borrow().fins.contains_key(&conn) {
+                return Err(PostRejected { nbls: nbl, error: ApiMisuse::SendClosed(conn) });
+            }
+            if self.ctx.t.borrow().aborted.contains(&conn) {
+                let mut nested = NestedCalls::new();
+                host.disconnect_complete(conn, nbl, NdisStatus::RequestAborted, &mut nested);
+                self.with_host(now, host, |_| self.ctx.serve_nested(&mut nested));
+                return Ok(NdisStatus::Pending);
+            }
+            let mut t = self.ctx.t.borrow_mut();
+            t.fins.insert(conn, Fin { nbl: Some(nbl), acked: 0 });
+            t.send_ready.push(conn);
+            return Ok(NdisStatus::Pending);
         }
         let already = self.ctx.t.borrow().aborted.contains(&conn);
         let ops = *self.ops();
@@ -943,6 +982,7 @@ impl OffloadTarget for ForeignTarget {
             return Err(PostRejected { nbls: nbl, error });
         }
         self.ctx.t.borrow_mut().aborted.insert(conn);
+        self.with_host(now, host, |_| self.ctx.end_fin(conn, NdisStatus::RequestAborted));
         // The RST is the TCP engine's: the disconnect completes once the target stopped.
         let status = if already { NdisStatus::RequestAborted } else { NdisStatus::Success };
         let mut nested = NestedCalls::new();
@@ -957,6 +997,8 @@ impl OffloadTarget for ForeignTarget {
         conn: ConnId,
         host: &mut dyn ProtocolHost,
     ) -> Result<TcpDelegatedState, ApiMisuse> {
+        // The send half ends first: a pending graceful disconnect completes UPLOAD_IN_PROGRESS.
+        self.with_host(now, host, |_| self.ctx.end_fin(conn, NdisStatus::UploadInProgress));
         let mut out = ChimneyDelegatedState { state: 0, rcv_nxt: 0, buffered_data: ptr::null_mut() };
         let ops = *self.ops();
         let code = self.with_host(now, host, |t| (ops.terminate_offload)(t, now.as_nanos(), conn.0, &mut out));
@@ -982,7 +1024,11 @@ impl OffloadTarget for ForeignTarget {
             // SAFETY: read above: a valid target NBL.
             p = unsafe { (*p).next };
         }
-        self.ctx.t.borrow_mut().aborted.remove(&conn);
+        {
+            let mut t = self.ctx.t.borrow_mut();
+            t.aborted.remove(&conn);
+            t.fins.remove(&conn);
+        }
         Ok(TcpDelegatedState {
             state: TcpConnectionState::from_code(u64::from(out.state)),
             rcv_nxt: out.rcv_nxt,
@@ -1029,7 +1075,9 @@ impl InitiateOffload for ForeignTarget {
         let code = self.with_host(now, host, |t| (ops.initiate_offload)(t, now.as_nanos(), conn.0, &c));
         let back = self.ctx.take_back(&addrs);
         if code == CHIMNEY_STATUS_SUCCESS {
-            self.ctx.t.borrow_mut().aborted.remove(&conn);
+            let mut t = self.ctx.t.borrow_mut();
+            t.aborted.remove(&conn);
+            t.fins.remove(&conn);
             return Ok(back);
         }
         state.delegated.buffered_data = back;
@@ -1066,6 +1114,7 @@ impl ReceiveInput for ForeignTarget {
         let ops = *self.ops();
         let code = self.with_host(now, host, |t| (ops.receive_rst)(t, now.as_nanos(), conn.0));
         self.ctx.t.borrow_mut().aborted.insert(conn);
+        self.with_host(now, host, |_| self.ctx.end_fin(conn, NdisStatus::RequestAborted));
         status_result(conn, code)
     }
 
@@ -1076,9 +1125,73 @@ impl ReceiveInput for ForeignTarget {
     fn receive_window(&self, conn: ConnId) -> usize {
         self.receive_space(conn)
     }
+
+    fn indicate_event(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        event: TcpOffloadEvent,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        let Some(entry) = self.ops().tcp_event else {
+            return Err(ApiMisuse::TcpEventsUnsupported);
+        };
+        let specific = match event {
+            TcpOffloadEvent::Retrieve(r) => r as u32,
+            TcpOffloadEvent::SendBacklogChange(n) => n,
+            _ => 0,
+        };
+        let code = self.with_host(now, host, |t| entry(t, now.as_nanos(), conn.0, event.event_type(), specific));
+        status_result(conn, code)
+    }
 }
 
-impl SendInput for ForeignTarget {}
+/// The send half chimney plays for a receive-only target: no data, a graceful disconnect's
+/// FIN (sent by the TCP engine), completed when the peer acknowledges it.
+impl SendInput for ForeignTarget {
+    fn send_stream(&self, conn: ConnId) -> SendStream {
+        let t = self.ctx.t.borrow();
+        let fin = t.fins.get(&conn);
+        SendStream {
+            acked: fin.map_or(0, |f| f.acked),
+            posted: 0,
+            fin: fin.is_some(),
+            closed: t.aborted.contains(&conn),
+        }
+    }
+
+    fn send_acked(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        upto: u64,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        let done = match self.ctx.t.borrow_mut().fins.get_mut(&conn) {
+            Some(f) => {
+                f.acked = f.acked.max(upto);
+                upto >= 1
+            }
+            None => false,
+        };
+        if done {
+            self.with_host(now, host, |_| self.ctx.end_fin(conn, NdisStatus::Success));
+        }
+        Ok(())
+    }
+
+    fn take_send_ready(&mut self, out: &mut Vec<ConnId>) {
+        out.append(&mut self.ctx.t.borrow_mut().send_ready);
+    }
+
+    fn take_nested_disconnects(&mut self, out: &mut Vec<(ConnId, DisconnectKind, NblChain)>) {
+        out.append(&mut self.ctx.t.borrow_mut().nested_disconnects);
+    }
+
+    fn take_rejected_sends(&mut self) -> Vec<PostRejected> {
+        std::mem::take(&mut self.ctx.t.borrow_mut().rejected_sends)
+    }
+}
 
 impl chimney::testkit::conformance::Candidate for ForeignTarget {
     fn attach(&mut self, core: &Arc<VerifierCore>) {
@@ -1087,5 +1200,10 @@ impl chimney::testkit::conformance::Candidate for ForeignTarget {
 
     fn abi_errors(&self) -> Vec<String> {
         ForeignTarget::abi_errors(self)
+    }
+
+    /// What the verifier counts as fed and not delivered: the target cannot be asked.
+    fn receive_backlog(&self, conn: ConnId) -> usize {
+        self.ctx.t.borrow().reporter.as_ref().map_or(0, |c| c.undelivered(conn))
     }
 }

@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chimney::contract::trace::TraceWriter;
-use chimney::contract::{CheckedDelivery, ConnId, DeliveryConfig, OffloadTarget, SendInput, VerifierMode};
+use chimney::contract::trace::Tracer;
+use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, SendInput, Verifier, VerifierMode};
 use chimney::engine::{Engine, EngineConfig, EngineEvent};
 use chimney::ndis::{DisconnectKind, TcpConnectionState, TcpOffloadEvent};
 use chimney::tcp::TcpConfig;
+use chimney::testkit::conformance::{Boxed, Candidate};
 use chimney::testkit::host::{AppHost, AppPolicy, HostEnd, IndicationPolicy};
 use chimney::testkit::impair::ImpairConfig;
 use chimney::testkit::rng::{SplitMix64, Stream};
@@ -285,6 +287,8 @@ pub struct SimReport {
     pub failures: Vec<String>,
     /// Contract violations (also listed in failures).
     pub violations: usize,
+    /// The violations themselves.
+    pub contract: Vec<chimney::contract::Violation>,
     /// Stream bytes the applications received.
     pub bytes: u64,
     /// Virtual time the run took.
@@ -385,6 +389,14 @@ pub fn run_with_tap(sc: &Scenario, log: bool, tap: &mut dyn FnMut(Instant, bool,
 
 /// Like [`run_with_tap`], also writing every contract call to `trace` (see
 /// `chimney::contract::trace`); returns the trace's line count or its write error.
+/// Runs `sc` with `target` as the delivery layer (a foreign target under `chimney check`).
+pub fn run_target(sc: &Scenario, target: Boxed, trace: Option<TraceWriter>) -> SimReport {
+    let mut sim = Sim::with_target(sc, false, trace, target);
+    sim.drive(&mut |_, _, _| {});
+    sim.invariants();
+    sim.finish().0
+}
+
 pub fn run_traced(
     sc: &Scenario,
     log: bool,
@@ -418,7 +430,7 @@ pub struct Sim<'a> {
     log: bool,
     rep: SimReport,
     adv_ip: IpAddr,
-    engine: Engine<CheckedDelivery>,
+    engine: Engine<Tracer<Verifier<Boxed>>>,
     /// Stream checks per connection, fed by the application's sink.
     checks: Arc<Mutex<HashMap<ConnId, Check>>>,
     host: AppHost,
@@ -451,6 +463,14 @@ impl<'a> Sim<'a> {
     /// Sets up scenario `sc` (`log`: keep a line per packet and event; `trace`: write every
     /// contract call).
     pub fn new(sc: &'a Scenario, log: bool, trace: Option<TraceWriter>) -> Sim<'a> {
+        let delivery =
+            Delivery::new(DeliveryConfig { indication_pool: sc.indication_pool, ..DeliveryConfig::default() });
+        Self::with_target(sc, log, trace, Boxed::new(delivery))
+    }
+
+    /// Like [`Sim::new`] with `target` as the delivery layer behind the verifier (a foreign
+    /// target under `chimney check`).
+    pub fn with_target(sc: &'a Scenario, log: bool, trace: Option<TraceWriter>, layer: Boxed) -> Sim<'a> {
         let rep = SimReport { seed: sc.seed, trace_hash: 0xcbf2_9ce4_8422_2325, ..SimReport::default() };
         let (target_ip, peer_ip, adv_ip, hostile_ip): (IpAddr, IpAddr, IpAddr, IpAddr) = if sc.ipv6 {
             (
@@ -500,11 +520,12 @@ impl<'a> Sim<'a> {
                 },
                 ..EngineConfig::default()
             },
-            CheckedDelivery::checked(
-                DeliveryConfig { indication_pool: sc.indication_pool, ..DeliveryConfig::default() },
-                VerifierMode::Collect,
-                trace,
-            ),
+            {
+                let mut v = Verifier::new(layer, VerifierMode::Collect);
+                let core = std::sync::Arc::clone(v.core());
+                v.inner_mut().attach(&core);
+                Tracer::new(v, trace)
+            },
         );
         let checks: Arc<Mutex<HashMap<ConnId, Check>>> = Arc::new(Mutex::new(HashMap::new()));
         let mut host = AppHost::new();
@@ -780,7 +801,7 @@ impl<'a> Sim<'a> {
             // A slow consumer: data waiting in the target (refused, or a closed window) for
             // 20 ms wakes the application up.
             let zero = self.engine.conn(id).is_some_and(|c| c.rcv_wnd() == 0)
-                || self.engine.delivery().receive_backlog(id) > 0;
+                || self.engine.delivery().inner().inner().receive_backlog(id) > 0;
             match (zero, l.zero_since) {
                 (true, None) => l.zero_since = Some(now),
                 (true, Some(t)) if now >= t + Duration::from_millis(20) => {
@@ -994,7 +1015,7 @@ impl<'a> Sim<'a> {
                 l.sender,
                 self.peers.state(l.sender),
                 tcp,
-                self.engine.delivery().describe(*id),
+                self.engine.delivery().inner().inner().describe(*id),
                 app.to_echo.len(),
                 app.send_posted,
                 app.send_outstanding,
@@ -1057,8 +1078,12 @@ impl<'a> Sim<'a> {
     pub fn invariants(&mut self) {
         let sc = self.sc;
         let rep = &mut self.rep;
-        self.engine.delivery().finish_checks();
-        let violations = self.engine.delivery().violations();
+        self.engine.delivery().inner().finish();
+        let violations = self.engine.delivery().inner().core().violations();
+        for e in self.engine.delivery().inner().inner().abi_errors() {
+            rep.failures.push(format!("ABI: {e}"));
+        }
+        rep.contract = violations.clone();
         rep.violations = violations.len();
         for v in violations.iter().take(5) {
             rep.failures.push(format!("contract: {v}"));

@@ -417,6 +417,12 @@ impl VerifierCore {
         self.lock().conns.get(&conn).map_or(0, |c| c.delivered)
     }
 
+    /// Bytes fed to `conn` and not yet delivered (completed or consumed by an indication):
+    /// what the target holds, whatever the target is.
+    pub fn undelivered(&self, conn: ConnId) -> usize {
+        self.lock().conns.get(&conn).map_or(0, |c| c.pending.len())
+    }
+
     /// Posted NBLs of `conn` not yet completed.
     pub fn outstanding(&self, conn: ConnId) -> usize {
         self.lock().conns.get(&conn).map_or(0, |c| c.outstanding.len())

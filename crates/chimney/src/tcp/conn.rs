@@ -777,7 +777,9 @@ impl TcpConn {
     fn move_edge(&mut self, cx: &mut ConnContext<'_>) -> bool {
         let unit = 1u32 << self.rcv_wscale;
         let max_wnd = 0xFFFF * unit;
-        let space = (cx.delivery.receive_window(self.id).min(1 << 30) as u32).min(max_wnd);
+        // Never more than the configured window: the reassembly ring is sized from it, and a
+        // delivery layer (a foreign one) may report more room than that.
+        let space = (cx.delivery.receive_window(self.id).min(1 << 30) as u32).min(max_wnd).min(cx.cfg.rcv_wnd.max(1));
         let right = self.rcv_nxt.plus(space);
         let grow = right.diff(self.rcv_adv);
         let threshold = (cx.cfg.rcv_wnd / 2).min(u32::from(cx.cfg.mss)).min(max_wnd / 2).max(1) as i32;

@@ -18,17 +18,18 @@ use std::time::Duration;
 
 use crate::contract::trace::{TraceWriter, Tracer};
 use crate::contract::{
-    ConnId, Delivery, InitiateOffload, OffloadTarget, ReceiveInput, Verifier, VerifierCore, VerifierMode, Violation,
+    ApiMisuse, ConnId, Delivery, InitiateFailed, InitiateOffload, OffloadTarget, PostRejected, ProtocolHost,
+    ReceiveInput, SendInput, SendStream, Verifier, VerifierCore, VerifierMode, Violation,
 };
-use crate::ndis::{DisconnectKind, Mdl, NblChain, NblId, NetBuffer, NetBufferList, PoolTag};
-use crate::ndis::{TcpCachedState, TcpOffloadState};
+use crate::ndis::{DisconnectKind, Mdl, NblChain, NblId, NdisStatus, NetBuffer, NetBufferList, PoolTag};
+use crate::ndis::{TcpCachedState, TcpDelegatedState, TcpOffloadEvent, TcpOffloadState};
 use crate::testkit::host::{AppHost, AppPolicy, IndicationPolicy};
 use crate::testkit::rng::SplitMix64;
 use crate::Instant;
 
-/// A target the suite can run: the contract's entry points, plus two hooks for targets that
-/// find faults outside the calls (a foreign target's ABI layer).
-pub trait Candidate: InitiateOffload + ReceiveInput {
+/// A target the suite can run: the contract's entry points, plus hooks for targets that find
+/// faults outside the calls (a foreign target's ABI layer) and for diagnostics.
+pub trait Candidate: InitiateOffload + ReceiveInput + SendInput {
     /// Called once the verifier wraps the target: hand it the core, to report what the calls
     /// cannot carry (an NBL completed twice through the C ABI).
     fn attach(&mut self, core: &Arc<VerifierCore>) {
@@ -39,9 +40,197 @@ pub trait Candidate: InitiateOffload + ReceiveInput {
     fn abi_errors(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Bytes the target holds for `conn` and has not delivered (0 when it cannot say).
+    fn receive_backlog(&self, conn: ConnId) -> usize {
+        let _ = conn;
+        0
+    }
+
+    /// One line on `conn`'s state, for a stuck run's report.
+    fn describe(&self, conn: ConnId) -> String {
+        format!("{conn}")
+    }
 }
 
-impl Candidate for Delivery {}
+impl Candidate for Delivery {
+    fn receive_backlog(&self, conn: ConnId) -> usize {
+        Delivery::receive_backlog(self, conn)
+    }
+
+    fn describe(&self, conn: ConnId) -> String {
+        Delivery::describe(self, conn)
+    }
+}
+
+/// Any [`Candidate`] behind one type, for harnesses that pick the target at run time (the
+/// simulator under `chimney check`): every call is forwarded.
+pub struct Boxed(pub Box<dyn Candidate>);
+
+impl Boxed {
+    /// `t`, boxed.
+    pub fn new(t: impl Candidate + 'static) -> Boxed {
+        Boxed(Box::new(t))
+    }
+}
+
+impl Candidate for Boxed {
+    fn attach(&mut self, core: &Arc<VerifierCore>) {
+        self.0.attach(core)
+    }
+    fn abi_errors(&self) -> Vec<String> {
+        self.0.abi_errors()
+    }
+    fn receive_backlog(&self, conn: ConnId) -> usize {
+        self.0.receive_backlog(conn)
+    }
+    fn describe(&self, conn: ConnId) -> String {
+        self.0.describe(conn)
+    }
+}
+
+impl OffloadTarget for Boxed {
+    fn receive(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        self.0.receive(now, conn, nbls, host)
+    }
+    fn receive_return(&mut self, now: Instant, nbls: NblChain, host: &mut dyn ProtocolHost) -> NdisStatus {
+        self.0.receive_return(now, nbls, host)
+    }
+    fn disconnect(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        kind: DisconnectKind,
+        nbl: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        self.0.disconnect(now, conn, kind, nbl, host)
+    }
+    fn send(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        nbls: NblChain,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NdisStatus, PostRejected> {
+        self.0.send(now, conn, nbls, host)
+    }
+    fn terminate_offload(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<TcpDelegatedState, ApiMisuse> {
+        self.0.terminate_offload(now, conn, host)
+    }
+    fn handle_timeout(&mut self, now: Instant, host: &mut dyn ProtocolHost) {
+        self.0.handle_timeout(now, host)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.0.poll_timeout()
+    }
+    fn push_timer(&self, conn: ConnId) -> Option<Instant> {
+        self.0.push_timer(conn)
+    }
+}
+
+impl InitiateOffload for Boxed {
+    fn initiate_offload(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        state: TcpOffloadState,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<NblChain, InitiateFailed> {
+        self.0.initiate_offload(now, conn, state, host)
+    }
+}
+
+impl ReceiveInput for Boxed {
+    fn receive_data(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        data: &[u8],
+        psh: bool,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        self.0.receive_data(now, conn, data, psh, host)
+    }
+    fn receive_fin(&mut self, now: Instant, conn: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+        self.0.receive_fin(now, conn, host)
+    }
+    fn receive_rst(&mut self, now: Instant, conn: ConnId, host: &mut dyn ProtocolHost) -> Result<(), ApiMisuse> {
+        self.0.receive_rst(now, conn, host)
+    }
+    fn receive_space(&self, conn: ConnId) -> usize {
+        self.0.receive_space(conn)
+    }
+    fn placement_room<'a>(&'a mut self, conn: ConnId, max: usize, out: &mut [&'a mut [u8]]) -> usize {
+        self.0.placement_room(conn, max, out)
+    }
+    fn receive_placed(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        len: usize,
+        psh: bool,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        self.0.receive_placed(now, conn, len, psh, host)
+    }
+    fn placed_bytes(&self, conn: ConnId, len: usize, f: &mut dyn FnMut(&[u8])) {
+        self.0.placed_bytes(conn, len, f)
+    }
+    fn indicate_event(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        event: TcpOffloadEvent,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        self.0.indicate_event(now, conn, event, host)
+    }
+    fn receive_window(&self, conn: ConnId) -> usize {
+        self.0.receive_window(conn)
+    }
+}
+
+impl SendInput for Boxed {
+    fn send_stream(&self, conn: ConnId) -> SendStream {
+        self.0.send_stream(conn)
+    }
+    fn send_bytes(&mut self, conn: ConnId, from: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> usize {
+        self.0.send_bytes(conn, from, len, f)
+    }
+    fn send_nbl_end(&self, conn: ConnId, start: u64, end: u64) -> Option<u64> {
+        self.0.send_nbl_end(conn, start, end)
+    }
+    fn send_acked(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        upto: u64,
+        host: &mut dyn ProtocolHost,
+    ) -> Result<(), ApiMisuse> {
+        self.0.send_acked(now, conn, upto, host)
+    }
+    fn take_send_ready(&mut self, out: &mut Vec<ConnId>) {
+        self.0.take_send_ready(out)
+    }
+    fn take_nested_disconnects(&mut self, out: &mut Vec<(ConnId, DisconnectKind, NblChain)>) {
+        self.0.take_nested_disconnects(out)
+    }
+    fn take_rejected_sends(&mut self) -> Vec<PostRejected> {
+        self.0.take_rejected_sends()
+    }
+}
 
 /// What one scenario or seed came to.
 #[derive(Debug, Clone, Default)]
