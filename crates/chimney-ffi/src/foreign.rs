@@ -300,9 +300,9 @@ const MAX_NESTING: usize = 8;
 
 /// Upcalls one entry point may make (every call the host makes inside them included) before
 /// the target is judged runaway: a target that answers each re-post with another completion
-/// never returns. Far above what one call of the suite needs (a few hundred), and low enough
-/// that a runaway's copies of the stream stay within memory.
-const MAX_UPCALLS_PER_CALL: u64 = 10_000;
+/// never returns. Far above what one call can legitimately need (a 64 KiB segment into 1-byte
+/// requests re-posted from each completion: 65,536).
+const MAX_UPCALLS_PER_CALL: u64 = 1_000_000;
 
 /// Host calls waiting for the outermost upcall to return, at most.
 const MAX_DEFERRED: usize = 10_000;
