@@ -76,3 +76,45 @@ fn zero_byte_completions_per_run_are_bounded() {
     assert_eq!(h.batches, vec![64, 36]);
     assert_eq!(t.core().outstanding(C), 0);
 }
+
+/// A host that, inside its first completion, posts on a connection that is not offloaded and
+/// sends on one that is not either.
+struct Stray {
+    app: AppHost,
+    done: bool,
+}
+
+impl ProtocolHost for Stray {
+    fn receive_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
+        if !self.done {
+            self.done = true;
+            let p = AppPolicy { post_size: 10, ..AppPolicy::default() };
+            nested.post_receive(ConnId(42), NblChain::single(self.app.new_request(&p)));
+            nested.post_receive(ConnId(43), NblChain::single(self.app.new_request(&p)));
+        }
+        self.app.receive_complete(conn, nbls, nested)
+    }
+    fn receive_indicate(&mut self, conn: ConnId, nbl: NblChain, s: NdisStatus, n: &mut NestedCalls) -> IndicateReturn {
+        self.app.receive_indicate(conn, nbl, s, n)
+    }
+    fn event_indicate(&mut self, conn: ConnId, e: TcpOffloadEvent, n: &mut NestedCalls) {
+        self.app.event_indicate(conn, e, n)
+    }
+}
+
+#[test]
+fn posts_made_inside_an_upcall_for_unknown_connections_are_handed_back_and_counted() {
+    let mut t = Delivery::new(DeliveryConfig::default());
+    let mut h = Stray { app: AppHost::new(), done: false };
+    h.app.set_policy(C, AppPolicy { keep_posted: 1, post_size: 10, ..AppPolicy::default() });
+    t.initiate_offload(T0, C, TcpOffloadState::default(), &mut h).unwrap();
+    h.app.top_up(T0, C, &mut t).unwrap();
+    t.receive_data(T0, C, &[5; 10], false, &mut h).unwrap();
+    let back = t.take_rejected_posts();
+    assert_eq!(back.len(), 2, "both stray posts come back");
+    assert!(back.iter().all(|r| r.nbls.len() == 1));
+    assert_eq!(t.stats().rejected_nested_posts, 2);
+    assert_eq!(t.stats().completion_calls, 1);
+    assert_eq!(t.stats().completed_bytes, 10);
+    assert!(t.take_rejected_posts().is_empty(), "handed back once");
+}
