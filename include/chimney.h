@@ -239,6 +239,13 @@ typedef struct ChimneyTargetOps {
 #ifndef CHIMNEY_H_HELPERS
 #define CHIMNEY_H_HELPERS
 /*
+ * The symbol every target library exports: its entry points (a static table). A foreign
+ * target defines it; libchimney_ffi defines it for chimney's own delivery layer, which a C host
+ * drives through this header (examples/c-host).
+ */
+const ChimneyTargetOps *chimney_target_ops(void);
+
+/*
  * NdisAdvanceNetBufferDataStart for the views above: moves the data start `delta` bytes
  * forward (DataOffset up, DataLength down, CurrentMdl/CurrentMdlOffset following).
  * Returns 0, or -1 (changing nothing) when delta exceeds DataLength.

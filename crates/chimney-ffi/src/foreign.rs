@@ -130,14 +130,14 @@ impl TargetLibrary {
 /// A heap value at a fixed address that C holds pointers into. Unlike a `Box`, moving the
 /// handle asserts nothing about the pointee, so those pointers stay valid; every access goes
 /// through the one raw pointer.
-struct Pinned<T>(NonNull<T>);
+pub(crate) struct Pinned<T>(NonNull<T>);
 
 impl<T> Pinned<T> {
-    fn new(v: T) -> Pinned<T> {
+    pub(crate) fn new(v: T) -> Pinned<T> {
         Pinned(NonNull::from(Box::leak(Box::new(v))))
     }
 
-    fn as_ptr(&self) -> *mut T {
+    pub(crate) fn as_ptr(&self) -> *mut T {
         self.0.as_ptr()
     }
 }
@@ -167,7 +167,7 @@ struct Posted {
 }
 
 /// The C structs of one NBL: the NBL, its NB and its MDLs.
-struct View {
+pub(crate) struct View {
     nbl: ChimneyNetBufferList,
     nb: ChimneyNetBuffer,
     mdls: Vec<ChimneyMdl>,
@@ -176,7 +176,7 @@ struct View {
 impl View {
     /// A view of `nbl` whose MDLs point into `nbl`'s memory (which must then stay put and
     /// untouched until the view is dropped).
-    fn of(nbl: &mut NetBufferList) -> Pinned<View> {
+    pub(crate) fn of(nbl: &mut NetBufferList) -> Pinned<View> {
         let mut info = [0; CHIMNEY_INFO_SLOTS];
         info[CHIMNEY_INFO_BYTES_TRANSFERRED] = nbl.tcp_offload_bytes_transferred();
         info[CHIMNEY_INFO_RECEIVE_NO_PUSH] = usize::from(nbl.tcp_receive_no_push());
@@ -228,7 +228,7 @@ impl View {
     }
 
     /// The C NBL of a pinned view.
-    fn nbl_ptr(v: &Pinned<View>) -> *mut ChimneyNetBufferList {
+    pub(crate) fn nbl_ptr(v: &Pinned<View>) -> *mut ChimneyNetBufferList {
         // SAFETY: a field address of a live allocation.
         unsafe { ptr::addr_of_mut!((*v.as_ptr()).nbl) }
     }

@@ -14,6 +14,9 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+mod export;
 pub mod foreign;
+
+pub use export::chimney_target_ops;
 
 pub use foreign::{ForeignTarget, LoadError, TargetLibrary};
