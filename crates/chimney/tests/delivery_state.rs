@@ -118,3 +118,36 @@ fn posts_made_inside_an_upcall_for_unknown_connections_are_handed_back_and_count
     assert_eq!(t.stats().completed_bytes, 10);
     assert!(t.take_rejected_posts().is_empty(), "handed back once");
 }
+
+/// Every counter of `DeliveryStats` counts what it names (the CLI prints them and the
+/// benchmarks read them).
+#[test]
+fn every_counter_counts() {
+    use chimney::contract::SendInput;
+    use chimney::ndis::{DisconnectKind, Mdl, NblId, NetBuffer, NetBufferList, PoolTag};
+    let mut d = Delivery::new(DeliveryConfig::default());
+    let mut h = AppHost::new();
+    h.set_policy(C, AppPolicy { keep_posted: 2, post_size: 10, repost_in_completion: false, ..AppPolicy::default() });
+    d.initiate_offload(T0, C, TcpOffloadState::default(), &mut h).unwrap();
+    h.top_up(T0, C, &mut d).unwrap();
+    h.set_policy(C, AppPolicy { keep_posted: 0, repost_in_completion: false, ..AppPolicy::default() });
+    d.receive_data(T0, C, &[1; 15], true, &mut h).unwrap();
+    let s = d.stats().clone();
+    assert_eq!((s.completion_calls, s.completed_nbls, s.completed_bytes), (1, 2, 15));
+    d.receive_data(T0, C, &[2; 7], false, &mut h).unwrap();
+    assert_eq!((d.stats().indications, d.stats().indicated_bytes, d.stats().indications_refused), (1, 7, 0));
+    let foreign = NetBufferList::new(NblId::new(PoolTag::Host, 999), NetBuffer::new(vec![Mdl::zeroed(4)]));
+    d.receive_return(T0, NblChain::single(foreign), &mut h);
+    assert_eq!(d.stats().foreign_returns, 1);
+    let send = NetBufferList::new(NblId::new(PoolTag::Host, 1000), NetBuffer::new(vec![Mdl::from_bytes(vec![3; 20])]));
+    d.send(T0, C, NblChain::single(send), &mut h).unwrap();
+    d.send_acked(T0, C, 20, &mut h).unwrap();
+    let s = d.stats().clone();
+    assert_eq!((s.send_completion_calls, s.sends_completed, s.send_bytes_completed), (1, 1, 20));
+    d.disconnect(T0, C, DisconnectKind::Graceful, NblChain::new(), &mut h).unwrap();
+    d.send_acked(T0, C, 21, &mut h).unwrap();
+    assert_eq!(d.stats().disconnects_completed, 1);
+    h.return_held(T0, &mut d);
+    d.receive_fin(T0, C, &mut h).unwrap();
+    assert_eq!(d.stats().events, 1, "TcpIndicateDisconnect");
+}
