@@ -151,3 +151,67 @@ fn every_counter_counts() {
     d.receive_fin(T0, C, &mut h).unwrap();
     assert_eq!(d.stats().events, 1, "TcpIndicateDisconnect");
 }
+
+/// A host that sends on an unknown connection from inside its first completion, and posts a
+/// receive request from inside its first send completion.
+struct SendStray {
+    app: AppHost,
+    sent_stray: bool,
+    posted_in_send: bool,
+    completions: usize,
+}
+
+impl ProtocolHost for SendStray {
+    fn receive_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
+        self.completions += 1;
+        if !self.sent_stray {
+            self.sent_stray = true;
+            let id = chimney::ndis::NblId::new(chimney::ndis::PoolTag::Host, 5000);
+            let n = chimney::ndis::NetBufferList::new(
+                id,
+                chimney::ndis::NetBuffer::new(vec![chimney::ndis::Mdl::from_bytes(vec![1; 3])]),
+            );
+            nested.post_send(ConnId(42), NblChain::single(n));
+        }
+        self.app.receive_complete(conn, nbls, nested)
+    }
+    fn receive_indicate(&mut self, conn: ConnId, nbl: NblChain, s: NdisStatus, n: &mut NestedCalls) -> IndicateReturn {
+        self.app.receive_indicate(conn, nbl, s, n)
+    }
+    fn event_indicate(&mut self, conn: ConnId, e: TcpOffloadEvent, n: &mut NestedCalls) {
+        self.app.event_indicate(conn, e, n)
+    }
+    fn send_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut NestedCalls) {
+        if !self.posted_in_send {
+            self.posted_in_send = true;
+            let p = AppPolicy { post_size: 50, no_push: true, ..AppPolicy::default() };
+            nested.post_receive(conn, NblChain::single(self.app.new_request(&p)));
+        }
+        self.app.send_complete(conn, nbls, nested)
+    }
+}
+
+#[test]
+fn nested_sends_to_unknown_connections_come_back_and_posts_inside_send_completions_are_served() {
+    use chimney::contract::SendInput;
+    use chimney::ndis::{Mdl, NblId, NetBuffer, NetBufferList, PoolTag};
+    let mut d = Delivery::new(DeliveryConfig::default());
+    let mut h = SendStray { app: AppHost::new(), sent_stray: false, posted_in_send: false, completions: 0 };
+    let refuse = AppPolicy { keep_posted: 0, indication: IndicationPolicy::Refuse, ..AppPolicy::default() };
+    h.app.set_policy(C, refuse);
+    d.initiate_offload(T0, C, TcpOffloadState::default(), &mut h).unwrap();
+    // 50 bytes wait, refused; a send completion brings a post, which takes them at once.
+    d.receive_data(T0, C, &[4; 50], false, &mut h).unwrap();
+    assert_eq!(d.receive_backlog(C), 50);
+    let send = NetBufferList::new(NblId::new(PoolTag::Host, 6000), NetBuffer::new(vec![Mdl::from_bytes(vec![3; 8])]));
+    d.send(T0, C, NblChain::single(send), &mut h).unwrap();
+    d.send_acked(T0, C, 8, &mut h).unwrap();
+    assert_eq!(h.completions, 1, "the request posted inside the send completion was filled at once");
+    assert_eq!(d.receive_backlog(C), 0);
+    // Inside that completion the host sent on a connection that does not exist.
+    let back = d.take_rejected_sends();
+    assert_eq!(back.len(), 1);
+    assert!(matches!(back[0].error, chimney::contract::ApiMisuse::UnknownConnection(ConnId(42))));
+    assert_eq!(d.stats().rejected_nested_posts, 1);
+    assert!(d.take_rejected_sends().is_empty());
+}
