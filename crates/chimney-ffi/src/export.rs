@@ -30,7 +30,7 @@ use chimney::ndis::{
 use chimney::Instant;
 
 use crate::abi::*;
-use crate::foreign::{Pinned, View};
+use crate::foreign::{event_specific, Pinned, View};
 
 /// chimney's delivery layer behind the C entry points.
 struct Exported {
@@ -148,22 +148,10 @@ impl Exported {
 
     /// Lends chimney's NBLs to the host as a chain of views.
     fn lend(&self, nbls: NblChain) -> *mut ChimneyNetBufferList {
-        let mut head: *mut ChimneyNetBufferList = ptr::null_mut();
-        let mut prev: *mut ChimneyNetBufferList = ptr::null_mut();
-        let mut chain = nbls;
-        while let Some(mut n) = chain.pop_front() {
-            let view = View::of(&mut n);
-            let p = View::nbl_ptr(&view);
-            if prev.is_null() {
-                head = p;
-            } else {
-                // SAFETY: the previous view, just lent.
-                unsafe { (*prev).next = p };
-            }
-            prev = p;
-            self.lent.borrow_mut().insert(p as usize, (n, view));
-        }
-        head
+        let mut lent = self.lent.borrow_mut();
+        View::chain(nbls, |p, n, view| {
+            lent.insert(p as usize, (n, view));
+        })
     }
 
     /// chimney's NBLs the host hands back (a chain of lent views); others are ignored.
@@ -247,11 +235,7 @@ impl ProtocolHost for CHost<'_> {
     }
 
     fn event_indicate(&mut self, conn: ConnId, event: TcpOffloadEvent, nested: &mut NestedCalls) {
-        let specific = match event {
-            TcpOffloadEvent::Retrieve(r) => r as u32,
-            TcpOffloadEvent::SendBacklogChange(n) => n,
-            _ => 0,
-        };
+        let specific = event_specific(event);
         let h = self.ex.host;
         self.upcall(nested, || (h.event_indicate)(h.ctx, conn.0, event.event_type(), specific));
     }

@@ -227,6 +227,30 @@ impl View {
         v
     }
 
+    /// Views of `nbls`, linked through `next` in order; `keep` stores each (its C NBL, the Rust
+    /// NBL whose memory it shows, the view). Returns the head (NULL for an empty chain).
+    pub(crate) fn chain(
+        nbls: NblChain,
+        mut keep: impl FnMut(*mut ChimneyNetBufferList, NetBufferList, Pinned<View>),
+    ) -> *mut ChimneyNetBufferList {
+        let (mut head, mut prev): (*mut ChimneyNetBufferList, *mut ChimneyNetBufferList) =
+            (ptr::null_mut(), ptr::null_mut());
+        let mut chain = nbls;
+        while let Some(mut n) = chain.pop_front() {
+            let view = View::of(&mut n);
+            let p = View::nbl_ptr(&view);
+            if prev.is_null() {
+                head = p;
+            } else {
+                // SAFETY: `prev` is the NBL of the previous view, kept alive by `keep`.
+                unsafe { (*prev).next = p };
+            }
+            prev = p;
+            keep(p, n, view);
+        }
+        head
+    }
+
     /// The C NBL of a pinned view.
     pub(crate) fn nbl_ptr(v: &Pinned<View>) -> *mut ChimneyNetBufferList {
         // SAFETY: a field address of a live allocation.
@@ -530,22 +554,10 @@ impl Ctx {
     fn hand_out(&self, conn: ConnId, nbls: NblChain) -> (*mut ChimneyNetBufferList, Vec<usize>) {
         let mut t = self.t.borrow_mut();
         let mut addrs = Vec::with_capacity(nbls.len());
-        let mut chain = nbls;
-        let mut prev: *mut ChimneyNetBufferList = ptr::null_mut();
-        let mut head: *mut ChimneyNetBufferList = ptr::null_mut();
-        while let Some(mut nbl) = chain.pop_front() {
-            let view = View::of(&mut nbl);
-            let p = View::nbl_ptr(&view);
-            if prev.is_null() {
-                head = p;
-            } else {
-                // SAFETY: `prev` is the NBL of a view just stored in the table (boxed: stable).
-                unsafe { (*prev).next = p };
-            }
-            prev = p;
+        let head = View::chain(nbls, |p, nbl, view| {
             addrs.push(p as usize);
             t.posted.insert(p as usize, Posted { conn, nbl, view });
-        }
+        });
         (head, addrs)
     }
 
@@ -920,6 +932,15 @@ extern "C" fn tramp_event_indicate(ctx: *mut c_void, conn: u32, event: u32, spec
     ctx.serve_nested(&mut nested);
 }
 
+/// The `specific` argument of an event as the ABI carries it: the upload reason, the backlog.
+pub(crate) fn event_specific(event: TcpOffloadEvent) -> u32 {
+    match event {
+        TcpOffloadEvent::Retrieve(r) => r as u32,
+        TcpOffloadEvent::SendBacklogChange(n) => n,
+        _ => 0,
+    }
+}
+
 fn deadline(v: u64) -> Option<Instant> {
     (v != CHIMNEY_NO_DEADLINE).then(|| Instant::from_nanos(v))
 }
@@ -1136,11 +1157,7 @@ impl ReceiveInput for ForeignTarget {
         let Some(entry) = self.ops().tcp_event else {
             return Err(ApiMisuse::TcpEventsUnsupported);
         };
-        let specific = match event {
-            TcpOffloadEvent::Retrieve(r) => r as u32,
-            TcpOffloadEvent::SendBacklogChange(n) => n,
-            _ => 0,
-        };
+        let specific = event_specific(event);
         let code = self.with_host(now, host, |t| entry(t, now.as_nanos(), conn.0, event.event_type(), specific));
         status_result(conn, code)
     }
