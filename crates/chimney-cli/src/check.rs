@@ -44,7 +44,15 @@ pub struct CheckArgs {
     /// Print one JSON object instead of the report.
     #[arg(long)]
     pub json: bool,
-    /// List the scenarios and exit.
+    /// Also run the target on real Linux peers: kernel TCP clients in a network namespace,
+    /// over a TUN device (root), as `chimney demo` does: IPv4 and IPv6, many flows, a lossy
+    /// link, resets, a host that only takes indications.
+    #[arg(long)]
+    pub real: bool,
+    /// Run only the real run with this name (see --list): to replay a failure.
+    #[arg(long, conflicts_with_all = ["scenario", "seed", "sim_seed"])]
+    pub real_run: Option<String>,
+    /// List the scenarios (and the real runs) and exit.
     #[arg(long)]
     pub list: bool,
 }
@@ -54,6 +62,7 @@ enum Plan {
     Scenarios(Vec<String>),
     Seeds(std::ops::Range<u64>),
     Sim(std::ops::Range<u64>),
+    Real(Vec<&'static str>),
 }
 
 /// Exit status: 0 conformant, 1 violations or failures, 2 the target could not be loaded or
@@ -63,6 +72,9 @@ pub fn run(a: &CheckArgs) -> ExitCode {
         for n in conformance::scenario_names() {
             println!("{n}");
         }
+        for n in crate::check_real::real_run_names() {
+            println!("real: {n} (--real-run {n})");
+        }
         return ExitCode::SUCCESS;
     }
     let (seeds, sim_seeds) = match (crate::sim::parse_range(&a.seeds), crate::sim::parse_range(&a.sim_seeds)) {
@@ -70,7 +82,18 @@ pub fn run(a: &CheckArgs) -> ExitCode {
         (Err(e), _) | (_, Err(e)) => return crate::error::CliError::new("check", e).exit(),
     };
     let mut plans = Vec::new();
-    if let Some(s) = a.sim_seed {
+    if let Some(n) = &a.real_run {
+        match crate::check_real::real_run_names().into_iter().find(|r| r == n) {
+            Some(r) => plans.push(Plan::Real(vec![r])),
+            None => {
+                return crate::error::CliError::new(
+                    "check",
+                    format!("no real run {n:?} (chimney check --list names them)"),
+                )
+                .exit()
+            }
+        }
+    } else if let Some(s) = a.sim_seed {
         plans.push(Plan::Sim(s..s + 1));
     } else {
         match (&a.scenario, a.seed) {
@@ -89,7 +112,15 @@ pub fn run(a: &CheckArgs) -> ExitCode {
                 plans.push(Plan::Scenarios(conformance::scenario_names().into_iter().map(String::from).collect()));
                 plans.push(Plan::Seeds(seeds));
                 plans.push(Plan::Sim(sim_seeds));
+                if a.real {
+                    plans.push(Plan::Real(crate::check_real::real_run_names()));
+                }
             }
+        }
+    }
+    if plans.iter().any(|p| matches!(p, Plan::Real(_))) {
+        if let Err(e) = chimney_linux::preflight() {
+            return crate::error::CliError::new("check", format!("--real needs root: {e}")).exit();
         }
     }
     if let Some(dir) = &a.trace {
@@ -97,7 +128,7 @@ pub fn run(a: &CheckArgs) -> ExitCode {
             return crate::error::CliError::new("check", format!("creating {}: {e}", dir.display())).exit();
         }
     }
-    let single = a.seed.is_some() || a.scenario.is_some() || a.sim_seed.is_some();
+    let single = a.seed.is_some() || a.scenario.is_some() || a.sim_seed.is_some() || a.real_run.is_some();
     match &a.target {
         Some(path) => {
             let lib = match TargetLibrary::load(path) {
@@ -131,7 +162,7 @@ fn suite<T: Candidate + 'static>(
 ) -> ExitCode {
     let start = WallClock::now();
     let mut outcomes: Vec<(Outcome, String)> = Vec::new();
-    let (mut scenarios, mut seeds, mut sims) = (0usize, 0usize, 0usize);
+    let (mut scenarios, mut seeds, mut sims, mut reals) = (0usize, 0usize, 0usize, 0usize);
     let target_flag = a.target.as_ref().map(|p| format!(" --target {}", p.display())).unwrap_or_default();
     // A run, traced when asked: everything with --seed/--scenario, else failures again.
     let run_one = |what: &Replay| -> (Outcome, Option<PathBuf>) {
@@ -140,6 +171,7 @@ fn suite<T: Candidate + 'static>(
             Replay::Scenario(n) => conformance::run_scenario(n, make, w).unwrap_or_default(),
             Replay::Seed(s) => conformance::run_interleaving(*s, make, w),
             Replay::Sim(s) => sim_run(*s, make, w),
+            Replay::Real(n) => real_run(n, make, w),
         };
         match (&a.trace, single) {
             (Some(dir), true) => {
@@ -163,12 +195,14 @@ fn suite<T: Candidate + 'static>(
             Plan::Scenarios(names) => names.iter().map(|n| Replay::Scenario(n.clone())).collect(),
             Plan::Seeds(r) => r.clone().map(Replay::Seed).collect(),
             Plan::Sim(r) => r.clone().map(Replay::Sim).collect(),
+            Plan::Real(names) => names.iter().map(|n| Replay::Real(n)).collect(),
         };
         for what in runs {
             match what {
                 Replay::Scenario(_) => scenarios += 1,
                 Replay::Seed(_) => seeds += 1,
                 Replay::Sim(_) => sims += 1,
+                Replay::Real(_) => reals += 1,
             }
             let (o, file) = run_one(&what);
             let mut replay = format!("chimney check{target_flag} {}", what.flag());
@@ -213,6 +247,7 @@ fn suite<T: Candidate + 'static>(
                 "scenarios": scenarios,
                 "seeds": seeds,
                 "sim_seeds": sims,
+                "real_runs": reals,
                 "failed": failed.len(),
                 "rules": by_rule,
                 "failures": list,
@@ -221,7 +256,10 @@ fn suite<T: Candidate + 'static>(
         );
     } else {
         println!("chimney check: {target}");
-        println!("  {scenarios} scenario(s), {seeds} interleaving seed(s), {sims} simulator seed(s) in {secs:.1} s");
+        let real = if reals > 0 { format!(", {reals} real run(s)") } else { String::new() };
+        println!(
+            "  {scenarios} scenario(s), {seeds} interleaving seed(s), {sims} simulator seed(s){real} in {secs:.1} s"
+        );
         for (o, replay) in failed.iter().take(20) {
             println!("FAILED {}", o.name);
             for v in o.violations.iter().take(5) {
@@ -279,11 +317,29 @@ fn sim_run<T: Candidate + 'static>(
     Outcome { name, violations: rep.contract, failures, abi_errors: abi }
 }
 
+/// One real run with a fresh target from `make`; a run that could not be set up (the
+/// namespace or TUN failed after the privilege check passed) is a failure of the run.
+fn real_run<T: Candidate + 'static>(
+    name: &str,
+    make: &dyn Fn() -> Result<T, String>,
+    trace: Option<TraceWriter>,
+) -> Outcome {
+    let Some(run) = crate::check_real::REAL_RUNS.iter().find(|r| r.name == name) else {
+        return Outcome { name: format!("real {name}"), failures: vec!["no such run".into()], ..Outcome::default() };
+    };
+    crate::check_real::run_real(run, 1, make, trace).unwrap_or_else(|e| Outcome {
+        name: format!("real {name}"),
+        failures: vec![format!("could not set the run up: {e}")],
+        ..Outcome::default()
+    })
+}
+
 /// One run, as `chimney check` flags name it.
 enum Replay {
     Scenario(String),
     Seed(u64),
     Sim(u64),
+    Real(&'static str),
 }
 
 impl Replay {
@@ -292,6 +348,7 @@ impl Replay {
             Replay::Scenario(n) => format!("--scenario {n:?}"),
             Replay::Seed(s) => format!("--seed {s}"),
             Replay::Sim(s) => format!("--sim-seed {s}"),
+            Replay::Real(n) => format!("--real-run {n}"),
         }
     }
 
@@ -300,6 +357,7 @@ impl Replay {
             Replay::Scenario(n) => format!("scenario-{n}"),
             Replay::Seed(s) => format!("seed-{s}"),
             Replay::Sim(s) => format!("sim-seed-{s}"),
+            Replay::Real(n) => format!("real-{n}"),
         }
     }
 }

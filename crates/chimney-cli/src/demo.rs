@@ -119,13 +119,13 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// A client as the main thread sees it while it runs: its socket (so that a timeout can shut
 /// it down and unblock a write), its progress, and whether it is done.
 #[derive(Default)]
-struct ClientCtl {
+pub(crate) struct ClientCtl {
     stream: std::sync::Mutex<Option<TcpStream>>,
     sent: std::sync::atomic::AtomicU64,
     local: std::sync::Mutex<Option<SocketAddr>>,
     /// Every byte written (it may still wait for the target's FIN).
     sent_all: std::sync::atomic::AtomicBool,
-    done: std::sync::atomic::AtomicBool,
+    pub(crate) done: std::sync::atomic::AtomicBool,
 }
 
 impl ClientCtl {
@@ -135,15 +135,17 @@ impl ClientCtl {
     }
 
     /// Shuts the client's socket down both ways: a blocked write or read returns at once.
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         if let Some(s) = self.stream.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
 }
 
+/// One Linux client: connects to `target`, sends `bytes` of a seeded stream (resetting after
+/// `reset_after`), and reads back what the target sends; what it sent and saw.
 #[allow(clippy::too_many_arguments)]
-fn client(
+pub(crate) fn client(
     target: SocketAddr,
     bytes: u64,
     seed: u64,
@@ -450,7 +452,8 @@ fn still_running(ctls: &[Arc<ClientCtl>], bytes: u64, offloaded: usize) -> Strin
 /// Joins the client threads. After a timeout (their sockets were shut down) one that does not
 /// return within 2 s is reported as failed rather than waited for; otherwise each is waited
 /// for (a client waits at most 30 s for the target's FIN).
-fn join_clients(
+/// Waits for every client (a short while only after a timeout) and collects what each saw.
+pub(crate) fn join_clients(
     clients: Vec<std::thread::JoinHandle<Result<SentView, chimney_linux::DriverError>>>,
     target: SocketAddr,
     timed_out: bool,

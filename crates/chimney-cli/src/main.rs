@@ -5,6 +5,7 @@ use std::process::ExitCode;
 mod args;
 mod bench;
 mod check;
+mod check_real;
 mod connect;
 mod demo;
 mod error;

@@ -10,11 +10,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chimney::contract::trace::TraceWriter;
-use chimney::contract::{CheckedDelivery, ConnId, DeliveryConfig, OffloadTarget, ReceiveInput, VerifierMode};
+use chimney::contract::trace::Tracer;
+use chimney::contract::{ConnId, Delivery, DeliveryConfig, OffloadTarget, ReceiveInput, Verifier, VerifierMode};
 use chimney::engine::PacketOutcome;
 use chimney::engine::{Engine, EngineConfig, EngineEvent, EngineStats};
 use chimney::ndis::{DisconnectKind, NdisStatus, TcpOffloadEvent, TcpUploadReason};
 use chimney::tcp::{TcpConfig, TcpDrop};
+use chimney::testkit::conformance::Candidate;
 use chimney::testkit::digest::HashKind;
 use chimney::testkit::host::{AppHost, AppPolicy, HostEnd, IndicationPolicy};
 use chimney::testkit::impair::{ImpairConfig, Impairment};
@@ -243,10 +245,12 @@ struct Live {
     reoffloads: u32,
 }
 
-/// The driver: TUN + impairments + engine (+ verifier) + application.
-pub struct Driver {
+/// The driver: TUN + impairments + engine (+ verifier) + application. The delivery layer
+/// is chimney's own by default; any [`Candidate`] (a foreign target loaded through the C
+/// ABI, under `chimney check --real`) can take its place, behind the same verifier.
+pub struct Driver<T: Candidate = Delivery> {
     tun: Tun,
-    engine: Engine<CheckedDelivery>,
+    engine: Engine<Tracer<Verifier<T>>>,
     host: AppHost,
     cfg: DriverConfig,
     imp_in: Impairment,
@@ -354,8 +358,17 @@ impl ConnReport {
 }
 
 impl Driver {
-    /// A driver over `tun`; the verifier collects violations (reported per connection).
+    /// A driver over `tun` with chimney's delivery layer; the verifier collects violations
+    /// (reported per connection).
     pub fn new(tun: Tun, cfg: DriverConfig) -> Result<Driver, DriverError> {
+        let layer = Delivery::new(cfg.delivery.clone());
+        Driver::with_target(tun, cfg, layer)
+    }
+}
+
+impl<T: Candidate> Driver<T> {
+    /// A driver over `tun` with `target` as its delivery layer, behind the verifier.
+    pub fn with_target(tun: Tun, cfg: DriverConfig, target: T) -> Result<Driver<T>, DriverError> {
         cfg.impair_in.validate().map_err(|d| DriverError::new("checking impairments", d))?;
         cfg.impair_out.validate().map_err(|d| DriverError::new("checking impairments", d))?;
         if tun.has_vnet_hdr() && !cfg.impair_in.is_passthrough() {
@@ -372,7 +385,10 @@ impl Driver {
             // segments); impairments work per packet, so not with them.
             ecfg.tcp.gso_segs = 44;
         }
-        let mut engine = Engine::new(ecfg, CheckedDelivery::checked(cfg.delivery.clone(), VerifierMode::Collect, None));
+        let mut verifier = Verifier::new(target, VerifierMode::Collect);
+        let core = std::sync::Arc::clone(verifier.core());
+        verifier.inner_mut().attach(&core);
+        let mut engine = Engine::new(ecfg, Tracer::new(verifier, None));
         for &(local, remote) in &cfg.connect {
             // The SYN waits in the engine's queue for the first step.
             engine
@@ -463,9 +479,14 @@ impl Driver {
         self.engine.stats()
     }
 
+    /// The delivery layer under test (behind the verifier and the tracer).
+    pub fn target(&self) -> &T {
+        self.engine.delivery().inner().inner()
+    }
+
     /// Every violation the verifier recorded.
     pub fn violations(&self) -> Vec<chimney::contract::Violation> {
-        self.engine.delivery().violations()
+        self.engine.delivery().inner().core().violations()
     }
 
     /// Violations, counters and TUN figures so far.
