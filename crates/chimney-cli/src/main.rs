@@ -9,6 +9,7 @@ mod check_real;
 mod connect;
 mod demo;
 mod error;
+mod lines;
 mod pcap;
 mod plot;
 mod report;

@@ -233,9 +233,10 @@ fn json_line(r: &ConnReport, file: Option<String>) -> serde_json::Value {
     v
 }
 
-/// The connections that ended: each printed as a JSON line, then summed.
-#[derive(Default)]
+/// The connections that ended: each printed as a JSON line (queued to the writer thread, so
+/// that a slow reader of standard output never stalls the data path), then summed.
 struct Tally {
+    lines: crate::lines::LineWriter,
     ended: usize,
     bytes: u64,
     violations: usize,
@@ -260,7 +261,7 @@ impl Tally {
         } else if self.client && matches!(r.end.as_str(), "refused" | "unreachable") {
             self.inexact += 1;
         }
-        println!("{line}");
+        self.lines.line(line.to_string());
         self.ended += 1;
         self.bytes += r.bytes;
         self.violations += r.violations;
@@ -382,7 +383,16 @@ pub fn run_as(a: &ServeArgs, mode: &Mode) -> ExitCode {
         );
     }
     let t0 = WallClock::now();
-    let mut tally = Tally { expect: mode.expect.clone(), client: !mode.connect.is_empty(), ..Tally::default() };
+    let mut tally = Tally {
+        lines: crate::lines::LineWriter::stdout(what),
+        ended: 0,
+        bytes: 0,
+        violations: 0,
+        ends: HashMap::new(),
+        expect: mode.expect.clone(),
+        inexact: 0,
+        client: !mode.connect.is_empty(),
+    };
     let mut reports = Vec::new();
     let mut failed: Option<String> = None;
     let out_error = || out.as_ref().and_then(|o| o.lock().unwrap_or_else(|e| e.into_inner()).error.clone());
@@ -411,6 +421,8 @@ pub fn run_as(a: &ServeArgs, mode: &Mode) -> ExitCode {
             errors.push(format!("writing {}: {e}", path.display()));
         }
     }
+    // Read while the device exists (it goes with the last queue, when the shards finish).
+    let tun = chimney_linux::tun_queue_stats(&a.tun);
     let (summary, shard_error) = shards.finish(&mut reports);
     errors.extend(shard_error.map(|e| e.to_string()));
     for r in reports.drain(..) {
@@ -422,14 +434,13 @@ pub fn run_as(a: &ServeArgs, mode: &Mode) -> ExitCode {
         }
     }
     let all = summary.violations.len();
-    let Tally { ended, bytes, violations, ends, inexact, .. } = tally;
+    let Tally { mut lines, ended, bytes, violations, ends, inexact, .. } = tally;
     if let (Some(c), Some(path)) = (&capture, &a.pcap) {
         if let Err(e) = crate::pcap::finish(c) {
             errors.push(format!("writing {}: {e}", path.display()));
         }
     }
-    println!(
-        "{}",
+    lines.line(
         serde_json::json!({"summary": {
             "connections": ended, "bytes": bytes, "seconds": t0.elapsed().as_secs_f64(),
             "violations": all.max(violations), "ends": ends,
@@ -440,8 +451,18 @@ pub fn run_as(a: &ServeArgs, mode: &Mode) -> ExitCode {
             "tcp_offload_stats": crate::report::tcp_stats_json(&summary.stats),
             "ip_offload_stats": crate::report::ip_stats_json(&summary.stats),
             "per_queue_offloads": summary.per_queue_offloads,
+            "tun": {
+                "name": a.tun,
+                "queue_len": tun.map(|t| t.queue_len),
+                "kernel_tx_dropped": tun.map(|t| t.tx_dropped),
+                "write_dropped": summary.tx_dropped,
+            },
         }})
+        .to_string(),
     );
+    if let Err(e) = lines.finish() {
+        errors.push(e);
+    }
     if let Some(code) = crate::error::exit_all(what, errors) {
         code
     } else if all == 0 && inexact == 0 {

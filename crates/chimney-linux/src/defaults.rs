@@ -23,6 +23,11 @@ pub const MTU: u32 = 1500;
 pub const DEFER_ACKS: bool = true;
 /// Packets read from the TUN per wake-up at most.
 pub const READ_BATCH: usize = 64;
+/// The TUN device's transmit queue (`txqueuelen`: packets the kernel holds for the target
+/// to read). The kernel's default of 500 drops under the first flights of a few hundred
+/// connections opening at once (ten segments each); 16,384 holds those of well over a
+/// thousand while the reader drains them, and costs kernel memory only while packets wait.
+pub const TUN_QUEUE_LEN: u32 = 16_384;
 /// Busy-polling after a read that found packets (zero: sleep whenever idle).
 pub const BUSY_POLL: Duration = Duration::ZERO;
 

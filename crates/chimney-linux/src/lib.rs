@@ -22,7 +22,7 @@ pub mod shards;
 pub mod tun;
 
 pub use driver::{ConnReport, Direction, Driver, DriverConfig, DriverSummary, EndReason, HostClose, OnOffload, Tap};
-pub use netns::{configure_tun, ip, Netns};
+pub use netns::{configure_tun, ip, tun_queue_stats, Netns, TunQueueStats};
 pub use shards::{Configure, ReportHook, ShardTraces, Shards};
 pub use tun::Tun;
 

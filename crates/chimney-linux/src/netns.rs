@@ -95,7 +95,8 @@ impl Netns {
         queues: usize,
     ) -> Result<(Vec<Tun>, SocketAddr), DriverError> {
         let tun = self.run(move || Tun::open_queues("chim0", offload, queues))??;
-        self.ip(&["link", "set", "dev", "chim0", "mtu", &mtu.to_string(), "up"])?;
+        let qlen = crate::defaults::TUN_QUEUE_LEN.to_string();
+        self.ip(&["link", "set", "dev", "chim0", "mtu", &mtu.to_string(), "txqueuelen", &qlen, "up"])?;
         if ipv6 {
             self.ip(&["-6", "addr", "add", "fd00::2/64", "dev", "chim0", "nodad"])?;
         } else {
@@ -127,10 +128,36 @@ pub fn ip(args: &[&str]) -> Result<(), DriverError> {
 /// kernel-side address `cidr` (e.g. 198.18.0.2/24; IPv6 without duplicate address detection,
 /// so it is usable at once).
 pub fn configure_tun(name: &str, cidr: &str, mtu: u32) -> Result<(), DriverError> {
-    ip(&["link", "set", "dev", name, "mtu", &mtu.to_string(), "up"])?;
+    let qlen = crate::defaults::TUN_QUEUE_LEN.to_string();
+    ip(&["link", "set", "dev", name, "mtu", &mtu.to_string(), "txqueuelen", &qlen, "up"])?;
     let mut addr = vec!["addr", "add", cidr, "dev", name];
     if cidr.contains(':') {
         addr.push("nodad");
     }
     ip(&addr)
+}
+
+/// What the kernel counts on TUN device `name` (in the calling thread's namespace): its
+/// transmit queue length and the packets it dropped on the way to the target because that
+/// queue was full (`tx_dropped`). `None` when `ip` cannot say.
+pub fn tun_queue_stats(name: &str) -> Option<TunQueueStats> {
+    let o = Command::new("ip").args(["-j", "-s", "link", "show", "dev", name]).output().ok()?;
+    if !o.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+    let link = v.get(0)?;
+    Some(TunQueueStats {
+        queue_len: link.get("txqlen").and_then(serde_json::Value::as_u64).unwrap_or(0),
+        tx_dropped: link.pointer("/stats64/tx/dropped").and_then(serde_json::Value::as_u64)?,
+    })
+}
+
+/// A TUN device's transmit queue, as the kernel reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TunQueueStats {
+    /// `txqueuelen`.
+    pub queue_len: u64,
+    /// Packets dropped because the queue was full (the target did not read fast enough).
+    pub tx_dropped: u64,
 }

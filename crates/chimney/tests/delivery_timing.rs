@@ -243,3 +243,101 @@ fn send_data_handed_over_at_offload_is_the_first_of_the_stream() {
     let (t, _h) = rig(posting(0, 100));
     assert_eq!(t.send_stream(C).posted, 0);
 }
+
+#[test]
+fn a_zero_byte_request_reposted_inside_its_completion_arms_no_timer_once_the_data_is_taken() {
+    // The zero-byte request completes on the data, the host posts another inside the
+    // completion, and the data is then indicated and taken: nothing is left to do.
+    let p = AppPolicy { repost_in_completion: true, ..posting(1, 0) };
+    let (mut t, mut h) = rig(p);
+    h.top_up(T0, C, &mut t).unwrap();
+    t.receive_data(T0, C, &bytes(0, 10), false, &mut h).unwrap();
+    assert_eq!((h.conn(C).completions, h.conn(C).indications), (1, 1));
+    assert_eq!(h.conn(C).stream, bytes(0, 10));
+    assert_eq!(t.poll_timeout(), None, "no data waits: no immediate timer");
+    h.return_held(T0, &mut t);
+    t.terminate_offload(T0, C, &mut h).unwrap();
+}
+
+#[test]
+fn an_empty_indication_pool_is_counted_and_the_data_waits_for_a_return() {
+    let cfg = DeliveryConfig { indication_pool: 1, ..DeliveryConfig::default() };
+    let mut t = Verifier::new(Delivery::new(cfg), VerifierMode::Strict);
+    let mut h = AppHost::new();
+    let (a, b) = (ConnId(1), ConnId(2));
+    for c in [a, b] {
+        h.set_policy(c, posting(0, 0));
+        t.initiate_offload(T0, c, TcpOffloadState::default(), &mut h).unwrap();
+    }
+    t.receive_data(T0, a, &bytes(0, 10), false, &mut h).unwrap();
+    t.receive_data(T0, b, &bytes(10, 10), false, &mut h).unwrap();
+    assert_eq!(h.conn(b).indications, 0, "the only indication NBL is with the host");
+    assert_eq!(t.inner().stats().pool_empty, 1);
+    // The host returns it: the waiting connection is indicated at once.
+    h.return_held(T0, &mut t);
+    assert_eq!(h.conn(b).stream, bytes(10, 10));
+    h.return_held(T0, &mut t);
+    for c in [a, b] {
+        t.terminate_offload(T0, c, &mut h).unwrap();
+    }
+}
+
+/// A host that, inside a completion on one connection, posts a send on another.
+struct CrossSend {
+    app: AppHost,
+    to: ConnId,
+    sent: bool,
+}
+
+impl chimney::contract::ProtocolHost for CrossSend {
+    fn receive_complete(&mut self, conn: ConnId, nbls: NblChain, nested: &mut chimney::contract::NestedCalls) {
+        if !self.sent {
+            self.sent = true;
+            nested.post_send(self.to, send_nbl(9, 20));
+        }
+        self.app.receive_complete(conn, nbls, nested)
+    }
+    fn receive_indicate(
+        &mut self,
+        conn: ConnId,
+        nbl: NblChain,
+        s: NdisStatus,
+        n: &mut chimney::contract::NestedCalls,
+    ) -> chimney::contract::IndicateReturn {
+        self.app.receive_indicate(conn, nbl, s, n)
+    }
+    fn event_indicate(
+        &mut self,
+        conn: ConnId,
+        e: chimney::ndis::TcpOffloadEvent,
+        n: &mut chimney::contract::NestedCalls,
+    ) {
+        self.app.event_indicate(conn, e, n)
+    }
+    fn send_complete(&mut self, conn: ConnId, nbls: NblChain, n: &mut chimney::contract::NestedCalls) {
+        self.app.send_complete(conn, nbls, n)
+    }
+}
+
+#[test]
+fn a_send_made_inside_an_upcall_on_a_reset_connection_fails_at_once() {
+    let mut t = Verifier::new(Delivery::new(DeliveryConfig::default()), VerifierMode::Strict);
+    let (a, b) = (ConnId(1), ConnId(2));
+    let mut h = CrossSend { app: AppHost::new(), to: b, sent: false };
+    for c in [a, b] {
+        h.app.set_policy(c, AppPolicy { no_push: false, ..posting(1, 10) });
+        t.initiate_offload(T0, c, TcpOffloadState::default(), &mut h).unwrap();
+    }
+    t.receive_rst(T0, b, &mut h).unwrap();
+    h.app.top_up(T0, a, &mut t).unwrap();
+    t.receive_data(T0, a, &bytes(0, 10), true, &mut h).unwrap();
+    assert!(h.sent);
+    assert_eq!(
+        h.app.conn(b).send_statuses,
+        vec![(NdisStatus::RequestAborted, 1)],
+        "the reset connection's send failed within the call that took it"
+    );
+    for c in [a, b] {
+        t.terminate_offload(T0, c, &mut h).unwrap();
+    }
+}
