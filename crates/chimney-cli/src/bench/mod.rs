@@ -7,6 +7,8 @@
 //!   smoltcp.
 //! * [`scale`]: no I/O, bytes per idle connection and ns per segment at 1 … 1 M connections.
 //! * [`http`]: wrk against a kernel HTTP responder (veth) and `serve --http` (TUN).
+//! * [`flows`]: thousands of concurrent short connections into a kernel server (veth) and
+//!   `chimney serve` (TUN): total time, peak RSS, TUN drops, retransmissions.
 //! * [`flood`]: no I/O, a spoofed SYN flood: SYNs per second absorbed per SYN-cookie mode,
 //!   half-open memory, a legitimate client mid-flood.
 //!
@@ -19,6 +21,7 @@ pub mod common;
 pub mod e2e;
 pub mod engine;
 pub mod flood;
+pub mod flows;
 pub mod http;
 pub mod scale;
 
@@ -43,6 +46,10 @@ pub enum BenchCmd {
     /// No I/O: a spoofed SYN flood on one core: SYNs per second absorbed with SYN cookies
     /// auto, always and never, half-open memory, and whether a client connects mid-flood.
     Flood(flood::FloodArgs),
+    /// Thousands of concurrent short connections (default 2,000 × 64 KiB) into a kernel
+    /// server over veth and `chimney serve` over TUN, side by side: total time and its ratio,
+    /// serve's peak RSS, TUN drops, the senders' retransmissions.
+    Flows(flows::FlowsArgs),
     /// wrk against a kernel HTTP responder over veth and `serve --http` over TUN, side by
     /// side: requests per second and the ratio.
     Http(http::HttpArgs),
@@ -56,5 +63,6 @@ pub fn run(a: &BenchArgs) -> ExitCode {
         BenchCmd::Scale(e) => scale::run(e),
         BenchCmd::Flood(e) => flood::run(e),
         BenchCmd::Http(e) => http::run(e),
+        BenchCmd::Flows(e) => flows::run(e),
     }
 }

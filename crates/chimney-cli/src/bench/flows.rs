@@ -1,0 +1,528 @@
+//! `chimney bench flows`: many concurrent short connections, side by side in one run. N Linux
+//! clients connect at once, each sends the same `--bytes` and closes, and waits for the
+//! server's close; into (a) a kernel server over a veth pair (epoll, a listen backlog that
+//! holds every SYN), (b) `chimney serve` on a TUN device, run as a child process with its
+//! defaults. Rounds interleave the two.
+//!
+//! Measured per run: the total time (first connect to last close, client side), each
+//! connection's time, the senders' retransmissions (the client namespace's `RetransSegs`),
+//! and for chimney its peak RSS (`VmHWM`), the packets the kernel dropped on the TUN's
+//! transmit queue, the streams received exactly and the verifier's violations. Namespaces
+//! are anonymous: the kernel removes them and their devices when the process exits.
+
+use std::collections::HashMap;
+use std::io::{BufRead, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant as WallClock};
+
+use chimney::testkit::digest::{HashKind, StreamDigest};
+use chimney_linux::{DriverError, Netns};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn};
+
+use super::common::median;
+
+/// `chimney bench flows` flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FlowsArgs {
+    /// Concurrent connections, comma-separated for several sizes.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![2000usize])]
+    pub connections: Vec<usize>,
+    /// Bytes each client sends.
+    #[arg(long, default_value_t = 64 << 10, value_parser = crate::size::u64_bytes)]
+    pub bytes: u64,
+    /// Rounds (each runs the kernel and chimney once per size, interleaved).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Extra flags for `chimney serve` (e.g. "--posts 4 --post-size 256K" for the fixed
+    /// policy), split at spaces.
+    #[arg(long, default_value = "")]
+    pub serve_flags: String,
+    /// Give up on one run after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Default)]
+struct Run {
+    seconds: f64,
+    per_conn: Vec<f64>,
+    /// Clients that sent everything and saw the server's close.
+    done: usize,
+    errors: Vec<String>,
+    retrans: u64,
+    /// chimney only.
+    rss_bytes: Option<u64>,
+    tun_dropped: Option<u64>,
+    exact: usize,
+    violations: u64,
+}
+
+impl Run {
+    fn clean(&self, n: usize, chimney: bool) -> bool {
+        self.done == n && self.errors.is_empty() && (!chimney || (self.exact == n && self.violations == 0))
+    }
+}
+
+/// One client socket's progress.
+enum Phase {
+    Connecting,
+    Sending(usize),
+    Waiting,
+    Done,
+}
+
+/// N clients at once from the calling thread's namespace to `target`: connect, send `data`,
+/// shut down the write side, wait for the server's close. Non-blocking sockets on one epoll.
+fn clients(target: SocketAddr, n: usize, data: &[u8], limit: Duration) -> Run {
+    let mut run = Run::default();
+    let SocketAddr::V4(v4) = target else {
+        run.errors.push("IPv4 only".into());
+        return run;
+    };
+    let epoll = match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) {
+        Ok(e) => e,
+        Err(e) => {
+            run.errors.push(format!("epoll: {e}"));
+            return run;
+        }
+    };
+    let t0 = WallClock::now();
+    let mut socks: Vec<(TcpStream, Phase, Option<f64>)> = Vec::with_capacity(n);
+    for i in 0..n {
+        let fd: OwnedFd = match socket::socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        ) {
+            Ok(fd) => fd,
+            Err(e) => {
+                run.errors.push(format!("socket {i}: {e} (raise the open-file limit)"));
+                break;
+            }
+        };
+        match socket::connect(fd.as_raw_fd(), &SockaddrIn::from(v4)) {
+            Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}
+            Err(e) => {
+                run.errors.push(format!("connect {i}: {e}"));
+                continue;
+            }
+        }
+        let s = TcpStream::from(fd);
+        if let Err(e) = epoll.add(s.as_fd(), EpollEvent::new(EpollFlags::EPOLLOUT, socks.len() as u64)) {
+            run.errors.push(format!("epoll add: {e}"));
+            continue;
+        }
+        socks.push((s, Phase::Connecting, None));
+    }
+    let mut events = vec![EpollEvent::empty(); 1024];
+    let mut sink = vec![0u8; 64 * 1024];
+    let mut left = socks.len();
+    while left > 0 && t0.elapsed() < limit {
+        let k = match epoll.wait(&mut events, 100u16) {
+            Ok(k) => k,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                run.errors.push(format!("epoll wait: {e}"));
+                break;
+            }
+        };
+        for ev in &events[..k] {
+            let i = ev.data() as usize;
+            let (s, phase, end) = &mut socks[i];
+            loop {
+                match phase {
+                    Phase::Connecting => match s.take_error() {
+                        Ok(None) => *phase = Phase::Sending(0),
+                        Ok(Some(e)) | Err(e) => {
+                            run.errors.push(format!("connect: {e}"));
+                            *phase = Phase::Done;
+                            left -= 1;
+                            let _ = epoll.delete(s.as_fd());
+                        }
+                    },
+                    Phase::Sending(at) => match s.write(&data[*at..]) {
+                        Ok(w) => {
+                            *at += w;
+                            if *at == data.len() {
+                                let _ = s.shutdown(Shutdown::Write);
+                                *phase = Phase::Waiting;
+                                let mut e = EpollEvent::new(EpollFlags::EPOLLIN, i as u64);
+                                let _ = epoll.modify(s.as_fd(), &mut e);
+                            }
+                            continue;
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(e) => {
+                            run.errors.push(format!("write: {e}"));
+                            *phase = Phase::Done;
+                            left -= 1;
+                            let _ = epoll.delete(s.as_fd());
+                        }
+                    },
+                    Phase::Waiting => match s.read(&mut sink) {
+                        Ok(0) => {
+                            *end = Some(t0.elapsed().as_secs_f64());
+                            *phase = Phase::Done;
+                            left -= 1;
+                            run.done += 1;
+                            let _ = epoll.delete(s.as_fd());
+                        }
+                        Ok(_) => continue,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(e) => {
+                            run.errors.push(format!("read: {e}"));
+                            *phase = Phase::Done;
+                            left -= 1;
+                            let _ = epoll.delete(s.as_fd());
+                        }
+                    },
+                    Phase::Done => {}
+                }
+                break;
+            }
+        }
+    }
+    if left > 0 {
+        run.errors.push(format!("{left} of {n} connections not finished after {} s", limit.as_secs()));
+    }
+    run.per_conn = socks.iter().filter_map(|(_, _, e)| *e).collect();
+    run.seconds = run.per_conn.iter().cloned().fold(0.0, f64::max);
+    run
+}
+
+/// `RetransSegs` of the calling thread's network namespace.
+fn retrans_segs() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap_or_default();
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else { return 0 };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(k, _)| *k == "RetransSegs")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Raises this process's open-file limit to what `n` sockets (on both ends) need.
+fn raise_nofile(n: usize) -> Result<(), String> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let want = (2 * n + 1024) as u64;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| e.to_string())?;
+    if soft >= want {
+        return Ok(());
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, want.max(soft), want.max(hard))
+        .map_err(|e| format!("raising the open-file limit to {want}: {e}"))
+}
+
+/// Lets the namespace of the calling thread accept `n` SYNs at once (its own sysctls).
+fn roomy_backlog(n: usize) {
+    let v = (2 * n).max(4096).to_string();
+    for k in ["/proc/sys/net/core/somaxconn", "/proc/sys/net/ipv4/tcp_max_syn_backlog"] {
+        let _ = std::fs::write(k, &v);
+    }
+}
+
+/// (a) The clients into a kernel server over veth: epoll, reads every stream to its end
+/// (counting bytes), then closes.
+fn run_kernel(n: usize, data: Arc<Vec<u8>>, limit: Duration) -> Result<Run, DriverError> {
+    let x = Netns::create()?;
+    let y = Netns::create()?;
+    let y_path = y.path();
+    x.ip(&["link", "add", "fva", "type", "veth", "peer", "name", "fvb", "netns", &y_path])?;
+    x.ip(&["addr", "add", "198.19.0.1/24", "dev", "fva"])?;
+    x.ip(&["link", "set", "fva", "up"])?;
+    y.ip(&["addr", "add", "198.19.0.2/24", "dev", "fvb"])?;
+    y.ip(&["link", "set", "fvb", "up"])?;
+    y.ip(&["link", "set", "lo", "up"])?;
+    let addr: SocketAddr = "198.19.0.2:8080".parse().expect("address");
+    let expect = data.len() as u64;
+    let listener = y
+        .run(move || -> Result<OwnedFd, String> {
+            roomy_backlog(n);
+            let fd = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_NONBLOCK, None)
+                .map_err(|e| e.to_string())?;
+            socket::setsockopt(&fd, socket::sockopt::ReuseAddr, &true).map_err(|e| e.to_string())?;
+            let SocketAddr::V4(v4) = addr else { unreachable!("an IPv4 literal") };
+            socket::bind(fd.as_raw_fd(), &SockaddrIn::from(v4)).map_err(|e| e.to_string())?;
+            // -1: the namespace's somaxconn, raised above for this run.
+            socket::listen(&fd, socket::Backlog::MAXALLOWABLE).map_err(|e| e.to_string())?;
+            Ok(fd)
+        })?
+        .map_err(|e| DriverError::new("starting the kernel server", e))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = Arc::clone(&stop);
+    let short = Arc::new(Mutex::new(0usize));
+    let short2 = Arc::clone(&short);
+    let server = y.spawn(move || {
+        let listener = std::net::TcpListener::from(listener);
+        let Ok(epoll) = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) else { return };
+        let _ = epoll.add(listener.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, u64::MAX));
+        let mut conns: HashMap<u64, (TcpStream, u64)> = HashMap::new();
+        let mut next = 0u64;
+        let mut events = vec![EpollEvent::empty(); 1024];
+        let mut buf = vec![0u8; 256 * 1024];
+        while !stop2.load(Ordering::SeqCst) {
+            let Ok(k) = epoll.wait(&mut events, 50u16) else { continue };
+            for ev in &events[..k] {
+                if ev.data() == u64::MAX {
+                    while let Ok((c, _)) = listener.accept() {
+                        let _ = c.set_nonblocking(true);
+                        if epoll.add(c.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, next)).is_ok() {
+                            conns.insert(next, (c, 0));
+                            next += 1;
+                        }
+                    }
+                    continue;
+                }
+                let id = ev.data();
+                let Some((c, got)) = conns.get_mut(&id) else { continue };
+                loop {
+                    match c.read(&mut buf) {
+                        Ok(0) => {
+                            if *got != expect {
+                                *short2.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                            }
+                            let _ = epoll.delete(c.as_fd());
+                            conns.remove(&id);
+                            break;
+                        }
+                        Ok(r) => *got += r as u64,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            let _ = epoll.delete(c.as_fd());
+                            conns.remove(&id);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    })?;
+    let before = x.run(retrans_segs)?;
+    let mut run = x.run(move || clients(addr, n, &data, limit))?;
+    run.retrans = x.run(retrans_segs)?.saturating_sub(before);
+    stop.store(true, Ordering::SeqCst);
+    let _ = server.join();
+    let short = *short.lock().unwrap_or_else(|e| e.into_inner());
+    if short > 0 {
+        run.errors.push(format!("{short} streams arrived short at the kernel server"));
+    }
+    run.exact = run.done - short.min(run.done);
+    Ok(run)
+}
+
+/// `VmHWM` (peak resident set) of process `pid`, bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 =
+        s.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// (b) The clients into `chimney serve` (a child process, its defaults plus `flags`) on a
+/// TUN device in their namespace.
+fn run_chimney(n: usize, data: Arc<Vec<u8>>, flags: &[String], limit: Duration) -> Result<Run, DriverError> {
+    let ns = Netns::create()?;
+    ns.ip(&["link", "set", "lo", "up"])?;
+    let exe = std::env::current_exe().map_err(|e| DriverError::os("finding the chimney binary", e))?;
+    let mut args: Vec<String> = ["serve", "--tun", "chf0", "--local", "198.18.0.2/24", "--listen", "198.18.0.1:5001"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    args.extend(flags.iter().cloned());
+    let mut child = ns
+        .run(move || {
+            Command::new(exe).args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()
+        })?
+        .map_err(|e| DriverError::os("starting chimney serve", e))?;
+    let pid = child.id();
+    // Every line serve prints, read as it comes (serve never waits for us).
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stdout = child.stdout.take().ok_or(DriverError::new("starting chimney serve", "no stdout"))?;
+    let l2 = Arc::clone(&lines);
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            l2.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    });
+    let mut ready = false;
+    for _ in 0..200 {
+        let up = ns.run(|| {
+            Command::new("ip")
+                .args(["-4", "addr", "show", "dev", "chf0"])
+                .output()
+                .map(|o| o.stdout)
+                .unwrap_or_default()
+        })?;
+        if String::from_utf8_lossy(&up).contains("198.18.0.2") {
+            ready = true;
+            break;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return Err(DriverError::new("starting chimney serve", format!("exited {st}: {}", err.trim())));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    if !ready {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        let _ = child.wait();
+        return Err(DriverError::new("starting chimney serve", "its TUN device never came up"));
+    }
+    let target: SocketAddr = "198.18.0.1:5001".parse().expect("address");
+    let before = ns.run(retrans_segs)?;
+    let d2 = Arc::clone(&data);
+    let mut run = ns.run(move || {
+        roomy_backlog(n);
+        clients(target, n, &d2, limit)
+    })?;
+    run.retrans = ns.run(retrans_segs)?.saturating_sub(before);
+    // Every connection's line, then the peak while serve still runs, then its summary.
+    let until = WallClock::now() + Duration::from_secs(30);
+    let conn_lines =
+        || lines.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|l| l.contains("\"peer\"")).count();
+    while conn_lines() < run.done && WallClock::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    run.rss_bytes = peak_rss(pid);
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+    let _ = child.wait();
+    let _ = reader.join();
+    let want = HashKind::default();
+    let mut h = StreamDigest::default();
+    h.update(want, &data);
+    let digest: String = h.finish(want).iter().map(|b| format!("{b:02x}")).collect();
+    for line in lines.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if let Some(s) = v.get("summary") {
+            run.violations = s["violations"].as_u64().unwrap_or(0);
+            run.tun_dropped = s["tun"]["kernel_tx_dropped"].as_u64();
+        } else if v["digest"] == digest.as_str() && v["end"] == "fin" {
+            run.exact += 1;
+        }
+    }
+    Ok(run)
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[((s.len() - 1) as f64 * p).round() as usize]
+}
+
+/// `chimney bench flows`.
+pub fn run(a: &FlowsArgs) -> ExitCode {
+    let fail = |msg: String| crate::error::CliError::new("bench flows", msg).exit();
+    if a.rounds == 0 || a.connections.contains(&0) || a.bytes == 0 {
+        return fail("--rounds, --connections and --bytes must be at least 1".into());
+    }
+    if let Err(e) = chimney_linux::preflight() {
+        return fail(format!("{e} (the benchmark needs namespaces, TUN and veth)"));
+    }
+    let max = a.connections.iter().copied().max().unwrap_or(1);
+    if let Err(e) = raise_nofile(max) {
+        return fail(e);
+    }
+    let mut data = vec![0u8; a.bytes as usize];
+    chimney::testkit::host::source_pattern(0, &mut data);
+    let data = Arc::new(data);
+    let flags: Vec<String> = a.serve_flags.split_whitespace().map(String::from).collect();
+    let limit = Duration::from_secs(a.timeout.max(1));
+    let mut results = Vec::new();
+    let mut ok = true;
+    for &n in &a.connections {
+        let (mut k, mut c) = (Vec::new(), Vec::new());
+        for round in 0..a.rounds {
+            let kr = match run_kernel(n, Arc::clone(&data), limit) {
+                Ok(r) => r,
+                Err(e) => return fail(format!("kernel: {e}")),
+            };
+            let cr = match run_chimney(n, Arc::clone(&data), &flags, limit) {
+                Ok(r) => r,
+                Err(e) => return fail(format!("chimney: {e}")),
+            };
+            for (name, r, chim) in [("kernel", &kr, false), ("chimney", &cr, true)] {
+                ok &= r.clean(n, chim);
+                if !a.json {
+                    eprintln!(
+                        "{n} × {} B round {} {name:<8} {:>7.3} s  per connection median {:.3} s p90 {:.3} s max {:.3} s  retrans {}{}{}{}",
+                        a.bytes,
+                        round + 1,
+                        r.seconds,
+                        pct(&r.per_conn, 0.5),
+                        pct(&r.per_conn, 0.9),
+                        pct(&r.per_conn, 1.0),
+                        r.retrans,
+                        r.rss_bytes.map(|b| format!("  peak RSS {:.1} MB", b as f64 / 1e6)).unwrap_or_default(),
+                        r.tun_dropped.map(|d| format!("  TUN drops {d}")).unwrap_or_default(),
+                        if r.clean(n, chim) {
+                            String::new()
+                        } else {
+                            format!(
+                                "  ERRORS: {} done, {} exact, {} violations {:?}",
+                                r.done,
+                                r.exact,
+                                r.violations,
+                                r.errors.iter().take(3).collect::<Vec<_>>()
+                            )
+                        }
+                    );
+                }
+            }
+            k.push(kr);
+            c.push(cr);
+        }
+        let med = |v: &[Run], f: &dyn Fn(&Run) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
+        let (ks, cs) = (med(&k, &|r| r.seconds), med(&c, &|r| r.seconds));
+        let rss = c.iter().filter_map(|r| r.rss_bytes).max().unwrap_or(0);
+        let drops: u64 = c.iter().filter_map(|r| r.tun_dropped).sum();
+        let (kre, cre): (u64, u64) = (k.iter().map(|r| r.retrans).sum(), c.iter().map(|r| r.retrans).sum());
+        results.push(serde_json::json!({
+            "connections": n, "bytes": a.bytes, "rounds": a.rounds,
+            "kernel_seconds": ks, "chimney_seconds": cs, "chimney_over_kernel": cs / ks.max(1e-9),
+            "kernel_per_conn_median": med(&k, &|r| pct(&r.per_conn, 0.5)),
+            "chimney_per_conn_median": med(&c, &|r| pct(&r.per_conn, 0.5)),
+            "chimney_per_conn_p90": med(&c, &|r| pct(&r.per_conn, 0.9)),
+            "chimney_peak_rss_bytes": rss, "chimney_rss_per_conn": rss as f64 / n as f64,
+            "tun_tx_dropped": drops, "kernel_retrans": kre, "chimney_retrans": cre,
+            "exact": c.iter().map(|r| r.exact).sum::<usize>(), "violations": c.iter().map(|r| r.violations).sum::<u64>(),
+        }));
+        if !a.json {
+            println!(
+                "chimney bench flows: {n} × {} B concurrent, {} round(s), medians: kernel {ks:.3} s, chimney {cs:.3} s, chimney/kernel {:.2}x; chimney peak RSS {:.1} MB ({:.0} KB per connection), TUN drops {drops}, retransmissions kernel {kre} chimney {cre}",
+                a.bytes,
+                a.rounds,
+                cs / ks.max(1e-9),
+                rss as f64 / 1e6,
+                rss as f64 / n as f64 / 1e3,
+            );
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::json!({"runs": results, "ok": ok}));
+    } else {
+        println!("{}", if ok { "every stream exact, no violations" } else { "ERRORS OR VIOLATIONS" });
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
