@@ -14,12 +14,17 @@ use chimney::testkit::impair::ImpairConfig;
 /// How the host application on each connection posts and consumes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct PolicyArgs {
-    /// Receive requests kept posted per connection (0 = indications only).
-    #[arg(long, default_value_t = defaults::POSTS)]
-    pub posts: usize,
-    /// Bytes per receive request (suffixes: K, M, KiB, MB, …).
-    #[arg(long, default_value_t = defaults::POST_SIZE, value_parser = crate::size::usize_bytes)]
-    pub post_size: usize,
+    /// Receive requests kept posted per connection (0 = indications only). Without --posts
+    /// and --post-size, posts follow demand: a connection's first 128 KiB are indicated,
+    /// then it keeps up to 4 requests posted, starting at 64 KiB and doubling each time one
+    /// comes back full, up to 256 KiB. With either, the fixed policy: every connection posts
+    /// this many (default 4) of --post-size from the start (what the benchmarks compare).
+    #[arg(long)]
+    pub posts: Option<usize>,
+    /// Bytes per receive request (suffixes: K, M, KiB, MB, …); sets the fixed policy (see
+    /// --posts; default 256 KiB).
+    #[arg(long, value_parser = crate::size::usize_bytes)]
+    pub post_size: Option<usize>,
     /// MDLs per receive request (the bytes are split across them).
     #[arg(long, default_value_t = defaults::MDLS)]
     pub mdls: usize,
@@ -140,15 +145,21 @@ impl PolicyArgs {
         if self.mdls == 0 || self.mdls > 64 {
             return Err(format!("--mdls must be 1..=64, got {}", self.mdls));
         }
-        if self.post_size > 1 << 30 {
-            return Err(format!("--post-size must be at most 1 GiB (1073741824), got {}", self.post_size));
+        let post_size = self.post_size.unwrap_or(defaults::POST_SIZE);
+        if post_size > 1 << 30 {
+            return Err(format!("--post-size must be at most 1 GiB (1073741824), got {post_size}"));
         }
         if self.rcv_wnd < 4096 {
             return Err(format!("--rcv-wnd must be at least 4096, got {}", self.rcv_wnd));
         }
+        let fixed = self.posts.is_some() || self.post_size.is_some();
         let mut p = AppPolicy {
-            keep_posted: self.posts,
-            post_size: self.post_size,
+            keep_posted: self.posts.unwrap_or(defaults::POSTS),
+            post_size,
+            grow: (!fixed).then_some(chimney::testkit::host::PostGrowth {
+                post_after: defaults::POST_AFTER,
+                first_size: defaults::FIRST_POST_SIZE,
+            }),
             mdls: self.mdls,
             no_push: self.no_push,
             repost_in_completion: !self.no_repost_in_completion,
@@ -156,9 +167,11 @@ impl PolicyArgs {
         };
         if self.indications_only {
             p.keep_posted = 0;
+            p.grow = None;
         }
         if self.indicate_and_post {
             p.keep_posted = 0;
+            p.grow = None;
             p.post_in_indication = true;
             p.indication = IndicationPolicy::AcceptUpTo(self.rcv_indication_size.max(64) as usize);
         }

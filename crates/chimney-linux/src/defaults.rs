@@ -8,10 +8,17 @@
 
 use std::time::Duration;
 
-/// Receive requests the application keeps posted per connection.
+/// Receive requests the application keeps posted per connection (at most, while posts
+/// follow demand).
 pub const POSTS: usize = 4;
-/// Bytes per posted receive request.
+/// Bytes per posted receive request (at most, while posts follow demand).
 pub const POST_SIZE: usize = 256 * 1024;
+/// Posts follow demand: a connection's first this many bytes are indicated (no posted
+/// buffer of its own: thousands of short connections cost no posted memory)…
+pub const POST_AFTER: u64 = 128 * 1024;
+/// …then it posts requests of this size, doubled each time one comes back full, up to
+/// [`POST_SIZE`].
+pub const FIRST_POST_SIZE: usize = 64 * 1024;
 /// MDLs per posted request.
 pub const MDLS: usize = 1;
 /// Receive buffer per connection (InitialRcvWnd): the window the target advertises.
@@ -57,6 +64,8 @@ mod tests {
         assert_eq!(d.engine.tcp.mss, mss_for(MTU, false));
         assert_eq!(d.engine.tcp.defer_acks, DEFER_ACKS);
         assert_eq!((d.policy.keep_posted, d.policy.post_size, d.policy.mdls), (POSTS, POST_SIZE, MDLS));
+        let g = d.policy.grow.expect("posts follow demand by default");
+        assert_eq!((g.post_after, g.first_size), (POST_AFTER, FIRST_POST_SIZE));
         assert_eq!(d.batch, READ_BATCH);
     }
 }

@@ -95,6 +95,10 @@ impl Default for DriverConfig {
                 keep_posted: defaults::POSTS,
                 post_size: defaults::POST_SIZE,
                 mdls: defaults::MDLS,
+                grow: Some(chimney::testkit::host::PostGrowth {
+                    post_after: defaults::POST_AFTER,
+                    first_size: defaults::FIRST_POST_SIZE,
+                }),
                 ..AppPolicy::default()
             },
             stall: None,

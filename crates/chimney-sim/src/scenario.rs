@@ -131,7 +131,7 @@ fn random_policy(r: &mut SplitMix64) -> AppPolicy {
         2 => IndicationPolicy::AcceptUpTo(256 + r.below(3000) as usize),
         _ => IndicationPolicy::Refuse,
     };
-    AppPolicy {
+    let p = AppPolicy {
         keep_posted: r.below(5) as usize,
         post_size: size,
         mdls: 1 + r.below(4) as usize,
@@ -142,7 +142,14 @@ fn random_policy(r: &mut SplitMix64) -> AppPolicy {
         indication,
         return_in_upcall: r.below(3) == 0,
         ..AppPolicy::default()
-    }
+    };
+    // Posts that follow demand on about a third of the policies, decided from what was drawn
+    // (no further draw: every seed's other choices stay as they were).
+    let grow = (size % 3 == 0 && size >= 64 && p.keep_posted > 0).then(|| chimney::testkit::host::PostGrowth {
+        post_after: size as u64 / 2,
+        first_size: (size / 8).max(p.mdls).max(1),
+    });
+    AppPolicy { grow, ..p }
 }
 
 impl Scenario {

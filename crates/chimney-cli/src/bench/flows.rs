@@ -40,8 +40,12 @@ pub struct FlowsArgs {
     pub rounds: usize,
     /// Extra flags for `chimney serve` (e.g. "--posts 4 --post-size 256K" for the fixed
     /// policy), split at spaces.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub serve_flags: String,
+    /// Write every line `chimney serve` printed (one JSON line per connection, the summary)
+    /// to FILE, the last run's.
+    #[arg(long, value_name = "FILE")]
+    pub serve_log: Option<std::path::PathBuf>,
     /// Give up on one run after this many seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
@@ -332,7 +336,13 @@ fn peak_rss(pid: u32) -> Option<u64> {
 
 /// (b) The clients into `chimney serve` (a child process, its defaults plus `flags`) on a
 /// TUN device in their namespace.
-fn run_chimney(n: usize, data: Arc<Vec<u8>>, flags: &[String], limit: Duration) -> Result<Run, DriverError> {
+fn run_chimney(
+    n: usize,
+    data: Arc<Vec<u8>>,
+    flags: &[String],
+    limit: Duration,
+    log: Option<&std::path::Path>,
+) -> Result<Run, DriverError> {
     let ns = Netns::create()?;
     ns.ip(&["link", "set", "lo", "up"])?;
     let exe = std::env::current_exe().map_err(|e| DriverError::os("finding the chimney binary", e))?;
@@ -402,6 +412,10 @@ fn run_chimney(n: usize, data: Arc<Vec<u8>>, flags: &[String], limit: Duration) 
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
     let _ = child.wait();
     let _ = reader.join();
+    if let Some(path) = log {
+        let text = lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
+        std::fs::write(path, text + "\n").map_err(|e| DriverError::os("writing --serve-log", e))?;
+    }
     let want = HashKind::default();
     let mut h = StreamDigest::default();
     h.update(want, &data);
@@ -454,7 +468,7 @@ pub fn run(a: &FlowsArgs) -> ExitCode {
                 Ok(r) => r,
                 Err(e) => return fail(format!("kernel: {e}")),
             };
-            let cr = match run_chimney(n, Arc::clone(&data), &flags, limit) {
+            let cr = match run_chimney(n, Arc::clone(&data), &flags, limit, a.serve_log.as_deref()) {
                 Ok(r) => r,
                 Err(e) => return fail(format!("chimney: {e}")),
             };

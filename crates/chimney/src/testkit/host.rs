@@ -174,6 +174,10 @@ fn split_mdls(mut bytes: Vec<u8>, n: usize) -> Vec<Mdl> {
     mdls
 }
 
+/// Bytes of idle receive requests the application keeps for reuse at most; beyond, a
+/// completed request is freed.
+pub const IDLE_BYTES: usize = 64 << 20;
+
 /// Send NBLs an application posts in one call at most (well inside what a trace line may
 /// list, `contract::schema::MAX_NBLS`).
 const MAX_SENDS_PER_CALL: usize = 1024;
@@ -209,6 +213,23 @@ pub struct AppPolicy {
     /// Send bytes posted and not yet completed at most: an echo application stops taking
     /// data beyond it, so a peer that does not read closes its own window (backpressure).
     pub send_window: usize,
+    /// Posted buffers that follow demand: `None` is the fixed policy (`keep_posted` requests
+    /// of `post_size` from the start); with it those two are the most a connection gets.
+    pub grow: Option<PostGrowth>,
+}
+
+/// How posted buffers follow a connection's demand, the way Linux autotunes a socket's
+/// receive buffer: a connection starts with no buffer of its own (what arrives is indicated
+/// into the target's shared pool and consumed there), gets requests once it has shown it
+/// carries more than a short exchange, and larger ones each time a request comes back full
+/// (the buffers, not PSH or the timer, set the pace). Thousands of short connections then
+/// cost no posted memory at all, and a bulk one reaches the full size within a few requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostGrowth {
+    /// Bytes a connection takes through indications before it posts requests.
+    pub post_after: u64,
+    /// Size of its first requests; doubled each time one comes back full, up to `post_size`.
+    pub first_size: usize,
 }
 
 impl Default for AppPolicy {
@@ -227,6 +248,7 @@ impl Default for AppPolicy {
             send_size: 64 * 1024,
             send_mdls: 0,
             send_window: 1 << 20,
+            grow: None,
         }
     }
 }
@@ -285,6 +307,9 @@ pub struct AppConn {
     pub disconnect_posted: bool,
     /// How the disconnect completed.
     pub disconnect_status: Option<NdisStatus>,
+    /// With a growing policy ([`PostGrowth`]): the size of the requests posted now (0 before
+    /// the first).
+    pub post_size_now: usize,
 }
 
 impl core::fmt::Debug for AppHost {
@@ -328,7 +353,11 @@ pub struct AppHost {
     pub sink: Option<Sink>,
     serial: u64,
     held: NblChain,
-    idle: HashMap<ConnId, NblChain>,
+    /// Completed requests not posted again, by (bytes, MDLs), shared by every connection:
+    /// re-armed for the next post without being cleared (a placement writes only what it
+    /// fills), up to [`IDLE_BYTES`] in all.
+    idle: HashMap<(usize, usize), NblChain>,
+    idle_bytes: usize,
     events: std::collections::VecDeque<(ConnId, TcpOffloadEvent)>,
 }
 
@@ -366,11 +395,22 @@ impl AppHost {
 
     /// Allocates a new receive request under `policy` (host pool ids).
     pub fn new_request(&mut self, policy: &AppPolicy) -> NetBufferList {
+        self.request_of(policy.post_size, policy)
+    }
+
+    /// A receive request of `size` bytes under `policy`: an idle one of that shape, re-armed,
+    /// or a new one.
+    fn request_of(&mut self, size: usize, policy: &AppPolicy) -> NetBufferList {
+        let mdls = policy.mdls.max(1);
+        if let Some(mut n) = self.idle.get_mut(&(size, mdls)).and_then(|c| c.pop_front()) {
+            self.idle_bytes -= size;
+            Self::arm(&mut n, policy);
+            return n;
+        }
         self.serial += 1;
         let id = NblId::new(PoolTag::Host, self.serial);
-        let mdls = policy.mdls.max(1);
-        let base = policy.post_size / mdls;
-        let sizes: Vec<usize> = (0..mdls).map(|i| if i == 0 { base + policy.post_size % mdls } else { base }).collect();
+        let base = size / mdls;
+        let sizes: Vec<usize> = (0..mdls).map(|i| if i == 0 { base + size % mdls } else { base }).collect();
         let mut nbl = NetBufferList::new(id, NetBuffer::new(sizes.iter().map(|&n| Mdl::zeroed(n)).collect()));
         Self::arm(&mut nbl, policy);
         nbl
@@ -386,21 +426,52 @@ impl AppHost {
         nbl.set_tcp_receive_bytes_transferred(policy.prefilled);
     }
 
-    /// Builds the requests needed to bring `conn` back to `keep_posted` outstanding.
+    /// Requests `conn` keeps posted now and their size: the policy's, or with [`PostGrowth`]
+    /// none until the connection has taken `post_after` bytes, then `keep_posted` of the size
+    /// it has grown to.
+    fn wanted(&self, conn: ConnId, policy: &AppPolicy) -> (usize, usize) {
+        let Some(g) = policy.grow else {
+            return (policy.keep_posted, policy.post_size);
+        };
+        let c = self.conns.get(&conn);
+        if c.map_or(0, |c| c.bytes) < g.post_after && c.map_or(0, |c| c.post_size_now) == 0 {
+            return (0, 0);
+        }
+        let now = c.map_or(0, |c| c.post_size_now).max(g.first_size).min(policy.post_size);
+        (policy.keep_posted, now)
+    }
+
+    /// Bytes of completed requests kept for reuse (by any connection).
+    pub fn idle_bytes(&self) -> usize {
+        self.idle_bytes
+    }
+
+    /// Keeps a completed request for reuse (any connection's), unless the idle ones already
+    /// hold [`IDLE_BYTES`].
+    fn put_idle(&mut self, mut nbls: NblChain) {
+        while let Some(n) = nbls.pop_front() {
+            let key = (n.net_buffer().chain_len(), n.net_buffer().mdl_chain().len());
+            if self.idle_bytes + key.0 <= IDLE_BYTES {
+                self.idle_bytes += key.0;
+                self.idle.entry(key).or_default().push_back(n);
+            }
+        }
+    }
+
+    /// Builds the requests needed to bring `conn` back to the number it keeps posted.
     pub fn top_up_chain(&mut self, conn: ConnId) -> NblChain {
         let policy = self.policy(conn);
+        let (keep, size) = self.wanted(conn, &policy);
         let outstanding = self.conns.get(&conn).map_or(0, |c| c.outstanding);
         let mut chain = NblChain::new();
-        for _ in outstanding..policy.keep_posted {
-            let mut one = self.idle.get_mut(&conn).map(NblChain::pop_front_chain).unwrap_or_default();
-            if let Some(n) = one.front_mut() {
-                Self::arm(n, &policy);
-            } else {
-                one.push_back(self.new_request(&policy));
-            }
-            chain.append(&mut one);
+        for _ in outstanding..keep {
+            chain.push_back(self.request_of(size, &policy));
         }
-        self.conns.entry(conn).or_default().outstanding += chain.len();
+        let c = self.conns.entry(conn).or_default();
+        c.outstanding += chain.len();
+        if policy.grow.is_some() && !chain.is_empty() {
+            c.post_size_now = size;
+        }
         chain
     }
 
@@ -589,7 +660,6 @@ impl AppHost {
 
     /// Forgets a connection's record (after it ended), returning it.
     pub fn forget(&mut self, conn: ConnId) -> AppConn {
-        self.idle.remove(&conn);
         self.policies.remove(&conn);
         self.conns.remove(&conn).unwrap_or_default()
     }
@@ -640,18 +710,29 @@ impl ProtocolHost for AppHost {
             let start = nbl.net_buffer().data_offset() - n;
             let status = nbl.status;
             self.take_bytes(conn, nbl.net_buffer(), start, n);
+            let cap = nbl.net_buffer().chain_len();
             let c = self.conns.entry(conn).or_default();
             c.completions += 1;
             c.outstanding = c.outstanding.saturating_sub(1);
             c.count_status(status);
             let live = status == NdisStatus::Success;
+            if policy.grow.is_some() && live && n == cap && cap > 0 {
+                // Came back full: the buffers set the pace. Larger ones from now on.
+                c.post_size_now = (cap * 2).min(policy.post_size);
+            }
             let room = !Self::send_full(c, &policy);
-            if policy.repost_in_completion && live && policy.keep_posted > 0 && room {
-                Self::arm(nbl, &policy);
-                c.outstanding += 1;
-                repost.append(&mut one);
+            let (keep, size) = self.wanted(conn, &policy);
+            if policy.repost_in_completion && live && keep > 0 && room {
+                if policy.grow.is_none() || size == cap {
+                    Self::arm(nbl, &policy);
+                    repost.append(&mut one);
+                } else {
+                    self.put_idle(one);
+                    repost.push_back(self.request_of(size, &policy));
+                }
+                self.conns.entry(conn).or_default().outstanding += 1;
             } else {
-                self.idle.entry(conn).or_default().append(&mut one);
+                self.put_idle(one);
             }
         }
         nested.post_receive(conn, repost);
@@ -690,6 +771,16 @@ impl ProtocolHost for AppHost {
         }
         if policy.post_in_indication {
             let chain = self.top_up_chain_min_one(conn, &policy);
+            nested.post_receive(conn, chain);
+        } else if let Some(g) = policy.grow {
+            // Enough taken through indications, or an indication not taken whole (the
+            // application wants its own buffers: a refusal blocks indications until it
+            // posts): the connection gets requests of its own.
+            let c = self.conns.entry(conn).or_default();
+            if take < len && c.post_size_now == 0 {
+                c.post_size_now = g.first_size;
+            }
+            let chain = self.top_up_chain(conn);
             nested.post_receive(conn, chain);
         }
         if policy.return_in_upcall {
