@@ -451,6 +451,10 @@ pub fn run_as(a: &ServeArgs, mode: &Mode) -> ExitCode {
             "tcp_offload_stats": crate::report::tcp_stats_json(&summary.stats),
             "ip_offload_stats": crate::report::ip_stats_json(&summary.stats),
             "per_queue_offloads": summary.per_queue_offloads,
+            "direct_placement": {
+                "placed_packets": summary.stats.placed_packets,
+                "segments_in": summary.stats.tcp.in_segments,
+            },
             "tun": {
                 "name": a.tun,
                 "queue_len": tun.map(|t| t.queue_len),

@@ -68,6 +68,8 @@ struct Run {
     tun_dropped: Option<u64>,
     exact: usize,
     violations: u64,
+    /// Segments whose payload was read straight into a posted buffer, of all segments in.
+    placed: Option<(u64, u64)>,
 }
 
 impl Run {
@@ -425,6 +427,8 @@ fn run_chimney(
         if let Some(s) = v.get("summary") {
             run.violations = s["violations"].as_u64().unwrap_or(0);
             run.tun_dropped = s["tun"]["kernel_tx_dropped"].as_u64();
+            run.placed =
+                s["direct_placement"]["placed_packets"].as_u64().zip(s["direct_placement"]["segments_in"].as_u64());
         } else if v["digest"] == digest.as_str() && v["end"] == "fin" {
             run.exact += 1;
         }
@@ -476,7 +480,7 @@ pub fn run(a: &FlowsArgs) -> ExitCode {
                 ok &= r.clean(n, chim);
                 if !a.json {
                     eprintln!(
-                        "{n} × {} B round {} {name:<8} {:>7.3} s  per connection median {:.3} s p90 {:.3} s max {:.3} s  retrans {}{}{}{}",
+                        "{n} × {} B round {} {name:<8} {:>7.3} s  per connection median {:.3} s p90 {:.3} s max {:.3} s  retrans {}{}{}{}{}",
                         a.bytes,
                         round + 1,
                         r.seconds,
@@ -486,6 +490,7 @@ pub fn run(a: &FlowsArgs) -> ExitCode {
                         r.retrans,
                         r.rss_bytes.map(|b| format!("  peak RSS {:.1} MB", b as f64 / 1e6)).unwrap_or_default(),
                         r.tun_dropped.map(|d| format!("  TUN drops {d}")).unwrap_or_default(),
+                        r.placed.map(|(p, n)| format!("  placed {p} of {n} segments")).unwrap_or_default(),
                         if r.clean(n, chim) {
                             String::new()
                         } else {
@@ -516,6 +521,8 @@ pub fn run(a: &FlowsArgs) -> ExitCode {
             "chimney_per_conn_p90": med(&c, &|r| pct(&r.per_conn, 0.9)),
             "chimney_peak_rss_bytes": rss, "chimney_rss_per_conn": rss as f64 / n as f64,
             "tun_tx_dropped": drops, "kernel_retrans": kre, "chimney_retrans": cre,
+            "chimney_placed_segments": c.iter().filter_map(|r| r.placed).map(|p| p.0).sum::<u64>(),
+            "chimney_segments_in": c.iter().filter_map(|r| r.placed).map(|p| p.1).sum::<u64>(),
             "exact": c.iter().map(|r| r.exact).sum::<usize>(), "violations": c.iter().map(|r| r.violations).sum::<u64>(),
         }));
         if !a.json {
