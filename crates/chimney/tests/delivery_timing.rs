@@ -155,6 +155,7 @@ fn a_refused_indication_arms_no_timer() {
     let (mut t, mut h) = rig(AppPolicy { indication: IndicationPolicy::Refuse, ..posting(0, 100) });
     t.receive_data(T0, C, &bytes(0, 10), false, &mut h).unwrap();
     assert_eq!(h.conn(C).refusals, 1);
+    assert_eq!(t.inner().stats().indications_refused, 1, "the refusal is counted");
     assert_eq!(t.poll_timeout(), None, "nothing to do until the host posts");
     // A zero-byte request completes on the waiting data, then the indication is refused.
     let (mut t, mut h) = rig(AppPolicy { indication: IndicationPolicy::Refuse, ..posting(1, 0) });
