@@ -15,7 +15,6 @@ use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as WallClock};
 
@@ -52,6 +51,10 @@ pub struct FlowsArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Internal: run only the kernel server at ADDR (the benchmark starts it this way in its
+    /// own namespace and process).
+    #[arg(long, value_name = "ADDR", hide = true)]
+    pub kernel_server: Option<SocketAddr>,
 }
 
 /// What one run measured.
@@ -219,16 +222,20 @@ fn retrans_segs() -> u64 {
         .unwrap_or(0)
 }
 
-/// Raises this process's open-file limit to what `n` sockets (on both ends) need.
+/// Raises this process's open-file limit to what `n` sockets need.
 fn raise_nofile(n: usize) -> Result<(), String> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let want = (2 * n + 1024) as u64;
+    let want = (n + 1024) as u64;
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| e.to_string())?;
     if soft >= want {
         return Ok(());
     }
-    setrlimit(Resource::RLIMIT_NOFILE, want.max(soft), want.max(hard))
-        .map_err(|e| format!("raising the open-file limit to {want}: {e}"))
+    if want <= hard {
+        return setrlimit(Resource::RLIMIT_NOFILE, want, hard).map_err(|e| format!("raising the open-file limit: {e}"));
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, want, want).map_err(|e| {
+        format!("{n} connections need {want} open files; the hard limit is {hard} and raising it failed ({e})")
+    })
 }
 
 /// Lets the namespace of the calling thread accept `n` SYNs at once (its own sysctls).
@@ -239,8 +246,82 @@ fn roomy_backlog(n: usize) {
     }
 }
 
-/// (a) The clients into a kernel server over veth: epoll, reads every stream to its end
-/// (counting bytes), then closes.
+/// The kernel server of `bench flows` (run as a child process in its namespace, so that its
+/// sockets count against its own open-file limit): listens on `addr` (a backlog that holds
+/// `n` SYNs), reads every stream to its end, closes it; once `n` connections have ended,
+/// prints `{"ended", "short"}` (streams that did not carry `expect` bytes) and exits.
+pub fn kernel_server(addr: SocketAddr, n: usize, expect: u64) -> ExitCode {
+    let fail = |msg: String| crate::error::CliError::new("bench flows (kernel server)", msg).exit();
+    if let Err(e) = raise_nofile(n) {
+        return fail(e);
+    }
+    roomy_backlog(n);
+    let SocketAddr::V4(v4) = addr else { return fail("IPv4 only".into()) };
+    let listener = match (|| -> nix::Result<OwnedFd> {
+        let fd = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_NONBLOCK, None)?;
+        socket::setsockopt(&fd, socket::sockopt::ReuseAddr, &true)?;
+        socket::bind(fd.as_raw_fd(), &SockaddrIn::from(v4))?;
+        // -1: the namespace's somaxconn, raised above for this run.
+        socket::listen(&fd, socket::Backlog::MAXALLOWABLE)?;
+        Ok(fd)
+    })() {
+        Ok(fd) => std::net::TcpListener::from(fd),
+        Err(e) => return fail(format!("listening on {addr}: {e}")),
+    };
+    let epoll = match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) {
+        Ok(e) => e,
+        Err(e) => return fail(format!("epoll: {e}")),
+    };
+    if let Err(e) = epoll.add(listener.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, u64::MAX)) {
+        return fail(format!("epoll: {e}"));
+    }
+    // Ready: the parent starts its clients once it reads this line.
+    println!("listening");
+    let _ = std::io::stdout().flush();
+    let mut conns: HashMap<u64, (TcpStream, u64)> = HashMap::new();
+    let (mut next, mut ended, mut short) = (0u64, 0usize, 0usize);
+    let mut events = vec![EpollEvent::empty(); 1024];
+    let mut buf = vec![0u8; 256 * 1024];
+    while ended < n {
+        let k = match epoll.wait(&mut events, 1000u16) {
+            Ok(k) => k,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return fail(format!("epoll: {e}")),
+        };
+        for ev in &events[..k] {
+            if ev.data() == u64::MAX {
+                while let Ok((c, _)) = listener.accept() {
+                    let _ = c.set_nonblocking(true);
+                    if epoll.add(c.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, next)).is_ok() {
+                        conns.insert(next, (c, 0));
+                        next += 1;
+                    }
+                }
+                continue;
+            }
+            let id = ev.data();
+            let Some((c, got)) = conns.get_mut(&id) else { continue };
+            loop {
+                match c.read(&mut buf) {
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Ok(0) | Err(_) => {
+                        short += usize::from(*got != expect);
+                        let _ = epoll.delete(c.as_fd());
+                        conns.remove(&id);
+                        ended += 1;
+                        break;
+                    }
+                    Ok(r) => *got += r as u64,
+                }
+            }
+        }
+    }
+    println!("{}", serde_json::json!({"ended": ended, "short": short}));
+    ExitCode::SUCCESS
+}
+
+/// (a) The clients into a kernel server over veth: `chimney bench flows --kernel-server`, a
+/// child process in the other namespace ([`kernel_server`]).
 fn run_kernel(n: usize, data: Arc<Vec<u8>>, limit: Duration) -> Result<Run, DriverError> {
     let x = Netns::create()?;
     let y = Netns::create()?;
@@ -252,75 +333,47 @@ fn run_kernel(n: usize, data: Arc<Vec<u8>>, limit: Duration) -> Result<Run, Driv
     y.ip(&["link", "set", "fvb", "up"])?;
     y.ip(&["link", "set", "lo", "up"])?;
     let addr: SocketAddr = "198.19.0.2:8080".parse().expect("address");
-    let expect = data.len() as u64;
-    let listener = y
-        .run(move || -> Result<OwnedFd, String> {
-            roomy_backlog(n);
-            let fd = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_NONBLOCK, None)
-                .map_err(|e| e.to_string())?;
-            socket::setsockopt(&fd, socket::sockopt::ReuseAddr, &true).map_err(|e| e.to_string())?;
-            let SocketAddr::V4(v4) = addr else { unreachable!("an IPv4 literal") };
-            socket::bind(fd.as_raw_fd(), &SockaddrIn::from(v4)).map_err(|e| e.to_string())?;
-            // -1: the namespace's somaxconn, raised above for this run.
-            socket::listen(&fd, socket::Backlog::MAXALLOWABLE).map_err(|e| e.to_string())?;
-            Ok(fd)
+    let exe = std::env::current_exe().map_err(|e| DriverError::os("finding the chimney binary", e))?;
+    let args = [
+        "bench".to_string(),
+        "flows".into(),
+        "--kernel-server".into(),
+        addr.to_string(),
+        "--connections".into(),
+        n.to_string(),
+        "--bytes".into(),
+        data.len().to_string(),
+    ];
+    let mut child = y
+        .run(move || {
+            Command::new(exe).args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()
         })?
-        .map_err(|e| DriverError::new("starting the kernel server", e))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = Arc::clone(&stop);
-    let short = Arc::new(Mutex::new(0usize));
-    let short2 = Arc::clone(&short);
-    let server = y.spawn(move || {
-        let listener = std::net::TcpListener::from(listener);
-        let Ok(epoll) = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) else { return };
-        let _ = epoll.add(listener.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, u64::MAX));
-        let mut conns: HashMap<u64, (TcpStream, u64)> = HashMap::new();
-        let mut next = 0u64;
-        let mut events = vec![EpollEvent::empty(); 1024];
-        let mut buf = vec![0u8; 256 * 1024];
-        while !stop2.load(Ordering::SeqCst) {
-            let Ok(k) = epoll.wait(&mut events, 50u16) else { continue };
-            for ev in &events[..k] {
-                if ev.data() == u64::MAX {
-                    while let Ok((c, _)) = listener.accept() {
-                        let _ = c.set_nonblocking(true);
-                        if epoll.add(c.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, next)).is_ok() {
-                            conns.insert(next, (c, 0));
-                            next += 1;
-                        }
-                    }
-                    continue;
-                }
-                let id = ev.data();
-                let Some((c, got)) = conns.get_mut(&id) else { continue };
-                loop {
-                    match c.read(&mut buf) {
-                        Ok(0) => {
-                            if *got != expect {
-                                *short2.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                            }
-                            let _ = epoll.delete(c.as_fd());
-                            conns.remove(&id);
-                            break;
-                        }
-                        Ok(r) => *got += r as u64,
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(_) => {
-                            let _ = epoll.delete(c.as_fd());
-                            conns.remove(&id);
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    })?;
+        .map_err(|e| DriverError::os("starting the kernel server", e))?;
+    let mut out = std::io::BufReader::new(child.stdout.take().ok_or(DriverError::new("kernel server", "no stdout"))?);
+    let mut line = String::new();
+    if out.read_line(&mut line).map_err(|e| DriverError::os("kernel server", e))? == 0 || line.trim() != "listening" {
+        let _ = child.wait();
+        return Err(DriverError::new("starting the kernel server", format!("it said {:?}", line.trim())));
+    }
     let before = x.run(retrans_segs)?;
     let mut run = x.run(move || clients(addr, n, &data, limit))?;
     run.retrans = x.run(retrans_segs)?.saturating_sub(before);
-    stop.store(true, Ordering::SeqCst);
-    let _ = server.join();
-    let short = *short.lock().unwrap_or_else(|e| e.into_inner());
+    line.clear();
+    let deadline = WallClock::now() + Duration::from_secs(10);
+    // The server ends once it has seen every connection end; one that never arrived (a
+    // client that failed) leaves it waiting: stop it then.
+    while child.try_wait().ok().flatten().is_none() && WallClock::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if child.try_wait().ok().flatten().is_none() {
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+        run.errors.push("the kernel server did not see every connection end".into());
+    }
+    let _ = child.wait();
+    let _ = out.read_line(&mut line);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_default();
+    let short = v["short"].as_u64().unwrap_or(0) as usize;
     if short > 0 {
         run.errors.push(format!("{short} streams arrived short at the kernel server"));
     }
@@ -447,6 +500,9 @@ fn pct(v: &[f64], p: f64) -> f64 {
 
 /// `chimney bench flows`.
 pub fn run(a: &FlowsArgs) -> ExitCode {
+    if let Some(addr) = a.kernel_server {
+        return kernel_server(addr, a.connections.first().copied().unwrap_or(1), a.bytes);
+    }
     let fail = |msg: String| crate::error::CliError::new("bench flows", msg).exit();
     if a.rounds == 0 || a.connections.contains(&0) || a.bytes == 0 {
         return fail("--rounds, --connections and --bytes must be at least 1".into());

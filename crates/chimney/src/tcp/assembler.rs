@@ -1,15 +1,24 @@
 //! Out-of-order reassembly with bounded memory.
 //!
-//! Bytes that arrive beyond RCV.NXT are written into a ring the size of the receive window
-//! (allocated on the first out-of-order segment), at their stream offset modulo the ring
-//! size; a set of maximal present ranges (a `BTreeMap`, O(log n) per segment) records what is
+//! Bytes that arrive beyond RCV.NXT are written into a ring at their stream offset modulo the
+//! ring's length; a set of maximal present ranges (a `BTreeMap`, O(log n) per segment) records what is
 //! there. Policy: **first arrival wins** — a byte already queued is never overwritten; a later
 //! segment only fills holes. Bounds: bytes are bounded by the window (nothing outside it is
 //! stored) and ranges by `max_ranges` (a segment that would create one more range than that is
 //! dropped and counted; the segment at RCV.NXT never goes through here, so it is always
 //! admitted). SACK blocks are reported most recently changed first (RFC 2018).
+//!
+//! The ring is as long as what is queued spans, not the window: it is allocated on the first
+//! out-of-order segment at the next power of two above that span (at least
+//! [`MIN_RING`] bytes) and doubled, its ranges laid out again, when a segment lands beyond it,
+//! up to the window. A connection that sees a hole of one segment under a 4 MiB window holds
+//! a few KiB, not 4 MiB: ten thousand connections with a loss each stay within the bytes
+//! actually in flight.
 
 use std::collections::BTreeMap;
+
+/// The smallest ring allocated (bytes).
+pub const MIN_RING: usize = 4096;
 
 /// Reassembly state of one connection. Offsets are absolute stream offsets (u64).
 #[derive(Debug)]
@@ -91,9 +100,7 @@ impl Assembler {
         if touching.is_empty() && self.ranges.len() >= self.max_ranges {
             return Insert::TooManyRanges;
         }
-        if self.ring.is_empty() {
-            self.ring = vec![0; self.ring_size];
-        }
+        self.room_for(start, end);
         // Write only the holes: first arrival wins.
         let mut cursor = start;
         let mut new = 0usize;
@@ -124,9 +131,35 @@ impl Assembler {
         Insert::Stored(new)
     }
 
+    /// Makes the ring long enough for everything queued and `[start, end)`: allocated, or
+    /// doubled (up to the window) with every queued range copied to its new place.
+    fn room_for(&mut self, start: u64, end: u64) {
+        let lo = self.ranges.keys().next().map_or(start, |&s| s.min(start));
+        // Ranges are disjoint and sorted: the last one ends last.
+        let hi = self.ranges.values().next_back().map_or(end, |&e| e.max(end));
+        let span = (hi - lo) as usize;
+        let old = self.ring.len();
+        if span <= old {
+            return;
+        }
+        let len = span.max(MIN_RING).next_power_of_two().min(self.ring_size).max(span.min(self.ring_size));
+        let mut ring = vec![0; len];
+        for (&s, &e) in &self.ranges {
+            let mut at = s;
+            while at < e {
+                let (op, np) = ((at % old as u64) as usize, (at % len as u64) as usize);
+                let n = ((e - at) as usize).min(old - op).min(len - np);
+                ring[np..np + n].copy_from_slice(&self.ring[op..op + n]);
+                at += n as u64;
+            }
+        }
+        self.ring = ring;
+    }
+
     fn write(&mut self, at: u64, bytes: &[u8]) -> usize {
-        let pos = (at % self.ring_size as u64) as usize;
-        let first = bytes.len().min(self.ring_size - pos);
+        let size = self.ring.len();
+        let pos = (at % size as u64) as usize;
+        let first = bytes.len().min(size - pos);
         self.ring[pos..pos + first].copy_from_slice(&bytes[..first]);
         self.ring[..bytes.len() - first].copy_from_slice(&bytes[first..]);
         bytes.len()
@@ -169,8 +202,9 @@ impl Assembler {
             }
         }
         let n = len as usize;
-        let pos = (start % self.ring_size as u64) as usize;
-        let first = n.min(self.ring_size - pos);
+        let size = self.ring.len();
+        let pos = (start % size as u64) as usize;
+        let first = n.min(size - pos);
         f(&self.ring[pos..pos + first]);
         if first < n {
             f(&self.ring[..n - first]);
@@ -260,16 +294,39 @@ mod tests {
         assert_eq!(sack, vec![(10, 13), (20, 21)]);
     }
 
+    #[test]
+    fn the_ring_follows_what_is_queued_not_the_window() {
+        let mut a = Assembler::new(4 << 20, 64);
+        let d = stream(200_000);
+        assert_eq!(a.insert(1448, &d[1448..2896]), Insert::Stored(1448));
+        assert_eq!(a.memory(), MIN_RING, "one segment past a hole: the smallest ring");
+        assert_eq!(a.insert(100_000, &d[100_000..101_448]), Insert::Stored(1448));
+        assert_eq!(a.memory(), 131_072, "grown to the span, laid out again");
+        let mut got = Vec::new();
+        a.take_front(1448, 1448, |s| got.extend_from_slice(s));
+        assert_eq!(got, &d[1448..2896], "the first range survived the move");
+        got.clear();
+        a.take_front(100_000, 1448, |s| got.extend_from_slice(s));
+        assert_eq!(got, &d[100_000..101_448]);
+    }
+
     proptest! {
         /// Any permutation, duplication and overlap of a stream's segments reassembles to the
         /// exact stream, and memory never exceeds the window.
         #[test]
-        fn reassembly_is_exact(cuts in proptest::collection::vec((0usize..3000, 1usize..400), 1..80), seed: u64) {
-            let win = 4096usize;
-            let data = stream(3000);
+        fn reassembly_is_exact(
+            cuts in proptest::collection::vec((0usize..3000, 1usize..400), 1..80),
+            seed: u64,
+            scale in 1usize..=16,
+        ) {
+            // Scaled up, the window is many times the smallest ring: the ring grows, its
+            // ranges laid out again, while segments keep arriving.
+            let (win, total) = (4096 * scale, 3000 * scale);
+            let cuts: Vec<(usize, usize)> = cuts.iter().map(|&(s, l)| (s * scale, l * scale)).collect();
+            let data = stream(total);
             let mut a = Assembler::new(win, 64);
             let mut out: Vec<u8> = Vec::new();
-            let mut segs: Vec<(usize, usize)> = cuts.iter().map(|&(s, l)| (s, (s + l).min(3000))).collect();
+            let mut segs: Vec<(usize, usize)> = cuts.iter().map(|&(s, l)| (s, (s + l).min(total))).collect();
             segs.push((0, 1));
             // shuffle deterministically
             let mut x = seed | 1;
@@ -278,7 +335,7 @@ mod tests {
                 segs.swap(i, (x % (i as u64 + 1)) as usize);
             }
             let mut rounds = 0;
-            while out.len() < 3000 && rounds < 50 {
+            while out.len() < total && rounds < 50 {
                 rounds += 1;
                 for &(s, e) in &segs {
                     let nxt = out.len();
@@ -312,10 +369,10 @@ mod tests {
                     prop_assert!(a.memory() <= win);
                     prop_assert!(a.queued_bytes() <= win as u64);
                 }
-                segs.push((out.len(), (out.len() + 100).min(3000)));
+                segs.push((out.len(), (out.len() + 100 * scale).min(total)));
             }
             prop_assert_eq!(&out[..], &data[..out.len()]);
-            prop_assert_eq!(out.len(), 3000);
+            prop_assert_eq!(out.len(), total);
         }
     }
 }
