@@ -342,3 +342,31 @@ fn a_send_made_inside_an_upcall_on_a_reset_connection_fails_at_once() {
         t.terminate_offload(T0, c, &mut h).unwrap();
     }
 }
+
+#[test]
+fn placed_bytes_are_read_back_across_requests() {
+    // The verifier reads what the driver placed through `placed_bytes`: a placement that
+    // starts in a partly placed request and ends in the next is read from both.
+    let (mut t, mut h) = rig(AppPolicy { no_push: true, ..posting(2, 100) });
+    h.top_up(T0, C, &mut t).unwrap();
+    h.set_policy(C, AppPolicy { no_push: true, ..posting(0, 100) });
+    place(&mut t, &mut h, T0, &bytes(0, 50)).unwrap();
+    place(&mut t, &mut h, T0, &bytes(50, 100)).unwrap();
+    assert_eq!(h.conn(C).stream, bytes(0, 100), "the first request full, in order");
+    t.terminate_offload(T0, C, &mut h).unwrap();
+    assert_eq!(h.conn(C).stream, bytes(0, 150));
+}
+
+#[test]
+fn a_second_fin_and_a_fin_after_a_reset_are_refused() {
+    let (mut t, mut h) = rig(AppPolicy { indication: IndicationPolicy::Refuse, ..posting(0, 100) });
+    t.receive_data(T0, C, &bytes(0, 10), false, &mut h).unwrap();
+    t.receive_fin(T0, C, &mut h).unwrap();
+    assert!(matches!(t.receive_fin(T0, C, &mut h), Err(ApiMisuse::NotReceiving(_))), "FIN twice");
+    let d = t.terminate_offload(T0, C, &mut h).unwrap();
+    h.hold(d.buffered_data);
+    h.return_held(T0, &mut t);
+    let (mut t, mut h) = rig(posting(0, 100));
+    t.receive_rst(T0, C, &mut h).unwrap();
+    assert!(matches!(t.receive_fin(T0, C, &mut h), Err(ApiMisuse::NotReceiving(_))), "FIN after RST");
+}
