@@ -1446,7 +1446,7 @@ print("STDERR", err.decode().replace("\n", " | "))
         assert_eq!(s["connections"], 400, "{s}");
         assert_eq!(s["violations"], 0, "{s}");
         assert_eq!(s["tun"]["name"], "chr0", "{s}");
-        assert_eq!(s["tun"]["queue_len"], 16384, "{s}");
+        assert_eq!(s["tun"]["queue_len"], 65536, "{s}");
         assert_eq!(s["tun"]["kernel_tx_dropped"], 0, "{s}");
     }
 
