@@ -66,6 +66,8 @@ struct Run {
     done: usize,
     errors: Vec<String>,
     retrans: u64,
+    /// The retransmissions by kind ([`RETRANS_KINDS`]).
+    kinds: [u64; 4],
     /// chimney only.
     rss_bytes: Option<u64>,
     tun_dropped: Option<u64>,
@@ -207,6 +209,22 @@ fn clients(target: SocketAddr, n: usize, data: &[u8], limit: Duration) -> Run {
     run.per_conn = socks.iter().filter_map(|(_, _, e)| *e).collect();
     run.seconds = run.per_conn.iter().cloned().fold(0.0, f64::max);
     run
+}
+
+/// What the senders' retransmissions were, from the calling thread's namespace (`TcpExt`):
+/// tail loss probes, SYNs sent again, retransmission timeouts, fast retransmits.
+const RETRANS_KINDS: [&str; 4] = ["TCPLossProbes", "TCPSynRetrans", "TCPTimeouts", "TCPFastRetrans"];
+
+fn retrans_kinds() -> [u64; 4] {
+    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").unwrap_or_default();
+    let mut ext = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (ext.next(), ext.next()) else { return [0; 4] };
+    let map: HashMap<&str, u64> = names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+        .collect();
+    RETRANS_KINDS.map(|k| map.get(k).copied().unwrap_or(0))
 }
 
 /// `RetransSegs` of the calling thread's network namespace.
@@ -355,9 +373,11 @@ fn run_kernel(n: usize, data: Arc<Vec<u8>>, limit: Duration) -> Result<Run, Driv
         let _ = child.wait();
         return Err(DriverError::new("starting the kernel server", format!("it said {:?}", line.trim())));
     }
-    let before = x.run(retrans_segs)?;
+    let (before, kinds) = (x.run(retrans_segs)?, x.run(retrans_kinds)?);
     let mut run = x.run(move || clients(addr, n, &data, limit))?;
     run.retrans = x.run(retrans_segs)?.saturating_sub(before);
+    let after = x.run(retrans_kinds)?;
+    run.kinds = std::array::from_fn(|i| after[i].saturating_sub(kinds[i]));
     line.clear();
     let deadline = WallClock::now() + Duration::from_secs(10);
     // The server ends once it has seen every connection end; one that never arrived (a
@@ -449,13 +469,15 @@ fn run_chimney(
         return Err(DriverError::new("starting chimney serve", "its TUN device never came up"));
     }
     let target: SocketAddr = "198.18.0.1:5001".parse().expect("address");
-    let before = ns.run(retrans_segs)?;
+    let (before, kinds) = (ns.run(retrans_segs)?, ns.run(retrans_kinds)?);
     let d2 = Arc::clone(&data);
     let mut run = ns.run(move || {
         roomy_backlog(n);
         clients(target, n, &d2, limit)
     })?;
     run.retrans = ns.run(retrans_segs)?.saturating_sub(before);
+    let after = ns.run(retrans_kinds)?;
+    run.kinds = std::array::from_fn(|i| after[i].saturating_sub(kinds[i]));
     // Every connection's line, then the peak while serve still runs, then its summary.
     let until = WallClock::now() + Duration::from_secs(30);
     let conn_lines =
@@ -543,7 +565,21 @@ pub fn run(a: &FlowsArgs) -> ExitCode {
                         pct(&r.per_conn, 0.5),
                         pct(&r.per_conn, 0.9),
                         pct(&r.per_conn, 1.0),
-                        r.retrans,
+                        if r.retrans > 0 {
+                            format!(
+                                "{} ({})",
+                                r.retrans,
+                                RETRANS_KINDS
+                                    .iter()
+                                    .zip(r.kinds)
+                                    .filter(|(_, n)| *n > 0)
+                                    .map(|(k, n)| format!("{k} {n}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        } else {
+                            "0".into()
+                        },
                         r.rss_bytes.map(|b| format!("  peak RSS {:.1} MB", b as f64 / 1e6)).unwrap_or_default(),
                         r.tun_dropped.map(|d| format!("  TUN drops {d}")).unwrap_or_default(),
                         r.placed.map(|(p, n)| format!("  placed {p} of {n} segments")).unwrap_or_default(),
@@ -577,6 +613,7 @@ pub fn run(a: &FlowsArgs) -> ExitCode {
             "chimney_per_conn_p90": med(&c, &|r| pct(&r.per_conn, 0.9)),
             "chimney_peak_rss_bytes": rss, "chimney_rss_per_conn": rss as f64 / n as f64,
             "tun_tx_dropped": drops, "kernel_retrans": kre, "chimney_retrans": cre,
+            "chimney_retrans_kinds": RETRANS_KINDS.iter().enumerate().map(|(i, k)| (k.to_string(), serde_json::Value::from(c.iter().map(|r| r.kinds[i]).sum::<u64>()))).collect::<serde_json::Map<String, serde_json::Value>>(),
             "chimney_placed_segments": c.iter().filter_map(|r| r.placed).map(|p| p.0).sum::<u64>(),
             "chimney_segments_in": c.iter().filter_map(|r| r.placed).map(|p| p.1).sum::<u64>(),
             "exact": c.iter().map(|r| r.exact).sum::<usize>(), "violations": c.iter().map(|r| r.violations).sum::<u64>(),
