@@ -87,3 +87,25 @@ fn completed_requests_are_reused_by_the_next_connection() {
     assert_eq!(h.conn(b).stream, d, "reused buffers carry only the new stream");
     t.terminate_offload(T0, b, &mut h).unwrap();
 }
+
+#[test]
+fn an_echo_with_its_send_window_full_posts_nothing() {
+    // The refusal of an echo whose sends are not acknowledged is backpressure: it must not
+    // start posts (they would take data the echo cannot send back).
+    use chimney::testkit::host::SendPolicy;
+    let mut t = Verifier::new(Delivery::new(DeliveryConfig::default()), VerifierMode::Strict);
+    let mut h = AppHost::new();
+    let c = ConnId(3);
+    h.set_policy(c, AppPolicy { send: SendPolicy::Echo, send_window: 4096, ..growing() });
+    t.initiate_offload(T0, c, TcpOffloadState::default(), &mut h).unwrap();
+    t.receive_data(T0, c, &bytes(0, 8192), false, &mut h).unwrap();
+    h.return_held(T0, &mut t);
+    assert_eq!(h.conn(c).bytes, 8192, "taken while the window had room");
+    t.receive_data(T0, c, &bytes(8192, 1000), false, &mut h).unwrap();
+    let s = h.conn(c);
+    assert_eq!((s.bytes, s.refusals), (8192, 1), "refused: the echo's sends are outstanding");
+    assert_eq!((s.outstanding, s.post_size_now), (0, 0), "and no request posted: {s:?}");
+    let d = t.terminate_offload(T0, c, &mut h).unwrap();
+    h.hold(d.buffered_data);
+    h.return_held(T0, &mut t);
+}

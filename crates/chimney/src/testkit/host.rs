@@ -772,10 +772,11 @@ impl ProtocolHost for AppHost {
         if policy.post_in_indication {
             let chain = self.top_up_chain_min_one(conn, &policy);
             nested.post_receive(conn, chain);
-        } else if let Some(g) = policy.grow {
+        } else if let (Some(g), false) = (policy.grow, full) {
             // Enough taken through indications, or an indication not taken whole (the
             // application wants its own buffers: a refusal blocks indications until it
-            // posts): the connection gets requests of its own.
+            // posts): the connection gets requests of its own. Not while an echo's send
+            // window is full: that refusal is backpressure, lifted when sends complete.
             let c = self.conns.entry(conn).or_default();
             if take < len && c.post_size_now == 0 {
                 c.post_size_now = g.first_size;
