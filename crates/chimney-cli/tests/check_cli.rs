@@ -4,34 +4,10 @@
 //! is not chimney's, a request completed twice, a completion after terminate) is reported
 //! with no memory error in chimney's own code (under Valgrind).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn build(name: &str, source: &Path, defines: &[&str]) -> PathBuf {
-    let out = std::env::temp_dir().join(format!("chimney-check-test-{}", std::process::id()));
-    std::fs::create_dir_all(&out).unwrap();
-    let so = out.join(format!("lib{name}.so"));
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let st = Command::new(&cc)
-        .args(["-shared", "-fPIC", "-O1", "-g", "-Wall", "-Werror", "-I"])
-        .arg(root().join("include"))
-        .arg(source)
-        .arg("-o")
-        .arg(&so)
-        .args(defines.iter().map(|d| format!("-D{d}")))
-        .status()
-        .unwrap_or_else(|e| panic!("no C compiler `{cc}` ({e}): install one (apt install gcc)"));
-    assert!(st.success(), "{cc} failed");
-    so
-}
-
-fn target_c() -> PathBuf {
-    root().join("examples/c-target/target.c")
-}
+mod common;
+use common::{build, target_c};
 
 fn check(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_chimney")).arg("check").args(args).output().unwrap();

@@ -11,6 +11,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod common;
+
 /// Fails the test unless it runs as root with /dev/net/tun.
 fn need_root() {
     let root = Command::new("id")
@@ -1343,26 +1345,6 @@ print("PY", hashlib.sha256(a).hexdigest())
         assert!(summary["host_path"]["ip_fragment"].as_u64().unwrap() > 1000, "{summary}");
     }
 
-    /// Builds examples/c-target with the system's C compiler, with `defines`.
-    fn c_target(name: &str, defines: &[&str]) -> std::path::PathBuf {
-        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let out = std::env::temp_dir().join(format!("chimney-real-check-{}", std::process::id()));
-        std::fs::create_dir_all(&out).unwrap();
-        let so = out.join(format!("lib{name}.so"));
-        let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-        let st = Command::new(&cc)
-            .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-I"])
-            .arg(root.join("include"))
-            .arg(root.join("examples/c-target/target.c"))
-            .arg("-o")
-            .arg(&so)
-            .args(defines.iter().map(|d| format!("-D{d}")))
-            .status()
-            .unwrap_or_else(|e| panic!("no C compiler `{cc}` ({e}): install one (apt install gcc)"));
-        assert!(st.success(), "{cc} failed");
-        so
-    }
-
     fn check(args: &[&str]) -> (i32, Value) {
         need_root();
         let out = Command::new(env!("CARGO_BIN_EXE_chimney")).arg("check").args(args).arg("--json").output().unwrap();
@@ -1378,13 +1360,13 @@ print("PY", hashlib.sha256(a).hexdigest())
     /// only): conformant. A build that miscounts bytes fails on real peers with R-ACC-1.
     #[test]
     fn check_real_runs_a_foreign_target_with_linux_peers() {
-        let good = c_target("good", &[]);
+        let good = common::build("good", &common::target_c(), &[]);
         let (code, v) =
             check(&["--target", good.to_str().unwrap(), "--real", "--seeds", "1..3", "--sim-seeds", "1..3"]);
         assert_eq!(code, 0, "{v}");
         assert_eq!(v["real_runs"], 5, "{v}");
         assert_eq!(v["ok"], true, "{v}");
-        let bad = c_target("bytecount", &["FAULT_BYTE_COUNT"]);
+        let bad = common::build("bytecount", &common::target_c(), &["FAULT_BYTE_COUNT"]);
         let (code, v) = check(&["--target", bad.to_str().unwrap(), "--real-run", "ipv4"]);
         assert_eq!(code, 1, "{v}");
         assert_eq!((v["real_runs"].as_u64(), v["scenarios"].as_u64()), (Some(1), Some(0)), "{v}");
