@@ -38,6 +38,22 @@ fn a_faulty_target_fails_with_its_rule_and_a_replay_command() {
 }
 
 #[test]
+fn a_runaway_that_a_broken_rule_explains_exits_1() {
+    // The re-entrant build completes again inside the host's nested post until chimney stops
+    // it (simulator seeds 8 and 9): the run broke R-CMP-6 first, so it is judged by the rule.
+    let so = build("reentrant", &target_c(), &["FAULT_REENTRANT"]);
+    let (code, out) = check(&["--target", so.to_str().unwrap(), "--seeds", "1..3", "--sim-seeds", "8..10", "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["rules"]["R-CMP-6"].as_u64().unwrap() > 0, "{out}");
+    let runaway = v["failures"].as_array().unwrap().iter().any(|f| {
+        f["abi_errors"].as_array().unwrap().iter().any(|e| e.as_str().unwrap().contains("runaway"))
+            && f["rules"].as_array().unwrap().iter().any(|r| r == "R-CMP-6")
+    });
+    assert!(runaway, "the runaway is listed with the run that broke R-CMP-6: {out}");
+}
+
+#[test]
 fn what_is_not_a_target_is_refused_with_exit_2() {
     let (code, _) = check(&["--target", "/nonexistent/libnothing.so"]);
     assert_eq!(code, 2);
