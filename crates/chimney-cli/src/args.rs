@@ -18,7 +18,8 @@ pub struct PolicyArgs {
     /// and --post-size, posts follow demand: a connection's first 128 KiB are indicated,
     /// then it keeps up to 4 requests posted, starting at 64 KiB and doubling each time one
     /// comes back full, up to 256 KiB. With either, the fixed policy: every connection posts
-    /// this many (default 4) of --post-size from the start (what the benchmarks compare).
+    /// this many (default 4) of --post-size from the start (for measurements that need every
+    /// connection alike, e.g. `bench flows --serve-flags "--posts 4"`).
     #[arg(long)]
     pub posts: Option<usize>,
     /// Bytes per receive request (suffixes: K, M, KiB, MB, …); sets the fixed policy (see

@@ -133,7 +133,16 @@ pub fn run(a: &CheckArgs) -> ExitCode {
         Some(path) => {
             let lib = match TargetLibrary::load(path) {
                 Ok(l) => l,
-                Err(e) => return crate::error::CliError::new("check", e).exit(),
+                Err(e) => {
+                    if a.json {
+                        // Scripts that read the JSON get the failure in it too.
+                        println!(
+                            "{}",
+                            serde_json::json!({"ok": false, "target": path.display().to_string(), "error": e.to_string()})
+                        );
+                    }
+                    return crate::error::CliError::new("check", e).exit();
+                }
             };
             let name = format!("{} ({})", lib.name(), path.display());
             let make = move || lib.instance(500).map_err(|e| e.to_string());
@@ -144,6 +153,15 @@ pub fn run(a: &CheckArgs) -> ExitCode {
             suite(a, "chimney's delivery layer (built in)", &plans, single, &make)
         }
     }
+}
+
+/// Failing runs of a whole suite traced with `--trace` at most (the rest: replay one with its
+/// flag and `--trace`).
+const MAX_TRACED: usize = 10;
+
+/// How this program was invoked (argv[0]), for replay commands a user can paste.
+fn program() -> String {
+    std::env::args().next().filter(|p| !p.is_empty()).unwrap_or_else(|| "chimney".into())
 }
 
 fn trace_to(dir: &Path, run: &str) -> Option<(PathBuf, TraceWriter)> {
@@ -164,7 +182,11 @@ fn suite<T: Candidate + 'static>(
     let mut outcomes: Vec<(Outcome, String)> = Vec::new();
     let (mut scenarios, mut seeds, mut sims, mut reals) = (0usize, 0usize, 0usize, 0usize);
     let target_flag = a.target.as_ref().map(|p| format!(" --target {}", p.display())).unwrap_or_default();
+    let prog = program();
     // A run, traced when asked: everything with --seed/--scenario, else failures again.
+    // Without --seed/--scenario/…, failures are traced again for `chimney verify`, the first
+    // MAX_TRACED of them: a simulator seed's trace can reach gigabytes.
+    let traced_failures = std::cell::Cell::new(0usize);
     let run_one = |what: &Replay| -> (Outcome, Option<PathBuf>) {
         let traced = |dir: &Path| trace_to(dir, &what.file_stem());
         let go = |w: Option<TraceWriter>| match what {
@@ -180,9 +202,10 @@ fn suite<T: Candidate + 'static>(
             }
             (Some(dir), false) => {
                 let o = go(None);
-                if o.ok() {
+                if o.ok() || traced_failures.get() >= MAX_TRACED {
                     return (o, None);
                 }
+                traced_failures.set(traced_failures.get() + 1);
                 let (file, w) = traced(dir).map_or((None, None), |(f, w)| (Some(f), Some(w)));
                 let _ = go(w);
                 (o, file)
@@ -205,10 +228,10 @@ fn suite<T: Candidate + 'static>(
                 Replay::Real(_) => reals += 1,
             }
             let (o, file) = run_one(&what);
-            let mut replay = format!("chimney check{target_flag} {}", what.flag());
+            let mut replay = format!("{prog} check{target_flag} {}", what.flag());
             if let Some(f) = file {
                 replay = format!(
-                    "{replay} --trace {}; chimney verify {}",
+                    "{replay} --trace {}; {prog} verify {}",
                     f.parent().map_or(f.clone(), |d| d.to_path_buf()).display(),
                     f.display()
                 );
@@ -262,7 +285,16 @@ fn suite<T: Candidate + 'static>(
         println!(
             "  {scenarios} scenario(s), {seeds} interleaving seed(s), {sims} simulator seed(s){real} in {secs:.1} s"
         );
-        for (o, replay) in failed.iter().take(20) {
+        // The few kinds first (real runs, scenarios), then seeds: a long list of failing
+        // seeds does not hide a failing real run.
+        let mut shown: Vec<&&(Outcome, String)> = failed.iter().collect();
+        shown.sort_by_key(|(o, _)| match o.name.split(' ').next() {
+            Some("real") => 0,
+            Some("seed") => 2,
+            Some("sim") => 3,
+            _ => 1,
+        });
+        for (o, replay) in shown.into_iter().take(20) {
             println!("FAILED {}", o.name);
             for v in o.violations.iter().take(5) {
                 println!("  {v}");
@@ -279,7 +311,7 @@ fn suite<T: Candidate + 'static>(
             println!("  replay: {replay}");
         }
         if failed.len() > 20 {
-            println!("… {} more failed run(s)", failed.len() - 20);
+            println!("… {} more failed run(s) (--json lists every one)", failed.len() - 20);
         }
         for (rule, n) in &by_rule {
             println!("  {rule:<10} ×{n}");
@@ -289,6 +321,11 @@ fn suite<T: Candidate + 'static>(
         } else {
             println!("{} of {} run(s) failed", failed.len(), outcomes.len());
         }
+    }
+    if a.trace.is_some() && !single && traced_failures.get() >= MAX_TRACED && failed.len() > MAX_TRACED {
+        eprintln!(
+            "chimney check: traces written for the first {MAX_TRACED} failures only (a trace can be large); replay another with its flag and --trace"
+        );
     }
     if abi {
         ExitCode::from(2)

@@ -34,7 +34,9 @@ fn a_faulty_target_fails_with_its_rule_and_a_replay_command() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v["rules"]["R-CMP-1"].as_u64().unwrap() > 0, "{out}");
     let replay = v["failures"][0]["replay"].as_str().unwrap();
-    assert!(replay.starts_with("chimney check --target "), "{replay}");
+    // The program as it was invoked, so that the command can be pasted as printed.
+    let program = env!("CARGO_BIN_EXE_chimney");
+    assert!(replay.starts_with(&format!("{program} check --target ")), "{replay}");
 }
 
 #[test]

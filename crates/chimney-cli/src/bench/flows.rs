@@ -609,6 +609,9 @@ pub fn run(a: &FlowsArgs) -> ExitCode {
             "connections": n, "bytes": a.bytes, "rounds": a.rounds,
             "kernel_seconds": ks, "chimney_seconds": cs, "chimney_over_kernel": cs / ks.max(1e-9),
             "kernel_per_conn_median": med(&k, &|r| pct(&r.per_conn, 0.5)),
+            "kernel_per_conn_p90": med(&k, &|r| pct(&r.per_conn, 0.9)),
+            "kernel_per_conn_max": med(&k, &|r| pct(&r.per_conn, 1.0)),
+            "chimney_per_conn_max": med(&c, &|r| pct(&r.per_conn, 1.0)),
             "chimney_per_conn_median": med(&c, &|r| pct(&r.per_conn, 0.5)),
             "chimney_per_conn_p90": med(&c, &|r| pct(&r.per_conn, 0.9)),
             "chimney_peak_rss_bytes": rss, "chimney_rss_per_conn": rss as f64 / n as f64,
@@ -620,7 +623,7 @@ pub fn run(a: &FlowsArgs) -> ExitCode {
         }));
         if !a.json {
             println!(
-                "chimney bench flows: {n} × {} B concurrent, {} round(s), medians: kernel {ks:.3} s, chimney {cs:.3} s, chimney/kernel {:.2}x; chimney peak RSS {:.1} MB ({:.0} KB per connection), TUN drops {drops}, retransmissions kernel {kre} chimney {cre}",
+                "chimney bench flows: {n} × {} B concurrent, {} round(s), medians: kernel {ks:.3} s, chimney {cs:.3} s, time chimney/kernel {:.2}x (lower is better); chimney peak RSS {:.1} MB (÷ connections, fixed overhead included: {:.0} KB), TUN drops {drops}, retransmitted segments kernel {kre} chimney {cre}",
                 a.bytes,
                 a.rounds,
                 cs / ks.max(1e-9),

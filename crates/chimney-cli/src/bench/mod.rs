@@ -49,6 +49,15 @@ pub enum BenchCmd {
     /// Thousands of concurrent short connections (default 2,000 × 64 KiB) into a kernel
     /// server over veth and `chimney serve` over TUN, side by side: total time and its ratio,
     /// serve's peak RSS, TUN drops, the senders' retransmissions.
+    ///
+    /// Reading the output: times are the clients' (first connect to last close), so for the
+    /// time ratio lower is better. Retransmissions are the segments the senders sent again
+    /// (`RetransSegs`), followed by the events behind them from `TcpExt`: a tail loss probe
+    /// sends new data when it has some and the last segment again when not, so probes can
+    /// outnumber the segments sent again. Peak RSS is serve's `VmHWM`, its fixed overhead
+    /// included (per connection it looks larger at small counts). "placed" counts segments
+    /// read straight into posted buffers: a stream shorter than the growth threshold (128 KiB)
+    /// is indicated, never posted into, so short flows show none.
     Flows(flows::FlowsArgs),
     /// wrk against a kernel HTTP responder over veth and `serve --http` over TUN, side by
     /// side: requests per second and the ratio.
