@@ -342,7 +342,7 @@ mod needs_root {
         let script = format!(
             r#"{bin} serve --tun chs0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections {n} --hash sha256 > /tmp/chimney-serve-$$.out &
 pid=$!
-sleep 0.5
+for i in $(seq 200); do ip -o addr show dev chs0 scope global 2>/dev/null | grep -q . && break; sleep 0.05; done
 python3 -c '
 import socket, hashlib
 s = socket.create_connection(("198.18.0.1", 5001))
@@ -384,7 +384,7 @@ cat /tmp/chimney-serve-$$.out; rm -f /tmp/chimney-serve-$$.out
             r#"ip link set lo up
 {bin} serve --tun chi0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 1 > /tmp/chimney-iperf-$$.out &
 pid=$!
-sleep 0.5
+for i in $(seq 200); do ip -o addr show dev chi0 scope global 2>/dev/null | grep -q . && break; sleep 0.05; done
 timeout 60 iperf -c 198.18.0.1 -p 5001 -n 20M > /dev/null 2>&1
 wait $pid
 echo EXIT $?
@@ -460,7 +460,7 @@ cat /tmp/chimney-iperf-$$.out; rm -f /tmp/chimney-iperf-$$.out
             r#"ip link set lo up
 {bin} serve --tun chq0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --queues 2 --connections 8 --out {d} > {d}.json &
 pid=$!
-sleep 0.5
+for i in $(seq 200); do ip -o addr show dev chq0 scope global 2>/dev/null | grep -q . && break; sleep 0.05; done
 python3 -c '
 import socket, threading
 def send(i):
@@ -512,7 +512,7 @@ echo EXIT $?
             r#"ip link set lo up
 {bin} serve --tun cho0 --local fd00::2/64 --listen [fd00::1]:5001 --connections 2 --out {d} > {d}.json &
 pid=$!
-sleep 0.5
+for i in $(seq 200); do ip -o addr show dev cho0 scope global 2>/dev/null | grep -q . && break; sleep 0.05; done
 python3 -c '
 import socket
 s = socket.create_connection(("fd00::1", 5001))
@@ -800,7 +800,7 @@ d=$(mktemp -d)
 mount -t tmpfs -o size=256k tmpfs "$d"
 {bin} serve --tun chw0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 1 --out "$d" > /dev/null 2> "$d.err" &
 pid=$!
-sleep 0.5
+for i in $(seq 200); do ip -o addr show dev chw0 scope global 2>/dev/null | grep -q . && break; sleep 0.05; done
 python3 -c '
 import socket
 s = socket.create_connection(("198.18.0.1", 5001))
@@ -843,7 +843,7 @@ umount "$d"; rm -rf "$d" "$d.err"
             r#"ip link set lo up
 {bin} serve --tun chf0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 2 --pcap {pcap} --hash sha256 > {pcap}.out &
 pid=$!
-sleep 0.5
+for i in $(seq 200); do ip -o addr show dev chf0 scope global 2>/dev/null | grep -q . && break; sleep 0.05; done
 ip link set chf0 txqueuelen 20000
 python3 {flooder} 198.18.0.1 5001 50000 --martians 2000 &
 fpid=$!
@@ -981,7 +981,7 @@ cat {pcap}.out; rm -f {pcap}.out
             r#"ip link set lo up
 {bin} serve --tun chq0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --shutdown-drain-ms 1500 > /tmp/chimney-sig-$$.out &
 pid=$!
-sleep 0.5
+for i in $(seq 200); do ip -o addr show dev chq0 scope global 2>/dev/null | grep -q . && break; sleep 0.05; done
 python3 -c '
 import socket, time
 a = socket.create_connection(("198.18.0.1", 5001))
@@ -1041,7 +1041,7 @@ cat /tmp/chimney-sig-$$.out; rm -f /tmp/chimney-sig-$$.out
                 r#"ip link set lo up
 {bin} serve --tun cec0 --local {local} --listen {listen} --connections 1 --echo --hash sha256 {extra} > /tmp/chimney-echo-$$.out &
 pid=$!
-sleep 0.5
+for i in $(seq 200); do ip -o addr show dev cec0 scope global 2>/dev/null | grep -q . && break; sleep 0.05; done
 python3 -c '
 import socket, hashlib, threading, random
 n = {size}
@@ -1102,7 +1102,7 @@ cat /tmp/chimney-echo-$$.out; rm -f /tmp/chimney-echo-$$.out
             r#"ip link set lo up
 {bin} serve --tun cnc0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 1 --source 16M --hash sha256 > /tmp/chimney-src-$$.out &
 pid=$!
-sleep 0.5
+for i in $(seq 200); do ip -o addr show dev cnc0 scope global 2>/dev/null | grep -q . && break; sleep 0.05; done
 timeout 30 nc 198.18.0.1 5001 < /dev/null | sha256sum | sed "s/^/NC_GOT /"
 wait $pid; echo "SOURCE_EXIT $?"
 cat /tmp/chimney-src-$$.out
@@ -1171,13 +1171,13 @@ rm -f /tmp/chimney-src-$$.out
             r#"ip link set lo up
 {bin} serve --tun cip0 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 1 --source 64M > /tmp/chimney-ipr-$$.out &
 pid=$!
-sleep 0.5
+for i in $(seq 200); do ip -o addr show dev cip0 scope global 2>/dev/null | grep -q . && break; sleep 0.05; done
 timeout 30 iperf -c 198.18.0.1 -p 5001 -R -t 30 -f b 2>&1 | sed "s/^/REVERSE /"
 wait $pid; echo "REVERSE_EXIT $?"
 cat /tmp/chimney-ipr-$$.out
 {bin} serve --tun cip1 --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 1 --echo > /tmp/chimney-ipr-$$.out &
 pid=$!
-sleep 0.5
+for i in $(seq 200); do ip -o addr show dev cip1 scope global 2>/dev/null | grep -q . && break; sleep 0.05; done
 timeout 30 iperf -c 198.18.0.1 -p 5001 --full-duplex -t 1 -f b 2>&1 | sed "s/^/DUPLEX /"
 wait $pid; echo "DUPLEX_EXIT $?"
 cat /tmp/chimney-ipr-$$.out; rm -f /tmp/chimney-ipr-$$.out
@@ -1220,7 +1220,7 @@ cat /tmp/chimney-ipr-$$.out; rm -f /tmp/chimney-ipr-$$.out
             r#"ip link set lo up
 {bin} serve --tun cht0 --local 198.18.0.2/24 --listen 198.18.0.1:8080 --http > /tmp/chimney-http-$$.out &
 pid=$!
-sleep 0.5
+for i in $(seq 200); do ip -o addr show dev cht0 scope global 2>/dev/null | grep -q . && break; sleep 0.05; done
 curl -s http://198.18.0.1:8080/3000000 | sha256sum | sed "s/^/CURL_BODY /"
 curl -s -o /dev/null -w "CURL_404 %{{http_code}}\n" http://198.18.0.1:8080/nothing
 curl -s -o /dev/null -o /dev/null -w "CURL_KEEP %{{http_code}} %{{num_connects}}\n" http://198.18.0.1:8080/10 http://198.18.0.1:8080/20
@@ -1275,7 +1275,7 @@ cat /tmp/chimney-http-$$.out; rm -f /tmp/chimney-http-$$.out
             r#"ip link set lo up
 {bin} serve --tun {tun} --local 198.18.0.2/24 --listen 198.18.0.1:5001 --connections 1 --hash sha256 > /tmp/chimney-one-$$.out &
 pid=$!
-sleep 0.5
+for i in $(seq 200); do ip -o addr show dev {tun} scope global 2>/dev/null | grep -q . && break; sleep 0.05; done
 {setup}
 python3 -c '{client}'
 wait $pid

@@ -197,6 +197,8 @@ struct Script {
     held: HashMap<NblId, NetBufferList>,
     timers: HashMap<ConnId, Option<Instant>>,
     conns: HashSet<ConnId>,
+    /// Offloads that succeeded (connections, counting a reused id once per connection).
+    offloads: usize,
     now: Option<Instant>,
     /// Bytes of the NBLs in `posted` and `held`.
     nbl_bytes: usize,
@@ -747,7 +749,11 @@ impl InitiateOffload for ReplayTarget {
         let ret = self.run_scope(host);
         match self.ret_status(&ret) {
             Some(Ok(NdisStatus::Success)) => {
-                self.s.borrow_mut().conns.insert(conn);
+                let mut st = self.s.borrow_mut();
+                st.conns.insert(conn);
+                // Every offload counts: an id is reused once its connection has ended.
+                st.offloads += 1;
+                drop(st);
                 Ok(state.delegated.buffered_data)
             }
             Some(Ok(status)) => Err(InitiateFailed { status, error: None, state: Box::new(state) }),
@@ -1169,7 +1175,7 @@ fn replay_lines(src: Lines) -> Result<ReplayReport, ReplayError> {
     }
     // The trace ended: what a connection still owes, it never paid.
     v.finish();
-    let (connections, lines) = (s.borrow().conns.len(), s.borrow().line_no);
+    let (connections, lines) = (s.borrow().offloads, s.borrow().line_no);
     Ok(ReplayReport {
         lines,
         calls,
