@@ -1,9 +1,11 @@
-//! What the benchmarks share: medians, and a peer's segments built for the engine.
+//! What the benchmarks share: medians, a peer's segments built for the engine, and the
+//! veth pair the kernel contenders run over.
 
 use std::net::SocketAddr;
 
 use chimney::testkit::peer::Peer;
 use chimney::wire::TcpOptions;
+use chimney_linux::{DriverError, Netns};
 
 /// The benchmarks' TCP peer (chimney's shared test peer) at `remote`, for an engine at
 /// `local`: a SYN with MSS 1460, window scale 7 and SACK permitted, a 4096-byte window;
@@ -32,4 +34,18 @@ pub fn median(v: &[f64]) -> f64 {
     } else {
         (v[m - 1] + v[m]) / 2.0
     }
+}
+
+/// Two fresh namespaces joined by a veth pair at `mtu`: 198.19.0.1 in the first, 198.19.0.2
+/// in the second.
+pub fn veth_pair(mtu: u32) -> Result<(Netns, Netns), DriverError> {
+    let a = Netns::create()?;
+    let b = Netns::create()?;
+    let b_path = b.path();
+    a.ip(&["link", "add", "bva", "type", "veth", "peer", "name", "bvb", "netns", &b_path])?;
+    a.ip(&["addr", "add", "198.19.0.1/24", "dev", "bva"])?;
+    a.ip(&["link", "set", "bva", "mtu", &mtu.to_string(), "up"])?;
+    b.ip(&["addr", "add", "198.19.0.2/24", "dev", "bvb"])?;
+    b.ip(&["link", "set", "bvb", "mtu", &mtu.to_string(), "up"])?;
+    Ok((a, b))
 }

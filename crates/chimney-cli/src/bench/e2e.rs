@@ -14,7 +14,7 @@ use std::time::{Duration, Instant as WallClock};
 use chimney::testkit::rng::SplitMix64;
 use chimney_linux::{Driver, DriverError, EndReason, Netns, Tun};
 
-use super::common::median;
+use super::common::{median, veth_pair};
 
 /// `chimney bench e2e` flags.
 #[derive(clap::Args, Debug, Clone)]
@@ -333,20 +333,6 @@ fn connect_retry(target: SocketAddr) -> Result<TcpStream, String> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Err(format!("connect {target}: {last}"))
-}
-
-/// Two fresh namespaces joined by a veth pair at `mtu`: 198.19.0.1 in the first, 198.19.0.2
-/// in the second.
-fn veth_pair(mtu: u32) -> Result<(Netns, Netns), DriverError> {
-    let a = Netns::create()?;
-    let b = Netns::create()?;
-    let b_path = b.path();
-    a.ip(&["link", "add", "bva", "type", "veth", "peer", "name", "bvb", "netns", &b_path])?;
-    a.ip(&["addr", "add", "198.19.0.1/24", "dev", "bva"])?;
-    a.ip(&["link", "set", "bva", "mtu", &mtu.to_string(), "up"])?;
-    b.ip(&["addr", "add", "198.19.0.2/24", "dev", "bvb"])?;
-    b.ip(&["link", "set", "bvb", "mtu", &mtu.to_string(), "up"])?;
-    Ok((a, b))
 }
 
 /// (a) kernel → kernel over a veth pair between two fresh namespaces.

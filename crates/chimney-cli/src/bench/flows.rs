@@ -341,14 +341,7 @@ pub fn kernel_server(addr: SocketAddr, n: usize, expect: u64) -> ExitCode {
 /// (a) The clients into a kernel server over veth: `chimney bench flows --kernel-server`, a
 /// child process in the other namespace ([`kernel_server`]).
 fn run_kernel(n: usize, data: Arc<Vec<u8>>, limit: Duration) -> Result<Run, DriverError> {
-    let x = Netns::create()?;
-    let y = Netns::create()?;
-    let y_path = y.path();
-    x.ip(&["link", "add", "fva", "type", "veth", "peer", "name", "fvb", "netns", &y_path])?;
-    x.ip(&["addr", "add", "198.19.0.1/24", "dev", "fva"])?;
-    x.ip(&["link", "set", "fva", "up"])?;
-    y.ip(&["addr", "add", "198.19.0.2/24", "dev", "fvb"])?;
-    y.ip(&["link", "set", "fvb", "up"])?;
+    let (x, y) = super::common::veth_pair(1500)?;
     y.ip(&["link", "set", "lo", "up"])?;
     let addr: SocketAddr = "198.19.0.2:8080".parse().expect("address");
     let exe = std::env::current_exe().map_err(|e| DriverError::os("finding the chimney binary", e))?;

@@ -80,14 +80,7 @@ fn serve_kernel_conn(mut c: TcpStream) {
 
 /// (a) wrk → a kernel responder over veth.
 fn run_kernel(a: &HttpArgs) -> Result<(f64, bool), DriverError> {
-    let x = Netns::create()?;
-    let y = Netns::create()?;
-    let y_path = y.path();
-    x.ip(&["link", "add", "hva", "type", "veth", "peer", "name", "hvb", "netns", &y_path])?;
-    x.ip(&["addr", "add", "198.19.0.1/24", "dev", "hva"])?;
-    x.ip(&["link", "set", "hva", "up"])?;
-    y.ip(&["addr", "add", "198.19.0.2/24", "dev", "hvb"])?;
-    y.ip(&["link", "set", "hvb", "up"])?;
+    let (x, y) = super::common::veth_pair(1500)?;
     let addr: SocketAddr = "198.19.0.2:8080".parse().expect("address");
     let listener = y.run(move || TcpListener::bind(addr))?.map_err(|e| DriverError::os("binding the responder", e))?;
     listener.set_nonblocking(true).map_err(|e| DriverError::os("responder", e))?;
